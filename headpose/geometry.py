@@ -1,0 +1,158 @@
+"""Head-pose geometry: rotation matrices, Euler decomposition, projection, flips, in-plane rotation.
+
+This module owns the one rotation/projection convention the datasets use (the 3DDFA convention
+of 300W_LP and AFLW2000, see ``../shared/docs/conventions.md``)::
+
+    Rx(pitch) = [[1, 0, 0], [0, c, s], [0, -s, c]]
+    Ry(yaw)   = [[c, 0, -s], [0, 1, 0], [s, 0, c]]
+    Rz(roll)  = [[c, s, 0], [-s, c, 0], [0, 0, 1]]
+    R = Rx(pitch) @ Ry(yaw) @ Rz(roll)
+    p = f * R @ v + t
+    image_x = p_x ;  image_y = H + 1 - p_y     (MATLAB 1-based image coordinates)
+
+``Pose_Para`` is ``[pitch, yaw, roll, tx, ty, tz, f]`` with angles in radians. Everything else in
+the project (synthetic rendering, augmentation, crops) goes through these functions, so the
+convention lives in exactly one place. Angles carry their unit in their name.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Pose_Para layout: indices of the parts of the 7-vector.
+PITCH, YAW, ROLL = 0, 1, 2
+TRANSLATION = slice(3, 6)
+SCALE = 6
+
+
+def rotation_matrix(pitch_rad: float, yaw_rad: float, roll_rad: float) -> np.ndarray:
+    """Return R = Rx(pitch) @ Ry(yaw) @ Rz(roll) in the dataset convention (3x3 float64)."""
+    cp, sp = math.cos(pitch_rad), math.sin(pitch_rad)
+    cy, sy = math.cos(yaw_rad), math.sin(yaw_rad)
+    cr, sr = math.cos(roll_rad), math.sin(roll_rad)
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, cp, sp], [0.0, -sp, cp]])
+    ry = np.array([[cy, 0.0, -sy], [0.0, 1.0, 0.0], [sy, 0.0, cy]])
+    rz = np.array([[cr, sr, 0.0], [-sr, cr, 0.0], [0.0, 0.0, 1.0]])
+    return rx @ ry @ rz
+
+
+def _wrap_rad(angle_rad: float) -> float:
+    """Wrap an angle to (-pi, pi]."""
+    wrapped = math.remainder(angle_rad, 2.0 * math.pi)
+    return math.pi if wrapped == -math.pi else wrapped
+
+
+def euler_from_matrix(
+    rotation: np.ndarray, near_rad: tuple[float, float, float] | None = None
+) -> tuple[float, float, float]:
+    """Decompose R into (pitch_rad, yaw_rad, roll_rad) with atan2 only (no asin branch errors).
+
+    Every rotation has two Euler triples in this convention: (p, y, r) and
+    (p + pi, pi - y, r + pi). Without ``near_rad`` the one with |yaw| <= 90 degrees is returned.
+    With ``near_rad`` (a reference triple, e.g. the angles before an augmentation) the triple
+    closest to it is returned, so a yaw of 95 degrees stays 95 instead of jumping to 85 with
+    pitch and roll flipped by 180. At gimbal lock (|yaw| = 90) roll is set to 0.
+    """
+    r = np.asarray(rotation, dtype=np.float64)
+    cos_yaw = math.hypot(r[0, 0], r[0, 1])
+    yaw = math.atan2(-r[0, 2], cos_yaw)
+    if cos_yaw > 1e-9:
+        pitch = math.atan2(r[1, 2], r[2, 2])
+        roll = math.atan2(r[0, 1], r[0, 0])
+    else:  # gimbal lock: only pitch - sign(yaw) * roll is defined; put it all in pitch
+        roll = 0.0
+        pitch = math.atan2(r[1, 0] * math.copysign(1.0, -r[0, 2]), r[1, 1])
+    primary = (pitch, yaw, roll)
+    if near_rad is None:
+        return primary
+    alternate = (_wrap_rad(pitch + math.pi), _wrap_rad(math.pi - yaw), _wrap_rad(roll + math.pi))
+
+    def distance(candidate: tuple[float, float, float]) -> float:
+        return sum(abs(_wrap_rad(a - b)) for a, b in zip(candidate, near_rad))
+
+    return min((primary, alternate), key=distance)
+
+
+def pose_angles_deg(pose_para: np.ndarray) -> tuple[float, float, float]:
+    """Return (yaw_deg, pitch_deg, roll_deg) from a Pose_Para vector (radians inside)."""
+    pose = np.asarray(pose_para, dtype=np.float64).ravel()
+    return (math.degrees(pose[YAW]), math.degrees(pose[PITCH]), math.degrees(pose[ROLL]))
+
+
+def project_points(vertices: np.ndarray, pose_para: np.ndarray, image_height: float) -> np.ndarray:
+    """Project model-space points (N, 3) to image coordinates, returning (N, 3): x, y, depth.
+
+    x and y are MATLAB 1-based image coordinates (origin top-left, y down); depth is the
+    camera-space z of ``f * R @ v + t`` (larger is closer to the camera).
+    """
+    pose = np.asarray(pose_para, dtype=np.float64).ravel()
+    rotation = rotation_matrix(pose[PITCH], pose[YAW], pose[ROLL])
+    camera = pose[SCALE] * (np.asarray(vertices, dtype=np.float64) @ rotation.T) + pose[TRANSLATION]
+    return np.stack([camera[:, 0], image_height + 1.0 - camera[:, 1], camera[:, 2]], axis=1)
+
+
+def unproject_points(image_points: np.ndarray, pose_para: np.ndarray, image_height: float) -> np.ndarray:
+    """Invert :func:`project_points`: image (x, y, depth) points (N, 3) back to model space."""
+    pose = np.asarray(pose_para, dtype=np.float64).ravel()
+    rotation = rotation_matrix(pose[PITCH], pose[YAW], pose[ROLL])
+    points = np.asarray(image_points, dtype=np.float64)
+    camera = np.stack([points[:, 0], image_height + 1.0 - points[:, 1], points[:, 2]], axis=1)
+    return ((camera - pose[TRANSLATION]) / pose[SCALE]) @ rotation
+
+
+def flip_pose_horizontally(pose_para: np.ndarray, image_width: float) -> np.ndarray:
+    """Pose of the mirrored image: yaw and roll negate, tx mirrors about the image centre.
+
+    Mirroring x in camera space is R -> M R M with M = diag(-1, 1, 1), which keeps pitch and
+    negates yaw and roll in this convention. The x translation maps to ``W + 1 - tx``.
+    """
+    flipped = np.asarray(pose_para, dtype=np.float64).ravel().copy()
+    flipped[YAW] = -flipped[YAW]
+    flipped[ROLL] = -flipped[ROLL]
+    flipped[3] = image_width + 1.0 - flipped[3]
+    return flipped
+
+
+def in_plane_rotation_affine(angle_deg: float, center_xy: tuple[float, float]) -> np.ndarray:
+    """2x3 affine matrix rotating image points by ``angle_deg`` counter-clockwise on screen.
+
+    Same matrix as ``cv2.getRotationMatrix2D(center, angle_deg, 1.0)``: apply it to (x, y, 1)
+    image coordinates (y down). Points and the pixel grid must use the same origin: for 1-based
+    landmark coordinates, warp the pixel array about ``center - 1``.
+    """
+    angle_rad = math.radians(angle_deg)
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    cx, cy = center_xy
+    return np.array([[c, s, (1 - c) * cx - s * cy], [-s, c, s * cx + (1 - c) * cy]])
+
+
+def apply_affine(affine: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine matrix to (N, 2) points."""
+    points = np.asarray(points_xy, dtype=np.float64)
+    return points @ affine[:, :2].T + affine[:, 2]
+
+
+def rotate_pose_in_plane(
+    pose_para: np.ndarray, angle_deg: float, center_xy: tuple[float, float], image_height: float
+) -> np.ndarray:
+    """Pose_Para of the image rotated in-plane by ``angle_deg`` (CCW on screen) about ``center_xy``.
+
+    The image rotation is a rotation about the camera's viewing axis. In the y-up projection
+    space it is the standard CCW matrix Q, so the new pose has R' = Q @ R and t' = Q (t - c) + c
+    (c: the centre in projection space). The new Euler angles are decomposed from R' and chosen
+    on the branch nearest the original ones. Scale and depth translation are unchanged.
+    """
+    pose = np.asarray(pose_para, dtype=np.float64).ravel()
+    angle_rad = math.radians(angle_deg)
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    q = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    rotation = q @ rotation_matrix(pose[PITCH], pose[YAW], pose[ROLL])
+    pitch, yaw, roll = euler_from_matrix(rotation, near_rad=(pose[PITCH], pose[YAW], pose[ROLL]))
+    center = np.array([center_xy[0], image_height + 1.0 - center_xy[1], 0.0])
+    translation = q @ (pose[TRANSLATION] - center) + center
+    rotated = pose.copy()
+    rotated[[PITCH, YAW, ROLL]] = (pitch, yaw, roll)
+    rotated[TRANSLATION] = translation
+    return rotated

@@ -1,0 +1,192 @@
+"""``params.yaml``: the schema of every experiment knob, and its validation.
+
+Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthetic generator's
+settings sit under ``synth``. :func:`load_params` reads the file, rejects unknown or ill-typed keys
+and out-of-range values with one message naming the key and what was expected, and returns a plain
+dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from headpose.errors import HeadposeError
+
+FULL_RANGE_DEG = 198  # HopeNet bins cover [-99, 99)
+
+ARCHS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "cbam_resnet50",
+    "mobilenet_v2",
+    "shufflenet_v2_x1_0",
+)
+
+
+def valid_bin_widths() -> list[int]:
+    """Bin widths (degrees) that divide the 198-degree range into whole bins."""
+    return [width for width in range(1, FULL_RANGE_DEG + 1) if FULL_RANGE_DEG % width == 0]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one key is checked: a Python type, an optional value check and its description."""
+
+    kind: type | tuple[type, ...]
+    check: Callable[[Any], bool] | None = None
+    expected: str = ""
+
+
+def _number(low: float | None = None, high: float | None = None, *, low_open=False) -> Rule:
+    def check(value: float) -> bool:
+        if low is not None and (value <= low if low_open else value < low):
+            return False
+        return high is None or value <= high
+
+    left = "(" if low_open else "["
+    text = f"a number in {left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+    return Rule((int, float), check, text)
+
+
+def _integer(low: int, high: int | None = None) -> Rule:
+    text = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    return Rule(int, lambda v: v >= low and (high is None or v <= high), text)
+
+
+def _choice(*options: str) -> Rule:
+    return Rule(str, lambda v: v in options, "one of " + ", ".join(options))
+
+
+def _percentile_pair(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and -180 <= value[0] < value[1] <= 180
+    )
+
+
+_PAIR = Rule(list, _percentile_pair, "[p5_deg, p95_deg] with -180 <= p5 < p95 <= 180")
+_TEXT = Rule(str, lambda v: bool(v.strip()), "a non-empty path")
+_FLAG = Rule(bool, None, "true or false")
+
+SYNTH_SCHEMA: dict[str, Rule] = {
+    "train_faces": _integer(1),
+    "variants_per_face": _integer(1, 20),
+    "mirror": _FLAG,
+    "test_images": _integer(1),
+    "image_size": _integer(64, 2048),
+    "test_outlier_fraction": _number(0, 0.5),
+    "train_pose": Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]"),
+    "test_pose": Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]"),
+}
+
+SCHEMA: dict[str, Rule] = {
+    "seed": _integer(0),
+    "train_data": _TEXT,
+    "test_data": _TEXT,
+    "max_angle": _number(0, 180, low_open=True),
+    "val_fraction": Rule((int, float), lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "augment": _FLAG,
+    "aug_fraction": _number(0, 1),
+    "aug_angles": Rule(
+        list,
+        lambda v: bool(v) and all(isinstance(a, (int, float)) and 0 < abs(a) <= 90 for a in v),
+        "a non-empty list of non-zero angles in degrees, each within [-90, 90]",
+    ),
+    "workers": _integer(0),
+    "arch": _choice(*ARCHS),
+    "pretrained": _TEXT,
+    "bin_width": Rule(
+        (int, float),
+        lambda v: v in valid_bin_widths(),
+        "a bin width in degrees that divides 198: " + ", ".join(map(str, valid_bin_widths())),
+    ),
+    "alpha": _number(0, 100),
+    "image_size": _integer(32, 1024),
+    "batch_size": _integer(1, 4096),
+    "lr": _number(0, 1, low_open=True),
+    "epochs": _integer(1, 1000),
+    "finetune_epochs": _integer(0, 1000),
+    "finetune_lr": _number(0, 1, low_open=True),
+    "lr_schedule": _choice("exponential", "step"),
+    "lr_decay": _number(0, 1, low_open=True),
+    "lr_steps": Rule(
+        list,
+        lambda v: all(isinstance(s, int) and s > 0 for s in v),
+        "a list of positive epoch numbers",
+    ),
+    "lr_step_gamma": _number(0, 1, low_open=True),
+    "expectation": _choice("centers", "lower_edges"),
+    "gpus": _integer(1, 64),
+    "synth": Rule(dict, None, "a mapping of synthetic-data settings"),
+}
+
+
+def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and kind is not bool:
+        return False  # yaml's true/false must not pass as numbers
+    return isinstance(value, kind)
+
+
+def _check_block(params: dict, schema: dict[str, Rule], prefix: str) -> None:
+    unknown = sorted(set(params) - set(schema))
+    if unknown:
+        raise HeadposeError(
+            f"unknown key {prefix}{unknown[0]!s} in params.yaml; known keys: "
+            + ", ".join(prefix + key for key in schema)
+        )
+    missing = [key for key in schema if key not in params]
+    if missing:
+        raise HeadposeError(f"params.yaml is missing the key {prefix}{missing[0]}")
+    for key, rule in schema.items():
+        value = params[key]
+        if not _type_ok(value, rule.kind) or (rule.check is not None and not rule.check(value)):
+            expected = rule.expected or f"a value of type {rule.kind}"
+            raise HeadposeError(f"params.yaml: {prefix}{key} is {value!r}; expected {expected}")
+
+
+def validate(params: dict) -> dict:
+    """Check a params mapping against the schema; return it unchanged or raise HeadposeError."""
+    if not isinstance(params, dict):
+        raise HeadposeError("params.yaml must be a mapping of keys to values")
+    _check_block(params, SCHEMA, "")
+    _check_block(params["synth"], SYNTH_SCHEMA, "synth.")
+    for block in ("train_pose", "test_pose"):
+        poses = params["synth"][block]
+        if set(poses) != {"yaw", "pitch", "roll"}:
+            raise HeadposeError(f"params.yaml: synth.{block} must have exactly yaw, pitch, roll")
+        for angle, pair in poses.items():
+            if not _PAIR.check(pair):
+                raise HeadposeError(
+                    f"params.yaml: synth.{block}.{angle} is {pair!r}; expected {_PAIR.expected}"
+                )
+    if params["finetune_epochs"] > 0 and params["finetune_lr"] > params["lr"]:
+        raise HeadposeError(
+            f"params.yaml: finetune_lr ({params['finetune_lr']}) must not exceed lr "
+            f"({params['lr']}): phase 2 fine-tunes at a lower learning rate"
+        )
+    return params
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    """Read and validate ``params.yaml``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise HeadposeError(f"cannot read {file}: {error.strerror}") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise HeadposeError(f"{file} is not valid YAML: {error}") from None
+    return validate(params)

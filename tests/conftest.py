@@ -1,0 +1,30 @@
+"""Shared test fixtures: where the real sample data lives (``../shared/data``), skipped if absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+AFLW2000_DIR = SHARED_DATA / "AFLW2000"
+W300LP_SAMPLE_DIR = SHARED_DATA / "300W_LP_sample"
+
+
+def _require(path: Path) -> Path:
+    if not path.is_dir():
+        pytest.skip(f"real dataset not available: {path} is missing (only present in CI/dev)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def aflw2000_dir() -> Path:
+    """The real AFLW2000-3D folder (2000 jpg+mat pairs)."""
+    return _require(AFLW2000_DIR)
+
+
+@pytest.fixture(scope="session")
+def w300lp_sample_dir() -> Path:
+    """The folder holding one real 300W_LP pair (IBUG/)."""
+    return _require(W300LP_SAMPLE_DIR)
