@@ -46,9 +46,15 @@ class Bins:
     def values_deg(self, mode: str = "centers") -> torch.Tensor:
         """The angle each class stands for: its centre, or its lower edge (original HopeNet)."""
         if mode not in EXPECTATION_MODES:
-            raise HeadposeError(f"expectation must be one of {', '.join(EXPECTATION_MODES)}, got {mode!r}")
+            raise HeadposeError(
+                f"expectation must be one of {', '.join(EXPECTATION_MODES)}, got {mode!r}"
+            )
         offset = self.width_deg / 2 if mode == "centers" else 0.0
-        return torch.arange(self.count, dtype=torch.float32) * self.width_deg + RANGE_START_DEG + offset
+        return (
+            torch.arange(self.count, dtype=torch.float32) * self.width_deg
+            + RANGE_START_DEG
+            + offset
+        )
 
     def expectation_deg(self, logits: torch.Tensor, mode: str = "centers") -> torch.Tensor:
         """Soft-argmax: the softmax-weighted mean of the class values, in degrees (per row)."""

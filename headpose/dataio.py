@@ -112,7 +112,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def write_jpeg(path: str | os.PathLike, image_rgb: np.ndarray, quality: int = 95) -> None:
     """Encode an RGB uint8 image as JPEG and write it atomically."""
     ok, encoded = cv2.imencode(
-        IMAGE_SUFFIX, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        IMAGE_SUFFIX,
+        cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, quality],
     )
     if not ok:
         raise HeadposeError(f"{path}: JPEG encoding failed")

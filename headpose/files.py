@@ -23,7 +23,9 @@ def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise HeadposeError(f"cannot create output folder {path.parent}: {error.strerror}") from None
+        raise HeadposeError(
+            f"cannot create output folder {path.parent}: {error.strerror}"
+        ) from None
 
 
 @contextmanager

@@ -70,7 +70,7 @@ def euler_from_matrix(
     alternate = (_wrap_rad(pitch + math.pi), _wrap_rad(math.pi - yaw), _wrap_rad(roll + math.pi))
 
     def distance(candidate: tuple[float, float, float]) -> float:
-        return sum(abs(_wrap_rad(a - b)) for a, b in zip(candidate, near_rad))
+        return sum(abs(_wrap_rad(a - b)) for a, b in zip(candidate, near_rad, strict=True))
 
     return min((primary, alternate), key=distance)
 
@@ -93,7 +93,9 @@ def project_points(vertices: np.ndarray, pose_para: np.ndarray, image_height: fl
     return np.stack([camera[:, 0], image_height + 1.0 - camera[:, 1], camera[:, 2]], axis=1)
 
 
-def unproject_points(image_points: np.ndarray, pose_para: np.ndarray, image_height: float) -> np.ndarray:
+def unproject_points(
+    image_points: np.ndarray, pose_para: np.ndarray, image_height: float
+) -> np.ndarray:
     """Invert :func:`project_points`: image (x, y, depth) points (N, 3) back to model space."""
     pose = np.asarray(pose_para, dtype=np.float64).ravel()
     rotation = rotation_matrix(pose[PITCH], pose[YAW], pose[ROLL])

@@ -53,7 +53,9 @@ def _number(low: float | None = None, high: float | None = None, *, low_open=Fal
         return high is None or value <= high
 
     left = "(" if low_open else "["
-    text = f"a number in {left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+    low_text = "-inf" if low is None else low
+    high_text = "inf" if high is None else high
+    text = f"a number in {left}{low_text}, {high_text}]"
     return Rule((int, float), check, text)
 
 

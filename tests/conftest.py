@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the real sample data lives (``../shared/data``), skipped if absent."""
+"""Shared fixtures: the real sample data in ``../shared/data`` (tests skip if it is absent)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,9 @@ def test_elementary_matrices_follow_the_convention():
     np.testing.assert_allclose(g.rotation_matrix(0.3, 0, 0), [[1, 0, 0], [0, c, s], [0, -s, c]])
     np.testing.assert_allclose(g.rotation_matrix(0, 0.3, 0), [[c, 0, -s], [0, 1, 0], [s, 0, c]])
     np.testing.assert_allclose(g.rotation_matrix(0, 0, 0.3), [[c, s, 0], [-s, c, 0], [0, 0, 1]])
-    composed = g.rotation_matrix(0.1, 0, 0) @ g.rotation_matrix(0, 0.2, 0) @ g.rotation_matrix(0, 0, 0.3)
+    composed = (
+        g.rotation_matrix(0.1, 0, 0) @ g.rotation_matrix(0, 0.2, 0) @ g.rotation_matrix(0, 0, 0.3)
+    )
     np.testing.assert_allclose(g.rotation_matrix(0.1, 0.2, 0.3), composed)
 
 
@@ -42,7 +44,9 @@ def test_yaw_beyond_90_stays_on_the_branch_near_the_reference(yaw_deg):
 
 def test_gimbal_lock_gives_an_equivalent_rotation():
     rotation = g.rotation_matrix(0.4, math.pi / 2, 0.1)
-    np.testing.assert_allclose(g.rotation_matrix(*g.euler_from_matrix(rotation)), rotation, atol=1e-9)
+    np.testing.assert_allclose(
+        g.rotation_matrix(*g.euler_from_matrix(rotation)), rotation, atol=1e-9
+    )
 
 
 def test_projection_round_trip():
@@ -74,9 +78,12 @@ def test_in_plane_rotation_matches_rotated_projection():
     for angle_deg in (-20, -10, 10, 20, 75):
         rotated_pose = g.rotate_pose_in_plane(pose, angle_deg, center, image_height=450)
         expected = g.apply_affine(
-            g.in_plane_rotation_affine(angle_deg, center), g.project_points(vertices, pose, 450)[:, :2]
+            g.in_plane_rotation_affine(angle_deg, center),
+            g.project_points(vertices, pose, 450)[:, :2],
         )
-        np.testing.assert_allclose(g.project_points(vertices, rotated_pose, 450)[:, :2], expected, atol=1e-6)
+        np.testing.assert_allclose(
+            g.project_points(vertices, rotated_pose, 450)[:, :2], expected, atol=1e-6
+        )
 
 
 def test_in_plane_rotation_of_a_frontal_face_changes_roll_only():
@@ -103,7 +110,10 @@ def _model_space_spread(mats, unproject) -> float:
         heads.append(points - points.mean(axis=0))
     heads = np.array(heads)
     typical = np.median(heads, axis=0)
-    return float(np.median(np.linalg.norm(heads - typical, axis=2)) / np.median(np.linalg.norm(heads, axis=2)))
+    return float(
+        np.median(np.linalg.norm(heads - typical, axis=2))
+        / np.median(np.linalg.norm(heads, axis=2))
+    )
 
 
 def test_real_aflw2000_follows_the_convention(aflw2000_dir):
