@@ -39,10 +39,10 @@ def test_push_then_pull_restores_a_dataset_and_a_model(tmp_path):
     run(["dvc", "push", "-q"], project)
     assert any(path.is_file() for path in remote.rglob("*")), "push wrote nothing to the remote"
 
-    originals = {p: p.read_bytes() for p in (project / "data").rglob("*") if p.is_file()}
+    originals = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
     originals[project / "models" / "model.pt"] = (project / "models" / "model.pt").read_bytes()
     shutil.rmtree(project / ".dvc" / "cache")
-    shutil.rmtree(project / "data")
+    shutil.rmtree(project / "data" / "300W_LP")
     (project / "models" / "model.pt").unlink()
 
     run(["dvc", "pull", "-q"], project)
