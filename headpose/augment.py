@@ -1,0 +1,231 @@
+"""300W_AUG: in-plane rotated copies of a share of the training list, with exact labels.
+
+The improvement report's recipe: pick a random ``aug_fraction`` of the train list (never val)
+and rotate each chosen image in the image plane by every angle of ``aug_angles``. Each copy is
+a new ``NAME_rot<angle>.jpg`` + ``.mat`` whose labels describe the rotated image:
+
+* ``Pose_Para`` (all 7 values): the in-plane rotation composed with the head rotation and the
+  translation rotated about the same centre (:func:`headpose.geometry.rotate_pose_in_plane`,
+  Euler angles by atan2 on the branch nearest the original).
+* ``pt2d`` (visible points; AFLW2000-style placeholders for invisible ones stay as they are)
+  and ``pt3d_68`` x/y (depth unchanged) are rotated with the same affine matrix as the pixels.
+  No other key is copied: ``roi``'s box format is undocumented (and a rotated box is no box),
+  and the 3DMM parameters are not used by this project.
+
+Canvas policy: the image keeps its size; it is rotated about the centre of its visible
+landmarks (so the face stays where it was) and the uncovered corners are filled by reflecting
+the image (``cv2.BORDER_REFLECT_101``). A rotation that would move a visible landmark that was
+inside the image out of it is skipped and reported, never written with clipped labels.
+
+Landmarks are 1-based image coordinates; the pixel grid is 0-based, so the pixels are warped
+about ``centre - 1`` with the same rotation (see :func:`in_plane_rotation_affine`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+
+from headpose.dataio import (
+    ANNOTATION_SUFFIX,
+    IMAGE_SUFFIX,
+    read_annotation,
+    read_image,
+    read_mat,
+    write_sample,
+)
+from headpose.errors import HeadposeError
+from headpose.filelists import angles_table_text, list_text, sample_path, skipped_table_text
+from headpose.files import atomic_directory, write_text
+from headpose.geometry import (
+    apply_affine,
+    in_plane_rotation_affine,
+    pose_angles_deg,
+    rotate_pose_in_plane,
+)
+from headpose.naming import rotated_name
+from headpose.parallel import map_with_progress
+
+DATASET_NAME = "300W_AUG"
+
+
+@dataclass(frozen=True)
+class RotatedSample:
+    """One rotated copy: the new image and the arrays of its .mat file."""
+
+    image_rgb: np.ndarray
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def angles_deg(self) -> tuple[float, float, float]:
+        return pose_angles_deg(self.arrays["Pose_Para"])
+
+
+@dataclass(frozen=True)
+class AugmentTask:
+    """Rotate one training sample by every angle, writing into ``temp_folder``."""
+
+    source: str  # list entry of the original sample
+    relative_stem: str  # where its copies go inside the output folder
+    angles_deg: tuple[float, ...]
+    temp_folder: str  # the folder being written
+    final_folder: str  # its name once complete (list entries use it)
+
+
+@dataclass
+class Augmentation:
+    """What the stage produced: the combined list, the new samples' angles and the skips."""
+
+    combined: list[str]
+    angles: list[tuple[str, str, tuple[float, float, float]]]
+    skipped: list[tuple[str, str, str]]
+    metrics: dict
+
+
+def _visible(points_xy: np.ndarray) -> np.ndarray:
+    """Mask of real landmarks (AFLW2000 stores invisible ones with negative coordinates)."""
+    return np.all(np.isfinite(points_xy), axis=1) & np.all(points_xy >= 0, axis=1)
+
+
+def _inside(points_xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Mask of 1-based points lying on the image."""
+    x, y = points_xy[:, 0], points_xy[:, 1]
+    return (x >= 1) & (x <= width) & (y >= 1) & (y <= height)
+
+
+def rotate_sample(
+    image_rgb: np.ndarray, mat: dict, landmarks_xy: np.ndarray, angle_deg: float
+) -> RotatedSample:
+    """Rotate one sample in-plane by ``angle_deg`` (counter-clockwise on screen).
+
+    ``landmarks_xy`` are the sample's visible landmarks (1-based, from read_annotation); the
+    rotation centre is the centre of their bounding box. Raises a HeadposeError when a visible
+    landmark inside the image would leave it.
+    """
+    height, width = image_rgb.shape[:2]
+    center_xy = tuple((landmarks_xy.min(axis=0) + landmarks_xy.max(axis=0)) / 2.0)
+    affine = in_plane_rotation_affine(angle_deg, center_xy)
+    rotated_landmarks = apply_affine(affine, landmarks_xy)
+    leaving = _inside(landmarks_xy, width, height) & ~_inside(rotated_landmarks, width, height)
+    if leaving.any():
+        raise HeadposeError(
+            f"rotating by {angle_deg:g} deg moves {int(leaving.sum())} landmarks out of the "
+            f"{width}x{height} image"
+        )
+    pixel_affine = in_plane_rotation_affine(angle_deg, (center_xy[0] - 1, center_xy[1] - 1))
+    rotated_image = cv2.warpAffine(
+        image_rgb,
+        pixel_affine,
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
+    pose = np.asarray(mat["Pose_Para"], dtype=np.float64).ravel()
+    arrays = {
+        "Pose_Para": rotate_pose_in_plane(pose, angle_deg, center_xy, height)[None, :].astype(
+            np.float32
+        )
+    }
+    if "pt2d" in mat:
+        points = np.asarray(mat["pt2d"], dtype=np.float64).T.copy()
+        visible = _visible(points)
+        points[visible] = apply_affine(affine, points[visible])
+        arrays["pt2d"] = points.T
+    if "pt3d_68" in mat:
+        points = np.asarray(mat["pt3d_68"], dtype=np.float64).copy()
+        points[:2] = apply_affine(affine, points[:2].T).T
+        arrays["pt3d_68"] = points
+    return RotatedSample(rotated_image, arrays)
+
+
+def augment_one(task: AugmentTask) -> list[tuple[str, tuple[float, float, float] | None, str]]:
+    """Write every rotated copy of one sample; return (entry, angles or None, skip reason)."""
+    relative = PurePosixPath(task.relative_stem)
+    stems = [str(relative.with_name(rotated_name(relative.name, a))) for a in task.angles_deg]
+    entries = [sample_path(task.final_folder, stem) for stem in stems]
+    try:
+        image = read_image(task.source + IMAGE_SUFFIX)
+        mat = read_mat(task.source + ANNOTATION_SUFFIX)
+        landmarks = read_annotation(task.source + ANNOTATION_SUFFIX).landmarks_xy
+    except HeadposeError as error:
+        return [(entry, None, str(error)) for entry in entries]
+    results = []
+    for angle_deg, stem, entry in zip(task.angles_deg, stems, entries, strict=True):
+        try:
+            rotated = rotate_sample(image, mat, landmarks, angle_deg)
+        except HeadposeError as error:
+            results.append((entry, None, f"{task.source}: {error}"))
+            continue
+        write_sample(Path(task.temp_folder) / stem, rotated.image_rgb, rotated.arrays)
+        results.append((entry, rotated.angles_deg, ""))
+    return results
+
+
+def choose_samples(train: list[str], fraction: float, seed: int) -> list[str]:
+    """A seeded random ``fraction`` of the train list, in list order."""
+    count = round(fraction * len(train))
+    chosen = np.random.default_rng(seed).choice(len(train), size=count, replace=False)
+    return [train[index] for index in sorted(chosen)]
+
+
+def _relative_stem(entry: str, train_root: str | os.PathLike) -> str:
+    """The sample's path inside its dataset folder (its name alone if it lies elsewhere)."""
+    path = PurePosixPath(entry)
+    try:
+        return str(path.relative_to(Path(train_root).as_posix()))
+    except ValueError:
+        return path.name
+
+
+def build_augmentation(
+    train: list[str],
+    train_root: str | os.PathLike,
+    output_folder: str | os.PathLike,
+    enabled: bool,
+    fraction: float,
+    angles_deg: list[float],
+    seed: int,
+    workers: int = 1,
+) -> Augmentation:
+    """Write ``output_folder`` (atomically): rotated copies, ``train.txt``, ``angles.tsv``,
+    ``skipped.tsv``. With ``enabled`` false or ``fraction`` 0 only the list of originals."""
+    if not train:
+        raise HeadposeError("the train list is empty: nothing to augment")
+    chosen = choose_samples(train, fraction, seed) if enabled else []
+    final_folder = Path(output_folder).as_posix()
+    with atomic_directory(output_folder) as temp:
+        tasks = [
+            AugmentTask(
+                source,
+                _relative_stem(source, train_root),
+                tuple(angles_deg),
+                str(temp),
+                final_folder,
+            )
+            for source in chosen
+        ]
+        results = [
+            row
+            for rows in map_with_progress(augment_one, tasks, workers, "rotating samples")
+            for row in rows
+        ]
+        written = [(entry, DATASET_NAME, angles) for entry, angles, _ in results if angles]
+        skipped = [(entry, DATASET_NAME, reason) for entry, angles, reason in results if reason]
+        combined = train + [entry for entry, _, _ in written]
+        write_text(temp / "train.txt", list_text(combined))
+        write_text(temp / "angles.tsv", angles_table_text(written))
+        write_text(temp / "skipped.tsv", skipped_table_text(skipped))
+    metrics = {
+        "enabled": bool(enabled and chosen),
+        "originals": len(train),
+        "chosen": len(chosen),
+        "rotations_per_sample": len(angles_deg) if chosen else 0,
+        "rotated_written": len(written),
+        "rotated_skipped": len(skipped),
+        "combined": len(combined),
+    }
+    return Augmentation(combined, written, skipped, metrics)

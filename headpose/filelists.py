@@ -1,0 +1,297 @@
+"""File lists: scan, validate, filter and split the datasets into train/val/test lists.
+
+The ``filelists`` stage finds every ``NAME.jpg`` + ``NAME.mat`` pair of the training folder
+(300W_LP layout, searched recursively, ``landmarks/`` ignored) and the test folder (AFLW2000
+layout, flat, so ``Code/`` is ignored), and checks each pair: the .mat has a finite ``Pose_Para``
+and visible landmarks (:func:`headpose.dataio.read_annotation`) and the image decodes. Samples
+with any |angle| above ``max_angle`` are dropped (the standard 1969-image AFLW2000 protocol).
+Nothing is dropped silently: every skipped sample is listed with its reason.
+
+Training samples are split into train/val by group (:func:`headpose.naming.group_key`): a
+group's side is decided by hashing its key with the seed, so it never changes when unrelated
+samples are added.
+
+Outputs (one folder, written atomically): ``train.txt``, ``val.txt``, ``test.txt`` (one sample
+per line, its path without extension), ``skipped.tsv`` (sample, dataset, reason) and
+``angles.tsv`` (the angles of every sample with a valid annotation, in range or not, so the
+analysis need not read the .mat files again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from headpose.dataio import (
+    ANNOTATION_SUFFIX,
+    IMAGE_SUFFIX,
+    angles_within,
+    find_sample_stems,
+    read_annotation,
+)
+from headpose.errors import HeadposeError
+from headpose.files import atomic_directory, write_text
+from headpose.naming import group_key
+from headpose.parallel import map_with_progress
+
+IGNORED_FOLDERS = ("landmarks",)  # 300W_LP's landmark folder holds no samples
+ANGLE_COLUMNS = ("yaw_deg", "pitch_deg", "roll_deg")
+ANGLES_HEADER = "\t".join(("sample", "dataset", *ANGLE_COLUMNS))
+SKIPPED_HEADER = "sample\tdataset\treason"
+
+
+@dataclass(frozen=True)
+class SampleCheck:
+    """The outcome of checking one pair: its angles (if the annotation is valid) and a problem."""
+
+    path: str  # the list entry: dataset root / stem, without extension
+    angles_deg: tuple[float, float, float] | None  # (yaw, pitch, roll); None: no valid annotation
+    problem: str | None  # why the sample is unusable; None when it is usable
+
+
+@dataclass
+class DatasetScan:
+    """All pairs found in one dataset folder, checked."""
+
+    name: str  # "train" or "test"
+    checks: list[SampleCheck]
+    unpaired: list[SampleCheck] = field(default_factory=list)  # a .jpg or .mat without its twin
+
+
+@dataclass
+class FileLists:
+    """The lists the stage writes, plus what was skipped and why."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    skipped: list[tuple[str, str, str]]  # (sample, dataset, reason)
+    angles: list[tuple[str, str, tuple[float, float, float]]]  # (sample, dataset, angles_deg)
+    metrics: dict
+
+
+def sample_path(root: str | os.PathLike, stem: str) -> str:
+    """List entry of a sample: the dataset root as given joined with its stem (POSIX)."""
+    return (Path(root) / stem).as_posix()
+
+
+def _image_problem(image_path: str) -> str | None:
+    """Cheap decode check (JPEG decoded at 1/8 scale); None when the image is readable."""
+    try:
+        data = np.fromfile(image_path, dtype=np.uint8)
+    except OSError as error:
+        return f"image not readable: {error.strerror}"
+    decoded = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
+    return None if decoded is not None else "image is not a decodable JPEG"
+
+
+def check_sample(path: str) -> SampleCheck:
+    """Validate one pair ``path.jpg`` + ``path.mat``; never raises for bad data."""
+    try:
+        annotation = read_annotation(path + ANNOTATION_SUFFIX)
+    except HeadposeError as error:
+        reason = str(error).removeprefix(f"{path}{ANNOTATION_SUFFIX}: ")
+        return SampleCheck(path, None, reason)
+    return SampleCheck(path, annotation.angles_deg, _image_problem(path + IMAGE_SUFFIX))
+
+
+def scan_dataset(
+    root: str | os.PathLike, name: str, recursive: bool, workers: int = 1
+) -> DatasetScan:
+    """Find and check every pair in ``root``; raise a HeadposeError if the folder has none."""
+    stems, image_orphans = find_sample_stems(root, recursive)
+    layout = "300W_LP layout, searched recursively" if recursive else "AFLW2000 layout, flat"
+    stems = [stem for stem in stems if stem.split("/")[0] not in IGNORED_FOLDERS]
+    if not stems:
+        raise HeadposeError(
+            f"{name} data folder {root} holds no {IMAGE_SUFFIX} + {ANNOTATION_SUFFIX} pairs "
+            f"({layout}); check train_data/test_data in params.yaml"
+        )
+    pattern = f"**/*{ANNOTATION_SUFFIX}" if recursive else f"*{ANNOTATION_SUFFIX}"
+    paired = set(stems) | set(image_orphans)
+    annotation_orphans = [
+        stem
+        for mat in sorted(Path(root).glob(pattern))
+        if (stem := mat.relative_to(root).with_suffix("").as_posix()) not in paired
+        and stem.split("/")[0] not in IGNORED_FOLDERS
+    ]
+    unpaired = [
+        SampleCheck(sample_path(root, stem), None, f"no {ANNOTATION_SUFFIX} beside the image")
+        for stem in image_orphans
+    ] + [
+        SampleCheck(sample_path(root, stem), None, f"no {IMAGE_SUFFIX} beside the annotation")
+        for stem in annotation_orphans
+    ]
+    paths = [sample_path(root, stem) for stem in stems]
+    checks = map_with_progress(check_sample, paths, workers, f"checking {name} samples")
+    return DatasetScan(name, checks, unpaired)
+
+
+def _group_position(key: str, seed: int) -> float:
+    """A seeded hash of a group key, uniform in [0, 1): below val_fraction means validation."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_train_val(
+    samples: list[str], seed: int, val_fraction: float
+) -> tuple[list[str], list[str]]:
+    """Split samples into (train, val) by group, keeping every group on one side.
+
+    With ``val_fraction > 0`` and at least two groups, neither side is left empty: if the hash
+    put every group on one side, the group nearest the threshold moves over.
+    """
+    keys = sorted({group_key(sample) for sample in samples})
+    positions = {key: _group_position(key, seed) for key in keys}
+    val_keys = {key for key in keys if positions[key] < val_fraction}
+    if val_fraction > 0 and len(keys) >= 2:
+        if not val_keys:
+            val_keys = {min(keys, key=positions.__getitem__)}
+        elif len(val_keys) == len(keys):
+            val_keys.remove(max(keys, key=positions.__getitem__))
+    train = [sample for sample in samples if group_key(sample) not in val_keys]
+    val = [sample for sample in samples if group_key(sample) in val_keys]
+    return train, val
+
+
+def _usable(scan: DatasetScan, max_angle_deg: float) -> tuple[list[str], list[tuple], Counter]:
+    """Usable samples of a scan, the skipped ones with reasons, and counts per kind of skip."""
+    skipped = [(check.path, scan.name, check.problem) for check in scan.unpaired]
+    counts = Counter(unpaired=len(scan.unpaired))
+    usable = []
+    for check in scan.checks:
+        if check.problem is not None:
+            skipped.append((check.path, scan.name, check.problem))
+            counts["invalid"] += 1
+        elif not angles_within(check.angles_deg, max_angle_deg):
+            yaw, pitch, roll = check.angles_deg
+            reason = (
+                f"an angle beyond +-{max_angle_deg:g} deg "
+                f"(yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f})"
+            )
+            skipped.append((check.path, scan.name, reason))
+            counts["out_of_range"] += 1
+        else:
+            usable.append(check.path)
+    return usable, skipped, counts
+
+
+def _require_usable(usable: list[str], skipped: list[tuple], root, name: str) -> None:
+    if usable:
+        return
+    first = f"; first: {skipped[0][0]}: {skipped[0][2]}" if skipped else ""
+    raise HeadposeError(
+        f"no usable {name} samples in {root}: all {len(skipped)} pairs were skipped{first}"
+    )
+
+
+def build_filelists(
+    train_root: str | os.PathLike,
+    test_root: str | os.PathLike,
+    max_angle_deg: float,
+    val_fraction: float,
+    seed: int,
+    workers: int = 1,
+) -> FileLists:
+    """Scan, check, filter and split both datasets (the whole ``filelists`` stage but writing)."""
+    train_scan = scan_dataset(train_root, "train", recursive=True, workers=workers)
+    test_scan = scan_dataset(test_root, "test", recursive=False, workers=workers)
+    train_usable, train_skipped, train_counts = _usable(train_scan, max_angle_deg)
+    test_usable, test_skipped, test_counts = _usable(test_scan, max_angle_deg)
+    _require_usable(train_usable, train_skipped, train_root, "training")
+    _require_usable(test_usable, test_skipped, test_root, "test")
+    train, val = split_train_val(train_usable, seed, val_fraction)
+    metrics = {
+        name: {
+            "pairs_found": len(scan.checks),
+            "unpaired_files": counts["unpaired"],
+            "skipped_invalid": counts["invalid"],
+            "skipped_out_of_range": counts["out_of_range"],
+            "usable": len(usable),
+        }
+        for name, scan, usable, counts in (
+            ("train", train_scan, train_usable, train_counts),
+            ("test", test_scan, test_usable, test_counts),
+        )
+    }
+    metrics["train"].update(
+        groups=len({group_key(sample) for sample in train_usable}), train=len(train), val=len(val)
+    )
+    angles = [
+        (check.path, scan.name, check.angles_deg)
+        for scan in (train_scan, test_scan)
+        for check in scan.checks
+        if check.angles_deg is not None
+    ]
+    return FileLists(train, val, test_usable, train_skipped + test_skipped, angles, metrics)
+
+
+def _lines(rows: list[str]) -> str:
+    return "".join(f"{row}\n" for row in rows)
+
+
+def _clean(text: str) -> str:
+    """One TSV field: no tabs or line breaks."""
+    return " ".join(text.split())
+
+
+def angles_table_text(rows: list[tuple[str, str, tuple[float, float, float]]]) -> str:
+    """``angles.tsv`` content: sample, dataset, yaw_deg, pitch_deg, roll_deg (header first)."""
+    body = [
+        "\t".join((sample, dataset, *(f"{angle:.6f}" for angle in angles)))
+        for sample, dataset, angles in rows
+    ]
+    return _lines([ANGLES_HEADER, *body])
+
+
+def read_angles_table(path: str | os.PathLike) -> dict[str, tuple[str, np.ndarray]]:
+    """Read an ``angles.tsv``: {sample: (dataset, array of yaw, pitch, roll in degrees)}."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise HeadposeError(f"cannot read {path}: {error.strerror}") from None
+    if not lines or lines[0] != ANGLES_HEADER:
+        raise HeadposeError(f"{path}: expected a header line {ANGLES_HEADER!r}")
+    table = {}
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        try:
+            table[fields[0]] = (fields[1], np.array([float(v) for v in fields[2:]]))
+        except (IndexError, ValueError):
+            raise HeadposeError(f"{path}:{number}: expected 5 tab-separated fields") from None
+    return table
+
+
+def skipped_table_text(rows: list[tuple[str, str, str]]) -> str:
+    """``skipped.tsv`` content: sample, dataset, reason (header first)."""
+    return _lines([SKIPPED_HEADER, *("\t".join(map(_clean, row)) for row in rows)])
+
+
+def read_list(path: str | os.PathLike) -> list[str]:
+    """Read a file list (one sample path without extension per line)."""
+    try:
+        return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+    except OSError as error:
+        raise HeadposeError(
+            f"cannot read the file list {path}: {error.strerror}; run `dvc repro filelists`"
+        ) from None
+
+
+def list_text(samples: list[str]) -> str:
+    """A file list's content."""
+    return _lines(samples)
+
+
+def write_filelists(lists: FileLists, folder: str | os.PathLike) -> None:
+    """Write the lists, ``skipped.tsv`` and ``angles.tsv`` into ``folder`` atomically."""
+    with atomic_directory(folder) as temp:
+        for name, samples in (("train", lists.train), ("val", lists.val), ("test", lists.test)):
+            write_text(temp / f"{name}.txt", list_text(samples))
+        write_text(temp / "skipped.tsv", skipped_table_text(lists.skipped))
+        write_text(temp / "angles.tsv", angles_table_text(lists.angles))
