@@ -1,0 +1,59 @@
+"""Plots: the project's figures, written as PNG files (matplotlib, no display needed).
+
+Each function takes plain arrays, draws one figure with matplotlib's object-oriented API (no
+pyplot state) and writes it atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from headpose.files import atomic_path
+
+HISTOGRAM_BIN_DEG = 3
+
+
+def plot_angle_histograms(
+    angles_by_dataset: dict[str, np.ndarray], folder: str | os.PathLike
+) -> list[Path]:
+    """Overlaid histograms per angle: ``folder/yaw.png``, ``pitch.png``, ``roll.png``.
+
+    ``angles_by_dataset`` maps a label to an (N, 3) array of (yaw, pitch, roll) degrees. Each
+    dataset is normalised to a density so sets of different sizes compare.
+    """
+    paths = []
+    for column, angle_name in enumerate(("yaw", "pitch", "roll")):
+        values = [
+            np.asarray(a, dtype=np.float64).reshape(-1, 3)[:, column]
+            for a in angles_by_dataset.values()
+        ]
+        present = np.concatenate([v for v in values if v.size] or [np.zeros(1)])
+        low = HISTOGRAM_BIN_DEG * math.floor(present.min() / HISTOGRAM_BIN_DEG)
+        high = HISTOGRAM_BIN_DEG * (math.ceil(present.max() / HISTOGRAM_BIN_DEG) + 1)
+        bins = np.arange(low, high + HISTOGRAM_BIN_DEG, HISTOGRAM_BIN_DEG)
+        figure = Figure(figsize=(7, 4), layout="constrained")
+        axes = figure.add_subplot()
+        for label, column_values in zip(angles_by_dataset, values, strict=True):
+            if column_values.size:
+                axes.hist(
+                    column_values,
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    linewidth=1.6,
+                    label=f"{label} (n={column_values.size})",
+                )
+        axes.set_xlabel(f"{angle_name} (degrees)")
+        axes.set_ylabel("density")
+        axes.set_title(f"{angle_name} distribution")
+        axes.legend()
+        path = Path(folder) / f"{angle_name}.png"
+        with atomic_path(path) as temp:
+            figure.savefig(temp, dpi=100)
+        paths.append(path)
+    return paths
