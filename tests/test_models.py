@@ -1,0 +1,208 @@
+"""The model family: shapes, CBAM, parameter groups, checkpoints and HopeNet snapshots."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from headpose.errors import HeadposeError
+from headpose.models import (
+    CBAM,
+    HOPENET_META,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ChannelAttention,
+    SpatialAttention,
+    build_model,
+    imagenet_weight_files,
+    load_checkpoint,
+    save_checkpoint,
+)
+from headpose.params import ARCHS
+
+FAST_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0", "resnet50", "cbam_resnet50")
+
+
+def _meta(arch: str, num_bins: int) -> dict:
+    return {
+        "arch": arch,
+        "num_bins": num_bins,
+        "bin_width": 198 // num_bins,
+        "image_size": 64,
+        "expectation": "centers",
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
+
+
+@pytest.mark.parametrize("arch", FAST_ARCHS)
+def test_every_fast_arch_gives_three_bin_logits(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, num_bins=66).eval()
+    with torch.inference_mode():
+        outputs = model(torch.randn(2, 3, 32, 32))
+    assert len(outputs) == 3
+    assert all(output.shape == (2, 66) for output in outputs)
+    assert not torch.equal(outputs[0], outputs[1])  # three separate heads
+
+
+@pytest.mark.parametrize("arch", sorted(set(ARCHS) - set(FAST_ARCHS)))
+def test_the_big_archs_build_with_heads_of_the_right_size(arch):
+    model = build_model(arch, num_bins=33)
+    assert model.fc_yaw.out_features == 33 and model.fc_roll.out_features == 33
+
+
+def test_unknown_arch_and_too_few_bins_are_rejected():
+    with pytest.raises(HeadposeError, match="unknown arch 'vgg16'"):
+        build_model("vgg16", 66)
+    with pytest.raises(HeadposeError, match="num_bins"):
+        build_model("resnet18", 1)
+
+
+def test_cbam_keeps_shapes_and_modulates_its_input():
+    torch.manual_seed(0)
+    features = torch.randn(2, 32, 6, 5)
+    channel, spatial, cbam = ChannelAttention(32), SpatialAttention(), CBAM(32)
+    channel_weights = channel.weights(features)
+    spatial_weights = spatial.weights(features)
+    assert channel_weights.shape == (2, 32, 1, 1)
+    assert spatial_weights.shape == (2, 1, 6, 5)
+    # weights are sigmoid outputs that differ between channels / positions: a real modulation
+    assert channel_weights.min() > 0 and channel_weights.max() < 1
+    assert channel_weights.std() > 1e-4 and spatial_weights.std() > 1e-4
+    output = cbam(features)
+    assert output.shape == features.shape
+    assert not torch.allclose(output, features)
+    expected = spatial(channel(features))
+    assert torch.allclose(channel(features), features * channel_weights)
+    assert expected.shape == features.shape
+
+
+def test_cbam_resnet50_has_attention_in_every_bottleneck():
+    model = build_model("cbam_resnet50", 66)
+    blocks = [m for name, m in model.backbone.named_modules() if name.count(".") == 1]
+    assert len(blocks) == 3 + 4 + 6 + 3
+    assert all(isinstance(block.cbam, CBAM) for block in blocks)
+
+
+@pytest.mark.parametrize("arch", ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0"))
+def test_parameter_groups_partition_the_parameters(arch):
+    model = build_model(arch, 66)
+    groups = model.parameter_groups()
+    ids = [id(p) for group in groups.values() for p in group]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in model.parameters()}
+    assert groups["stem"] and groups["backbone"]
+    assert len(groups["heads"]) == 6  # weight + bias of three heads
+    first_conv = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert id(first_conv.weight) in {id(p) for p in groups["stem"]}
+
+
+def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("resnet18", 33).eval()
+    images = torch.randn(2, 3, 32, 32)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, _meta("resnet18", 33))
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"state_dict", "meta"}
+    loaded, meta = load_checkpoint(path, expected={"arch": "resnet18", "num_bins": 33})
+    assert meta == _meta("resnet18", 33)
+    assert not loaded.training
+    with torch.inference_mode():
+        for before, after in zip(model(images), loaded(images), strict=True):
+            assert torch.equal(before, after)
+
+
+def test_wrong_arch_or_bins_say_what_the_file_holds(tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, build_model("mobilenet_v2", 66), _meta("mobilenet_v2", 66))
+    with pytest.raises(HeadposeError, match="holds arch mobilenet_v2; asked for arch resnet50"):
+        load_checkpoint(path, expected={"arch": "resnet50"})
+    with pytest.raises(HeadposeError, match="holds num_bins 66; asked for num_bins 198"):
+        load_checkpoint(path, expected={"num_bins": 198})
+    with pytest.raises(HeadposeError, match="holds arch mobilenet_v2"):
+        build_model("resnet18", 66, pretrained=str(path))
+
+
+def test_meta_must_match_the_model(tmp_path):
+    with pytest.raises(HeadposeError, match="lacks image_size"):
+        meta = _meta("resnet18", 66)
+        del meta["image_size"]
+        save_checkpoint(tmp_path / "m.pt", build_model("resnet18", 66), meta)
+    with pytest.raises(HeadposeError, match="model is resnet18 with 66 bins"):
+        save_checkpoint(tmp_path / "m.pt", build_model("resnet18", 66), _meta("resnet18", 33))
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_missing_and_corrupt_checkpoints_give_one_message(tmp_path):
+    with pytest.raises(HeadposeError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(HeadposeError, match="not a readable weights-only PyTorch checkpoint"):
+        load_checkpoint(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(HeadposeError, match="neither a headpose checkpoint"):
+        load_checkpoint(foreign)
+
+
+@pytest.fixture(scope="module")
+def hopenet_snapshot(tmp_path_factory) -> tuple:
+    """(path, reference model, state) of a file in the original HopeNet layout: bare ResNet50
+    keys, 66-bin heads and the unused fc_finetune, saved as an OrderedDict of tensors."""
+    path = tmp_path_factory.mktemp("hopenet") / "hopenet_alpha1.pkl"
+    torch.manual_seed(1)
+    reference = build_model("resnet50", 66).eval()
+    state = OrderedDict()
+    for key, value in reference.state_dict().items():
+        state[key.removeprefix("backbone.")] = value.clone()
+    state["fc_finetune.weight"] = torch.randn(3, 2048)
+    state["fc_finetune.bias"] = torch.randn(3)
+    torch.save(state, path)
+    return path, reference, state
+
+
+def test_original_hopenet_snapshot_loads_with_the_published_settings(hopenet_snapshot):
+    path, reference, state = hopenet_snapshot
+    assert "conv1.weight" in state and "layer1.0.conv3.weight" in state
+    model, meta = load_checkpoint(path, expected={"num_bins": 66, "bin_width": 3})
+    assert meta["arch"] == "resnet50"
+    assert meta["expectation"] == "lower_edges" and meta["image_size"] == 224
+    assert meta["mean"] == HOPENET_META["mean"] and meta["std"] == HOPENET_META["std"]
+    images = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(model(images)[2], reference(images)[2])
+
+
+def test_pretrained_checkpoint_with_other_bins_keeps_backbone_and_fresh_heads(hopenet_snapshot):
+    path, reference, _ = hopenet_snapshot
+    model = build_model("resnet50", 198, pretrained=str(path))
+    assert torch.equal(model.backbone.conv1.weight, reference.backbone.conv1.weight)
+    assert model.fc_yaw.out_features == 198
+
+
+def test_imagenet_without_the_cached_file_names_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    expected = tmp_path / "checkpoints" / "resnet50-0676ba61.pth"
+    assert imagenet_weight_files("resnet50")[0] == expected
+    with pytest.raises(HeadposeError) as error:
+        build_model("resnet50", 66, pretrained="imagenet")
+    assert "resnet50-0676ba61.pth" in str(error.value)
+    assert str(tmp_path / "checkpoints") in str(error.value)
+
+
+def test_imagenet_weights_load_from_the_cache_into_the_backbone(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    import torchvision
+
+    torch.manual_seed(2)
+    source = torchvision.models.shufflenet_v2_x1_0(weights=None)
+    cached = imagenet_weight_files("shufflenet_v2_x1_0")[0]
+    cached.parent.mkdir(parents=True)
+    torch.save(source.state_dict(), cached)
+    model = build_model("shufflenet_v2_x1_0", 66, pretrained="imagenet")
+    assert torch.equal(model.backbone.conv1[0].weight, source.conv1[0].weight)
