@@ -1,0 +1,97 @@
+"""Face crops: HopeNet's loose box around the landmarks, and cropping it out of an image.
+
+The original HopeNet crops the face from the min/max box of the 2D landmarks, loosened by a factor
+``k`` of the box size (see ``../shared/docs/conventions.md``, "Original crops"):
+
+* ``mode="train"`` (300W_LP): ``k`` random in [0.2, 0.4]; left and right by ``0.6 k``, top by
+  ``2 k``, bottom by ``0.6 k``.
+* ``mode="eval"`` (AFLW2000 testing): ``k = 0.2``; left, right and top by ``2 k``, bottom by
+  ``0.6 k``.
+
+Boxes are ``(x_min, y_min, x_max, y_max)`` floats in pixel coordinates whose origin is the
+top-left corner of the image. Dataset landmarks are 1-based (MATLAB), so convert them with
+``landmarks_xy - 1`` first (:func:`headpose.data.prepare_crops` does). :func:`crop_resized` pads
+the parts of a box outside the image with black, as the original's PIL crop does, and resizes the
+crop to a square; training, evaluation and prediction (on detector boxes) all use it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from headpose.errors import HeadposeError
+
+TRAIN_K_RANGE = (0.2, 0.4)  # looseness drawn uniformly per training sample
+EVAL_K = 0.2  # fixed looseness of evaluation crops
+
+# Margins per mode as multiples of k: (left/right, top, bottom), each times the box size.
+_MARGINS = {"train": (0.6, 2.0, 0.6), "eval": (2.0, 2.0, 0.6)}
+CROP_MODES = tuple(_MARGINS)
+
+Box = tuple[float, float, float, float]
+
+
+def landmark_box(landmarks_xy: np.ndarray) -> Box:
+    """Min/max box of the visible landmarks; points with a negative coordinate are dropped.
+
+    AFLW2000 stores invisible landmarks as negative placeholders such as ``(-1, 452)``.
+    """
+    points = np.asarray(landmarks_xy, dtype=np.float64).reshape(-1, 2)
+    visible = points[np.all(np.isfinite(points), axis=1) & np.all(points >= 0, axis=1)]
+    if len(visible) < 2:
+        raise HeadposeError(f"need at least 2 visible landmarks for a face box, got {len(visible)}")
+    x_min, y_min = visible.min(axis=0)
+    x_max, y_max = visible.max(axis=0)
+    return float(x_min), float(y_min), float(x_max), float(y_max)
+
+
+def loosen_box(box: Box, k: float, mode: str) -> Box:
+    """Loosen a tight face box by factor ``k`` with the margins of ``mode`` ("train" or "eval")."""
+    if mode not in _MARGINS:
+        raise HeadposeError(f"crop mode must be one of {', '.join(CROP_MODES)}, got {mode!r}")
+    side_factor, top_factor, bottom_factor = _MARGINS[mode]
+    x_min, y_min, x_max, y_max = box
+    width, height = x_max - x_min, y_max - y_min
+    return (
+        x_min - side_factor * k * width,
+        y_min - top_factor * k * height,
+        x_max + side_factor * k * width,
+        y_max + bottom_factor * k * height,
+    )
+
+
+def loose_box(landmarks_xy: np.ndarray, k: float, mode: str) -> Box:
+    """HopeNet's loose face box: the visible landmarks' min/max box loosened by ``k``."""
+    return loosen_box(landmark_box(landmarks_xy), k, mode)
+
+
+def crop_resized(image: np.ndarray, box: Box, size: int) -> np.ndarray:
+    """Cut ``box`` out of ``image`` (black outside the image) and resize it to ``size`` x ``size``.
+
+    The box is rounded outwards to whole pixels. Shrinking uses area interpolation (no aliasing),
+    enlarging bilinear.
+    """
+    height, width = image.shape[:2]
+    x_min, y_min = math.floor(box[0]), math.floor(box[1])
+    x_max, y_max = math.ceil(box[2]), math.ceil(box[3])
+    if x_max <= x_min or y_max <= y_min:
+        raise HeadposeError(f"empty crop box {box}")
+    inside = image[max(y_min, 0) : min(y_max, height), max(x_min, 0) : min(x_max, width)]
+    if inside.size == 0:  # the box lies wholly outside the image
+        crop = np.zeros((y_max - y_min, x_max - x_min) + image.shape[2:], image.dtype)
+    else:
+        crop = cv2.copyMakeBorder(
+            inside,
+            top=max(-y_min, 0),
+            bottom=max(y_max - height, 0),
+            left=max(-x_min, 0),
+            right=max(x_max - width, 0),
+            borderType=cv2.BORDER_CONSTANT,
+            value=0,
+        )
+    shrinking = crop.shape[0] > size or crop.shape[1] > size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interpolation)

@@ -1,0 +1,452 @@
+"""Training: HopeNet's loss and two-phase schedule, validation, resumable epochs, checkpoints.
+
+The recipe (``params.yaml`` keys in brackets):
+
+* loss per angle: cross-entropy over the bins + ``alpha`` x MSE between the softmax expectation
+  (bin centres, or lower edges with ``expectation: lower_edges``) and the true angle;
+* phase 1 (``epochs``): Adam at ``lr``, the stem (conv1/bn1) frozen (no gradients, BN statistics
+  fixed) and the three heads at 5x ``lr``, as in the original; phase 2 (``finetune_epochs``,
+  0 = the one-phase original): everything trainable at ``finetune_lr``;
+* one optimizer and one LR scheduler per phase: ``lr_schedule: exponential`` multiplies the rates
+  by ``lr_decay`` after every epoch, ``step`` by ``lr_step_gamma`` at the epochs in ``lr_steps``
+  (counted from the start of each phase).
+
+After every epoch the model is scored on the validation list (MAE per angle, fixed evaluation
+crop), the numbers go to dvclive, and a resume checkpoint is written outside the stage's outputs
+(DVC deletes ``models/`` before re-running the stage). Re-running with the same params and lists
+continues after the last finished epoch and gives exactly the result of an uninterrupted run:
+shuffling and augmentation are seeded per epoch, not by a running random state.
+
+CUDA is used when present (AMP, pinned memory); otherwise the CPU, where runs are deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from dvclive import Live
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from headpose.bins import Bins
+from headpose.data import (
+    PoseDataset,
+    evaluation_dataset,
+    imagenet_normalization,
+    prepare_crops,
+    read_list,
+)
+from headpose.files import atomic_path
+from headpose.models import HeadPoseNet, build_model, pick_device, save_checkpoint
+from headpose.parallel import worker_count
+from headpose.params import validate
+
+HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
+ANGLES = ("yaw", "pitch", "roll")
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Where training reads and writes (relative to the repo root in the DVC stage)."""
+
+    train_list: Path = Path("data/300W_AUG/train.txt")
+    val_list: Path = Path("data/filelists/val.txt")
+    models_dir: Path = Path("models")
+    resume_file: Path = Path(".resume/train.pt")
+    live_dir: Path = Path("dvclive")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs with one optimizer: ``first_epoch`` .. ``first_epoch + epochs - 1``."""
+
+    name: str  # "frozen_stem" or "finetune"
+    first_epoch: int  # 1-based over the whole run
+    epochs: int
+    lr: float
+
+
+def phases(params: dict) -> list[Phase]:
+    """The run's phases: phase 1, then phase 2 when ``finetune_epochs`` > 0."""
+    plan = [Phase("frozen_stem", 1, params["epochs"], params["lr"])]
+    if params["finetune_epochs"] > 0:
+        plan.append(
+            Phase(
+                "finetune", params["epochs"] + 1, params["finetune_epochs"], params["finetune_lr"]
+            )
+        )
+    return plan
+
+
+# --- Reproducibility ----------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (model initialisation draws from torch)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _seed_loader_worker(worker_id: int) -> None:
+    """DataLoader workers: one thread each (the items carry their own seeded generators)."""
+    torch.set_num_threads(1)
+
+
+def run_fingerprint(params: dict, train_stems: list[str], val_stems: list[str]) -> str:
+    """A hash of everything a run's result depends on: all params and both sample lists."""
+    content = json.dumps(
+        {"params": params, "train": train_stems, "val": val_stems}, sort_keys=True
+    ).encode()
+    return hashlib.sha256(content).hexdigest()
+
+
+# --- Model, optimizer and schedule --------------------------------------------------------------
+
+
+def _stem_modules(model: HeadPoseNet) -> list[nn.Module]:
+    return [model.backbone.get_submodule(name) for name in model.stem_names]
+
+
+def set_stem_frozen(model: HeadPoseNet, frozen: bool) -> None:
+    """Freeze (or release) the stem's parameters."""
+    for parameter in model.parameter_groups()["stem"]:
+        parameter.requires_grad_(not frozen)
+
+
+def set_train_mode(model: HeadPoseNet, stem_frozen: bool) -> None:
+    """Training mode, keeping the frozen stem's BatchNorm statistics fixed (eval mode)."""
+    model.train()
+    if stem_frozen:
+        for module in _stem_modules(model):
+            module.eval()
+
+
+def make_optimizer(model: HeadPoseNet, phase: Phase) -> torch.optim.Optimizer:
+    """Adam for one phase: backbone at its lr and heads at 5x (phase 1), or everything at it."""
+    groups = model.parameter_groups()
+    if phase.name == "frozen_stem":
+        param_groups = [
+            {"params": groups["backbone"], "lr": phase.lr},
+            {"params": groups["heads"], "lr": phase.lr * HEAD_LR_FACTOR},
+        ]
+    else:
+        everything = groups["stem"] + groups["backbone"] + groups["heads"]
+        param_groups = [{"params": everything, "lr": phase.lr}]
+    return torch.optim.Adam(param_groups)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, params: dict
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch LR schedule of ``params`` (stepped once after every epoch of a phase)."""
+    if params["lr_schedule"] == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
+    return torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=params["lr_steps"], gamma=params["lr_step_gamma"]
+    )
+
+
+# --- Loss and metrics ---------------------------------------------------------------------------
+
+
+def pose_loss(
+    logits: tuple[torch.Tensor, ...], angles_deg: torch.Tensor, bins: Bins, alpha: float, mode: str
+) -> torch.Tensor:
+    """Sum over yaw, pitch, roll of cross-entropy(bin) + alpha x MSE(expectation, angle)."""
+    labels = bins.labels(angles_deg)
+    total = angles_deg.new_zeros(())
+    for index, angle_logits in enumerate(logits):
+        classification = nn.functional.cross_entropy(angle_logits.float(), labels[:, index])
+        regression = nn.functional.mse_loss(
+            bins.expectation_deg(angle_logits, mode), angles_deg[:, index]
+        )
+        total = total + classification + alpha * regression
+    return total
+
+
+@torch.no_grad()
+def predict_angles(
+    model: nn.Module, loader: DataLoader, bins: Bins, mode: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted, true) angles in degrees, each (N, 3) yaw/pitch/roll, over a whole loader."""
+    model.eval()
+    predicted, truth = [], []
+    for images, angles_deg in tqdm(loader, desc="validate", unit="batch", leave=False):
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+            logits = model(images)
+        predicted.append(torch.stack([bins.expectation_deg(x, mode) for x in logits], 1).cpu())
+        truth.append(angles_deg)
+    return torch.cat(predicted), torch.cat(truth)
+
+
+def mae_deg(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """Mean absolute error per angle and their mean (degrees)."""
+    errors = (predicted - truth).abs().mean(dim=0).tolist()
+    result = {f"mae_{angle}": float(error) for angle, error in zip(ANGLES, errors, strict=True)}
+    result["mae_mean"] = float(np.mean(errors))
+    return result
+
+
+# --- One epoch ----------------------------------------------------------------------------------
+
+
+def train_one_epoch(
+    model: HeadPoseNet,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    bins: Bins,
+    params: dict,
+    device: torch.device,
+    description: str,
+) -> float:
+    """One pass over ``loader``; returns the mean loss per batch."""
+    losses = []
+    bar = tqdm(loader, desc=description, unit="batch", leave=False)
+    for images, angles_deg in bar:
+        images = images.to(device, non_blocking=True)
+        angles_deg = angles_deg.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+            logits = model(images)
+        loss = pose_loss(logits, angles_deg, bins, params["alpha"], params["expectation"])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return float(np.mean(losses))
+
+
+# --- Data loading -------------------------------------------------------------------------------
+
+
+def make_train_loader(
+    dataset: PoseDataset, params: dict, device: torch.device
+) -> tuple[DataLoader, DistributedSampler]:
+    """The shuffling loader and its sampler (the one place the sampler is made).
+
+    The sampler draws each epoch's order from ``seed + epoch`` (call ``set_epoch``); with one
+    replica it is a plain seeded shuffle, and multi-process training only changes its
+    ``num_replicas``/``rank``. On the CPU items are prepared in the training process (workers
+    would compete with the training step for the same cores); on CUDA in ``workers`` processes.
+    """
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=params["seed"])
+    loader = DataLoader(
+        dataset,
+        batch_size=params["batch_size"],
+        sampler=sampler,
+        drop_last=len(dataset) > params["batch_size"],  # no tiny last batch for BatchNorm
+        **_loader_options(params, device),
+    )
+    return loader, sampler
+
+
+def make_eval_loader(dataset: PoseDataset, params: dict, device: torch.device) -> DataLoader:
+    """An in-order loader over an evaluation dataset."""
+    return DataLoader(dataset, batch_size=params["batch_size"], **_loader_options(params, device))
+
+
+def _loader_options(params: dict, device: torch.device) -> dict:
+    cuda = device.type == "cuda"
+    workers = worker_count(params["workers"]) if cuda else 0
+    return {
+        "num_workers": workers,
+        "pin_memory": cuda,
+        "worker_init_fn": _seed_loader_worker if workers else None,
+    }
+
+
+# --- Resume checkpoints -------------------------------------------------------------------------
+
+
+def _save_resume(path: Path, state: dict) -> None:
+    with atomic_path(path) as temp:
+        torch.save(state, temp)
+
+
+def _load_resume(path: Path, fingerprint: str) -> dict | None:
+    """The saved state of an interrupted run with the same fingerprint, else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a foreign or damaged file: start over rather than fail
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        return None
+    return state
+
+
+# --- The whole run ------------------------------------------------------------------------------
+
+
+def checkpoint_meta(params: dict, bins: Bins) -> dict:
+    """What evaluation and prediction need to use the weights (stored beside them)."""
+    return {
+        "arch": params["arch"],
+        "num_bins": bins.count,
+        "bin_width": params["bin_width"],
+        "image_size": params["image_size"],
+        "expectation": params["expectation"],
+        **imagenet_normalization(),
+    }
+
+
+def run_training(params: dict, paths: TrainPaths = TrainPaths()) -> dict:
+    """Train as ``params`` say on ``paths.train_list``, validate on ``paths.val_list``.
+
+    Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
+    the dvclive curves; returns the metrics (final and best epoch's MAEs). Bad params or lists
+    raise a HeadposeError before any work.
+    """
+    validate(params)
+    train_stems = read_list(paths.train_list)
+    val_stems = read_list(paths.val_list)
+    fingerprint = run_fingerprint(params, train_stems, val_stems)
+    device = pick_device()
+    bins = Bins(params["bin_width"])
+    print(
+        f"training {params['arch']} on {device.type}: {len(train_stems)} train images, "
+        f"{len(val_stems)} validation images"
+    )
+
+    train_set = PoseDataset(
+        prepare_crops(train_stems, params["image_size"], params["workers"], "decode train"),
+        params["image_size"],
+        augment=True,
+        seed=params["seed"],
+    )
+    val_loader = make_eval_loader(
+        evaluation_dataset(val_stems, params["image_size"], params["workers"]), params, device
+    )
+    train_loader, sampler = make_train_loader(train_set, params, device)
+
+    seed_everything(params["seed"])
+    model = build_model(params["arch"], bins.count, params["pretrained"]).to(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+
+    saved = _load_resume(paths.resume_file, fingerprint)
+    history: list[dict] = saved["history"] if saved else []
+    best = saved["best"] if saved else {"epoch": 0, "mae_mean": float("inf"), "state_dict": None}
+    if saved:
+        model.load_state_dict(saved["model"])
+        scaler.load_state_dict(saved["scaler"])
+        print(f"resuming after epoch {len(history)} from {paths.resume_file}")
+
+    live = Live(str(paths.live_dir), save_dvc_exp=False, dvcyaml=False)
+    for record in history:  # DVC removed the curves of the interrupted run: replay them
+        _log_epoch(live, record)
+
+    started = time.perf_counter()
+    for phase in phases(params):
+        last_epoch = phase.first_epoch + phase.epochs - 1
+        if len(history) >= last_epoch:
+            continue  # finished before the interruption
+        stem_frozen = phase.name == "frozen_stem"
+        set_stem_frozen(model, stem_frozen)
+        optimizer = make_optimizer(model, phase)
+        scheduler = make_scheduler(optimizer, params)
+        if saved and saved["phase"] == phase.name and len(history) >= phase.first_epoch:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+        for epoch in range(len(history) + 1, last_epoch + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            set_train_mode(model, stem_frozen)
+            loss = train_one_epoch(
+                model,
+                train_loader,
+                optimizer,
+                scaler,
+                bins,
+                params,
+                device,
+                f"epoch {epoch}/{params['epochs'] + params['finetune_epochs']} ({phase.name})",
+            )
+            scheduler.step()
+            scores = mae_deg(
+                *predict_angles(model, val_loader, bins, params["expectation"], device)
+            )
+            record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
+            history.append(record)
+            _log_epoch(live, record)
+            if scores["mae_mean"] < best["mae_mean"]:
+                best = {
+                    "epoch": epoch,
+                    "mae_mean": scores["mae_mean"],
+                    "state_dict": {
+                        k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                    },
+                }
+            tqdm.write(
+                f"epoch {epoch}: loss {loss:.3f}, validation MAE yaw {scores['mae_yaw']:.2f} "
+                f"pitch {scores['mae_pitch']:.2f} roll {scores['mae_roll']:.2f} "
+                f"mean {scores['mae_mean']:.2f} deg"
+            )
+            _save_resume(
+                paths.resume_file,
+                {
+                    "fingerprint": fingerprint,
+                    "phase": phase.name,
+                    "history": history,
+                    "best": best,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                },
+            )
+    live.end()
+
+    meta = checkpoint_meta(params, bins)
+    final = history[-1]
+    save_checkpoint(
+        paths.models_dir / "model.pt",
+        model,
+        {**meta, "epoch": final["epoch"], "val_mae_mean": final["mae_mean"]},
+    )
+    best_model = build_model(params["arch"], bins.count)
+    best_model.load_state_dict(best["state_dict"])
+    save_checkpoint(
+        paths.models_dir / "best.pt",
+        best_model,
+        {**meta, "epoch": best["epoch"], "val_mae_mean": best["mae_mean"]},
+    )
+    metrics = {
+        "final": {k: final[k] for k in ("epoch", "train_loss", *_mae_keys())},
+        "best": {
+            k: v for k, v in history[best["epoch"] - 1].items() if k in ("epoch", *_mae_keys())
+        },
+        "train_images": len(train_stems),
+        "val_images": len(val_stems),
+    }
+    paths.resume_file.unlink(missing_ok=True)
+    print(
+        f"trained in {time.perf_counter() - started:.0f} s; best validation MAE "
+        f"{best['mae_mean']:.2f} deg at epoch {best['epoch']}"
+    )
+    return metrics
+
+
+def _mae_keys() -> tuple[str, ...]:
+    return (*(f"mae_{angle}" for angle in ANGLES), "mae_mean")
+
+
+def _log_epoch(live: Live, record: dict) -> None:
+    live.log_metric("train/loss", record["train_loss"])
+    live.log_metric("train/lr", record["lr"])
+    for key in _mae_keys():
+        live.log_metric(f"val/{key}", record[key])
+    live.next_step()
