@@ -182,12 +182,16 @@ def _usable(scan: DatasetScan, max_angle_deg: float) -> tuple[list[str], list[tu
     return usable, skipped, counts
 
 
-def _require_usable(usable: list[str], skipped: list[tuple], root, name: str) -> None:
+def _require_usable(usable: list[str], skipped: list[tuple], counts: Counter, root, name) -> None:
+    """Raise when a dataset has no usable sample, saying why the samples were skipped."""
     if usable:
         return
-    first = f"; first: {skipped[0][0]}: {skipped[0][2]}" if skipped else ""
+    kinds = ", ".join(
+        f"{count} {kind.replace('_', ' ')}" for kind, count in counts.items() if count
+    )
+    example = f"{skipped[-1][0]}: {skipped[-1][2]}" if skipped else "none"
     raise HeadposeError(
-        f"no usable {name} samples in {root}: all {len(skipped)} pairs were skipped{first}"
+        f"no usable {name} samples in {root}: all were skipped ({kinds}); e.g. {example}"
     )
 
 
@@ -204,8 +208,8 @@ def build_filelists(
     test_scan = scan_dataset(test_root, "test", recursive=False, workers=workers)
     train_usable, train_skipped, train_counts = _usable(train_scan, max_angle_deg)
     test_usable, test_skipped, test_counts = _usable(test_scan, max_angle_deg)
-    _require_usable(train_usable, train_skipped, train_root, "training")
-    _require_usable(test_usable, test_skipped, test_root, "test")
+    _require_usable(train_usable, train_skipped, train_counts, train_root, "training")
+    _require_usable(test_usable, test_skipped, test_counts, test_root, "test")
     train, val = split_train_val(train_usable, seed, val_fraction)
     metrics = {
         name: {
