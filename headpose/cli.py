@@ -13,6 +13,8 @@ from headpose.errors import exit_on_error
 
 # (module, function) pairs that add a sub-command to the parser.
 COMMANDS: list[tuple[str, str]] = []
+COMMANDS.append(("headpose.predict", "add_predict_command"))
+COMMANDS.append(("headpose.evaluate", "add_evaluate_command"))
 
 
 def build_parser() -> argparse.ArgumentParser:
