@@ -44,7 +44,7 @@ def angle_summary(angles_deg: np.ndarray) -> dict:
     return summary
 
 
-def _angles_of(samples: list[str], table: dict[str, tuple[str, np.ndarray]], source) -> np.ndarray:
+def _angles_of(samples: list[str], table: dict[str, np.ndarray], source: Path) -> np.ndarray:
     """Angles of listed samples, looked up in the angles tables."""
     missing = [sample for sample in samples if sample not in table]
     if missing:
@@ -52,7 +52,7 @@ def _angles_of(samples: list[str], table: dict[str, tuple[str, np.ndarray]], sou
             f"{source} lists {missing[0]} (and {len(missing) - 1} more) that no angles.tsv "
             "describes; rerun `dvc repro augment`"
         )
-    return np.array([table[sample][1] for sample in samples]).reshape(-1, 3)
+    return np.array([table[sample] for sample in samples]).reshape(-1, 3)
 
 
 def dataset_angles(
@@ -60,15 +60,14 @@ def dataset_angles(
 ) -> dict[str, dict[str, np.ndarray]]:
     """{dataset: {"all"|"used": (N, 3) angles}} for "train", "300W_AUG" and "test"."""
     lists, augmented = Path(filelists_folder), Path(augmented_folder)
-    table = read_angles_table(lists / "angles.tsv")
-    table.update(read_angles_table(augmented / "angles.tsv"))
+    rows = read_angles_table(lists / "angles.tsv") + read_angles_table(augmented / "angles.tsv")
+    by_sample = {sample: angles for sample, _, angles in rows}
 
     def scanned(dataset: str) -> np.ndarray:
-        rows = [angles for name, angles in table.values() if name == dataset]
-        return np.array(rows).reshape(-1, 3)
+        return np.array([angles for _, name, angles in rows if name == dataset]).reshape(-1, 3)
 
     def listed(path: Path) -> np.ndarray:
-        return _angles_of(read_list(path), table, path)
+        return _angles_of(read_list(path), by_sample, path)
 
     return {
         "train": {"all": scanned("train"), "used": listed(lists / "train.txt")},

@@ -254,22 +254,24 @@ def angles_table_text(rows: list[tuple[str, str, tuple[float, float, float]]]) -
     return _lines([ANGLES_HEADER, *body])
 
 
-def read_angles_table(path: str | os.PathLike) -> dict[str, tuple[str, np.ndarray]]:
-    """Read an ``angles.tsv``: {sample: (dataset, array of yaw, pitch, roll in degrees)}."""
+def read_angles_table(path: str | os.PathLike) -> list[tuple[str, str, np.ndarray]]:
+    """Read an ``angles.tsv``: rows of (sample, dataset, array of yaw, pitch, roll degrees)."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise HeadposeError(f"cannot read {path}: {error.strerror}") from None
     if not lines or lines[0] != ANGLES_HEADER:
         raise HeadposeError(f"{path}: expected a header line {ANGLES_HEADER!r}")
-    table = {}
+    rows = []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split("\t")
+        if len(fields) != 5:
+            raise HeadposeError(f"{path}:{number}: expected 5 tab-separated fields")
         try:
-            table[fields[0]] = (fields[1], np.array([float(v) for v in fields[2:]]))
-        except (IndexError, ValueError):
-            raise HeadposeError(f"{path}:{number}: expected 5 tab-separated fields") from None
-    return table
+            rows.append((fields[0], fields[1], np.array([float(v) for v in fields[2:]])))
+        except ValueError:
+            raise HeadposeError(f"{path}:{number}: angles are not numbers") from None
+    return rows
 
 
 def skipped_table_text(rows: list[tuple[str, str, str]]) -> str:

@@ -81,8 +81,9 @@ def test_written_sample_rotates_pixels_landmarks_and_pose_together(tmp_path):
     dot = bright_centroid_1based(read_image(entry + ".jpg"))
     np.testing.assert_allclose(dot, mat["pt2d"].T[0], atol=0.2)
     assert np.linalg.norm(dot - landmarks[0]) > 5  # it did move
-    angles = read_angles_table(out / "angles.tsv")
-    np.testing.assert_allclose(angles[entry][1], pose_angles_deg(new_pose), atol=1e-5)
+    [(sample, dataset, angles)] = read_angles_table(out / "angles.tsv")
+    assert (sample, dataset) == (entry, "300W_AUG")
+    np.testing.assert_allclose(angles, pose_angles_deg(new_pose), atol=1e-5)
 
 
 @pytest.mark.parametrize("angle_deg", [-20, 10, 20])
