@@ -57,3 +57,30 @@ def plot_angle_histograms(
             figure.savefig(temp, dpi=100)
         paths.append(path)
     return paths
+
+
+def plot_errors_vs_angle(
+    true_deg: np.ndarray, absolute_error_deg: np.ndarray, folder: str | os.PathLike
+) -> list[Path]:
+    """Scatter of absolute error against true angle: ``folder/{yaw,pitch,roll}_error.png``.
+
+    Both arrays are (N, 3) of (yaw, pitch, roll) degrees; each title gives the angle's MAE.
+    """
+    true_deg = np.asarray(true_deg, dtype=np.float64).reshape(-1, 3)
+    absolute_error_deg = np.asarray(absolute_error_deg, dtype=np.float64).reshape(-1, 3)
+    paths = []
+    for column, angle_name in enumerate(("yaw", "pitch", "roll")):
+        errors = absolute_error_deg[:, column]
+        figure = Figure(figsize=(7, 4), layout="constrained")
+        axes = figure.add_subplot()
+        axes.scatter(true_deg[:, column], errors, s=6, alpha=0.5, linewidths=0)
+        axes.set_xlabel(f"true {angle_name} (degrees)")
+        axes.set_ylabel(f"|{angle_name} error| (degrees)")
+        mae = f"MAE {errors.mean():.2f} deg" if errors.size else "no samples"
+        axes.set_title(f"{angle_name}: absolute error vs true angle ({mae}, n={errors.size})")
+        axes.grid(alpha=0.3)
+        path = Path(folder) / f"{angle_name}_error.png"
+        with atomic_path(path) as temp:
+            figure.savefig(temp, dpi=100)
+        paths.append(path)
+    return paths
