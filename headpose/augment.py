@@ -15,7 +15,8 @@ a new ``NAME_rot<angle>.jpg`` + ``.mat`` whose labels describe the rotated image
 Canvas policy: the image keeps its size; it is rotated about the centre of its visible
 landmarks (so the face stays where it was) and the uncovered corners are filled by reflecting
 the image (``cv2.BORDER_REFLECT_101``). A rotation that would move a visible landmark that was
-inside the image out of it is skipped and reported, never written with clipped labels.
+inside the image out of it is skipped and reported, never written with clipped labels; so is
+a copy whose new angles exceed ``max_angle`` (the filter the file lists apply).
 
 Landmarks are 1-based image coordinates; the pixel grid is 0-based, so the pixels are warped
 about ``centre - 1`` with the same rotation (see :func:`in_plane_rotation_affine`).
@@ -33,6 +34,7 @@ import numpy as np
 from headpose.dataio import (
     ANNOTATION_SUFFIX,
     IMAGE_SUFFIX,
+    angles_within,
     read_annotation,
     read_image,
     read_mat,
@@ -72,6 +74,7 @@ class AugmentTask:
     source: str  # list entry of the original sample
     relative_stem: str  # where its copies go inside the output folder
     angles_deg: tuple[float, ...]
+    max_angle_deg: float  # copies with any |angle| above this are skipped, as in filelists
     temp_folder: str  # the folder being written
     final_folder: str  # its name once complete (list entries use it)
 
@@ -142,6 +145,15 @@ def rotate_sample(
     return RotatedSample(rotated_image, arrays)
 
 
+def _require_in_range(angles_deg: tuple[float, float, float], angle_deg, max_angle_deg) -> None:
+    if not angles_within(angles_deg, max_angle_deg):
+        yaw, pitch, roll = angles_deg
+        raise HeadposeError(
+            f"rotating by {angle_deg:g} deg gives an angle beyond +-{max_angle_deg:g} deg "
+            f"(yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f})"
+        )
+
+
 def augment_one(task: AugmentTask) -> list[tuple[str, tuple[float, float, float] | None, str]]:
     """Write every rotated copy of one sample; return (entry, angles or None, skip reason)."""
     relative = PurePosixPath(task.relative_stem)
@@ -157,6 +169,7 @@ def augment_one(task: AugmentTask) -> list[tuple[str, tuple[float, float, float]
     for angle_deg, stem, entry in zip(task.angles_deg, stems, entries, strict=True):
         try:
             rotated = rotate_sample(image, mat, landmarks, angle_deg)
+            _require_in_range(rotated.angles_deg, angle_deg, task.max_angle_deg)
         except HeadposeError as error:
             results.append((entry, None, f"{task.source}: {error}"))
             continue
@@ -188,6 +201,7 @@ def build_augmentation(
     enabled: bool,
     fraction: float,
     angles_deg: list[float],
+    max_angle_deg: float,
     seed: int,
     workers: int = 1,
 ) -> Augmentation:
@@ -203,6 +217,7 @@ def build_augmentation(
                 source,
                 _relative_stem(source, train_root),
                 tuple(angles_deg),
+                max_angle_deg,
                 str(temp),
                 final_folder,
             )

@@ -1,8 +1,9 @@
 """Stage ``augment``: build 300W_AUG, the training list plus in-plane rotated copies.
 
-Reads ``augment``, ``aug_fraction``, ``aug_angles``, ``train_data``, ``seed`` and ``workers``
-from params.yaml and ``data/filelists/train.txt``; writes ``data/300W_AUG/`` (rotated samples,
-``train.txt`` = originals + copies, ``angles.tsv``, ``skipped.tsv``) and ``metrics/augment.json``.
+Reads ``augment``, ``aug_fraction``, ``aug_angles``, ``max_angle``, ``train_data``, ``seed`` and
+``workers`` from params.yaml and ``data/filelists/train.txt``; writes ``data/300W_AUG/``
+(rotated samples, ``train.txt`` = originals + copies, ``angles.tsv``, ``skipped.tsv``) and
+``metrics/augment.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
         enabled=params["augment"],
         fraction=params["aug_fraction"],
         angles_deg=params["aug_angles"],
+        max_angle_deg=params["max_angle"],
         seed=params["seed"],
         workers=params["workers"],
     )

@@ -37,7 +37,7 @@ def real_pipeline(aflw2000_dir, w300lp_sample_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     lists = build_filelists(w300lp_sample_dir, aflw2000_dir, 99, val_fraction=0.1, seed=0)
     write_filelists(lists, root / "filelists")
-    build_augmentation(lists.train, w300lp_sample_dir, root / "aug", False, 0.1, [10], seed=0)
+    build_augmentation(lists.train, w300lp_sample_dir, root / "aug", False, 0.1, [10], 99, seed=0)
     return root, dataset_angles(root / "filelists", root / "aug")
 
 

@@ -63,7 +63,7 @@ def test_written_sample_rotates_pixels_landmarks_and_pose_together(tmp_path):
     out = tmp_path / "aug"
     angle_deg = 40.0  # large, so a half-pixel origin slip is measurable
     result = build_augmentation(
-        [source.as_posix()], tmp_path / "lp", out, True, 1.0, [angle_deg], seed=0
+        [source.as_posix()], tmp_path / "lp", out, True, 1.0, [angle_deg], 99, seed=0
     )
     entry = (out / "AFW" / "AFW_7_1_0_rot40").as_posix()
     assert result.combined == [source.as_posix(), entry]
@@ -159,7 +159,7 @@ def test_choice_is_seeded_and_off_switch_keeps_only_originals(tmp_path):
     assert chosen != choose_samples(train, 0.25, seed=2)
     for enabled, fraction in ((False, 0.25), (True, 0.0)):
         out = tmp_path / f"off_{enabled}"
-        result = build_augmentation(train, tmp_path / "lp", out, enabled, fraction, [10], 0)
+        result = build_augmentation(train, tmp_path / "lp", out, enabled, fraction, [10], 99, 0)
         assert read_list(out / "train.txt") == train
         assert result.metrics["rotated_written"] == 0 and not result.metrics["enabled"]
         assert sorted(p.name for p in out.iterdir()) == ["angles.tsv", "skipped.tsv", "train.txt"]
@@ -169,10 +169,22 @@ def test_rotation_pushing_landmarks_out_is_skipped_and_reported(tmp_path):
     """A wide, flat image: turning the face by 90 degrees would push landmarks off it."""
     train = _fixture_training_set(tmp_path / "lp", 4, height=40)
     out = tmp_path / "aug"
-    result = build_augmentation(train, tmp_path / "lp", out, True, 1.0, [5, 90], seed=0, workers=2)
+    result = build_augmentation(train, tmp_path / "lp", out, True, 1.0, [5, 90], 99, 0, workers=2)
     assert result.metrics["rotated_written"] == 4
     assert result.metrics["rotated_skipped"] == 4
     assert all("_rot5" in entry for entry in read_list(out / "train.txt")[4:])
     skipped = (out / "skipped.tsv").read_text().splitlines()[1:]
     assert len(skipped) == 4 and all("landmarks out of the" in row for row in skipped)
     assert all("_rot90" in row.split("\t")[0] for row in skipped)
+
+
+def test_rotated_copy_beyond_max_angle_is_skipped_and_reported(tmp_path):
+    """The head (yaw 30, pitch -10, roll 5) turned by 60 degrees gets roll -54: beyond 50."""
+    train = _fixture_training_set(tmp_path / "lp", 2)
+    out = tmp_path / "aug"
+    result = build_augmentation(train, tmp_path / "lp", out, True, 1.0, [5, 60], 50, seed=0)
+    assert result.metrics["rotated_written"] == 2 and result.metrics["rotated_skipped"] == 2
+    skipped = (out / "skipped.tsv").read_text().splitlines()[1:]
+    assert all("_rot60" in row and "beyond +-50 deg" in row for row in skipped)
+    assert not (out / "AFW" / "AFW_0_1_0_rot60.jpg").exists()
+    assert (out / "AFW" / "AFW_0_1_0_rot5.jpg").exists()
