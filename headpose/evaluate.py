@@ -39,6 +39,7 @@ from headpose.dataio import angles_within
 from headpose.errors import HeadposeError
 from headpose.filelists import scan_dataset
 from headpose.files import write_text
+from headpose.inference import AngleFunction, AnglesModel, torch_angle_function
 from headpose.models import HeadPoseNet, count_parameters, load_checkpoint, pick_device
 
 ANGLE_NAMES = ("yaw", "pitch", "roll")
@@ -155,6 +156,20 @@ def evaluation_stems(data: str | os.PathLike, max_angle_deg: float = 99) -> list
 # --- Inference ----------------------------------------------------------------------------------
 
 
+def predict_with(
+    predict_angles: AngleFunction, stems: list[str], image_size: int, workers: int = 0
+) -> PoseErrors:
+    """Predict (yaw, pitch, roll) for every sample in batches with any runtime (a PyTorch model,
+    an ONNX Runtime session, ...) wrapped as an :data:`~headpose.inference.AngleFunction`."""
+    dataset = evaluation_dataset(stems, image_size, workers)
+    loader = DataLoader(dataset, batch_size=EVAL_BATCH_SIZE, shuffle=False)
+    predictions, truths = [], []
+    for images, angles_deg in tqdm(loader, desc="evaluate", unit="batch"):
+        predictions.append(np.asarray(predict_angles(images), dtype=np.float64))
+        truths.append(angles_deg.numpy().astype(np.float64))
+    return PoseErrors(dataset.crops.stems, np.concatenate(truths), np.concatenate(predictions))
+
+
 def predict(
     model: HeadPoseNet,
     stems: list[str],
@@ -164,21 +179,9 @@ def predict(
     device: torch.device,
     workers: int = 0,
 ) -> PoseErrors:
-    """Predict (yaw, pitch, roll) for every sample in batches; returns them with the truth."""
-    dataset = evaluation_dataset(stems, image_size, workers)
-    loader = DataLoader(dataset, batch_size=EVAL_BATCH_SIZE, shuffle=False)
-    predictions, truths = [], []
-    with torch.inference_mode():
-        for images, angles_deg in tqdm(loader, desc="evaluate", unit="batch"):
-            logits = model(images.to(device))
-            predicted = [bins.expectation_deg(angle_logits, expectation) for angle_logits in logits]
-            predictions.append(torch.stack(predicted, dim=1).cpu())
-            truths.append(angles_deg)
-    return PoseErrors(
-        dataset.crops.stems,
-        torch.cat(truths).numpy().astype(np.float64),
-        torch.cat(predictions).numpy().astype(np.float64),
-    )
+    """Predict (yaw, pitch, roll) for every sample with a PyTorch model (on ``device``)."""
+    angles_model = AnglesModel(model, bins.width_deg, expectation).to(device).eval()
+    return predict_with(torch_angle_function(angles_model), stems, image_size, workers)
 
 
 def _median_seconds(model: HeadPoseNet, images: torch.Tensor, runs: int) -> float:
