@@ -107,8 +107,11 @@ def rotate_sample(
 
     ``landmarks_xy`` are the sample's visible landmarks (1-based, from read_annotation); the
     rotation centre is the centre of their bounding box. Raises a HeadposeError when a visible
-    landmark inside the image would leave it.
+    landmark inside the image would leave it, or when Pose_Para lacks translation and scale.
     """
+    pose = np.asarray(mat["Pose_Para"], dtype=np.float64).ravel()
+    if pose.size != 7:
+        raise HeadposeError(f"Pose_Para has {pose.size} values; rotating needs all 7")
     height, width = image_rgb.shape[:2]
     center_xy = tuple((landmarks_xy.min(axis=0) + landmarks_xy.max(axis=0)) / 2.0)
     affine = in_plane_rotation_affine(angle_deg, center_xy)
@@ -127,7 +130,6 @@ def rotate_sample(
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT_101,
     )
-    pose = np.asarray(mat["Pose_Para"], dtype=np.float64).ravel()
     arrays = {
         "Pose_Para": rotate_pose_in_plane(pose, angle_deg, center_xy, height)[None, :].astype(
             np.float32

@@ -188,3 +188,16 @@ def test_rotated_copy_beyond_max_angle_is_skipped_and_reported(tmp_path):
     assert all("_rot60" in row and "beyond +-50 deg" in row for row in skipped)
     assert not (out / "AFW" / "AFW_0_1_0_rot60.jpg").exists()
     assert (out / "AFW" / "AFW_0_1_0_rot5.jpg").exists()
+
+
+def test_pose_without_translation_is_a_reported_skip(tmp_path):
+    train = _fixture_training_set(tmp_path / "lp", 1)
+    mat = read_mat(train[0] + ".mat")
+    write_sample(
+        Path(train[0]),
+        read_image(train[0] + ".jpg"),
+        {"Pose_Para": mat["Pose_Para"][:, :3], "pt2d": mat["pt2d"]},
+    )
+    result = build_augmentation(train, tmp_path / "lp", tmp_path / "aug", True, 1.0, [10], 99, 0)
+    assert result.metrics["rotated_skipped"] == 1
+    assert "Pose_Para has 3 values" in result.skipped[0][2]
