@@ -1,0 +1,168 @@
+"""Training: determinism, resume after an interruption, phase-1 freezing, LR schedule, bad input.
+
+Runs use a tiny random dataset (16 + 8 images of 40 px), 32 px inputs and 3 epochs (2 + 1).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from training_fixtures import tiny_params, write_list, write_tiny_dataset
+
+import headpose.train as training
+from headpose.errors import HeadposeError
+from headpose.models import build_model
+from headpose.train import Phase, TrainPaths, make_optimizer, make_scheduler, run_training
+
+
+@pytest.fixture(scope="module")
+def lists(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tiny")
+    stems = write_tiny_dataset(folder, 24)
+    return write_list(folder / "train.txt", stems[:16]), write_list(folder / "val.txt", stems[16:])
+
+
+def _paths(lists: tuple[Path, Path], out: Path) -> TrainPaths:
+    return TrainPaths(lists[0], lists[1], out / "models", out / "resume" / "train.pt", out / "live")
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(lists, tmp_path_factory) -> tuple[dict, TrainPaths]:
+    paths = _paths(lists, tmp_path_factory.mktemp("reference"))
+    return run_training(tiny_params(), paths), paths
+
+
+def test_same_seed_gives_identical_results(lists, reference_run, tmp_path):
+    metrics, reference = reference_run
+    paths = _paths(lists, tmp_path)
+    assert run_training(tiny_params(), paths) == metrics
+    again, first = (
+        _weights(paths.models_dir / "model.pt"),
+        _weights(reference.models_dir / "model.pt"),
+    )
+    assert all(torch.equal(again[key], first[key]) for key in first)
+    assert not paths.resume_file.exists()  # removed once the run is complete
+
+
+def test_outputs_hold_meta_and_curves(reference_run):
+    metrics, paths = reference_run
+    content = torch.load(paths.models_dir / "best.pt", weights_only=True)
+    meta = content["meta"]
+    assert meta["arch"] == "resnet18" and meta["num_bins"] == 66 and meta["image_size"] == 32
+    assert meta["expectation"] == "centers" and len(meta["mean"]) == 3
+    assert meta["epoch"] == metrics["best"]["epoch"]
+    assert metrics["best"]["mae_mean"] <= metrics["final"]["mae_mean"]
+    with open(paths.live_dir / "plots" / "metrics" / "train" / "lr.tsv") as handle:
+        lrs = [float(row["lr"]) for row in csv.DictReader(handle, delimiter="\t")]
+    # phase 1 decays by lr_decay per epoch; phase 2 starts at finetune_lr
+    assert lrs == pytest.approx([1e-3, 1e-3 * 0.95, 3e-4])
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
+def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_path, monkeypatch):
+    metrics, reference = reference_run
+    paths = _paths(lists, tmp_path)
+    real_epoch = training.train_one_epoch
+    calls = []
+
+    def interrupted_after_two_epochs(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", interrupted_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_params(), paths)
+    assert paths.resume_file.is_file()
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    # other params: the saved state is not used
+    calls.clear()
+    monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: calls.append(1) or 0.0)
+    run_training(tiny_params(finetune_epochs=0), _paths(lists, tmp_path / "other"))
+    assert len(calls) == 2
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+
+    assert run_training(tiny_params(), paths) == metrics
+    resumed, first = (
+        _weights(paths.models_dir / "model.pt"),
+        _weights(reference.models_dir / "model.pt"),
+    )
+    assert all(torch.equal(resumed[key], first[key]) for key in first)
+
+
+def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
+    params = tiny_params(epochs=1, finetune_epochs=0)
+    torch.manual_seed(params["seed"])
+    initial = build_model("resnet18", 66).state_dict()
+    run_training(params, _paths(lists, tmp_path / "one"))
+    after_phase_one = _weights(tmp_path / "one" / "models" / "model.pt")
+    for key in ("conv1.weight", "bn1.weight", "bn1.running_mean", "bn1.running_var"):
+        assert torch.equal(after_phase_one[f"backbone.{key}"], initial[f"backbone.{key}"])
+    assert not torch.equal(
+        after_phase_one["backbone.layer1.0.conv1.weight"], initial["backbone.layer1.0.conv1.weight"]
+    )
+
+    run_training(tiny_params(epochs=1, finetune_epochs=1), _paths(lists, tmp_path / "two"))
+    after_phase_two = _weights(tmp_path / "two" / "models" / "model.pt")
+    assert not torch.equal(
+        after_phase_two["backbone.conv1.weight"], initial["backbone.conv1.weight"]
+    )
+    assert not torch.equal(
+        after_phase_two["backbone.bn1.running_mean"], initial["backbone.bn1.running_mean"]
+    )
+
+
+def test_schedules_and_head_rate():
+    model = build_model("resnet18", 66)
+    optimizer = make_optimizer(model, Phase("frozen_stem", 1, 30, 1e-3))
+    scheduler = make_scheduler(optimizer, tiny_params(lr_schedule="exponential", lr_decay=0.9))
+    for _ in range(3):
+        scheduler.step()
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx(
+        [1e-3 * 0.9**3, 5e-3 * 0.9**3]
+    )
+    stem_ids = {id(p) for p in model.parameter_groups()["stem"]}
+    assert not stem_ids & {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+    optimizer = make_optimizer(model, Phase("finetune", 31, 30, 1e-4))
+    step = tiny_params(lr_schedule="step", lr_steps=[2, 4], lr_step_gamma=0.1)
+    scheduler = make_scheduler(optimizer, step)
+    rates = []
+    for _ in range(5):
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-4, 1e-5, 1e-5, 1e-6, 1e-6])
+    assert len(optimizer.param_groups[0]["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"arch": "vgg16"}, "arch"),
+        ({"bin_width": 7}, "bin_width"),
+        ({"alpha": -1}, "alpha"),
+        ({"lr": 0}, "lr"),
+        ({"epochs": 0}, "epochs"),
+    ],
+)
+def test_bad_params_are_rejected_before_any_work(override, message, tmp_path):
+    missing = TrainPaths(tmp_path / "no_train.txt", tmp_path / "no_val.txt", tmp_path / "m")
+    with pytest.raises(HeadposeError, match=message):
+        run_training(tiny_params(**override), missing)
+
+
+def test_bad_lists_get_a_clear_message(lists, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(HeadposeError, match="empty.txt is empty"):
+        run_training(tiny_params(), TrainPaths(empty, lists[1], tmp_path / "m"))
+    with pytest.raises(HeadposeError, match="no_val.txt does not exist"):
+        run_training(tiny_params(), TrainPaths(lists[0], tmp_path / "no_val.txt", tmp_path / "m"))
