@@ -22,6 +22,16 @@ from headpose.models import (
 )
 from headpose.params import ARCHS
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: keeps these small forward passes fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 FAST_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0", "resnet50", "cbam_resnet50")
 
 

@@ -1,0 +1,252 @@
+"""Evaluation: MAE and subsets, the 1969 guard, outputs, the CLI and the stage on tiny data."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
+
+from headpose import evaluate as evaluation
+from headpose.bins import Bins
+from headpose.cli import main as headpose_main
+from headpose.data import evaluation_dataset
+from headpose.dataio import read_annotation, write_sample
+from headpose.errors import HeadposeError
+from headpose.evaluate import (
+    PoseErrors,
+    check_protocol,
+    error_metrics,
+    evaluate,
+    evaluation_stems,
+    is_real_aflw2000,
+    mae_summary,
+    near_frontal_mask,
+    write_per_image_csv,
+)
+from headpose.filelists import angles_table_text
+from headpose.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_checkpoint
+from headpose.plots import plot_errors_vs_angle
+
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def few_timing_runs(monkeypatch):
+    """Speed is measured the same way, with fewer repetitions and one thread (which keeps tiny
+    models fast on a busy machine)."""
+    monkeypatch.setattr(evaluation, "WARMUP_RUNS", 1)
+    monkeypatch.setattr(evaluation, "TIMED_RUNS", 4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> tuple[Path, list[str]]:
+    """An AFLW2000-layout folder of 6 in-range samples plus one with yaw 120 degrees."""
+    folder = tmp_path_factory.mktemp("aflw_like")
+    stems = write_tiny_dataset(folder, 6)
+    image = np.zeros((40, 40, 3), np.uint8)
+    landmarks = np.random.default_rng(1).uniform(12, 28, (2, 68))
+    pose = np.array([[0.1, math.radians(120), 0.0, 20, 20, 0, 1e-3]], np.float32)
+    write_sample(folder / "outlier", image, {"Pose_Para": pose, "pt2d": landmarks})
+    return folder, stems
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "model.pt"
+    meta = {
+        "arch": "shufflenet_v2_x1_0",
+        "num_bins": 66,
+        "bin_width": 3,
+        "image_size": IMAGE_SIZE,
+        "expectation": "centers",
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
+    save_checkpoint(path, build_model("shufflenet_v2_x1_0", 66), meta)
+    return path
+
+
+def test_mae_summary_of_known_errors():
+    errors = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 8.0]])
+    assert mae_summary(errors) == {"count": 2, "yaw": 2.0, "pitch": 3.0, "roll": 5.5, "mean": 3.5}
+    assert mae_summary(np.zeros((0, 3))) == {
+        "count": 0,
+        "yaw": None,
+        "pitch": None,
+        "roll": None,
+        "mean": None,
+    }
+
+
+def test_near_frontal_split_needs_all_three_angles_below_30():
+    true = np.array([[10, -10, 5], [29.9, 0, -29.9], [30, 0, 0], [0, -45, 0], [0, 0, 31]])
+    assert near_frontal_mask(true).tolist() == [True, True, False, False, False]
+    predicted = true + np.array([[1, 1, 1], [3, 3, 3], [2, -2, 2], [4, 4, 4], [6, 0, 0]])
+    errors = PoseErrors([f"s{i}" for i in range(5)], true, predicted)
+    metrics = error_metrics(errors, training_mean_deg=np.array([0.0, 0.0, 0.0]))
+    assert metrics["mae"]["yaw"] == pytest.approx((1 + 3 + 2 + 4 + 6) / 5)
+    assert metrics["mae_within_30"] == {
+        "count": 2,
+        "yaw": 2.0,
+        "pitch": 2.0,
+        "roll": 2.0,
+        "mean": 2.0,
+    }
+    assert metrics["mae_beyond_30"]["count"] == 3
+    assert metrics["mae_beyond_30"]["yaw"] == pytest.approx(4.0)
+    assert metrics["mae_beyond_30"]["pitch"] == pytest.approx(2.0)
+    baseline = metrics["baseline_training_mean_mae"]  # predicting 0: the mean |true angle|
+    assert baseline["pitch"] == pytest.approx(np.abs(true[:, 1]).mean())
+
+
+def test_the_guard_refuses_a_recognised_aflw2000_without_1969_samples(tmp_path, monkeypatch):
+    stems = [str(tmp_path / f"image0{i:04d}") for i in (2, 4, 6)]
+    for stem in stems:
+        Path(stem + ".jpg").write_bytes(b"")
+        Path(stem + ".mat").write_bytes(b"")
+    assert not is_real_aflw2000(stems)
+    assert check_protocol(stems, "test.txt") is False  # other sets: any count is fine
+    names_digest = hashlib.sha256(b"image00002\nimage00004\nimage00006\n").hexdigest()
+    monkeypatch.setattr(evaluation, "AFLW2000_NAMES_SHA256", names_digest)
+    assert is_real_aflw2000(stems)
+    with pytest.raises(HeadposeError, match="test.txt holds 3 samples of the real AFLW2000-3D"):
+        check_protocol(stems, "test.txt")
+    monkeypatch.setattr(evaluation, "AFLW2000_PROTOCOL_COUNT", 3)
+    assert check_protocol(stems, "test.txt") is True
+
+
+def test_the_real_aflw2000_is_recognised_and_needs_1969(aflw2000_dir):
+    stems = sorted(str(path.with_suffix("")) for path in aflw2000_dir.glob("*.jpg"))
+    assert len(stems) == 2000 and is_real_aflw2000(stems)
+    assert check_protocol(stems[:1969], "real") is True
+    with pytest.raises(HeadposeError, match="holds 2000 samples"):
+        check_protocol(stems, "real")
+    assert not is_real_aflw2000(stems[:10] + ["elsewhere/image00002"])
+
+
+def test_folder_data_is_scanned_and_filtered_like_the_filelists_stage(tiny_set):
+    folder, stems = tiny_set
+    assert evaluation_stems(folder) == sorted(stems)  # the yaw-120 outlier is dropped
+    assert len(evaluation_stems(folder, max_angle_deg=130)) == 7
+
+
+def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoint):
+    _, stems = tiny_set
+    result = evaluate(tiny_checkpoint, stems, "tiny", training_mean=np.zeros(3))
+    assert result.errors.stems == stems
+    truth = np.array([read_annotation(stem + ".mat").angles_deg for stem in stems])
+    assert np.allclose(result.errors.true_deg, truth, atol=1e-4)
+    # one sample through the model by hand: same crop, same expectation
+    model, _ = evaluation.load_checkpoint(tiny_checkpoint)
+    image, _ = evaluation_dataset(stems[3:4], IMAGE_SIZE, workers=1)[0]
+    with torch.inference_mode():
+        logits = model(image.unsqueeze(0))
+    by_hand = [Bins(3).expectation_deg(angle_logits, "centers").item() for angle_logits in logits]
+    assert np.allclose(result.errors.predicted_deg[3], by_hand, atol=1e-4)
+    metrics = result.metrics
+    assert metrics["count"] == 6 and metrics["real_aflw2000"] is False
+    assert metrics["mae"]["roll"] == pytest.approx(result.errors.absolute_deg[:, 2].mean(), 1e-3)
+    assert metrics["model"]["parameters"] == sum(p.numel() for p in model.parameters())
+    assert metrics["model"]["checkpoint_mb"] > 1
+    assert metrics["speed"]["latency_ms_batch1"] > 0
+    assert metrics["speed"]["throughput_images_per_s_batch32"] > 0
+    json.dumps(metrics, allow_nan=False)  # plain JSON for dvc metrics
+
+
+def test_per_image_csv_and_error_plots(tmp_path):
+    true = np.array([[10.0, -5.0, 2.0], [50.0, 20.0, -3.0]])
+    errors = PoseErrors(["a/b", "c,d"], true, true + 1.5)
+    write_per_image_csv(tmp_path / "per_image.csv", errors)
+    with open(tmp_path / "per_image.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["stem"] for row in rows] == ["a/b", "c,d"]
+    assert float(rows[1]["true_yaw_deg"]) == 50.0
+    assert float(rows[1]["predicted_pitch_deg"]) == 21.5
+    assert float(rows[0]["abs_error_roll_deg"]) == 1.5
+    paths = plot_errors_vs_angle(errors.true_deg, errors.absolute_deg, tmp_path / "plots")
+    assert [path.name for path in paths] == ["yaw_error.png", "pitch_error.png", "roll_error.png"]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in paths)
+
+
+def test_cli_prints_the_table_for_a_folder(tiny_set, tiny_checkpoint, capsys):
+    folder, _ = tiny_set
+    headpose_main(["evaluate", str(tiny_checkpoint), "--data", str(folder), "--workers", "1"])
+    output = capsys.readouterr().out
+    assert "shufflenet_v2_x1_0, 66 bins of 3 deg, centers expectation, 32 px" in output
+    assert f"test set {folder}: 6 samples" in output
+    assert output.count("\nall ") == 1 and "|angles| < 30" in output and "\nrest " in output
+
+
+def test_cli_overrides_and_one_line_errors(tiny_set, tiny_checkpoint, tmp_path, capsys):
+    folder, stems = tiny_set
+    test_list = write_list(tmp_path / "test.txt", stems[:2])
+    headpose_main(
+        ["evaluate", str(tiny_checkpoint), "--data", str(test_list), "--workers", "1"]
+        + ["--expectation", "lower_edges", "--image-size", "48", "--bin-width", "3"]
+    )
+    assert "lower_edges expectation, 48 px" in capsys.readouterr().out
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    for arguments, message in (
+        (["--data", str(empty)], f"sample list {empty} is empty"),
+        (["--data", str(tmp_path / "absent.txt")], "does not exist"),
+        (["--data", str(test_list), "--bin-width", "1"], "holds bin_width 3; asked for"),
+        (["--data", str(test_list), "--image-size", "8"], "image size 8 is too small"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            headpose_main(["evaluate", str(tiny_checkpoint), *arguments])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        headpose_main(["evaluate", str(tmp_path / "absent.pt"), "--data", str(folder)])
+    assert f"checkpoint {tmp_path / 'absent.pt'} does not exist" in capsys.readouterr().err
+
+
+def test_the_stage_writes_metrics_csv_and_plots(tiny_set, tiny_checkpoint, tmp_path):
+    _, stems = tiny_set
+    (tmp_path / "models").mkdir()
+    shutil.copy(tiny_checkpoint, tmp_path / "models" / "model.pt")
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    lists, augmented = tmp_path / "data" / "filelists", tmp_path / "data" / "300W_AUG"
+    lists.mkdir(parents=True)
+    augmented.mkdir()
+    train_angles = [(f"train/{i}", "train", (10.0 * i, -5.0, 2.0)) for i in range(3)]
+    write_list(lists / "test.txt", stems)
+    write_list(lists / "train.txt", [row[0] for row in train_angles])
+    write_list(augmented / "train.txt", [row[0] for row in train_angles])
+    test_angles = [(stem, "test", (0.0, 0.0, 0.0)) for stem in stems]  # not used by the baseline
+    (lists / "angles.tsv").write_text(angles_table_text(train_angles + test_angles))
+    (augmented / "angles.tsv").write_text(angles_table_text([]))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "stages" / "evaluate.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
+    assert completed.returncode == 0, completed.stderr
+    metrics = json.loads((tmp_path / "metrics" / "evaluation.json").read_text())
+    truth = np.array([read_annotation(stem + ".mat").angles_deg for stem in stems])
+    expected_baseline = np.abs(truth - np.array([10.0, -5.0, 2.0])).mean(axis=0)
+    assert metrics["baseline_training_mean_mae"]["yaw"] == pytest.approx(expected_baseline[0], 1e-3)
+    with open(tmp_path / "data" / "evaluation" / "per_image.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(stems)
+    assert len(list((tmp_path / "plots" / "evaluation").glob("*.png"))) == 3
+    assert "baseline: training mean" in completed.stdout
