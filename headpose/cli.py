@@ -14,6 +14,8 @@ from headpose.errors import exit_on_error
 # (module, function) pairs that add a sub-command to the parser.
 COMMANDS: list[tuple[str, str]] = []
 COMMANDS.append(("headpose.predict", "add_predict_command"))
+COMMANDS.append(("headpose.export", "add_export_command"))
+COMMANDS.append(("headpose.benchmark", "add_benchmark_command"))
 COMMANDS.append(("headpose.evaluate", "add_evaluate_command"))
 
 

@@ -24,6 +24,7 @@ import io
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,7 +185,9 @@ def predict(
     return predict_with(torch_angle_function(angles_model), stems, image_size, workers)
 
 
-def _median_seconds(model: HeadPoseNet, images: torch.Tensor, runs: int) -> float:
+def _median_seconds(
+    model: Callable[[torch.Tensor], object], images: torch.Tensor, runs: int
+) -> float:
     def synchronize() -> None:
         if images.device.type == "cuda":
             torch.cuda.synchronize(images.device)
@@ -203,15 +206,22 @@ def _median_seconds(model: HeadPoseNet, images: torch.Tensor, runs: int) -> floa
 
 
 def measure_speed(
-    model: HeadPoseNet, image_size: int, device: torch.device, timed_runs: int = TIMED_RUNS
+    model: Callable[[torch.Tensor], object],
+    image_size: int,
+    device: torch.device,
+    timed_runs: int = TIMED_RUNS,
 ) -> dict:
-    """Median latency of one image (ms) and throughput at batch 32 (images/s) on ``device``."""
+    """Median latency of one image (ms) and throughput at batch 32 (images/s) on ``device``.
+
+    ``model`` is anything called on an image batch: a module, or an ONNX Runtime
+    :data:`~headpose.inference.AngleFunction` (then ``device`` is the CPU)."""
     single = torch.randn(1, 3, image_size, image_size, device=device)
     batch = torch.randn(THROUGHPUT_BATCH_SIZE, 3, image_size, image_size, device=device)
     latency_s = _median_seconds(model, single, timed_runs)
     batch_s = _median_seconds(model, batch, max(timed_runs // 4, 1))
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu_threads": torch.get_num_threads(),
         "latency_ms_batch1": round(latency_s * 1000, 3),
         f"throughput_images_per_s_batch{THROUGHPUT_BATCH_SIZE}": round(
             THROUGHPUT_BATCH_SIZE / batch_s, 1
@@ -321,7 +331,8 @@ def format_report(metrics: dict, checkpoint: str | os.PathLike, source: str) -> 
     throughput = speed[f"throughput_images_per_s_batch{THROUGHPUT_BATCH_SIZE}"]
     rows.append(
         f"{model['parameters'] / 1e6:.2f} M parameters, checkpoint {model['checkpoint_mb']} MB; "
-        f"{speed['device']}: {speed['latency_ms_batch1']:.2f} ms/image at batch 1 (median), "
+        f"{speed['device']} ({speed['cpu_threads']} CPU threads): "
+        f"{speed['latency_ms_batch1']:.2f} ms/image at batch 1 (median), "
         f"{throughput:.0f} images/s at batch {THROUGHPUT_BATCH_SIZE}"
     )
     return "\n".join(rows)

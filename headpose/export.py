@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 import torch
 
+from headpose.data import PoseDataset, prepare_crops
 from headpose.errors import HeadposeError
 from headpose.files import atomic_path
 from headpose.inference import (
@@ -72,6 +73,20 @@ def export_torchscript(model: AnglesModel, image_size: int, path: str | os.PathL
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, _example_batch(image_size))
         traced.save(str(temp))
+
+
+def calibration_images(
+    stems: list[str], image_size: int, count: int = 256, seed: int = 0, workers: int = 0
+) -> torch.Tensor:
+    """``count`` training crops (random loose crops and flips, as in training), normalised.
+
+    The samples are an evenly spaced subset of ``stems`` (a training list), so the activation
+    ranges are fixed on the distribution the model was trained on.
+    """
+    chosen = stems[:: max(len(stems) // count, 1)][:count]
+    crops = prepare_crops(chosen, image_size, workers, description="decode calibration")
+    dataset = PoseDataset(crops, image_size, augment=True, seed=seed)
+    return torch.stack([dataset[index][0] for index in range(len(dataset))])
 
 
 class CropCalibrationReader:

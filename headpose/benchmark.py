@@ -1,0 +1,213 @@
+"""Backbone benchmark: size, accuracy and speed of PyTorch fp32, ONNX Runtime fp32 and int8.
+
+For each backbone, one run measures parameter count, file sizes, latency per image at batch 1
+(median after warm-up) and throughput at batch 32 of three runtimes:
+
+* ``torch_fp32``: the PyTorch model in eager mode (on the current device: CUDA if available);
+* ``onnx_fp32``: its ONNX export (:func:`headpose.export.export_onnx`) in ONNX Runtime on the CPU;
+* ``onnx_int8``: the static QDQ int8 quantisation of that export (:func:`quantize_onnx`), CPU.
+
+With a test list and trained checkpoints, each runtime's MAE is measured too, through the same
+evaluation code as the evaluate stage (:func:`headpose.evaluate.predict_with`). A backbone without
+a checkpoint is built with untrained weights and labelled ``untrained`` (timing only; its int8
+model is calibrated on random inputs unless a calibration list is given).
+
+PyTorch and ONNX Runtime get the same number of threads (``threads``). Timings on a shared
+machine vary between runs: compare the ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from headpose.data import read_list
+from headpose.evaluate import mae_summary, measure_speed, predict_with
+from headpose.export import calibration_images, export_onnx, quantize_onnx
+from headpose.files import write_json
+from headpose.inference import (
+    AnglesModel,
+    load_angles_model,
+    onnx_angle_function,
+    onnx_session,
+    torch_angle_function,
+)
+from headpose.models import build_model, count_parameters, pick_device
+
+DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
+RUNTIMES = ("torch_fp32", "onnx_fp32", "onnx_int8")
+UNTRAINED_BINS = 66
+LATENCY_KEY = "latency_ms_batch1"
+THROUGHPUT_KEY = "throughput_images_per_s_batch32"
+
+
+def _file_mb(path: str | os.PathLike) -> float:
+    return round(os.path.getsize(path) / 2**20, 2)
+
+
+def benchmark_backbone(
+    arch: str,
+    checkpoint: str | None,
+    image_size: int | None,
+    work_dir: Path,
+    *,
+    test_stems: list[str] | None = None,
+    calibration_stems: list[str] | None = None,
+    timed_runs: int = 20,
+    calibration_count: int = 128,
+) -> dict:
+    """Measure one backbone (from ``checkpoint``, or untrained) in the three runtimes."""
+    device = pick_device()
+    if checkpoint:
+        model, meta = load_angles_model(checkpoint, device=device)
+        arch, weights = meta["arch"], "trained"
+        image_size = image_size or meta["image_size"]
+    else:
+        model = AnglesModel(build_model(arch, UNTRAINED_BINS), 198 // UNTRAINED_BINS, "centers")
+        model = model.to(device).eval()
+        weights, image_size = "untrained", image_size or 224
+    onnx_path, int8_path = work_dir / f"{arch}.onnx", work_dir / f"{arch}_int8.onnx"
+    export_onnx(model, image_size, onnx_path)  # moves the model to the CPU
+    model.to(device)
+    if calibration_stems:
+        calibration = calibration_images(calibration_stems, image_size, calibration_count)
+    else:
+        generator = torch.Generator().manual_seed(0)
+        calibration = torch.randn(32, 3, image_size, image_size, generator=generator)
+    quantize_onnx(onnx_path, int8_path, calibration)
+    functions = {
+        "torch_fp32": torch_angle_function(model),
+        "onnx_fp32": onnx_angle_function(onnx_session(onnx_path, torch.get_num_threads())),
+        "onnx_int8": onnx_angle_function(onnx_session(int8_path, torch.get_num_threads())),
+    }
+    sizes_mb = {
+        "torch_fp32": _file_mb(checkpoint) if checkpoint else None,
+        "onnx_fp32": _file_mb(onnx_path),
+        "onnx_int8": _file_mb(int8_path),
+    }
+    result: dict = {
+        "arch": arch,
+        "weights": weights,
+        "checkpoint": checkpoint,
+        "image_size": image_size,
+        "parameters": count_parameters(model),
+        "runtimes": {},
+    }
+    for name, function in functions.items():
+        speed_model = model if name == "torch_fp32" else function
+        speed_device = device if name == "torch_fp32" else torch.device("cpu")
+        speed = measure_speed(speed_model, image_size, speed_device, timed_runs)
+        entry = {"file_mb": sizes_mb[name], **speed}
+        if test_stems and weights == "trained":
+            entry["mae"] = mae_summary(predict_with(function, test_stems, image_size).absolute_deg)
+        result["runtimes"][name] = entry
+    reference = result["runtimes"]["torch_fp32"]
+    for entry in result["runtimes"].values():
+        entry["speedup_batch1"] = round(reference[LATENCY_KEY] / entry[LATENCY_KEY], 3)
+        entry["speedup_batch32"] = round(entry[THROUGHPUT_KEY] / reference[THROUGHPUT_KEY], 3)
+        if "mae" in entry:
+            entry["mae_mean_increase_deg"] = round(
+                entry["mae"]["mean"] - reference["mae"]["mean"], 4
+            )
+    return result
+
+
+def run_benchmark(
+    archs: list[str],
+    checkpoints: dict[str, str],
+    threads: int,
+    image_size: int | None = None,
+    test_list: str | None = None,
+    calibration_list: str | None = None,
+    timed_runs: int = 20,
+) -> dict:
+    """Benchmark every backbone in one run; ``checkpoints`` maps arch -> checkpoint path."""
+    torch.set_num_threads(threads)
+    test_stems = read_list(test_list) if test_list else None
+    calibration_stems = read_list(calibration_list) if calibration_list else None
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for arch in archs:
+            rows.append(
+                benchmark_backbone(
+                    arch,
+                    checkpoints.get(arch),
+                    image_size,
+                    Path(work),
+                    test_stems=test_stems,
+                    calibration_stems=calibration_stems,
+                    timed_runs=timed_runs,
+                )
+            )
+    return {
+        "threads": threads,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "test_list": test_list,
+        "backbones": {row["arch"]: row for row in rows},
+    }
+
+
+def format_table(report: dict) -> str:
+    """One line per backbone and runtime, ratios against the backbone's PyTorch fp32."""
+    header = (
+        f"{'backbone':<20}{'weights':<11}{'runtime':<12}{'px':>5}{'params M':>9}{'MB':>7}"
+        f"{'MAE':>7}{'ms/img b1':>11}{'img/s b32':>11}{'x b1':>7}{'x b32':>7}"
+    )
+    lines = [header]
+    for row in report["backbones"].values():
+        for name, entry in row["runtimes"].items():
+            size = "-" if entry["file_mb"] is None else f"{entry['file_mb']:.1f}"
+            mae = f"{entry['mae']['mean']:.2f}" if "mae" in entry else "-"
+            lines.append(
+                f"{row['arch']:<20}{row['weights']:<11}{name:<12}{row['image_size']:>5}"
+                f"{row['parameters'] / 1e6:>9.2f}{size:>7}{mae:>7}{entry[LATENCY_KEY]:>11.2f}"
+                f"{entry[THROUGHPUT_KEY]:>11.1f}{entry['speedup_batch1']:>7.2f}"
+                f"{entry['speedup_batch32']:>7.2f}"
+            )
+    lines.append(
+        f"threads {report['threads']} (torch and onnxruntime), load average "
+        f"{report['load_average_1min']} at the end; ratios (x) are against PyTorch fp32 of the "
+        "same backbone in this run. 'untrained' rows are for timing only."
+    )
+    return "\n".join(lines)
+
+
+def _run_benchmark_command(args: argparse.Namespace) -> None:
+    checkpoints: dict[str, str] = {}
+    for path in args.checkpoints:
+        _, meta = load_angles_model(path)
+        checkpoints[meta["arch"]] = path
+    archs = list(dict.fromkeys([*checkpoints, *(args.archs or DEFAULT_ARCHS)]))
+    report = run_benchmark(
+        archs,
+        checkpoints,
+        args.threads,
+        args.image_size,
+        args.test_list,
+        args.calibration_list,
+        args.runs,
+    )
+    print(format_table(report))
+    if args.out:
+        write_json(args.out, report)
+
+
+def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "benchmark", help="size, MAE and speed of backbones in PyTorch, ONNX fp32 and int8"
+    )
+    parser.add_argument(
+        "--archs", nargs="*", help=f"backbones (default: {' '.join(DEFAULT_ARCHS)})"
+    )
+    parser.add_argument("--checkpoints", nargs="*", default=[], help="trained checkpoints")
+    parser.add_argument("--image-size", type=int, help="input px (default: checkpoint's, or 224)")
+    parser.add_argument("--test-list", help="sample list for MAE (trained checkpoints only)")
+    parser.add_argument("--calibration-list", help="training list for int8 calibration")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs at batch 1")
+    parser.add_argument("--out", help="write the report as JSON (e.g. metrics/benchmark.json)")
+    parser.set_defaults(run=_run_benchmark_command)
