@@ -25,6 +25,7 @@ from headpose.errors import HeadposeError
 from headpose.files import atomic_path
 from headpose.geometry import pose_angles_deg
 
+MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by headpose"
 IMAGE_SUFFIX = ".jpg"
 ANNOTATION_SUFFIX = ".mat"
 
@@ -123,9 +124,15 @@ def write_jpeg(path: str | os.PathLike, image_rgb: np.ndarray, quality: int = 95
 
 
 def write_mat(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write a .mat file atomically (MATLAB 5 format, as scipy.io.loadmat reads it back)."""
+    """Write a .mat file atomically (MATLAB 5 format, as scipy.io.loadmat reads it back).
+
+    savemat puts the current time in the 116-byte header text; it is replaced by a fixed text
+    so the same arrays always give the same bytes (reproducible DVC hashes).
+    """
     with atomic_path(path) as temp, open(temp, "wb") as handle:
         scipy.io.savemat(handle, arrays, do_compression=False)
+        handle.seek(0)
+        handle.write(MAT_HEADER_TEXT.ljust(116))
 
 
 def write_sample(

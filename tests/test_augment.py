@@ -201,3 +201,19 @@ def test_pose_without_translation_is_a_reported_skip(tmp_path):
     result = build_augmentation(train, tmp_path / "lp", tmp_path / "aug", True, 1.0, [10], 99, 0)
     assert result.metrics["rotated_skipped"] == 1
     assert "Pose_Para has 3 values" in result.skipped[0][2]
+
+
+def test_output_is_byte_identical_when_run_again(tmp_path):
+    train = _fixture_training_set(tmp_path / "lp", 6)
+    folders = []
+    for run in range(2):
+        out = tmp_path / f"aug{run}"
+        build_augmentation(train, tmp_path / "lp", out, True, 0.5, [-10, 10], 99, seed=3)
+        folders.append(
+            {
+                p.relative_to(out): p.read_bytes().replace(out.name.encode(), b"OUT")
+                for p in out.rglob("*")
+                if p.is_file()
+            }
+        )
+    assert len(folders[0]) == 3 + 3 * 2 * 2 and folders[0] == folders[1]
