@@ -87,7 +87,7 @@ SYNTH_SCHEMA: dict[str, Rule] = {
     "mirror": _FLAG,
     "test_images": _integer(1),
     "image_size": _integer(64, 2048),
-    "test_outlier_fraction": _number(0, 0.5),
+    "test_outlier_fraction": _number(0, 0.09),
     "train_pose": Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]"),
     "test_pose": Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]"),
 }

@@ -84,3 +84,25 @@ def plot_errors_vs_angle(
             figure.savefig(temp, dpi=100)
         paths.append(path)
     return paths
+
+
+def plot_contact_sheet(
+    images: list[np.ndarray],
+    titles: list[str],
+    landmarks_xy: list[np.ndarray | None],
+    path: str | os.PathLike,
+    columns: int = 6,
+) -> Path:
+    """A grid of RGB images with a title each; landmarks (N, 2, 1-based) drawn where given."""
+    rows = max(1, math.ceil(len(images) / columns))
+    figure = Figure(figsize=(2.2 * columns, 2.4 * rows), layout="constrained")
+    for index, (image, title, points) in enumerate(zip(images, titles, landmarks_xy, strict=True)):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(image)
+        if points is not None:
+            axes.scatter(points[:, 0] - 1, points[:, 1] - 1, s=3, c="lime", linewidths=0)
+        axes.set_title(title, fontsize=7)
+        axes.set_axis_off()
+    with atomic_path(path) as temp:
+        figure.savefig(temp, dpi=90)
+    return Path(path)
