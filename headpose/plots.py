@@ -18,6 +18,13 @@ from headpose.files import atomic_path
 HISTOGRAM_BIN_DEG = 3
 
 
+def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write ``figure`` as a PNG at ``path`` atomically; return the path."""
+    with atomic_path(path) as temp:
+        figure.savefig(temp, dpi=dpi)
+    return Path(path)
+
+
 def plot_angle_histograms(
     angles_by_dataset: dict[str, np.ndarray], folder: str | os.PathLike
 ) -> list[Path]:
@@ -52,10 +59,7 @@ def plot_angle_histograms(
         axes.set_ylabel("density")
         axes.set_title(f"{angle_name} distribution")
         axes.legend()
-        path = Path(folder) / f"{angle_name}.png"
-        with atomic_path(path) as temp:
-            figure.savefig(temp, dpi=100)
-        paths.append(path)
+        paths.append(save_figure(figure, Path(folder) / f"{angle_name}.png"))
     return paths
 
 
@@ -79,10 +83,7 @@ def plot_errors_vs_angle(
         mae = f"MAE {errors.mean():.2f} deg" if errors.size else "no samples"
         axes.set_title(f"{angle_name}: absolute error vs true angle ({mae}, n={errors.size})")
         axes.grid(alpha=0.3)
-        path = Path(folder) / f"{angle_name}_error.png"
-        with atomic_path(path) as temp:
-            figure.savefig(temp, dpi=100)
-        paths.append(path)
+        paths.append(save_figure(figure, Path(folder) / f"{angle_name}_error.png"))
     return paths
 
 
@@ -103,6 +104,4 @@ def plot_contact_sheet(
             axes.scatter(points[:, 0] - 1, points[:, 1] - 1, s=3, c="lime", linewidths=0)
         axes.set_title(title, fontsize=7)
         axes.set_axis_off()
-    with atomic_path(path) as temp:
-        figure.savefig(temp, dpi=90)
-    return Path(path)
+    return save_figure(figure, path, dpi=90)
