@@ -1,0 +1,155 @@
+"""Export and quantisation: ONNX/TorchScript parity on real AFLW2000 crops, int8, the command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from headpose.bins import Bins
+from headpose.cli import main
+from headpose.data import evaluation_dataset, imagenet_normalization
+from headpose.evaluate import mae_summary, predict, predict_with
+from headpose.export import (
+    CropCalibrationReader,
+    export_onnx,
+    export_torchscript,
+    quantize_onnx,
+)
+from headpose.inference import (
+    AnglesModel,
+    load_angles_model,
+    onnx_angle_function,
+    onnx_session,
+    torch_angle_function,
+)
+from headpose.models import build_model, load_checkpoint, save_checkpoint
+
+IMAGE_SIZE = 96
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    """A small ResNet18 checkpoint (96 px), its ONNX export and its int8 quantisation."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("export")
+    meta = {
+        "arch": "resnet18",
+        "num_bins": 66,
+        "bin_width": 3,
+        "image_size": IMAGE_SIZE,
+        "expectation": "centers",
+        **imagenet_normalization(),
+    }
+    save_checkpoint(folder / "model.pt", build_model("resnet18", 66), meta)
+    model, _ = load_angles_model(folder / "model.pt")
+    export_onnx(model, IMAGE_SIZE, folder / "model.onnx")
+    calibration = torch.randn(
+        16, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1)
+    )
+    quantize_onnx(folder / "model.onnx", folder / "model_int8.onnx", calibration)
+    return {name: folder / f"{name}" for name in ("model.pt", "model.onnx", "model_int8.onnx")}
+
+
+@pytest.fixture(scope="module")
+def real_stems(aflw2000_dir) -> list[str]:
+    return [str(path.with_suffix("")) for path in sorted(aflw2000_dir.glob("*.jpg"))[:12]]
+
+
+@pytest.fixture(scope="module")
+def real_crops(real_stems) -> torch.Tensor:
+    dataset = evaluation_dataset(real_stems, IMAGE_SIZE, workers=1)
+    return torch.stack([dataset[index][0] for index in range(len(dataset))])
+
+
+def test_angles_model_is_the_bins_expectation_of_each_head():
+    torch.manual_seed(0)
+    network = build_model("resnet18", 66).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits = network(images)
+        for mode in ("centers", "lower_edges"):
+            angles = AnglesModel(network, 3, mode)(images)
+            expected = torch.stack([Bins(3).expectation_deg(x, mode) for x in logits], dim=1)
+            torch.testing.assert_close(angles, expected)
+
+
+def test_onnx_matches_pytorch_on_real_crops_at_any_batch(exported, real_crops):
+    model, _ = load_angles_model(exported["model.pt"])
+    reference = torch_angle_function(model)(real_crops)
+    onnx_angles = onnx_angle_function(onnx_session(exported["model.onnx"]))
+    assert np.abs(onnx_angles(real_crops) - reference).max() < 0.1
+    assert np.abs(onnx_angles(real_crops[:1]) - reference[:1]).max() < 0.1  # dynamic batch
+    assert np.ptp(reference, axis=0).min() > 0  # the crops do give different angles
+
+
+def test_onnx_graph_has_named_dynamic_io(exported):
+    graph = onnx.load(str(exported["model.onnx"])).graph
+    assert [i.name for i in graph.input] == ["image"]
+    assert [o.name for o in graph.output] == ["angles_deg"]
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.dim_value
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_matches_pytorch(tmp_path, exported, real_crops):
+    model, _ = load_angles_model(exported["model.pt"])
+    export_torchscript(model, IMAGE_SIZE, tmp_path / "model.ts")
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(real_crops), model(real_crops), atol=1e-3, rtol=0)
+
+
+def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, real_stems):
+    fp32, int8 = exported["model.onnx"], exported["model_int8.onnx"]
+    assert int8.stat().st_size < 0.35 * fp32.stat().st_size
+    graph = onnx.load(str(int8)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
+    int8_errors = predict_with(onnx_angle_function(onnx_session(int8)), real_stems, IMAGE_SIZE, 1)
+    fp32_errors = predict_with(onnx_angle_function(onnx_session(fp32)), real_stems, IMAGE_SIZE, 1)
+    assert int8_errors.predicted_deg.shape == (len(real_stems), 3)
+    np.testing.assert_array_equal(int8_errors.true_deg, fp32_errors.true_deg)
+    assert np.isfinite(int8_errors.predicted_deg).all()
+    assert mae_summary(int8_errors.absolute_deg)["count"] == len(real_stems)
+
+
+def test_predict_with_onnx_equals_the_pytorch_evaluation(exported, real_stems):
+    network, meta = load_checkpoint(exported["model.pt"])
+    pytorch = predict(network, real_stems, IMAGE_SIZE, Bins(3), "centers", torch.device("cpu"), 1)
+    onnx_run = predict_with(
+        onnx_angle_function(onnx_session(exported["model.onnx"])), real_stems, IMAGE_SIZE, 1
+    )
+    assert onnx_run.stems == pytorch.stems
+    assert np.abs(onnx_run.predicted_deg - pytorch.predicted_deg).max() < 0.1
+
+
+def test_calibration_reader_serves_every_batch_then_rewinds():
+    reader = CropCalibrationReader(torch.zeros(5, 3, 8, 8), batch_size=2)
+    sizes = [len(batch["image"]) for batch in iter(reader.get_next, None)]
+    assert sizes == [2, 2, 1]
+    reader.rewind()
+    assert reader.get_next()["image"].dtype == np.float32
+
+
+def test_export_command_and_its_errors(tmp_path, exported, capsys):
+    out = tmp_path / "cli.onnx"
+    main(["export", str(exported["model.pt"]), "--format", "onnx", "--out", str(out)])
+    assert onnx_session(out).get_outputs()[0].name == "angles_deg"
+    assert "angles_deg" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.onnx")])
+    assert exit_.value.code == 2
+    assert "missing.pt does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
