@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -28,3 +29,13 @@ def aflw2000_dir() -> Path:
 def w300lp_sample_dir() -> Path:
     """The folder holding one real 300W_LP pair (IBUG/)."""
     return _require(W300LP_SAMPLE_DIR)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch CPU thread: small forward passes are then much faster on a
+    machine whose cores are busy (intra-op threads otherwise wait on each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

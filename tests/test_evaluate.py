@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from model_fixtures import write_checkpoint
 from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
 
 from headpose import evaluate as evaluation
@@ -35,22 +35,21 @@ from headpose.evaluate import (
     write_per_image_csv,
 )
 from headpose.filelists import angles_table_text
-from headpose.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_checkpoint
+from headpose.models import build_model
 from headpose.plots import plot_errors_vs_angle
 
 IMAGE_SIZE = 32
+STAGE_SCRIPT = REPO_ROOT / "stages" / "evaluate.py"
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
 def few_timing_runs(monkeypatch):
-    """Speed is measured the same way, with fewer repetitions and one thread (which keeps tiny
-    models fast on a busy machine)."""
+    """Speed is measured the same way, with fewer repetitions."""
     monkeypatch.setattr(evaluation, "WARMUP_RUNS", 1)
     monkeypatch.setattr(evaluation, "TIMED_RUNS", 4)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +66,8 @@ def tiny_set(tmp_path_factory) -> tuple[Path, list[str]]:
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "model.pt"
-    meta = {
-        "arch": "shufflenet_v2_x1_0",
-        "num_bins": 66,
-        "bin_width": 3,
-        "image_size": IMAGE_SIZE,
-        "expectation": "centers",
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-    }
-    save_checkpoint(path, build_model("shufflenet_v2_x1_0", 66), meta)
-    return path
+    return write_checkpoint(path, "shufflenet_v2_x1_0", image_size=IMAGE_SIZE)
 
 
 def test_mae_summary_of_known_errors():
@@ -218,7 +206,9 @@ def test_cli_overrides_and_one_line_errors(tiny_set, tiny_checkpoint, tmp_path, 
     assert f"checkpoint {tmp_path / 'absent.pt'} does not exist" in capsys.readouterr().err
 
 
-def test_the_stage_writes_metrics_csv_and_plots(tiny_set, tiny_checkpoint, tmp_path):
+def test_the_stage_writes_metrics_csv_and_plots(
+    tiny_set, tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
     _, stems = tiny_set
     (tmp_path / "models").mkdir()
     shutil.copy(tiny_checkpoint, tmp_path / "models" / "model.pt")
@@ -233,15 +223,11 @@ def test_the_stage_writes_metrics_csv_and_plots(tiny_set, tiny_checkpoint, tmp_p
     test_angles = [(stem, "test", (0.0, 0.0, 0.0)) for stem in stems]  # not used by the baseline
     (lists / "angles.tsv").write_text(angles_table_text(train_angles + test_angles))
     (augmented / "angles.tsv").write_text(angles_table_text([]))
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "stages" / "evaluate.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=environment,
-    )
-    assert completed.returncode == 0, completed.stderr
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("evaluate_stage", STAGE_SCRIPT)
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.main()
     metrics = json.loads((tmp_path / "metrics" / "evaluation.json").read_text())
     truth = np.array([read_annotation(stem + ".mat").angles_deg for stem in stems])
     expected_baseline = np.abs(truth - np.array([10.0, -5.0, 2.0])).mean(axis=0)
@@ -249,4 +235,22 @@ def test_the_stage_writes_metrics_csv_and_plots(tiny_set, tiny_checkpoint, tmp_p
     with open(tmp_path / "data" / "evaluation" / "per_image.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == len(stems)
     assert len(list((tmp_path / "plots" / "evaluation").glob("*.png"))) == 3
-    assert "baseline: training mean" in completed.stdout
+    assert "baseline: training mean" in capsys.readouterr().out
+
+
+def test_cli_evaluates_an_original_hopenet_snapshot_as_published(
+    tiny_set, tmp_path, capsys, monkeypatch
+):
+    """A bare ResNet state dict with fc_yaw/fc_pitch/fc_roll (+ fc_finetune), as HopeNet saved."""
+    folder, _ = tiny_set
+    monkeypatch.setattr(evaluation, "THROUGHPUT_BATCH_SIZE", 2)  # 224 px: keep the timing short
+    state = OrderedDict(
+        (key.removeprefix("backbone."), value)
+        for key, value in build_model("resnet18", 66).state_dict().items()
+    )
+    state["fc_finetune.weight"] = torch.zeros(3, 512)
+    snapshot = tmp_path / "hopenet_robust_alpha1.pkl"
+    torch.save(state, snapshot)
+    headpose_main(["evaluate", str(snapshot), "--data", str(folder), "--workers", "1"])
+    output = capsys.readouterr().out
+    assert "resnet18, 66 bins of 3 deg, lower_edges expectation, 224 px" in output

@@ -6,13 +6,12 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from model_fixtures import checkpoint_meta
 
 from headpose.errors import HeadposeError
 from headpose.models import (
     CBAM,
     HOPENET_META,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     ChannelAttention,
     SpatialAttention,
     build_model,
@@ -22,29 +21,10 @@ from headpose.models import (
 )
 from headpose.params import ARCHS
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: keeps these small forward passes fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0", "resnet50", "cbam_resnet50")
-
-
-def _meta(arch: str, num_bins: int) -> dict:
-    return {
-        "arch": arch,
-        "num_bins": num_bins,
-        "bin_width": 198 // num_bins,
-        "image_size": 64,
-        "expectation": "centers",
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-    }
 
 
 @pytest.mark.parametrize("arch", FAST_ARCHS)
@@ -115,11 +95,11 @@ def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
     model = build_model("resnet18", 33).eval()
     images = torch.randn(2, 3, 32, 32)
     path = tmp_path / "model.pt"
-    save_checkpoint(path, model, _meta("resnet18", 33))
+    save_checkpoint(path, model, checkpoint_meta("resnet18", 33))
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"state_dict", "meta"}
     loaded, meta = load_checkpoint(path, expected={"arch": "resnet18", "num_bins": 33})
-    assert meta == _meta("resnet18", 33)
+    assert meta == checkpoint_meta("resnet18", 33)
     assert not loaded.training
     with torch.inference_mode():
         for before, after in zip(model(images), loaded(images), strict=True):
@@ -128,7 +108,7 @@ def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
 
 def test_wrong_arch_or_bins_say_what_the_file_holds(tmp_path):
     path = tmp_path / "model.pt"
-    save_checkpoint(path, build_model("mobilenet_v2", 66), _meta("mobilenet_v2", 66))
+    save_checkpoint(path, build_model("mobilenet_v2", 66), checkpoint_meta("mobilenet_v2", 66))
     with pytest.raises(HeadposeError, match="holds arch mobilenet_v2; asked for arch resnet50"):
         load_checkpoint(path, expected={"arch": "resnet50"})
     with pytest.raises(HeadposeError, match="holds num_bins 66; asked for num_bins 198"):
@@ -139,11 +119,13 @@ def test_wrong_arch_or_bins_say_what_the_file_holds(tmp_path):
 
 def test_meta_must_match_the_model(tmp_path):
     with pytest.raises(HeadposeError, match="lacks image_size"):
-        meta = _meta("resnet18", 66)
+        meta = checkpoint_meta("resnet18", 66)
         del meta["image_size"]
         save_checkpoint(tmp_path / "m.pt", build_model("resnet18", 66), meta)
     with pytest.raises(HeadposeError, match="model is resnet18 with 66 bins"):
-        save_checkpoint(tmp_path / "m.pt", build_model("resnet18", 66), _meta("resnet18", 33))
+        save_checkpoint(
+            tmp_path / "m.pt", build_model("resnet18", 66), checkpoint_meta("resnet18", 33)
+        )
     assert not (tmp_path / "m.pt").exists()
 
 

@@ -1,0 +1,31 @@
+"""Tiny checkpoints for the model, evaluation and prediction tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from headpose.data import imagenet_normalization
+from headpose.models import build_model, save_checkpoint
+
+
+def checkpoint_meta(arch: str, num_bins: int = 66, image_size: int = 32) -> dict:
+    """The meta of a checkpoint trained with bin centres and ImageNet normalisation."""
+    return {
+        "arch": arch,
+        "num_bins": num_bins,
+        "bin_width": 198 // num_bins,
+        "image_size": image_size,
+        "expectation": "centers",
+        **imagenet_normalization(),
+    }
+
+
+def write_checkpoint(
+    path: Path, arch: str, num_bins: int = 66, image_size: int = 32, seed: int = 0
+) -> Path:
+    """Save a randomly initialised model (seeded) as a checkpoint at ``path``."""
+    torch.manual_seed(seed)
+    save_checkpoint(path, build_model(arch, num_bins), checkpoint_meta(arch, num_bins, image_size))
+    return path
