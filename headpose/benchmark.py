@@ -181,7 +181,8 @@ def _run_benchmark_command(args: argparse.Namespace) -> None:
     for path in args.checkpoints:
         _, meta = load_angles_model(path)
         checkpoints[meta["arch"]] = path
-    archs = list(dict.fromkeys([*checkpoints, *(args.archs or DEFAULT_ARCHS)]))
+    listed = DEFAULT_ARCHS if args.archs is None else args.archs  # `--archs` alone: none extra
+    archs = list(dict.fromkeys([*checkpoints, *listed]))
     report = run_benchmark(
         archs,
         checkpoints,
