@@ -19,6 +19,12 @@ from typing import Any
 from headpose.errors import HeadposeError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +51,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise HeadposeError(f"cannot write {target}: {error.strerror}") from None
     os.close(handle)
     temp = Path(temp_name)
+    os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get normal modes
     try:
         yield temp
         os.replace(temp, target)
