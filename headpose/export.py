@@ -26,7 +26,8 @@ import torch
 
 from headpose.data import PoseDataset, prepare_crops
 from headpose.errors import HeadposeError
-from headpose.files import atomic_path
+from headpose.evaluate import mae_summary, predict_with
+from headpose.files import atomic_directory, atomic_path
 from headpose.inference import (
     AnglesModel,
     load_angles_model,
@@ -164,6 +165,50 @@ def max_parity_error_deg(
     reference = torch_angle_function(model.cpu().eval())(images)
     exported = onnx_angle_function(onnx_session(onnx_path))(images)
     return float(np.abs(reference - exported).max())
+
+
+def export_for_deployment(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    calibration_stems: list[str],
+    test_stems: list[str],
+    workers: int = 0,
+    seed: int = 0,
+) -> dict:
+    """Write ``out_dir/model.onnx`` and ``out_dir/model_int8.onnx``; return their metrics.
+
+    The int8 model is calibrated on training crops (``calibration_stems``); both are evaluated
+    on ``test_stems`` with the evaluation code, so the metrics say what int8 costs in MAE. The
+    parity is the largest |PyTorch - ONNX Runtime fp32| angle over the test crops.
+    """
+    model, meta = load_angles_model(checkpoint)
+    image_size = meta["image_size"]
+    calibration = calibration_images(calibration_stems, image_size, seed=seed, workers=workers)
+    with atomic_directory(out_dir) as temp:
+        export_onnx(model, image_size, temp / "model.onnx")
+        quantize_onnx(temp / "model.onnx", temp / "model_int8.onnx", calibration)
+        runs = {
+            name: predict_with(function, test_stems, image_size, workers)
+            for name, function in (
+                ("pytorch_fp32", torch_angle_function(model)),
+                ("onnx_fp32", onnx_angle_function(onnx_session(temp / "model.onnx"))),
+                ("onnx_int8", onnx_angle_function(onnx_session(temp / "model_int8.onnx"))),
+            )
+        }
+        sizes_mb = {
+            name: round(os.path.getsize(temp / name) / 2**20, 2)
+            for name in ("model.onnx", "model_int8.onnx")
+        }
+    parity = np.abs(runs["onnx_fp32"].predicted_deg - runs["pytorch_fp32"].predicted_deg).max()
+    mae = {name: mae_summary(run.absolute_deg) for name, run in runs.items()}
+    return {
+        "exported": True,
+        "onnx_opset": ONNX_OPSET,
+        "file_mb": {"checkpoint": round(os.path.getsize(checkpoint) / 2**20, 2), **sizes_mb},
+        "parity_max_abs_deg": round(float(parity), 5),
+        "mae": mae,
+        "int8_mae_mean_increase_deg": round(mae["onnx_int8"]["mean"] - mae["onnx_fp32"]["mean"], 4),
+    }
 
 
 def run_export(args: argparse.Namespace) -> None:

@@ -130,6 +130,7 @@ SCHEMA: dict[str, Rule] = {
     "lr_step_gamma": _number(0, 1, low_open=True),
     "expectation": _choice("centers", "lower_edges"),
     "gpus": _integer(1, 64),
+    "export": _FLAG,
     "synth": Rule(dict, None, "a mapping of synthetic-data settings"),
 }
 

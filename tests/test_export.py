@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -13,12 +11,7 @@ from headpose.bins import Bins
 from headpose.cli import main
 from headpose.data import evaluation_dataset, imagenet_normalization
 from headpose.evaluate import mae_summary, predict, predict_with
-from headpose.export import (
-    CropCalibrationReader,
-    export_onnx,
-    export_torchscript,
-    quantize_onnx,
-)
+from headpose.export import CropCalibrationReader, export_for_deployment, export_torchscript
 from headpose.inference import (
     AnglesModel,
     load_angles_model,
@@ -40,8 +33,20 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict[str, Path]:
-    """A small ResNet18 checkpoint (96 px), its ONNX export and its int8 quantisation."""
+def real_stems(aflw2000_dir) -> list[str]:
+    return [str(path.with_suffix("")) for path in sorted(aflw2000_dir.glob("*.jpg"))[:12]]
+
+
+@pytest.fixture(scope="module")
+def real_crops(real_stems) -> torch.Tensor:
+    dataset = evaluation_dataset(real_stems, IMAGE_SIZE, workers=1)
+    return torch.stack([dataset[index][0] for index in range(len(dataset))])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, real_stems) -> dict:
+    """A small ResNet18 checkpoint (96 px) through the export stage's library function:
+    ONNX fp32 + int8 calibrated on real AFLW2000 crops, both evaluated on them."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("export")
     meta = {
@@ -53,24 +58,26 @@ def exported(tmp_path_factory) -> dict[str, Path]:
         **imagenet_normalization(),
     }
     save_checkpoint(folder / "model.pt", build_model("resnet18", 66), meta)
-    model, _ = load_angles_model(folder / "model.pt")
-    export_onnx(model, IMAGE_SIZE, folder / "model.onnx")
-    calibration = torch.randn(
-        16, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1)
+    metrics = export_for_deployment(
+        folder / "model.pt", folder / "deploy", real_stems, real_stems, workers=1
     )
-    quantize_onnx(folder / "model.onnx", folder / "model_int8.onnx", calibration)
-    return {name: folder / f"{name}" for name in ("model.pt", "model.onnx", "model_int8.onnx")}
+    return {
+        "model.pt": folder / "model.pt",
+        "model.onnx": folder / "deploy" / "model.onnx",
+        "model_int8.onnx": folder / "deploy" / "model_int8.onnx",
+        "metrics": metrics,
+    }
 
 
-@pytest.fixture(scope="module")
-def real_stems(aflw2000_dir) -> list[str]:
-    return [str(path.with_suffix("")) for path in sorted(aflw2000_dir.glob("*.jpg"))[:12]]
-
-
-@pytest.fixture(scope="module")
-def real_crops(real_stems) -> torch.Tensor:
-    dataset = evaluation_dataset(real_stems, IMAGE_SIZE, workers=1)
-    return torch.stack([dataset[index][0] for index in range(len(dataset))])
+def test_export_metrics_report_parity_sizes_and_int8_cost(exported, real_stems):
+    metrics = exported["metrics"]
+    assert metrics["exported"] and metrics["parity_max_abs_deg"] < 0.1
+    assert metrics["file_mb"]["model_int8.onnx"] < 0.35 * metrics["file_mb"]["model.onnx"]
+    mae = metrics["mae"]
+    assert {run["count"] for run in mae.values()} == {len(real_stems)}
+    assert abs(mae["onnx_fp32"]["mean"] - mae["pytorch_fp32"]["mean"]) < 0.01
+    increase = mae["onnx_int8"]["mean"] - mae["onnx_fp32"]["mean"]
+    assert metrics["int8_mae_mean_increase_deg"] == pytest.approx(increase, abs=1e-3)
 
 
 def test_angles_model_is_the_bins_expectation_of_each_head():
