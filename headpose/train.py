@@ -26,7 +26,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,7 @@ from headpose.params import validate
 
 HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
 ANGLES = ("yaw", "pitch", "roll")
+MAE_KEYS = (*(f"mae_{angle}" for angle in ANGLES), "mae_mean")
 
 
 @dataclass(frozen=True)
@@ -267,25 +268,51 @@ def _loader_options(params: dict, device: torch.device) -> dict:
     }
 
 
-# --- Resume checkpoints -------------------------------------------------------------------------
+# --- Run state and resume checkpoints -----------------------------------------------------------
 
 
-def _save_resume(path: Path, state: dict) -> None:
+@dataclass
+class RunState:
+    """What a run has done so far: one record per finished epoch and the best weights yet."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_mae_mean: float = float("inf")
+    best_state_dict: dict | None = None
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    def add_epoch(self, record: dict, model: nn.Module) -> None:
+        """Record a finished epoch, keeping a copy of the weights when validation improved."""
+        self.history.append(record)
+        if record["mae_mean"] < self.best_mae_mean:
+            self.best_epoch, self.best_mae_mean = record["epoch"], record["mae_mean"]
+            self.best_state_dict = {
+                k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            }
+
+
+def save_resume(path: Path, fingerprint: str, state: RunState, phase: Phase, **objects) -> None:
+    """Write the resume checkpoint: the run state, the phase and each object's ``state_dict``."""
+    content = {"fingerprint": fingerprint, "phase": phase.name, "state": vars(state)}
+    content.update({name: item.state_dict() for name, item in objects.items()})
     with atomic_path(path) as temp:
-        torch.save(state, temp)
+        torch.save(content, temp)
 
 
-def _load_resume(path: Path, fingerprint: str) -> dict | None:
-    """The saved state of an interrupted run with the same fingerprint, else None."""
+def load_resume(path: Path, fingerprint: str) -> dict | None:
+    """The saved content of an interrupted run with the same fingerprint, else None."""
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a foreign or damaged file: start over rather than fail
         return None
-    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+    if not isinstance(content, dict) or content.get("fingerprint") != fingerprint:
         return None
-    return state
+    return content
 
 
 # --- The whole run ------------------------------------------------------------------------------
@@ -303,12 +330,113 @@ def checkpoint_meta(params: dict, bins: Bins) -> dict:
     }
 
 
+@dataclass
+class Trainer:
+    """Everything one run uses; :meth:`run_phase` trains one phase from where the run stands."""
+
+    params: dict
+    paths: TrainPaths
+    fingerprint: str
+    device: torch.device
+    bins: Bins
+    model: HeadPoseNet
+    train_set: PoseDataset
+    train_loader: DataLoader
+    sampler: DistributedSampler
+    val_loader: DataLoader
+    live: Live
+    state: RunState
+    scaler: torch.amp.GradScaler
+
+    def run_phase(self, phase: Phase, saved: dict | None) -> None:
+        """Train the phase's remaining epochs (``saved``: a resume checkpoint's content)."""
+        last_epoch = phase.first_epoch + phase.epochs - 1
+        if self.state.epochs_done >= last_epoch:
+            return  # finished before an interruption
+        stem_frozen = phase.name == "frozen_stem"
+        set_stem_frozen(self.model, stem_frozen)
+        optimizer = make_optimizer(self.model, phase)
+        scheduler = make_scheduler(optimizer, self.params)
+        if saved and saved["phase"] == phase.name and self.state.epochs_done >= phase.first_epoch:
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+        total = self.params["epochs"] + self.params["finetune_epochs"]
+        for epoch in range(self.state.epochs_done + 1, last_epoch + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            self.sampler.set_epoch(epoch)
+            self.train_set.set_epoch(epoch)
+            set_train_mode(self.model, stem_frozen)
+            loss = train_one_epoch(
+                self.model,
+                self.train_loader,
+                optimizer,
+                self.scaler,
+                self.bins,
+                self.params,
+                self.device,
+                f"epoch {epoch}/{total} ({phase.name})",
+            )
+            scheduler.step()
+            scores = mae_deg(
+                *predict_angles(
+                    self.model, self.val_loader, self.bins, self.params["expectation"], self.device
+                )
+            )
+            record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
+            self.state.add_epoch(record, self.model)
+            log_epoch(self.live, record)
+            tqdm.write(
+                f"epoch {epoch}: loss {loss:.3f}, validation MAE yaw {scores['mae_yaw']:.2f} "
+                f"pitch {scores['mae_pitch']:.2f} roll {scores['mae_roll']:.2f} "
+                f"mean {scores['mae_mean']:.2f} deg"
+            )
+            save_resume(
+                self.paths.resume_file,
+                self.fingerprint,
+                self.state,
+                phase,
+                model=self.model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=self.scaler,
+            )
+
+    def save_models(self) -> None:
+        """``model.pt`` (final weights) and ``best.pt`` (best validation epoch), with meta."""
+        meta = checkpoint_meta(self.params, self.bins)
+        final = self.state.history[-1]
+        save_checkpoint(
+            self.paths.models_dir / "model.pt",
+            self.model,
+            {**meta, "epoch": final["epoch"], "val_mae_mean": final["mae_mean"]},
+        )
+        best_model = build_model(self.params["arch"], self.bins.count)
+        best_model.load_state_dict(self.state.best_state_dict)
+        save_checkpoint(
+            self.paths.models_dir / "best.pt",
+            best_model,
+            {**meta, "epoch": self.state.best_epoch, "val_mae_mean": self.state.best_mae_mean},
+        )
+
+    def metrics(self) -> dict:
+        """Final and best epoch's validation MAEs (the content of ``metrics/train.json``)."""
+        final = self.state.history[-1]
+        best = self.state.history[self.state.best_epoch - 1]
+        return {
+            "final": {key: final[key] for key in ("epoch", "train_loss", *MAE_KEYS)},
+            "best": {key: best[key] for key in ("epoch", *MAE_KEYS)},
+            "train_images": len(self.train_set),
+            "val_images": len(self.val_loader.dataset),
+        }
+
+
 def run_training(params: dict, paths: TrainPaths = TrainPaths()) -> dict:
     """Train as ``params`` say on ``paths.train_list``, validate on ``paths.val_list``.
 
     Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
     the dvclive curves; returns the metrics (final and best epoch's MAEs). Bad params or lists
-    raise a HeadposeError before any work.
+    raise a HeadposeError before any work. Continues an interrupted run of the same params and
+    lists from ``paths.resume_file``, which is deleted once the run is complete.
     """
     validate(params)
     train_stems = read_list(paths.train_list)
@@ -320,133 +448,47 @@ def run_training(params: dict, paths: TrainPaths = TrainPaths()) -> dict:
         f"training {params['arch']} on {device.type}: {len(train_stems)} train images, "
         f"{len(val_stems)} validation images"
     )
-
+    size, workers = params["image_size"], params["workers"]
     train_set = PoseDataset(
-        prepare_crops(train_stems, params["image_size"], params["workers"], "decode train"),
-        params["image_size"],
-        augment=True,
-        seed=params["seed"],
-    )
-    val_loader = make_eval_loader(
-        evaluation_dataset(val_stems, params["image_size"], params["workers"]), params, device
+        prepare_crops(train_stems, size, workers, "decode train"), size, True, params["seed"]
     )
     train_loader, sampler = make_train_loader(train_set, params, device)
+    val_loader = make_eval_loader(evaluation_dataset(val_stems, size, workers), params, device)
 
     seed_everything(params["seed"])
     model = build_model(params["arch"], bins.count, params["pretrained"]).to(device)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-
-    saved = _load_resume(paths.resume_file, fingerprint)
-    history: list[dict] = saved["history"] if saved else []
-    best = saved["best"] if saved else {"epoch": 0, "mae_mean": float("inf"), "state_dict": None}
+    saved = load_resume(paths.resume_file, fingerprint)
+    state = RunState(**saved["state"]) if saved else RunState()
     if saved:
         model.load_state_dict(saved["model"])
         scaler.load_state_dict(saved["scaler"])
-        print(f"resuming after epoch {len(history)} from {paths.resume_file}")
-
+        print(f"resuming after epoch {state.epochs_done} from {paths.resume_file}")
     live = Live(str(paths.live_dir), save_dvc_exp=False, dvcyaml=False)
-    for record in history:  # DVC removed the curves of the interrupted run: replay them
-        _log_epoch(live, record)
+    for record in state.history:  # DVC deleted the interrupted run's curves: replay them
+        log_epoch(live, record)
 
+    trainer = Trainer(
+        params, paths, fingerprint, device, bins, model, train_set, train_loader, sampler,
+        val_loader, live, state, scaler,
+    )  # fmt: skip
     started = time.perf_counter()
     for phase in phases(params):
-        last_epoch = phase.first_epoch + phase.epochs - 1
-        if len(history) >= last_epoch:
-            continue  # finished before the interruption
-        stem_frozen = phase.name == "frozen_stem"
-        set_stem_frozen(model, stem_frozen)
-        optimizer = make_optimizer(model, phase)
-        scheduler = make_scheduler(optimizer, params)
-        if saved and saved["phase"] == phase.name and len(history) >= phase.first_epoch:
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-        for epoch in range(len(history) + 1, last_epoch + 1):
-            lr = optimizer.param_groups[0]["lr"]
-            sampler.set_epoch(epoch)
-            train_set.set_epoch(epoch)
-            set_train_mode(model, stem_frozen)
-            loss = train_one_epoch(
-                model,
-                train_loader,
-                optimizer,
-                scaler,
-                bins,
-                params,
-                device,
-                f"epoch {epoch}/{params['epochs'] + params['finetune_epochs']} ({phase.name})",
-            )
-            scheduler.step()
-            scores = mae_deg(
-                *predict_angles(model, val_loader, bins, params["expectation"], device)
-            )
-            record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
-            history.append(record)
-            _log_epoch(live, record)
-            if scores["mae_mean"] < best["mae_mean"]:
-                best = {
-                    "epoch": epoch,
-                    "mae_mean": scores["mae_mean"],
-                    "state_dict": {
-                        k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-                    },
-                }
-            tqdm.write(
-                f"epoch {epoch}: loss {loss:.3f}, validation MAE yaw {scores['mae_yaw']:.2f} "
-                f"pitch {scores['mae_pitch']:.2f} roll {scores['mae_roll']:.2f} "
-                f"mean {scores['mae_mean']:.2f} deg"
-            )
-            _save_resume(
-                paths.resume_file,
-                {
-                    "fingerprint": fingerprint,
-                    "phase": phase.name,
-                    "history": history,
-                    "best": best,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                },
-            )
+        trainer.run_phase(phase, saved)
     live.end()
-
-    meta = checkpoint_meta(params, bins)
-    final = history[-1]
-    save_checkpoint(
-        paths.models_dir / "model.pt",
-        model,
-        {**meta, "epoch": final["epoch"], "val_mae_mean": final["mae_mean"]},
-    )
-    best_model = build_model(params["arch"], bins.count)
-    best_model.load_state_dict(best["state_dict"])
-    save_checkpoint(
-        paths.models_dir / "best.pt",
-        best_model,
-        {**meta, "epoch": best["epoch"], "val_mae_mean": best["mae_mean"]},
-    )
-    metrics = {
-        "final": {k: final[k] for k in ("epoch", "train_loss", *_mae_keys())},
-        "best": {
-            k: v for k, v in history[best["epoch"] - 1].items() if k in ("epoch", *_mae_keys())
-        },
-        "train_images": len(train_stems),
-        "val_images": len(val_stems),
-    }
+    trainer.save_models()
     paths.resume_file.unlink(missing_ok=True)
     print(
         f"trained in {time.perf_counter() - started:.0f} s; best validation MAE "
-        f"{best['mae_mean']:.2f} deg at epoch {best['epoch']}"
+        f"{state.best_mae_mean:.2f} deg at epoch {state.best_epoch}"
     )
-    return metrics
+    return trainer.metrics()
 
 
-def _mae_keys() -> tuple[str, ...]:
-    return (*(f"mae_{angle}" for angle in ANGLES), "mae_mean")
-
-
-def _log_epoch(live: Live, record: dict) -> None:
+def log_epoch(live: Live, record: dict) -> None:
+    """One epoch's numbers as one dvclive step."""
     live.log_metric("train/loss", record["train_loss"])
     live.log_metric("train/lr", record["lr"])
-    for key in _mae_keys():
+    for key in MAE_KEYS:
         live.log_metric(f"val/{key}", record[key])
     live.next_step()
