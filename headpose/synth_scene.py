@@ -101,8 +101,8 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
     start, end = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
     coarse = start + (end - start) * ramp[..., None]
     coarse += rng.standard_normal((cells, cells, 3), dtype=np.float32) * rng.uniform(5, 45)
+    coarse = np.clip(coarse, 0, 255).astype(np.uint8)
     image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-    image = np.clip(image, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(4, 18))):
         _draw_clutter(image, rng, size)
     return image
@@ -148,10 +148,10 @@ def draw_torso(
 
 
 def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Camera imperfections: random Gaussian blur and sensor noise."""
+    """Camera imperfections: random Gaussian blur and (uniform, per-channel) sensor noise."""
     sigma = rng.uniform(0.0, 1.4)
     if sigma > 0.3:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
-    noise_sd = rng.uniform(0.0, 7.0)
-    noisy = image + rng.standard_normal(image.shape, dtype=np.float32) * noise_sd
-    return np.clip(noisy, 0, 255).astype(np.uint8)
+    noise_amplitude = int(rng.integers(0, 13))
+    noise = rng.integers(-noise_amplitude, noise_amplitude + 1, size=image.shape, dtype=np.int16)
+    return cv2.add(image, noise, dtype=cv2.CV_8U)
