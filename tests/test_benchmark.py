@@ -9,11 +9,10 @@ import json
 
 import pytest
 import torch
+from model_fixtures import write_checkpoint
 
 from headpose.benchmark import RUNTIMES, format_table, run_benchmark
 from headpose.cli import main
-from headpose.data import imagenet_normalization
-from headpose.models import build_model, save_checkpoint
 
 IMAGE_SIZE = 32
 
@@ -43,17 +42,7 @@ def test_untrained_backbone_is_timed_in_three_runtimes_and_labelled():
 
 
 def test_checkpoint_with_test_list_gets_mae_per_runtime(tmp_path, aflw2000_dir, capsys):
-    torch.manual_seed(0)
-    meta = {
-        "arch": "resnet18",
-        "num_bins": 66,
-        "bin_width": 3,
-        "image_size": IMAGE_SIZE,
-        "expectation": "centers",
-        **imagenet_normalization(),
-    }
-    checkpoint = tmp_path / "model.pt"
-    save_checkpoint(checkpoint, build_model("resnet18", 66), meta)
+    checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18", image_size=IMAGE_SIZE)
     stems = [str(p.with_suffix("")) for p in sorted(aflw2000_dir.glob("*.jpg"))[:6]]
     test_list = tmp_path / "test.txt"
     test_list.write_text("".join(f"{stem}\n" for stem in stems))

@@ -6,10 +6,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from model_fixtures import write_checkpoint
 
 from headpose.bins import Bins
 from headpose.cli import main
-from headpose.data import evaluation_dataset, imagenet_normalization
+from headpose.data import evaluation_dataset
 from headpose.evaluate import mae_summary, predict, predict_with
 from headpose.export import CropCalibrationReader, export_for_deployment, export_torchscript
 from headpose.inference import (
@@ -19,17 +20,12 @@ from headpose.inference import (
     onnx_session,
     torch_angle_function,
 )
-from headpose.models import build_model, load_checkpoint, save_checkpoint
+from headpose.models import build_model, load_checkpoint
 
 IMAGE_SIZE = 96
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +43,8 @@ def real_crops(real_stems) -> torch.Tensor:
 def exported(tmp_path_factory, real_stems) -> dict:
     """A small ResNet18 checkpoint (96 px) through the export stage's library function:
     ONNX fp32 + int8 calibrated on real AFLW2000 crops, both evaluated on them."""
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("export")
-    meta = {
-        "arch": "resnet18",
-        "num_bins": 66,
-        "bin_width": 3,
-        "image_size": IMAGE_SIZE,
-        "expectation": "centers",
-        **imagenet_normalization(),
-    }
-    save_checkpoint(folder / "model.pt", build_model("resnet18", 66), meta)
+    write_checkpoint(folder / "model.pt", "resnet18", image_size=IMAGE_SIZE)
     metrics = export_for_deployment(
         folder / "model.pt", folder / "deploy", real_stems, real_stems, workers=1
     )

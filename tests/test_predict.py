@@ -13,11 +13,10 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-import torch
+from model_fixtures import write_checkpoint
 
 from headpose.cli import main
 from headpose.crop import landmark_box, loosen_box
-from headpose.data import imagenet_normalization
 from headpose.detect import (
     FaceBox,
     HaarFaceDetector,
@@ -30,7 +29,6 @@ from headpose.draw import axis_endpoints
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
 from headpose.inference import load_angles_model, torch_angle_function
-from headpose.models import build_model, save_checkpoint
 from headpose.predict import CROP_K, FacePosePredictor, model_crop_box, video_frames
 
 IMAGE_SIZE = 64
@@ -38,28 +36,13 @@ SCALE = 0.5  # AFLW2000 images are 450 px; tests use 225 px copies
 FRONTAL = ["image00013", "image00014", "image00019", "image00039"]  # near-frontal, Haar finds them
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    meta = {
-        "arch": "resnet18",
-        "num_bins": 66,
-        "bin_width": 3,
-        "image_size": IMAGE_SIZE,
-        "expectation": "centers",
-        **imagenet_normalization(),
-    }
-    save_checkpoint(path, build_model("resnet18", 66), meta)
-    return path
+    folder = tmp_path_factory.mktemp("model")
+    return write_checkpoint(folder / "model.pt", "resnet18", image_size=IMAGE_SIZE)
 
 
 def small_image(aflw2000_dir: Path, name: str) -> np.ndarray:
