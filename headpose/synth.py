@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -273,9 +273,10 @@ class Job:
     image_key: tuple[int, ...]
     pose_deg: tuple[float, float, float]
     image_size: int
-    stem: str  # output path without extension
+    stem: str  # output path without extension, relative to output_root
     flip_stem: str | None  # where the mirrored twin goes (training set only), or None
     is_test: bool
+    output_root: str = ""  # the dataset folder being written
 
 
 def _folder_of_faces(face_count: int) -> list[str]:
@@ -288,7 +289,7 @@ def _folder_of_faces(face_count: int) -> list[str]:
     ]
 
 
-def train_jobs(settings: dict, seed: int, root: Path) -> list[Job]:
+def train_jobs(settings: dict, seed: int) -> list[Job]:
     """Jobs of the 300W_LP-like set: ``variants_per_face`` poses of each face."""
     faces, variants = settings["train_faces"], settings["variants_per_face"]
     poses = sample_poses(
@@ -305,15 +306,15 @@ def train_jobs(settings: dict, seed: int, root: Path) -> list[Job]:
                     image_key=(_TRAIN_VARIANT, face, variant),
                     pose_deg=tuple(poses[face * variants + variant]),
                     image_size=settings["image_size"],
-                    stem=str(root / folder / name),
-                    flip_stem=str(root / f"{folder}_Flip" / name) if settings["mirror"] else None,
+                    stem=f"{folder}/{name}",
+                    flip_stem=f"{folder}_Flip/{name}" if settings["mirror"] else None,
                     is_test=False,
                 )
             )
     return jobs
 
 
-def test_jobs(settings: dict, seed: int, root: Path) -> list[Job]:
+def test_jobs(settings: dict, seed: int) -> list[Job]:
     """Jobs of the AFLW2000-like set: one face per image, ``image0XXXX`` names, flat folder."""
     count = settings["test_images"]
     poses = sample_poses(
@@ -330,7 +331,7 @@ def test_jobs(settings: dict, seed: int, root: Path) -> list[Job]:
             image_key=(_TEST_IMAGE, index, 0),
             pose_deg=tuple(poses[index]),
             image_size=settings["image_size"],
-            stem=str(root / f"image{index:05d}"),
+            stem=f"image{index:05d}",
             flip_stem=None,
             is_test=True,
         )
@@ -342,15 +343,19 @@ def run_job(job: Job) -> tuple[float, float, float]:
     """Render and write one job's sample(s); return its (yaw, pitch, roll) degrees."""
     cv2.setNumThreads(1)  # the pool parallelises over samples
     sample = render_sample(job.seed, job.face_key, job.image_key, job.pose_deg, job.image_size)
+    root = Path(job.output_root)
     if job.is_test:
-        write_sample(job.stem, sample.image, test_labels(sample), sample.jpeg_quality)
+        write_sample(root / job.stem, sample.image, test_labels(sample), sample.jpeg_quality)
         return job.pose_deg
     labels = train_labels(sample)
-    write_sample(job.stem, sample.image, labels, sample.jpeg_quality)
+    write_sample(root / job.stem, sample.image, labels, sample.jpeg_quality)
     if job.flip_stem is not None:
         mirrored = np.ascontiguousarray(sample.image[:, ::-1])
         write_sample(
-            job.flip_stem, mirrored, mirrored_labels(labels, job.image_size), sample.jpeg_quality
+            root / job.flip_stem,
+            mirrored,
+            mirrored_labels(labels, job.image_size),
+            sample.jpeg_quality,
         )
     return job.pose_deg
 
@@ -370,13 +375,14 @@ def generate(
 ) -> dict:
     """Write both datasets atomically and return the metrics (counts, rate, pose percentiles)."""
     started, cpu_started = time.perf_counter(), _cpu_seconds()
+    train, test = train_jobs(settings, seed), test_jobs(settings, seed)  # checks the targets
     with atomic_directory(train_root) as train_temp, atomic_directory(test_root) as test_temp:
-        train = train_jobs(settings, seed, train_temp)
-        test = test_jobs(settings, seed, test_temp)
+        train = [replace(job, output_root=str(train_temp)) for job in train]
+        test = [replace(job, output_root=str(test_temp)) for job in test]
         folders = {Path(job.stem).parent for job in train}
         folders |= {Path(job.flip_stem).parent for job in train if job.flip_stem}
         for folder in folders:
-            folder.mkdir(parents=True, exist_ok=True)
+            (train_temp / folder).mkdir(parents=True, exist_ok=True)
         angles = np.array(map_with_progress(run_job, train + test, workers, "synth"))
     wall_s = time.perf_counter() - started
     cpu_s = _cpu_seconds() - cpu_started

@@ -167,9 +167,9 @@ def test_generation_is_deterministic_and_independent_of_workers(tmp_path, settin
     assert sheet.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_variants_share_the_face_but_not_the_pose(tmp_path, settings):
+def test_variants_share_the_face_but_not_the_pose(settings):
     tiny = dict(_tiny_settings(settings), mirror=False)
-    jobs = synth.train_jobs(tiny, 0, tmp_path)
+    jobs = synth.train_jobs(tiny, 0)
     assert jobs[0].face_key == jobs[1].face_key and jobs[0].pose_deg != jobs[1].pose_deg
     assert jobs[0].face_key != jobs[2].face_key
 
