@@ -14,8 +14,8 @@ face arrives at the network framed as the training crops framed it on average. B
 ``--boxes`` file are taken as tight landmark-style face boxes (no insets).
 
 Problems with single inputs (no face found, a file that is not an image or video, an unreadable
-video) are reported on stderr and in the JSON and do not stop the batch; files that could not be
-read make the command exit with status 1 at the end. No face in an image is only a warning.
+video) are reported on stderr and in the JSON and do not stop the batch: every other file still
+goes through, and the command then exits with status 1.
 """
 
 from __future__ import annotations
@@ -233,11 +233,10 @@ def output_name(path: Path, used: set[str]) -> str:
 
 def predict_files(
     predictor: FacePosePredictor, files: list[Path], out_dir: Path
-) -> tuple[list[FaceResult], list[str], list[str]]:
-    """Run every file; return (face results, errors, warnings). A bad file never stops the rest."""
+) -> tuple[list[FaceResult], list[str]]:
+    """Run every file; return (face results, problems). A bad file never stops the rest."""
     results: list[FaceResult] = []
     errors: list[str] = []
-    warnings: list[str] = []
     used_names: set[str] = set()
     images = [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES]
     videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
@@ -249,7 +248,7 @@ def predict_files(
         for annotated, faces in predictor.run(iter([(0, image)]), path):
             write_jpeg(out_dir / output_name(path, used_names), annotated)
             if not faces:
-                warnings.append(f"{path}: no face found")
+                errors.append(f"{path}: no face found")
             results.extend(faces)
     for path in videos:
         capture = open_video(path)
@@ -258,9 +257,9 @@ def predict_files(
             continue
         video_results = predict_video(predictor, path, capture, out_dir)
         if not video_results:
-            warnings.append(f"{path}: no face found in any frame")
+            errors.append(f"{path}: no face found in any frame")
         results.extend(video_results)
-    return results, errors, warnings
+    return results, errors
 
 
 def write_results(out_dir: Path, results: list[FaceResult], report: dict) -> None:
@@ -288,12 +287,10 @@ def run_predict(args: argparse.Namespace) -> None:
     )
     files, errors = collect_inputs(args.paths)
     out_dir = Path(args.out)
-    results, file_errors, warnings = predict_files(predictor, files, out_dir)
+    results, file_errors = predict_files(predictor, files, out_dir)
     errors += file_errors
     report = {"checkpoint": str(checkpoint), "device": str(device), "errors": errors}
-    write_results(out_dir, results, {**report, "warnings": warnings})
-    for message in warnings:
-        print(f"warning: {message}", file=sys.stderr)
+    write_results(out_dir, results, report)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     print(f"{len(results)} faces in {len(files)} files -> {out_dir}/predictions.json")

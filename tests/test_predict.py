@@ -187,7 +187,7 @@ def test_predict_images_folder_video_and_bad_inputs(tmp_path, aflw2000_dir, chec
         ]
     )
 
-    assert code == 1  # the unreadable files fail the run, after everything else went through
+    assert code == 1  # bad files and the faceless image fail the run after the rest went through
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr
     assert "notes.jpg: not a readable image" in stderr
@@ -266,3 +266,21 @@ def test_batching_faces_across_frames_does_not_change_results(aflw2000_dir, chec
     assert one_by_one.shape == (4, 3)
     np.testing.assert_allclose(one_by_one, batched, atol=1e-3)
     assert np.ptp(batched[:, 0]) > 0  # different faces give different angles
+
+
+def test_an_image_without_a_face_alone_fails_the_run(tmp_path, aflw2000_dir, checkpoint, capsys):
+    corner = small_image(aflw2000_dir, FRONTAL[0])[:40, :40]
+    cv2.imwrite(str(tmp_path / "wall.jpg"), cv2.resize(corner, (160, 160)))
+    code = run_cli(
+        [
+            "predict",
+            str(tmp_path / "wall.jpg"),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 1
+    assert "wall.jpg: no face found" in capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "predictions.json").read_text())["faces"] == []
