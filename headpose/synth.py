@@ -226,7 +226,7 @@ def _roi(points_xy: np.ndarray) -> np.ndarray:
     return np.round([[center[0] - half, center[1] - half, center[0] + half, center[1] + half]])
 
 
-def train_labels(sample: RenderedSample) -> dict[str, np.ndarray]:
+def w300lp_labels(sample: RenderedSample) -> dict[str, np.ndarray]:
     """The .mat arrays of a 300W_LP-style sample: Pose_Para, pt2d (2x68), roi."""
     size = sample.image.shape[0]
     projected = project_points(sample.landmarks_68, sample.pose_para, size)
@@ -247,7 +247,7 @@ def mirrored_labels(labels: dict[str, np.ndarray], image_size: int) -> dict[str,
     return {"Pose_Para": pose.reshape(1, 7), "pt2d": pt2d, "roi": roi}
 
 
-def test_labels(sample: RenderedSample) -> dict[str, np.ndarray]:
+def aflw2000_labels(sample: RenderedSample) -> dict[str, np.ndarray]:
     """The .mat arrays of an AFLW2000-style sample: Pose_Para, pt2d (2x21), pt3d_68, roi."""
     size = sample.image.shape[0]
     projected_68 = project_points(sample.landmarks_68, sample.pose_para, size)
@@ -289,7 +289,7 @@ def _folder_of_faces(face_count: int) -> list[str]:
     ]
 
 
-def train_jobs(settings: dict, seed: int) -> list[Job]:
+def w300lp_jobs(settings: dict, seed: int) -> list[Job]:
     """Jobs of the 300W_LP-like set: ``variants_per_face`` poses of each face."""
     faces, variants = settings["train_faces"], settings["variants_per_face"]
     poses = sample_poses(
@@ -314,7 +314,7 @@ def train_jobs(settings: dict, seed: int) -> list[Job]:
     return jobs
 
 
-def test_jobs(settings: dict, seed: int) -> list[Job]:
+def aflw2000_jobs(settings: dict, seed: int) -> list[Job]:
     """Jobs of the AFLW2000-like set: one face per image, ``image0XXXX`` names, flat folder."""
     count = settings["test_images"]
     poses = sample_poses(
@@ -345,9 +345,9 @@ def run_job(job: Job) -> tuple[float, float, float]:
     sample = render_sample(job.seed, job.face_key, job.image_key, job.pose_deg, job.image_size)
     root = Path(job.output_root)
     if job.is_test:
-        write_sample(root / job.stem, sample.image, test_labels(sample), sample.jpeg_quality)
+        write_sample(root / job.stem, sample.image, aflw2000_labels(sample), sample.jpeg_quality)
         return job.pose_deg
-    labels = train_labels(sample)
+    labels = w300lp_labels(sample)
     write_sample(root / job.stem, sample.image, labels, sample.jpeg_quality)
     if job.flip_stem is not None:
         mirrored = np.ascontiguousarray(sample.image[:, ::-1])
@@ -375,7 +375,7 @@ def generate(
 ) -> dict:
     """Write both datasets atomically and return the metrics (counts, rate, pose percentiles)."""
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    train, test = train_jobs(settings, seed), test_jobs(settings, seed)  # checks the targets
+    train, test = w300lp_jobs(settings, seed), aflw2000_jobs(settings, seed)  # checks the targets
     with atomic_directory(train_root) as train_temp, atomic_directory(test_root) as test_temp:
         train = [replace(job, output_root=str(train_temp)) for job in train]
         test = [replace(job, output_root=str(test_temp)) for job in test]

@@ -30,7 +30,7 @@ def _render(index: int, pose_deg, size: int = SIZE) -> synth.RenderedSample:
 @pytest.mark.parametrize("index", range(len(POSES_DEG)))
 def test_stored_training_labels_are_the_projection_of_the_3d_landmarks(tmp_path, index):
     sample = _render(index, POSES_DEG[index])
-    write_sample(tmp_path / "s", sample.image, synth.train_labels(sample))
+    write_sample(tmp_path / "s", sample.image, synth.w300lp_labels(sample))
     mat = read_mat(tmp_path / "s.mat")
     assert mat["Pose_Para"].shape == (1, 7) and mat["Pose_Para"].dtype == np.float32
     assert mat["pt2d"].shape == (2, 68) and mat["roi"].shape == (1, 4)
@@ -43,7 +43,7 @@ def test_stored_training_labels_are_the_projection_of_the_3d_landmarks(tmp_path,
 @pytest.mark.parametrize("index", range(len(POSES_DEG)))
 def test_stored_test_labels_follow_aflw2000(tmp_path, index):
     sample = _render(index, POSES_DEG[index])
-    write_sample(tmp_path / "image00000", sample.image, synth.test_labels(sample))
+    write_sample(tmp_path / "image00000", sample.image, synth.aflw2000_labels(sample))
     mat = read_mat(tmp_path / "image00000.mat")
     pose = mat["Pose_Para"]
     assert mat["pt2d"].shape == (2, 21) and mat["pt3d_68"].shape == (3, 68)
@@ -82,7 +82,7 @@ def test_landmarks_sit_on_the_rendered_features():
 
 def test_mirrored_labels_are_the_mirrored_head_under_the_flipped_pose():
     sample = _render(2, POSES_DEG[2])
-    mirrored = synth.mirrored_labels(synth.train_labels(sample), SIZE)
+    mirrored = synth.mirrored_labels(synth.w300lp_labels(sample), SIZE)
     pose = mirrored["Pose_Para"].ravel()
     np.testing.assert_allclose(pose, flip_pose_horizontally(sample.pose_para, SIZE), rtol=1e-6)
     mirrored_head = (sample.landmarks_68 * [-1.0, 1.0, 1.0])[MIRRORED_68]
@@ -169,7 +169,7 @@ def test_generation_is_deterministic_and_independent_of_workers(tmp_path, settin
 
 def test_variants_share_the_face_but_not_the_pose(settings):
     tiny = dict(_tiny_settings(settings), mirror=False)
-    jobs = synth.train_jobs(tiny, 0)
+    jobs = synth.w300lp_jobs(tiny, 0)
     assert jobs[0].face_key == jobs[1].face_key and jobs[0].pose_deg != jobs[1].pose_deg
     assert jobs[0].face_key != jobs[2].face_key
 
@@ -184,11 +184,14 @@ def test_real_files_read_with_the_expected_shapes_and_units(aflw2000_dir, w300lp
     yaw_deg, _, _ = annotation.angles_deg  # radians on disk, degrees here
     assert 60 < yaw_deg < 75 and abs(annotation.pose_para[1]) < math.pi
     hidden = real["pt2d"].T[np.any(real["pt2d"].T < 0, axis=1)]
-    assert np.all(hidden == [-1.0, 452.0])  # the placeholder synth.test_labels copies
+    assert np.all(hidden == [-1.0, 452.0])  # the placeholder synth.aflw2000_labels copies
     lp = read_mat(w300lp_sample_dir / "IBUG" / "IBUG_image_008_1_0.mat")
     assert lp["pt2d"].shape == (2, 68)
     sample = _render(0, (0.0, 0.0, 0.0), size=450)
-    for labels, reference in ((synth.test_labels(sample), real), (synth.train_labels(sample), lp)):
+    for labels, reference in (
+        (synth.aflw2000_labels(sample), real),
+        (synth.w300lp_labels(sample), lp),
+    ):
         for key, value in labels.items():
             assert value.shape == reference[key].shape, key
             assert value.dtype == reference[key].dtype, key
