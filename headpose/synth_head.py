@@ -17,6 +17,7 @@ rendered eyes, brows, nose, mouth and jaw.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -297,7 +298,7 @@ def _ellipsoid_points(center, axes, radii, rows=6, columns=10) -> np.ndarray:
     grid_u, grid_v = np.meshgrid(u, v, indexing="ij")
     unit = np.stack(
         [np.cos(grid_u) * np.cos(grid_v), np.sin(grid_u), np.cos(grid_u) * np.sin(grid_v)], -1
-    ).reshape(-1, 2 + 1)
+    ).reshape(-1, 3)
     return np.asarray(center) + (unit * radii) @ np.asarray(axes)
 
 
@@ -333,7 +334,7 @@ def _neck(skin: _Skin, rng) -> Part:
     return _convex_part(points, np.array(ident.skin_rgb) * 0.85, [0.0, -1.0, 0.0], 0.2, rng)
 
 
-def _almond(half_width, half_height, count) -> tuple[np.ndarray, callable, callable]:
+def _almond(half_width, half_height, count) -> tuple[np.ndarray, Callable, Callable]:
     """Eye outline offsets (dx, dy) in mm, and the upper/lower lid height at a given dx."""
 
     def upper(dx):
@@ -381,7 +382,7 @@ def _eyes(skin: _Skin, brow_rgb) -> tuple[list[Decal], np.ndarray, np.ndarray]:
         )
         iris_radius = 0.72 * height
         decals += [
-            skin.decal(center, outline * [1.0, 1.0], 0.6, (235, 232, 225)),
+            skin.decal(center, outline, 0.6, (235, 232, 225)),
             skin.decal(center, _circle(iris_radius, (0.0, 0.1 * height)), 0.9, ident.iris_rgb),
             skin.decal(center, _circle(0.45 * iris_radius, (0.0, 0.1 * height)), 1.1, (10, 10, 10)),
             skin.decal(center, lash, 1.2, np.array(ident.hair_rgb) * 0.5),
