@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -49,5 +48,4 @@ def tiny_params(**overrides) -> dict:
         seed=0,
     )
     params.update(overrides)
-    assert not math.isnan(params["lr"])
     return params
