@@ -18,6 +18,13 @@ continues after the last finished epoch and gives exactly the result of an unint
 shuffling and augmentation are seeded per epoch, not by a running random state.
 
 CUDA is used when present (AMP, pinned memory); otherwise the CPU, where runs are deterministic.
+
+Under torchrun (``gpus`` > 1, see headpose/distributed.py) every process trains a
+DistributedDataParallel copy on its share of each global batch (``batch_size`` / processes, so
+``batch_size`` stays the global batch; the samplers deal out the same seeded order as one
+process sees), BatchNorm statistics are synchronised across GPUs (SyncBatchNorm; on the CPU
+gloo backend, a test setting, they stay per process), validation errors are summed over all
+processes, and only rank 0 writes checkpoints, curves, metrics and the resume file.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ import numpy as np
 import torch
 from dvclive import Live
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from headpose.bins import Bins
@@ -44,8 +52,10 @@ from headpose.data import (
     prepare_crops,
     read_list,
 )
+from headpose.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
+from headpose.errors import HeadposeError
 from headpose.files import atomic_path
-from headpose.models import HeadPoseNet, build_model, pick_device, save_checkpoint
+from headpose.models import HeadPoseNet, build_model, save_checkpoint
 from headpose.parallel import worker_count
 from headpose.params import validate
 
@@ -190,9 +200,14 @@ def predict_angles(
     return torch.cat(predicted), torch.cat(truth)
 
 
-def mae_deg(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
-    """Mean absolute error per angle and their mean (degrees)."""
-    errors = (predicted - truth).abs().mean(dim=0).tolist()
+def mae_deg(
+    predicted: torch.Tensor, truth: torch.Tensor, rank: Rank = SINGLE_PROCESS
+) -> dict[str, float]:
+    """Mean absolute error per angle and their mean (degrees), over the samples of all ranks
+    (each holds its own share of ``predicted``/``truth``)."""
+    error_sums = (predicted - truth).abs().double().sum(dim=0)
+    totals = sum_over_ranks(torch.cat([error_sums, error_sums.new_tensor([len(truth)])]), rank)
+    errors = (totals[:3] / totals[3]).tolist()
     result = {f"mae_{angle}": float(error) for angle, error in zip(ANGLES, errors, strict=True)}
     result["mae_mean"] = float(np.mean(errors))
     return result
@@ -210,10 +225,11 @@ def train_one_epoch(
     params: dict,
     device: torch.device,
     description: str,
+    show_progress: bool = True,
 ) -> float:
     """One pass over ``loader``; returns the mean loss per batch."""
     losses = []
-    bar = tqdm(loader, desc=description, unit="batch", leave=False)
+    bar = tqdm(loader, desc=description, unit="batch", leave=False, disable=not show_progress)
     for images, angles_deg in bar:
         images = images.to(device, non_blocking=True)
         angles_deg = angles_deg.to(device, non_blocking=True)
@@ -233,29 +249,42 @@ def train_one_epoch(
 
 
 def make_train_loader(
-    dataset: PoseDataset, params: dict, device: torch.device
+    dataset: PoseDataset, params: dict, device: torch.device, rank: Rank = SINGLE_PROCESS
 ) -> tuple[DataLoader, DistributedSampler]:
-    """The shuffling loader and its sampler (the one place the sampler is made).
+    """The shuffling loader of this rank and its sampler (the one place the sampler is made).
 
-    The sampler draws each epoch's order from ``seed + epoch`` (call ``set_epoch``); with one
-    replica it is a plain seeded shuffle, and multi-process training only changes its
-    ``num_replicas``/``rank``. On the CPU items are prepared in the training process (workers
-    would compete with the training step for the same cores); on CUDA in ``workers`` processes.
+    The sampler draws each epoch's order from ``seed + epoch`` (call ``set_epoch``) and deals
+    it out round-robin to the ranks, each taking ``batch_size / world_size`` per step, so the
+    ranks' batches of one step together are exactly the one-process batch of that step. On the
+    CPU items are prepared in the training process (workers would compete with the training
+    step for the same cores); on CUDA in ``workers`` processes.
     """
-    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=params["seed"])
+    if params["batch_size"] % rank.world_size:
+        raise HeadposeError(
+            f"params.yaml: batch_size {params['batch_size']} must be divisible by the number of "
+            f"training processes ({rank.world_size}, the gpus key): it is the global batch"
+        )
+    batch_size = params["batch_size"] // rank.world_size
+    sampler = DistributedSampler(
+        dataset, rank.world_size, rank.rank, shuffle=True, seed=params["seed"], drop_last=True
+    )
     loader = DataLoader(
         dataset,
-        batch_size=params["batch_size"],
+        batch_size=batch_size,
         sampler=sampler,
-        drop_last=len(dataset) > params["batch_size"],  # no tiny last batch for BatchNorm
+        drop_last=len(sampler) > batch_size,  # no tiny last batch for BatchNorm
         **_loader_options(params, device),
     )
     return loader, sampler
 
 
-def make_eval_loader(dataset: PoseDataset, params: dict, device: torch.device) -> DataLoader:
-    """An in-order loader over an evaluation dataset."""
-    return DataLoader(dataset, batch_size=params["batch_size"], **_loader_options(params, device))
+def make_eval_loader(
+    dataset: PoseDataset, params: dict, device: torch.device, rank: Rank = SINGLE_PROCESS
+) -> DataLoader:
+    """An in-order loader over this rank's share of an evaluation dataset (every
+    ``world_size``-th item from ``rank``; no item repeated, unlike DistributedSampler)."""
+    share = Subset(dataset, range(rank.rank, len(dataset), rank.world_size))
+    return DataLoader(share, batch_size=params["batch_size"], **_loader_options(params, device))
 
 
 def _loader_options(params: dict, device: torch.device) -> dict:
@@ -344,9 +373,19 @@ class Trainer:
     train_loader: DataLoader
     sampler: DistributedSampler
     val_loader: DataLoader
-    live: Live
+    live: Live | None  # rank 0 only
     state: RunState
     scaler: torch.amp.GradScaler
+    rank: Rank
+
+    def wrap(self) -> nn.Module:
+        """The module a phase trains through: the model itself, or under torchrun a
+        DistributedDataParallel wrapper made after the phase set which parameters learn
+        (DDP only averages the gradients of parameters trainable when it is made)."""
+        if not self.rank.distributed:
+            return self.model
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
 
     def run_phase(self, phase: Phase, saved: dict | None) -> None:
         """Train the phase's remaining epochs (``saved``: a resume checkpoint's content)."""
@@ -355,6 +394,7 @@ class Trainer:
             return  # finished before an interruption
         stem_frozen = phase.name == "frozen_stem"
         set_stem_frozen(self.model, stem_frozen)
+        network = self.wrap()
         optimizer = make_optimizer(self.model, phase)
         scheduler = make_scheduler(optimizer, self.params)
         if saved and saved["phase"] == phase.name and self.state.epochs_done >= phase.first_epoch:
@@ -366,8 +406,8 @@ class Trainer:
             self.sampler.set_epoch(epoch)
             self.train_set.set_epoch(epoch)
             set_train_mode(self.model, stem_frozen)
-            loss = train_one_epoch(
-                self.model,
+            rank_loss = train_one_epoch(
+                network,
                 self.train_loader,
                 optimizer,
                 self.scaler,
@@ -375,15 +415,18 @@ class Trainer:
                 self.params,
                 self.device,
                 f"epoch {epoch}/{total} ({phase.name})",
+                show_progress=self.rank.is_main,
             )
+            loss = sum_over_ranks(torch.tensor(rank_loss), self.rank).item() / self.rank.world_size
             scheduler.step()
-            scores = mae_deg(
-                *predict_angles(
-                    self.model, self.val_loader, self.bins, self.params["expectation"], self.device
-                )
+            predicted, truth = predict_angles(
+                self.model, self.val_loader, self.bins, self.params["expectation"], self.device
             )
+            scores = mae_deg(predicted, truth, self.rank)
             record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
             self.state.add_epoch(record, self.model)
+            if not self.rank.is_main:
+                continue
             log_epoch(self.live, record)
             tqdm.write(
                 f"epoch {epoch}: loss {loss:.3f}, validation MAE yaw {scores['mae_yaw']:.2f} "
@@ -426,7 +469,7 @@ class Trainer:
             "final": {key: final[key] for key in ("epoch", "train_loss", *MAE_KEYS)},
             "best": {key: best[key] for key in ("epoch", *MAE_KEYS)},
             "train_images": len(self.train_set),
-            "val_images": len(self.val_loader.dataset),
+            "val_images": len(self.val_loader.dataset.dataset),
         }
 
 
@@ -436,28 +479,40 @@ def run_training(params: dict, paths: TrainPaths = TrainPaths()) -> dict:
     Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
     the dvclive curves; returns the metrics (final and best epoch's MAEs). Bad params or lists
     raise a HeadposeError before any work. Continues an interrupted run of the same params and
-    lists from ``paths.resume_file``, which is deleted once the run is complete.
+    lists from ``paths.resume_file``, which is deleted once the run is complete. Under
+    torchrun every process calls this; only rank 0 writes, and all return the same metrics.
     """
     validate(params)
     train_stems = read_list(paths.train_list)
     val_stems = read_list(paths.val_list)
+    with process_group() as rank:
+        return _train(params, paths, train_stems, val_stems, rank)
+
+
+def _train(
+    params: dict, paths: TrainPaths, train_stems: list[str], val_stems: list[str], rank: Rank
+) -> dict:
     fingerprint = run_fingerprint(params, train_stems, val_stems)
-    device = pick_device()
+    device = rank.device
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fastest kernels for a fixed size
     bins = Bins(params["bin_width"])
     print(
-        f"training {params['arch']} on {device.type}: {len(train_stems)} train images, "
-        f"{len(val_stems)} validation images"
+        f"training {params['arch']} on {device.type} (process {rank.rank + 1} of "
+        f"{rank.world_size}): {len(train_stems)} train images, {len(val_stems)} validation images"
     )
     size, workers = params["image_size"], params["workers"]
     train_set = PoseDataset(
         prepare_crops(train_stems, size, workers, "decode train"), size, True, params["seed"]
     )
-    train_loader, sampler = make_train_loader(train_set, params, device)
-    val_loader = make_eval_loader(evaluation_dataset(val_stems, size, workers), params, device)
+    train_loader, sampler = make_train_loader(train_set, params, device, rank)
+    val_set = evaluation_dataset(val_stems, size, workers)
+    val_loader = make_eval_loader(val_set, params, device, rank)
 
     seed_everything(params["seed"])
-    model = build_model(params["arch"], bins.count, params["pretrained"]).to(device)
+    model = build_model(params["arch"], bins.count, params["pretrained"])
+    if rank.distributed and device.type == "cuda":  # SyncBatchNorm has no CPU implementation
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     saved = load_resume(paths.resume_file, fingerprint)
     state = RunState(**saved["state"]) if saved else RunState()
@@ -465,20 +520,21 @@ def run_training(params: dict, paths: TrainPaths = TrainPaths()) -> dict:
         model.load_state_dict(saved["model"])
         scaler.load_state_dict(saved["scaler"])
         print(f"resuming after epoch {state.epochs_done} from {paths.resume_file}")
-    live = Live(str(paths.live_dir), save_dvc_exp=False, dvcyaml=False)
-    for record in state.history:  # DVC deleted the interrupted run's curves: replay them
+    live = Live(str(paths.live_dir), save_dvc_exp=False, dvcyaml=False) if rank.is_main else None
+    for record in state.history if live else []:  # DVC deleted the interrupted run's curves
         log_epoch(live, record)
 
     trainer = Trainer(
         params, paths, fingerprint, device, bins, model, train_set, train_loader, sampler,
-        val_loader, live, state, scaler,
+        val_loader, live, state, scaler, rank,
     )  # fmt: skip
     started = time.perf_counter()
     for phase in phases(params):
         trainer.run_phase(phase, saved)
-    live.end()
-    trainer.save_models()
-    paths.resume_file.unlink(missing_ok=True)
+    if live:
+        live.end()
+        trainer.save_models()
+        paths.resume_file.unlink(missing_ok=True)
     print(
         f"trained in {time.perf_counter() - started:.0f} s; best validation MAE "
         f"{state.best_mae_mean:.2f} deg at epoch {state.best_epoch}"

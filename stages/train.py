@@ -4,10 +4,14 @@ Reads every training key of params.yaml (see headpose/train.py); reads
 ``data/300W_AUG/train.txt`` and ``data/filelists/val.txt``; writes ``models/model.pt``,
 ``models/best.pt``, ``dvclive/`` and ``metrics/train.json``. An interrupted run resumes from
 ``.resume/train.pt`` when re-run with the same params.
+
+``gpus: N`` (N > 1) re-launches this script under torchrun on N processes (one per GPU); rank 0
+writes the outputs. ``HEADPOSE_DDP_BACKEND=gloo`` allows that on the CPU (for testing).
 """
 
 from __future__ import annotations
 
+from headpose.distributed import is_main_process, relaunch_under_torchrun
 from headpose.errors import exit_on_error
 from headpose.files import write_json
 from headpose.params import load_params
@@ -18,8 +22,11 @@ METRICS_FILE = "metrics/train.json"
 
 @exit_on_error
 def main() -> None:
-    metrics = run_training(load_params())
-    write_json(METRICS_FILE, metrics)
+    params = load_params()
+    relaunch_under_torchrun(params["gpus"])
+    metrics = run_training(params)
+    if is_main_process():
+        write_json(METRICS_FILE, metrics)
 
 
 if __name__ == "__main__":
