@@ -1,4 +1,4 @@
-"""Multi-process training: 2 gloo processes on the CPU train like 1 process on the same global batch.
+"""Multi-process training: 2 gloo CPU processes train like 1 process on the same global batch.
 
 Why the two runs can match: the DistributedSampler deals one seeded permutation round-robin to
 the ranks, so the ranks' halves of step k together are the one-process batch k; augmentation is
@@ -105,8 +105,9 @@ def test_ranks_share_each_global_batch(lists):
     for sampler in [single_sampler] + [sampler for _, sampler in ranks]:
         sampler.set_epoch(3)
     assert [loader.batch_size for loader, _ in ranks] == [4, 4]
-    whole_batches = [list(batch) for batch in torch.utils.data.BatchSampler(single_sampler, 8, True)]
-    per_rank = [list(torch.utils.data.BatchSampler(sampler, 4, True)) for _, sampler in ranks]
+    batches = torch.utils.data.BatchSampler
+    whole_batches = list(batches(single_sampler, 8, drop_last=True))
+    per_rank = [list(batches(sampler, 4, drop_last=True)) for _, sampler in ranks]
     assert len(whole_batches) == 2
     for step, batch in enumerate(whole_batches):
         assert sorted(per_rank[0][step] + per_rank[1][step]) == sorted(batch)
