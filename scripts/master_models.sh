@@ -50,6 +50,7 @@ common=(
 master=(
   -S augment=true -S finetune_epochs=5 -S finetune_lr=1e-5 -S lr_decay=0.95
 )
+base=$(git rev-parse HEAD) # the queued experiments derive from this commit
 for arch in resnet18 resnet50 resnet101; do
   dvc exp run --queue -n "master-$arch" "${common[@]}" "${master[@]}" -S "arch=$arch"
 done
@@ -62,6 +63,6 @@ while dvc queue status | grep -qE '\b(Queued|Running)\b'; do
 done
 dvc queue status
 
-dvc exp show --no-pager --hide-workspace --hide-queued \
-  --drop '.*' \
-  --keep '^(Experiment|arch|augment|alpha|bin_width|epochs|finetune_epochs|lr_decay|test\.(mae_.*|.*within.*)|best\.mae_mean)$'
+# mae.*: test MAE (metrics/evaluation.json); best.mae_mean: best validation MAE (train.json)
+dvc exp show --no-pager --md --rev "$base" --hide-workspace --hide-queued --drop '.*' \
+  --keep '^(Experiment|arch|augment|finetune_epochs|lr_decay|mae\.(yaw|pitch|roll|mean)|best\.mae_mean)$'
