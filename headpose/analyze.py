@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from headpose.dataio import read_list
 from headpose.errors import HeadposeError
-from headpose.filelists import read_angles_table, read_list
+from headpose.filelists import read_angles_table
 
 ANGLE_NAMES = ("yaw", "pitch", "roll")
 PERCENTILES = (5, 25, 50, 75, 95)

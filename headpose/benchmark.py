@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from headpose.data import read_list
+from headpose.dataio import read_list
 from headpose.evaluate import mae_summary, measure_speed, predict_with
 from headpose.export import calibration_images, export_onnx, quantize_onnx
 from headpose.files import write_json

@@ -20,9 +20,7 @@ filelists and augment stages.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -31,7 +29,6 @@ from torch.utils.data import Dataset
 
 from headpose.crop import EVAL_K, TRAIN_K_RANGE, Box, crop_resized, landmark_box, loosen_box
 from headpose.dataio import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_annotation, read_image
-from headpose.errors import HeadposeError
 from headpose.models import IMAGENET_MEAN, IMAGENET_STD
 from headpose.parallel import map_with_progress
 
@@ -40,26 +37,6 @@ BLUR_PROBABILITY = 0.05
 # The cached region is this much larger than image_size, so even the tightest crop it holds
 # (k = 0.2 train margins: 69% of the cached width) keeps about image_size pixels.
 CACHE_SCALE = 1.5
-
-
-def read_list(path: str | os.PathLike) -> list[str]:
-    """Read a sample list: one stem per line; blank lines are ignored.
-
-    Raises a HeadposeError naming the file when it is missing, unreadable or holds no samples.
-    """
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HeadposeError(
-            f"sample list {file} does not exist (run the filelists/augment stages first)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise HeadposeError(f"cannot read sample list {file}: {error}") from None
-    stems = [line.strip() for line in text.splitlines() if line.strip()]
-    if not stems:
-        raise HeadposeError(f"sample list {file} is empty: expected one sample path per line")
-    return stems
 
 
 def imagenet_normalization() -> dict[str, list[float]]:

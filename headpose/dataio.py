@@ -150,3 +150,24 @@ def write_sample(
 def angles_within(angles_deg: tuple[float, ...], max_angle_deg: float) -> bool:
     """True when every angle's magnitude is at most ``max_angle_deg`` (the 1969-image protocol)."""
     return all(math.isfinite(a) and abs(a) <= max_angle_deg for a in angles_deg)
+
+
+def read_list(path: str | os.PathLike, allow_empty: bool = False) -> list[str]:
+    """Read a sample list: one sample path without extension per line; blank lines are ignored.
+
+    Raises a HeadposeError naming the file when it is missing, unreadable or (unless
+    ``allow_empty``) holds no samples.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HeadposeError(
+            f"sample list {file} does not exist (run the filelists/augment stages first)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise HeadposeError(f"cannot read sample list {file}: {error}") from None
+    stems = [line.strip() for line in text.splitlines() if line.strip()]
+    if not stems and not allow_empty:
+        raise HeadposeError(f"sample list {file} is empty: expected one sample path per line")
+    return stems

@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from headpose.analyze import dataset_angles
 from headpose.bins import Bins
-from headpose.data import evaluation_dataset, read_list
-from headpose.dataio import angles_within
+from headpose.data import evaluation_dataset
+from headpose.dataio import angles_within, read_list
 from headpose.errors import HeadposeError
 from headpose.filelists import scan_dataset
 from headpose.files import write_text

@@ -279,16 +279,6 @@ def skipped_table_text(rows: list[tuple[str, str, str]]) -> str:
     return _lines([SKIPPED_HEADER, *("\t".join(map(_clean, row)) for row in rows)])
 
 
-def read_list(path: str | os.PathLike) -> list[str]:
-    """Read a file list (one sample path without extension per line)."""
-    try:
-        return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
-    except OSError as error:
-        raise HeadposeError(
-            f"cannot read the file list {path}: {error.strerror}; run `dvc repro filelists`"
-        ) from None
-
-
 def list_text(samples: list[str]) -> str:
     """A file list's content."""
     return _lines(samples)

@@ -97,7 +97,9 @@ SCHEMA: dict[str, Rule] = {
     "train_data": _TEXT,
     "test_data": _TEXT,
     "max_angle": _number(0, 180, low_open=True),
-    "val_fraction": Rule((int, float), lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "val_fraction": Rule(
+        (int, float), lambda v: 0 < v < 1, "a number in (0, 1): training validates every epoch"
+    ),
     "augment": _FLAG,
     "aug_fraction": _number(0, 1),
     "aug_angles": Rule(

@@ -50,8 +50,8 @@ from headpose.data import (
     evaluation_dataset,
     imagenet_normalization,
     prepare_crops,
-    read_list,
 )
+from headpose.dataio import read_list
 from headpose.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 from headpose.errors import HeadposeError
 from headpose.files import atomic_path

@@ -9,8 +9,8 @@ Reads ``augment``, ``aug_fraction``, ``aug_angles``, ``max_angle``, ``train_data
 from __future__ import annotations
 
 from headpose.augment import build_augmentation
+from headpose.dataio import read_list
 from headpose.errors import exit_on_error
-from headpose.filelists import read_list
 from headpose.files import write_json
 from headpose.params import load_params
 

@@ -10,7 +10,7 @@ the table.
 
 from __future__ import annotations
 
-from headpose.data import read_list
+from headpose.dataio import read_list
 from headpose.errors import exit_on_error
 from headpose.evaluate import evaluate, format_report, training_mean_deg, write_per_image_csv
 from headpose.files import write_json

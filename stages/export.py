@@ -10,7 +10,7 @@ With ``export: false`` it only writes ``deploy/SKIPPED.txt`` and a metrics file 
 
 from __future__ import annotations
 
-from headpose.data import read_list
+from headpose.dataio import read_list
 from headpose.errors import exit_on_error
 from headpose.export import export_for_deployment
 from headpose.files import atomic_directory, write_json

@@ -13,10 +13,11 @@ from headpose.dataio import (
     find_sample_stems,
     read_annotation,
     read_image,
+    read_list,
     read_mat,
     write_sample,
 )
-from headpose.filelists import read_angles_table, read_list
+from headpose.filelists import read_angles_table
 from headpose.geometry import (
     apply_affine,
     in_plane_rotation_affine,

@@ -15,9 +15,8 @@ from headpose.data import (
     flip_angles,
     prepare_crops,
     preprocess,
-    read_list,
 )
-from headpose.dataio import find_sample_stems, read_annotation, read_image
+from headpose.dataio import find_sample_stems, read_annotation, read_image, read_list
 from headpose.errors import HeadposeError
 
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
-from headpose.dataio import write_mat, write_sample
+from headpose.dataio import read_list, write_mat, write_sample
 from headpose.errors import HeadposeError
 from headpose.filelists import (
     build_filelists,
     read_angles_table,
-    read_list,
     scan_dataset,
     split_train_val,
     write_filelists,
