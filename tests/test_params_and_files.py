@@ -1,0 +1,111 @@
+"""params.yaml validation messages, and atomic outputs that never leave half-written files."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from headpose.errors import HeadposeError
+from headpose.files import atomic_directory, atomic_path, write_json
+from headpose.params import load_params, validate
+
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture
+def params() -> dict:
+    return copy.deepcopy(yaml.safe_load(REPO_PARAMS.read_text()))
+
+
+def test_the_shipped_params_are_valid():
+    assert load_params(REPO_PARAMS)["bin_width"] == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("bin_width", 4, "bin_width is 4; expected a bin width in degrees that divides 198: 1, 2"),
+        ("arch", "resnet9", "arch is 'resnet9'; expected one of resnet18"),
+        ("alpha", -1, "alpha is -1; expected a number in [0"),
+        ("lr", 0, "lr is 0; expected a number in (0"),
+        ("epochs", 0, "epochs is 0; expected an integer in [1"),
+        ("epochs", 2.5, "epochs is 2.5; expected an integer"),
+        ("batch_size", True, "batch_size is True"),
+        ("val_fraction", 0, "val_fraction is 0; expected a number in (0, 1)"),
+        ("aug_angles", [0, 10], "aug_angles is [0, 10]; expected a non-empty list of non-zero"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_was_expected(params, key, value, message):
+    params[key] = value
+    with pytest.raises(HeadposeError) as error:
+        validate(params)
+    assert message in str(error.value)
+
+
+def test_unknown_missing_and_nested_keys(params):
+    with pytest.raises(HeadposeError, match="unknown key bin_widht in params.yaml"):
+        validate({**params, "bin_widht": 3})
+    del params["alpha"]
+    with pytest.raises(HeadposeError, match="missing the key alpha"):
+        validate(params)
+
+
+def test_synth_block_is_checked(params):
+    params["synth"]["test_images"] = -5
+    with pytest.raises(HeadposeError, match="synth.test_images is -5; expected an integer >= 1"):
+        validate(params)
+    params["synth"]["test_images"] = 10
+    params["synth"]["train_pose"]["pitch"] = [11.0, -27.0]
+    with pytest.raises(HeadposeError, match="synth.train_pose.pitch"):
+        validate(params)
+
+
+def test_finetune_lr_must_not_exceed_lr(params):
+    params["finetune_lr"] = params["lr"] * 2
+    with pytest.raises(HeadposeError, match="finetune_lr .* must not exceed lr"):
+        validate(params)
+
+
+def test_unreadable_or_invalid_params_file(tmp_path):
+    with pytest.raises(HeadposeError, match="cannot read"):
+        load_params(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("seed: [1,\n")
+    with pytest.raises(HeadposeError, match="is not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(HeadposeError, match="must be a mapping"):
+        load_params(tmp_path / "list.yaml")
+
+
+def test_interrupted_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"mae": 1.0})
+    with pytest.raises(RuntimeError), atomic_path(target) as temp:
+        temp.write_text('{"mae": ')  # half-written, then the stage dies
+        raise RuntimeError("interrupted")
+    assert target.read_text() == '{\n  "mae": 1.0\n}\n'
+    assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_interrupted_folder_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "lists"
+    target.mkdir()
+    (target / "train.txt").write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_directory(target) as temp:
+        (temp / "train.txt").write_text("new, unfinished")
+        raise RuntimeError("interrupted")
+    assert (target / "train.txt").read_text() == "old\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["lists"]
+    with atomic_directory(target) as temp:
+        (temp / "train.txt").write_text("new\n")
+    assert (target / "train.txt").read_text() == "new\n"
+
+
+def test_unwritable_destination_is_one_clear_message(tmp_path):
+    blocker = tmp_path / "metrics"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(HeadposeError, match="cannot create output folder .*metrics"):
+        write_json(blocker / "train.json", {})
