@@ -23,7 +23,8 @@ import yaml
 from torch.utils.data import Subset
 
 from headpose.bins import Bins
-from headpose.data import PoseDataset, prepare_crops, read_list
+from headpose.data import PoseDataset, prepare_crops
+from headpose.dataio import read_list
 from headpose.errors import exit_on_error
 from headpose.models import build_model, pick_device
 from headpose.params import load_params, validate
