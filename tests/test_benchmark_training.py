@@ -1,0 +1,43 @@
+"""scripts/benchmark_training.py runs end to end and prints the three rates and their ratio."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
+
+
+def test_prints_loader_step_and_loop_rates(tmp_path):
+    stems = write_tiny_dataset(tmp_path / "samples", count=8)
+    train_list = write_list(tmp_path / "train.txt", stems)
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "benchmark_training.py"),
+            "--list",
+            str(train_list),
+            "--batches",
+            "2",
+            "--rounds",
+            "1",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "image_size=32",
+            "--set",
+            "workers=1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("loader alone", "step alone", "whole loop"):
+        assert re.search(rf"{name}:\s+[0-9.]+ images/s", result.stdout), result.stdout
+    assert "loop / step time:" in result.stdout
