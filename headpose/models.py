@@ -12,7 +12,9 @@ HopeNet snapshots (``hopenet_alpha1.pkl``, ``hopenet_alpha2.pkl``: a bare ResNet
 ``fc_yaw``/``fc_pitch``/``fc_roll`` heads), which must be evaluated as published: bin width 3,
 lower-edge expectation, 224 px, ImageNet normalisation (:data:`HOPENET_META`).
 
-ImageNet weights are read from the local torch hub cache only (never downloaded).
+ImageNet weights (``pretrained: imagenet``) come from the torch hub cache, as torchvision's do:
+downloaded there on first use and verified against the hash in their file name; offline, the
+error names the file and the folder to put it in.
 """
 
 from __future__ import annotations
@@ -210,9 +212,9 @@ def build_model(arch: str, num_bins: int, pretrained: str = "none") -> HeadPoseN
     """A HeadPoseNet for ``arch`` with ``num_bins`` classes per angle.
 
     ``pretrained``: ``none`` (random init), ``imagenet`` (the backbone's torchvision ImageNet
-    weights from the local hub cache; cbam_resnet50 takes resnet50's, its CBAM layers start
-    fresh) or a checkpoint path (ours or a HopeNet snapshot) of the same arch, whose heads are
-    taken too when their bin count matches.
+    weights, downloaded into the torch hub cache on first use; cbam_resnet50 takes resnet50's,
+    its CBAM layers start fresh) or a checkpoint path (ours or a HopeNet snapshot) of the same
+    arch, whose heads are taken too when their bin count matches.
     """
     if num_bins < 2:
         raise HeadposeError(f"num_bins must be at least 2, got {num_bins}")
@@ -231,34 +233,55 @@ def build_model(arch: str, num_bins: int, pretrained: str = "none") -> HeadPoseN
     return model
 
 
-# --- ImageNet weights from the local cache ------------------------------------------------------
+# --- ImageNet weights, cached like torchvision's ----------------------------------------------
+
+
+def imagenet_weight_sources(arch: str) -> list[tuple[str, Path]]:
+    """(download URL, path in the torch hub cache) of each ImageNet weight file of ``arch``,
+    preferred first (cbam_resnet50 takes resnet50's)."""
+    weights_enum = _TORCHVISION["resnet50" if arch == "cbam_resnet50" else arch][1]
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return [(weights.url, folder / weights.url.rsplit("/", 1)[-1]) for weights in weights_enum]
 
 
 def imagenet_weight_files(arch: str) -> list[Path]:
     """Paths the ImageNet weights of ``arch`` may have in the torch hub cache, preferred first."""
-    weights_enum = _TORCHVISION["resnet50" if arch == "cbam_resnet50" else arch][1]
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    return [folder / weights.url.rsplit("/", 1)[-1] for weights in weights_enum]
+    return [path for _, path in imagenet_weight_sources(arch)]
+
+
+def _fetch_imagenet_weights(arch: str) -> Path:
+    """The cached ImageNet weight file of ``arch``, downloaded (hash-checked) if none is cached."""
+    sources = imagenet_weight_sources(arch)
+    for _, path in sources:
+        if path.is_file():
+            return path
+    url, path = sources[0]
+    # torchvision names its files NAME-<first hex digits of the SHA-256>.pth
+    hash_prefix = path.stem.rsplit("-", 1)[-1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"pretrained: imagenet: downloading {url} to {path}", flush=True)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
+    except (OSError, RuntimeError) as error:  # no network, refused, or a hash mismatch
+        path.unlink(missing_ok=True)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(
+            f"pretrained: imagenet could not download the ImageNet weights of {arch} ({reason}); "
+            f"place {path.name} (from {url}) in {path.parent}"
+        ) from None
+    return path
 
 
 def _load_imagenet(model: HeadPoseNet) -> None:
-    candidates = imagenet_weight_files(model.arch)
-    present = [path for path in candidates if path.is_file()]
-    if not present:
-        others = ", ".join(path.name for path in candidates[1:])
-        raise HeadposeError(
-            f"pretrained: imagenet needs the torchvision ImageNet weights of {model.arch}, which "
-            f"are never downloaded: place {candidates[0].name} in {candidates[0].parent}"
-            + (f" (or one of: {others})" if others else "")
-        )
-    state_dict = _torch_load(present[0])
+    weight_file = _fetch_imagenet_weights(model.arch)
+    state_dict = _torch_load(weight_file)
     classifier = ("fc.", "classifier.")
     backbone_state = {k: v for k, v in state_dict.items() if not k.startswith(classifier)}
     missing, unexpected = model.backbone.load_state_dict(backbone_state, strict=False)
     missing = [key for key in missing if ".cbam." not in key]  # CBAM layers start fresh
     if missing or unexpected:
         raise HeadposeError(
-            f"{present[0]} does not fit {model.arch}: missing {missing[:3]}, "
+            f"{weight_file} does not fit {model.arch}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}"
         )
 

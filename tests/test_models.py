@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import urllib.error
 from collections import OrderedDict
 
 import pytest
 import torch
 from model_fixtures import checkpoint_meta
 
+from headpose import models
 from headpose.errors import HeadposeError
 from headpose.models import (
     CBAM,
@@ -177,14 +180,52 @@ def test_pretrained_checkpoint_with_other_bins_keeps_backbone_and_fresh_heads(ho
     assert model.fc_yaw.out_features == 198
 
 
-def test_imagenet_without_the_cached_file_names_file_and_folder(tmp_path, monkeypatch):
+def test_imagenet_offline_names_file_and_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "urlopen", no_network)  # what download_url_to_file calls
     expected = tmp_path / "checkpoints" / "resnet50-0676ba61.pth"
     assert imagenet_weight_files("resnet50")[0] == expected
     with pytest.raises(HeadposeError) as error:
         build_model("resnet50", 66, pretrained="imagenet")
-    assert "resnet50-0676ba61.pth" in str(error.value)
-    assert str(tmp_path / "checkpoints") in str(error.value)
+    message = str(error.value)
+    assert "could not download" in message and "name resolution" in message
+    assert "resnet50-0676ba61.pth" in message
+    assert str(tmp_path / "checkpoints") in message
+    assert "\n" not in message
+    assert not expected.exists()
+
+
+def _serve_weights_from_a_file_url(tmp_path, monkeypatch, name_hash: str | None = None):
+    """Point shufflenet's ImageNet source at a local file:// URL holding known weights."""
+    import torchvision
+
+    torch.manual_seed(3)
+    source = torchvision.models.shufflenet_v2_x1_0(weights=None)
+    served = tmp_path / "served.pth"
+    torch.save(source.state_dict(), served)
+    digest = hashlib.sha256(served.read_bytes()).hexdigest()
+    cached = tmp_path / "hub" / "checkpoints" / f"shufflenet-{name_hash or digest[:8]}.pth"
+    monkeypatch.setattr(models, "imagenet_weight_sources", lambda arch: [(served.as_uri(), cached)])
+    return source, cached
+
+
+def test_imagenet_weights_are_downloaded_and_hash_checked(tmp_path, monkeypatch):
+    source, cached = _serve_weights_from_a_file_url(tmp_path, monkeypatch)
+    model = build_model("shufflenet_v2_x1_0", 66, pretrained="imagenet")
+    assert cached.is_file()
+    assert torch.equal(model.backbone.conv1[0].weight, source.conv1[0].weight)
+
+
+def test_imagenet_download_with_a_wrong_hash_is_refused_and_not_kept(tmp_path, monkeypatch):
+    _, cached = _serve_weights_from_a_file_url(tmp_path, monkeypatch, name_hash="00000000")
+    with pytest.raises(HeadposeError) as error:
+        build_model("shufflenet_v2_x1_0", 66, pretrained="imagenet")
+    assert "could not download" in str(error.value) and cached.name in str(error.value)
+    assert not cached.exists()
 
 
 def test_imagenet_weights_load_from_the_cache_into_the_backbone(tmp_path, monkeypatch):
