@@ -398,7 +398,7 @@ def load_runtime(
     if checkpoint.suffix.lower() == ".onnx":
         if runtime != "onnx":
             raise HeadposeError(f"{checkpoint} is an ONNX model: it runs with --runtime onnx")
-        session = onnx_session(checkpoint)
+        session = onnx_session(checkpoint, allow_spinning=False)
         return onnx_angle_function(session), onnx_image_size(session, checkpoint), "onnxruntime"
     model, meta = load_angles_model(checkpoint, device=device if runtime == "torch" else "cpu")
     if runtime == "torch":
@@ -407,7 +407,7 @@ def load_runtime(
 
     with tempfile.TemporaryDirectory() as work:
         export_onnx(model, meta["image_size"], Path(work) / "model.onnx")
-        session = onnx_session(Path(work) / "model.onnx")
+        session = onnx_session(Path(work) / "model.onnx", allow_spinning=False)
     return onnx_angle_function(session), meta["image_size"], "onnxruntime (fp32 export)"
 
 
