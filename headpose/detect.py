@@ -1,22 +1,33 @@
-"""Face detection for prediction: a small pluggable detector interface and its implementations.
+"""Face detection for prediction: detectors, their calibration to the model's crop, box files.
 
-A detector turns an RGB image into face boxes ``(x_min, y_min, x_max, y_max)`` in pixels (origin
-at the image's top-left corner). Detectors are registered by name in :data:`DETECTORS`, so a
-better one (a CNN detector, say) is added by writing a class with a ``detect`` method and one
-registry line; ``headpose predict --detector NAME`` picks it.
+A detector turns an RGB image into faces (:class:`FaceBox`: a box ``(x_min, y_min, x_max, y_max)``
+in pixels, origin at the image's top-left corner, a confidence, and for some detectors five
+landmarks). Detectors are registered by name in :data:`DETECTORS`; ``headpose predict --detector
+NAME`` picks one.
 
-The default, ``haar``, uses the Haar cascades bundled with OpenCV: the frontal cascade, the
-profile cascade, and the profile cascade on the mirrored image (it only knows one side), with the
-boxes of all three merged by non-maximum suppression. Boxes can also come from a file
-(:func:`read_box_file`) instead of a detector.
+* ``yunet`` (default): OpenCV's CNN face detector YuNet (``cv2.FaceDetectorYN``), with five
+  landmarks per face. Its ONNX model (opencv_zoo's ``face_detection_yunet_2023mar.onnx``, MIT) is
+  downloaded on first use into a cache folder (``$HEADPOSE_CACHE_DIR``, else
+  ``$XDG_CACHE_HOME/headpose``, else ``~/.cache/headpose``) and checked against its size and
+  SHA-256 (:func:`fetch_model`); a local copy can be given instead.
+* ``haar``: the Haar cascades bundled with OpenCV (frontal + profile on the image and its mirror,
+  merged by non-maximum suppression). Needs no download; far less complete on turned heads.
+
+Every detector carries a :class:`BoxCalibration`: the measured linear map from what it outputs
+to the tight 68-landmark box the model's training crops are built around (see
+:mod:`headpose.crop`). ``scripts/benchmark_detectors.py`` measures the maps on the real AFLW2000
+with :func:`fit_box_calibration`. Boxes can also come from a file (:func:`read_box_file`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,49 +35,175 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from headpose.crop import Box
 from headpose.errors import HeadposeError
+from headpose.files import atomic_path
 
 
 @dataclass(frozen=True)
 class FaceBox:
-    """One detected face: its box in pixels and the detector's confidence (higher is surer)."""
+    """One detected face: its box in pixels, the detector's confidence (higher is surer) and,
+    for detectors that find them, landmarks as ``((x, y), ...)`` pixels (YuNet: right eye, left
+    eye, nose tip, right and left mouth corner, "right" being the person's)."""
 
     x_min: float
     y_min: float
     x_max: float
     y_max: float
     score: float = 1.0
+    landmarks_xy: tuple[tuple[float, float], ...] = ()
 
     @property
-    def box(self) -> tuple[float, float, float, float]:
+    def box(self) -> Box:
         return (self.x_min, self.y_min, self.x_max, self.y_max)
 
 
-class FaceDetector(Protocol):
-    """Anything that finds faces in an RGB uint8 image (H, W, 3).
+@dataclass(frozen=True)
+class BoxCalibration:
+    """A linear map from a detector's output to the 68-landmark box it stands for.
 
-    ``landmark_insets`` says how this detector's boxes relate to the tight 68-landmark box the
-    model's crops are built from: the fractions of the box width/height by which the (left, top,
-    right, bottom) edges move inwards (negative: outwards). See :func:`landmark_box_estimate`.
+    Everything is in units of the detector box (x: ``(x - x_min) / width``, y likewise with the
+    height). The features of a face are ``1`` followed, when the calibration has more than one
+    row, by the (x, y) of each of its landmarks; ``weights`` (one row per feature) map them to
+    the landmark box's ``(x_min, y_min, x_max, y_max)``. A one-row calibration is a fixed inset
+    of each edge, as for the Haar boxes.
     """
 
-    landmark_insets: tuple[float, float, float, float]
+    weights: tuple[tuple[float, float, float, float], ...]
+
+    @classmethod
+    def from_insets(cls, left: float, top: float, right: float, bottom: float) -> BoxCalibration:
+        """Edges moved inwards by these fractions of the box width/height (negative: outwards)."""
+        return cls(((left, top, 1.0 - right, 1.0 - bottom),))
+
+    def features(self, face: FaceBox) -> np.ndarray:
+        """The feature vector of ``face`` (see the class docstring)."""
+        landmark_count = (len(self.weights) - 1) // 2
+        if len(face.landmarks_xy) < landmark_count:
+            raise HeadposeError(
+                f"this calibration needs {landmark_count} landmarks per face, "
+                f"the detector gave {len(face.landmarks_xy)}"
+            )
+        return box_features(face, landmark_count)
+
+    def landmark_box(self, face: FaceBox) -> Box:
+        """The tight landmark box ``face`` stands for, in pixels."""
+        x_min, y_min, x_max, y_max = self.features(face) @ np.asarray(self.weights)
+        width, height = face.x_max - face.x_min, face.y_max - face.y_min
+        return (
+            float(face.x_min + x_min * width),
+            float(face.y_min + y_min * height),
+            float(face.x_min + x_max * width),
+            float(face.y_min + y_max * height),
+        )
+
+
+IDENTITY_CALIBRATION = BoxCalibration.from_insets(0.0, 0.0, 0.0, 0.0)
+
+
+def box_features(face: FaceBox, landmark_count: int) -> np.ndarray:
+    """``[1, x_1, y_1, ...]`` for the first ``landmark_count`` landmarks, in detector-box units."""
+    width, height = face.x_max - face.x_min, face.y_max - face.y_min
+    values = [1.0]
+    for x, y in face.landmarks_xy[:landmark_count]:
+        values += [(x - face.x_min) / width, (y - face.y_min) / height]
+    return np.asarray(values)
+
+
+def fit_box_calibration(
+    faces: Sequence[FaceBox], landmark_boxes: Sequence[Box], landmark_count: int
+) -> BoxCalibration:
+    """Least-squares :class:`BoxCalibration` from detections and their true landmark boxes.
+
+    ``landmark_count`` = 0 fits the four insets alone (the mean edge offsets in box units).
+    """
+    if len(faces) != len(landmark_boxes) or len(faces) <= 2 * landmark_count + 1:
+        raise HeadposeError(f"need more matched faces than features to fit, got {len(faces)}")
+    features = np.stack([box_features(face, landmark_count) for face in faces])
+    targets = np.stack(
+        [
+            [
+                (box[0] - face.x_min) / (face.x_max - face.x_min),
+                (box[1] - face.y_min) / (face.y_max - face.y_min),
+                (box[2] - face.x_min) / (face.x_max - face.x_min),
+                (box[3] - face.y_min) / (face.y_max - face.y_min),
+            ]
+            for face, box in zip(faces, landmark_boxes, strict=True)
+        ]
+    )
+    weights, *_ = np.linalg.lstsq(features, targets, rcond=None)
+    return BoxCalibration(tuple(tuple(round(float(v), 4) for v in row) for row in weights))
+
+
+class FaceDetector(Protocol):
+    """Anything that finds faces in an RGB uint8 image (H, W, 3), with its box calibration."""
+
+    name: str
+    calibration: BoxCalibration
 
     def detect(self, image_rgb: np.ndarray) -> list[FaceBox]: ...
 
 
-def landmark_box_estimate(
-    face: FaceBox, insets: tuple[float, float, float, float]
-) -> tuple[float, float, float, float]:
-    """The tight landmark box a detector box stands for, by the detector's measured insets."""
-    width, height = face.x_max - face.x_min, face.y_max - face.y_min
-    left, top, right, bottom = insets
-    return (
-        face.x_min + left * width,
-        face.y_min + top * height,
-        face.x_max - right * width,
-        face.y_max - bottom * height,
-    )
+# --- Model files ---------------------------------------------------------------------------------
+
+CACHE_DIR_ENV = "HEADPOSE_CACHE_DIR"
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+YUNET_URL = (
+    "https://media.githubusercontent.com/media/opencv/opencv_zoo/main/models/"
+    f"face_detection_yunet/{YUNET_FILE}"
+)
+YUNET_BYTES = 232_589
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+class ModelUnavailable(HeadposeError):
+    """A model file is neither cached nor downloadable (typically: offline)."""
+
+
+def cache_dir() -> Path:
+    """Where downloaded model files are kept (see the module docstring)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "headpose"
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_model(url: str, file_name: str, size_bytes: int, sha256: str) -> Path:
+    """The cached copy of a model file, downloaded first if it is missing or fails its check.
+
+    A download of the wrong size or hash is refused (nothing is written); no network raises
+    :class:`ModelUnavailable`.
+    """
+    target = cache_dir() / file_name
+    if target.is_file() and target.stat().st_size == size_bytes and file_sha256(target) == sha256:
+        return target
+    stale = " (the cached copy fails its SHA-256 check)" if target.exists() else ""
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            data = response.read(size_bytes + 1)
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ModelUnavailable(
+            f"cannot download {file_name} from {url} ({reason}) and no verified copy is in "
+            f"{target.parent}{stale}"
+        ) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != size_bytes or digest != sha256:
+        raise HeadposeError(
+            f"refusing the {file_name} downloaded from {url}: {len(data)} bytes with SHA-256 "
+            f"{digest}, expected {size_bytes} bytes with SHA-256 {sha256}"
+        )
+    with atomic_path(target) as temp:
+        temp.write_bytes(data)
+    return target
+
+
+# --- Detectors -----------------------------------------------------------------------------------
 
 
 def non_max_suppression(boxes: list[FaceBox], iou_threshold: float) -> list[FaceBox]:
@@ -78,7 +215,7 @@ def non_max_suppression(boxes: list[FaceBox], iou_threshold: float) -> list[Face
     return kept
 
 
-def box_iou(first: tuple[float, ...], second: tuple[float, ...]) -> float:
+def box_iou(first: Box, second: Box) -> float:
     """Intersection over union of two ``(x_min, y_min, x_max, y_max)`` boxes."""
     width = min(first[2], second[2]) - max(first[0], second[0])
     height = min(first[3], second[3]) - max(first[1], second[1])
@@ -90,6 +227,71 @@ def box_iou(first: tuple[float, ...], second: tuple[float, ...]) -> float:
     return intersection / (area_first + area_second - intersection)
 
 
+class YuNetFaceDetector:
+    """OpenCV's YuNet CNN face detector (``cv2.FaceDetectorYN``): boxes, scores, five landmarks.
+
+    Images whose longer side exceeds ``max_side_px`` are shrunk to it for detection (faster; the
+    boxes are scaled back). ``min_score`` drops faces below that confidence (0 to 1).
+
+    ``calibration`` maps the box and its five landmarks to the 68-landmark box (least squares,
+    rows: bias, then x and y of each landmark, in box units). It was fitted by
+    ``scripts/benchmark_detectors.py --fit`` on the real AFLW2000: the faces it found in the
+    even-numbered images against their ``pt3d_68`` box; on the odd-numbered ones (held out) the
+    median IoU of predict's crop with the training-style crop is 0.89 (four insets alone: 0.87;
+    the raw box, over all found faces: 0.69). ``tests/test_detect.py`` re-measures it.
+    """
+
+    name = "yunet"
+    calibration = BoxCalibration(
+        (
+            (0.4077, -1.1863, 0.4535, 0.904),
+            (-0.2335, 0.6849, 0.65, 0.1865),
+            (0.3862, 0.3289, -1.0078, -0.3776),
+            (-0.2439, -0.0157, 1.1234, -0.3479),
+            (-0.721, 1.1056, 1.2769, 0.0324),
+            (0.4917, -0.539, -1.462, 0.1582),
+            (0.5219, -1.3891, -0.2538, 0.1874),
+            (-0.3175, -0.5206, 0.5237, -0.2852),
+            (-0.2432, 1.3842, 1.8295, 0.3651),
+            (-0.3721, 0.8626, 0.218, 0.1685),
+            (-0.1085, 0.4382, -1.7782, -0.0984),
+        )
+    )
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        min_score: float = 0.6,
+        nms_iou: float = 0.3,
+        max_side_px: int = 640,
+    ) -> None:
+        try:
+            self.network = cv2.FaceDetectorYN.create(
+                str(model_path), "", (320, 320), min_score, nms_iou, 5000
+            )
+        except cv2.error:
+            raise HeadposeError(
+                f"{model_path} is not a YuNet face detection model that OpenCV can load"
+            ) from None
+        self.max_side_px = max_side_px
+
+    def detect(self, image_rgb: np.ndarray) -> list[FaceBox]:
+        height, width = image_rgb.shape[:2]
+        scale = min(1.0, self.max_side_px / max(height, width))
+        image = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+        if scale < 1.0:
+            size = (max(round(width * scale), 1), max(round(height * scale), 1))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        self.network.setInputSize((image.shape[1], image.shape[0]))
+        _, rows = self.network.detect(image)
+        faces = []
+        for row in [] if rows is None else rows / np.append(np.full(14, scale), 1.0):
+            x, y, box_width, box_height = (float(value) for value in row[:4])
+            landmarks = tuple((float(row[i]), float(row[i + 1])) for i in range(4, 14, 2))
+            faces.append(FaceBox(x, y, x + box_width, y + box_height, float(row[14]), landmarks))
+        return faces
+
+
 class HaarFaceDetector:
     """OpenCV's bundled Haar cascades: frontal + profile (both sides), merged by NMS.
 
@@ -97,7 +299,7 @@ class HaarFaceDetector:
     Scores are the cascades' final-stage level weights (frontal boxes score about 7, profile
     boxes about 2 on AFLW2000), so NMS prefers a frontal box where both fire.
 
-    ``landmark_insets`` were measured on real AFLW2000 (medians over the images of every 10th
+    ``calibration`` holds insets measured on real AFLW2000 (medians over the images of every 10th
     file where the frontal cascade found the face, against the box of ``pt3d_68``): a Haar
     frontal box is about as wide as the landmarks' box (inset 0.09 per side), starts well above
     the eyebrows (0.23 of its height) and ends just above the chin (-0.04: the chin is below).
@@ -105,19 +307,22 @@ class HaarFaceDetector:
     same insets. ``tests/test_predict.py`` re-measures them.
     """
 
-    landmark_insets = (0.09, 0.23, 0.09, -0.04)
+    name = "haar"
+    calibration = BoxCalibration.from_insets(0.09, 0.23, 0.09, -0.04)
 
     def __init__(
         self,
         min_neighbors: int = 5,
         min_size_fraction: float = 0.1,
         iou_threshold: float = 0.3,
+        min_score: float | None = None,
     ) -> None:
         self.frontal = _load_cascade("haarcascade_frontalface_default.xml")
         self.profile = _load_cascade("haarcascade_profileface.xml")
         self.min_neighbors = min_neighbors
         self.min_size_fraction = min_size_fraction
         self.iou_threshold = iou_threshold
+        self.min_score = min_score
 
     def detect(self, image_rgb: np.ndarray) -> list[FaceBox]:
         gray = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
@@ -133,6 +338,8 @@ class HaarFaceDetector:
                     mirrored.score,
                 )
             )
+        if self.min_score is not None:
+            faces = [face for face in faces if face.score >= self.min_score]
         return non_max_suppression(faces, self.iou_threshold)
 
     def _run(self, cascade: cv2.CascadeClassifier, gray: np.ndarray) -> list[FaceBox]:
@@ -158,15 +365,39 @@ def _load_cascade(file_name: str) -> cv2.CascadeClassifier:
     return cascade
 
 
-# Detector name -> factory. Add a detector here to make it available as --detector NAME.
-DETECTORS: dict[str, Callable[[], FaceDetector]] = {"haar": HaarFaceDetector}
+def _make_yunet(model_path: str | None, min_score: float | None) -> YuNetFaceDetector:
+    if model_path is None:
+        model_path = fetch_model(YUNET_URL, YUNET_FILE, YUNET_BYTES, YUNET_SHA256)
+    elif not Path(model_path).is_file():
+        raise HeadposeError(f"detector model {model_path} does not exist")
+    return YuNetFaceDetector(model_path, **({} if min_score is None else {"min_score": min_score}))
 
 
-def make_detector(name: str) -> FaceDetector:
-    """Build the detector registered under ``name``."""
+def _make_haar(model_path: str | None, min_score: float | None) -> HaarFaceDetector:
+    if model_path is not None:
+        raise HeadposeError("the haar detector uses OpenCV's bundled cascades, not a model file")
+    return HaarFaceDetector(min_score=min_score)
+
+
+# Detector name -> factory(model_path or None, min_score or None). The first is the default.
+DETECTORS: dict[str, Callable[[str | None, float | None], FaceDetector]] = {
+    "yunet": _make_yunet,
+    "haar": _make_haar,
+}
+DEFAULT_DETECTOR = next(iter(DETECTORS))
+
+
+def make_detector(
+    name: str, model_path: str | None = None, min_score: float | None = None
+) -> FaceDetector:
+    """Build the detector registered under ``name`` (``model_path``: a local model file instead
+    of the cached download; ``min_score``: its confidence threshold instead of the default).
+
+    Raises :class:`ModelUnavailable` when its model can be neither found nor downloaded.
+    """
     if name not in DETECTORS:
         raise HeadposeError(f"unknown detector {name!r}; available: {', '.join(DETECTORS)}")
-    return DETECTORS[name]()
+    return DETECTORS[name](model_path, min_score)
 
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")

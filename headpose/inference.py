@@ -64,14 +64,20 @@ def torch_angle_function(model: nn.Module) -> AngleFunction:
     return predict
 
 
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
-    """An ONNX Runtime CPU session for ``path``; ``threads`` sets intra-op threads (None: ORT's)."""
+def onnx_session(path: str | os.PathLike, threads: int | None = None, allow_spinning: bool = True):
+    """An ONNX Runtime CPU session for ``path``; ``threads`` sets intra-op threads (None: ORT's).
+
+    ``allow_spinning=False`` stops idle worker threads from busy-waiting after each run, which
+    otherwise takes the CPU from other work between calls (the face detector, in prediction).
+    """
     import onnxruntime
 
     file = Path(path)
     if not file.is_file():
         raise HeadposeError(f"ONNX model {file} does not exist")
     options = onnxruntime.SessionOptions()
+    if not allow_spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

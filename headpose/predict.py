@@ -6,12 +6,21 @@ pitch, roll in degrees) to ``DIR/predictions.json`` and ``DIR/predictions.csv``,
 copy of each input (``DIR/<name>.jpg`` for images, ``DIR/<stem>.mp4`` for videos) with the face
 box and the three head axes (:mod:`headpose.draw`).
 
+Faces come from a detector (:mod:`headpose.detect`; YuNet by default, whose model is downloaded
+once; offline without it, a warning line and the Haar detector) or from a ``--boxes`` file. Each
+face is predicted; an image or frame may hold several.
+
 From detector box to model crop. The model is trained on HopeNet's loose crops of the 68-landmark
-box (:mod:`headpose.crop`). A detector box is first mapped to the landmark box it stands for with
-the detector's measured ``landmark_insets`` (:func:`headpose.detect.landmark_box_estimate`), then
-loosened like a training crop at the middle of the training range (k = 0.3, train margins), so a
-face arrives at the network framed as the training crops framed it on average. Boxes read from a
-``--boxes`` file are taken as tight landmark-style face boxes (no insets).
+box (:mod:`headpose.crop`). A detection is first mapped to the landmark box it stands for by the
+detector's measured :class:`headpose.detect.BoxCalibration` (YuNet: from its box and five
+landmarks), then loosened like a training crop at the middle of the training range (k = 0.3,
+train margins), so a face arrives at the network framed as the training crops framed it on
+average. Boxes read from a ``--boxes`` file are taken as tight landmark boxes.
+
+Speed. Each frame is one model call over all its faces, with the PyTorch checkpoint or an
+exported ONNX model (``--runtime onnx``, or a ``.onnx`` file such as ``deploy/model_int8.onnx``,
+in ONNX Runtime). The milliseconds of every stage (decode, detect, crop, model, draw, write) are
+measured per frame, summarised per video (and for all images) on stdout and in the JSON.
 
 Problems with single inputs (no face found, a file that is not an image or video, an unreadable
 video) are reported on stderr and in the JSON and do not stop the batch: every other file still
@@ -23,7 +32,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,18 +49,28 @@ from headpose.crop import TRAIN_K_RANGE, Box, crop_resized, loosen_box
 from headpose.data import preprocess
 from headpose.dataio import write_jpeg
 from headpose.detect import (
+    DEFAULT_DETECTOR,
     DETECTORS,
+    IDENTITY_CALIBRATION,
+    BoxCalibration,
     BoxTable,
     FaceBox,
+    FaceDetector,
+    ModelUnavailable,
     boxes_for,
-    landmark_box_estimate,
     make_detector,
     read_box_file,
 )
 from headpose.draw import draw_pose
 from headpose.errors import HeadposeError
 from headpose.files import atomic_path, write_json, write_text
-from headpose.inference import AngleFunction, load_angles_model, torch_angle_function
+from headpose.inference import (
+    AngleFunction,
+    load_angles_model,
+    onnx_angle_function,
+    onnx_session,
+    torch_angle_function,
+)
 from headpose.models import pick_device
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
@@ -76,29 +98,36 @@ class FaceResult:
     roll_deg: float
 
 
-def model_crop_box(face: FaceBox, landmark_insets: tuple[float, float, float, float]) -> Box:
+def model_crop_box(face: FaceBox, calibration: BoxCalibration) -> Box:
     """The region to feed the model for a detected face (see the module docstring)."""
-    return loosen_box(landmark_box_estimate(face, landmark_insets), CROP_K, "train")
+    return loosen_box(calibration.landmark_box(face), CROP_K, "train")
+
+
+STAGES = ("detect", "crop", "model", "draw")  # timed per frame by FacePosePredictor.run
 
 
 class FacePosePredictor:
-    """Finds faces in RGB frames and predicts their poses, batching faces across frames.
+    """Finds faces in RGB frames and predicts their poses, one model batch per frame.
 
-    ``boxes`` (a table from :func:`headpose.detect.read_box_file`) replaces the detector.
+    ``boxes`` (a table from :func:`headpose.detect.read_box_file`) replaces ``detector``; its
+    boxes are taken as tight landmark boxes. ``batch_size`` caps the faces per model call.
     """
 
     def __init__(
         self,
         predict_angles: AngleFunction,
         image_size: int,
-        detector_name: str = "haar",
+        detector: FaceDetector | None = None,
         boxes: BoxTable | None = None,
         batch_size: int = 32,
     ) -> None:
+        if (detector is None) == (boxes is None):
+            raise HeadposeError("give either a face detector or a box table")
         self.predict_angles = predict_angles
         self.image_size = image_size
+        self.detector = detector
         self.boxes = boxes
-        self.detector = None if boxes is not None else make_detector(detector_name)
+        self.calibration = IDENTITY_CALIBRATION if detector is None else detector.calibration
         self.batch_size = batch_size
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
@@ -106,47 +135,45 @@ class FacePosePredictor:
             return boxes_for(self.boxes, path, frame)
         return self.detector.detect(image_rgb)
 
-    def _insets(self) -> tuple[float, float, float, float]:
-        return (0.0, 0.0, 0.0, 0.0) if self.detector is None else self.detector.landmark_insets
+    def angles(self, crops: list[torch.Tensor]) -> np.ndarray:
+        """(N, 3) yaw, pitch, roll degrees of normalised crops, ``batch_size`` crops per call."""
+        if not crops:
+            return np.zeros((0, 3))
+        return np.concatenate(
+            [
+                self.predict_angles(torch.stack(crops[start : start + self.batch_size]))
+                for start in range(0, len(crops), self.batch_size)
+            ]
+        )
 
     def run(
         self, frames: Iterator[tuple[int, np.ndarray]], path: Path
-    ) -> Iterator[tuple[np.ndarray, list[FaceResult]]]:
-        """For each (index, RGB frame): yield (the frame annotated in place, its face results).
-
-        Frames are buffered until ``batch_size`` faces are waiting, then predicted in one batch.
-        """
-        pending: list[tuple[int, np.ndarray, list[FaceBox]]] = []
-        crops: list[torch.Tensor] = []
+    ) -> Iterator[tuple[np.ndarray, list[FaceResult], dict[str, float]]]:
+        """For each (index, RGB frame): yield the frame annotated in place, its face results and
+        the milliseconds each stage took on it (:data:`STAGES`)."""
         for index, image in frames:
+            start = time.perf_counter()
             faces = self.faces(image, path, index)
-            pending.append((index, image, faces))
-            crops.extend(
+            detected = time.perf_counter()
+            crops = [
                 preprocess(
-                    crop_resized(image, model_crop_box(face, self._insets()), self.image_size)
+                    crop_resized(image, model_crop_box(face, self.calibration), self.image_size)
                 )
                 for face in faces
-            )
-            if len(crops) >= self.batch_size:
-                yield from self._flush(pending, crops, path)
-                pending, crops = [], []
-        yield from self._flush(pending, crops, path)
-
-    def _flush(
-        self, pending: list, crops: list[torch.Tensor], path: Path
-    ) -> Iterator[tuple[np.ndarray, list[FaceResult]]]:
-        angles = self.predict_angles(torch.stack(crops)) if crops else np.zeros((0, 3))
-        row = 0
-        for index, image, faces in pending:
+            ]
+            cropped = time.perf_counter()
+            angles = self.angles(crops)
+            predicted = time.perf_counter()
             results = []
-            for face in faces:
-                yaw, pitch, roll = (float(value) for value in angles[row])
-                row += 1
+            for face, (yaw, pitch, roll) in zip(faces, angles.tolist(), strict=True):
                 draw_pose(image, face.box, yaw, pitch, roll)
                 results.append(
                     FaceResult(str(path), index, *face.box, face.score, yaw, pitch, roll)
                 )
-            yield image, results
+            drawn = time.perf_counter()
+            marks = (start, detected, cropped, predicted, drawn)
+            timings_ms = {stage: 1000 * (marks[i + 1] - marks[i]) for i, stage in enumerate(STAGES)}
+            yield image, results, timings_ms
 
 
 def collect_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
@@ -186,39 +213,105 @@ def video_frames(capture: cv2.VideoCapture) -> Iterator[tuple[int, np.ndarray]]:
         index += 1
 
 
+def camera_index(path: Path) -> int | None:
+    """The camera index an input names (``0``, ``1`` ... that is no file), else None."""
+    text = str(path)
+    return int(text) if text.isdigit() and not path.exists() else None
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES or camera_index(path) is not None
+
+
 def open_video(path: Path) -> cv2.VideoCapture | None:
-    """An opened capture whose first frame decodes (rewound), or None."""
-    capture = cv2.VideoCapture(str(path))
+    """An opened capture (a file rewound to its first frame, or a camera) that decodes, or None."""
+    camera = camera_index(path)
+    capture = cv2.VideoCapture(str(path) if camera is None else camera)
     if not capture.isOpened() or not capture.read()[0]:
         capture.release()
         return None
-    capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    if camera is None:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
     return capture
 
 
+def timed(items: Iterator, milliseconds: list[float]) -> Iterator:
+    """Yield from ``items``, appending the time each item took to produce to ``milliseconds``."""
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        milliseconds.append(1000 * (time.perf_counter() - start))
+        yield item
+
+
+def timing_summary(frames_ms: list[dict[str, float]], wall_s: float) -> dict:
+    """Median and mean milliseconds per stage, frames per second of the wall time, and the
+    per-frame milliseconds of every stage."""
+    stages = list(frames_ms[0]) if frames_ms else []
+    columns = {stage: np.array([frame[stage] for frame in frames_ms]) for stage in stages}
+    return {
+        "frames": len(frames_ms),
+        "wall_s": round(wall_s, 3),
+        "frames_per_s": round(len(frames_ms) / wall_s, 2) if wall_s > 0 else None,
+        "median_ms": {stage: round(float(np.median(ms)), 3) for stage, ms in columns.items()},
+        "mean_ms": {stage: round(float(ms.mean()), 3) for stage, ms in columns.items()},
+        "per_frame_ms": {
+            stage: [round(v, 3) for v in ms.tolist()] for stage, ms in columns.items()
+        },
+    }
+
+
+def format_timings(name: str, summary: dict) -> str:
+    """One line: frames, frames per second and the median milliseconds of each stage."""
+    stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in summary["median_ms"].items())
+    rate = summary["frames_per_s"]
+    return (
+        f"{name}: {summary['frames']} frames, {rate if rate is not None else '-'} frames/s; "
+        f"median ms per frame: {stages}"
+    )
+
+
 def predict_video(
-    predictor: FacePosePredictor, path: Path, capture: cv2.VideoCapture, out_dir: Path
-) -> list[FaceResult]:
-    """Annotate every frame of a video into ``out_dir/<stem>.mp4`` (mp4v); return its results."""
+    predictor: FacePosePredictor,
+    path: Path,
+    capture: cv2.VideoCapture,
+    out_dir: Path,
+    max_frames: int | None = None,
+) -> tuple[list[FaceResult], dict]:
+    """Annotate every frame of a video (or camera) into ``out_dir/<stem>.mp4`` (mp4v); return
+    its results and the timing summary of its frames (decode and write included)."""
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     size = (
         int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
         int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
     )
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    camera = camera_index(path)
+    stem = path.stem if camera is None else f"camera{camera}"
     results: list[FaceResult] = []
-    target = out_dir / f"{path.stem}.mp4"
+    frames_ms: list[dict[str, float]] = []
+    decode_ms: list[float] = []
+    target = out_dir / f"{stem}.mp4"
     with atomic_path(target) as temp:
         writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not writer.isOpened():
             raise HeadposeError(f"cannot write video {target} with the mp4v codec")
-        frames = tqdm(video_frames(capture), total=total, desc=path.name, unit="frame")
-        for image, frame_results in predictor.run(frames, path):
+        frames = itertools.islice(video_frames(capture), max_frames)
+        progress = tqdm(frames, total=total, desc=path.name, unit="frame")
+        start = time.perf_counter()
+        for image, frame_results, stage_ms in predictor.run(timed(iter(progress), decode_ms), path):
+            written = time.perf_counter()
             writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            stage_ms["write"] = 1000 * (time.perf_counter() - written)
+            frames_ms.append({"decode": decode_ms[-1], **stage_ms})
             results.extend(frame_results)
+        wall_s = time.perf_counter() - start
         writer.release()
     capture.release()
-    return results
+    return results, timing_summary(frames_ms, wall_s)
 
 
 def output_name(path: Path, used: set[str]) -> str:
@@ -232,34 +325,48 @@ def output_name(path: Path, used: set[str]) -> str:
 
 
 def predict_files(
-    predictor: FacePosePredictor, files: list[Path], out_dir: Path
-) -> tuple[list[FaceResult], list[str]]:
-    """Run every file; return (face results, problems). A bad file never stops the rest."""
+    predictor: FacePosePredictor,
+    files: list[Path],
+    out_dir: Path,
+    max_frames: int | None = None,
+) -> tuple[list[FaceResult], list[str], dict[str, dict]]:
+    """Run every file; return (face results, problems, timing summaries: one per video and one
+    for all images). A bad file never stops the rest."""
     results: list[FaceResult] = []
     errors: list[str] = []
+    timings: dict[str, dict] = {}
     used_names: set[str] = set()
-    images = [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES]
-    videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
+    images = [path for path in files if not is_video(path)]
+    videos = [path for path in files if is_video(path)]
+    images_ms: list[dict[str, float]] = []
+    start = time.perf_counter()
     for path in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
+        decode_start = time.perf_counter()
         image = read_rgb(path)
         if image is None:
             errors.append(f"{path}: not a readable image or video")
             continue
-        for annotated, faces in predictor.run(iter([(0, image)]), path):
+        decode_ms = 1000 * (time.perf_counter() - decode_start)
+        for annotated, faces, stage_ms in predictor.run(iter([(0, image)]), path):
+            images_ms.append({"decode": decode_ms, **stage_ms})
             write_jpeg(out_dir / output_name(path, used_names), annotated)
             if not faces:
                 errors.append(f"{path}: no face found")
             results.extend(faces)
+    if images_ms:
+        timings["images"] = timing_summary(images_ms, time.perf_counter() - start)
     for path in videos:
         capture = open_video(path)
         if capture is None:
-            errors.append(f"{path}: not a readable video (cannot decode its first frame)")
+            errors.append(f"{path}: not a readable video or camera (cannot decode a first frame)")
             continue
-        video_results = predict_video(predictor, path, capture, out_dir)
+        video_results, timings[str(path)] = predict_video(
+            predictor, path, capture, out_dir, max_frames
+        )
         if not video_results:
             errors.append(f"{path}: no face found in any frame")
         results.extend(video_results)
-    return results, errors
+    return results, errors, timings
 
 
 def write_results(out_dir: Path, results: list[FaceResult], report: dict) -> None:
@@ -273,6 +380,49 @@ def write_results(out_dir: Path, results: list[FaceResult], report: dict) -> Non
     write_text(out_dir / "predictions.csv", buffer.getvalue())
 
 
+def onnx_image_size(session, path: Path) -> int:
+    """The square input side an exported angles model expects (its input ``(N, 3, S, S)``)."""
+    shape = session.get_inputs()[0].shape
+    if len(shape) != 4 or not isinstance(shape[2], int) or shape[2] != shape[3]:
+        raise HeadposeError(f"{path}: expected an input of shape (N, 3, S, S), got {shape}")
+    return shape[2]
+
+
+def load_runtime(
+    checkpoint: Path, runtime: str, device: torch.device
+) -> tuple[AngleFunction, int, str]:
+    """(angle function, model input side, where it runs) for a .pt checkpoint or an exported
+    .onnx model (fp32 or int8). ``runtime="onnx"`` on a checkpoint exports it to ONNX first."""
+    if runtime == "auto":
+        runtime = "onnx" if checkpoint.suffix.lower() == ".onnx" else "torch"
+    if checkpoint.suffix.lower() == ".onnx":
+        if runtime != "onnx":
+            raise HeadposeError(f"{checkpoint} is an ONNX model: it runs with --runtime onnx")
+        session = onnx_session(checkpoint, allow_spinning=False)
+        return onnx_angle_function(session), onnx_image_size(session, checkpoint), "onnxruntime"
+    model, meta = load_angles_model(checkpoint, device=device if runtime == "torch" else "cpu")
+    if runtime == "torch":
+        return torch_angle_function(model), meta["image_size"], str(device)
+    from headpose.export import export_onnx  # loaded only when needed: it pulls in onnx
+
+    with tempfile.TemporaryDirectory() as work:
+        export_onnx(model, meta["image_size"], Path(work) / "model.onnx")
+        session = onnx_session(Path(work) / "model.onnx", allow_spinning=False)
+    return onnx_angle_function(session), meta["image_size"], "onnxruntime (fp32 export)"
+
+
+def build_detector(args: argparse.Namespace) -> FaceDetector | None:
+    """The detector the options ask for (None with ``--boxes``); offline without a cached
+    YuNet model, one warning line and the Haar detector."""
+    if args.boxes:
+        return None
+    try:
+        return make_detector(args.detector, args.detector_model, args.min_score)
+    except ModelUnavailable as error:
+        print(f"warning: {error}; using the haar detector instead", file=sys.stderr)
+        return make_detector("haar")
+
+
 def run_predict(args: argparse.Namespace) -> None:
     """The ``headpose predict`` command."""
     checkpoint = Path(args.checkpoint)
@@ -280,19 +430,26 @@ def run_predict(args: argparse.Namespace) -> None:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
         raise HeadposeError(f"checkpoint {checkpoint} does not exist{hint}")
     device = torch.device(args.device) if args.device else pick_device()
-    model, meta = load_angles_model(checkpoint, device=device)
+    predict_angles, image_size, runs_on = load_runtime(checkpoint, args.runtime, device)
     boxes = read_box_file(args.boxes) if args.boxes else None
-    predictor = FacePosePredictor(
-        torch_angle_function(model), meta["image_size"], args.detector, boxes, args.batch_size
-    )
+    detector = build_detector(args)
+    predictor = FacePosePredictor(predict_angles, image_size, detector, boxes, args.batch_size)
     files, errors = collect_inputs(args.paths)
     out_dir = Path(args.out)
-    results, file_errors = predict_files(predictor, files, out_dir)
+    results, file_errors, timings = predict_files(predictor, files, out_dir, args.max_frames)
     errors += file_errors
-    report = {"checkpoint": str(checkpoint), "device": str(device), "errors": errors}
+    report = {
+        "checkpoint": str(checkpoint),
+        "runtime": runs_on,
+        "detector": "boxes file" if detector is None else detector.name,
+        "timings": timings,
+        "errors": errors,
+    }
     write_results(out_dir, results, report)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
+    for name, summary in timings.items():
+        print(format_timings(name, summary))
     print(f"{len(results)} faces in {len(files)} files -> {out_dir}/predictions.json")
     if errors:
         raise SystemExit(1)
@@ -300,15 +457,36 @@ def run_predict(args: argparse.Namespace) -> None:
 
 def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "predict", help="predict head poses on images, folders and videos"
+        "predict", help="predict head poses on images, folders, videos and cameras"
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image, folder or video files")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image, folder or video files; 0, 1 ... a camera"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=str(DEFAULT_CHECKPOINT),
+        help="model checkpoint (.pt) or exported model (.onnx, e.g. deploy/model_int8.onnx)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
-        "--detector", default="haar", choices=sorted(DETECTORS), help="face detector"
+        "--runtime",
+        default="auto",
+        choices=("auto", "torch", "onnx"),
+        help="auto: onnx for .onnx files, else torch; onnx on a .pt exports it first",
+    )
+    parser.add_argument(
+        "--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS), help="face detector"
+    )
+    parser.add_argument(
+        "--detector-model", help="local YuNet .onnx file instead of the cached download"
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        help="drop faces the detector is less sure of (yunet: 0 to 1, default 0.6)",
     )
     parser.add_argument("--boxes", help="CSV/JSON of file[,frame],x0,y0,x1,y1 instead of detecting")
-    parser.add_argument("--batch-size", type=int, default=32, help="faces per model batch")
+    parser.add_argument("--batch-size", type=int, default=32, help="most faces per model call")
+    parser.add_argument("--max-frames", type=int, help="stop each video/camera after N frames")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.set_defaults(run=run_predict)

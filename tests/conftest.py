@@ -11,6 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 AFLW2000_DIR = SHARED_DATA / "AFLW2000"
 W300LP_SAMPLE_DIR = SHARED_DATA / "300W_LP_sample"
+YUNET_TEST_MODEL = REPO_ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
 
 
 def _require(path: Path) -> Path:
@@ -29,6 +30,23 @@ def aflw2000_dir() -> Path:
 def w300lp_sample_dir() -> Path:
     """The folder holding one real 300W_LP pair (IBUG/)."""
     return _require(W300LP_SAMPLE_DIR)
+
+
+@pytest.fixture(scope="session")
+def yunet_model() -> Path:
+    """A YuNet build that cv2.FaceDetectorYN runs (not the release predict downloads)."""
+    if not YUNET_TEST_MODEL.is_file():
+        pytest.skip(f"YuNet test model not available: {YUNET_TEST_MODEL} is missing")
+    return YUNET_TEST_MODEL
+
+
+@pytest.fixture(autouse=True)
+def offline_model_cache(tmp_path_factory, monkeypatch):
+    """No test downloads: an empty model cache and an unreachable YuNet URL."""
+    from headpose import detect
+
+    monkeypatch.setenv(detect.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("model_cache")))
+    monkeypatch.setattr(detect, "YUNET_URL", "file:///nonexistent/face_detection_yunet.onnx")
 
 
 @pytest.fixture

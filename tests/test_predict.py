@@ -21,7 +21,6 @@ from headpose.detect import (
     FaceBox,
     HaarFaceDetector,
     box_iou,
-    landmark_box_estimate,
     non_max_suppression,
     read_box_file,
 )
@@ -113,13 +112,11 @@ def test_haar_boxes_map_onto_the_landmark_box_and_training_crop(aflw2000_dir):
         truth = landmark_box_small(aflw2000_dir, name)
         faces = detector.detect(small_image(aflw2000_dir, name))
         best = max(faces, key=lambda face: box_iou(face.box, truth))
-        estimate = landmark_box_estimate(best, detector.landmark_insets)
+        estimate = detector.calibration.landmark_box(best)
         assert box_iou(estimate, truth) > 0.6, name
         # the crop fed to the model overlaps the training-style crop of the true landmarks
         assert (
-            box_iou(
-                model_crop_box(best, detector.landmark_insets), loosen_box(truth, CROP_K, "train")
-            )
+            box_iou(model_crop_box(best, detector.calibration), loosen_box(truth, CROP_K, "train"))
             > 0.6
         )
         # without the insets the raw Haar box would match the landmarks worse
@@ -161,7 +158,9 @@ def run_cli(args: list[str]) -> int:
     return 0
 
 
-def test_predict_images_folder_video_and_bad_inputs(tmp_path, aflw2000_dir, checkpoint, capsys):
+def test_predict_images_folder_video_and_bad_inputs(
+    tmp_path, aflw2000_dir, yunet_model, checkpoint, capsys
+):
     inputs = tmp_path / "in"
     inputs.mkdir()
     face_paths = [write_small(inputs, aflw2000_dir, name) for name in FRONTAL[:2]]
@@ -180,6 +179,8 @@ def test_predict_images_folder_video_and_bad_inputs(tmp_path, aflw2000_dir, chec
             str(inputs),
             str(video),
             str(broken_video),
+            "--detector-model",
+            str(yunet_model),
             "--checkpoint",
             str(checkpoint),
             "--out",
@@ -188,7 +189,8 @@ def test_predict_images_folder_video_and_bad_inputs(tmp_path, aflw2000_dir, chec
     )
 
     assert code == 1  # bad files and the faceless image fail the run after the rest went through
-    stderr = capsys.readouterr().err
+    captured = capsys.readouterr()
+    stderr = captured.err
     assert "Traceback" not in stderr
     assert "notes.jpg: not a readable image" in stderr
     assert "broken.mp4: not a readable video" in stderr
@@ -208,6 +210,13 @@ def test_predict_images_folder_video_and_bad_inputs(tmp_path, aflw2000_dir, chec
     assert len(csv_rows) == len(faces) + 1
     annotated_video = cv2.VideoCapture(str(out / "clip.mp4"))
     assert len(list(video_frames(annotated_video))) == 3
+    assert report["detector"] == "yunet"
+    timings = report["timings"][str(video)]
+    assert timings["frames"] == 3 and timings["frames_per_s"] > 0
+    stages = {"decode", "detect", "crop", "model", "draw", "write"}
+    assert set(timings["median_ms"]) == stages
+    assert all(len(ms) == 3 and min(ms) >= 0 for ms in timings["per_frame_ms"].values())
+    assert "clip.mp4: 3 frames" in captured.out
 
 
 def test_predict_with_box_file_uses_exactly_those_boxes(tmp_path, aflw2000_dir, checkpoint):
@@ -249,18 +258,18 @@ def test_missing_checkpoint_is_one_clear_message(tmp_path, aflw2000_dir, capsys)
     assert code == 2 and "nope.pt does not exist" in stderr and "Traceback" not in stderr
 
 
-def test_batching_faces_across_frames_does_not_change_results(aflw2000_dir, checkpoint):
+def test_batching_the_faces_of_a_frame_does_not_change_results(aflw2000_dir, checkpoint):
     model, meta = load_angles_model(checkpoint)
-    frames = [small_image(aflw2000_dir, name) for name in FRONTAL]
-    boxes = {("clip", index): [FaceBox(60, 60, 160, 170)] for index in range(len(frames))}
+    frame = np.concatenate([small_image(aflw2000_dir, name) for name in FRONTAL], axis=1)
+    boxes = {("group", 0): [FaceBox(60 + 225 * i, 60, 160 + 225 * i, 170) for i in range(4)]}
 
     def angles(batch_size: int) -> np.ndarray:
         predictor = FacePosePredictor(
             torch_angle_function(model), meta["image_size"], boxes=boxes, batch_size=batch_size
         )
-        runs = predictor.run(iter(enumerate(f.copy() for f in frames)), Path("clip"))
-        results = [face for _, faces in runs for face in faces]
-        return np.array([[r.yaw_deg, r.pitch_deg, r.roll_deg] for r in results])
+        runs = list(predictor.run(iter([(0, frame.copy())]), Path("group")))
+        assert set(runs[0][2]) == {"detect", "crop", "model", "draw"}
+        return np.array([[r.yaw_deg, r.pitch_deg, r.roll_deg] for r in runs[0][1]])
 
     one_by_one, batched = angles(1), angles(32)
     assert one_by_one.shape == (4, 3)
