@@ -6,9 +6,9 @@ overlaid histograms ``plots/distributions/{yaw,pitch,roll}.png`` (of the samples
 
 from __future__ import annotations
 
-from headpose.analyze import dataset_angles, distributions
+from headpose.datasets.analyze import dataset_angles, distributions
 from headpose.errors import exit_on_error
-from headpose.files import write_json
+from headpose.io.files import write_json
 from headpose.plots import plot_angle_histograms
 
 FILELISTS_FOLDER = "data/filelists"

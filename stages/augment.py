@@ -8,10 +8,10 @@ Reads ``augment``, ``aug_fraction``, ``aug_angles``, ``max_angle``, ``train_data
 
 from __future__ import annotations
 
-from headpose.augment import build_augmentation
-from headpose.dataio import read_list
+from headpose.datasets.augment import build_augmentation
 from headpose.errors import exit_on_error
-from headpose.files import write_json
+from headpose.io.files import write_json
+from headpose.io.formats import read_list
 from headpose.params import load_params
 
 TRAIN_LIST = "data/filelists/train.txt"

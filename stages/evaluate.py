@@ -10,10 +10,15 @@ the table.
 
 from __future__ import annotations
 
-from headpose.dataio import read_list
 from headpose.errors import exit_on_error
-from headpose.evaluate import evaluate, format_report, training_mean_deg, write_per_image_csv
-from headpose.files import write_json
+from headpose.evaluation.evaluate import (
+    evaluate,
+    format_report,
+    training_mean_deg,
+    write_per_image_csv,
+)
+from headpose.io.files import write_json
+from headpose.io.formats import read_list
 from headpose.params import load_params
 from headpose.plots import plot_errors_vs_angle
 

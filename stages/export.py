@@ -10,10 +10,10 @@ With ``export: false`` it only writes ``deploy/SKIPPED.txt`` and a metrics file 
 
 from __future__ import annotations
 
-from headpose.dataio import read_list
+from headpose.deploy.export import export_for_deployment
 from headpose.errors import exit_on_error
-from headpose.export import export_for_deployment
-from headpose.files import atomic_directory, write_json
+from headpose.io.files import atomic_directory, write_json
+from headpose.io.formats import read_list
 from headpose.params import load_params
 
 CHECKPOINT = "models/model.pt"

@@ -6,9 +6,9 @@ from params.yaml; writes ``data/filelists/`` and ``metrics/filelists.json``.
 
 from __future__ import annotations
 
+from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import exit_on_error
-from headpose.filelists import build_filelists, write_filelists
-from headpose.files import write_json
+from headpose.io.files import write_json
 from headpose.params import load_params
 
 OUTPUT_FOLDER = "data/filelists"

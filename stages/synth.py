@@ -7,9 +7,9 @@ Writes ``data/synth/300W_LP/``, ``data/synth/AFLW2000/``, ``metrics/synth.json``
 from __future__ import annotations
 
 from headpose.errors import exit_on_error
-from headpose.files import write_json
+from headpose.io.files import write_json
 from headpose.params import load_params
-from headpose.synth import generate, write_contact_sheet
+from headpose.synth.render import generate, write_contact_sheet
 
 TRAIN_ROOT = "data/synth/300W_LP"
 TEST_ROOT = "data/synth/AFLW2000"

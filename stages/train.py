@@ -1,6 +1,6 @@
 """Stage ``train``: train the model on the augmented training list, validate every epoch.
 
-Reads every training key of params.yaml (see headpose/train.py); reads
+Reads every training key of params.yaml (see headpose/training/loop.py); reads
 ``data/300W_AUG/train.txt`` and ``data/filelists/val.txt``; writes ``models/model.pt``,
 ``models/best.pt``, ``dvclive/`` and ``metrics/train.json``. An interrupted run resumes from
 ``.resume/train.pt`` when re-run with the same params.
@@ -11,11 +11,11 @@ writes the outputs. ``HEADPOSE_DDP_BACKEND=gloo`` allows that on the CPU (for te
 
 from __future__ import annotations
 
-from headpose.distributed import is_main_process, relaunch_under_torchrun
 from headpose.errors import exit_on_error
-from headpose.files import write_json
+from headpose.io.files import write_json
 from headpose.params import load_params
-from headpose.train import run_training
+from headpose.training.distributed import is_main_process, relaunch_under_torchrun
+from headpose.training.loop import run_training
 
 METRICS_FILE = "metrics/train.json"
 

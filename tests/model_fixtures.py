@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from headpose.data import imagenet_normalization
-from headpose.models import build_model, save_checkpoint
+from headpose.data.pipeline import imagenet_normalization
+from headpose.models.network import build_model, save_checkpoint
 
 
 def checkpoint_meta(arch: str, num_bins: int = 66, image_size: int = 32) -> dict:

@@ -11,8 +11,8 @@ import pytest
 import torch
 from model_fixtures import write_checkpoint
 
-from headpose.benchmark import RUNTIMES, format_table, run_benchmark
 from headpose.cli import main
+from headpose.deploy.benchmark import RUNTIMES, format_table, run_benchmark
 
 IMAGE_SIZE = 32
 

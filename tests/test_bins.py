@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from headpose.bins import Bins
 from headpose.errors import HeadposeError
+from headpose.models.bins import Bins
 
 
 @pytest.mark.parametrize("width", [1, 3, 33])

@@ -7,8 +7,8 @@ import pytest
 import torch
 from training_fixtures import write_list, write_tiny_dataset
 
-from headpose.crop import EVAL_K, crop_resized, loose_box
-from headpose.data import (
+from headpose.data.crop import EVAL_K, crop_resized, loose_box
+from headpose.data.pipeline import (
     PoseDataset,
     PreparedCrops,
     evaluation_dataset,
@@ -16,8 +16,8 @@ from headpose.data import (
     prepare_crops,
     preprocess,
 )
-from headpose.dataio import find_sample_stems, read_annotation, read_image, read_list
 from headpose.errors import HeadposeError
+from headpose.io.formats import find_sample_stems, read_annotation, read_image, read_list
 
 
 def test_read_list_rejects_missing_and_empty_lists(tmp_path):

@@ -17,13 +17,12 @@ import torch
 from model_fixtures import write_checkpoint
 from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
 
-from headpose import evaluate as evaluation
-from headpose.bins import Bins
 from headpose.cli import main as headpose_main
-from headpose.data import evaluation_dataset
-from headpose.dataio import read_annotation, write_sample
+from headpose.data.pipeline import evaluation_dataset
+from headpose.datasets.filelists import angles_table_text
 from headpose.errors import HeadposeError
-from headpose.evaluate import (
+from headpose.evaluation import evaluate as evaluation
+from headpose.evaluation.evaluate import (
     PoseErrors,
     check_protocol,
     error_metrics,
@@ -34,8 +33,9 @@ from headpose.evaluate import (
     near_frontal_mask,
     write_per_image_csv,
 )
-from headpose.filelists import angles_table_text
-from headpose.models import build_model
+from headpose.io.formats import read_annotation, write_sample
+from headpose.models.bins import Bins
+from headpose.models.network import build_model
 from headpose.plots import plot_errors_vs_angle
 
 IMAGE_SIZE = 32

@@ -8,19 +8,19 @@ import pytest
 import torch
 from model_fixtures import write_checkpoint
 
-from headpose.bins import Bins
 from headpose.cli import main
-from headpose.data import evaluation_dataset
-from headpose.evaluate import mae_summary, predict, predict_with
-from headpose.export import CropCalibrationReader, export_for_deployment, export_torchscript
-from headpose.inference import (
+from headpose.data.pipeline import evaluation_dataset
+from headpose.deploy.export import CropCalibrationReader, export_for_deployment, export_torchscript
+from headpose.deploy.runtime import (
     AnglesModel,
     load_angles_model,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.models import build_model, load_checkpoint
+from headpose.evaluation.evaluate import mae_summary, predict, predict_with
+from headpose.models.bins import Bins
+from headpose.models.network import build_model, load_checkpoint
 
 IMAGE_SIZE = 96
 

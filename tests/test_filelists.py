@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import yaml
 
-from headpose.dataio import read_list, write_mat, write_sample
-from headpose.errors import HeadposeError
-from headpose.filelists import (
+from headpose.datasets.filelists import (
     build_filelists,
     read_angles_table,
     scan_dataset,
     split_train_val,
     write_filelists,
 )
-from headpose.naming import group_key, rotated_name
+from headpose.datasets.naming import group_key, rotated_name
+from headpose.errors import HeadposeError
+from headpose.io.formats import read_list, write_mat, write_sample
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

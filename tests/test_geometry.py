@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from headpose import geometry as g
-from headpose.dataio import angles_within, find_sample_stems, read_mat
+from headpose.io.formats import angles_within, find_sample_stems, read_mat
 
 
 def test_elementary_matrices_follow_the_convention():

@@ -10,9 +10,9 @@ import pytest
 import torch
 from model_fixtures import checkpoint_meta
 
-from headpose import models
 from headpose.errors import HeadposeError
-from headpose.models import (
+from headpose.models import network as models
+from headpose.models.network import (
     CBAM,
     HOPENET_META,
     ChannelAttention,

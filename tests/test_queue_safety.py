@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from headpose.train import TrainPaths
+from headpose.training.loop import TrainPaths
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]

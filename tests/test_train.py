@@ -12,10 +12,10 @@ import pytest
 import torch
 from training_fixtures import tiny_params, write_list, write_tiny_dataset
 
-import headpose.train as training
+import headpose.training.loop as training
 from headpose.errors import HeadposeError
-from headpose.models import build_model
-from headpose.train import Phase, TrainPaths, make_optimizer, make_scheduler, run_training
+from headpose.models.network import build_model
+from headpose.training.loop import Phase, TrainPaths, make_optimizer, make_scheduler, run_training
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The synthetic datasets: a 300W_LP-like training set and an AFLW2000-like test set.
 
-Every image is a procedural head (``headpose.synth_head``) rendered into a cluttered scene
-(``headpose.synth_scene``) at a pose drawn from a distribution whose 5th/95th percentiles match
+Every image is a procedural head (``headpose.synth.head``) rendered into a cluttered scene
+(``headpose.synth.scene``) at a pose drawn from a distribution whose 5th/95th percentiles match
 the real dataset's (``synth.train_pose`` / ``synth.test_pose`` in params.yaml). Labels are written
 in the real on-disk formats (``NAME.jpg`` + ``NAME.mat`` with ``Pose_Para``, ``pt2d``, ``roi``;
 ``pt3d_68`` too for the test set) and follow the dataset projection convention exactly: ``pt2d``
@@ -32,14 +32,14 @@ import cv2
 import numpy as np
 from scipy import optimize, stats
 
-from headpose.dataio import find_sample_stems, read_annotation, read_image, write_sample
 from headpose.errors import HeadposeError
-from headpose.files import atomic_directory
 from headpose.geometry import flip_pose_horizontally, project_points, rotation_matrix
-from headpose.parallel import map_with_progress, worker_count
+from headpose.io.files import atomic_directory
+from headpose.io.formats import find_sample_stems, read_annotation, read_image, write_sample
+from headpose.io.parallel import map_with_progress, worker_count
 from headpose.plots import plot_contact_sheet
-from headpose.synth_head import MIRRORED_68, build_head, sample_identity
-from headpose.synth_scene import background, degrade, draw_head, draw_torso, sample_lighting
+from headpose.synth.head import MIRRORED_68, build_head, sample_identity
+from headpose.synth.scene import background, degrade, draw_head, draw_torso, sample_lighting
 
 LABEL_LIMIT_DEG = 99.0  # HopeNet's labelled range; regular poses stay inside it
 ANGLE_NAMES = ("yaw", "pitch", "roll")

@@ -31,7 +31,22 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from headpose.dataio import (
+from headpose.datasets.filelists import (
+    angles_table_text,
+    list_text,
+    sample_path,
+    skipped_table_text,
+)
+from headpose.datasets.naming import rotated_name
+from headpose.errors import HeadposeError
+from headpose.geometry import (
+    apply_affine,
+    in_plane_rotation_affine,
+    pose_angles_deg,
+    rotate_pose_in_plane,
+)
+from headpose.io.files import atomic_directory, write_text
+from headpose.io.formats import (
     ANNOTATION_SUFFIX,
     IMAGE_SUFFIX,
     angles_within,
@@ -40,17 +55,7 @@ from headpose.dataio import (
     read_mat,
     write_sample,
 )
-from headpose.errors import HeadposeError
-from headpose.filelists import angles_table_text, list_text, sample_path, skipped_table_text
-from headpose.files import atomic_directory, write_text
-from headpose.geometry import (
-    apply_affine,
-    in_plane_rotation_affine,
-    pose_angles_deg,
-    rotate_pose_in_plane,
-)
-from headpose.naming import rotated_name
-from headpose.parallel import map_with_progress
+from headpose.io.parallel import map_with_progress
 
 DATASET_NAME = "300W_AUG"
 

@@ -1,7 +1,8 @@
 """Evaluation: a checkpoint's angle errors on a test set, its size and speed, and the report.
 
 The test images get the same evaluation crop and normalisation as validation
-(:func:`headpose.data.evaluation_dataset`: k = 0.2, eval margins, ImageNet normalisation). The
+(:func:`headpose.data.pipeline.evaluation_dataset`: k = 0.2, eval margins, ImageNet
+normalisation). The
 report (:func:`evaluate`) holds the mean absolute error (MAE) of yaw, pitch, roll and their mean
 on all samples, on the samples whose three |angles| are all below 30 degrees and on the rest;
 the MAE of always predicting the training mean (the trivial baseline); parameter count,
@@ -33,15 +34,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from headpose.analyze import dataset_angles
-from headpose.bins import Bins
-from headpose.data import evaluation_dataset
-from headpose.dataio import angles_within, read_list
+from headpose.data.pipeline import evaluation_dataset
+from headpose.datasets.analyze import dataset_angles
+from headpose.datasets.filelists import scan_dataset
+from headpose.deploy.runtime import AngleFunction, AnglesModel, torch_angle_function
 from headpose.errors import HeadposeError
-from headpose.filelists import scan_dataset
-from headpose.files import write_text
-from headpose.inference import AngleFunction, AnglesModel, torch_angle_function
-from headpose.models import HeadPoseNet, count_parameters, load_checkpoint, pick_device
+from headpose.io.files import write_text
+from headpose.io.formats import angles_within, read_list
+from headpose.models.bins import Bins
+from headpose.models.network import HeadPoseNet, count_parameters, load_checkpoint, pick_device
 
 ANGLE_NAMES = ("yaw", "pitch", "roll")
 NEAR_FRONTAL_LIMIT_DEG = 30  # the "|angles| < 30" subset
@@ -161,7 +162,7 @@ def predict_with(
     predict_angles: AngleFunction, stems: list[str], image_size: int, workers: int = 0
 ) -> PoseErrors:
     """Predict (yaw, pitch, roll) for every sample in batches with any runtime (a PyTorch model,
-    an ONNX Runtime session, ...) wrapped as an :data:`~headpose.inference.AngleFunction`."""
+    an ONNX Runtime session, ...) wrapped as an :data:`~headpose.deploy.runtime.AngleFunction`."""
     dataset = evaluation_dataset(stems, image_size, workers)
     loader = DataLoader(dataset, batch_size=EVAL_BATCH_SIZE, shuffle=False)
     predictions, truths = [], []
@@ -214,7 +215,7 @@ def measure_speed(
     """Median latency of one image (ms) and throughput at batch 32 (images/s) on ``device``.
 
     ``model`` is anything called on an image batch: a module, or an ONNX Runtime
-    :data:`~headpose.inference.AngleFunction` (then ``device`` is the CPU)."""
+    :data:`~headpose.deploy.runtime.AngleFunction` (then ``device`` is the CPU)."""
     single = torch.randn(1, 3, image_size, image_size, device=device)
     batch = torch.randn(THROUGHPUT_BATCH_SIZE, 3, image_size, image_size, device=device)
     latency_s = _median_seconds(model, single, timed_runs)

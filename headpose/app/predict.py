@@ -4,11 +4,12 @@
 (not recursive) and video files. For every face it writes one result row (file, frame, box, yaw,
 pitch, roll in degrees) to ``DIR/predictions.json`` and ``DIR/predictions.csv``, and an annotated
 copy of each input (``DIR/<name>.jpg`` for images, ``DIR/<stem>.mp4`` for videos) with the face
-box and the three head axes (:mod:`headpose.draw`).
+box and the three head axes (:mod:`headpose.app.draw`).
 
 From detector box to model crop. The model is trained on HopeNet's loose crops of the 68-landmark
-box (:mod:`headpose.crop`). A detector box is first mapped to the landmark box it stands for with
-the detector's measured ``landmark_insets`` (:func:`headpose.detect.landmark_box_estimate`), then
+box (:mod:`headpose.data.crop`). A detector box is first mapped to the landmark box it stands
+for with the detector's measured ``landmark_insets``
+(:func:`headpose.app.detect.landmark_box_estimate`), then
 loosened like a training crop at the middle of the training range (k = 0.3, train margins), so a
 face arrives at the network framed as the training crops framed it on average. Boxes read from a
 ``--boxes`` file are taken as tight landmark-style face boxes (no insets).
@@ -33,10 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from headpose.crop import TRAIN_K_RANGE, Box, crop_resized, loosen_box
-from headpose.data import preprocess
-from headpose.dataio import write_jpeg
-from headpose.detect import (
+from headpose.app.detect import (
     DETECTORS,
     BoxTable,
     FaceBox,
@@ -45,11 +43,14 @@ from headpose.detect import (
     make_detector,
     read_box_file,
 )
-from headpose.draw import draw_pose
+from headpose.app.draw import draw_pose
+from headpose.data.crop import TRAIN_K_RANGE, Box, crop_resized, loosen_box
+from headpose.data.pipeline import preprocess
+from headpose.deploy.runtime import AngleFunction, load_angles_model, torch_angle_function
 from headpose.errors import HeadposeError
-from headpose.files import atomic_path, write_json, write_text
-from headpose.inference import AngleFunction, load_angles_model, torch_angle_function
-from headpose.models import pick_device
+from headpose.io.files import atomic_path, write_json, write_text
+from headpose.io.formats import write_jpeg
+from headpose.models.network import pick_device
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -84,7 +85,7 @@ def model_crop_box(face: FaceBox, landmark_insets: tuple[float, float, float, fl
 class FacePosePredictor:
     """Finds faces in RGB frames and predicts their poses, batching faces across frames.
 
-    ``boxes`` (a table from :func:`headpose.detect.read_box_file`) replaces the detector.
+    ``boxes`` (a table from :func:`headpose.app.detect.read_box_file`) replaces the detector.
     """
 
     def __init__(

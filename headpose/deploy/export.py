@@ -1,6 +1,6 @@
 """Deployment files: ONNX and TorchScript export with parity checks, and int8 quantisation.
 
-Both exports hold the whole :class:`headpose.inference.AnglesModel`: input ``image`` is a float
+Both exports hold the whole :class:`headpose.deploy.runtime.AnglesModel`: input ``image`` is a float
 batch ``(N, 3, S, S)`` of face crops, RGB, ImageNet-normalised (``(x / 255 - mean) / std`` with
 the mean/std stored in the checkpoint meta); output ``angles_deg`` is ``(N, 3)``: yaw, pitch, roll
 in degrees (softmax expectation included). The batch axis is dynamic. So a deployment needs no
@@ -24,17 +24,17 @@ import numpy as np
 import onnx
 import torch
 
-from headpose.data import PoseDataset, prepare_crops
-from headpose.errors import HeadposeError
-from headpose.evaluate import mae_summary, predict_with
-from headpose.files import atomic_directory, atomic_path
-from headpose.inference import (
+from headpose.data.pipeline import PoseDataset, prepare_crops
+from headpose.deploy.runtime import (
     AnglesModel,
     load_angles_model,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
+from headpose.errors import HeadposeError
+from headpose.evaluation.evaluate import mae_summary, predict_with
+from headpose.io.files import atomic_directory, atomic_path
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "angles_deg"

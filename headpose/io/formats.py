@@ -22,8 +22,8 @@ import numpy as np
 import scipy.io
 
 from headpose.errors import HeadposeError
-from headpose.files import atomic_path
 from headpose.geometry import pose_angles_deg
+from headpose.io.files import atomic_path
 
 MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by headpose"
 IMAGE_SUFFIX = ".jpg"

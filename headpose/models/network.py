@@ -30,7 +30,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from headpose.errors import HeadposeError
-from headpose.files import atomic_path
+from headpose.io.files import atomic_path
 from headpose.params import ARCHS, FULL_RANGE_DEG
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -1,6 +1,7 @@
 """Running a trained model: normalised face crops in, (yaw, pitch, roll) degrees out.
 
-:class:`AnglesModel` puts the soft-argmax expectation (:meth:`headpose.bins.Bins.expectation_deg`)
+:class:`AnglesModel` puts the soft-argmax expectation
+(:meth:`headpose.models.bins.Bins.expectation_deg`)
 inside the network, so a model maps a ``(N, 3, S, S)`` batch straight to ``(N, 3)`` angles in
 degrees. The exported ONNX/TorchScript files are this module, which makes them usable without
 any of our code.
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from headpose.bins import Bins
 from headpose.errors import HeadposeError
-from headpose.models import load_checkpoint
+from headpose.models.bins import Bins
+from headpose.models.network import load_checkpoint
 
 # A normalised (N, 3, S, S) float batch -> (N, 3) yaw, pitch, roll in degrees.
 AngleFunction = Callable[[torch.Tensor], np.ndarray]

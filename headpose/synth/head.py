@@ -8,7 +8,7 @@ the top and back of it, so the back of a head never looks like a face.
 
 A head is a list of :class:`Part` objects. Each part is convex, so back-face culling alone hides
 its own hidden surfaces; parts attached to the skull (neck, ears, nose) are drawn before or after
-it depending on whether their attachment faces the camera (see ``headpose.synth_scene``).
+it depending on whether their attachment faces the camera (see ``headpose.synth.scene``).
 Flat features (eyes, brows, lips, nostrils) are :class:`Decal` polygons lifted slightly off the
 surface. The landmarks are computed from the same feature definitions, so they sit on the
 rendered eyes, brows, nose, mouth and jaw.

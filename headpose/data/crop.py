@@ -10,7 +10,8 @@ The original HopeNet crops the face from the min/max box of the 2D landmarks, lo
 
 Boxes are ``(x_min, y_min, x_max, y_max)`` floats in pixel coordinates whose origin is the
 top-left corner of the image. Dataset landmarks are 1-based (MATLAB), so convert them with
-``landmarks_xy - 1`` first (:func:`headpose.data.prepare_crops` does). :func:`crop_resized` pads
+``landmarks_xy - 1`` first (:func:`headpose.data.pipeline.prepare_crops` does).
+:func:`crop_resized` pads
 the parts of a box outside the image with black, as the original's PIL crop does, and resizes the
 crop to a square; training, evaluation and prediction (on detector boxes) all use it.
 """

@@ -4,11 +4,13 @@ For each backbone, one run measures parameter count, file sizes, latency per ima
 (median after warm-up) and throughput at batch 32 of three runtimes:
 
 * ``torch_fp32``: the PyTorch model in eager mode (on the current device: CUDA if available);
-* ``onnx_fp32``: its ONNX export (:func:`headpose.export.export_onnx`) in ONNX Runtime on the CPU;
+* ``onnx_fp32``: its ONNX export (:func:`headpose.deploy.export.export_onnx`) in ONNX Runtime,
+  on the CPU;
 * ``onnx_int8``: the static QDQ int8 quantisation of that export (:func:`quantize_onnx`), CPU.
 
 With a test list and trained checkpoints, each runtime's MAE is measured too, through the same
-evaluation code as the evaluate stage (:func:`headpose.evaluate.predict_with`). A backbone without
+evaluation code as the evaluate stage (:func:`headpose.evaluation.evaluate.predict_with`). A
+backbone without
 a checkpoint is built with untrained weights and labelled ``untrained`` (timing only; its int8
 model is calibrated on random inputs unless a calibration list is given).
 
@@ -25,18 +27,18 @@ from pathlib import Path
 
 import torch
 
-from headpose.dataio import read_list
-from headpose.evaluate import mae_summary, measure_speed, predict_with
-from headpose.export import calibration_images, export_onnx, quantize_onnx
-from headpose.files import write_json
-from headpose.inference import (
+from headpose.deploy.export import calibration_images, export_onnx, quantize_onnx
+from headpose.deploy.runtime import (
     AnglesModel,
     load_angles_model,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.models import build_model, count_parameters, pick_device
+from headpose.evaluation.evaluate import mae_summary, measure_speed, predict_with
+from headpose.io.files import write_json
+from headpose.io.formats import read_list
+from headpose.models.network import build_model, count_parameters, pick_device
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
 RUNTIMES = ("torch_fp32", "onnx_fp32", "onnx_int8")

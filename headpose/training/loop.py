@@ -19,7 +19,7 @@ shuffling and augmentation are seeded per epoch, not by a running random state.
 
 CUDA is used when present (AMP, pinned memory); otherwise the CPU, where runs are deterministic.
 
-Under torchrun (``gpus`` > 1, see headpose/distributed.py) every process trains a
+Under torchrun (``gpus`` > 1, see headpose/training/distributed.py) every process trains a
 DistributedDataParallel copy on its share of each global batch (``batch_size`` / processes, so
 ``batch_size`` stays the global batch; the samplers deal out the same seeded order as one
 process sees), BatchNorm statistics are synchronised across GPUs (SyncBatchNorm; on the CPU
@@ -44,20 +44,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from headpose.bins import Bins
-from headpose.data import (
+from headpose.data.pipeline import (
     PoseDataset,
     evaluation_dataset,
     imagenet_normalization,
     prepare_crops,
 )
-from headpose.dataio import read_list
-from headpose.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 from headpose.errors import HeadposeError
-from headpose.files import atomic_path
-from headpose.models import HeadPoseNet, build_model, save_checkpoint
-from headpose.parallel import worker_count
+from headpose.io.files import atomic_path
+from headpose.io.formats import read_list
+from headpose.io.parallel import worker_count
+from headpose.models.bins import Bins
+from headpose.models.network import HeadPoseNet, build_model, save_checkpoint
 from headpose.params import validate
+from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 
 HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
 ANGLES = ("yaw", "pitch", "roll")
