@@ -21,6 +21,9 @@ import math
 
 import numpy as np
 
+# The order of every (yaw, pitch, roll) triple in the project (arrays, metrics, file columns).
+ANGLE_NAMES = ("yaw", "pitch", "roll")
+
 # Pose_Para layout: indices of the parts of the 7-vector.
 PITCH, YAW, ROLL = 0, 1, 2
 TRANSLATION = slice(3, 6)
@@ -91,17 +94,6 @@ def project_points(vertices: np.ndarray, pose_para: np.ndarray, image_height: fl
     rotation = rotation_matrix(pose[PITCH], pose[YAW], pose[ROLL])
     camera = pose[SCALE] * (np.asarray(vertices, dtype=np.float64) @ rotation.T) + pose[TRANSLATION]
     return np.stack([camera[:, 0], image_height + 1.0 - camera[:, 1], camera[:, 2]], axis=1)
-
-
-def unproject_points(
-    image_points: np.ndarray, pose_para: np.ndarray, image_height: float
-) -> np.ndarray:
-    """Invert :func:`project_points`: image (x, y, depth) points (N, 3) back to model space."""
-    pose = np.asarray(pose_para, dtype=np.float64).ravel()
-    rotation = rotation_matrix(pose[PITCH], pose[YAW], pose[ROLL])
-    points = np.asarray(image_points, dtype=np.float64)
-    camera = np.stack([points[:, 0], image_height + 1.0 - points[:, 1], points[:, 2]], axis=1)
-    return ((camera - pose[TRANSLATION]) / pose[SCALE]) @ rotation
 
 
 def flip_pose_horizontally(pose_para: np.ndarray, image_width: float) -> np.ndarray:

@@ -66,7 +66,7 @@ def main() -> None:
     loader, _ = make_train_loader(Subset(dataset, range(len(crops))), params, device)
     images = len(loader) * batch_size
 
-    bins = Bins(params["bin_width"])
+    bins = Bins(params["bin_width"], params["expectation"])
     model = build_model(params["arch"], bins.count, params["pretrained"]).to(device)
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, params["lr"]))
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from geometry_helpers import unproject_points
 
 from headpose.datasets.augment import build_augmentation, choose_samples, rotate_sample
 from headpose.datasets.filelists import read_angles_table
@@ -15,7 +16,6 @@ from headpose.geometry import (
     in_plane_rotation_affine,
     pose_angles_deg,
     project_points,
-    unproject_points,
 )
 from headpose.io.formats import (
     find_sample_stems,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from geometry_helpers import loose_box
 
-from headpose.data.crop import crop_resized, landmark_box, loose_box, loosen_box
+from headpose.data.crop import crop_resized, landmark_box, loosen_box
 from headpose.errors import HeadposeError
 from headpose.io.formats import find_sample_stems, read_mat
 

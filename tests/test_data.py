@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import loose_box
 from training_fixtures import write_list, write_tiny_dataset
 
-from headpose.data.crop import EVAL_K, crop_resized, loose_box
+from headpose.data.crop import EVAL_K, crop_resized
 from headpose.data.pipeline import (
     PoseDataset,
     PreparedCrops,

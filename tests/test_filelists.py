@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from stage_fixtures import stage_command
 
 from headpose.datasets.filelists import (
     build_filelists,
@@ -176,8 +177,9 @@ def _run_stage(tmp_path: Path, **overrides) -> subprocess.CompletedProcess:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params.update(overrides)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    script, *arguments = stage_command("filelists", params)
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "stages" / "filelists.py")],
+        [sys.executable, str(REPO_ROOT / script), *arguments],
         cwd=tmp_path,
         capture_output=True,
         text=True,

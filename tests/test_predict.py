@@ -27,9 +27,10 @@ from headpose.app.draw import axis_endpoints
 from headpose.app.predict import CROP_K, FacePosePredictor, model_crop_box, video_frames
 from headpose.cli import main
 from headpose.data.crop import landmark_box, loosen_box
-from headpose.deploy.runtime import load_angles_model, torch_angle_function
+from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
+from headpose.models.network import load_angles_model
 
 IMAGE_SIZE = 64
 SCALE = 0.5  # AFLW2000 images are 450 px; tests use 225 px copies

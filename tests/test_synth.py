@@ -148,7 +148,7 @@ def _file_bytes(root) -> dict[str, bytes]:
 
 def test_generation_is_deterministic_and_independent_of_workers(tmp_path, settings):
     tiny = _tiny_settings(settings)
-    first = synth.generate(tiny, 3, tmp_path / "a/train", tmp_path / "a/test", workers=1)
+    first = synth.generate(tiny, 3, tmp_path / "a/train", tmp_path / "a/test", workers=1).metrics
     synth.generate(tiny, 3, tmp_path / "b/train", tmp_path / "b/test", workers=2)
     files_a, files_b = _file_bytes(tmp_path / "a"), _file_bytes(tmp_path / "b")
     assert files_a == files_b

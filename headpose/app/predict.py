@@ -22,8 +22,6 @@ goes through, and the command then exits with status 1.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -46,11 +44,11 @@ from headpose.app.detect import (
 from headpose.app.draw import draw_pose
 from headpose.data.crop import TRAIN_K_RANGE, Box, crop_resized, loosen_box
 from headpose.data.pipeline import preprocess
-from headpose.deploy.runtime import AngleFunction, load_angles_model, torch_angle_function
+from headpose.deploy.runtime import AngleFunction, torch_angle_function
 from headpose.errors import HeadposeError
-from headpose.io.files import atomic_path, write_json, write_text
-from headpose.io.formats import write_jpeg
-from headpose.models.network import pick_device
+from headpose.io.files import atomic_path, write_csv, write_json
+from headpose.io.formats import decode_rgb, write_jpeg
+from headpose.models.network import load_angles_model, pick_device
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -170,13 +168,6 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
-def read_rgb(path: Path) -> np.ndarray | None:
-    """Decode an image file as RGB, or None when it is not a decodable image."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def video_frames(capture: cv2.VideoCapture) -> Iterator[tuple[int, np.ndarray]]:
     index = 0
     while True:
@@ -242,7 +233,7 @@ def predict_files(
     images = [path for path in files if path.suffix.lower() not in VIDEO_SUFFIXES]
     videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
     for path in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
-        image = read_rgb(path)
+        image = decode_rgb(path)
         if image is None:
             errors.append(f"{path}: not a readable image or video")
             continue
@@ -267,11 +258,8 @@ def write_results(out_dir: Path, results: list[FaceResult], report: dict) -> Non
     """``predictions.json`` (results + problems) and ``predictions.csv`` (one row per face)."""
     rows = [asdict(result) for result in results]
     write_json(out_dir / "predictions.json", {**report, "faces": rows})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out_dir / "predictions.csv", buffer.getvalue())
+    table = ([row[column] for column in RESULT_COLUMNS] for row in rows)
+    write_csv(out_dir / "predictions.csv", RESULT_COLUMNS, table)
 
 
 def run_predict(args: argparse.Namespace) -> None:

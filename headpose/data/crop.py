@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from headpose.errors import HeadposeError
+from headpose.io.formats import visible_landmarks
 
 TRAIN_K_RANGE = (0.2, 0.4)  # looseness drawn uniformly per training sample
 EVAL_K = 0.2  # fixed looseness of evaluation crops
@@ -41,7 +42,7 @@ def landmark_box(landmarks_xy: np.ndarray) -> Box:
     AFLW2000 stores invisible landmarks as negative placeholders such as ``(-1, 452)``.
     """
     points = np.asarray(landmarks_xy, dtype=np.float64).reshape(-1, 2)
-    visible = points[np.all(np.isfinite(points), axis=1) & np.all(points >= 0, axis=1)]
+    visible = points[visible_landmarks(points)]
     if len(visible) < 2:
         raise HeadposeError(f"need at least 2 visible landmarks for a face box, got {len(visible)}")
     x_min, y_min = visible.min(axis=0)
@@ -62,11 +63,6 @@ def loosen_box(box: Box, k: float, mode: str) -> Box:
         x_max + side_factor * k * width,
         y_max + bottom_factor * k * height,
     )
-
-
-def loose_box(landmarks_xy: np.ndarray, k: float, mode: str) -> Box:
-    """HopeNet's loose face box: the visible landmarks' min/max box loosened by ``k``."""
-    return loosen_box(landmark_box(landmarks_xy), k, mode)
 
 
 def crop_resized(image: np.ndarray, box: Box, size: int) -> np.ndarray:

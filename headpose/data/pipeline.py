@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from headpose.data.crop import EVAL_K, TRAIN_K_RANGE, Box, crop_resized, landmark_box, loosen_box
 from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_annotation, read_image
 from headpose.io.parallel import map_with_progress
-from headpose.models.network import IMAGENET_MEAN, IMAGENET_STD
+from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 FLIP_PROBABILITY = 0.5
 BLUR_PROBABILITY = 0.05

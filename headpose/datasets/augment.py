@@ -53,6 +53,7 @@ from headpose.io.formats import (
     read_annotation,
     read_image,
     read_mat,
+    visible_landmarks,
     write_sample,
 )
 from headpose.io.parallel import map_with_progress
@@ -92,11 +93,6 @@ class Augmentation:
     angles: list[tuple[str, str, tuple[float, float, float]]]
     skipped: list[tuple[str, str, str]]
     metrics: dict
-
-
-def _visible(points_xy: np.ndarray) -> np.ndarray:
-    """Mask of real landmarks (AFLW2000 stores invisible ones with negative coordinates)."""
-    return np.all(np.isfinite(points_xy), axis=1) & np.all(points_xy >= 0, axis=1)
 
 
 def _inside(points_xy: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -142,7 +138,7 @@ def rotate_sample(
     }
     if "pt2d" in mat:
         points = np.asarray(mat["pt2d"], dtype=np.float64).T.copy()
-        visible = _visible(points)
+        visible = visible_landmarks(points)
         points[visible] = apply_affine(affine, points[visible])
         arrays["pt2d"] = points.T
     if "pt3d_68" in mat:

@@ -1,11 +1,7 @@
-"""Running a trained model: normalised face crops in, (yaw, pitch, roll) degrees out.
+"""Runtimes: a model as a function from normalised crops to degrees, and how fast it runs.
 
-:class:`AnglesModel` puts the soft-argmax expectation
-(:meth:`headpose.models.bins.Bins.expectation_deg`)
-inside the network, so a model maps a ``(N, 3, S, S)`` batch straight to ``(N, 3)`` angles in
-degrees. The exported ONNX/TorchScript files are this module, which makes them usable without
-any of our code.
-
+A PyTorch :class:`headpose.models.network.AnglesModel` and its exported ONNX files (fp32 and
+int8) map a ``(N, 3, S, S)`` batch of normalised crops straight to ``(N, 3)`` angles in degrees.
 Every runtime is wrapped as an :data:`AngleFunction` (a normalised float batch to a numpy
 ``(N, 3)`` array of yaw, pitch, roll degrees), so prediction, evaluation and the benchmark treat
 PyTorch, ONNX Runtime fp32 and int8 models alike.
@@ -14,6 +10,8 @@ PyTorch, ONNX Runtime fp32 and int8 models alike.
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,45 +20,26 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
-from headpose.models.bins import Bins
-from headpose.models.network import load_checkpoint
+
+THROUGHPUT_BATCH_SIZE = 32
+TIMED_RUNS = 20
+WARMUP_RUNS = 3
 
 # A normalised (N, 3, S, S) float batch -> (N, 3) yaw, pitch, roll in degrees.
 AngleFunction = Callable[[torch.Tensor], np.ndarray]
 
 
-class AnglesModel(nn.Module):
-    """A head-pose network followed by the expectation over its bins: outputs degrees."""
-
-    def __init__(self, network: nn.Module, bin_width: int, expectation: str) -> None:
-        super().__init__()
-        self.network = network
-        self.bins = Bins(int(bin_width))
-        self.expectation = expectation
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.network(images)
-        return torch.stack(
-            [self.bins.expectation_deg(angle, self.expectation) for angle in logits], dim=1
-        )
-
-
-def load_angles_model(
-    checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[AnglesModel, dict]:
-    """An eval-mode :class:`AnglesModel` from a checkpoint, with the checkpoint's meta."""
-    network, meta = load_checkpoint(checkpoint, device=device)
-    model = AnglesModel(network, meta["bin_width"], meta["expectation"])
-    return model.to(device).eval(), meta
-
-
-def torch_angle_function(model: nn.Module) -> AngleFunction:
-    """Run an :class:`AnglesModel` (on the device its weights are on) without gradients."""
+def torch_angle_function(model: nn.Module, autocast: bool = False) -> AngleFunction:
+    """Run an :class:`~headpose.models.network.AnglesModel` (on the device its weights are on)
+    without gradients; ``autocast``: in mixed precision on CUDA (as training validates)."""
     device = next(model.parameters()).device
+    mixed = autocast and device.type == "cuda"
 
     def predict(images: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            return model(images.to(device)).float().cpu().numpy()
+            with torch.autocast(device_type=device.type, enabled=mixed):
+                outputs = model.network(images.to(device, non_blocking=True))
+            return model.bins.angles_deg(outputs).float().cpu().numpy()
 
     return predict
 
@@ -91,3 +70,47 @@ def onnx_angle_function(session) -> AngleFunction:
         return session.run(None, {input_name: batch})[0]
 
     return predict
+
+
+def _median_seconds(
+    model: Callable[[torch.Tensor], object], images: torch.Tensor, runs: int
+) -> float:
+    def synchronize() -> None:
+        if images.device.type == "cuda":
+            torch.cuda.synchronize(images.device)
+
+    with torch.inference_mode():
+        for _ in range(WARMUP_RUNS):
+            model(images)
+        synchronize()
+        durations = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(images)
+            synchronize()
+            durations.append(time.perf_counter() - start)
+    return statistics.median(durations)
+
+
+def measure_speed(
+    model: Callable[[torch.Tensor], object],
+    image_size: int,
+    device: torch.device,
+    timed_runs: int = TIMED_RUNS,
+) -> dict:
+    """Median latency of one image (ms) and throughput at batch 32 (images/s) on ``device``.
+
+    ``model`` is anything called on an image batch: a module, or an ONNX Runtime
+    :data:`~headpose.deploy.runtime.AngleFunction` (then ``device`` is the CPU)."""
+    single = torch.randn(1, 3, image_size, image_size, device=device)
+    batch = torch.randn(THROUGHPUT_BATCH_SIZE, 3, image_size, image_size, device=device)
+    latency_s = _median_seconds(model, single, timed_runs)
+    batch_s = _median_seconds(model, batch, max(timed_runs // 4, 1))
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "latency_ms_batch1": round(latency_s * 1000, 3),
+        f"throughput_images_per_s_batch{THROUGHPUT_BATCH_SIZE}": round(
+            THROUGHPUT_BATCH_SIZE / batch_s, 1
+        ),
+    }

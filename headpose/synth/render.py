@@ -366,14 +366,24 @@ def _cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+@dataclass
+class Synthesis:
+    """What :func:`generate` reports: the metrics (the same on every run of one seed and
+    settings) and the timing of this run (which varies, so it is kept apart)."""
+
+    metrics: dict
+    timing: dict
+
+
 def generate(
     settings: dict,
     seed: int,
     train_root: str | os.PathLike,
     test_root: str | os.PathLike,
     workers: int,
-) -> dict:
-    """Write both datasets atomically and return the metrics (counts, rate, pose percentiles)."""
+) -> Synthesis:
+    """Write both datasets atomically; return the metrics (counts, pose percentiles) and the
+    timing (wall and CPU time, rate, worker processes)."""
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     train, test = w300lp_jobs(settings, seed), aflw2000_jobs(settings, seed)  # checks the targets
     with atomic_directory(train_root) as train_temp, atomic_directory(test_root) as test_temp:
@@ -388,7 +398,7 @@ def generate(
     cpu_s = _cpu_seconds() - cpu_started
     train_images = len(train) * (2 if settings["mirror"] else 1)
     images = train_images + len(test)
-    return {
+    metrics = {
         "train_images": train_images,
         "train_faces": settings["train_faces"],
         "variants_per_face": settings["variants_per_face"],
@@ -398,15 +408,18 @@ def generate(
             np.sum(np.any(np.abs(angles[len(train) :]) > LABEL_LIMIT_DEG, axis=1))
         ),
         "image_size": settings["image_size"],
-        "workers": worker_count(workers),
-        "wall_s": round(wall_s, 2),
-        "images_per_s": round(images / wall_s, 2),
-        "cpu_ms_per_image": round(1000 * cpu_s / images, 2),
         "pose_percentiles_deg": {
             "300W_LP": pose_percentiles(angles[: len(train)], settings["train_pose"]),
             "AFLW2000": pose_percentiles(angles[len(train) :], settings["test_pose"]),
         },
     }
+    timing = {
+        "workers": worker_count(workers),
+        "wall_s": round(wall_s, 2),
+        "images_per_s": round(images / wall_s, 2),
+        "cpu_ms_per_image": round(1000 * cpu_s / images, 2),
+    }
+    return Synthesis(metrics, timing)
 
 
 def write_contact_sheet(
