@@ -1,7 +1,7 @@
 """Head-pose geometry: rotation matrices, Euler decomposition, projection, flips, in-plane rotation.
 
 This module owns the one rotation/projection convention the datasets use (the 3DDFA convention
-of 300W_LP and AFLW2000, see ``../shared/docs/conventions.md``)::
+of 300W_LP and AFLW2000, see ``docs/conventions.md``)::
 
     Rx(pitch) = [[1, 0, 0], [0, c, s], [0, -s, c]]
     Ry(yaw)   = [[c, 0, -s], [0, 1, 0], [s, 0, c]]
@@ -103,10 +103,15 @@ def flip_pose_horizontally(pose_para: np.ndarray, image_width: float) -> np.ndar
     negates yaw and roll in this convention. The x translation maps to ``W + 1 - tx``.
     """
     flipped = np.asarray(pose_para, dtype=np.float64).ravel().copy()
-    flipped[YAW] = -flipped[YAW]
-    flipped[ROLL] = -flipped[ROLL]
+    flipped[[YAW, PITCH, ROLL]] = flip_angles(flipped[[YAW, PITCH, ROLL]])
     flipped[3] = image_width + 1.0 - flipped[3]
     return flipped
+
+
+def flip_angles(angles: np.ndarray) -> np.ndarray:
+    """(yaw, pitch, roll) (..., 3) of the horizontally mirrored image: yaw and roll negate (any
+    unit, same dtype)."""
+    return angles * np.array([-1.0, 1.0, -1.0], dtype=angles.dtype)
 
 
 def in_plane_rotation_affine(angle_deg: float, center_xy: tuple[float, float]) -> np.ndarray:

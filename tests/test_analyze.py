@@ -14,7 +14,7 @@ from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import HeadposeError
 from headpose.plots import plot_angle_histograms
 
-# AFLW2000 5th / 95th percentiles of the published table (conventions.md), degrees.
+# AFLW2000 5th / 95th percentiles of the published table (docs/conventions.md), degrees.
 PUBLISHED_AFLW2000 = {"yaw": (-68.1, 68.4), "pitch": (-31.0, 26.3), "roll": (-33.5, 33.7)}
 
 

@@ -13,11 +13,11 @@ from headpose.data.pipeline import (
     PoseDataset,
     PreparedCrops,
     evaluation_dataset,
-    flip_angles,
     prepare_crops,
     preprocess,
 )
 from headpose.errors import HeadposeError
+from headpose.geometry import flip_angles
 from headpose.io.formats import find_sample_stems, read_annotation, read_image, read_list
 
 

@@ -1,7 +1,7 @@
 """Face crops: HopeNet's loose box around the landmarks, and cropping it out of an image.
 
 The original HopeNet crops the face from the min/max box of the 2D landmarks, loosened by a factor
-``k`` of the box size (see ``../shared/docs/conventions.md``, "Original crops"):
+``k`` of the box size (see ``docs/conventions.md``, "Face crops"):
 
 * ``mode="train"`` (300W_LP): ``k`` random in [0.2, 0.4]; left and right by ``0.6 k``, top by
   ``2 k``, bottom by ``0.6 k``.

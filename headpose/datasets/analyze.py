@@ -23,9 +23,9 @@ import numpy as np
 
 from headpose.datasets.filelists import read_angles_table
 from headpose.errors import HeadposeError
+from headpose.geometry import ANGLE_NAMES
 from headpose.io.formats import read_list
 
-ANGLE_NAMES = ("yaw", "pitch", "roll")
 PERCENTILES = (5, 25, 50, 75, 95)
 
 

@@ -1,6 +1,6 @@
 """Procedural 3D head: one identity's mesh, its 68 iBUG and 21 AFLW landmarks, and their visibility.
 
-Model space is the one of ``conventions.md``: x to the image right at the frontal pose, y up, z
+Model space is the one of ``docs/conventions.md``: x to the image right at the frontal pose, y up, z
 toward the camera; units are millimetres and the origin is the centre of the skull. The skull is
 an ellipsoid narrowed toward the jaw, parametrised by latitude ``u`` (up) and longitude ``v``
 (``v = 0`` faces the camera, ``v < 0`` is the image-left side at the frontal pose). Hair covers

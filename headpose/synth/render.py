@@ -33,7 +33,12 @@ import numpy as np
 from scipy import optimize, stats
 
 from headpose.errors import HeadposeError
-from headpose.geometry import flip_pose_horizontally, project_points, rotation_matrix
+from headpose.geometry import (
+    ANGLE_NAMES,
+    flip_pose_horizontally,
+    project_points,
+    rotation_matrix,
+)
 from headpose.io.files import atomic_directory
 from headpose.io.formats import find_sample_stems, read_annotation, read_image, write_sample
 from headpose.io.parallel import map_with_progress, worker_count
@@ -42,7 +47,6 @@ from headpose.synth.head import MIRRORED_68, build_head, sample_identity
 from headpose.synth.scene import background, degrade, draw_head, draw_torso, sample_lighting
 
 LABEL_LIMIT_DEG = 99.0  # HopeNet's labelled range; regular poses stay inside it
-ANGLE_NAMES = ("yaw", "pitch", "roll")
 
 # 300W_LP's source folders and their shares of its 61,225 (unflipped) images.
 TRAIN_FOLDERS = {"AFW": 5207, "HELEN": 37676, "IBUG": 1786, "LFPW": 16556}
