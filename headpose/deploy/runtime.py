@@ -4,7 +4,9 @@ A PyTorch :class:`headpose.models.network.AnglesModel` and its exported ONNX fil
 int8) map a ``(N, 3, S, S)`` batch of normalised crops straight to ``(N, 3)`` angles in degrees.
 Every runtime is wrapped as an :data:`AngleFunction` (a normalised float batch to a numpy
 ``(N, 3)`` array of yaw, pitch, roll degrees), so prediction, evaluation and the benchmark treat
-PyTorch, ONNX Runtime fp32 and int8 models alike.
+PyTorch, ONNX Runtime fp32 and int8 models alike. :func:`measure_speed` times any of them (median
+latency at batch 1 after warm-up, throughput at batch 32); timings are reported apart from the
+accuracy metrics, which must not change from run to run.
 """
 
 from __future__ import annotations
