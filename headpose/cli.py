@@ -13,10 +13,10 @@ from headpose.errors import exit_on_error
 
 # (module, function) pairs that add a sub-command to the parser.
 COMMANDS: list[tuple[str, str]] = []
-COMMANDS.append(("headpose.predict", "add_predict_command"))
-COMMANDS.append(("headpose.export", "add_export_command"))
-COMMANDS.append(("headpose.benchmark", "add_benchmark_command"))
-COMMANDS.append(("headpose.evaluate", "add_evaluate_command"))
+COMMANDS.append(("headpose.app.predict", "add_predict_command"))
+COMMANDS.append(("headpose.deploy.export", "add_export_command"))
+COMMANDS.append(("headpose.deploy.benchmark", "add_benchmark_command"))
+COMMANDS.append(("headpose.evaluation.evaluate", "add_evaluate_command"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Head-pose geometry: rotation matrices, Euler decomposition, projection, flips, in-plane rotation.
 
 This module owns the one rotation/projection convention the datasets use (the 3DDFA convention
-of 300W_LP and AFLW2000, see ``../shared/docs/conventions.md``)::
+of 300W_LP and AFLW2000, see ``docs/conventions.md``)::
 
     Rx(pitch) = [[1, 0, 0], [0, c, s], [0, -s, c]]
     Ry(yaw)   = [[c, 0, -s], [0, 1, 0], [s, 0, c]]
@@ -20,6 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+# The order of every (yaw, pitch, roll) triple in the project (arrays, metrics, file columns).
+ANGLE_NAMES = ("yaw", "pitch", "roll")
 
 # Pose_Para layout: indices of the parts of the 7-vector.
 PITCH, YAW, ROLL = 0, 1, 2
@@ -93,17 +96,6 @@ def project_points(vertices: np.ndarray, pose_para: np.ndarray, image_height: fl
     return np.stack([camera[:, 0], image_height + 1.0 - camera[:, 1], camera[:, 2]], axis=1)
 
 
-def unproject_points(
-    image_points: np.ndarray, pose_para: np.ndarray, image_height: float
-) -> np.ndarray:
-    """Invert :func:`project_points`: image (x, y, depth) points (N, 3) back to model space."""
-    pose = np.asarray(pose_para, dtype=np.float64).ravel()
-    rotation = rotation_matrix(pose[PITCH], pose[YAW], pose[ROLL])
-    points = np.asarray(image_points, dtype=np.float64)
-    camera = np.stack([points[:, 0], image_height + 1.0 - points[:, 1], points[:, 2]], axis=1)
-    return ((camera - pose[TRANSLATION]) / pose[SCALE]) @ rotation
-
-
 def flip_pose_horizontally(pose_para: np.ndarray, image_width: float) -> np.ndarray:
     """Pose of the mirrored image: yaw and roll negate, tx mirrors about the image centre.
 
@@ -111,10 +103,15 @@ def flip_pose_horizontally(pose_para: np.ndarray, image_width: float) -> np.ndar
     negates yaw and roll in this convention. The x translation maps to ``W + 1 - tx``.
     """
     flipped = np.asarray(pose_para, dtype=np.float64).ravel().copy()
-    flipped[YAW] = -flipped[YAW]
-    flipped[ROLL] = -flipped[ROLL]
+    flipped[[YAW, PITCH, ROLL]] = flip_angles(flipped[[YAW, PITCH, ROLL]])
     flipped[3] = image_width + 1.0 - flipped[3]
     return flipped
+
+
+def flip_angles(angles: np.ndarray) -> np.ndarray:
+    """(yaw, pitch, roll) (..., 3) of the horizontally mirrored image: yaw and roll negate (any
+    unit, same dtype)."""
+    return angles * np.array([-1.0, 1.0, -1.0], dtype=angles.dtype)
 
 
 def in_plane_rotation_affine(angle_deg: float, center_xy: tuple[float, float]) -> np.ndarray:

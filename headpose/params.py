@@ -3,7 +3,9 @@
 Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthetic generator's
 settings sit under ``synth``. :func:`load_params` reads the file, rejects unknown or ill-typed keys
 and out-of-range values with one message naming the key and what was expected, and returns a plain
-dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob.
+dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob; the model keys are
+checked against their owners (``arch`` against the model registry, ``bin_width`` and
+``expectation`` against the bins).
 """
 
 from __future__ import annotations
@@ -17,24 +19,8 @@ from typing import Any
 import yaml
 
 from headpose.errors import HeadposeError
-
-FULL_RANGE_DEG = 198  # HopeNet bins cover [-99, 99)
-
-ARCHS = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "cbam_resnet50",
-    "mobilenet_v2",
-    "shufflenet_v2_x1_0",
-)
-
-
-def valid_bin_widths() -> list[int]:
-    """Bin widths (degrees) that divide the 198-degree range into whole bins."""
-    return [width for width in range(1, FULL_RANGE_DEG + 1) if FULL_RANGE_DEG % width == 0]
+from headpose.models.bins import EXPECTATION_MODES, valid_bin_widths
+from headpose.models.registry import arch_names
 
 
 @dataclass(frozen=True)
@@ -108,7 +94,7 @@ SCHEMA: dict[str, Rule] = {
         "a non-empty list of non-zero angles in degrees, each within [-90, 90]",
     ),
     "workers": _integer(0),
-    "arch": _choice(*ARCHS),
+    "arch": _choice(*arch_names()),
     "pretrained": _TEXT,
     "bin_width": Rule(
         (int, float),
@@ -130,7 +116,7 @@ SCHEMA: dict[str, Rule] = {
         "a list of positive epoch numbers",
     ),
     "lr_step_gamma": _number(0, 1, low_open=True),
-    "expectation": _choice("centers", "lower_edges"),
+    "expectation": _choice(*EXPECTATION_MODES),
     "gpus": _integer(1, 64),
     "export": _FLAG,
     "synth": Rule(dict, None, "a mapping of synthetic-data settings"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from headpose.files import atomic_path
+from headpose.io.files import atomic_path
 
 HISTOGRAM_BIN_DEG = 3
 

@@ -6,7 +6,8 @@ Usage (from the repository root)::
         --detector-model ../shared/models/face_detection_yunet.onnx [--step 2] [--fit]
 
 For every detector (YuNet and Haar side by side in one run) and every ``--step``-th AFLW2000 image
-it runs :class:`headpose.predict.FacePosePredictor` (the code of ``headpose predict``) and reports:
+it runs :class:`headpose.app.predict.FacePosePredictor` (the code of ``headpose predict``) and
+reports:
 
 * found: the share of images where a detection matches the annotated face (its box overlaps the
   box of the 68 ``pt3d_68`` landmarks with IoU >= 0.3 and its centre lies inside that box);
@@ -41,9 +42,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from headpose.crop import EVAL_K, Box, landmark_box, loosen_box  # noqa: E402
-from headpose.dataio import read_annotation  # noqa: E402
-from headpose.detect import (  # noqa: E402
+from headpose.app.detect import (  # noqa: E402
     IDENTITY_CALIBRATION,
     BoxCalibration,
     FaceBox,
@@ -51,7 +50,7 @@ from headpose.detect import (  # noqa: E402
     fit_box_calibration,
     make_detector,
 )
-from headpose.predict import (  # noqa: E402
+from headpose.app.predict import (  # noqa: E402
     CROP_K,
     STAGES,
     FacePosePredictor,
@@ -59,6 +58,8 @@ from headpose.predict import (  # noqa: E402
     model_crop_box,
     predict_files,
 )
+from headpose.data.crop import EVAL_K, Box, landmark_box, loosen_box  # noqa: E402
+from headpose.io.formats import read_annotation  # noqa: E402
 
 DEFAULT_AFLW2000 = REPO_ROOT.parent / "shared" / "data" / "AFLW2000"
 FOUND_IOU = 0.3

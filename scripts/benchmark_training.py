@@ -5,7 +5,8 @@ One run measures, at the settings of params.yaml (``--set key=value`` overrides)
 
 1. ``loader``: the training DataLoader alone (random crop, flip, blur, normalise, collate);
 2. ``step``: the training step alone (forward, loss, backward, Adam) on batches loaded beforehand;
-3. ``loop``: the real training loop (:func:`headpose.train.train_one_epoch`) over the loader.
+3. ``loop``: the real training loop (:func:`headpose.training.loop.train_one_epoch`) over the
+   loader.
 
 The loop should run within 10% of the step alone. The machine may be shared: the numbers are
 taken side by side in one process, so compare their ratios, not absolute values.
@@ -22,13 +23,13 @@ import torch
 import yaml
 from torch.utils.data import Subset
 
-from headpose.bins import Bins
-from headpose.data import PoseDataset, prepare_crops
-from headpose.dataio import read_list
+from headpose.data.pipeline import PoseDataset, prepare_crops
 from headpose.errors import exit_on_error
-from headpose.models import build_model, pick_device
+from headpose.io.formats import read_list
+from headpose.models.bins import Bins
+from headpose.models.network import build_model, pick_device
 from headpose.params import load_params, validate
-from headpose.train import (
+from headpose.training.loop import (
     Phase,
     make_optimizer,
     make_train_loader,
@@ -65,7 +66,7 @@ def main() -> None:
     loader, _ = make_train_loader(Subset(dataset, range(len(crops))), params, device)
     images = len(loader) * batch_size
 
-    bins = Bins(params["bin_width"])
+    bins = Bins(params["bin_width"], params["expectation"])
     model = build_model(params["arch"], bins.count, params["pretrained"]).to(device)
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, params["lr"]))
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")

@@ -1,29 +1,36 @@
 """Stage ``analyze``: angle distributions of train, 300W_AUG and test.
 
-Reads ``data/filelists/`` and ``data/300W_AUG/``; writes ``metrics/distributions.json`` and the
-overlaid histograms ``plots/distributions/{yaw,pitch,roll}.png`` (of the samples used).
+Reads the list folder of the filelists stage and the 300W_AUG folder; writes the metrics
+(percentile tables) and the overlaid histograms ``{yaw,pitch,roll}.png`` of the samples used.
 """
 
 from __future__ import annotations
 
-from headpose.analyze import dataset_angles, distributions
+import argparse
+
+from headpose.datasets.analyze import dataset_angles, distributions
 from headpose.errors import exit_on_error
-from headpose.files import write_json
+from headpose.io.files import write_json
 from headpose.plots import plot_angle_histograms
 
-FILELISTS_FOLDER = "data/filelists"
-AUGMENTED_FOLDER = "data/300W_AUG"
-METRICS_FILE = "metrics/distributions.json"
-PLOTS_FOLDER = "plots/distributions"
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--filelists", required=True, help="the filelists stage's folder")
+    parser.add_argument("--augmented", required=True, help="the augment stage's folder")
+    parser.add_argument("--metrics", required=True, help="metrics JSON")
+    parser.add_argument("--plots", required=True, help="folder of the histograms")
+    return parser.parse_args(argv)
 
 
 @exit_on_error
-def main() -> None:
-    angles = dataset_angles(FILELISTS_FOLDER, AUGMENTED_FOLDER)
-    write_json(METRICS_FILE, distributions(angles))
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    angles = dataset_angles(args.filelists, args.augmented)
+    write_json(args.metrics, distributions(angles))
     used = {dataset: subsets["used"] for dataset, subsets in angles.items()}
-    paths = plot_angle_histograms(used, PLOTS_FOLDER)
-    print(f"analyze: wrote {METRICS_FILE} and {len(paths)} histograms in {PLOTS_FOLDER}")
+    paths = plot_angle_histograms(used, args.plots)
+    print(f"analyze: wrote {args.metrics} and {len(paths)} histograms in {args.plots}")
 
 
 if __name__ == "__main__":

@@ -1,45 +1,59 @@
 """Stage ``evaluate``: score the final model on the test list.
 
-Reads ``models/model.pt`` (the model after the last epoch; ``headpose evaluate models/best.pt
---data data/filelists/test.txt`` scores the best-by-validation one), ``data/filelists/test.txt``
-and, for the training-mean baseline, the training angles in ``data/filelists`` and
-``data/300W_AUG``; uses the ``workers`` key. Writes ``metrics/evaluation.json``,
-``data/evaluation/per_image.csv`` and ``plots/evaluation/{yaw,pitch,roll}_error.png``, and prints
-the table.
+Reads the final checkpoint (``headpose evaluate models/best.pt --data data/filelists/test.txt``
+scores the best-by-validation one; the checkpoint holds the training-set mean angles for the
+baseline) and the test list; uses the ``workers`` param. Writes the metrics, the per-image CSV and
+the ``{yaw,pitch,roll}_error.png`` plots, and prints the table; the model's speed goes to the
+timing file (not a DVC output: it varies from run to run).
 """
 
 from __future__ import annotations
 
-from headpose.dataio import read_list
+import argparse
+
 from headpose.errors import exit_on_error
-from headpose.evaluate import evaluate, format_report, training_mean_deg, write_per_image_csv
-from headpose.files import write_json
+from headpose.evaluation.evaluate import (
+    evaluate,
+    evaluation_timing,
+    format_report,
+    write_per_image_csv,
+)
+from headpose.io.files import write_json
+from headpose.io.formats import read_list
 from headpose.params import load_params
 from headpose.plots import plot_errors_vs_angle
 
-CHECKPOINT = "models/model.pt"
-FILELISTS_FOLDER = "data/filelists"
-AUGMENTED_FOLDER = "data/300W_AUG"
-TEST_LIST = f"{FILELISTS_FOLDER}/test.txt"
-METRICS_FILE = "metrics/evaluation.json"
-PER_IMAGE_FILE = "data/evaluation/per_image.csv"
-PLOTS_FOLDER = "plots/evaluation"
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, help="params.yaml")
+    parser.add_argument("--checkpoint", required=True, help="the model to score")
+    parser.add_argument("--test-list", required=True, help="test sample list")
+    parser.add_argument("--metrics", required=True, help="metrics JSON")
+    parser.add_argument("--per-image", required=True, help="per-image CSV")
+    parser.add_argument("--plots", required=True, help="folder of the error plots")
+    parser.add_argument("--timing", required=True, help="timing JSON (not a DVC output)")
+    return parser.parse_args(argv)
 
 
 @exit_on_error
-def main() -> None:
-    params = load_params()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    params = load_params(args.params)
     result = evaluate(
-        CHECKPOINT,
-        read_list(TEST_LIST),
-        TEST_LIST,
-        training_mean=training_mean_deg(FILELISTS_FOLDER, AUGMENTED_FOLDER),
+        args.checkpoint,
+        read_list(args.test_list),
+        args.test_list,
+        baseline=True,
         workers=params["workers"],
     )
-    write_json(METRICS_FILE, result.metrics)
-    write_per_image_csv(PER_IMAGE_FILE, result.errors)
-    plot_errors_vs_angle(result.errors.true_deg, result.errors.absolute_deg, PLOTS_FOLDER)
-    print(format_report(result.metrics, CHECKPOINT, TEST_LIST))
+    write_json(args.metrics, result.metrics)
+    write_per_image_csv(args.per_image, result.errors)
+    plot_errors_vs_angle(result.errors.true_deg, result.errors.absolute_deg, args.plots)
+    speed = evaluation_timing(result)
+    write_json(args.timing, speed)
+    print(format_report(result.metrics, args.checkpoint, args.test_list, speed))
+    print(f"(speed also in {args.timing})")
 
 
 if __name__ == "__main__":

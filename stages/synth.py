@@ -1,31 +1,46 @@
 """Stage ``synth``: render the synthetic 300W_LP-like and AFLW2000-like datasets.
 
-Writes ``data/synth/300W_LP/``, ``data/synth/AFLW2000/``, ``metrics/synth.json`` and
-``plots/synth_contact_sheet.png`` from the ``seed``, ``workers`` and ``synth`` params.
+Reads the ``seed``, ``workers`` and ``synth`` params; writes the two dataset folders, the metrics
+(counts and pose percentiles), the contact sheet and, apart from the metrics, the timing (wall
+and CPU time, rate). dvc.yaml's ``cmd`` names every path.
 """
 
 from __future__ import annotations
 
-from headpose.errors import exit_on_error
-from headpose.files import write_json
-from headpose.params import load_params
-from headpose.synth import generate, write_contact_sheet
+import argparse
 
-TRAIN_ROOT = "data/synth/300W_LP"
-TEST_ROOT = "data/synth/AFLW2000"
-METRICS_PATH = "metrics/synth.json"
-CONTACT_SHEET_PATH = "plots/synth_contact_sheet.png"
+from headpose.errors import exit_on_error
+from headpose.io.files import write_json
+from headpose.params import load_params
+from headpose.synth.render import generate, write_contact_sheet
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, help="params.yaml")
+    parser.add_argument("--train-root", required=True, help="300W_LP-like output folder")
+    parser.add_argument("--test-root", required=True, help="AFLW2000-like output folder")
+    parser.add_argument("--metrics", required=True, help="metrics JSON")
+    parser.add_argument("--contact-sheet", required=True, help="contact sheet PNG")
+    parser.add_argument("--timing", required=True, help="timing JSON (not a DVC output)")
+    return parser.parse_args(argv)
 
 
 @exit_on_error
-def main() -> None:
-    params = load_params()
-    metrics = generate(params["synth"], params["seed"], TRAIN_ROOT, TEST_ROOT, params["workers"])
-    write_json(METRICS_PATH, metrics)
-    write_contact_sheet(TRAIN_ROOT, TEST_ROOT, CONTACT_SHEET_PATH)
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    params = load_params(args.params)
+    synthesis = generate(
+        params["synth"], params["seed"], args.train_root, args.test_root, params["workers"]
+    )
+    write_json(args.metrics, synthesis.metrics)
+    write_json(args.timing, synthesis.timing)
+    write_contact_sheet(args.train_root, args.test_root, args.contact_sheet)
+    metrics, timing = synthesis.metrics, synthesis.timing
     print(
         f"synth: {metrics['train_images']} training and {metrics['test_images']} test images "
-        f"in {metrics['wall_s']} s ({metrics['images_per_s']} images/s)"
+        f"in {timing['wall_s']} s ({timing['images_per_s']} images/s, "
+        f"{timing['cpu_ms_per_image']} CPU ms/image, {timing['workers']} workers; {args.timing})"
     )
 
 

@@ -1,32 +1,48 @@
 """Stage ``train``: train the model on the augmented training list, validate every epoch.
 
-Reads every training key of params.yaml (see headpose/train.py); reads
-``data/300W_AUG/train.txt`` and ``data/filelists/val.txt``; writes ``models/model.pt``,
-``models/best.pt``, ``dvclive/`` and ``metrics/train.json``. An interrupted run resumes from
-``.resume/train.pt`` when re-run with the same params.
+Reads every training key of params.yaml (see headpose/training/loop.py), the training list
+(300W_AUG's) and the validation list; writes the models folder (``model.pt``, ``best.pt``), the
+dvclive folder and the metrics. An interrupted run resumes from the resume file (outside every
+DVC output, git-ignored) when re-run with the same params.
 
-``gpus: N`` (N > 1) re-launches this script under torchrun on N processes (one per GPU); rank 0
-writes the outputs. ``HEADPOSE_DDP_BACKEND=gloo`` allows that on the CPU (for testing).
+``gpus: N`` (N > 1) re-launches this script, with the same arguments, under torchrun on N
+processes (one per GPU); rank 0 writes the outputs. ``HEADPOSE_DDP_BACKEND=gloo`` allows that on
+the CPU (for testing).
 """
 
 from __future__ import annotations
 
-from headpose.distributed import is_main_process, relaunch_under_torchrun
-from headpose.errors import exit_on_error
-from headpose.files import write_json
-from headpose.params import load_params
-from headpose.train import run_training
+import argparse
+from pathlib import Path
 
-METRICS_FILE = "metrics/train.json"
+from headpose.errors import exit_on_error
+from headpose.io.files import write_json
+from headpose.params import load_params
+from headpose.training.distributed import is_main_process, relaunch_under_torchrun
+from headpose.training.loop import TrainPaths, run_training
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, help="params.yaml")
+    parser.add_argument("--train-list", required=True, type=Path, help="training sample list")
+    parser.add_argument("--val-list", required=True, type=Path, help="validation sample list")
+    parser.add_argument("--models", required=True, type=Path, help="output folder of checkpoints")
+    parser.add_argument("--resume", required=True, type=Path, help="resume file (not an output)")
+    parser.add_argument("--live", required=True, type=Path, help="dvclive folder")
+    parser.add_argument("--metrics", required=True, help="metrics JSON")
+    return parser.parse_args(argv)
 
 
 @exit_on_error
-def main() -> None:
-    params = load_params()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    params = load_params(args.params)
     relaunch_under_torchrun(params["gpus"])
-    metrics = run_training(params)
+    paths = TrainPaths(args.train_list, args.val_list, args.models, args.resume, args.live)
+    metrics = run_training(params, paths)
     if is_main_process():
-        write_json(METRICS_FILE, metrics)
+        write_json(args.metrics, metrics)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def yunet_model() -> Path:
 @pytest.fixture(autouse=True)
 def offline_model_cache(tmp_path_factory, monkeypatch):
     """No test downloads: an empty model cache and an unreachable YuNet URL."""
-    from headpose import detect
+    from headpose.app import detect
 
     monkeypatch.setenv(detect.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("model_cache")))
     monkeypatch.setattr(detect, "YUNET_URL", "file:///nonexistent/face_detection_yunet.onnx")

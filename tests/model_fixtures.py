@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from headpose.data import imagenet_normalization
-from headpose.models import build_model, save_checkpoint
+from headpose.data.pipeline import imagenet_normalization
+from headpose.models.checkpoints import save_checkpoint
+from headpose.models.network import build_model
 
 
 def checkpoint_meta(arch: str, num_bins: int = 66, image_size: int = 32) -> dict:
@@ -23,9 +24,11 @@ def checkpoint_meta(arch: str, num_bins: int = 66, image_size: int = 32) -> dict
 
 
 def write_checkpoint(
-    path: Path, arch: str, num_bins: int = 66, image_size: int = 32, seed: int = 0
+    path: Path, arch: str, num_bins: int = 66, image_size: int = 32, seed: int = 0, **meta
 ) -> Path:
-    """Save a randomly initialised model (seeded) as a checkpoint at ``path``."""
+    """Save a randomly initialised model (seeded) as a checkpoint at ``path``; ``meta`` adds
+    keys to its meta (such as ``training_mean_deg``)."""
     torch.manual_seed(seed)
-    save_checkpoint(path, build_model(arch, num_bins), checkpoint_meta(arch, num_bins, image_size))
+    meta = {**checkpoint_meta(arch, num_bins, image_size), **meta}
+    save_checkpoint(path, build_model(arch, num_bins), meta)
     return path

@@ -8,13 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
-from headpose.analyze import angle_summary, dataset_angles, distributions
-from headpose.augment import build_augmentation
+from headpose.datasets.analyze import angle_summary, dataset_angles, distributions
+from headpose.datasets.augment import build_augmentation
+from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import HeadposeError
-from headpose.filelists import build_filelists, write_filelists
 from headpose.plots import plot_angle_histograms
 
-# AFLW2000 5th / 95th percentiles of the published table (conventions.md), degrees.
+# AFLW2000 5th / 95th percentiles of the published table (docs/conventions.md), degrees.
 PUBLISHED_AFLW2000 = {"yaw": (-68.1, 68.4), "pitch": (-31.0, 26.3), "roll": (-33.5, 33.7)}
 
 

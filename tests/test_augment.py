@@ -7,23 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from geometry_helpers import unproject_points
 
-from headpose.augment import build_augmentation, choose_samples, rotate_sample
-from headpose.dataio import (
+from headpose.datasets.augment import build_augmentation, choose_samples, rotate_sample
+from headpose.datasets.filelists import read_angles_table
+from headpose.geometry import (
+    apply_affine,
+    in_plane_rotation_affine,
+    pose_angles_deg,
+    project_points,
+)
+from headpose.io.formats import (
     find_sample_stems,
     read_annotation,
     read_image,
     read_list,
     read_mat,
     write_sample,
-)
-from headpose.filelists import read_angles_table
-from headpose.geometry import (
-    apply_affine,
-    in_plane_rotation_affine,
-    pose_angles_deg,
-    project_points,
-    unproject_points,
 )
 
 IMAGE_SIZE = 120

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from geometry_helpers import loose_box
 
-from headpose.crop import crop_resized, landmark_box, loose_box, loosen_box
-from headpose.dataio import find_sample_stems, read_mat
+from headpose.data.crop import crop_resized, landmark_box, loosen_box
 from headpose.errors import HeadposeError
+from headpose.io.formats import find_sample_stems, read_mat
 
 
 def _raw_landmarks(mat_path) -> np.ndarray:

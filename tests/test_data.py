@@ -5,19 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from geometry_helpers import loose_box
 from training_fixtures import write_list, write_tiny_dataset
 
-from headpose.crop import EVAL_K, crop_resized, loose_box
-from headpose.data import (
+from headpose.data.crop import EVAL_K, crop_resized
+from headpose.data.pipeline import (
     PoseDataset,
     PreparedCrops,
     evaluation_dataset,
-    flip_angles,
     prepare_crops,
     preprocess,
 )
-from headpose.dataio import find_sample_stems, read_annotation, read_image, read_list
 from headpose.errors import HeadposeError
+from headpose.geometry import flip_angles
+from headpose.io.formats import find_sample_stems, read_annotation, read_image, read_list
 
 
 def test_read_list_rejects_missing_and_empty_lists(tmp_path):

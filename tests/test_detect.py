@@ -18,10 +18,8 @@ import pytest
 import scipy.io
 from model_fixtures import write_checkpoint
 
-from headpose import detect
-from headpose.cli import main
-from headpose.crop import landmark_box
-from headpose.detect import (
+from headpose.app import detect
+from headpose.app.detect import (
     IDENTITY_CALIBRATION,
     HaarFaceDetector,
     ModelUnavailable,
@@ -31,6 +29,8 @@ from headpose.detect import (
     fit_box_calibration,
     make_detector,
 )
+from headpose.cli import main
+from headpose.data.crop import landmark_box
 from headpose.errors import HeadposeError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -21,11 +21,11 @@ import torch.multiprocessing
 from torch import nn
 from training_fixtures import tiny_params, write_list, write_tiny_dataset
 
-import headpose.train as training
-from headpose.dataio import read_list
-from headpose.distributed import BACKEND_VARIABLE, Rank, relaunch_under_torchrun
+import headpose.training.loop as training
 from headpose.errors import HeadposeError
-from headpose.train import TrainPaths, make_train_loader, run_training
+from headpose.io.formats import read_list
+from headpose.training.distributed import BACKEND_VARIABLE, Rank, relaunch_under_torchrun
+from headpose.training.loop import TrainPaths, make_train_loader, run_training
 
 # 16 training images, global batch 16: one step per epoch, so each epoch's loss is one step's.
 PARAMS = {"batch_size": 16, "epochs": 2, "finetune_epochs": 1, "workers": 1}

@@ -8,19 +8,18 @@ import pytest
 import torch
 from model_fixtures import write_checkpoint
 
-from headpose.bins import Bins
 from headpose.cli import main
-from headpose.data import evaluation_dataset
-from headpose.evaluate import mae_summary, predict, predict_with
-from headpose.export import CropCalibrationReader, export_for_deployment, export_torchscript
-from headpose.inference import (
-    AnglesModel,
-    load_angles_model,
+from headpose.data.pipeline import evaluation_dataset
+from headpose.deploy.export import CropCalibrationReader, export_for_deployment, export_torchscript
+from headpose.deploy.runtime import (
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.models import build_model, load_checkpoint
+from headpose.evaluation.evaluate import predict_stems
+from headpose.evaluation.metrics import mae_summary
+from headpose.models.bins import Bins
+from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
 
 IMAGE_SIZE = 96
 
@@ -74,8 +73,8 @@ def test_angles_model_is_the_bins_expectation_of_each_head():
     with torch.no_grad():
         logits = network(images)
         for mode in ("centers", "lower_edges"):
-            angles = AnglesModel(network, 3, mode)(images)
-            expected = torch.stack([Bins(3).expectation_deg(x, mode) for x in logits], dim=1)
+            angles = AnglesModel(network, Bins(3, mode))(images)
+            expected = torch.stack([Bins(3, mode).expectation_deg(x) for x in logits], dim=1)
             torch.testing.assert_close(angles, expected)
 
 
@@ -111,8 +110,8 @@ def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, 
     assert int8.stat().st_size < 0.35 * fp32.stat().st_size
     graph = onnx.load(str(int8)).graph
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
-    int8_errors = predict_with(onnx_angle_function(onnx_session(int8)), real_stems, IMAGE_SIZE, 1)
-    fp32_errors = predict_with(onnx_angle_function(onnx_session(fp32)), real_stems, IMAGE_SIZE, 1)
+    int8_errors = predict_stems(onnx_angle_function(onnx_session(int8)), real_stems, IMAGE_SIZE, 1)
+    fp32_errors = predict_stems(onnx_angle_function(onnx_session(fp32)), real_stems, IMAGE_SIZE, 1)
     assert int8_errors.predicted_deg.shape == (len(real_stems), 3)
     np.testing.assert_array_equal(int8_errors.true_deg, fp32_errors.true_deg)
     assert np.isfinite(int8_errors.predicted_deg).all()
@@ -121,8 +120,9 @@ def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, 
 
 def test_predict_with_onnx_equals_the_pytorch_evaluation(exported, real_stems):
     network, meta = load_checkpoint(exported["model.pt"])
-    pytorch = predict(network, real_stems, IMAGE_SIZE, Bins(3), "centers", torch.device("cpu"), 1)
-    onnx_run = predict_with(
+    model = AnglesModel(network, Bins(3, "centers"))
+    pytorch = predict_stems(torch_angle_function(model), real_stems, IMAGE_SIZE, 1)
+    onnx_run = predict_stems(
         onnx_angle_function(onnx_session(exported["model.onnx"])), real_stems, IMAGE_SIZE, 1
     )
     assert onnx_run.stems == pytorch.stems

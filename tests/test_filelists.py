@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from stage_fixtures import stage_command
 
-from headpose.dataio import read_list, write_mat, write_sample
-from headpose.errors import HeadposeError
-from headpose.filelists import (
+from headpose.datasets.filelists import (
     build_filelists,
     read_angles_table,
     scan_dataset,
     split_train_val,
     write_filelists,
 )
-from headpose.naming import group_key, rotated_name
+from headpose.datasets.naming import group_key, rotated_name
+from headpose.errors import HeadposeError
+from headpose.io.formats import read_list, write_mat, write_sample
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,8 +177,9 @@ def _run_stage(tmp_path: Path, **overrides) -> subprocess.CompletedProcess:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params.update(overrides)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    script, *arguments = stage_command("filelists", params)
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "stages" / "filelists.py")],
+        [sys.executable, str(REPO_ROOT / script), *arguments],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from geometry_helpers import unproject_points
 
 from headpose import geometry as g
-from headpose.dataio import angles_within, find_sample_stems, read_mat
+from headpose.io.formats import angles_within, find_sample_stems, read_mat
 
 
 def test_elementary_matrices_follow_the_convention():
@@ -54,7 +55,7 @@ def test_projection_round_trip():
     vertices = rng.normal(size=(50, 3)) * 1000
     pose = np.array([0.2, -0.7, 0.1, 200.0, 230.0, -90.0, 0.0015])
     projected = g.project_points(vertices, pose, image_height=450)
-    np.testing.assert_allclose(g.unproject_points(projected, pose, 450), vertices, atol=1e-6)
+    np.testing.assert_allclose(unproject_points(projected, pose, 450), vertices, atol=1e-6)
 
 
 def test_horizontal_flip_negates_yaw_and_roll_and_mirrors_the_projection():
@@ -127,10 +128,10 @@ def test_real_aflw2000_follows_the_convention(aflw2000_dir):
             mats.append(mat)
 
     def documented(points, pose):
-        return g.unproject_points(points, pose, 450)
+        return unproject_points(points, pose, 450)
 
     def yaw_sign_flipped(points, pose):
-        return g.unproject_points(points, pose * [1, -1, 1, 1, 1, 1, 1], 450)
+        return unproject_points(points, pose * [1, -1, 1, 1, 1, 1, 1], 450)
 
     def usual_rotation_order(points, pose):
         camera = np.stack([points[:, 0], 451 - points[:, 1], points[:, 2]], axis=1)

@@ -10,19 +10,15 @@ import pytest
 import torch
 from model_fixtures import checkpoint_meta
 
-from headpose import models
 from headpose.errors import HeadposeError
-from headpose.models import (
-    CBAM,
-    HOPENET_META,
-    ChannelAttention,
-    SpatialAttention,
+from headpose.models import checkpoints as models
+from headpose.models.cbam import CBAM, ChannelAttention, SpatialAttention
+from headpose.models.checkpoints import HOPENET_META, imagenet_weight_files, save_checkpoint
+from headpose.models.network import (
     build_model,
-    imagenet_weight_files,
     load_checkpoint,
-    save_checkpoint,
 )
-from headpose.params import ARCHS
+from headpose.models.registry import ARCHS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from headpose.errors import HeadposeError
-from headpose.files import atomic_directory, atomic_path, write_json
+from headpose.io.files import atomic_directory, atomic_path, write_json
 from headpose.params import load_params, validate
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"

@@ -15,20 +15,21 @@ import pytest
 import scipy.io
 from model_fixtures import write_checkpoint
 
-from headpose.cli import main
-from headpose.crop import landmark_box, loosen_box
-from headpose.detect import (
+from headpose.app.detect import (
     FaceBox,
     HaarFaceDetector,
     box_iou,
     non_max_suppression,
     read_box_file,
 )
-from headpose.draw import axis_endpoints
+from headpose.app.draw import axis_endpoints
+from headpose.app.predict import CROP_K, FacePosePredictor, model_crop_box, video_frames
+from headpose.cli import main
+from headpose.data.crop import landmark_box, loosen_box
+from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
-from headpose.inference import load_angles_model, torch_angle_function
-from headpose.predict import CROP_K, FacePosePredictor, model_crop_box, video_frames
+from headpose.models.network import load_angles_model
 
 IMAGE_SIZE = 64
 SCALE = 0.5  # AFLW2000 images are 450 px; tests use 225 px copies

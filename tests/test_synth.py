@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from headpose import synth
-from headpose.dataio import find_sample_stems, read_annotation, read_mat, write_sample
 from headpose.errors import HeadposeError
 from headpose.geometry import flip_pose_horizontally, project_points, rotation_matrix
+from headpose.io.formats import find_sample_stems, read_annotation, read_mat, write_sample
 from headpose.params import load_params
-from headpose.synth_head import MIRRORED_68
+from headpose.synth import render as synth
+from headpose.synth.head import MIRRORED_68
 
 SIZE = 160
 POSES_DEG = [(0.0, 0.0, 0.0), (-70.0, 15.0, -10.0), (45.0, -30.0, 25.0), (88.0, 5.0, 0.0)]
@@ -148,7 +148,7 @@ def _file_bytes(root) -> dict[str, bytes]:
 
 def test_generation_is_deterministic_and_independent_of_workers(tmp_path, settings):
     tiny = _tiny_settings(settings)
-    first = synth.generate(tiny, 3, tmp_path / "a/train", tmp_path / "a/test", workers=1)
+    first = synth.generate(tiny, 3, tmp_path / "a/train", tmp_path / "a/test", workers=1).metrics
     synth.generate(tiny, 3, tmp_path / "b/train", tmp_path / "b/test", workers=2)
     files_a, files_b = _file_bytes(tmp_path / "a"), _file_bytes(tmp_path / "b")
     assert files_a == files_b

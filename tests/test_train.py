@@ -12,10 +12,10 @@ import pytest
 import torch
 from training_fixtures import tiny_params, write_list, write_tiny_dataset
 
-import headpose.train as training
+import headpose.training.loop as training
 from headpose.errors import HeadposeError
-from headpose.models import build_model
-from headpose.train import Phase, TrainPaths, make_optimizer, make_scheduler, run_training
+from headpose.models.network import build_model
+from headpose.training.loop import Phase, TrainPaths, make_optimizer, make_scheduler, run_training
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ def test_schedules_and_head_rate():
     ],
 )
 def test_bad_params_are_rejected_before_any_work(override, message, tmp_path):
-    missing = TrainPaths(tmp_path / "no_train.txt", tmp_path / "no_val.txt", tmp_path / "m")
+    missing = _paths((tmp_path / "no_train.txt", tmp_path / "no_val.txt"), tmp_path)
     with pytest.raises(HeadposeError, match=message):
         run_training(tiny_params(**override), missing)
 
@@ -163,6 +163,6 @@ def test_bad_lists_get_a_clear_message(lists, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
     with pytest.raises(HeadposeError, match="empty.txt is empty"):
-        run_training(tiny_params(), TrainPaths(empty, lists[1], tmp_path / "m"))
+        run_training(tiny_params(), _paths((empty, lists[1]), tmp_path))
     with pytest.raises(HeadposeError, match="no_val.txt does not exist"):
-        run_training(tiny_params(), TrainPaths(lists[0], tmp_path / "no_val.txt", tmp_path / "m"))
+        run_training(tiny_params(), _paths((lists[0], tmp_path / "no_val.txt"), tmp_path))

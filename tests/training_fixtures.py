@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headpose.dataio import write_sample
+from headpose.io.formats import write_sample
 from headpose.params import load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -3,11 +3,11 @@
 The ``filelists`` stage finds every ``NAME.jpg`` + ``NAME.mat`` pair of the training folder
 (300W_LP layout, searched recursively, ``landmarks/`` ignored) and the test folder (AFLW2000
 layout, flat, so ``Code/`` is ignored), and checks each pair: the .mat has a finite ``Pose_Para``
-and visible landmarks (:func:`headpose.dataio.read_annotation`) and the image decodes. Samples
+and visible landmarks (:func:`headpose.io.formats.read_annotation`) and the image decodes. Samples
 with any |angle| above ``max_angle`` are dropped (the standard 1969-image AFLW2000 protocol).
 Nothing is dropped silently: every skipped sample is listed with its reason.
 
-Training samples are split into train/val by group (:func:`headpose.naming.group_key`): a
+Training samples are split into train/val by group (:func:`headpose.datasets.naming.group_key`): a
 group's side is decided by hashing its key with the seed, so it never changes when unrelated
 samples are added.
 
@@ -28,17 +28,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from headpose.dataio import (
+from headpose.datasets.naming import group_key
+from headpose.errors import HeadposeError
+from headpose.io.files import atomic_directory, write_text
+from headpose.io.formats import (
     ANNOTATION_SUFFIX,
     IMAGE_SUFFIX,
     angles_within,
     find_sample_stems,
     read_annotation,
 )
-from headpose.errors import HeadposeError
-from headpose.files import atomic_directory, write_text
-from headpose.naming import group_key
-from headpose.parallel import map_with_progress
+from headpose.io.parallel import map_with_progress
 
 IGNORED_FOLDERS = ("landmarks",)  # 300W_LP's landmark folder holds no samples
 ANGLE_COLUMNS = ("yaw_deg", "pitch_deg", "roll_deg")

@@ -22,8 +22,8 @@ import numpy as np
 import scipy.io
 
 from headpose.errors import HeadposeError
-from headpose.files import atomic_path
 from headpose.geometry import pose_angles_deg
+from headpose.io.files import atomic_path
 
 MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by headpose"
 IMAGE_SUFFIX = ".jpg"
@@ -41,6 +41,12 @@ class Annotation:
     def angles_deg(self) -> tuple[float, float, float]:
         """(yaw_deg, pitch_deg, roll_deg)."""
         return pose_angles_deg(self.pose_para)
+
+
+def visible_landmarks(points_xy: np.ndarray) -> np.ndarray:
+    """Mask of the real landmarks of an (N, 2) array: AFLW2000 stores invisible ones as
+    placeholders with a negative coordinate, such as ``(-1, 452)``."""
+    return np.all(np.isfinite(points_xy), axis=1) & np.all(points_xy >= 0, axis=1)
 
 
 def find_sample_stems(root: str | os.PathLike, recursive: bool) -> tuple[list[str], list[str]]:
@@ -93,21 +99,27 @@ def read_annotation(path: str | os.PathLike) -> Annotation:
     if points.ndim != 2 or points.shape[0] != 2:
         raise HeadposeError(f"{path}: pt2d has shape {points.shape}, expected 2xN")
     landmarks = points.T
-    visible = np.all(np.isfinite(landmarks), axis=1) & np.all(landmarks >= 0, axis=1)
+    visible = visible_landmarks(landmarks)
     if visible.sum() < 2:
         raise HeadposeError(f"{path}: fewer than 2 visible landmarks in pt2d")
     return Annotation(pose_para=pose, landmarks_xy=landmarks[visible])
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to an RGB uint8 array (H, W, 3)."""
-    if not Path(path).is_file():
-        raise HeadposeError(f"{path}: image file not found")
+def decode_rgb(path: str | os.PathLike) -> np.ndarray | None:
+    """Decode an image file to an RGB uint8 array (H, W, 3), or None when it is no image."""
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode a sample's image to an RGB uint8 array (H, W, 3), or raise naming the file."""
+    if not Path(path).is_file():
+        raise HeadposeError(f"{path}: image file not found")
+    image = decode_rgb(path)
     if image is None:
         raise HeadposeError(f"{path}: not a decodable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def write_jpeg(path: str | os.PathLike, image_rgb: np.ndarray, quality: int = 95) -> None:

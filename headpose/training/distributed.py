@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from headpose.errors import HeadposeError
-from headpose.models import pick_device
+from headpose.models.network import pick_device
 
 BACKEND_VARIABLE = "HEADPOSE_DDP_BACKEND"
 

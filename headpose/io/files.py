@@ -1,4 +1,4 @@
-"""Atomic output files and folders, so an interrupted stage never leaves half-written results.
+"""Output files: written atomically, so an interrupted stage never leaves half-written results.
 
 Every output goes to a temporary sibling first and is renamed into place only once complete
 (``os.replace`` is atomic on one filesystem). Unwritable destinations raise a HeadposeError that
@@ -7,11 +7,13 @@ names the path.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,3 +92,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write pretty-printed JSON atomically (the format of every metrics file)."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Write a CSV file (a header line, then one line per row) atomically."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, text.getvalue())
+
+
+def file_size_mb(path: str | os.PathLike) -> float:
+    """Size of a file in MiB, rounded to 2 decimals (as every report gives it)."""
+    return round(os.path.getsize(path) / 2**20, 2)

@@ -15,8 +15,8 @@ NAME`` picks one.
 
 Every detector carries a :class:`BoxCalibration`: the measured linear map from what it outputs
 to the tight 68-landmark box the model's training crops are built around (see
-:mod:`headpose.crop`). ``scripts/benchmark_detectors.py`` measures the maps on the real AFLW2000
-with :func:`fit_box_calibration`. Boxes can also come from a file (:func:`read_box_file`).
+:mod:`headpose.data.crop`). ``scripts/benchmark_detectors.py`` measures the maps on the real
+AFLW2000 with :func:`fit_box_calibration`. Boxes can also come from a file (:func:`read_box_file`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from headpose.crop import Box
+from headpose.data.crop import Box
 from headpose.errors import HeadposeError
-from headpose.files import atomic_path
+from headpose.io.files import atomic_path
 
 
 @dataclass(frozen=True)

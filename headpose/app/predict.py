@@ -4,16 +4,16 @@
 (not recursive) and video files. For every face it writes one result row (file, frame, box, yaw,
 pitch, roll in degrees) to ``DIR/predictions.json`` and ``DIR/predictions.csv``, and an annotated
 copy of each input (``DIR/<name>.jpg`` for images, ``DIR/<stem>.mp4`` for videos) with the face
-box and the three head axes (:mod:`headpose.draw`).
+box and the three head axes (:mod:`headpose.app.draw`).
 
-Faces come from a detector (:mod:`headpose.detect`; YuNet by default, whose model is downloaded
+Faces come from a detector (:mod:`headpose.app.detect`; YuNet by default, whose model is downloaded
 once; offline without it, a warning line and the Haar detector) or from a ``--boxes`` file. Each
 face is predicted; an image or frame may hold several.
 
 From detector box to model crop. The model is trained on HopeNet's loose crops of the 68-landmark
-box (:mod:`headpose.crop`). A detection is first mapped to the landmark box it stands for by the
-detector's measured :class:`headpose.detect.BoxCalibration` (YuNet: from its box and five
-landmarks), then loosened like a training crop at the middle of the training range (k = 0.3,
+box (:mod:`headpose.data.crop`). A detection is first mapped to the landmark box it stands for
+by the detector's measured :class:`headpose.app.detect.BoxCalibration` (YuNet: from its box and
+five landmarks), then loosened like a training crop at the middle of the training range (k = 0.3,
 train margins), so a face arrives at the network framed as the training crops framed it on
 average. Boxes read from a ``--boxes`` file are taken as tight landmark boxes.
 
@@ -30,8 +30,6 @@ goes through, and the command then exits with status 1.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import itertools
 import sys
 import tempfile
@@ -45,10 +43,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from headpose.crop import TRAIN_K_RANGE, Box, crop_resized, loosen_box
-from headpose.data import preprocess
-from headpose.dataio import write_jpeg
-from headpose.detect import (
+from headpose.app.detect import (
     DEFAULT_DETECTOR,
     DETECTORS,
     IDENTITY_CALIBRATION,
@@ -61,17 +56,19 @@ from headpose.detect import (
     make_detector,
     read_box_file,
 )
-from headpose.draw import draw_pose
-from headpose.errors import HeadposeError
-from headpose.files import atomic_path, write_json, write_text
-from headpose.inference import (
+from headpose.app.draw import draw_pose
+from headpose.data.crop import TRAIN_K_RANGE, Box, crop_resized, loosen_box
+from headpose.data.pipeline import preprocess
+from headpose.deploy.runtime import (
     AngleFunction,
-    load_angles_model,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.models import pick_device
+from headpose.errors import HeadposeError
+from headpose.io.files import atomic_path, write_csv, write_json
+from headpose.io.formats import decode_rgb, write_jpeg
+from headpose.models.network import load_angles_model, pick_device
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -109,7 +106,7 @@ STAGES = ("detect", "crop", "model", "draw")  # timed per frame by FacePosePredi
 class FacePosePredictor:
     """Finds faces in RGB frames and predicts their poses, one model batch per frame.
 
-    ``boxes`` (a table from :func:`headpose.detect.read_box_file`) replaces ``detector``; its
+    ``boxes`` (a table from :func:`headpose.app.detect.read_box_file`) replaces ``detector``; its
     boxes are taken as tight landmark boxes. ``batch_size`` caps the faces per model call.
     """
 
@@ -194,13 +191,6 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
         else:
             problems.append(f"{path}: no such file or folder")
     return files, problems
-
-
-def read_rgb(path: Path) -> np.ndarray | None:
-    """Decode an image file as RGB, or None when it is not a decodable image."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def video_frames(capture: cv2.VideoCapture) -> Iterator[tuple[int, np.ndarray]]:
@@ -342,7 +332,7 @@ def predict_files(
     start = time.perf_counter()
     for path in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
         decode_start = time.perf_counter()
-        image = read_rgb(path)
+        image = decode_rgb(path)
         if image is None:
             errors.append(f"{path}: not a readable image or video")
             continue
@@ -373,11 +363,8 @@ def write_results(out_dir: Path, results: list[FaceResult], report: dict) -> Non
     """``predictions.json`` (results + problems) and ``predictions.csv`` (one row per face)."""
     rows = [asdict(result) for result in results]
     write_json(out_dir / "predictions.json", {**report, "faces": rows})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out_dir / "predictions.csv", buffer.getvalue())
+    table = ([row[column] for column in RESULT_COLUMNS] for row in rows)
+    write_csv(out_dir / "predictions.csv", RESULT_COLUMNS, table)
 
 
 def onnx_image_size(session, path: Path) -> int:
@@ -403,7 +390,7 @@ def load_runtime(
     model, meta = load_angles_model(checkpoint, device=device if runtime == "torch" else "cpu")
     if runtime == "torch":
         return torch_angle_function(model), meta["image_size"], str(device)
-    from headpose.export import export_onnx  # loaded only when needed: it pulls in onnx
+    from headpose.deploy.export import export_onnx  # loaded only when needed: it pulls in onnx
 
     with tempfile.TemporaryDirectory() as work:
         export_onnx(model, meta["image_size"], Path(work) / "model.onnx")

@@ -1,4 +1,4 @@
-"""Training: HopeNet's loss and two-phase schedule, validation, resumable epochs, checkpoints.
+"""The training loop: two-phase schedule, one epoch, validation, the whole run and its checkpoints.
 
 The recipe (``params.yaml`` keys in brackets):
 
@@ -11,15 +11,17 @@ The recipe (``params.yaml`` keys in brackets):
   by ``lr_decay`` after every epoch, ``step`` by ``lr_step_gamma`` at the epochs in ``lr_steps``
   (counted from the start of each phase).
 
-After every epoch the model is scored on the validation list (MAE per angle, fixed evaluation
-crop), the numbers go to dvclive, and a resume checkpoint is written outside the stage's outputs
-(DVC deletes ``models/`` before re-running the stage). Re-running with the same params and lists
-continues after the last finished epoch and gives exactly the result of an uninterrupted run:
-shuffling and augmentation are seeded per epoch, not by a running random state.
+After every epoch the model is scored on the validation list through the evaluation's inference
+path and metrics (:mod:`headpose.evaluation`: fixed evaluation crop, MAE per angle), the numbers
+go to dvclive, and a resume checkpoint is written (:mod:`headpose.training.resume`). Re-running
+with the same params and lists continues after the last finished epoch and gives exactly the
+result of an uninterrupted run: shuffling and augmentation are seeded per epoch, not by a running
+random state. The checkpoints hold, beside the weights, the training-set mean angles, the params
+and the run fingerprint (:func:`checkpoint_meta`).
 
 CUDA is used when present (AMP, pinned memory); otherwise the CPU, where runs are deterministic.
 
-Under torchrun (``gpus`` > 1, see headpose/distributed.py) every process trains a
+Under torchrun (``gpus`` > 1, see headpose/training/distributed.py) every process trains a
 DistributedDataParallel copy on its share of each global batch (``batch_size`` / processes, so
 ``batch_size`` stays the global batch; the samplers deal out the same seeded order as one
 process sees), BatchNorm statistics are synchronised across GPUs (SyncBatchNorm; on the CPU
@@ -29,11 +31,9 @@ processes, and only rank 0 writes checkpoints, curves, metrics and the resume fi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,35 +44,40 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from headpose.bins import Bins
-from headpose.data import (
+from headpose.data.pipeline import (
     PoseDataset,
     evaluation_dataset,
     imagenet_normalization,
     prepare_crops,
 )
-from headpose.dataio import read_list
-from headpose.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
+from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
-from headpose.files import atomic_path
-from headpose.models import HeadPoseNet, build_model, save_checkpoint
-from headpose.parallel import worker_count
+from headpose.evaluation.evaluate import predict_angles
+from headpose.evaluation.metrics import absolute_errors_deg, error_sums, mae_from_sums
+from headpose.geometry import ANGLE_NAMES
+from headpose.io.formats import read_list
+from headpose.io.parallel import worker_count
+from headpose.models.bins import Bins
+from headpose.models.checkpoints import save_checkpoint
+from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.params import validate
+from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
+from headpose.training.loss import pose_loss
+from headpose.training.resume import RunState, load_resume, run_fingerprint, save_resume
 
 HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
-ANGLES = ("yaw", "pitch", "roll")
-MAE_KEYS = (*(f"mae_{angle}" for angle in ANGLES), "mae_mean")
+MAE_KEYS = (*(f"mae_{angle}" for angle in ANGLE_NAMES), "mae_mean")
 
 
 @dataclass(frozen=True)
 class TrainPaths:
-    """Where training reads and writes (relative to the repo root in the DVC stage)."""
+    """Where training reads and writes (the train stage's command line in dvc.yaml names them)."""
 
-    train_list: Path = Path("data/300W_AUG/train.txt")
-    val_list: Path = Path("data/filelists/val.txt")
-    models_dir: Path = Path("models")
-    resume_file: Path = Path(".resume/train.pt")
-    live_dir: Path = Path("dvclive")
+    train_list: Path
+    val_list: Path
+    models_dir: Path
+    resume_file: Path
+    live_dir: Path
 
 
 @dataclass(frozen=True)
@@ -110,14 +115,6 @@ def seed_everything(seed: int) -> None:
 def _seed_loader_worker(worker_id: int) -> None:
     """DataLoader workers: one thread each (the items carry their own seeded generators)."""
     torch.set_num_threads(1)
-
-
-def run_fingerprint(params: dict, train_stems: list[str], val_stems: list[str]) -> str:
-    """A hash of everything a run's result depends on: all params and both sample lists."""
-    content = json.dumps(
-        {"params": params, "train": train_stems, "val": val_stems}, sort_keys=True
-    ).encode()
-    return hashlib.sha256(content).hexdigest()
 
 
 # --- Model, optimizer and schedule --------------------------------------------------------------
@@ -166,54 +163,7 @@ def make_scheduler(
     )
 
 
-# --- Loss and metrics ---------------------------------------------------------------------------
-
-
-def pose_loss(
-    logits: tuple[torch.Tensor, ...], angles_deg: torch.Tensor, bins: Bins, alpha: float, mode: str
-) -> torch.Tensor:
-    """Sum over yaw, pitch, roll of cross-entropy(bin) + alpha x MSE(expectation, angle)."""
-    labels = bins.labels(angles_deg)
-    total = angles_deg.new_zeros(())
-    for index, angle_logits in enumerate(logits):
-        classification = nn.functional.cross_entropy(angle_logits.float(), labels[:, index])
-        regression = nn.functional.mse_loss(
-            bins.expectation_deg(angle_logits, mode), angles_deg[:, index]
-        )
-        total = total + classification + alpha * regression
-    return total
-
-
-@torch.no_grad()
-def predict_angles(
-    model: nn.Module, loader: DataLoader, bins: Bins, mode: str, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted, true) angles in degrees, each (N, 3) yaw/pitch/roll, over a whole loader."""
-    model.eval()
-    predicted, truth = [], []
-    for images, angles_deg in tqdm(loader, desc="validate", unit="batch", leave=False):
-        images = images.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-            logits = model(images)
-        predicted.append(torch.stack([bins.expectation_deg(x, mode) for x in logits], 1).cpu())
-        truth.append(angles_deg)
-    return torch.cat(predicted), torch.cat(truth)
-
-
-def mae_deg(
-    predicted: torch.Tensor, truth: torch.Tensor, rank: Rank = SINGLE_PROCESS
-) -> dict[str, float]:
-    """Mean absolute error per angle and their mean (degrees), over the samples of all ranks
-    (each holds its own share of ``predicted``/``truth``)."""
-    error_sums = (predicted - truth).abs().double().sum(dim=0)
-    totals = sum_over_ranks(torch.cat([error_sums, error_sums.new_tensor([len(truth)])]), rank)
-    errors = (totals[:3] / totals[3]).tolist()
-    result = {f"mae_{angle}": float(error) for angle, error in zip(ANGLES, errors, strict=True)}
-    result["mae_mean"] = float(np.mean(errors))
-    return result
-
-
-# --- One epoch ----------------------------------------------------------------------------------
+# --- One epoch and its validation ---------------------------------------------------------------
 
 
 def train_one_epoch(
@@ -235,7 +185,7 @@ def train_one_epoch(
         angles_deg = angles_deg.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
             logits = model(images)
-        loss = pose_loss(logits, angles_deg, bins, params["alpha"], params["expectation"])
+        loss = pose_loss(logits, angles_deg, bins, params["alpha"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -243,6 +193,19 @@ def train_one_epoch(
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     return float(np.mean(losses))
+
+
+def validation_mae(
+    model: HeadPoseNet, loader: DataLoader, bins: Bins, rank: Rank = SINGLE_PROCESS
+) -> dict[str, float]:
+    """Validation MAE per angle and their mean (degrees) through the evaluation's inference path,
+    over the samples of all ranks (each predicts its own share of the validation set)."""
+    model.eval()
+    predict = torch_angle_function(AnglesModel(model, bins), autocast=True)
+    predicted, true = predict_angles(predict, loader, "validate")
+    sums = torch.from_numpy(error_sums(absolute_errors_deg(predicted, true)))
+    mae = mae_from_sums(sum_over_ranks(sums, rank).numpy())
+    return {f"mae_{name}": mae[name] for name in (*ANGLE_NAMES, "mean")}
 
 
 # --- Data loading -------------------------------------------------------------------------------
@@ -300,62 +263,22 @@ def _loader_options(params: dict, device: torch.device) -> dict:
 # --- Run state and resume checkpoints -----------------------------------------------------------
 
 
-@dataclass
-class RunState:
-    """What a run has done so far: one record per finished epoch and the best weights yet."""
-
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = 0
-    best_mae_mean: float = float("inf")
-    best_state_dict: dict | None = None
-
-    @property
-    def epochs_done(self) -> int:
-        return len(self.history)
-
-    def add_epoch(self, record: dict, model: nn.Module) -> None:
-        """Record a finished epoch, keeping a copy of the weights when validation improved."""
-        self.history.append(record)
-        if record["mae_mean"] < self.best_mae_mean:
-            self.best_epoch, self.best_mae_mean = record["epoch"], record["mae_mean"]
-            self.best_state_dict = {
-                k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-            }
-
-
-def save_resume(path: Path, fingerprint: str, state: RunState, phase: Phase, **objects) -> None:
-    """Write the resume checkpoint: the run state, the phase and each object's ``state_dict``."""
-    content = {"fingerprint": fingerprint, "phase": phase.name, "state": vars(state)}
-    content.update({name: item.state_dict() for name, item in objects.items()})
-    with atomic_path(path) as temp:
-        torch.save(content, temp)
-
-
-def load_resume(path: Path, fingerprint: str) -> dict | None:
-    """The saved content of an interrupted run with the same fingerprint, else None."""
-    if not path.is_file():
-        return None
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a foreign or damaged file: start over rather than fail
-        return None
-    if not isinstance(content, dict) or content.get("fingerprint") != fingerprint:
-        return None
-    return content
-
-
 # --- The whole run ------------------------------------------------------------------------------
 
 
-def checkpoint_meta(params: dict, bins: Bins) -> dict:
-    """What evaluation and prediction need to use the weights (stored beside them)."""
+def checkpoint_meta(
+    params: dict, bins: Bins, training_mean_deg: np.ndarray, fingerprint: str
+) -> dict:
+    """What is stored beside the weights: what evaluation and prediction need to use them, the
+    training-set mean angles (the evaluation's baseline), the params and the run fingerprint."""
     return {
         "arch": params["arch"],
-        "num_bins": bins.count,
-        "bin_width": params["bin_width"],
+        **bins.meta(),
         "image_size": params["image_size"],
-        "expectation": params["expectation"],
         **imagenet_normalization(),
+        "training_mean_deg": [float(angle) for angle in training_mean_deg],
+        "params": params,
+        "fingerprint": fingerprint,
     }
 
 
@@ -419,10 +342,7 @@ class Trainer:
             )
             loss = sum_over_ranks(torch.tensor(rank_loss), self.rank).item() / self.rank.world_size
             scheduler.step()
-            predicted, truth = predict_angles(
-                self.model, self.val_loader, self.bins, self.params["expectation"], self.device
-            )
-            scores = mae_deg(predicted, truth, self.rank)
+            scores = validation_mae(self.model, self.val_loader, self.bins, self.rank)
             record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
             self.state.add_epoch(record, self.model)
             if not self.rank.is_main:
@@ -437,7 +357,7 @@ class Trainer:
                 self.paths.resume_file,
                 self.fingerprint,
                 self.state,
-                phase,
+                phase.name,
                 model=self.model,
                 optimizer=optimizer,
                 scheduler=scheduler,
@@ -446,7 +366,8 @@ class Trainer:
 
     def save_models(self) -> None:
         """``model.pt`` (final weights) and ``best.pt`` (best validation epoch), with meta."""
-        meta = checkpoint_meta(self.params, self.bins)
+        training_mean_deg = self.train_set.crops.angles_deg.astype(np.float64).mean(axis=0)
+        meta = checkpoint_meta(self.params, self.bins, training_mean_deg, self.fingerprint)
         final = self.state.history[-1]
         save_checkpoint(
             self.paths.models_dir / "model.pt",
@@ -473,7 +394,7 @@ class Trainer:
         }
 
 
-def run_training(params: dict, paths: TrainPaths = TrainPaths()) -> dict:
+def run_training(params: dict, paths: TrainPaths) -> dict:
     """Train as ``params`` say on ``paths.train_list``, validate on ``paths.val_list``.
 
     Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
@@ -495,7 +416,7 @@ def _train(
     fingerprint = run_fingerprint(params, train_stems, val_stems)
     device = rank.device
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fastest kernels for a fixed size
-    bins = Bins(params["bin_width"])
+    bins = Bins(params["bin_width"], params["expectation"])
     print(
         f"training {params['arch']} on {device.type} (process {rank.rank + 1} of "
         f"{rank.world_size}): {len(train_stems)} train images, {len(val_stems)} validation images"

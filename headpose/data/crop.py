@@ -1,7 +1,7 @@
 """Face crops: HopeNet's loose box around the landmarks, and cropping it out of an image.
 
 The original HopeNet crops the face from the min/max box of the 2D landmarks, loosened by a factor
-``k`` of the box size (see ``../shared/docs/conventions.md``, "Original crops"):
+``k`` of the box size (see ``docs/conventions.md``, "Face crops"):
 
 * ``mode="train"`` (300W_LP): ``k`` random in [0.2, 0.4]; left and right by ``0.6 k``, top by
   ``2 k``, bottom by ``0.6 k``.
@@ -10,7 +10,8 @@ The original HopeNet crops the face from the min/max box of the 2D landmarks, lo
 
 Boxes are ``(x_min, y_min, x_max, y_max)`` floats in pixel coordinates whose origin is the
 top-left corner of the image. Dataset landmarks are 1-based (MATLAB), so convert them with
-``landmarks_xy - 1`` first (:func:`headpose.data.prepare_crops` does). :func:`crop_resized` pads
+``landmarks_xy - 1`` first (:func:`headpose.data.pipeline.prepare_crops` does).
+:func:`crop_resized` pads
 the parts of a box outside the image with black, as the original's PIL crop does, and resizes the
 crop to a square; training, evaluation and prediction (on detector boxes) all use it.
 """
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 
 from headpose.errors import HeadposeError
+from headpose.io.formats import visible_landmarks
 
 TRAIN_K_RANGE = (0.2, 0.4)  # looseness drawn uniformly per training sample
 EVAL_K = 0.2  # fixed looseness of evaluation crops
@@ -40,7 +42,7 @@ def landmark_box(landmarks_xy: np.ndarray) -> Box:
     AFLW2000 stores invisible landmarks as negative placeholders such as ``(-1, 452)``.
     """
     points = np.asarray(landmarks_xy, dtype=np.float64).reshape(-1, 2)
-    visible = points[np.all(np.isfinite(points), axis=1) & np.all(points >= 0, axis=1)]
+    visible = points[visible_landmarks(points)]
     if len(visible) < 2:
         raise HeadposeError(f"need at least 2 visible landmarks for a face box, got {len(visible)}")
     x_min, y_min = visible.min(axis=0)
@@ -61,11 +63,6 @@ def loosen_box(box: Box, k: float, mode: str) -> Box:
         x_max + side_factor * k * width,
         y_max + bottom_factor * k * height,
     )
-
-
-def loose_box(landmarks_xy: np.ndarray, k: float, mode: str) -> Box:
-    """HopeNet's loose face box: the visible landmarks' min/max box loosened by ``k``."""
-    return loosen_box(landmark_box(landmarks_xy), k, mode)
 
 
 def crop_resized(image: np.ndarray, box: Box, size: int) -> np.ndarray:

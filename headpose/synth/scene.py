@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from headpose.geometry import PITCH, ROLL, YAW, project_points, rotation_matrix
-from headpose.synth_head import Head, Part
+from headpose.synth.head import Head, Part
 
 _SUBPIXEL_BITS = 4  # cv2 fixed-point vertices: 1/16 pixel
 _SUBPIXEL = 1 << _SUBPIXEL_BITS

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from headpose.crop import EVAL_K, TRAIN_K_RANGE, Box, crop_resized, landmark_box, loosen_box
-from headpose.dataio import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_annotation, read_image
-from headpose.models import IMAGENET_MEAN, IMAGENET_STD
-from headpose.parallel import map_with_progress
+from headpose.data.crop import EVAL_K, TRAIN_K_RANGE, Box, crop_resized, landmark_box, loosen_box
+from headpose.geometry import flip_angles
+from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_annotation, read_image
+from headpose.io.parallel import map_with_progress
+from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 FLIP_PROBABILITY = 0.5
 BLUR_PROBABILITY = 0.05
@@ -128,11 +129,6 @@ def prepare_crops(
     for index, (crop, face_box, sample_angles) in enumerate(results):
         images[index], face_boxes[index], angles[index] = crop, face_box, sample_angles
     return PreparedCrops(list(stems), images, face_boxes, angles)
-
-
-def flip_angles(angles_deg: np.ndarray) -> np.ndarray:
-    """(yaw, pitch, roll) of the horizontally mirrored image: yaw and roll negate."""
-    return angles_deg * np.array([-1.0, 1.0, -1.0], dtype=angles_deg.dtype)
 
 
 class PoseDataset(Dataset):

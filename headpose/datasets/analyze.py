@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from headpose.dataio import read_list
+from headpose.datasets.filelists import read_angles_table
 from headpose.errors import HeadposeError
-from headpose.filelists import read_angles_table
+from headpose.geometry import ANGLE_NAMES
+from headpose.io.formats import read_list
 
-ANGLE_NAMES = ("yaw", "pitch", "roll")
 PERCENTILES = (5, 25, 50, 75, 95)
 
 

@@ -31,26 +31,32 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from headpose.dataio import (
-    ANNOTATION_SUFFIX,
-    IMAGE_SUFFIX,
-    angles_within,
-    read_annotation,
-    read_image,
-    read_mat,
-    write_sample,
+from headpose.datasets.filelists import (
+    angles_table_text,
+    list_text,
+    sample_path,
+    skipped_table_text,
 )
+from headpose.datasets.naming import rotated_name
 from headpose.errors import HeadposeError
-from headpose.filelists import angles_table_text, list_text, sample_path, skipped_table_text
-from headpose.files import atomic_directory, write_text
 from headpose.geometry import (
     apply_affine,
     in_plane_rotation_affine,
     pose_angles_deg,
     rotate_pose_in_plane,
 )
-from headpose.naming import rotated_name
-from headpose.parallel import map_with_progress
+from headpose.io.files import atomic_directory, write_text
+from headpose.io.formats import (
+    ANNOTATION_SUFFIX,
+    IMAGE_SUFFIX,
+    angles_within,
+    read_annotation,
+    read_image,
+    read_mat,
+    visible_landmarks,
+    write_sample,
+)
+from headpose.io.parallel import map_with_progress
 
 DATASET_NAME = "300W_AUG"
 
@@ -87,11 +93,6 @@ class Augmentation:
     angles: list[tuple[str, str, tuple[float, float, float]]]
     skipped: list[tuple[str, str, str]]
     metrics: dict
-
-
-def _visible(points_xy: np.ndarray) -> np.ndarray:
-    """Mask of real landmarks (AFLW2000 stores invisible ones with negative coordinates)."""
-    return np.all(np.isfinite(points_xy), axis=1) & np.all(points_xy >= 0, axis=1)
 
 
 def _inside(points_xy: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -137,7 +138,7 @@ def rotate_sample(
     }
     if "pt2d" in mat:
         points = np.asarray(mat["pt2d"], dtype=np.float64).T.copy()
-        visible = _visible(points)
+        visible = visible_landmarks(points)
         points[visible] = apply_affine(affine, points[visible])
         arrays["pt2d"] = points.T
     if "pt3d_68" in mat:

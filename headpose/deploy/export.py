@@ -1,6 +1,6 @@
 """Deployment files: ONNX and TorchScript export with parity checks, and int8 quantisation.
 
-Both exports hold the whole :class:`headpose.inference.AnglesModel`: input ``image`` is a float
+Both exports hold the whole :class:`headpose.deploy.runtime.AnglesModel`: input ``image`` is a float
 batch ``(N, 3, S, S)`` of face crops, RGB, ImageNet-normalised (``(x / 255 - mean) / std`` with
 the mean/std stored in the checkpoint meta); output ``angles_deg`` is ``(N, 3)``: yaw, pitch, roll
 in degrees (softmax expectation included). The batch axis is dynamic. So a deployment needs no
@@ -8,8 +8,11 @@ post-processing beyond reading three numbers per face.
 
 int8: ONNX Runtime static post-training quantisation (QDQ format, per-channel int8 weights, uint8
 activations, calibrated with MinMax on training crops through a CalibrationDataReader). Static
-QDQ was measured faster than ONNX Runtime's dynamic quantisation on this CPU (see the report of
-``headpose benchmark``); dynamic is available as ``method="dynamic"``.
+QDQ was measured faster than ONNX Runtime's dynamic quantisation on this CPU.
+
+:func:`build_runtimes` is the one export -> quantise -> three runtimes sequence; the export stage
+(:func:`export_for_deployment`) and the benchmark both score what it returns through the
+evaluation's inference path.
 """
 
 from __future__ import annotations
@@ -24,22 +27,24 @@ import numpy as np
 import onnx
 import torch
 
-from headpose.data import PoseDataset, prepare_crops
-from headpose.errors import HeadposeError
-from headpose.evaluate import mae_summary, predict_with
-from headpose.files import atomic_directory, atomic_path
-from headpose.inference import (
-    AnglesModel,
-    load_angles_model,
+from headpose.data.pipeline import PoseDataset, evaluation_dataset, prepare_crops
+from headpose.deploy.runtime import (
+    AngleFunction,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
+from headpose.errors import HeadposeError
+from headpose.evaluation.evaluate import predict_dataset
+from headpose.evaluation.metrics import mae_summary
+from headpose.io.files import atomic_directory, atomic_path, file_size_mb
+from headpose.models.network import AnglesModel, load_angles_model
 
 INPUT_NAME = "image"
+# metrics/export.json has always called the PyTorch runtime "pytorch_fp32"
+METRIC_NAMES = {"torch_fp32": "pytorch_fp32"}
 OUTPUT_NAME = "angles_deg"
 ONNX_OPSET = 18  # the torch.export-based exporter's native opset; ORT 1.18+ runs it
-QUANTIZATION_METHODS = ("static", "dynamic")
 
 
 def _example_batch(image_size: int, batch: int = 2) -> torch.Tensor:
@@ -113,35 +118,28 @@ class CropCalibrationReader:
 def quantize_onnx(
     fp32_path: str | os.PathLike,
     int8_path: str | os.PathLike,
-    calibration_images: torch.Tensor | None = None,
-    method: str = "static",
+    calibration_images: torch.Tensor,
 ) -> None:
-    """Quantise an exported fp32 ONNX model to int8 for the CPU.
+    """Quantise an exported fp32 ONNX model to static int8 for the CPU.
 
-    ``static`` needs ``calibration_images`` (normalised crops like the training inputs; a few
-    hundred are plenty) to fix the activation ranges; ``dynamic`` measures them at run time.
+    ``calibration_images`` (normalised crops like the training inputs; a few hundred are plenty)
+    fix the activation ranges.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
         QuantType,
-        quantize_dynamic,
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if method not in QUANTIZATION_METHODS:
-        raise HeadposeError(f"quantisation method must be one of {QUANTIZATION_METHODS}: {method}")
     with tempfile.TemporaryDirectory() as work, atomic_path(int8_path) as temp:
         # The exporter's stored shapes of the head weights trip the quantisers' re-inference
-        # (dynamic: "Inferred shape and existing shape differ"): drop them, let ORT re-infer.
+        # ("Inferred shape and existing shape differ"): drop them, let ORT re-infer.
         plain = onnx.load(str(fp32_path))
         del plain.graph.value_info[:]
         plain_path = Path(work) / "plain.onnx"
         onnx.save(plain, str(plain_path))
-        if method == "dynamic":
-            quantize_dynamic(str(plain_path), str(temp), weight_type=QuantType.QInt8)
-            return
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(plain_path), str(prepared), skip_symbolic_shape=True)
         if calibration_images is None or len(calibration_images) == 0:
@@ -167,6 +165,31 @@ def max_parity_error_deg(
     return float(np.abs(reference - exported).max())
 
 
+RUNTIME_NAMES = ("torch_fp32", "onnx_fp32", "onnx_int8")
+
+
+def build_runtimes(
+    model: AnglesModel,
+    image_size: int,
+    onnx_path: str | os.PathLike,
+    int8_path: str | os.PathLike,
+    calibration: torch.Tensor,
+    device: torch.device | str = "cpu",
+    threads: int | None = None,
+) -> dict[str, AngleFunction]:
+    """Export ``model`` to ``onnx_path``, quantise that to ``int8_path``, and return the three
+    runtimes (:data:`RUNTIME_NAMES`): PyTorch fp32 on ``device``, ONNX Runtime fp32 and int8 on
+    the CPU (``threads`` intra-op threads; None: ONNX Runtime's choice)."""
+    export_onnx(model, image_size, onnx_path)  # moves the model to the CPU
+    model.to(device)
+    quantize_onnx(onnx_path, int8_path, calibration)
+    return {
+        "torch_fp32": torch_angle_function(model),
+        "onnx_fp32": onnx_angle_function(onnx_session(onnx_path, threads)),
+        "onnx_int8": onnx_angle_function(onnx_session(int8_path, threads)),
+    }
+
+
 def export_for_deployment(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -184,27 +207,21 @@ def export_for_deployment(
     model, meta = load_angles_model(checkpoint)
     image_size = meta["image_size"]
     calibration = calibration_images(calibration_stems, image_size, seed=seed, workers=workers)
+    test_set = evaluation_dataset(test_stems, image_size, workers)
     with atomic_directory(out_dir) as temp:
-        export_onnx(model, image_size, temp / "model.onnx")
-        quantize_onnx(temp / "model.onnx", temp / "model_int8.onnx", calibration)
-        runs = {
-            name: predict_with(function, test_stems, image_size, workers)
-            for name, function in (
-                ("pytorch_fp32", torch_angle_function(model)),
-                ("onnx_fp32", onnx_angle_function(onnx_session(temp / "model.onnx"))),
-                ("onnx_int8", onnx_angle_function(onnx_session(temp / "model_int8.onnx"))),
-            )
-        }
-        sizes_mb = {
-            name: round(os.path.getsize(temp / name) / 2**20, 2)
-            for name in ("model.onnx", "model_int8.onnx")
-        }
-    parity = np.abs(runs["onnx_fp32"].predicted_deg - runs["pytorch_fp32"].predicted_deg).max()
-    mae = {name: mae_summary(run.absolute_deg) for name, run in runs.items()}
+        functions = build_runtimes(
+            model, image_size, temp / "model.onnx", temp / "model_int8.onnx", calibration
+        )
+        runs = {name: predict_dataset(function, test_set) for name, function in functions.items()}
+        sizes_mb = {name: file_size_mb(temp / name) for name in ("model.onnx", "model_int8.onnx")}
+    parity = np.abs(runs["onnx_fp32"].predicted_deg - runs["torch_fp32"].predicted_deg).max()
+    mae = {
+        METRIC_NAMES.get(name, name): mae_summary(run.absolute_deg) for name, run in runs.items()
+    }
     return {
         "exported": True,
         "onnx_opset": ONNX_OPSET,
-        "file_mb": {"checkpoint": round(os.path.getsize(checkpoint) / 2**20, 2), **sizes_mb},
+        "file_mb": {"checkpoint": file_size_mb(checkpoint), **sizes_mb},
         "parity_max_abs_deg": round(float(parity), 5),
         "mae": mae,
         "int8_mae_mean_increase_deg": round(mae["onnx_int8"]["mean"] - mae["onnx_fp32"]["mean"], 4),

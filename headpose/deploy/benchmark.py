@@ -4,11 +4,13 @@ For each backbone, one run measures parameter count, file sizes, latency per ima
 (median after warm-up) and throughput at batch 32 of three runtimes:
 
 * ``torch_fp32``: the PyTorch model in eager mode (on the current device: CUDA if available);
-* ``onnx_fp32``: its ONNX export (:func:`headpose.export.export_onnx`) in ONNX Runtime on the CPU;
+* ``onnx_fp32``: its ONNX export (:func:`headpose.deploy.export.export_onnx`) in ONNX Runtime,
+  on the CPU;
 * ``onnx_int8``: the static QDQ int8 quantisation of that export (:func:`quantize_onnx`), CPU.
 
 With a test list and trained checkpoints, each runtime's MAE is measured too, through the same
-evaluation code as the evaluate stage (:func:`headpose.evaluate.predict_with`). A backbone without
+evaluation code as the evaluate stage (:func:`headpose.evaluation.evaluate.predict_stems`). A
+backbone without
 a checkpoint is built with untrained weights and labelled ``untrained`` (timing only; its int8
 model is calibrated on random inputs unless a calibration list is given).
 
@@ -25,28 +27,25 @@ from pathlib import Path
 
 import torch
 
-from headpose.dataio import read_list
-from headpose.evaluate import mae_summary, measure_speed, predict_with
-from headpose.export import calibration_images, export_onnx, quantize_onnx
-from headpose.files import write_json
-from headpose.inference import (
+from headpose.deploy.export import build_runtimes, calibration_images
+from headpose.deploy.runtime import measure_speed
+from headpose.evaluation.evaluate import predict_stems
+from headpose.evaluation.metrics import mae_summary
+from headpose.io.files import file_size_mb, write_json
+from headpose.io.formats import read_list
+from headpose.models.bins import Bins
+from headpose.models.network import (
     AnglesModel,
+    build_model,
+    count_parameters,
     load_angles_model,
-    onnx_angle_function,
-    onnx_session,
-    torch_angle_function,
+    pick_device,
 )
-from headpose.models import build_model, count_parameters, pick_device
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
-RUNTIMES = ("torch_fp32", "onnx_fp32", "onnx_int8")
-UNTRAINED_BINS = 66
+UNTRAINED_BINS = Bins(3)
 LATENCY_KEY = "latency_ms_batch1"
 THROUGHPUT_KEY = "throughput_images_per_s_batch32"
-
-
-def _file_mb(path: str | os.PathLike) -> float:
-    return round(os.path.getsize(path) / 2**20, 2)
 
 
 def benchmark_backbone(
@@ -67,27 +66,22 @@ def benchmark_backbone(
         arch, weights = meta["arch"], "trained"
         image_size = image_size or meta["image_size"]
     else:
-        model = AnglesModel(build_model(arch, UNTRAINED_BINS), 198 // UNTRAINED_BINS, "centers")
+        model = AnglesModel(build_model(arch, UNTRAINED_BINS.count), UNTRAINED_BINS)
         model = model.to(device).eval()
         weights, image_size = "untrained", image_size or 224
     onnx_path, int8_path = work_dir / f"{arch}.onnx", work_dir / f"{arch}_int8.onnx"
-    export_onnx(model, image_size, onnx_path)  # moves the model to the CPU
-    model.to(device)
     if calibration_stems:
         calibration = calibration_images(calibration_stems, image_size, calibration_count)
     else:
         generator = torch.Generator().manual_seed(0)
         calibration = torch.randn(32, 3, image_size, image_size, generator=generator)
-    quantize_onnx(onnx_path, int8_path, calibration)
-    functions = {
-        "torch_fp32": torch_angle_function(model),
-        "onnx_fp32": onnx_angle_function(onnx_session(onnx_path, torch.get_num_threads())),
-        "onnx_int8": onnx_angle_function(onnx_session(int8_path, torch.get_num_threads())),
-    }
+    functions = build_runtimes(
+        model, image_size, onnx_path, int8_path, calibration, device, torch.get_num_threads()
+    )
     sizes_mb = {
-        "torch_fp32": _file_mb(checkpoint) if checkpoint else None,
-        "onnx_fp32": _file_mb(onnx_path),
-        "onnx_int8": _file_mb(int8_path),
+        "torch_fp32": file_size_mb(checkpoint) if checkpoint else None,
+        "onnx_fp32": file_size_mb(onnx_path),
+        "onnx_int8": file_size_mb(int8_path),
     }
     result: dict = {
         "arch": arch,
@@ -103,7 +97,7 @@ def benchmark_backbone(
         speed = measure_speed(speed_model, image_size, speed_device, timed_runs)
         entry = {"file_mb": sizes_mb[name], **speed}
         if test_stems and weights == "trained":
-            entry["mae"] = mae_summary(predict_with(function, test_stems, image_size).absolute_deg)
+            entry["mae"] = mae_summary(predict_stems(function, test_stems, image_size).absolute_deg)
         result["runtimes"][name] = entry
     reference = result["runtimes"]["torch_fp32"]
     for entry in result["runtimes"].values():

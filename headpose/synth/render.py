@@ -1,7 +1,7 @@
 """The synthetic datasets: a 300W_LP-like training set and an AFLW2000-like test set.
 
-Every image is a procedural head (``headpose.synth_head``) rendered into a cluttered scene
-(``headpose.synth_scene``) at a pose drawn from a distribution whose 5th/95th percentiles match
+Every image is a procedural head (``headpose.synth.head``) rendered into a cluttered scene
+(``headpose.synth.scene``) at a pose drawn from a distribution whose 5th/95th percentiles match
 the real dataset's (``synth.train_pose`` / ``synth.test_pose`` in params.yaml). Labels are written
 in the real on-disk formats (``NAME.jpg`` + ``NAME.mat`` with ``Pose_Para``, ``pt2d``, ``roi``;
 ``pt3d_68`` too for the test set) and follow the dataset projection convention exactly: ``pt2d``
@@ -32,17 +32,21 @@ import cv2
 import numpy as np
 from scipy import optimize, stats
 
-from headpose.dataio import find_sample_stems, read_annotation, read_image, write_sample
 from headpose.errors import HeadposeError
-from headpose.files import atomic_directory
-from headpose.geometry import flip_pose_horizontally, project_points, rotation_matrix
-from headpose.parallel import map_with_progress, worker_count
+from headpose.geometry import (
+    ANGLE_NAMES,
+    flip_pose_horizontally,
+    project_points,
+    rotation_matrix,
+)
+from headpose.io.files import atomic_directory
+from headpose.io.formats import find_sample_stems, read_annotation, read_image, write_sample
+from headpose.io.parallel import map_with_progress, worker_count
 from headpose.plots import plot_contact_sheet
-from headpose.synth_head import MIRRORED_68, build_head, sample_identity
-from headpose.synth_scene import background, degrade, draw_head, draw_torso, sample_lighting
+from headpose.synth.head import MIRRORED_68, build_head, sample_identity
+from headpose.synth.scene import background, degrade, draw_head, draw_torso, sample_lighting
 
 LABEL_LIMIT_DEG = 99.0  # HopeNet's labelled range; regular poses stay inside it
-ANGLE_NAMES = ("yaw", "pitch", "roll")
 
 # 300W_LP's source folders and their shares of its 61,225 (unflipped) images.
 TRAIN_FOLDERS = {"AFW": 5207, "HELEN": 37676, "IBUG": 1786, "LFPW": 16556}
@@ -366,14 +370,24 @@ def _cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+@dataclass
+class Synthesis:
+    """What :func:`generate` reports: the metrics (the same on every run of one seed and
+    settings) and the timing of this run (which varies, so it is kept apart)."""
+
+    metrics: dict
+    timing: dict
+
+
 def generate(
     settings: dict,
     seed: int,
     train_root: str | os.PathLike,
     test_root: str | os.PathLike,
     workers: int,
-) -> dict:
-    """Write both datasets atomically and return the metrics (counts, rate, pose percentiles)."""
+) -> Synthesis:
+    """Write both datasets atomically; return the metrics (counts, pose percentiles) and the
+    timing (wall and CPU time, rate, worker processes)."""
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     train, test = w300lp_jobs(settings, seed), aflw2000_jobs(settings, seed)  # checks the targets
     with atomic_directory(train_root) as train_temp, atomic_directory(test_root) as test_temp:
@@ -388,7 +402,7 @@ def generate(
     cpu_s = _cpu_seconds() - cpu_started
     train_images = len(train) * (2 if settings["mirror"] else 1)
     images = train_images + len(test)
-    return {
+    metrics = {
         "train_images": train_images,
         "train_faces": settings["train_faces"],
         "variants_per_face": settings["variants_per_face"],
@@ -398,15 +412,18 @@ def generate(
             np.sum(np.any(np.abs(angles[len(train) :]) > LABEL_LIMIT_DEG, axis=1))
         ),
         "image_size": settings["image_size"],
-        "workers": worker_count(workers),
-        "wall_s": round(wall_s, 2),
-        "images_per_s": round(images / wall_s, 2),
-        "cpu_ms_per_image": round(1000 * cpu_s / images, 2),
         "pose_percentiles_deg": {
             "300W_LP": pose_percentiles(angles[: len(train)], settings["train_pose"]),
             "AFLW2000": pose_percentiles(angles[len(train) :], settings["test_pose"]),
         },
     }
+    timing = {
+        "workers": worker_count(workers),
+        "wall_s": round(wall_s, 2),
+        "images_per_s": round(images / wall_s, 2),
+        "cpu_ms_per_image": round(1000 * cpu_s / images, 2),
+    }
+    return Synthesis(metrics, timing)
 
 
 def write_contact_sheet(

@@ -1,6 +1,6 @@
 """Procedural 3D head: one identity's mesh, its 68 iBUG and 21 AFLW landmarks, and their visibility.
 
-Model space is the one of ``conventions.md``: x to the image right at the frontal pose, y up, z
+Model space is the one of ``docs/conventions.md``: x to the image right at the frontal pose, y up, z
 toward the camera; units are millimetres and the origin is the centre of the skull. The skull is
 an ellipsoid narrowed toward the jaw, parametrised by latitude ``u`` (up) and longitude ``v``
 (``v = 0`` faces the camera, ``v < 0`` is the image-left side at the frontal pose). Hair covers
@@ -8,7 +8,7 @@ the top and back of it, so the back of a head never looks like a face.
 
 A head is a list of :class:`Part` objects. Each part is convex, so back-face culling alone hides
 its own hidden surfaces; parts attached to the skull (neck, ears, nose) are drawn before or after
-it depending on whether their attachment faces the camera (see ``headpose.synth_scene``).
+it depending on whether their attachment faces the camera (see ``headpose.synth.scene``).
 Flat features (eyes, brows, lips, nostrils) are :class:`Decal` polygons lifted slightly off the
 surface. The landmarks are computed from the same feature definitions, so they sit on the
 rendered eyes, brows, nose, mouth and jaw.

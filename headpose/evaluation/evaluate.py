@@ -1,0 +1,248 @@
+"""Evaluation: the one inference path, the evaluation of a checkpoint, and its report.
+
+Every score of a model goes through :func:`predict_angles` (a runtime wrapped as an
+:data:`~headpose.deploy.runtime.AngleFunction`, over batches of the evaluation crops of
+:func:`headpose.data.pipeline.evaluation_dataset`: k = 0.2, eval margins, ImageNet
+normalisation) and the metrics of :mod:`headpose.evaluation.metrics`: validation in training,
+the evaluate stage, the export stage's parity and int8 costs, and the benchmark.
+
+:func:`evaluate` scores a checkpoint (ours or an original HopeNet snapshot) on a test list: the
+mean absolute error (MAE) of yaw, pitch, roll and their mean on all samples, on the samples whose
+three |angles| are all below 30 degrees and on the rest; the MAE of always predicting the
+training-set mean angles stored in the checkpoint (the trivial baseline); parameter count and
+checkpoint size. The real AFLW2000 must come as its 1969-image protocol
+(:mod:`headpose.evaluation.protocol`). Speed is measured apart (:func:`measure_speed`), so the
+accuracy metrics of one model and test list are the same on every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from headpose.data.pipeline import PoseDataset, evaluation_dataset
+from headpose.deploy import runtime
+from headpose.deploy.runtime import AngleFunction, measure_speed, torch_angle_function
+from headpose.errors import HeadposeError
+from headpose.evaluation.metrics import (
+    NEAR_FRONTAL_LIMIT_DEG,
+    PoseErrors,
+    error_metrics,
+)
+from headpose.evaluation.protocol import check_protocol, evaluation_stems
+from headpose.geometry import ANGLE_NAMES
+from headpose.io.files import file_size_mb, write_csv
+from headpose.models.bins import Bins
+from headpose.models.network import AnglesModel, count_parameters, load_checkpoint, pick_device
+
+EVAL_BATCH_SIZE = 64
+MIN_IMAGE_SIZE = 32  # the smallest input every backbone accepts
+
+
+# --- The inference path -------------------------------------------------------------------------
+
+
+def predict_angles(
+    predict: AngleFunction, batches: Iterable, description: str = "evaluate"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) (N, 3) yaw, pitch, roll degrees (float64) over ``(images, angles_deg)``
+    batches, in order, with any runtime: PyTorch, ONNX Runtime fp32 or int8."""
+    predictions, truths = [], []
+    for images, angles_deg in tqdm(batches, desc=description, unit="batch", leave=False):
+        predictions.append(np.asarray(predict(images), dtype=np.float64))
+        truths.append(angles_deg.numpy().astype(np.float64))
+    return np.concatenate(predictions), np.concatenate(truths)
+
+
+def predict_dataset(
+    predict: AngleFunction, dataset: PoseDataset, batch_size: int = EVAL_BATCH_SIZE
+) -> PoseErrors:
+    """The errors of ``predict`` on every sample of an evaluation dataset."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    predicted, true = predict_angles(predict, loader)
+    return PoseErrors(dataset.crops.stems, true, predicted)
+
+
+def predict_stems(
+    predict: AngleFunction, stems: list[str], image_size: int, workers: int = 0
+) -> PoseErrors:
+    """Decode ``stems`` into evaluation crops of ``image_size`` and predict them all."""
+    return predict_dataset(predict, evaluation_dataset(stems, image_size, workers))
+
+
+# --- The whole evaluation -----------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """Everything one evaluation produces, and the model it scored (for timing it)."""
+
+    errors: PoseErrors
+    metrics: dict
+    model: AnglesModel
+    device: torch.device
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    stems: list[str],
+    source: str,
+    *,
+    expectation: str | None = None,
+    bin_width: int | None = None,
+    image_size: int | None = None,
+    baseline: bool = False,
+    training_mean: np.ndarray | None = None,
+    workers: int = 0,
+    device: torch.device | None = None,
+) -> Evaluation:
+    """Evaluate ``checkpoint`` on ``stems`` (named ``source`` in messages).
+
+    ``expectation`` and ``image_size`` override the checkpoint's meta; ``bin_width`` must match
+    it. ``baseline`` adds the MAE of the training-mean angles the checkpoint stores (or of
+    ``training_mean``, when given). The real AFLW2000 must come as its 1969-image protocol.
+    """
+    real_aflw2000 = check_protocol(stems, source)
+    if image_size is not None and image_size < MIN_IMAGE_SIZE:
+        raise HeadposeError(f"image size {image_size} is too small: at least {MIN_IMAGE_SIZE} px")
+    device = device or pick_device()
+    expected = None if bin_width is None else {"bin_width": bin_width}
+    network, meta = load_checkpoint(checkpoint, expected=expected, device=device)
+    bins = Bins(meta["bin_width"], expectation or meta["expectation"])
+    image_size = image_size or meta["image_size"]
+    if training_mean is None and baseline:
+        if "training_mean_deg" not in meta:
+            raise HeadposeError(
+                f"checkpoint {checkpoint} holds no training-mean angles for the baseline "
+                "(a HopeNet snapshot, or trained before checkpoints stored them)"
+            )
+        training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
+    model = AnglesModel(network, bins).to(device).eval()
+    errors = predict_stems(torch_angle_function(model), stems, image_size, workers)
+    metrics = {
+        "count": len(stems),
+        "real_aflw2000": real_aflw2000,
+        **error_metrics(errors, training_mean),
+        "model": {
+            "arch": meta["arch"],
+            **bins.meta(),
+            "image_size": image_size,
+            "parameters": count_parameters(network),
+            "checkpoint_mb": file_size_mb(checkpoint),
+        },
+    }
+    return Evaluation(errors, metrics, model, device)
+
+
+def evaluation_timing(result: Evaluation) -> dict:
+    """Latency and throughput of the evaluated model on its device (not a metric: it varies)."""
+    return measure_speed(result.model, result.metrics["model"]["image_size"], result.device)
+
+
+# --- Outputs ------------------------------------------------------------------------------------
+
+PER_IMAGE_COLUMNS = (
+    "stem",
+    *(f"true_{name}_deg" for name in ANGLE_NAMES),
+    *(f"predicted_{name}_deg" for name in ANGLE_NAMES),
+    *(f"abs_error_{name}_deg" for name in ANGLE_NAMES),
+)
+
+
+def write_per_image_csv(path: str | os.PathLike, errors: PoseErrors) -> None:
+    """One row per sample: stem, true, predicted and absolute error of each angle (degrees)."""
+    values = np.concatenate([errors.true_deg, errors.predicted_deg, errors.absolute_deg], axis=1)
+    rows = (
+        [stem, *(f"{value:.4f}" for value in row)]
+        for stem, row in zip(errors.stems, values, strict=True)
+    )
+    write_csv(path, PER_IMAGE_COLUMNS, rows)
+
+
+def _cells(summary: dict) -> str:
+    numbers = [summary[name] for name in (*ANGLE_NAMES, "mean")]
+    shown = "".join(f"{'-':>8}" if v is None else f"{v:8.2f}" for v in numbers)
+    return f"{shown}{summary['count']:7d}"
+
+
+def format_report(
+    metrics: dict, checkpoint: str | os.PathLike, source: str, speed: dict | None = None
+) -> str:
+    """The printed table: MAE rows, then model size (and ``speed``, when measured)."""
+    model = metrics["model"]
+    protocol = " (real AFLW2000-3D, 1969-image protocol)" if metrics["real_aflw2000"] else ""
+    rows = [
+        f"{checkpoint}: {model['arch']}, {model['num_bins']} bins of {model['bin_width']} deg, "
+        f"{model['expectation']} expectation, {model['image_size']} px",
+        f"test set {source}: {metrics['count']} samples{protocol}",
+        f"{'MAE (degrees)':<24}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}{'n':>7}",
+        f"{'all':<24}{_cells(metrics['mae'])}",
+        f"{'|angles| < 30':<24}{_cells(metrics[f'mae_within_{NEAR_FRONTAL_LIMIT_DEG}'])}",
+        f"{'rest':<24}{_cells(metrics[f'mae_beyond_{NEAR_FRONTAL_LIMIT_DEG}'])}",
+    ]
+    if "baseline_training_mean_mae" in metrics:
+        baseline = metrics["baseline_training_mean_mae"]
+        rows.append(f"{'baseline: training mean':<24}{_cells(baseline)}")
+    size = f"{model['parameters'] / 1e6:.2f} M parameters, checkpoint {model['checkpoint_mb']} MB"
+    if speed is None:
+        rows.append(size)
+    else:
+        batch = runtime.THROUGHPUT_BATCH_SIZE
+        throughput = speed[f"throughput_images_per_s_batch{batch}"]
+        rows.append(
+            f"{size}; {speed['device']} ({speed['cpu_threads']} CPU threads): "
+            f"{speed['latency_ms_batch1']:.2f} ms/image at batch 1 (median), "
+            f"{throughput:.0f} images/s at batch {batch}"
+        )
+    return "\n".join(rows)
+
+
+# --- Command line -------------------------------------------------------------------------------
+
+
+def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
+    """``headpose evaluate CHECKPOINT --data FOLDER_OR_LIST [options]``."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="MAE of a checkpoint (ours or an original HopeNet .pkl) on an AFLW2000-format set",
+        description="Evaluate a checkpoint on an AFLW2000-format folder (scanned and filtered "
+        "by --max-angle as the filelists stage does) or a sample list, and print the table of "
+        "the evaluate stage. Defaults for the options come from the checkpoint; an original "
+        "HopeNet snapshot is evaluated as published (bin width 3, lower_edges, 224 px).",
+    )
+    parser.add_argument("checkpoint", help="a models/*.pt checkpoint or a HopeNet .pkl snapshot")
+    parser.add_argument("--data", required=True, help="AFLW2000-format folder or sample list")
+    parser.add_argument("--expectation", choices=("centers", "lower_edges"))
+    parser.add_argument("--bin-width", type=int, help="must match the checkpoint's bins")
+    parser.add_argument("--image-size", type=int, help="input size in pixels")
+    parser.add_argument("--max-angle", type=float, default=99, help="folder filter (degrees)")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also show the MAE of the training-mean angles stored in the checkpoint",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="decode processes (0: all cores)")
+    parser.set_defaults(run=_run_evaluate_command)
+
+
+def _run_evaluate_command(args: argparse.Namespace) -> None:
+    stems = evaluation_stems(args.data, args.max_angle)
+    result = evaluate(
+        args.checkpoint,
+        stems,
+        args.data,
+        expectation=args.expectation,
+        bin_width=args.bin_width,
+        image_size=args.image_size,
+        baseline=args.baseline,
+        workers=args.workers,
+    )
+    speed = evaluation_timing(result)
+    print(format_report(result.metrics, args.checkpoint, args.data, speed))

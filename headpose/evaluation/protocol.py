@@ -1,0 +1,63 @@
+"""The AFLW2000 protocol: which samples a test set holds, and the 1969-image guard.
+
+The published AFLW2000 numbers are over the 1969 images whose angles all lie within +-99 degrees
+(see docs/conventions.md). A test list is recognised as the real AFLW2000-3D when all its samples
+lie in one folder whose ``.jpg`` + ``.mat`` pairs are exactly the 2000 of the real set (the
+SHA-256 of their sorted names, :data:`AFLW2000_NAMES_SHA256`); then any count but 1969 is
+refused, so no number is reported under another protocol by mistake. A partial copy of the set is
+not recognised. A folder given instead of a list is scanned and filtered as the filelists stage
+does (:func:`evaluation_stems`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from headpose.datasets.filelists import scan_dataset
+from headpose.errors import HeadposeError
+from headpose.io.formats import angles_within, read_list
+
+AFLW2000_PROTOCOL_COUNT = 1969
+AFLW2000_NAMES_SHA256 = "acb1af9f109532c8cbb1c8a5a8e402c7acaf11402375c186dd343bf922704d70"
+
+
+def is_real_aflw2000(stems: list[str]) -> bool:
+    """Whether the samples lie in one folder holding exactly the real AFLW2000-3D pairs."""
+    folders = {Path(stem).parent for stem in stems}
+    if len(folders) != 1:
+        return False
+    folder = folders.pop()
+    names = sorted(path.stem for path in folder.glob("*.jpg") if path.with_suffix(".mat").is_file())
+    digest = hashlib.sha256("".join(f"{name}\n" for name in names).encode()).hexdigest()
+    return digest == AFLW2000_NAMES_SHA256
+
+
+def check_protocol(stems: list[str], source: str) -> bool:
+    """Refuse a real-AFLW2000 test list without the 1969 images; return whether it is real."""
+    real = is_real_aflw2000(stems)
+    if real and len(stems) != AFLW2000_PROTOCOL_COUNT:
+        raise HeadposeError(
+            f"{source} holds {len(stems)} samples of the real AFLW2000-3D, but the standard "
+            f"protocol (drop any |angle| > 99 deg) keeps {AFLW2000_PROTOCOL_COUNT}: refusing to "
+            "report a number that would not compare with published results; check max_angle "
+            "and the skipped samples"
+        )
+    return real
+
+
+def evaluation_stems(data: str | os.PathLike, max_angle_deg: float = 99) -> list[str]:
+    """Samples to evaluate: a sample list file, or an AFLW2000-layout folder scanned and
+    filtered as the filelists stage does (valid pairs with every |angle| <= ``max_angle_deg``)."""
+    if Path(data).is_dir():
+        scan = scan_dataset(data, "test", recursive=False)
+        stems = [
+            check.path
+            for check in scan.checks
+            if check.problem is None and angles_within(check.angles_deg, max_angle_deg)
+        ]
+        if not stems:
+            raise HeadposeError(f"{data}: no valid sample has all |angles| <= {max_angle_deg:g}")
+        return stems
+    return read_list(data)

@@ -1,0 +1,218 @@
+"""Checkpoints and pretrained weights: ours, the original HopeNet snapshots, ImageNet weights.
+
+Our checkpoints (:func:`save_checkpoint`) are weights-only files ``{"state_dict": ..., "meta":
+{...}}`` holding tensors and plain values only, so they load with ``torch.load(...,
+weights_only=True)``. The meta says how to use the weights: arch, bins (width, count, expectation
+mode), input size and normalisation (:data:`META_KEYS`); training adds what the run knew (the
+training-set mean angles, the params, the run fingerprint, the epoch). :func:`read_checkpoint`
+also reads the original HopeNet snapshots (``hopenet_alpha1.pkl``, ``hopenet_alpha2.pkl``: a bare
+ResNet state dict with ``fc_yaw``/``fc_pitch``/``fc_roll`` heads), which must be evaluated as
+published: bin width 3, lower-edge expectation, 224 px, ImageNet normalisation
+(:data:`HOPENET_META`).
+
+ImageNet weights (``pretrained: imagenet``) come from the torch hub cache, as torchvision's do:
+downloaded there on first use and verified against the hash in their file name; offline, the
+error names the file and the folder to put it in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from headpose.errors import HeadposeError
+from headpose.io.files import atomic_path
+from headpose.models.bins import RANGE_DEG
+from headpose.models.registry import ARCHS, IMAGENET_MEAN, IMAGENET_STD, get_arch
+
+# Keys every checkpoint meta holds.
+META_KEYS = ("arch", "num_bins", "bin_width", "image_size", "expectation", "mean", "std")
+
+# How the original HopeNet snapshots were trained and must be evaluated.
+HOPENET_META: dict[str, Any] = {
+    "arch": "resnet50",
+    "num_bins": 66,
+    "bin_width": 3,
+    "image_size": 224,
+    "expectation": "lower_edges",
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
+    "source": "original HopeNet snapshot",
+}
+
+# ResNet layouts of a bare HopeNet state dict: (bottleneck blocks?, blocks per stage) -> arch.
+_RESNET_LAYOUTS = {
+    (False, (2, 2, 2, 2)): "resnet18",
+    (False, (3, 4, 6, 3)): "resnet34",
+    (True, (3, 4, 6, 3)): "resnet50",
+    (True, (3, 4, 23, 3)): "resnet101",
+    (True, (3, 8, 36, 3)): "resnet152",
+}
+
+
+# --- ImageNet weights, cached like torchvision's ----------------------------------------------
+
+
+def imagenet_weight_sources(arch: str) -> list[tuple[str, Path]]:
+    """(download URL, path in the torch hub cache) of each ImageNet weight file of ``arch``,
+    preferred first (cbam_resnet50 takes resnet50's)."""
+    weights_enum = get_arch(arch).weights
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return [(weights.url, folder / weights.url.rsplit("/", 1)[-1]) for weights in weights_enum]
+
+
+def imagenet_weight_files(arch: str) -> list[Path]:
+    """Paths the ImageNet weights of ``arch`` may have in the torch hub cache, preferred first."""
+    return [path for _, path in imagenet_weight_sources(arch)]
+
+
+def _fetch_imagenet_weights(arch: str) -> Path:
+    """The cached ImageNet weight file of ``arch``, downloaded (hash-checked) if none is cached."""
+    sources = imagenet_weight_sources(arch)
+    for _, path in sources:
+        if path.is_file():
+            return path
+    url, path = sources[0]
+    # torchvision names its files NAME-<first hex digits of the SHA-256>.pth
+    hash_prefix = path.stem.rsplit("-", 1)[-1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"pretrained: imagenet: downloading {url} to {path}", flush=True)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
+    except (OSError, RuntimeError) as error:  # no network, refused, or a hash mismatch
+        path.unlink(missing_ok=True)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(
+            f"pretrained: imagenet could not download the ImageNet weights of {arch} ({reason}); "
+            f"place {path.name} (from {url}) in {path.parent}"
+        ) from None
+    return path
+
+
+def load_imagenet_weights(model: nn.Module) -> None:
+    """Fill a HeadPoseNet's backbone with its arch's ImageNet weights (the heads stay as they
+    are)."""
+    weight_file = _fetch_imagenet_weights(model.arch)
+    state_dict = _torch_load(weight_file)
+    classifier = ("fc.", "classifier.")
+    backbone_state = {k: v for k, v in state_dict.items() if not k.startswith(classifier)}
+    missing, unexpected = model.backbone.load_state_dict(backbone_state, strict=False)
+    missing = [key for key in missing if ".cbam." not in key]  # CBAM layers start fresh
+    if missing or unexpected:
+        raise HeadposeError(
+            f"{weight_file} does not fit {model.arch}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+
+
+# --- Checkpoints --------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
+    """Write ``{"state_dict", "meta"}`` atomically; ``meta`` needs every key in META_KEYS."""
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise HeadposeError(f"checkpoint meta for {path} lacks {', '.join(missing)}")
+    if meta["arch"] != model.arch or meta["num_bins"] != model.num_bins:
+        raise HeadposeError(
+            f"checkpoint meta says {meta['arch']} with {meta['num_bins']} bins, but the model "
+            f"is {model.arch} with {model.num_bins} bins"
+        )
+    state_dict = OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())
+    with atomic_path(path) as temp:
+        torch.save({"state_dict": state_dict, "meta": dict(meta)}, temp)
+
+
+def _torch_load(path: str | os.PathLike) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise HeadposeError(f"checkpoint {file} does not exist")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise HeadposeError(
+            f"{file} is not a readable weights-only PyTorch checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no detail'})"
+        ) from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(state dict in HeadPoseNet key layout, meta) of our format or a bare HopeNet state dict."""
+    content = _torch_load(path)
+    if isinstance(content, dict) and "state_dict" in content and "meta" in content:
+        meta = content["meta"]
+        missing = [key for key in META_KEYS if key not in meta]
+        if missing:
+            raise HeadposeError(f"checkpoint {path}: meta lacks {', '.join(missing)}")
+        if meta["arch"] not in ARCHS:
+            raise HeadposeError(f"checkpoint {path}: unknown arch {meta['arch']!r}")
+        return dict(content["state_dict"]), dict(meta)
+    if isinstance(content, dict) and "fc_yaw.weight" in content:
+        return _from_hopenet_layout(content, path)
+    raise HeadposeError(
+        f"{path} is neither a headpose checkpoint (state_dict + meta) nor a HopeNet snapshot "
+        "(a ResNet state dict with fc_yaw/fc_pitch/fc_roll)"
+    )
+
+
+def _from_hopenet_layout(content: dict, path: str | os.PathLike) -> tuple[dict, dict]:
+    """Map the original HopeNet keys (``conv1.weight``, ``layer1.0...``, ``fc_yaw...``) to ours."""
+    plain = {key.removeprefix("module."): value for key, value in content.items()}
+    bottleneck = "layer1.0.conv3.weight" in plain
+    blocks = tuple(
+        len({key.split(".")[1] for key in plain if key.startswith(f"layer{stage}.")})
+        for stage in range(1, 5)
+    )
+    arch = _RESNET_LAYOUTS.get((bottleneck, blocks))
+    if arch is None:
+        raise HeadposeError(f"{path}: a HopeNet-style state dict of an unknown ResNet {blocks}")
+    num_bins = int(plain["fc_yaw.weight"].shape[0])
+    if RANGE_DEG % num_bins:
+        raise HeadposeError(f"{path}: {num_bins} bins do not split 198 degrees evenly")
+    state_dict = {}
+    for key, value in plain.items():
+        if key.startswith("fc_finetune."):
+            continue  # an unused layer of the original model
+        state_dict[key if key.startswith("fc_") else f"backbone.{key}"] = value
+    meta = {**HOPENET_META, "arch": arch, "num_bins": num_bins}
+    meta["bin_width"] = RANGE_DEG // num_bins
+    return state_dict, meta
+
+
+def load_state(
+    model: nn.Module, state_dict: dict, path: str | os.PathLike, allow_missing_heads: bool
+) -> None:
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if allow_missing_heads:
+        missing = [key for key in missing if not key.startswith("fc_")]
+    if missing or unexpected:
+        raise HeadposeError(
+            f"checkpoint {path} does not fit {model.arch} with {model.num_bins} bins: "
+            f"missing {len(missing)} tensors (e.g. {missing[:2]}), "
+            f"unexpected {len(unexpected)} (e.g. {unexpected[:2]})"
+        )
+
+
+def load_pretrained(model: nn.Module, pretrained: str) -> None:
+    """Fill a fresh HeadPoseNet with ``pretrained`` weights: ``none`` (keep the random init),
+    ``imagenet`` (the backbone's ImageNet weights) or a checkpoint path (ours or a HopeNet
+    snapshot) of the same arch, whose heads are taken too when their bin count matches."""
+    if pretrained == "none":
+        return
+    if pretrained == "imagenet":
+        load_imagenet_weights(model)
+        return
+    state_dict, meta = read_checkpoint(pretrained)
+    if meta["arch"] != model.arch:
+        raise HeadposeError(
+            f"pretrained checkpoint {pretrained} holds arch {meta['arch']}, "
+            f"but arch is {model.arch}"
+        )
+    if meta["num_bins"] != model.num_bins:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc_")}
+    load_state(model, state_dict, pretrained, allow_missing_heads=True)

@@ -1,0 +1,72 @@
+"""Resumable runs: what a run has done so far, and the resume checkpoint that replays it.
+
+A resume checkpoint is written after every epoch outside the stage's outputs (DVC deletes
+``models/`` before re-running the stage). Re-running with the same params and lists (the same
+:func:`run_fingerprint`) continues after the last finished epoch and gives exactly the result of
+an uninterrupted run; a file of another run, or a damaged one, is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from headpose.io.files import atomic_path
+
+
+def run_fingerprint(params: dict, train_stems: list[str], val_stems: list[str]) -> str:
+    """A hash of everything a run's result depends on: all params and both sample lists."""
+    content = json.dumps(
+        {"params": params, "train": train_stems, "val": val_stems}, sort_keys=True
+    ).encode()
+    return hashlib.sha256(content).hexdigest()
+
+
+@dataclass
+class RunState:
+    """What a run has done so far: one record per finished epoch and the best weights yet."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_mae_mean: float = float("inf")
+    best_state_dict: dict | None = None
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    def add_epoch(self, record: dict, model: nn.Module) -> None:
+        """Record a finished epoch, keeping a copy of the weights when validation improved."""
+        self.history.append(record)
+        if record["mae_mean"] < self.best_mae_mean:
+            self.best_epoch, self.best_mae_mean = record["epoch"], record["mae_mean"]
+            self.best_state_dict = {
+                k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            }
+
+
+def save_resume(path: Path, fingerprint: str, state: RunState, phase: str, **objects) -> None:
+    """Write the resume checkpoint: the run state, the phase's name and each object's
+    ``state_dict``."""
+    content = {"fingerprint": fingerprint, "phase": phase, "state": vars(state)}
+    content.update({name: item.state_dict() for name, item in objects.items()})
+    with atomic_path(path) as temp:
+        torch.save(content, temp)
+
+
+def load_resume(path: Path, fingerprint: str) -> dict | None:
+    """The saved content of an interrupted run with the same fingerprint, else None."""
+    if not path.is_file():
+        return None
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a foreign or damaged file: start over rather than fail
+        return None
+    if not isinstance(content, dict) or content.get("fingerprint") != fingerprint:
+        return None
+    return content
