@@ -123,8 +123,10 @@ def test_the_real_aflw2000_is_recognised_and_needs_1969(aflw2000_dir):
 
 def test_folder_data_is_scanned_and_filtered_like_the_filelists_stage(tiny_set):
     folder, stems = tiny_set
-    assert evaluation_stems(folder) == sorted(stems)  # the yaw-120 outlier is dropped
-    assert len(evaluation_stems(folder, max_angle_deg=130)) == 7
+    kept, skipped = evaluation_stems(folder)
+    assert kept == sorted(stems)  # the yaw-120 outlier is dropped, and said why
+    assert [reason.startswith("an angle beyond") for _, reason in skipped] == [True]
+    assert len(evaluation_stems(folder, max_angle_deg=130)[0]) == 7
 
 
 def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoint):

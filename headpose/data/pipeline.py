@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from headpose.data.crop import EVAL_K, TRAIN_K_RANGE, Box, crop_resized, landmark_box, loosen_box
 from headpose.geometry import flip_angles
-from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_annotation, read_image
+from headpose.io.formats import read_sample
 from headpose.io.parallel import map_with_progress
 from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
@@ -90,8 +90,7 @@ def cache_side(image_size: int) -> int:
 def _prepare_one(task: tuple[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode one sample into (cached crop, face box in crop pixels, angles)."""
     stem, side = task
-    annotation = read_annotation(stem + ANNOTATION_SUFFIX)
-    image = read_image(stem + IMAGE_SUFFIX)
+    image, annotation = read_sample(stem)  # validated: bounded image, landmarks and box
     face_box = landmark_box(annotation.landmarks_xy - 1.0)  # 1-based -> pixel coordinates
     region = cache_region(face_box)
     crop = crop_resized(image, region, side)

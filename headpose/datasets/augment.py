@@ -47,12 +47,8 @@ from headpose.geometry import (
 )
 from headpose.io.files import atomic_directory, write_text
 from headpose.io.formats import (
-    ANNOTATION_SUFFIX,
-    IMAGE_SUFFIX,
     angles_within,
-    read_annotation,
-    read_image,
-    read_mat,
+    read_sample,
     visible_landmarks,
     write_sample,
 )
@@ -163,15 +159,13 @@ def augment_one(task: AugmentTask) -> list[tuple[str, tuple[float, float, float]
     stems = [str(relative.with_name(rotated_name(relative.name, a))) for a in task.angles_deg]
     entries = [sample_path(task.final_folder, stem) for stem in stems]
     try:
-        image = read_image(task.source + IMAGE_SUFFIX)
-        mat = read_mat(task.source + ANNOTATION_SUFFIX)
-        landmarks = read_annotation(task.source + ANNOTATION_SUFFIX).landmarks_xy
+        image, annotation = read_sample(task.source)
     except HeadposeError as error:
         return [(entry, None, str(error)) for entry in entries]
     results = []
     for angle_deg, stem, entry in zip(task.angles_deg, stems, entries, strict=True):
         try:
-            rotated = rotate_sample(image, mat, landmarks, angle_deg)
+            rotated = rotate_sample(image, annotation.arrays, annotation.landmarks_xy, angle_deg)
             _require_in_range(rotated.angles_deg, angle_deg, task.max_angle_deg)
         except HeadposeError as error:
             results.append((entry, None, f"{task.source}: {error}"))

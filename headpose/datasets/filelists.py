@@ -2,8 +2,10 @@
 
 The ``filelists`` stage finds every ``NAME.jpg`` + ``NAME.mat`` pair of the training folder
 (300W_LP layout, searched recursively, ``landmarks/`` ignored) and the test folder (AFLW2000
-layout, flat, so ``Code/`` is ignored), and checks each pair: the .mat has a finite ``Pose_Para``
-and visible landmarks (:func:`headpose.io.formats.read_annotation`) and the image decodes. Samples
+layout, flat, so ``Code/`` is ignored), and checks each pair with the one sample validation
+(:func:`headpose.io.formats.sample_header`: .mat contents, image header, landmarks against the
+image) and a cheap decode of the image. A name holding a line break cannot be listed and is
+skipped too. Samples
 with any |angle| above ``max_angle`` are dropped (the standard 1969-image AFLW2000 protocol).
 Nothing is dropped silently: every skipped sample is listed with its reason.
 
@@ -36,7 +38,8 @@ from headpose.io.formats import (
     IMAGE_SUFFIX,
     angles_within,
     find_sample_stems,
-    read_annotation,
+    listable_name,
+    sample_header,
 )
 from headpose.io.parallel import map_with_progress
 
@@ -87,17 +90,21 @@ def _image_problem(image_path: str) -> str | None:
         data = np.fromfile(image_path, dtype=np.uint8)
     except OSError as error:
         return f"image not readable: {error.strerror}"
-    decoded = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
+    try:
+        decoded = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
+    except cv2.error:
+        decoded = None
     return None if decoded is not None else "image is not a decodable JPEG"
 
 
 def check_sample(path: str) -> SampleCheck:
     """Validate one pair ``path.jpg`` + ``path.mat``; never raises for bad data."""
+    if not listable_name(path):
+        return SampleCheck(path, None, "the file name holds a line break or tab (lists are lines)")
     try:
-        annotation = read_annotation(path + ANNOTATION_SUFFIX)
+        annotation, _ = sample_header(path)
     except HeadposeError as error:
-        reason = str(error).removeprefix(f"{path}{ANNOTATION_SUFFIX}: ")
-        return SampleCheck(path, None, reason)
+        return SampleCheck(path, None, str(error).removeprefix(f"{path}{ANNOTATION_SUFFIX}: "))
     return SampleCheck(path, annotation.angles_deg, _image_problem(path + IMAGE_SUFFIX))
 
 
@@ -160,7 +167,9 @@ def split_train_val(
     return train, val
 
 
-def _usable(scan: DatasetScan, max_angle_deg: float) -> tuple[list[str], list[tuple], Counter]:
+def usable_samples(
+    scan: DatasetScan, max_angle_deg: float
+) -> tuple[list[str], list[tuple], Counter]:
     """Usable samples of a scan, the skipped ones with reasons, and counts per kind of skip."""
     skipped = [(check.path, scan.name, check.problem) for check in scan.unpaired]
     counts = Counter(unpaired=len(scan.unpaired))
@@ -206,8 +215,8 @@ def build_filelists(
     """Scan, check, filter and split both datasets (the whole ``filelists`` stage but writing)."""
     train_scan = scan_dataset(train_root, "train", recursive=True, workers=workers)
     test_scan = scan_dataset(test_root, "test", recursive=False, workers=workers)
-    train_usable, train_skipped, train_counts = _usable(train_scan, max_angle_deg)
-    test_usable, test_skipped, test_counts = _usable(test_scan, max_angle_deg)
+    train_usable, train_skipped, train_counts = usable_samples(train_scan, max_angle_deg)
+    test_usable, test_skipped, test_counts = usable_samples(test_scan, max_angle_deg)
     _require_usable(train_usable, train_skipped, train_counts, train_root, "training")
     _require_usable(test_usable, test_skipped, test_counts, test_root, "test")
     train, val = split_train_val(train_usable, seed, val_fraction)

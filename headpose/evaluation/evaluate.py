@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -173,15 +174,21 @@ def _cells(summary: dict) -> str:
 
 
 def format_report(
-    metrics: dict, checkpoint: str | os.PathLike, source: str, speed: dict | None = None
+    metrics: dict,
+    checkpoint: str | os.PathLike,
+    source: str,
+    speed: dict | None = None,
+    skipped: int = 0,
 ) -> str:
-    """The printed table: MAE rows, then model size (and ``speed``, when measured)."""
+    """The printed table: MAE rows, then model size (and ``speed``, when measured); ``skipped``
+    samples of a scanned folder are counted in the header (and listed on stderr)."""
     model = metrics["model"]
     protocol = " (real AFLW2000-3D, 1969-image protocol)" if metrics["real_aflw2000"] else ""
     rows = [
         f"{checkpoint}: {model['arch']}, {model['num_bins']} bins of {model['bin_width']} deg, "
         f"{model['expectation']} expectation, {model['image_size']} px",
-        f"test set {source}: {metrics['count']} samples{protocol}",
+        f"test set {source}: {metrics['count']} samples{protocol}"
+        + (f" ({skipped} skipped: invalid or beyond --max-angle, listed above)" if skipped else ""),
         f"{'MAE (degrees)':<24}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}{'n':>7}",
         f"{'all':<24}{_cells(metrics['mae'])}",
         f"{'|angles| < 30':<24}{_cells(metrics[f'mae_within_{NEAR_FRONTAL_LIMIT_DEG}'])}",
@@ -233,7 +240,9 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate_command(args: argparse.Namespace) -> None:
-    stems = evaluation_stems(args.data, args.max_angle)
+    stems, skipped = evaluation_stems(args.data, args.max_angle)
+    for sample, reason in skipped:
+        print(f"skipped {sample}: {reason}", file=sys.stderr)
     result = evaluate(
         args.checkpoint,
         stems,
@@ -245,4 +254,4 @@ def _run_evaluate_command(args: argparse.Namespace) -> None:
         workers=args.workers,
     )
     speed = evaluation_timing(result)
-    print(format_report(result.metrics, args.checkpoint, args.data, speed))
+    print(format_report(result.metrics, args.checkpoint, args.data, speed, len(skipped)))

@@ -15,9 +15,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from headpose.datasets.filelists import scan_dataset
+from headpose.datasets.filelists import scan_dataset, usable_samples
 from headpose.errors import HeadposeError
-from headpose.io.formats import angles_within, read_list
+from headpose.io.formats import read_list
 
 AFLW2000_PROTOCOL_COUNT = 1969
 AFLW2000_NAMES_SHA256 = "acb1af9f109532c8cbb1c8a5a8e402c7acaf11402375c186dd343bf922704d70"
@@ -47,17 +47,20 @@ def check_protocol(stems: list[str], source: str) -> bool:
     return real
 
 
-def evaluation_stems(data: str | os.PathLike, max_angle_deg: float = 99) -> list[str]:
-    """Samples to evaluate: a sample list file, or an AFLW2000-layout folder scanned and
-    filtered as the filelists stage does (valid pairs with every |angle| <= ``max_angle_deg``)."""
+def evaluation_stems(
+    data: str | os.PathLike, max_angle_deg: float = 99
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """(samples to evaluate, skipped (sample, reason)): a sample list file (nothing skipped), or an
+    AFLW2000-layout folder scanned and filtered as the filelists stage does (valid pairs with
+    every |angle| <= ``max_angle_deg``), with every sample left out and why."""
     if Path(data).is_dir():
         scan = scan_dataset(data, "test", recursive=False)
-        stems = [
-            check.path
-            for check in scan.checks
-            if check.problem is None and angles_within(check.angles_deg, max_angle_deg)
-        ]
+        stems, skipped, _ = usable_samples(scan, max_angle_deg)
+        reasons = [(sample, reason) for sample, _, reason in skipped]
         if not stems:
-            raise HeadposeError(f"{data}: no valid sample has all |angles| <= {max_angle_deg:g}")
-        return stems
-    return read_list(data)
+            example = f"; e.g. {reasons[0][0]}: {reasons[0][1]}" if reasons else ""
+            raise HeadposeError(
+                f"{data}: no valid sample has all |angles| <= {max_angle_deg:g}{example}"
+            )
+        return stems, reasons
+    return read_list(data), []

@@ -8,6 +8,19 @@ file and what was expected.
 .mat keys used: ``Pose_Para`` (1x7 float32: pitch, yaw, roll in radians, tx, ty, tz, scale),
 ``pt2d`` (2xN image landmarks, 1-based; AFLW2000 marks invisible ones with negative
 coordinates), ``pt3d_68`` (3x68, AFLW2000 only) and ``roi`` (1x4).
+
+**The one validation of a sample** is :func:`read_sample_header` (``read_sample`` adds the
+decoded image): every reader (the file lists, 300W_AUG, the training and evaluation input,
+``headpose evaluate --data FOLDER``) calls it, so a sample accepted by one is accepted by all.
+It checks, before anything is decoded or resized:
+
+* the .mat: the keys exist, hold real numbers (no text, cell arrays or complex values), have the
+  expected shapes, are finite, and the angles are within :data:`MAX_ABS_ANGLE_DEG`;
+* the image: its dimensions, read from the file header (:func:`image_header_size`, no
+  decoding), are positive and at most :data:`MAX_IMAGE_PIXELS`;
+* the landmarks against the image: every visible landmark lies within one image size of the
+  image, and their box is at least one pixel wide and high, so every crop is bounded and
+  non-empty.
 """
 
 from __future__ import annotations
@@ -28,6 +41,15 @@ from headpose.io.files import atomic_path
 MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by headpose"
 IMAGE_SUFFIX = ".jpg"
 ANNOTATION_SUFFIX = ".mat"
+# Largest image accepted anywhere (2^28 = 268 million pixels, 805 MB as RGB); OpenCV's own
+# limit is 2^30. Checked on the header, before decoding.
+MAX_IMAGE_PIXELS = 2**28
+# Ten full turns: beyond it a value is no angle the datasets write (the real AFLW2000's largest
+# is 972 deg, among the outliers the +-99 deg filter drops).
+MAX_ABS_ANGLE_DEG = 3600.0
+# Characters that end a line for str.splitlines (and the tab of the .tsv tables): a sample
+# name holding one cannot be written to a list.
+LINE_BREAKING_CHARACTERS = "\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,7 @@ class Annotation:
 
     pose_para: np.ndarray  # (7,) float64 or (3,)+ as stored; angles in radians
     landmarks_xy: np.ndarray  # (N, 2) visible 2D landmarks, 1-based image coordinates
+    arrays: dict[str, np.ndarray]  # the validated keys (Pose_Para, pt2d, pt3d_68), float64
 
     @property
     def angles_deg(self) -> tuple[float, float, float]:
@@ -76,39 +99,160 @@ def read_mat(path: str | os.PathLike) -> dict:
         raise HeadposeError(f"{path}: not a readable MATLAB .mat file ({error})") from None
 
 
-def read_annotation(path: str | os.PathLike) -> Annotation:
-    """Read and validate the labels of one sample from its .mat file.
+def _numeric(mat: dict, key: str, path) -> np.ndarray:
+    """``mat[key]`` as a float64 array, refusing text, cell arrays, structs and complex values."""
+    value = mat[key]
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+        kind = getattr(value, "dtype", type(value).__name__)
+        raise HeadposeError(f"{path}: {key} holds {kind} values, expected real numbers")
+    return value.astype(np.float64)
 
-    Requires a finite ``Pose_Para`` with at least 3 values and at least 2 visible ``pt2d``
-    landmarks (``pt3d_68[:2]`` is used when ``pt2d`` is absent).
-    """
-    mat = read_mat(path)
+
+def _pose(mat: dict, path) -> np.ndarray:
     if "Pose_Para" not in mat:
         raise HeadposeError(f"{path}: no Pose_Para in the .mat file")
-    pose = np.asarray(mat["Pose_Para"], dtype=np.float64).ravel()
-    if pose.size < 3:
-        raise HeadposeError(f"{path}: Pose_Para has {pose.size} values, expected at least 3")
-    if not np.all(np.isfinite(pose[:3])):
-        raise HeadposeError(f"{path}: Pose_Para angles are not finite: {pose[:3].tolist()}")
+    pose = _numeric(mat, "Pose_Para", path).ravel()
+    if not 3 <= pose.size <= 7:
+        raise HeadposeError(f"{path}: Pose_Para has {pose.size} values, expected 3 to 7")
+    if not np.all(np.isfinite(pose)):
+        raise HeadposeError(f"{path}: Pose_Para values are not finite: {pose.tolist()}")
+    largest_deg = float(np.degrees(np.abs(pose[:3]).max()))
+    if largest_deg > MAX_ABS_ANGLE_DEG:
+        raise HeadposeError(
+            f"{path}: Pose_Para angle of {largest_deg:.4g} deg is no rotation angle in radians "
+            f"(at most {MAX_ABS_ANGLE_DEG:g} deg accepted)"
+        )
+    return pose
+
+
+def _points(mat: dict, key: str, rows: int, path) -> np.ndarray:
+    """A ``rows`` x N landmark array with N >= 2."""
+    points = _numeric(mat, key, path)
+    if points.ndim != 2 or points.shape[0] != rows or points.shape[1] < 2:
+        raise HeadposeError(f"{path}: {key} has shape {points.shape}, expected {rows}xN, N >= 2")
+    return points
+
+
+def read_annotation(
+    path: str | os.PathLike, image_size_wh: tuple[int, int] | None = None
+) -> Annotation:
+    """Read and validate the labels of one sample from its .mat file.
+
+    Requires a finite ``Pose_Para`` of 3 to 7 real numbers whose angles are within
+    :data:`MAX_ABS_ANGLE_DEG`, and a ``2xN`` ``pt2d`` (``pt3d_68[:2]`` when ``pt2d`` is absent;
+    ``3xN`` ``pt3d_68`` is checked too when present) with at least 2 visible landmarks whose box
+    is at least one pixel wide and high. With ``image_size_wh`` (width, height of the sample's
+    image) every visible landmark must lie within one image size of the image.
+    """
+    mat = read_mat(path)
+    arrays = {"Pose_Para": _pose(mat, path)}
+    if "pt3d_68" in mat:
+        arrays["pt3d_68"] = _points(mat, "pt3d_68", 3, path)
     if "pt2d" in mat:
-        points = np.asarray(mat["pt2d"], dtype=np.float64)
+        arrays["pt2d"] = _points(mat, "pt2d", 2, path)
+        landmarks = arrays["pt2d"].T
     elif "pt3d_68" in mat:
-        points = np.asarray(mat["pt3d_68"], dtype=np.float64)[:2]
+        landmarks = arrays["pt3d_68"][:2].T
     else:
         raise HeadposeError(f"{path}: no landmarks (pt2d or pt3d_68) in the .mat file")
-    if points.ndim != 2 or points.shape[0] != 2:
-        raise HeadposeError(f"{path}: pt2d has shape {points.shape}, expected 2xN")
-    landmarks = points.T
+    if "pt3d_68" in arrays and not np.all(np.isfinite(arrays["pt3d_68"])):
+        raise HeadposeError(f"{path}: pt3d_68 holds values that are not finite")
     visible = visible_landmarks(landmarks)
     if visible.sum() < 2:
         raise HeadposeError(f"{path}: fewer than 2 visible landmarks in pt2d")
-    return Annotation(pose_para=pose, landmarks_xy=landmarks[visible])
+    landmarks = landmarks[visible]
+    extent = landmarks.max(axis=0) - landmarks.min(axis=0)
+    if extent.min() < 1:
+        raise HeadposeError(
+            f"{path}: the visible landmarks span {extent[0]:g} x {extent[1]:g} pixels; a face box "
+            "needs at least 1 x 1"
+        )
+    if image_size_wh is not None:
+        width, height = image_size_wh
+        if np.any(landmarks > (2 * width, 2 * height)):
+            worst = landmarks[np.argmax((landmarks / (width, height)).max(axis=1))]
+            raise HeadposeError(
+                f"{path}: landmark ({worst[0]:.6g}, {worst[1]:.6g}) lies far outside the "
+                f"{width}x{height} image (at most one image size beyond its edge)"
+            )
+    return Annotation(pose_para=arrays["Pose_Para"], landmarks_xy=landmarks, arrays=arrays)
+
+
+def _jpeg_size(handle) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header (SOFn), or None when there is none."""
+    handle.seek(2)
+    while True:
+        byte = handle.read(1)
+        if byte != b"\xff":  # every segment starts with a marker
+            return None
+        while byte == b"\xff":  # fill bytes before a marker code
+            byte = handle.read(1)
+        if not byte:
+            return None
+        marker = byte[0]
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue  # markers without a length field
+        length_bytes = handle.read(2)
+        if len(length_bytes) < 2:
+            return None
+        length = int.from_bytes(length_bytes, "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            frame = handle.read(5)  # precision, height, width
+            if len(frame) < 5:
+                return None
+            return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
+        if marker == 0xD9 or length < 2:
+            return None
+        handle.seek(length - 2, os.SEEK_CUR)
+
+
+def image_header_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) an image file's header claims, read without decoding (JPEG, PNG, BMP);
+    None for another format. Raises a HeadposeError naming the file when it cannot be read,
+    claims no pixels or more than :data:`MAX_IMAGE_PIXELS`."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(26)
+            if start[:2] == b"\xff\xd8":
+                size = _jpeg_size(handle)
+                if size is None:
+                    raise HeadposeError(f"{path}: JPEG without a frame header (truncated?)")
+            elif start[:8] == b"\x89PNG\r\n\x1a\n" and len(start) >= 24:
+                size = int.from_bytes(start[16:20], "big"), int.from_bytes(start[20:24], "big")
+            elif start[:2] == b"BM" and len(start) >= 26:
+                width = int.from_bytes(start[18:22], "little", signed=True)
+                size = abs(width), abs(int.from_bytes(start[22:26], "little", signed=True))
+            else:
+                return None
+    except IsADirectoryError:
+        raise HeadposeError(f"{path}: is a folder, not an image file") from None
+    except FileNotFoundError:
+        raise HeadposeError(f"{path}: image file not found (or a broken link)") from None
+    except OSError as error:
+        raise HeadposeError(f"{path}: image not readable: {error.strerror}") from None
+    width, height = size
+    if width < 1 or height < 1:
+        raise HeadposeError(f"{path}: the image header claims {width}x{height} pixels")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise HeadposeError(
+            f"{path}: the image header claims {width}x{height} = {width * height:,} pixels, "
+            f"more than the {MAX_IMAGE_PIXELS:,} accepted"
+        )
+    return width, height
 
 
 def decode_rgb(path: str | os.PathLike) -> np.ndarray | None:
-    """Decode an image file to an RGB uint8 array (H, W, 3), or None when it is no image."""
+    """Decode an image file to an RGB uint8 array (H, W, 3), or None when it is no image.
+
+    The header is checked first (:func:`image_header_size`): a file that is no readable image
+    file, or claims too many pixels, raises a HeadposeError naming it.
+    """
+    image_header_size(path)
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:  # OpenCV's own size limit, for formats whose header is not read here
+        return None
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -120,6 +264,34 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if image is None:
         raise HeadposeError(f"{path}: not a decodable image")
     return image
+
+
+def sample_header(stem: str | os.PathLike) -> tuple[Annotation, tuple[int, int]]:
+    """Validate the sample ``STEM.jpg`` + ``STEM.mat`` without decoding its pixels: (labels,
+    (width, height) of the image header). Raises a HeadposeError naming the file at fault."""
+    image_path = f"{stem}{IMAGE_SUFFIX}"
+    size = image_header_size(image_path)
+    if size is None:
+        raise HeadposeError(f"{image_path}: not a decodable JPEG (no JPEG header)")
+    return read_annotation(f"{stem}{ANNOTATION_SUFFIX}", size), size
+
+
+def read_sample(stem: str | os.PathLike) -> tuple[np.ndarray, Annotation]:
+    """(RGB image, labels) of the validated sample ``STEM.jpg`` + ``STEM.mat``
+    (:func:`sample_header`, then the decode); raises a HeadposeError naming the file."""
+    annotation, (width, height) = sample_header(stem)
+    image = read_image(f"{stem}{IMAGE_SUFFIX}")
+    if image.shape[:2] not in ((height, width), (width, height)):  # EXIF may turn it
+        raise HeadposeError(
+            f"{stem}{IMAGE_SUFFIX}: decodes to {image.shape[1]}x{image.shape[0]} pixels, but its "
+            f"header claims {width}x{height}"
+        )
+    return image, annotation
+
+
+def listable_name(name: str) -> bool:
+    """Whether a sample name can be a line of a list (no line break, no tab)."""
+    return not any(character in LINE_BREAKING_CHARACTERS for character in name)
 
 
 def write_jpeg(path: str | os.PathLike, image_rgb: np.ndarray, quality: int = 95) -> None:
