@@ -10,6 +10,7 @@ checked against their owners (``arch`` against the model registry, ``bin_width``
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import yaml
 
 from headpose.errors import HeadposeError
 from headpose.models.bins import EXPECTATION_MODES, valid_bin_widths
-from headpose.models.registry import arch_names
+from headpose.models.registry import IMAGE_SIZE_RANGE_PX, arch_names
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ SCHEMA: dict[str, Rule] = {
         "a bin width in degrees that divides 198: " + ", ".join(map(str, valid_bin_widths())),
     ),
     "alpha": _number(0, 100),
-    "image_size": _integer(32, 1024),
+    "image_size": _integer(*IMAGE_SIZE_RANGE_PX),
     "batch_size": _integer(1, 4096),
     "lr": _number(0, 1, low_open=True),
     "epochs": _integer(1, 1000),
@@ -130,12 +131,16 @@ def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
 
 
 def _check_block(params: dict, schema: dict[str, Rule], prefix: str) -> None:
-    unknown = sorted(set(params) - set(schema))
+    unknown = sorted(set(params) - set(schema), key=str)
     if unknown:
-        raise HeadposeError(
-            f"unknown key {prefix}{unknown[0]!s} in params.yaml; known keys: "
-            + ", ".join(prefix + key for key in schema)
+        key = str(unknown[0])
+        close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {prefix}{close[0]}?"
+            if close
+            else "known keys: " + ", ".join(prefix + known for known in schema)
         )
+        raise HeadposeError(f"unknown key {prefix}{key} in params.yaml; {hint}")
     missing = [key for key in schema if key not in params]
     if missing:
         raise HeadposeError(f"params.yaml is missing the key {prefix}{missing[0]}")

@@ -42,9 +42,9 @@ from headpose.geometry import ANGLE_NAMES
 from headpose.io.files import file_size_mb, write_csv
 from headpose.models.bins import Bins
 from headpose.models.network import AnglesModel, count_parameters, load_checkpoint, pick_device
+from headpose.models.registry import IMAGE_SIZE_RANGE_PX
 
 EVAL_BATCH_SIZE = 64
-MIN_IMAGE_SIZE = 32  # the smallest input every backbone accepts
 
 
 # --- The inference path -------------------------------------------------------------------------
@@ -111,8 +111,9 @@ def evaluate(
     ``training_mean``, when given). The real AFLW2000 must come as its 1969-image protocol.
     """
     real_aflw2000 = check_protocol(stems, source)
-    if image_size is not None and image_size < MIN_IMAGE_SIZE:
-        raise HeadposeError(f"image size {image_size} is too small: at least {MIN_IMAGE_SIZE} px")
+    low, high = IMAGE_SIZE_RANGE_PX
+    if image_size is not None and not low <= image_size <= high:
+        raise HeadposeError(f"image size {image_size} px: expected {low} to {high} px")
     device = device or pick_device()
     expected = None if bin_width is None else {"bin_width": bin_width}
     network, meta = load_checkpoint(checkpoint, expected=expected, device=device)

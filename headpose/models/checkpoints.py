@@ -10,6 +10,12 @@ ResNet state dict with ``fc_yaw``/``fc_pitch``/``fc_roll`` heads), which must be
 published: bin width 3, lower-edge expectation, 224 px, ImageNet normalisation
 (:data:`HOPENET_META`).
 
+Every checkpoint read goes through :func:`validate_checkpoint` (evaluate, predict, export,
+benchmark, ``pretrained:``): the meta must name a known arch and expectation, an input size in
+:data:`IMAGE_SIZE_RANGE_PX`, and bins that agree with the weights (the heads' output count is
+``num_bins``, and ``num_bins * bin_width`` is the 198-degree range), so a file that contradicts
+itself is refused in one line instead of failing inside the network.
+
 ImageNet weights (``pretrained: imagenet``) come from the torch hub cache, as torchvision's do:
 downloaded there on first use and verified against the hash in their file name; offline, the
 error names the file and the folder to put it in.
@@ -17,7 +23,9 @@ error names the file and the folder to put it in.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -27,11 +35,12 @@ from torch import nn
 
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path
-from headpose.models.bins import RANGE_DEG
-from headpose.models.registry import ARCHS, IMAGENET_MEAN, IMAGENET_STD, get_arch
+from headpose.models.bins import EXPECTATION_MODES, RANGE_DEG
+from headpose.models.registry import IMAGE_SIZE_RANGE_PX, IMAGENET_MEAN, IMAGENET_STD, get_arch
 
 # Keys every checkpoint meta holds.
 META_KEYS = ("arch", "num_bins", "bin_width", "image_size", "expectation", "mean", "std")
+HEAD_WEIGHTS = ("fc_yaw.weight", "fc_pitch.weight", "fc_roll.weight")
 
 # How the original HopeNet snapshots were trained and must be evaluated.
 HOPENET_META: dict[str, Any] = {
@@ -134,30 +143,98 @@ def _torch_load(path: str | os.PathLike) -> Any:
         raise HeadposeError(f"checkpoint {file} does not exist")
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise HeadposeError(f"cannot read checkpoint {file}: {error.strerror or error}") from None
     except Exception as error:  # torch raises many types for truncated or foreign files
+        # torch's own message advises weights_only=False, which would run the file's code: it
+        # is never repeated, only what the file holds.
+        text = str(error)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise HeadposeError(
+                f"{file} is refused: it holds Python objects, not only tensors and plain values "
+                f"(such as {found.group(1)}); only weights-only checkpoints are loaded"
+            ) from None
+        detail = text.split("WeightsUnpickler error:", 1)[-1]
+        lines = [line.strip() for line in detail.splitlines() if line.strip()]
         raise HeadposeError(
             f"{file} is not a readable weights-only PyTorch checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else 'no detail'})"
+            f"{lines[0] if lines else 'no detail'})"
         ) from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose meta is incomplete, unknown, out of range or contradicts its
+    weights, naming the file and the disagreement (see the module docstring)."""
+    if not isinstance(meta, dict) or not isinstance(state_dict, dict):
+        raise HeadposeError(f"checkpoint {path}: state_dict and meta must be mappings")
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise HeadposeError(f"checkpoint {path}: meta lacks {', '.join(missing)}")
+    if not isinstance(meta["arch"], str):
+        raise HeadposeError(f"checkpoint {path}: arch {meta['arch']!r} is not a name")
+    try:
+        get_arch(meta["arch"])
+    except HeadposeError as error:
+        raise HeadposeError(f"checkpoint {path}: {error}") from None
+    if meta["expectation"] not in EXPECTATION_MODES:
+        raise HeadposeError(
+            f"checkpoint {path}: expectation {meta['expectation']!r} is none of "
+            + ", ".join(EXPECTATION_MODES)
+        )
+    low, high = IMAGE_SIZE_RANGE_PX
+    size = meta["image_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
+        raise HeadposeError(
+            f"checkpoint {path}: image_size {size!r}; expected an integer in [{low}, {high}] px"
+        )
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not (
+            isinstance(values, (list, tuple))
+            and len(values) == 3
+            and all(_is_number(v) for v in values)
+        ) or (key == "std" and min(values) <= 0):
+            raise HeadposeError(f"checkpoint {path}: {key} {values!r}; expected 3 finite numbers")
+    heads = [state_dict.get(key) for key in HEAD_WEIGHTS]
+    if not all(isinstance(head, torch.Tensor) and head.ndim == 2 for head in heads):
+        raise HeadposeError(f"checkpoint {path}: no 2-D {', '.join(HEAD_WEIGHTS)} weights")
+    counts = {int(head.shape[0]) for head in heads}
+    if len(counts) != 1:
+        raise HeadposeError(f"checkpoint {path}: the three heads hold {sorted(counts)} bins")
+    weight_bins = counts.pop()
+    num_bins, bin_width = meta["num_bins"], meta["bin_width"]
+    if num_bins != weight_bins:
+        raise HeadposeError(
+            f"checkpoint {path}: meta says num_bins {num_bins!r}, but its head weights hold "
+            f"{weight_bins} bins"
+        )
+    if not _is_number(bin_width) or bin_width * weight_bins != RANGE_DEG:
+        raise HeadposeError(
+            f"checkpoint {path}: meta says bin_width {bin_width!r} with {weight_bins} bins; "
+            f"{weight_bins} bins of the {RANGE_DEG}-degree range are "
+            f"{RANGE_DEG / weight_bins:g} degrees wide"
+        )
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     """(state dict in HeadPoseNet key layout, meta) of our format or a bare HopeNet state dict."""
     content = _torch_load(path)
     if isinstance(content, dict) and "state_dict" in content and "meta" in content:
-        meta = content["meta"]
-        missing = [key for key in META_KEYS if key not in meta]
-        if missing:
-            raise HeadposeError(f"checkpoint {path}: meta lacks {', '.join(missing)}")
-        if meta["arch"] not in ARCHS:
-            raise HeadposeError(f"checkpoint {path}: unknown arch {meta['arch']!r}")
-        return dict(content["state_dict"]), dict(meta)
-    if isinstance(content, dict) and "fc_yaw.weight" in content:
-        return _from_hopenet_layout(content, path)
-    raise HeadposeError(
-        f"{path} is neither a headpose checkpoint (state_dict + meta) nor a HopeNet snapshot "
-        "(a ResNet state dict with fc_yaw/fc_pitch/fc_roll)"
-    )
+        state_dict, meta = content["state_dict"], content["meta"]
+    elif isinstance(content, dict) and "fc_yaw.weight" in content:
+        state_dict, meta = _from_hopenet_layout(content, path)
+    else:
+        raise HeadposeError(
+            f"{path} is neither a headpose checkpoint (state_dict + meta) nor a HopeNet snapshot "
+            "(a ResNet state dict with fc_yaw/fc_pitch/fc_roll)"
+        )
+    validate_checkpoint(state_dict, meta, path)
+    return dict(state_dict), dict(meta)
 
 
 def _from_hopenet_layout(content: dict, path: str | os.PathLike) -> tuple[dict, dict]:
@@ -171,8 +248,9 @@ def _from_hopenet_layout(content: dict, path: str | os.PathLike) -> tuple[dict, 
     arch = _RESNET_LAYOUTS.get((bottleneck, blocks))
     if arch is None:
         raise HeadposeError(f"{path}: a HopeNet-style state dict of an unknown ResNet {blocks}")
-    num_bins = int(plain["fc_yaw.weight"].shape[0])
-    if RANGE_DEG % num_bins:
+    head = plain["fc_yaw.weight"]
+    num_bins = int(head.shape[0]) if isinstance(head, torch.Tensor) and head.ndim == 2 else 0
+    if num_bins < 2 or RANGE_DEG % num_bins:
         raise HeadposeError(f"{path}: {num_bins} bins do not split 198 degrees evenly")
     state_dict = {}
     for key, value in plain.items():

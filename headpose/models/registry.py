@@ -23,6 +23,8 @@ from headpose.models.cbam import cbam_resnet50
 # The input normalisation of every backbone's ImageNet weights (and so of every model input).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Input sizes (px) a model is built for (params.yaml's image_size) and a checkpoint may name.
+IMAGE_SIZE_RANGE_PX = (32, 1024)
 
 
 @dataclass(frozen=True)
