@@ -2,7 +2,9 @@
 
 Library code raises :class:`HeadposeError` for anything a user can fix (a bad parameter, a missing
 or corrupt file). Entry points (the stage scripts and the ``headpose`` command) wrap their work in
-:func:`exit_on_error`, which prints ``error: <message>`` and exits with status 2.
+:func:`exit_on_error`, the one error path: it prints ``error: <message>`` and exits with status
+2. An ``OSError`` that escaped the library (a file that cannot be read or written: disk full,
+permission denied) is reported the same way, as the file and the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
             return main(*args, **kwargs)
         except HeadposeError as error:
             print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            print(f"error: {where}{error.strerror or error}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             print("interrupted: no output was left half-written", file=sys.stderr)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import urllib.error
 import urllib.request
@@ -38,6 +39,7 @@ import numpy as np
 from headpose.data.crop import Box
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path
+from headpose.io.formats import MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -436,6 +438,12 @@ def read_box_file(path: str | os.PathLike) -> BoxTable:
                 f"box file {file}, row {number}: expected file[,frame],x0,y0,x1,y1 with numbers, "
                 f"got {row!r}"
             ) from None
+        coordinates = (x_min, y_min, x_max, y_max)
+        if not all(math.isfinite(v) and abs(v) <= MAX_IMAGE_PIXELS for v in coordinates):
+            raise HeadposeError(
+                f"box file {file}, row {number}: coordinates {coordinates} must be finite "
+                f"pixel positions within +-{MAX_IMAGE_PIXELS}"
+            )
         if x_max <= x_min or y_max <= y_min:
             raise HeadposeError(f"box file {file}, row {number}: x1 > x0 and y1 > y0 expected")
         table.setdefault(key, []).append(FaceBox(x_min, y_min, x_max, y_max))

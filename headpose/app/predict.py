@@ -128,9 +128,20 @@ class FacePosePredictor:
         self.batch_size = batch_size
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
-        if self.boxes is not None:
-            return boxes_for(self.boxes, path, frame)
-        return self.detector.detect(image_rgb)
+        """The faces of a frame; a listed box beyond one image size of the image is refused
+        (naming the file) before any crop is made of it."""
+        if self.detector is not None:
+            return self.detector.detect(image_rgb)
+        faces = boxes_for(self.boxes, path, frame)
+        height, width = image_rgb.shape[:2]
+        for face in faces:
+            x0, y0, x1, y1 = face.box
+            if x0 < -width or y0 < -height or x1 > 2 * width or y1 > 2 * height:
+                raise HeadposeError(
+                    f"{path}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) from the box file lies far "
+                    f"outside the {width}x{height} image"
+                )
+        return faces
 
     def angles(self, crops: list[torch.Tensor]) -> np.ndarray:
         """(N, 3) yaw, pitch, roll degrees of normalised crops, ``batch_size`` crops per call."""
@@ -180,12 +191,21 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            )
-            if not found:
+            try:
+                entries = sorted(path.iterdir())
+            except OSError as error:
+                problems.append(f"{path}: folder not readable: {error.strerror}")
+                continue
+            named = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+            for entry in named:
+                if entry.is_file():
+                    files.append(entry)
+                elif entry.is_symlink() and not entry.exists():
+                    problems.append(f"{entry}: a broken link (its target does not exist)")
+                else:
+                    problems.append(f"{entry}: not a regular file")
+            if not named:
                 problems.append(f"{path}: folder holds no image or video files")
-            files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
@@ -332,17 +352,20 @@ def predict_files(
     start = time.perf_counter()
     for path in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
         decode_start = time.perf_counter()
-        image = decode_rgb(path)
-        if image is None:
-            errors.append(f"{path}: not a readable image or video")
-            continue
-        decode_ms = 1000 * (time.perf_counter() - decode_start)
-        for annotated, faces, stage_ms in predictor.run(iter([(0, image)]), path):
-            images_ms.append({"decode": decode_ms, **stage_ms})
-            write_jpeg(out_dir / output_name(path, used_names), annotated)
-            if not faces:
-                errors.append(f"{path}: no face found")
-            results.extend(faces)
+        try:
+            image = decode_rgb(path)
+            if image is None:
+                errors.append(f"{path}: not a readable image or video")
+                continue
+            decode_ms = 1000 * (time.perf_counter() - decode_start)
+            for annotated, faces, stage_ms in predictor.run(iter([(0, image)]), path):
+                images_ms.append({"decode": decode_ms, **stage_ms})
+                write_jpeg(out_dir / output_name(path, used_names), annotated)
+                if not faces:
+                    errors.append(f"{path}: no face found")
+                results.extend(faces)
+        except (HeadposeError, OSError) as error:  # this file only: the rest still go through
+            errors.append(str(error) if isinstance(error, HeadposeError) else f"{path}: {error}")
     if images_ms:
         timings["images"] = timing_summary(images_ms, time.perf_counter() - start)
     for path in videos:
@@ -416,7 +439,7 @@ def run_predict(args: argparse.Namespace) -> None:
     if not checkpoint.is_file():
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
         raise HeadposeError(f"checkpoint {checkpoint} does not exist{hint}")
-    device = torch.device(args.device) if args.device else pick_device()
+    device = pick_device(args.device)
     predict_angles, image_size, runs_on = load_runtime(checkpoint, args.runtime, device)
     boxes = read_box_file(args.boxes) if args.boxes else None
     detector = build_detector(args)

@@ -1,13 +1,17 @@
 """Output files: written atomically, so an interrupted stage never leaves half-written results.
 
 Every output goes to a temporary sibling first and is renamed into place only once complete
-(``os.replace`` is atomic on one filesystem). Unwritable destinations raise a HeadposeError that
-names the path.
+(``os.replace`` is atomic on one filesystem); :func:`atomic_outputs` does so for several outputs
+together, replacing none unless all were written and all can be replaced. Unwritable
+destinations and failed writes (disk full, permission denied, a folder where a file should go)
+raise a HeadposeError that names the path and the reason. Files and folders get the normal
+modes of the user's umask.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -27,6 +31,25 @@ def _current_umask() -> int:
     return mask
 
 
+def _normal_mode(path: Path, directory: bool) -> None:
+    """mkstemp/mkdtemp make 0600/0700; outputs get what the umask gives new files/folders."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
+
+
+def _is_write_failure(error: OSError, temp: Path) -> bool:
+    """Whether an OSError raised while writing ``temp`` (a file, or a folder and what is below
+    it) is about that output; an error naming another file (an input) is left alone."""
+    return error.filename is None or Path(error.filename).is_relative_to(temp)
+
+
+def write_error(target: Path, error: OSError) -> HeadposeError:
+    """The one-line error for a failed write of ``target``: the path and why."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = f"{reason} (free some space and run again)"
+    return HeadposeError(f"cannot write {target}: {reason}")
+
+
 def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,21 +67,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     extension behave the same. On any exception the temporary file is removed.
     """
     target = Path(path)
+    if target.is_dir():
+        raise HeadposeError(f"cannot write {target}: it is a folder; give a file name")
     _make_parent(target)
+    temp = _temporary_file(target)
+    try:
+        yield temp
+        os.replace(temp, target)
+    except OSError as error:
+        if not _is_write_failure(error, temp) and error.filename != str(target):
+            raise
+        raise write_error(target, error) from None
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _temporary_file(target: Path) -> Path:
+    """An empty temporary file beside ``target``, with a normal mode."""
     try:
         handle, temp_name = tempfile.mkstemp(
             prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
         )
     except OSError as error:
-        raise HeadposeError(f"cannot write {target}: {error.strerror}") from None
+        raise write_error(target, error) from None
     os.close(handle)
-    temp = Path(temp_name)
-    os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get normal modes
-    try:
-        yield temp
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+    _normal_mode(Path(temp_name), directory=False)
+    return Path(temp_name)
 
 
 @contextmanager
@@ -69,18 +103,78 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     _make_parent(target)
-    try:
-        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    except OSError as error:
-        raise HeadposeError(f"cannot write {target}: {error.strerror}") from None
+    temp = _temporary_folder(target)
     try:
         yield temp
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        _check_replaceable(target)
+        _remove(target)
         os.replace(temp, target)
+    except OSError as error:
+        if not _is_write_failure(error, temp) and error.filename != str(target):
+            raise
+        raise write_error(target, error) from None
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _temporary_folder(target: Path) -> Path:
+    """An empty temporary folder beside ``target``, with a normal mode."""
+    try:
+        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as error:
+        raise write_error(target, error) from None
+    _normal_mode(temp, directory=True)
+    return temp
+
+
+def _check_replaceable(target: Path) -> None:
+    """Raise unless ``target`` (absent, a file or a folder tree) can be removed and replaced."""
+    folders = [target.parent]
+    if target.is_dir() and not target.is_symlink():
+        folders += [target] + [
+            Path(root) / name for root, names, _ in os.walk(target) for name in names
+        ]
+    for folder in folders:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise HeadposeError(f"cannot replace {target}: {folder} is not writable")
+
+
+def _remove(target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+
+
+@contextmanager
+def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Yield one temporary path per output (a file or a folder the caller creates there); once
+    the block has written them all, check every destination can be replaced, then move each into
+    place. A failure before that point replaces nothing."""
+    targets = [Path(path) for path in paths]
+    for target in targets:
+        _make_parent(target)
+    folders = [_temporary_folder(target) for target in targets]
+    try:
+        temps = [folder / target.name for folder, target in zip(folders, targets, strict=True)]
+        yield temps
+        for target in targets:
+            _check_replaceable(target)
+        for temp, target in zip(temps, targets, strict=True):
+            if not temp.exists():
+                raise HeadposeError(f"{target} was not written")
+        for temp, target in zip(temps, targets, strict=True):
+            _remove(target)
+            os.replace(temp, target)
+    except OSError as error:
+        written = [t for f, t in zip(folders, targets, strict=True) if _is_write_failure(error, f)]
+        if error.filename is not None and not written:
+            raise
+        raise write_error(written[0] if written else targets[0], error) from None
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -133,8 +133,14 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> No
             f"is {model.arch} with {model.num_bins} bins"
         )
     state_dict = OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())
-    with atomic_path(path) as temp:
-        torch.save({"state_dict": state_dict, "meta": dict(meta)}, temp)
+    save_torch(path, {"state_dict": state_dict, "meta": dict(meta)})
+
+
+def save_torch(path: str | os.PathLike, content: dict) -> None:
+    """``torch.save`` atomically through a Python file, so a full disk or a refused write is an
+    OSError naming the file (a HeadposeError from :func:`atomic_path`), not torch's own error."""
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        torch.save(content, handle)
 
 
 def _torch_load(path: str | os.PathLike) -> Any:
@@ -262,9 +268,25 @@ def _from_hopenet_layout(content: dict, path: str | os.PathLike) -> tuple[dict, 
     return state_dict, meta
 
 
+def shape_mismatches(model: nn.Module, state_dict: dict) -> list[str]:
+    """Tensors of ``state_dict`` whose shape differs from the model's (``name: file vs model``)."""
+    own = model.state_dict()
+    return [
+        f"{key}: {tuple(value.shape)} vs {tuple(own[key].shape)}"
+        for key, value in state_dict.items()
+        if key in own and (not isinstance(value, torch.Tensor) or value.shape != own[key].shape)
+    ]
+
+
 def load_state(
     model: nn.Module, state_dict: dict, path: str | os.PathLike, allow_missing_heads: bool
 ) -> None:
+    mismatched = shape_mismatches(model, state_dict)
+    if mismatched:
+        raise HeadposeError(
+            f"checkpoint {path} does not fit {model.arch} with {model.num_bins} bins: "
+            f"{len(mismatched)} tensors of another shape (e.g. {mismatched[0]})"
+        )
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if allow_missing_heads:
         missing = [key for key in missing if not key.startswith("fc_")]

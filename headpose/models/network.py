@@ -121,6 +121,25 @@ def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def pick_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(requested: str | None = None) -> torch.device:
+    """The device ``requested`` (``cpu``, ``cuda``, ``cuda:1``, ``mps`` ...), checked to exist
+    here; None: CUDA when available, else the CPU."""
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise HeadposeError(
+            f"--device {requested!r} is no device; expected cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise HeadposeError(f"--device {requested}: no CUDA GPU is available here; use cpu")
+        if device.index is not None and device.index >= count:
+            raise HeadposeError(f"--device {requested}: this machine has {count} CUDA GPU(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise HeadposeError(f"--device {requested}: MPS is not available here; use cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise HeadposeError(f"--device {requested}: expected cpu, cuda, cuda:N or mps")
+    return device

@@ -435,7 +435,7 @@ def _train(
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-    saved = load_resume(paths.resume_file, fingerprint)
+    saved = load_resume(paths.resume_file, fingerprint, model)
     state = RunState(**saved["state"]) if saved else RunState()
     if saved:
         model.load_state_dict(saved["model"])

@@ -3,7 +3,8 @@
 A resume checkpoint is written after every epoch outside the stage's outputs (DVC deletes
 ``models/`` before re-running the stage). Re-running with the same params and lists (the same
 :func:`run_fingerprint`) continues after the last finished epoch and gives exactly the result of
-an uninterrupted run; a file of another run, or a damaged one, is ignored.
+an uninterrupted run; a file of another run, or a damaged one (unreadable, or weights that do
+not fit the model), is ignored with a note.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from headpose.io.files import atomic_path
+from headpose.models.checkpoints import save_torch, shape_mismatches
 
 
 def run_fingerprint(params: dict, train_stems: list[str], val_stems: list[str]) -> str:
@@ -55,18 +56,29 @@ def save_resume(path: Path, fingerprint: str, state: RunState, phase: str, **obj
     ``state_dict``."""
     content = {"fingerprint": fingerprint, "phase": phase, "state": vars(state)}
     content.update({name: item.state_dict() for name, item in objects.items()})
-    with atomic_path(path) as temp:
-        torch.save(content, temp)
+    save_torch(path, content)
 
 
-def load_resume(path: Path, fingerprint: str) -> dict | None:
-    """The saved content of an interrupted run with the same fingerprint, else None."""
+def load_resume(path: Path, fingerprint: str, model: nn.Module) -> dict | None:
+    """The saved content of an interrupted run with the same fingerprint whose weights fit
+    ``model``, else None."""
     if not path.is_file():
         return None
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a foreign or damaged file: start over rather than fail
+        print(f"ignoring {path}: not a readable weights-only resume checkpoint")
         return None
     if not isinstance(content, dict) or content.get("fingerprint") != fingerprint:
+        return None
+    saved_model = content.get("model")
+    own = model.state_dict()
+    if (
+        not isinstance(saved_model, dict)
+        or set(saved_model) != set(own)
+        or shape_mismatches(model, saved_model)
+        or not all(isinstance(content.get(key), dict) for key in ("state", "scaler"))
+    ):
+        print(f"ignoring {path}: its weights do not fit the model; starting over")
         return None
     return content
