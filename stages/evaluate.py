@@ -4,7 +4,8 @@ Reads the final checkpoint (``headpose evaluate models/best.pt --data data/filel
 scores the best-by-validation one; the checkpoint holds the training-set mean angles for the
 baseline) and the test list; uses the ``workers`` param. Writes the metrics, the per-image CSV and
 the ``{yaw,pitch,roll}_error.png`` plots, and prints the table; the model's speed goes to the
-timing file (not a DVC output: it varies from run to run).
+timing file (not a DVC output: it varies from run to run). All four outputs are written first and
+moved into place together, so a failure replaces none of them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from headpose.evaluation.evaluate import (
     format_report,
     write_per_image_csv,
 )
-from headpose.io.files import write_json
+from headpose.io.files import atomic_outputs, write_json
 from headpose.io.formats import read_list
 from headpose.params import load_params
 from headpose.plots import plot_errors_vs_angle
@@ -47,11 +48,13 @@ def main(argv: list[str] | None = None) -> None:
         baseline=True,
         workers=params["workers"],
     )
-    write_json(args.metrics, result.metrics)
-    write_per_image_csv(args.per_image, result.errors)
-    plot_errors_vs_angle(result.errors.true_deg, result.errors.absolute_deg, args.plots)
     speed = evaluation_timing(result)
-    write_json(args.timing, speed)
+    outputs = (args.metrics, args.per_image, args.plots, args.timing)
+    with atomic_outputs(*outputs) as (metrics, per_image, plots, timing):
+        write_json(metrics, result.metrics)
+        write_per_image_csv(per_image, result.errors)
+        plot_errors_vs_angle(result.errors.true_deg, result.errors.absolute_deg, plots)
+        write_json(timing, speed)
     print(format_report(result.metrics, args.checkpoint, args.test_list, speed))
     print(f"(speed also in {args.timing})")
 

@@ -1,0 +1,27 @@
+"""Stage ``params``: validate the whole ``params.yaml``.
+
+DVC re-runs a stage only when a parameter it lists changes, so a misspelt key (``bin_widht: 1``)
+would otherwise leave every stage "up to date". This stage tracks every key of the file and
+validates it (:func:`headpose.params.load_params`): an unknown key stops ``dvc repro`` with one
+line naming the closest known key.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from headpose.errors import exit_on_error
+from headpose.params import load_params
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, help="params.yaml")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    print(f"{args.params}: {len(params)} keys, all known and valid")
+
+
+if __name__ == "__main__":
+    main()
