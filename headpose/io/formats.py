@@ -17,7 +17,8 @@ It checks, before anything is decoded or resized:
 * the .mat: the keys exist, hold real numbers (no text, cell arrays or complex values), have the
   expected shapes, are finite, and the angles are within :data:`MAX_ABS_ANGLE_DEG`;
 * the image: its dimensions, read from the file header (:func:`image_header_size`, no
-  decoding), are positive and at most :data:`MAX_IMAGE_PIXELS`;
+  decoding), are positive, at most :data:`MAX_IMAGE_SIDE_PX` per side and
+  :data:`MAX_IMAGE_PIXELS` in all;
 * the landmarks against the image: every visible landmark lies within one image size of the
   image, and their box is at least one pixel wide and high, so every crop is bounded and
   non-empty.
@@ -44,6 +45,8 @@ ANNOTATION_SUFFIX = ".mat"
 # Largest image accepted anywhere (2^28 = 268 million pixels, 805 MB as RGB); OpenCV's own
 # limit is 2^30. Checked on the header, before decoding.
 MAX_IMAGE_PIXELS = 2**28
+# Longest accepted side: OpenCV's warps and remaps need sides below SHRT_MAX (32767).
+MAX_IMAGE_SIDE_PX = 2**15 - 2
 # Ten full turns: beyond it a value is no angle the datasets write (the real AFLW2000's largest
 # is 972 deg, among the outliers the +-99 deg filter drops).
 MAX_ABS_ANGLE_DEG = 3600.0
@@ -209,7 +212,8 @@ def _jpeg_size(handle) -> tuple[int, int] | None:
 def image_header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) an image file's header claims, read without decoding (JPEG, PNG, BMP);
     None for another format. Raises a HeadposeError naming the file when it cannot be read,
-    claims no pixels or more than :data:`MAX_IMAGE_PIXELS`."""
+    claims no pixels, a side over :data:`MAX_IMAGE_SIDE_PX` or more than
+    :data:`MAX_IMAGE_PIXELS` pixels."""
     try:
         with open(path, "rb") as handle:
             start = handle.read(26)
@@ -233,6 +237,11 @@ def image_header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     width, height = size
     if width < 1 or height < 1:
         raise HeadposeError(f"{path}: the image header claims {width}x{height} pixels")
+    if max(width, height) > MAX_IMAGE_SIDE_PX:
+        raise HeadposeError(
+            f"{path}: the image header claims {width}x{height} pixels; at most "
+            f"{MAX_IMAGE_SIDE_PX} are accepted per side"
+        )
     if width * height > MAX_IMAGE_PIXELS:
         raise HeadposeError(
             f"{path}: the image header claims {width}x{height} = {width * height:,} pixels, "
