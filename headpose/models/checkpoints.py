@@ -2,17 +2,23 @@
 
 Our checkpoints (:func:`save_checkpoint`) are weights-only files ``{"state_dict": ..., "meta":
 {...}}`` holding tensors and plain values only, so they load with ``torch.load(...,
-weights_only=True)``. The meta says how to use the weights: arch, bins (width, count, expectation
-mode), input size and normalisation (:data:`META_KEYS`); training adds what the run knew (the
-training-set mean angles, the params, the run fingerprint, the epoch). :func:`read_checkpoint`
+weights_only=True)``. The meta says how to use the weights: arch, input size and normalisation
+(:data:`META_KEYS`), the head (``head``: ``bins`` with its width, count and expectation mode, or
+``rotation_6d``; a checkpoint without ``head`` holds bins, as all did before there was a choice)
+and whether the backbone is fused for inference (``fused``); training adds what the run knew (the
+training-set mean angles, the params, the run fingerprint, the epoch). Loading validates the
+arch, the head and the tensors against each other. :func:`read_checkpoint`
 also reads the original HopeNet snapshots (``hopenet_alpha1.pkl``, ``hopenet_alpha2.pkl``: a bare
 ResNet state dict with ``fc_yaw``/``fc_pitch``/``fc_roll`` heads), which must be evaluated as
 published: bin width 3, lower-edge expectation, 224 px, ImageNet normalisation
 (:data:`HOPENET_META`).
 
-ImageNet weights (``pretrained: imagenet``) come from the torch hub cache, as torchvision's do:
-downloaded there on first use and verified against the hash in their file name; offline, the
-error names the file and the folder to put it in.
+ImageNet weights (``pretrained: imagenet``) of torchvision backbones come from the torch hub
+cache, as torchvision's do: downloaded there on first use and verified against the hash in their
+file name. Those of ``timm/<name>`` backbones are timm's default pretrained tag: read from
+``<torch hub>/checkpoints/timm/<tag>.safetensors`` when that file is there, else downloaded from
+the Hugging Face Hub (its cache) or timm's URL. Offline, the error names the file and the folder
+to put it in.
 """
 
 from __future__ import annotations
@@ -28,14 +34,17 @@ from torch import nn
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path
 from headpose.models.bins import RANGE_DEG
-from headpose.models.registry import ARCHS, IMAGENET_MEAN, IMAGENET_STD, get_arch
+from headpose.models.heads import head_from_meta
+from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD, Arch, get_arch
 
-# Keys every checkpoint meta holds.
-META_KEYS = ("arch", "num_bins", "bin_width", "image_size", "expectation", "mean", "std")
+# Keys every checkpoint meta holds (beside its head's: see headpose.models.heads).
+META_KEYS = ("arch", "image_size", "mean", "std")
+TIMM_WEIGHTS_SUFFIX = ".safetensors"
 
 # How the original HopeNet snapshots were trained and must be evaluated.
 HOPENET_META: dict[str, Any] = {
     "arch": "resnet50",
+    "head": "bins",
     "num_bins": 66,
     "bin_width": 3,
     "image_size": 224,
@@ -94,9 +103,71 @@ def _fetch_imagenet_weights(arch: str) -> Path:
     return path
 
 
+def timm_weight_source(arch: Arch) -> tuple[str, str, Path]:
+    """(pretrained tag, where timm publishes its weights, the local file they are read from) of
+    the ImageNet weights of a timm arch (timm's default pretrained tag)."""
+    import timm.models
+
+    config = timm.models.get_pretrained_cfg(arch.timm_name)
+    if config is None or not (config.hf_hub_id or config.url):
+        raise HeadposeError(f"pretrained: imagenet: timm has no pretrained weights for {arch.name}")
+    tag = f"{arch.timm_name}.{config.tag}" if config.tag else arch.timm_name
+    origin = f"https://huggingface.co/{config.hf_hub_id}" if config.hf_hub_id else config.url
+    local = Path(torch.hub.get_dir()) / "checkpoints" / "timm" / f"{tag}{TIMM_WEIGHTS_SUFFIX}"
+    return tag, origin, local
+
+
+def _download_timm_weights(arch: Arch) -> Path:
+    """The file of a timm arch's ImageNet weights: the local copy, or a download."""
+    import timm.models
+
+    tag, origin, local = timm_weight_source(arch)
+    if local.is_file():
+        return local
+    config = timm.models.get_pretrained_cfg(arch.timm_name)
+    print(f"pretrained: imagenet: fetching timm's weights {tag} from {origin}", flush=True)
+    try:
+        if config.hf_hub_id:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(config.hf_hub_id, "model" + TIMM_WEIGHTS_SUFFIX))
+        timm_cache = Path(torch.hub.get_dir()) / "checkpoints" / config.url.rsplit("/", 1)[-1]
+        if not timm_cache.is_file():
+            torch.hub.download_url_to_file(config.url, str(timm_cache), progress=True)
+        return timm_cache
+    except Exception as error:  # no network, refused, not found: many exception types
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(
+            f"pretrained: imagenet could not download timm's ImageNet weights of {arch.name} "
+            f"({reason}); place model{TIMM_WEIGHTS_SUFFIX} from {origin} as {local.name} in "
+            f"{local.parent}"
+        ) from None
+
+
+def _load_timm_imagenet_weights(model: nn.Module, arch: Arch) -> None:
+    import timm
+
+    weight_file = _download_timm_weights(arch)
+    try:  # timm's own loader applies the model's checkpoint filters
+        pretrained = timm.create_model(
+            arch.timm_name,
+            pretrained=True,
+            num_classes=0,
+            pretrained_cfg_overlay={"file": str(weight_file), "hf_hub_id": None, "url": None},
+        )
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(f"{weight_file} does not fit {arch.name}: {reason}") from None
+    model.backbone.load_state_dict(pretrained.state_dict())
+
+
 def load_imagenet_weights(model: nn.Module) -> None:
     """Fill a HeadPoseNet's backbone with its arch's ImageNet weights (the heads stay as they
     are)."""
+    arch = get_arch(model.arch)
+    if arch.timm_name is not None:
+        _load_timm_imagenet_weights(model, arch)
+        return
     weight_file = _fetch_imagenet_weights(model.arch)
     state_dict = _torch_load(weight_file)
     classifier = ("fc.", "classifier.")
@@ -114,18 +185,20 @@ def load_imagenet_weights(model: nn.Module) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
-    """Write ``{"state_dict", "meta"}`` atomically; ``meta`` needs every key in META_KEYS."""
+    """Write ``{"state_dict", "meta"}`` atomically; ``meta`` needs every key in META_KEYS and
+    must describe the model's arch and head. ``fused`` is recorded from the model."""
     missing = [key for key in META_KEYS if key not in meta]
     if missing:
         raise HeadposeError(f"checkpoint meta for {path} lacks {', '.join(missing)}")
-    if meta["arch"] != model.arch or meta["num_bins"] != model.num_bins:
+    head = head_from_meta(meta, f"checkpoint meta for {path}")
+    if meta["arch"] != model.arch or head.meta() != model.head.meta():
         raise HeadposeError(
-            f"checkpoint meta says {meta['arch']} with {meta['num_bins']} bins, but the model "
-            f"is {model.arch} with {model.num_bins} bins"
+            f"checkpoint meta says {meta['arch']} with head {head.meta()}, but the model "
+            f"is {model.arch} with head {model.head.meta()}"
         )
     state_dict = OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())
     with atomic_path(path) as temp:
-        torch.save({"state_dict": state_dict, "meta": dict(meta)}, temp)
+        torch.save({"state_dict": state_dict, "meta": {**meta, "fused": model.fused}}, temp)
 
 
 def _torch_load(path: str | os.PathLike) -> Any:
@@ -149,8 +222,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         missing = [key for key in META_KEYS if key not in meta]
         if missing:
             raise HeadposeError(f"checkpoint {path}: meta lacks {', '.join(missing)}")
-        if meta["arch"] not in ARCHS:
-            raise HeadposeError(f"checkpoint {path}: unknown arch {meta['arch']!r}")
+        try:
+            get_arch(meta["arch"])
+        except HeadposeError as error:
+            raise HeadposeError(f"checkpoint {path}: {error}") from None
+        head_from_meta(meta, f"checkpoint {path}")
         return dict(content["state_dict"]), dict(meta)
     if isinstance(content, dict) and "fc_yaw.weight" in content:
         return _from_hopenet_layout(content, path)
@@ -192,7 +268,7 @@ def load_state(
         missing = [key for key in missing if not key.startswith("fc_")]
     if missing or unexpected:
         raise HeadposeError(
-            f"checkpoint {path} does not fit {model.arch} with {model.num_bins} bins: "
+            f"checkpoint {path} does not fit {model.arch} with head {model.head.meta()}: "
             f"missing {len(missing)} tensors (e.g. {missing[:2]}), "
             f"unexpected {len(unexpected)} (e.g. {unexpected[:2]})"
         )
@@ -201,7 +277,8 @@ def load_state(
 def load_pretrained(model: nn.Module, pretrained: str) -> None:
     """Fill a fresh HeadPoseNet with ``pretrained`` weights: ``none`` (keep the random init),
     ``imagenet`` (the backbone's ImageNet weights) or a checkpoint path (ours or a HopeNet
-    snapshot) of the same arch, whose heads are taken too when their bin count matches."""
+    snapshot) of the same arch, not fused, whose output layers are taken too when the head and
+    its sizes match."""
     if pretrained == "none":
         return
     if pretrained == "imagenet":
@@ -213,6 +290,11 @@ def load_pretrained(model: nn.Module, pretrained: str) -> None:
             f"pretrained checkpoint {pretrained} holds arch {meta['arch']}, "
             f"but arch is {model.arch}"
         )
-    if meta["num_bins"] != model.num_bins:
+    if meta.get("fused"):
+        raise HeadposeError(
+            f"pretrained checkpoint {pretrained} is fused for inference; train from the unfused "
+            "checkpoint (models/model.pt)"
+        )
+    if head_from_meta(meta).layer_sizes() != model.head.layer_sizes():
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc_")}
     load_state(model, state_dict, pretrained, allow_missing_heads=True)
