@@ -148,13 +148,14 @@ def _load_timm_imagenet_weights(model: nn.Module, arch: Arch) -> None:
     import timm
 
     weight_file = _download_timm_weights(arch)
-    try:  # timm's own loader applies the model's checkpoint filters
+    try:  # timm's loader applies the model's checkpoint filters; with the classifier kept it
+        # loads strictly (without, it would skip mismatched tensors silently)
         pretrained = timm.create_model(
             arch.timm_name,
             pretrained=True,
-            num_classes=0,
             pretrained_cfg_overlay={"file": str(weight_file), "hf_hub_id": None, "url": None},
         )
+        pretrained.reset_classifier(0)
     except Exception as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise HeadposeError(f"{weight_file} does not fit {arch.name}: {reason}") from None
