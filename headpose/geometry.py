@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 # The order of every (yaw, pitch, roll) triple in the project (arrays, metrics, file columns).
 ANGLE_NAMES = ("yaw", "pitch", "roll")
@@ -29,53 +30,93 @@ PITCH, YAW, ROLL = 0, 1, 2
 TRANSLATION = slice(3, 6)
 SCALE = 6
 
+# Below this cos(yaw) a rotation is at gimbal lock (|yaw| = 90 degrees): roll is not defined.
+GIMBAL_LOCK_COS = 1e-9
 
-def rotation_matrix(pitch_rad: float, yaw_rad: float, roll_rad: float) -> np.ndarray:
-    """Return R = Rx(pitch) @ Ry(yaw) @ Rz(roll) in the dataset convention (3x3 float64)."""
-    cp, sp = math.cos(pitch_rad), math.sin(pitch_rad)
-    cy, sy = math.cos(yaw_rad), math.sin(yaw_rad)
-    cr, sr = math.cos(roll_rad), math.sin(roll_rad)
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cp, sp], [0.0, -sp, cp]])
-    ry = np.array([[cy, 0.0, -sy], [0.0, 1.0, 0.0], [sy, 0.0, cy]])
-    rz = np.array([[cr, sr, 0.0], [-sr, cr, 0.0], [0.0, 0.0, 1.0]])
+
+def _array_module(values):
+    """torch for tensors, else numpy: the rotation functions below serve both (one convention for
+    the data code's float64 arrays and for the networks' batched tensors, ONNX export included)."""
+    return torch if isinstance(values, torch.Tensor) else np
+
+
+def rotation_matrices(pitch_rad, yaw_rad, roll_rad):
+    """R = Rx(pitch) @ Ry(yaw) @ Rz(roll) in the dataset convention, for arrays or tensors of
+    angles of one shape (...): returns (..., 3, 3) of the same kind (numpy array or torch tensor).
+    """
+    xp = _array_module(pitch_rad)
+    cp, sp = xp.cos(pitch_rad), xp.sin(pitch_rad)
+    cy, sy = xp.cos(yaw_rad), xp.sin(yaw_rad)
+    cr, sr = xp.cos(roll_rad), xp.sin(roll_rad)
+    zero, one = xp.zeros_like(cp), xp.ones_like(cp)
+
+    def matrix(rows):
+        return xp.stack([xp.stack(row, -1) for row in rows], -2)
+
+    rx = matrix([[one, zero, zero], [zero, cp, sp], [zero, -sp, cp]])
+    ry = matrix([[cy, zero, -sy], [zero, one, zero], [sy, zero, cy]])
+    rz = matrix([[cr, sr, zero], [-sr, cr, zero], [zero, zero, one]])
     return rx @ ry @ rz
 
 
-def _wrap_rad(angle_rad: float) -> float:
-    """Wrap an angle to (-pi, pi]."""
-    wrapped = math.remainder(angle_rad, 2.0 * math.pi)
-    return math.pi if wrapped == -math.pi else wrapped
+def rotation_matrix(pitch_rad: float, yaw_rad: float, roll_rad: float) -> np.ndarray:
+    """Return R = Rx(pitch) @ Ry(yaw) @ Rz(roll) in the dataset convention (3x3 float64)."""
+    angles = np.asarray([pitch_rad, yaw_rad, roll_rad], dtype=np.float64)
+    return rotation_matrices(*angles)
+
+
+def _wrap_rad(angle_rad):
+    """Wrap angles to (-pi, pi] (``math.remainder`` semantics; arrays, tensors or floats)."""
+    xp = _array_module(angle_rad)
+    wrapped = angle_rad - 2.0 * math.pi * xp.round(angle_rad / (2.0 * math.pi))
+    return xp.where(wrapped == -math.pi, -wrapped, wrapped)
+
+
+def euler_from_matrices(rotations, near_rad=None):
+    """Decompose rotations (..., 3, 3) into (pitch_rad, yaw_rad, roll_rad), each (...), with
+    atan2 only (no asin branch errors); numpy arrays or torch tensors.
+
+    Every rotation has two Euler triples in this convention: (p, y, r) and
+    (p + pi, pi - y, r + pi). Without ``near_rad`` the one with |yaw| <= 90 degrees is returned.
+    With ``near_rad`` (a reference triple of numbers or arrays broadcasting to (...)) the triple
+    closest to it is returned (sum of wrapped absolute differences; ties: |yaw| <= 90). At gimbal
+    lock (|yaw| = 90) roll is set to 0 and pitch - sign(yaw) * roll is all put in pitch.
+    """
+    xp = _array_module(rotations)
+    r = rotations
+    cos_yaw = xp.sqrt(r[..., 0, 0] ** 2 + r[..., 0, 1] ** 2)  # hypot: not an ONNX operator
+    yaw = xp.arctan2(-r[..., 0, 2], cos_yaw)
+    locked = cos_yaw <= GIMBAL_LOCK_COS
+    sign_yaw = xp.where(r[..., 0, 2] > 0, -xp.ones_like(yaw), xp.ones_like(yaw))
+    pitch = xp.where(
+        locked,
+        xp.arctan2(r[..., 1, 0] * sign_yaw, r[..., 1, 1]),
+        xp.arctan2(r[..., 1, 2], r[..., 2, 2]),
+    )
+    roll = xp.where(locked, xp.zeros_like(yaw), xp.arctan2(r[..., 0, 1], r[..., 0, 0]))
+    if near_rad is None:
+        return pitch, yaw, roll
+    primary = (pitch, yaw, roll)
+    alternate = (_wrap_rad(pitch + math.pi), _wrap_rad(math.pi - yaw), _wrap_rad(roll + math.pi))
+
+    def distance(candidate):
+        return sum(abs(_wrap_rad(a - b)) for a, b in zip(candidate, near_rad, strict=True))
+
+    use_alternate = distance(alternate) < distance(primary)
+    return tuple(
+        xp.where(use_alternate, other, first)
+        for first, other in zip(primary, alternate, strict=True)
+    )
 
 
 def euler_from_matrix(
     rotation: np.ndarray, near_rad: tuple[float, float, float] | None = None
 ) -> tuple[float, float, float]:
-    """Decompose R into (pitch_rad, yaw_rad, roll_rad) with atan2 only (no asin branch errors).
-
-    Every rotation has two Euler triples in this convention: (p, y, r) and
-    (p + pi, pi - y, r + pi). Without ``near_rad`` the one with |yaw| <= 90 degrees is returned.
-    With ``near_rad`` (a reference triple, e.g. the angles before an augmentation) the triple
-    closest to it is returned, so a yaw of 95 degrees stays 95 instead of jumping to 85 with
-    pitch and roll flipped by 180. At gimbal lock (|yaw| = 90) roll is set to 0.
-    """
-    r = np.asarray(rotation, dtype=np.float64)
-    cos_yaw = math.hypot(r[0, 0], r[0, 1])
-    yaw = math.atan2(-r[0, 2], cos_yaw)
-    if cos_yaw > 1e-9:
-        pitch = math.atan2(r[1, 2], r[2, 2])
-        roll = math.atan2(r[0, 1], r[0, 0])
-    else:  # gimbal lock: only pitch - sign(yaw) * roll is defined; put it all in pitch
-        roll = 0.0
-        pitch = math.atan2(r[1, 0] * math.copysign(1.0, -r[0, 2]), r[1, 1])
-    primary = (pitch, yaw, roll)
-    if near_rad is None:
-        return primary
-    alternate = (_wrap_rad(pitch + math.pi), _wrap_rad(math.pi - yaw), _wrap_rad(roll + math.pi))
-
-    def distance(candidate: tuple[float, float, float]) -> float:
-        return sum(abs(_wrap_rad(a - b)) for a, b in zip(candidate, near_rad, strict=True))
-
-    return min((primary, alternate), key=distance)
+    """Decompose one R (3x3) into (pitch_rad, yaw_rad, roll_rad) floats: :func:`euler_from_matrices`
+    (``near_rad``: the triple to stay nearest to, e.g. the angles before an augmentation, so a yaw
+    of 95 degrees stays 95 instead of jumping to 85 with pitch and roll flipped by 180)."""
+    angles = euler_from_matrices(np.asarray(rotation, dtype=np.float64), near_rad)
+    return tuple(float(angle) for angle in angles)
 
 
 def pose_angles_deg(pose_para: np.ndarray) -> tuple[float, float, float]:

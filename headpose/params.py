@@ -4,8 +4,11 @@ Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthe
 settings sit under ``synth``. :func:`load_params` reads the file, rejects unknown or ill-typed keys
 and out-of-range values with one message naming the key and what was expected, and returns a plain
 dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob; the model keys are
-checked against their owners (``arch`` against the model registry, ``bin_width`` and
-``expectation`` against the bins).
+checked against their owners (``arch`` against the model registry, which also knows every
+``timm/<name>``; ``head`` against the heads; ``bin_width`` and ``expectation`` against the bins).
+``bin_width``, ``expectation`` and ``alpha`` belong to the bins head: with ``head: rotation_6d``
+they must stay at their defaults (:data:`BINS_ONLY_DEFAULTS`), so a variant never silently
+ignores a knob.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ import yaml
 
 from headpose.errors import HeadposeError
 from headpose.models.bins import EXPECTATION_MODES, valid_bin_widths
-from headpose.models.registry import IMAGE_SIZE_RANGE_PX, arch_names
+from headpose.models.heads import HEAD_NAMES
+from headpose.models.registry import IMAGE_SIZE_RANGE_PX, TIMM_PREFIX, arch_names, get_arch
+
+# The keys only the bins head reads, at the values that mean "not set" for the other heads.
+BINS_ONLY_DEFAULTS = {"bin_width": 3, "expectation": "centers", "alpha": 0.1}
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,12 @@ SCHEMA: dict[str, Rule] = {
         "a non-empty list of non-zero angles in degrees, each within [-90, 90]",
     ),
     "workers": _integer(0),
-    "arch": _choice(*arch_names()),
+    "arch": Rule(
+        str,
+        lambda v: v in arch_names() or v.startswith(TIMM_PREFIX),
+        "one of " + ", ".join(arch_names()) + f" or {TIMM_PREFIX}<timm model name>",
+    ),
+    "head": _choice(*HEAD_NAMES),
     "pretrained": _TEXT,
     "bin_width": Rule(
         (int, float),
@@ -156,6 +168,17 @@ def validate(params: dict) -> dict:
     if not isinstance(params, dict):
         raise HeadposeError("params.yaml must be a mapping of keys to values")
     _check_block(params, SCHEMA, "")
+    try:
+        get_arch(params["arch"])  # a timm name must name a timm model
+    except HeadposeError as error:
+        raise HeadposeError(f"params.yaml: arch: {error}") from None
+    if params["head"] != "bins":
+        for key, default in BINS_ONLY_DEFAULTS.items():
+            if params[key] != default:
+                raise HeadposeError(
+                    f"params.yaml: {key} is {params[key]!r}, but {key} does not apply to head "
+                    f"{params['head']} (bins head only); leave it at {default!r}"
+                )
     _check_block(params["synth"], SYNTH_SCHEMA, "synth.")
     for block in ("train_pose", "test_pose"):
         poses = params["synth"][block]

@@ -26,7 +26,7 @@ from torch.utils.data import Subset
 from headpose.data.pipeline import PoseDataset, prepare_crops
 from headpose.errors import exit_on_error
 from headpose.io.formats import read_list
-from headpose.models.bins import Bins
+from headpose.models.heads import head_from_params
 from headpose.models.network import build_model, pick_device
 from headpose.params import load_params, validate
 from headpose.training.loop import (
@@ -66,14 +66,14 @@ def main() -> None:
     loader, _ = make_train_loader(Subset(dataset, range(len(crops))), params, device)
     images = len(loader) * batch_size
 
-    bins = Bins(params["bin_width"], params["expectation"])
-    model = build_model(params["arch"], bins.count, params["pretrained"]).to(device)
+    head = head_from_params(params)
+    model = build_model(params["arch"], head, params["pretrained"]).to(device)
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, params["lr"]))
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     set_train_mode(model, stem_frozen=True)
 
     def epoch(source) -> None:
-        train_one_epoch(model, source, optimizer, scaler, bins, params, device, "benchmark")
+        train_one_epoch(model, source, optimizer, scaler, head, params, device, "benchmark")
         if device.type == "cuda":
             torch.cuda.synchronize()
 

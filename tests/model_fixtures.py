@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from headpose.data.pipeline import imagenet_normalization
+from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import build_model
 
@@ -30,5 +31,5 @@ def write_checkpoint(
     keys to its meta (such as ``training_mean_deg``)."""
     torch.manual_seed(seed)
     meta = {**checkpoint_meta(arch, num_bins, image_size), **meta}
-    save_checkpoint(path, build_model(arch, num_bins), meta)
+    save_checkpoint(path, build_model(arch, Bins(198 // num_bins)), meta)
     return path

@@ -30,6 +30,7 @@ from headpose.deploy import runtime
 from headpose.errors import HeadposeError
 from headpose.io import files
 from headpose.io.formats import MAX_IMAGE_PIXELS
+from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import build_model
 from headpose.params import validate
@@ -211,17 +212,17 @@ def test_case3_checkpoint_meta_against_weights_in_every_command(
         assert code == 2, (command, err)
         assert message in one_error_line(err, path), command
     with pytest.raises(HeadposeError, match=message.replace("[", r"\[").replace("(", r"\(")):
-        build_model("resnet18", 66, pretrained=str(path))
+        build_model("resnet18", Bins(3), pretrained=str(path))
 
 
 def test_case3_resume_file_that_does_not_fit_is_ignored(tmp_path, capsys):
-    model = build_model("resnet18", 66)
-    other = build_model("resnet18", 33)
+    model = build_model("resnet18", Bins(3))
+    other = build_model("resnet18", Bins(6))
     optimizer = torch.optim.SGD(other.parameters(), lr=0.1)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     path = tmp_path / "train.pt"
     save_resume(path, "abc", RunState(), "phase1", model=other, optimizer=optimizer, scaler=scaler)
-    assert load_resume(path, "abc", build_model("resnet18", 33)) is not None
+    assert load_resume(path, "abc", build_model("resnet18", Bins(6))) is not None
     assert load_resume(path, "abc", model) is None
     assert "do not fit the model" in capsys.readouterr().out
 
@@ -279,7 +280,7 @@ def full_disk(monkeypatch):
 
 
 def test_case5_disk_full_while_saving_a_checkpoint_is_one_line(tmp_path, full_disk):
-    model = build_model("resnet18", 66)
+    model = build_model("resnet18", Bins(3))
     meta = checkpoint_meta("resnet18", 66, IMAGE_SIZE)
     target = tmp_path / "models" / "model.pt"
     with pytest.raises(HeadposeError) as error:

@@ -22,14 +22,13 @@ from headpose.cli import main as headpose_main
 from headpose.data.pipeline import evaluation_dataset
 from headpose.deploy import runtime
 from headpose.errors import HeadposeError
-from headpose.evaluation import evaluate as evaluation
 from headpose.evaluation import protocol
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
 from headpose.evaluation.protocol import check_protocol, evaluation_stems, is_real_aflw2000
 from headpose.io.formats import read_annotation, write_sample
 from headpose.models.bins import Bins
-from headpose.models.network import build_model
+from headpose.models.network import build_model, load_checkpoint
 from headpose.plots import plot_errors_vs_angle
 
 IMAGE_SIZE = 32
@@ -136,7 +135,7 @@ def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoi
     truth = np.array([read_annotation(stem + ".mat").angles_deg for stem in stems])
     assert np.allclose(result.errors.true_deg, truth, atol=1e-4)
     # one sample through the model by hand: same crop, same expectation
-    model, _ = evaluation.load_checkpoint(tiny_checkpoint)
+    model, _ = load_checkpoint(tiny_checkpoint)
     image, _ = evaluation_dataset(stems[3:4], IMAGE_SIZE, workers=1)[0]
     with torch.inference_mode():
         logits = model(image.unsqueeze(0))
@@ -245,7 +244,7 @@ def test_cli_evaluates_an_original_hopenet_snapshot_as_published(
     monkeypatch.setattr(runtime, "THROUGHPUT_BATCH_SIZE", 2)  # 224 px: keep the timing short
     state = OrderedDict(
         (key.removeprefix("backbone."), value)
-        for key, value in build_model("resnet18", 66).state_dict().items()
+        for key, value in build_model("resnet18", Bins(3)).state_dict().items()
     )
     state["fc_finetune.weight"] = torch.zeros(3, 512)
     snapshot = tmp_path / "hopenet_robust_alpha1.pkl"

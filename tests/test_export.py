@@ -68,7 +68,7 @@ def test_export_metrics_report_parity_sizes_and_int8_cost(exported, real_stems):
 
 def test_angles_model_is_the_bins_expectation_of_each_head():
     torch.manual_seed(0)
-    network = build_model("resnet18", 66).eval()
+    network = build_model("resnet18", Bins(3)).eval()
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         logits = network(images)

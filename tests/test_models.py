@@ -12,6 +12,7 @@ from model_fixtures import checkpoint_meta
 
 from headpose.errors import HeadposeError
 from headpose.models import checkpoints as models
+from headpose.models.bins import Bins
 from headpose.models.cbam import CBAM, ChannelAttention, SpatialAttention
 from headpose.models.checkpoints import HOPENET_META, imagenet_weight_files, save_checkpoint
 from headpose.models.network import (
@@ -29,7 +30,7 @@ FAST_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0", "resnet50", "cba
 @pytest.mark.parametrize("arch", FAST_ARCHS)
 def test_every_fast_arch_gives_three_bin_logits(arch):
     torch.manual_seed(0)
-    model = build_model(arch, num_bins=66).eval()
+    model = build_model(arch, Bins(3)).eval()
     with torch.inference_mode():
         outputs = model(torch.randn(2, 3, 32, 32))
     assert len(outputs) == 3
@@ -39,15 +40,15 @@ def test_every_fast_arch_gives_three_bin_logits(arch):
 
 @pytest.mark.parametrize("arch", sorted(set(ARCHS) - set(FAST_ARCHS)))
 def test_the_big_archs_build_with_heads_of_the_right_size(arch):
-    model = build_model(arch, num_bins=33)
+    model = build_model(arch, Bins(6))
     assert model.fc_yaw.out_features == 33 and model.fc_roll.out_features == 33
 
 
 def test_unknown_arch_and_too_few_bins_are_rejected():
     with pytest.raises(HeadposeError, match="unknown arch 'vgg16'"):
-        build_model("vgg16", 66)
-    with pytest.raises(HeadposeError, match="num_bins"):
-        build_model("resnet18", 1)
+        build_model("vgg16", Bins(3))
+    with pytest.raises(HeadposeError, match="at least 2 bins"):
+        build_model("resnet18", Bins(198))
 
 
 def test_cbam_keeps_shapes_and_modulates_its_input():
@@ -70,7 +71,7 @@ def test_cbam_keeps_shapes_and_modulates_its_input():
 
 
 def test_cbam_resnet50_has_attention_in_every_bottleneck():
-    model = build_model("cbam_resnet50", 66)
+    model = build_model("cbam_resnet50", Bins(3))
     blocks = [m for name, m in model.backbone.named_modules() if name.count(".") == 1]
     assert len(blocks) == 3 + 4 + 6 + 3
     assert all(isinstance(block.cbam, CBAM) for block in blocks)
@@ -78,7 +79,7 @@ def test_cbam_resnet50_has_attention_in_every_bottleneck():
 
 @pytest.mark.parametrize("arch", ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0"))
 def test_parameter_groups_partition_the_parameters(arch):
-    model = build_model(arch, 66)
+    model = build_model(arch, Bins(3))
     groups = model.parameter_groups()
     ids = [id(p) for group in groups.values() for p in group]
     assert len(ids) == len(set(ids))
@@ -91,14 +92,14 @@ def test_parameter_groups_partition_the_parameters(arch):
 
 def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
     torch.manual_seed(0)
-    model = build_model("resnet18", 33).eval()
+    model = build_model("resnet18", Bins(6)).eval()
     images = torch.randn(2, 3, 32, 32)
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, checkpoint_meta("resnet18", 33))
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"state_dict", "meta"}
     loaded, meta = load_checkpoint(path, expected={"arch": "resnet18", "num_bins": 33})
-    assert meta == checkpoint_meta("resnet18", 33)
+    assert meta == {**checkpoint_meta("resnet18", 33), "fused": False}
     assert not loaded.training
     with torch.inference_mode():
         for before, after in zip(model(images), loaded(images), strict=True):
@@ -107,23 +108,24 @@ def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
 
 def test_wrong_arch_or_bins_say_what_the_file_holds(tmp_path):
     path = tmp_path / "model.pt"
-    save_checkpoint(path, build_model("mobilenet_v2", 66), checkpoint_meta("mobilenet_v2", 66))
+    model = build_model("mobilenet_v2", Bins(3))
+    save_checkpoint(path, model, checkpoint_meta("mobilenet_v2", 66))
     with pytest.raises(HeadposeError, match="holds arch mobilenet_v2; asked for arch resnet50"):
         load_checkpoint(path, expected={"arch": "resnet50"})
     with pytest.raises(HeadposeError, match="holds num_bins 66; asked for num_bins 198"):
         load_checkpoint(path, expected={"num_bins": 198})
     with pytest.raises(HeadposeError, match="holds arch mobilenet_v2"):
-        build_model("resnet18", 66, pretrained=str(path))
+        build_model("resnet18", Bins(3), pretrained=str(path))
 
 
 def test_meta_must_match_the_model(tmp_path):
     with pytest.raises(HeadposeError, match="lacks image_size"):
         meta = checkpoint_meta("resnet18", 66)
         del meta["image_size"]
-        save_checkpoint(tmp_path / "m.pt", build_model("resnet18", 66), meta)
-    with pytest.raises(HeadposeError, match="model is resnet18 with 66 bins"):
+        save_checkpoint(tmp_path / "m.pt", build_model("resnet18", Bins(3)), meta)
+    with pytest.raises(HeadposeError, match="model is resnet18 with head .*'num_bins': 66"):
         save_checkpoint(
-            tmp_path / "m.pt", build_model("resnet18", 66), checkpoint_meta("resnet18", 33)
+            tmp_path / "m.pt", build_model("resnet18", Bins(3)), checkpoint_meta("resnet18", 33)
         )
     assert not (tmp_path / "m.pt").exists()
 
@@ -147,7 +149,7 @@ def hopenet_snapshot(tmp_path_factory) -> tuple:
     keys, 66-bin heads and the unused fc_finetune, saved as an OrderedDict of tensors."""
     path = tmp_path_factory.mktemp("hopenet") / "hopenet_alpha1.pkl"
     torch.manual_seed(1)
-    reference = build_model("resnet50", 66).eval()
+    reference = build_model("resnet50", Bins(3)).eval()
     state = OrderedDict()
     for key, value in reference.state_dict().items():
         state[key.removeprefix("backbone.")] = value.clone()
@@ -171,7 +173,7 @@ def test_original_hopenet_snapshot_loads_with_the_published_settings(hopenet_sna
 
 def test_pretrained_checkpoint_with_other_bins_keeps_backbone_and_fresh_heads(hopenet_snapshot):
     path, reference, _ = hopenet_snapshot
-    model = build_model("resnet50", 198, pretrained=str(path))
+    model = build_model("resnet50", Bins(1), pretrained=str(path))
     assert torch.equal(model.backbone.conv1.weight, reference.backbone.conv1.weight)
     assert model.fc_yaw.out_features == 198
 
@@ -186,7 +188,7 @@ def test_imagenet_offline_names_file_and_folder(tmp_path, monkeypatch):
     expected = tmp_path / "checkpoints" / "resnet50-0676ba61.pth"
     assert imagenet_weight_files("resnet50")[0] == expected
     with pytest.raises(HeadposeError) as error:
-        build_model("resnet50", 66, pretrained="imagenet")
+        build_model("resnet50", Bins(3), pretrained="imagenet")
     message = str(error.value)
     assert "could not download" in message and "name resolution" in message
     assert "resnet50-0676ba61.pth" in message
@@ -211,7 +213,7 @@ def _serve_weights_from_a_file_url(tmp_path, monkeypatch, name_hash: str | None 
 
 def test_imagenet_weights_are_downloaded_and_hash_checked(tmp_path, monkeypatch):
     source, cached = _serve_weights_from_a_file_url(tmp_path, monkeypatch)
-    model = build_model("shufflenet_v2_x1_0", 66, pretrained="imagenet")
+    model = build_model("shufflenet_v2_x1_0", Bins(3), pretrained="imagenet")
     assert cached.is_file()
     assert torch.equal(model.backbone.conv1[0].weight, source.conv1[0].weight)
 
@@ -219,7 +221,7 @@ def test_imagenet_weights_are_downloaded_and_hash_checked(tmp_path, monkeypatch)
 def test_imagenet_download_with_a_wrong_hash_is_refused_and_not_kept(tmp_path, monkeypatch):
     _, cached = _serve_weights_from_a_file_url(tmp_path, monkeypatch, name_hash="00000000")
     with pytest.raises(HeadposeError) as error:
-        build_model("shufflenet_v2_x1_0", 66, pretrained="imagenet")
+        build_model("shufflenet_v2_x1_0", Bins(3), pretrained="imagenet")
     assert "could not download" in str(error.value) and cached.name in str(error.value)
     assert not cached.exists()
 
@@ -233,5 +235,5 @@ def test_imagenet_weights_load_from_the_cache_into_the_backbone(tmp_path, monkey
     cached = imagenet_weight_files("shufflenet_v2_x1_0")[0]
     cached.parent.mkdir(parents=True)
     torch.save(source.state_dict(), cached)
-    model = build_model("shufflenet_v2_x1_0", 66, pretrained="imagenet")
+    model = build_model("shufflenet_v2_x1_0", Bins(3), pretrained="imagenet")
     assert torch.equal(model.backbone.conv1[0].weight, source.conv1[0].weight)

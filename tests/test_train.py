@@ -14,6 +14,7 @@ from training_fixtures import tiny_params, write_list, write_tiny_dataset
 
 import headpose.training.loop as training
 from headpose.errors import HeadposeError
+from headpose.models.bins import Bins
 from headpose.models.network import build_model
 from headpose.training.loop import Phase, TrainPaths, make_optimizer, make_scheduler, run_training
 
@@ -101,7 +102,7 @@ def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_pa
 def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
     params = tiny_params(epochs=1, finetune_epochs=0)
     torch.manual_seed(params["seed"])
-    initial = build_model("resnet18", 66).state_dict()
+    initial = build_model("resnet18", Bins(3)).state_dict()
     run_training(params, _paths(lists, tmp_path / "one"))
     after_phase_one = _weights(tmp_path / "one" / "models" / "model.pt")
     for key in ("conv1.weight", "bn1.weight", "bn1.running_mean", "bn1.running_var"):
@@ -121,7 +122,7 @@ def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
 
 
 def test_schedules_and_head_rate():
-    model = build_model("resnet18", 66)
+    model = build_model("resnet18", Bins(3))
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 30, 1e-3))
     scheduler = make_scheduler(optimizer, tiny_params(lr_schedule="exponential", lr_decay=0.9))
     for _ in range(3):

@@ -10,9 +10,12 @@ For each backbone, one run measures parameter count, file sizes, latency per ima
 
 With a test list and trained checkpoints, each runtime's MAE is measured too, through the same
 evaluation code as the evaluate stage (:func:`headpose.evaluation.evaluate.predict_stems`). A
-backbone without
-a checkpoint is built with untrained weights and labelled ``untrained`` (timing only; its int8
-model is calibrated on random inputs unless a calibration list is given).
+backbone without a checkpoint (any registered arch or ``timm/<name>``) is built with untrained
+weights and the head of ``--head`` and labelled ``untrained`` (timing only; its int8 model is
+calibrated on random inputs unless a calibration list is given). Either head runs inside the
+model, so all runtimes output degrees; re-parameterisable backbones (RepVGG, MobileOne) are
+measured fused, as deployed. Rows are named by arch, with the head added when it is not bins
+(``resnet18 (rotation_6d)``), so two heads on one backbone compare side by side.
 
 PyTorch and ONNX Runtime get the same number of threads (``threads``). Timings on a shared
 machine vary between runs: compare the ratios within one run.
@@ -34,18 +37,26 @@ from headpose.evaluation.metrics import mae_summary
 from headpose.io.files import file_size_mb, write_json
 from headpose.io.formats import read_list
 from headpose.models.bins import Bins
+from headpose.models.heads import HEAD_NAMES, Head
 from headpose.models.network import (
     AnglesModel,
     build_model,
     count_parameters,
+    fused_for_inference,
     load_angles_model,
     pick_device,
 )
+from headpose.models.rotation import Rotation6D
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
-UNTRAINED_BINS = Bins(3)
+UNTRAINED_HEADS: dict[str, Head] = {Bins.name: Bins(3), Rotation6D.name: Rotation6D()}
 LATENCY_KEY = "latency_ms_batch1"
 THROUGHPUT_KEY = "throughput_images_per_s_batch32"
+
+
+def row_name(arch: str, head: str) -> str:
+    """A benchmark row's name: the arch, with the head when it is not bins."""
+    return arch if head == Bins.name else f"{arch} ({head})"
 
 
 def benchmark_backbone(
@@ -54,22 +65,26 @@ def benchmark_backbone(
     image_size: int | None,
     work_dir: Path,
     *,
+    head: str = Bins.name,
     test_stems: list[str] | None = None,
     calibration_stems: list[str] | None = None,
     timed_runs: int = 20,
     calibration_count: int = 128,
 ) -> dict:
-    """Measure one backbone (from ``checkpoint``, or untrained) in the three runtimes."""
+    """Measure one backbone (from ``checkpoint``, or untrained with ``head``) in the three
+    runtimes."""
     device = pick_device()
     if checkpoint:
         model, meta = load_angles_model(checkpoint, device=device)
         arch, weights = meta["arch"], "trained"
         image_size = image_size or meta["image_size"]
     else:
-        model = AnglesModel(build_model(arch, UNTRAINED_BINS.count), UNTRAINED_BINS)
-        model = model.to(device).eval()
+        network = fused_for_inference(build_model(arch, UNTRAINED_HEADS[head]))
+        model = AnglesModel(network).to(device).eval()
         weights, image_size = "untrained", image_size or 224
-    onnx_path, int8_path = work_dir / f"{arch}.onnx", work_dir / f"{arch}_int8.onnx"
+    name = row_name(arch, model.head.name)
+    file_stem = name.replace("/", "_").replace(" ", "_")
+    onnx_path, int8_path = work_dir / f"{file_stem}.onnx", work_dir / f"{file_stem}_int8.onnx"
     if calibration_stems:
         calibration = calibration_images(calibration_stems, image_size, calibration_count)
     else:
@@ -84,7 +99,10 @@ def benchmark_backbone(
         "onnx_int8": file_size_mb(int8_path),
     }
     result: dict = {
+        "name": name,
         "arch": arch,
+        "head": model.head.name,
+        "fused": model.network.fused,
         "weights": weights,
         "checkpoint": checkpoint,
         "image_size": image_size,
@@ -114,12 +132,14 @@ def run_benchmark(
     archs: list[str],
     checkpoints: dict[str, str],
     threads: int,
+    head: str = Bins.name,
     image_size: int | None = None,
     test_list: str | None = None,
     calibration_list: str | None = None,
     timed_runs: int = 20,
 ) -> dict:
-    """Benchmark every backbone in one run; ``checkpoints`` maps arch -> checkpoint path."""
+    """Benchmark every backbone in one run: ``archs`` are row names, those in ``checkpoints``
+    (row name -> checkpoint path) trained, the others untrained archs with ``head``."""
     torch.set_num_threads(threads)
     test_stems = read_list(test_list) if test_list else None
     calibration_stems = read_list(calibration_list) if calibration_list else None
@@ -132,6 +152,7 @@ def run_benchmark(
                     checkpoints.get(arch),
                     image_size,
                     Path(work),
+                    head=head,
                     test_stems=test_stems,
                     calibration_stems=calibration_stems,
                     timed_runs=timed_runs,
@@ -141,14 +162,14 @@ def run_benchmark(
         "threads": threads,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "test_list": test_list,
-        "backbones": {row["arch"]: row for row in rows},
+        "backbones": {row["name"]: row for row in rows},
     }
 
 
 def format_table(report: dict) -> str:
     """One line per backbone and runtime, ratios against the backbone's PyTorch fp32."""
     header = (
-        f"{'backbone':<20}{'weights':<11}{'runtime':<12}{'px':>5}{'params M':>9}{'MB':>7}"
+        f"{'backbone':<28}{'weights':<11}{'runtime':<12}{'px':>5}{'params M':>9}{'MB':>7}"
         f"{'MAE':>7}{'ms/img b1':>11}{'img/s b32':>11}{'x b1':>7}{'x b32':>7}"
     )
     lines = [header]
@@ -157,7 +178,7 @@ def format_table(report: dict) -> str:
             size = "-" if entry["file_mb"] is None else f"{entry['file_mb']:.1f}"
             mae = f"{entry['mae']['mean']:.2f}" if "mae" in entry else "-"
             lines.append(
-                f"{row['arch']:<20}{row['weights']:<11}{name:<12}{row['image_size']:>5}"
+                f"{row['name']:<28}{row['weights']:<11}{name:<12}{row['image_size']:>5}"
                 f"{row['parameters'] / 1e6:>9.2f}{size:>7}{mae:>7}{entry[LATENCY_KEY]:>11.2f}"
                 f"{entry[THROUGHPUT_KEY]:>11.1f}{entry['speedup_batch1']:>7.2f}"
                 f"{entry['speedup_batch32']:>7.2f}"
@@ -173,14 +194,15 @@ def format_table(report: dict) -> str:
 def _run_benchmark_command(args: argparse.Namespace) -> None:
     checkpoints: dict[str, str] = {}
     for path in args.checkpoints:
-        _, meta = load_angles_model(path)
-        checkpoints[meta["arch"]] = path
+        model, meta = load_angles_model(path)
+        checkpoints[row_name(meta["arch"], model.head.name)] = path
     listed = DEFAULT_ARCHS if args.archs is None else args.archs  # `--archs` alone: none extra
     archs = list(dict.fromkeys([*checkpoints, *listed]))
     report = run_benchmark(
         archs,
         checkpoints,
         args.threads,
+        args.head,
         args.image_size,
         args.test_list,
         args.calibration_list,
@@ -196,7 +218,12 @@ def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         "benchmark", help="size, MAE and speed of backbones in PyTorch, ONNX fp32 and int8"
     )
     parser.add_argument(
-        "--archs", nargs="*", help=f"backbones (default: {' '.join(DEFAULT_ARCHS)})"
+        "--archs",
+        nargs="*",
+        help=f"untrained backbones, any arch or timm/<name> (default: {' '.join(DEFAULT_ARCHS)})",
+    )
+    parser.add_argument(
+        "--head", choices=HEAD_NAMES, default=Bins.name, help="head of the untrained backbones"
     )
     parser.add_argument("--checkpoints", nargs="*", default=[], help="trained checkpoints")
     parser.add_argument("--image-size", type=int, help="input px (default: checkpoint's, or 224)")

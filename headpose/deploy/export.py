@@ -1,10 +1,13 @@
 """Deployment files: ONNX and TorchScript export with parity checks, and int8 quantisation.
 
-Both exports hold the whole :class:`headpose.deploy.runtime.AnglesModel`: input ``image`` is a float
-batch ``(N, 3, S, S)`` of face crops, RGB, ImageNet-normalised (``(x / 255 - mean) / std`` with
-the mean/std stored in the checkpoint meta); output ``angles_deg`` is ``(N, 3)``: yaw, pitch, roll
-in degrees (softmax expectation included). The batch axis is dynamic. So a deployment needs no
-post-processing beyond reading three numbers per face.
+Both exports hold the whole :class:`headpose.models.network.AnglesModel`: input ``image`` is a
+float batch ``(N, 3, S, S)`` of face crops, RGB, ImageNet-normalised (``(x / 255 - mean) / std``
+with the mean/std stored in the checkpoint meta); output ``angles_deg`` is ``(N, 3)``: yaw, pitch,
+roll in degrees (the head's conversion included: the bins' softmax expectation, or the 6D
+rotation's Gram-Schmidt and Euler decomposition). The batch axis is dynamic. So a deployment needs
+no post-processing beyond reading three numbers per face. Backbones that can be re-parameterised
+(RepVGG, MobileOne) are exported fused (:func:`headpose.models.network.load_angles_model`), and
+the export stage also writes the fused checkpoint (``model_fused.pt``).
 
 int8: ONNX Runtime static post-training quantisation (QDQ format, per-channel int8 weights, uint8
 activations, calibrated with MinMax on training crops through a CalibrationDataReader). Static
@@ -38,6 +41,7 @@ from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_dataset
 from headpose.evaluation.metrics import mae_summary
 from headpose.io.files import atomic_directory, atomic_path, file_size_mb
+from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import AnglesModel, load_angles_model
 
 INPUT_NAME = "image"
@@ -153,7 +157,25 @@ def quantize_onnx(
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=head_conversion_nodes(onnx.load(str(prepared))),
         )
+
+
+NETWORK_CLASS = "headpose.models.network.HeadPoseNet"
+
+
+def head_conversion_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes of the head's conversion to degrees (the bins' expectation, the 6D
+    rotation's Gram-Schmidt and Euler decomposition): every node the exporter did not trace
+    inside the network module. They stay in float: rounding their few, cheap operations to 8
+    bits would cost accuracy (angles from atan2 of quantised matrix entries) and save no time."""
+    names = []
+    for node in model.graph.node:
+        scope = {prop.key: prop.value for prop in node.metadata_props}
+        hierarchy = scope.get("pkg.torch.onnx.class_hierarchy")
+        if hierarchy is not None and NETWORK_CLASS not in hierarchy:
+            names.append(node.name)
+    return names
 
 
 def max_parity_error_deg(
@@ -198,7 +220,8 @@ def export_for_deployment(
     workers: int = 0,
     seed: int = 0,
 ) -> dict:
-    """Write ``out_dir/model.onnx`` and ``out_dir/model_int8.onnx``; return their metrics.
+    """Write ``out_dir/model.onnx`` and ``out_dir/model_int8.onnx`` (and ``model_fused.pt``, the
+    fused checkpoint, when the backbone is re-parameterised); return their metrics.
 
     The int8 model is calibrated on training crops (``calibration_stems``); both are evaluated
     on ``test_stems`` with the evaluation code, so the metrics say what int8 costs in MAE. The
@@ -213,13 +236,18 @@ def export_for_deployment(
             model, image_size, temp / "model.onnx", temp / "model_int8.onnx", calibration
         )
         runs = {name: predict_dataset(function, test_set) for name, function in functions.items()}
-        sizes_mb = {name: file_size_mb(temp / name) for name in ("model.onnx", "model_int8.onnx")}
+        files = ["model.onnx", "model_int8.onnx"]
+        if model.network.fused:
+            save_checkpoint(temp / "model_fused.pt", model.network, meta)
+            files.append("model_fused.pt")
+        sizes_mb = {name: file_size_mb(temp / name) for name in files}
     parity = np.abs(runs["onnx_fp32"].predicted_deg - runs["torch_fp32"].predicted_deg).max()
     mae = {
         METRIC_NAMES.get(name, name): mae_summary(run.absolute_deg) for name, run in runs.items()
     }
     return {
         "exported": True,
+        "fused": model.network.fused,
         "onnx_opset": ONNX_OPSET,
         "file_mb": {"checkpoint": file_size_mb(checkpoint), **sizes_mb},
         "parity_max_abs_deg": round(float(parity), 5),

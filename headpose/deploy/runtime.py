@@ -41,7 +41,7 @@ def torch_angle_function(model: nn.Module, autocast: bool = False) -> AngleFunct
         with torch.inference_mode():
             with torch.autocast(device_type=device.type, enabled=mixed):
                 outputs = model.network(images.to(device, non_blocking=True))
-            return model.bins.angles_deg(outputs).float().cpu().numpy()
+            return model.head.angles_deg(outputs).float().cpu().numpy()
 
     return predict
 

@@ -40,8 +40,12 @@ from headpose.evaluation.metrics import (
 from headpose.evaluation.protocol import check_protocol, evaluation_stems
 from headpose.geometry import ANGLE_NAMES
 from headpose.io.files import file_size_mb, write_csv
-from headpose.models.bins import Bins
-from headpose.models.network import AnglesModel, count_parameters, load_checkpoint, pick_device
+from headpose.models.network import (
+    AnglesModel,
+    count_parameters,
+    load_angles_model,
+    pick_device,
+)
 from headpose.models.registry import IMAGE_SIZE_RANGE_PX
 
 EVAL_BATCH_SIZE = 64
@@ -107,8 +111,10 @@ def evaluate(
     """Evaluate ``checkpoint`` on ``stems`` (named ``source`` in messages).
 
     ``expectation`` and ``image_size`` override the checkpoint's meta; ``bin_width`` must match
-    it. ``baseline`` adds the MAE of the training-mean angles the checkpoint stores (or of
-    ``training_mean``, when given). The real AFLW2000 must come as its 1969-image protocol.
+    it (both for a bins head only). Either head is scored through its angles model (fused when
+    the backbone can be, as deployed). ``baseline`` adds the MAE of the training-mean angles the
+    checkpoint stores (or of ``training_mean``, when given). The real AFLW2000 must come as its
+    1969-image protocol.
     """
     real_aflw2000 = check_protocol(stems, source)
     low, high = IMAGE_SIZE_RANGE_PX
@@ -116,8 +122,7 @@ def evaluate(
         raise HeadposeError(f"image size {image_size} px: expected {low} to {high} px")
     device = device or pick_device()
     expected = None if bin_width is None else {"bin_width": bin_width}
-    network, meta = load_checkpoint(checkpoint, expected=expected, device=device)
-    bins = Bins(meta["bin_width"], expectation or meta["expectation"])
+    model, meta = load_angles_model(checkpoint, device, expectation=expectation, expected=expected)
     image_size = image_size or meta["image_size"]
     if training_mean is None and baseline:
         if "training_mean_deg" not in meta:
@@ -126,7 +131,6 @@ def evaluate(
                 "(a HopeNet snapshot, or trained before checkpoints stored them)"
             )
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
-    model = AnglesModel(network, bins).to(device).eval()
     errors = predict_stems(torch_angle_function(model), stems, image_size, workers)
     metrics = {
         "count": len(stems),
@@ -134,9 +138,10 @@ def evaluate(
         **error_metrics(errors, training_mean),
         "model": {
             "arch": meta["arch"],
-            **bins.meta(),
+            **model.head.meta(),
+            "fused": model.network.fused,
             "image_size": image_size,
-            "parameters": count_parameters(network),
+            "parameters": count_parameters(model.network),
             "checkpoint_mb": file_size_mb(checkpoint),
         },
     }
@@ -185,9 +190,16 @@ def format_report(
     samples of a scanned folder are counted in the header (and listed on stderr)."""
     model = metrics["model"]
     protocol = " (real AFLW2000-3D, 1969-image protocol)" if metrics["real_aflw2000"] else ""
+    if model.get("head", "bins") == "bins":
+        head = (
+            f"{model['num_bins']} bins of {model['bin_width']} deg, "
+            f"{model['expectation']} expectation"
+        )
+    else:
+        head = f"{model['head']} head"
+    fused = ", fused" if model.get("fused") else ""
     rows = [
-        f"{checkpoint}: {model['arch']}, {model['num_bins']} bins of {model['bin_width']} deg, "
-        f"{model['expectation']} expectation, {model['image_size']} px",
+        f"{checkpoint}: {model['arch']}{fused}, {head}, {model['image_size']} px",
         f"test set {source}: {metrics['count']} samples{protocol}"
         + (f" ({skipped} skipped: invalid or beyond --max-angle, listed above)" if skipped else ""),
         f"{'MAE (degrees)':<24}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}{'n':>7}",
@@ -227,7 +239,7 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", help="a models/*.pt checkpoint or a HopeNet .pkl snapshot")
     parser.add_argument("--data", required=True, help="AFLW2000-format folder or sample list")
-    parser.add_argument("--expectation", choices=("centers", "lower_edges"))
+    parser.add_argument("--expectation", choices=("centers", "lower_edges"), help="bins head only")
     parser.add_argument("--bin-width", type=int, help="must match the checkpoint's bins")
     parser.add_argument("--image-size", type=int, help="input size in pixels")
     parser.add_argument("--max-angle", type=float, default=99, help="folder filter (degrees)")

@@ -1,2 +1,3 @@
-"""The networks: the model registry (arch name -> constructor, ImageNet weights, stem), the
-CBAM blocks, the head-pose network, the angle bins with their expectation mode, and checkpoints."""
+"""The networks: the model registry (arch name -> constructor, ImageNet weights, stem; torchvision
+names and any ``timm/<name>``), the CBAM blocks, the head-pose network, the heads (the angle bins
+with their expectation mode, the 6D rotation), and checkpoints."""

@@ -9,9 +9,9 @@ the original snapshots can be evaluated exactly as published.
 A :class:`Bins` is the whole description of how a network's outputs become angles: the range,
 the width and the expectation mode travel together (and are stored in checkpoints as
 :meth:`Bins.meta`). Everything that turns outputs into degrees calls :meth:`Bins.angles_deg`;
-the loss reads :meth:`Bins.labels` and :meth:`Bins.expectation_deg`. Another kind of head (a
-continuous rotation, say) would offer the same ``angles_deg`` and ``meta``, its own loss terms,
-and be chosen from the checkpoint meta where :meth:`Bins.from_meta` is called.
+the loss reads :meth:`Bins.labels` and :meth:`Bins.expectation_deg`. The other head, the 6D
+rotation (:mod:`headpose.models.rotation`), offers the same ``name``, ``layer_sizes``, ``meta``
+and ``angles_deg``; :mod:`headpose.models.heads` picks one from params or a checkpoint's meta.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Bins:
 
     width_deg: int
     expectation: str = "centers"
+    name = "bins"  # the params.yaml ``head`` value (a class attribute, not a field)
 
     def __post_init__(self) -> None:
         if self.width_deg not in valid_bin_widths():
@@ -55,11 +56,22 @@ class Bins:
     @classmethod
     def from_meta(cls, meta: dict) -> Bins:
         """The bins a checkpoint's meta describes."""
-        return cls(int(meta["bin_width"]), meta["expectation"])
+        bins = cls(int(meta["bin_width"]), meta["expectation"])
+        if int(meta["num_bins"]) != bins.count:
+            raise HeadposeError(
+                f"checkpoint meta: num_bins {meta['num_bins']} does not match bin_width "
+                f"{meta['bin_width']} ({bins.count} bins)"
+            )
+        return bins
+
+    def layer_sizes(self) -> dict[str, int]:
+        """The network's output layers for this head: one classifier per angle."""
+        return {"fc_yaw": self.count, "fc_pitch": self.count, "fc_roll": self.count}
 
     def meta(self) -> dict:
         """What a checkpoint stores about the bins."""
         return {
+            "head": self.name,
             "num_bins": self.count,
             "bin_width": self.width_deg,
             "expectation": self.expectation,

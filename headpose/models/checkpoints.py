@@ -2,23 +2,29 @@
 
 Our checkpoints (:func:`save_checkpoint`) are weights-only files ``{"state_dict": ..., "meta":
 {...}}`` holding tensors and plain values only, so they load with ``torch.load(...,
-weights_only=True)``. The meta says how to use the weights: arch, bins (width, count, expectation
-mode), input size and normalisation (:data:`META_KEYS`); training adds what the run knew (the
-training-set mean angles, the params, the run fingerprint, the epoch). :func:`read_checkpoint`
+weights_only=True)``. The meta says how to use the weights: arch, input size and normalisation
+(:data:`META_KEYS`), the head (``head``: ``bins`` with its width, count and expectation mode, or
+``rotation_6d``; a checkpoint without ``head`` holds bins, as all did before there was a choice)
+and whether the backbone is fused for inference (``fused``); training adds what the run knew (the
+training-set mean angles, the params, the run fingerprint, the epoch). Loading validates the
+arch, the head and the tensors against each other. :func:`read_checkpoint`
 also reads the original HopeNet snapshots (``hopenet_alpha1.pkl``, ``hopenet_alpha2.pkl``: a bare
 ResNet state dict with ``fc_yaw``/``fc_pitch``/``fc_roll`` heads), which must be evaluated as
 published: bin width 3, lower-edge expectation, 224 px, ImageNet normalisation
 (:data:`HOPENET_META`).
 
 Every checkpoint read goes through :func:`validate_checkpoint` (evaluate, predict, export,
-benchmark, ``pretrained:``): the meta must name a known arch and expectation, an input size in
-:data:`IMAGE_SIZE_RANGE_PX`, and bins that agree with the weights (the heads' output count is
-``num_bins``, and ``num_bins * bin_width`` is the 198-degree range), so a file that contradicts
-itself is refused in one line instead of failing inside the network.
+benchmark, ``pretrained:``): the meta must name a known arch and head, an input size in
+:data:`IMAGE_SIZE_RANGE_PX`, and a head that agrees with the weights (for bins: the output count
+of each angle layer is ``num_bins``, and ``num_bins * bin_width`` is the 198-degree range), so a
+file that contradicts itself is refused in one line instead of failing inside the network.
 
-ImageNet weights (``pretrained: imagenet``) come from the torch hub cache, as torchvision's do:
-downloaded there on first use and verified against the hash in their file name; offline, the
-error names the file and the folder to put it in.
+ImageNet weights (``pretrained: imagenet``) of torchvision backbones come from the torch hub
+cache, as torchvision's do: downloaded there on first use and verified against the hash in their
+file name. Those of ``timm/<name>`` backbones are timm's default pretrained tag: read from
+``<torch hub>/checkpoints/timm/<tag>.safetensors`` when that file is there, else downloaded from
+the Hugging Face Hub (its cache) or timm's URL. Offline, the error names the file and the folder
+to put it in.
 """
 
 from __future__ import annotations
@@ -35,16 +41,24 @@ from torch import nn
 
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path
-from headpose.models.bins import EXPECTATION_MODES, RANGE_DEG
-from headpose.models.registry import IMAGE_SIZE_RANGE_PX, IMAGENET_MEAN, IMAGENET_STD, get_arch
+from headpose.models.bins import EXPECTATION_MODES, RANGE_DEG, Bins
+from headpose.models.heads import head_from_meta
+from headpose.models.registry import (
+    IMAGE_SIZE_RANGE_PX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Arch,
+    get_arch,
+)
 
-# Keys every checkpoint meta holds.
-META_KEYS = ("arch", "num_bins", "bin_width", "image_size", "expectation", "mean", "std")
-HEAD_WEIGHTS = ("fc_yaw.weight", "fc_pitch.weight", "fc_roll.weight")
+# Keys every checkpoint meta holds (beside its head's: see headpose.models.heads).
+META_KEYS = ("arch", "image_size", "mean", "std")
+TIMM_WEIGHTS_SUFFIX = ".safetensors"
 
 # How the original HopeNet snapshots were trained and must be evaluated.
 HOPENET_META: dict[str, Any] = {
     "arch": "resnet50",
+    "head": "bins",
     "num_bins": 66,
     "bin_width": 3,
     "image_size": 224,
@@ -103,9 +117,72 @@ def _fetch_imagenet_weights(arch: str) -> Path:
     return path
 
 
+def timm_weight_source(arch: Arch) -> tuple[str, str, Path]:
+    """(pretrained tag, where timm publishes its weights, the local file they are read from) of
+    the ImageNet weights of a timm arch (timm's default pretrained tag)."""
+    import timm.models
+
+    config = timm.models.get_pretrained_cfg(arch.timm_name)
+    if config is None or not (config.hf_hub_id or config.url):
+        raise HeadposeError(f"pretrained: imagenet: timm has no pretrained weights for {arch.name}")
+    tag = f"{arch.timm_name}.{config.tag}" if config.tag else arch.timm_name
+    origin = f"https://huggingface.co/{config.hf_hub_id}" if config.hf_hub_id else config.url
+    local = Path(torch.hub.get_dir()) / "checkpoints" / "timm" / f"{tag}{TIMM_WEIGHTS_SUFFIX}"
+    return tag, origin, local
+
+
+def _download_timm_weights(arch: Arch) -> Path:
+    """The file of a timm arch's ImageNet weights: the local copy, or a download."""
+    import timm.models
+
+    tag, origin, local = timm_weight_source(arch)
+    if local.is_file():
+        return local
+    config = timm.models.get_pretrained_cfg(arch.timm_name)
+    print(f"pretrained: imagenet: fetching timm's weights {tag} from {origin}", flush=True)
+    try:
+        if config.hf_hub_id:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(config.hf_hub_id, "model" + TIMM_WEIGHTS_SUFFIX))
+        timm_cache = Path(torch.hub.get_dir()) / "checkpoints" / config.url.rsplit("/", 1)[-1]
+        if not timm_cache.is_file():
+            torch.hub.download_url_to_file(config.url, str(timm_cache), progress=True)
+        return timm_cache
+    except Exception as error:  # no network, refused, not found: many exception types
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(
+            f"pretrained: imagenet could not download timm's ImageNet weights of {arch.name} "
+            f"({reason}); place model{TIMM_WEIGHTS_SUFFIX} from {origin} as {local.name} in "
+            f"{local.parent}"
+        ) from None
+
+
+def _load_timm_imagenet_weights(model: nn.Module, arch: Arch) -> None:
+    import timm
+
+    weight_file = _download_timm_weights(arch)
+    try:  # timm's loader applies the model's checkpoint filters; with the classifier kept it
+        # loads strictly (without, it would skip mismatched tensors silently)
+        pretrained = timm.create_model(
+            arch.timm_name,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(weight_file), "hf_hub_id": None, "url": None},
+        )
+        pretrained.reset_classifier(0)
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(f"{weight_file} does not fit {arch.name}: {reason}") from None
+    model.backbone.load_state_dict(pretrained.state_dict())
+
+
 def load_imagenet_weights(model: nn.Module) -> None:
     """Fill a HeadPoseNet's backbone with its arch's ImageNet weights (the heads stay as they
     are)."""
+    arch = get_arch(model.arch)
+    if arch.timm_name is not None:
+        _load_timm_imagenet_weights(model, arch)
+        return
     weight_file = _fetch_imagenet_weights(model.arch)
     state_dict = _torch_load(weight_file)
     classifier = ("fc.", "classifier.")
@@ -123,17 +200,19 @@ def load_imagenet_weights(model: nn.Module) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
-    """Write ``{"state_dict", "meta"}`` atomically; ``meta`` needs every key in META_KEYS."""
+    """Write ``{"state_dict", "meta"}`` atomically; ``meta`` needs every key in META_KEYS and
+    must describe the model's arch and head. ``fused`` is recorded from the model."""
     missing = [key for key in META_KEYS if key not in meta]
     if missing:
         raise HeadposeError(f"checkpoint meta for {path} lacks {', '.join(missing)}")
-    if meta["arch"] != model.arch or meta["num_bins"] != model.num_bins:
+    head = head_from_meta(meta, f"checkpoint meta for {path}")
+    if meta["arch"] != model.arch or head.meta() != model.head.meta():
         raise HeadposeError(
-            f"checkpoint meta says {meta['arch']} with {meta['num_bins']} bins, but the model "
-            f"is {model.arch} with {model.num_bins} bins"
+            f"checkpoint meta says {meta['arch']} with head {head.meta()}, but the model "
+            f"is {model.arch} with head {model.head.meta()}"
         )
     state_dict = OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())
-    save_torch(path, {"state_dict": state_dict, "meta": dict(meta)})
+    save_torch(path, {"state_dict": state_dict, "meta": {**meta, "fused": model.fused}})
 
 
 def save_torch(path: str | os.PathLike, content: dict) -> None:
@@ -187,11 +266,6 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
         get_arch(meta["arch"])
     except HeadposeError as error:
         raise HeadposeError(f"checkpoint {path}: {error}") from None
-    if meta["expectation"] not in EXPECTATION_MODES:
-        raise HeadposeError(
-            f"checkpoint {path}: expectation {meta['expectation']!r} is none of "
-            + ", ".join(EXPECTATION_MODES)
-        )
     low, high = IMAGE_SIZE_RANGE_PX
     size = meta["image_size"]
     if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
@@ -206,10 +280,33 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
             and all(_is_number(v) for v in values)
         ) or (key == "std" and min(values) <= 0):
             raise HeadposeError(f"checkpoint {path}: {key} {values!r}; expected 3 finite numbers")
-    heads = [state_dict.get(key) for key in HEAD_WEIGHTS]
-    if not all(isinstance(head, torch.Tensor) and head.ndim == 2 for head in heads):
-        raise HeadposeError(f"checkpoint {path}: no 2-D {', '.join(HEAD_WEIGHTS)} weights")
-    counts = {int(head.shape[0]) for head in heads}
+    if meta.get("head", Bins.name) == Bins.name:
+        _validate_bins_meta(state_dict, meta, path)
+    head = head_from_meta(meta, f"checkpoint {path}")
+    for layer, size in head.layer_sizes().items():
+        weight = state_dict.get(f"{layer}.weight")
+        if not isinstance(weight, torch.Tensor) or weight.ndim != 2 or weight.shape[0] != size:
+            shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else None
+            raise HeadposeError(
+                f"checkpoint {path}: its {head.name} head needs a {layer}.weight of {size} "
+                f"outputs; the file holds {shape}"
+            )
+
+
+def _validate_bins_meta(state_dict: dict, meta: dict, path: str | os.PathLike) -> None:
+    """The bins meta agrees with itself and with the three angle layers' output counts."""
+    missing = [key for key in ("num_bins", "bin_width", "expectation") if key not in meta]
+    if missing:
+        raise HeadposeError(f"checkpoint {path}: a bins head without {', '.join(missing)}")
+    if meta["expectation"] not in EXPECTATION_MODES:
+        raise HeadposeError(
+            f"checkpoint {path}: expectation {meta['expectation']!r} is none of "
+            + ", ".join(EXPECTATION_MODES)
+        )
+    layers = [state_dict.get(f"{layer}.weight") for layer in ("fc_yaw", "fc_pitch", "fc_roll")]
+    if not all(isinstance(layer, torch.Tensor) and layer.ndim == 2 for layer in layers):
+        raise HeadposeError(f"checkpoint {path}: no 2-D fc_yaw/fc_pitch/fc_roll weights")
+    counts = {int(layer.shape[0]) for layer in layers}
     if len(counts) != 1:
         raise HeadposeError(f"checkpoint {path}: the three heads hold {sorted(counts)} bins")
     weight_bins = counts.pop()
@@ -292,7 +389,7 @@ def load_state(
         missing = [key for key in missing if not key.startswith("fc_")]
     if missing or unexpected:
         raise HeadposeError(
-            f"checkpoint {path} does not fit {model.arch} with {model.num_bins} bins: "
+            f"checkpoint {path} does not fit {model.arch} with head {model.head.meta()}: "
             f"missing {len(missing)} tensors (e.g. {missing[:2]}), "
             f"unexpected {len(unexpected)} (e.g. {unexpected[:2]})"
         )
@@ -301,7 +398,8 @@ def load_state(
 def load_pretrained(model: nn.Module, pretrained: str) -> None:
     """Fill a fresh HeadPoseNet with ``pretrained`` weights: ``none`` (keep the random init),
     ``imagenet`` (the backbone's ImageNet weights) or a checkpoint path (ours or a HopeNet
-    snapshot) of the same arch, whose heads are taken too when their bin count matches."""
+    snapshot) of the same arch, not fused, whose output layers are taken too when the head and
+    its sizes match."""
     if pretrained == "none":
         return
     if pretrained == "imagenet":
@@ -313,6 +411,11 @@ def load_pretrained(model: nn.Module, pretrained: str) -> None:
             f"pretrained checkpoint {pretrained} holds arch {meta['arch']}, "
             f"but arch is {model.arch}"
         )
-    if meta["num_bins"] != model.num_bins:
+    if meta.get("fused"):
+        raise HeadposeError(
+            f"pretrained checkpoint {pretrained} is fused for inference; train from the unfused "
+            "checkpoint (models/model.pt)"
+        )
+    if head_from_meta(meta).layer_sizes() != model.head.layer_sizes():
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc_")}
     load_state(model, state_dict, pretrained, allow_missing_heads=True)

@@ -1,17 +1,24 @@
-"""The head-pose network: a registered backbone, three binned-angle heads, and the angles model.
+"""The head-pose network: a registered backbone, its head's output layers, and the angles model.
 
 :func:`build_model` wraps a backbone of the registry (:mod:`headpose.models.registry`; the
-``arch`` key of params.yaml picks it) in a :class:`HeadPoseNet`, whose ``forward`` returns
-``(yaw_logits, pitch_logits, roll_logits)``, each ``(batch, num_bins)``. :class:`AnglesModel`
-puts the bins' expectation (:class:`headpose.models.bins.Bins`) after the network, so it maps a
+``arch`` key of params.yaml picks it) in a :class:`HeadPoseNet` with the output layers of its head
+(:mod:`headpose.models.heads`; the ``head`` key picks it): ``fc_yaw``, ``fc_pitch``, ``fc_roll``
+(bins) or ``fc_rotation`` (6D rotation). ``forward`` returns the outputs of those layers as a
+tuple. :class:`AnglesModel` puts the head's conversion to degrees after the network, so it maps a
 ``(N, 3, S, S)`` batch of normalised crops straight to ``(N, 3)`` angles in degrees: validation,
-evaluation, prediction and the exported ONNX/TorchScript files all run this module.
-:func:`load_checkpoint` and :func:`load_angles_model` rebuild them from a checkpoint
-(:mod:`headpose.models.checkpoints`).
+evaluation, prediction, the benchmark and the exported ONNX/TorchScript files all run this
+module, whatever the head. :func:`load_checkpoint` and :func:`load_angles_model` rebuild them
+from a checkpoint (:mod:`headpose.models.checkpoints`).
+
+Backbones that can be re-parameterised for inference (timm's RepVGG and MobileOne) are fused by
+:func:`fused_for_inference`: :func:`load_angles_model` always returns the fused form, so
+evaluation, prediction, export and the benchmark run (and count the parameters of) what is
+deployed. A fused checkpoint (``meta["fused"]``) loads into the fused structure.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -20,26 +27,28 @@ from torch import nn
 from headpose.errors import HeadposeError
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import load_pretrained, load_state, read_checkpoint
+from headpose.models.heads import Head, head_from_meta
 from headpose.models.registry import get_arch
 
 
 class HeadPoseNet(nn.Module):
-    """A backbone giving pooled features, and one linear classifier per angle."""
+    """A backbone giving pooled features, and the head's linear output layers."""
 
-    def __init__(self, arch: str, num_bins: int) -> None:
+    def __init__(self, arch: str, head: Head) -> None:
         super().__init__()
         self.arch = arch
-        self.num_bins = num_bins
+        self.head = head
+        self.fused = False
         spec = get_arch(arch)
         self.backbone, feature_count = spec.headless()
         self.stem_names = spec.stem
-        self.fc_yaw = nn.Linear(feature_count, num_bins)
-        self.fc_pitch = nn.Linear(feature_count, num_bins)
-        self.fc_roll = nn.Linear(feature_count, num_bins)
+        self.output_names = tuple(head.layer_sizes())
+        for name, size in head.layer_sizes().items():
+            self.add_module(name, nn.Linear(feature_count, size))
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.backbone(images)
-        return self.fc_yaw(features), self.fc_pitch(features), self.fc_roll(features)
+        return tuple(self.get_submodule(name)(features) for name in self.output_names)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Disjoint groups covering every parameter: ``stem`` (the first conv block, frozen in
@@ -50,31 +59,45 @@ class HeadPoseNet(nn.Module):
             for parameter in self.backbone.get_submodule(name).parameters()
         ]
         stem_ids = {id(parameter) for parameter in stem}
-        heads = [
-            *self.fc_yaw.parameters(),
-            *self.fc_pitch.parameters(),
-            *self.fc_roll.parameters(),
-        ]
+        heads = [p for name in self.output_names for p in self.get_submodule(name).parameters()]
         return {
             "stem": stem,
             "backbone": [p for p in self.backbone.parameters() if id(p) not in stem_ids],
             "heads": heads,
         }
 
+    def fuse_backbone(self) -> None:
+        """Re-parameterise the backbone for inference in place (eval mode; no-op when the
+        arch has nothing to fuse). A fused network is for inference only."""
+        fused = get_arch(self.arch).fuse(self.backbone.eval())
+        if fused is not None:
+            self.backbone = fused
+            self.fused = True
+        self.eval()
 
-def build_model(arch: str, num_bins: int, pretrained: str = "none") -> HeadPoseNet:
-    """A HeadPoseNet for ``arch`` with ``num_bins`` classes per angle.
 
-    ``pretrained``: ``none`` (random init), ``imagenet`` (the backbone's torchvision ImageNet
-    weights, downloaded into the torch hub cache on first use; cbam_resnet50 takes resnet50's,
-    its CBAM layers start fresh) or a checkpoint path (ours or a HopeNet snapshot) of the same
-    arch, whose heads are taken too when their bin count matches.
+def build_model(arch: str, head: Head, pretrained: str = "none") -> HeadPoseNet:
+    """A HeadPoseNet for ``arch`` with the output layers of ``head``.
+
+    ``pretrained``: ``none`` (random init), ``imagenet`` (the backbone's ImageNet weights:
+    torchvision's or timm's, downloaded on first use; cbam_resnet50 takes resnet50's, its CBAM
+    layers start fresh) or a checkpoint path (ours or a HopeNet snapshot) of the same arch, whose
+    output layers are taken too when they have the same head and sizes.
     """
-    if num_bins < 2:
-        raise HeadposeError(f"num_bins must be at least 2, got {num_bins}")
-    model = HeadPoseNet(arch, num_bins)
+    if isinstance(head, Bins) and head.count < 2:
+        raise HeadposeError(f"a bins head needs at least 2 bins, got {head.count}")
+    model = HeadPoseNet(arch, head)
     load_pretrained(model, pretrained)
     return model
+
+
+def fused_for_inference(network: HeadPoseNet) -> HeadPoseNet:
+    """``network`` in eval mode, re-parameterised (a fused copy) when its backbone can be."""
+    if network.fused or not get_arch(network.arch).fusable(network.backbone):
+        return network.eval()
+    fused = copy.deepcopy(network)
+    fused.fuse_backbone()
+    return fused
 
 
 def load_checkpoint(
@@ -82,8 +105,9 @@ def load_checkpoint(
 ) -> tuple[HeadPoseNet, dict]:
     """Load a checkpoint (ours or an original HopeNet snapshot) as an eval-mode model.
 
-    ``expected`` maps meta keys (e.g. ``arch``, ``num_bins``, ``bin_width``) to the values the
+    ``expected`` maps meta keys (e.g. ``arch``, ``head``, ``bin_width``) to the values the
     caller needs; a mismatch raises a HeadposeError saying what the file holds and what was asked.
+    A fused checkpoint loads as the fused network.
     """
     state_dict, meta = read_checkpoint(path)
     mismatched = {key: value for key, value in (expected or {}).items() if meta.get(key) != value}
@@ -91,29 +115,48 @@ def load_checkpoint(
         asked = ", ".join(f"{key} {value}" for key, value in mismatched.items())
         holds = ", ".join(f"{key} {meta.get(key)}" for key in mismatched)
         raise HeadposeError(f"checkpoint {path} holds {holds}; asked for {asked}")
-    model = HeadPoseNet(meta["arch"], meta["num_bins"])
+    model = HeadPoseNet(meta["arch"], head_from_meta(meta, f"checkpoint {path}"))
+    if meta.get("fused"):
+        model.fuse_backbone()
+        if not model.fused:
+            raise HeadposeError(f"checkpoint {path} says fused, but {meta['arch']} has no fusion")
     load_state(model, state_dict, path, allow_missing_heads=False)
     return model.to(device).eval(), meta
 
 
 class AnglesModel(nn.Module):
-    """A head-pose network followed by the expectation over its bins: outputs degrees."""
+    """A head-pose network followed by its head's conversion to degrees: outputs (N, 3) yaw,
+    pitch, roll degrees."""
 
-    def __init__(self, network: nn.Module, bins: Bins) -> None:
+    def __init__(self, network: HeadPoseNet, head: Head | None = None) -> None:
         super().__init__()
         self.network = network
-        self.bins = bins
+        self.head = network.head if head is None else head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.bins.angles_deg(self.network(images))
+        return self.head.angles_deg(self.network(images))
 
 
 def load_angles_model(
-    checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
+    checkpoint: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    expectation: str | None = None,
+    expected: dict | None = None,
 ) -> tuple[AnglesModel, dict]:
-    """An eval-mode :class:`AnglesModel` from a checkpoint, with the checkpoint's meta."""
-    network, meta = load_checkpoint(checkpoint, device=device)
-    return AnglesModel(network, Bins.from_meta(meta)).to(device).eval(), meta
+    """An eval-mode :class:`AnglesModel` from a checkpoint (fused for inference when its backbone
+    can be), with the checkpoint's meta. ``expectation`` overrides a bins head's expectation
+    mode; ``expected`` is as in :func:`load_checkpoint`."""
+    network, meta = load_checkpoint(checkpoint, expected=expected, device=device)
+    head = network.head
+    if expectation is not None:
+        if not isinstance(head, Bins):
+            raise HeadposeError(
+                f"checkpoint {checkpoint} has a {head.name} head: expectation does not apply"
+            )
+        head = Bins(head.width_deg, expectation)
+    network = fused_for_inference(network).to(device)
+    return AnglesModel(network, head).eval(), meta
 
 
 def count_parameters(model: nn.Module) -> int:

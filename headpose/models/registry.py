@@ -3,13 +3,22 @@
 As in timm and torchvision, a name (the ``arch`` key of params.yaml, the ``arch`` of a checkpoint)
 is looked up here, and this is the only list of names: params validation
 (:mod:`headpose.params`), the network (:mod:`headpose.models.network`) and the weight loaders
-(:mod:`headpose.models.checkpoints`) all read it. A backbone is added with one :func:`register`
-call giving its :class:`Arch`; a family of names (for example ``timm/<name>``) would be added by
-teaching :func:`get_arch` to build the :class:`Arch` of a name on demand.
+(:mod:`headpose.models.checkpoints`) all read it. A torchvision backbone is added with one
+:func:`register` call giving its :class:`Arch`.
+
+``timm/<model name>`` names any timm model (``timm/repvgg_a0``, ``timm/efficientnet_b0``...):
+:func:`get_arch` builds its :class:`Arch` on demand, the feature extractor being
+``timm.create_model(name, pretrained=False, num_classes=0)``; an unknown name gets the close
+matches from ``timm.list_models()``. Its stem is the module of timm's ``first_conv`` (and the
+norm layer right after it), its ImageNet weights are timm's default pretrained tag, and
+models timm can re-parameterise (RepVGG, MobileOne: branches fused into plain convolutions for
+inference) are fused by :meth:`Arch.fuse`.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,23 +36,49 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SIZE_RANGE_PX = (32, 1024)
 
 
+TIMM_PREFIX = "timm/"
+# Methods by which timm's modules re-parameterise themselves for inference
+# (timm.utils.model.reparameterize_model calls them).
+_REPARAMETERISE_METHODS = ("reparameterize", "switch_to_deploy", "fuse")
+
+
 @dataclass(frozen=True)
 class Arch:
     """How to build one backbone and what its parts are called."""
 
     name: str
-    constructor: Callable[[], nn.Module]  # the classification network, randomly initialised
-    weights: type[WeightsEnum]  # its torchvision ImageNet weights, preferred first
+    constructor: Callable[[], nn.Module]  # the network, randomly initialised
+    weights: type[WeightsEnum] | None  # its torchvision ImageNet weights (None: timm's)
     stem: tuple[str, ...]  # module names of the first conv block (frozen in training phase 1)
-    classifier: str  # the attribute holding the final classifier, removed for the heads
+    classifier: str | None  # the attribute holding the final classifier (None: built without)
+    timm_name: str | None = None  # the timm model name, for ``timm/<name>``
 
     def headless(self) -> tuple[nn.Module, int]:
         """(the network ending in pooled features instead of its classifier, feature count)."""
         network = self.constructor()
+        if self.classifier is None:  # timm, num_classes=0
+            return network, getattr(network, "head_hidden_size", None) or network.num_features
         classifier = getattr(network, self.classifier)
         last_linear = [module for module in classifier.modules() if isinstance(module, nn.Linear)]
         setattr(network, self.classifier, nn.Identity())
         return network, last_linear[-1].in_features
+
+    def fusable(self, backbone: nn.Module) -> bool:
+        """Whether a backbone of this arch can be re-parameterised (fused) for inference."""
+        return self.timm_name is not None and any(
+            hasattr(module, method)
+            for module in backbone.modules()
+            for method in _REPARAMETERISE_METHODS
+        )
+
+    def fuse(self, backbone: nn.Module) -> nn.Module | None:
+        """The re-parameterised (fused) copy of a backbone, in eval mode, for inference (same
+        outputs, fewer and plainer layers), or None when it has nothing to fuse."""
+        if not self.fusable(backbone):
+            return None
+        from timm.utils.model import reparameterize_model
+
+        return reparameterize_model(backbone.eval())
 
 
 ARCHS: dict[str, Arch] = {}
@@ -63,10 +98,55 @@ def arch_names() -> tuple[str, ...]:
 
 
 def get_arch(name: str) -> Arch:
-    """The registered backbone called ``name``, or a HeadposeError listing the known names."""
+    """The backbone called ``name`` (registered, or ``timm/<model name>``), or a HeadposeError:
+    the known names, or for an unknown timm model the close matches."""
+    if name.startswith(TIMM_PREFIX):
+        return _timm_arch(name.removeprefix(TIMM_PREFIX))
     if name not in ARCHS:
-        raise HeadposeError(f"unknown arch {name!r}; expected one of {', '.join(ARCHS)}")
+        raise HeadposeError(
+            f"unknown arch {name!r}; expected one of {', '.join(ARCHS)} or "
+            f"{TIMM_PREFIX}<timm model name>"
+        )
     return ARCHS[name]
+
+
+@functools.cache
+def _timm_arch(model_name: str) -> Arch:
+    import timm
+
+    if not timm.is_model(model_name):
+        close = difflib.get_close_matches(model_name, timm.list_models(), n=5, cutoff=0.6)
+        hint = (
+            "close matches: " + ", ".join(TIMM_PREFIX + match for match in close)
+            if close
+            else "no close match (timm.list_models() lists every name)"
+        )
+        raise HeadposeError(f"unknown timm model {TIMM_PREFIX}{model_name}; {hint}")
+
+    def constructor() -> nn.Module:
+        return timm.create_model(model_name, pretrained=False, num_classes=0)
+
+    stem = _timm_stem(constructor())
+    return Arch(TIMM_PREFIX + model_name, constructor, None, stem, None, model_name)
+
+
+def _timm_stem(network: nn.Module) -> tuple[str, ...]:
+    """The top-level module holding timm's ``first_conv``, with the norm layer right after it
+    when that is a separate module (``conv_stem`` + ``bn1``, ``conv1`` + ``bn1``)."""
+    first_conv = network.pretrained_cfg.get("first_conv") or ""
+    if isinstance(first_conv, (tuple, list)):
+        first_conv = first_conv[0]
+    children = [name for name, _ in network.named_children()]
+    top = first_conv.split(".")[0]
+    if top not in children:
+        top = children[0]
+    position = children.index(top)
+    stem = [top]
+    if position + 1 < len(children):
+        following = children[position + 1]
+        if isinstance(network.get_submodule(following), nn.BatchNorm2d):
+            stem.append(following)
+    return tuple(stem)
 
 
 def _torchvision(name: str, weights: type[WeightsEnum], stem: tuple[str, ...], classifier: str):

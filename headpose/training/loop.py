@@ -2,8 +2,10 @@
 
 The recipe (``params.yaml`` keys in brackets):
 
-* loss per angle: cross-entropy over the bins + ``alpha`` x MSE between the softmax expectation
-  (bin centres, or lower edges with ``expectation: lower_edges``) and the true angle;
+* the loss of the ``head`` (:mod:`headpose.training.loss`): for ``bins``, per angle,
+  cross-entropy over the bins + ``alpha`` x MSE between the softmax expectation (bin centres, or
+  lower edges with ``expectation: lower_edges``) and the true angle; for ``rotation_6d``, the
+  geodesic distance between the predicted rotation matrix and the label's;
 * phase 1 (``epochs``): Adam at ``lr``, the stem (conv1/bn1) frozen (no gradients, BN statistics
   fixed) and the three heads at 5x ``lr``, as in the original; phase 2 (``finetune_epochs``,
   0 = the one-phase original): everything trainable at ``finetune_lr``;
@@ -57,8 +59,8 @@ from headpose.evaluation.metrics import absolute_errors_deg, error_sums, mae_fro
 from headpose.geometry import ANGLE_NAMES
 from headpose.io.formats import read_list
 from headpose.io.parallel import worker_count
-from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
+from headpose.models.heads import Head, head_from_params
 from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
@@ -171,7 +173,7 @@ def train_one_epoch(
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    bins: Bins,
+    head: Head,
     params: dict,
     device: torch.device,
     description: str,
@@ -184,8 +186,8 @@ def train_one_epoch(
         images = images.to(device, non_blocking=True)
         angles_deg = angles_deg.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-            logits = model(images)
-        loss = pose_loss(logits, angles_deg, bins, params["alpha"])
+            outputs = model(images)
+        loss = pose_loss(outputs, angles_deg, head, params["alpha"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -196,12 +198,12 @@ def train_one_epoch(
 
 
 def validation_mae(
-    model: HeadPoseNet, loader: DataLoader, bins: Bins, rank: Rank = SINGLE_PROCESS
+    model: HeadPoseNet, loader: DataLoader, rank: Rank = SINGLE_PROCESS
 ) -> dict[str, float]:
     """Validation MAE per angle and their mean (degrees) through the evaluation's inference path,
     over the samples of all ranks (each predicts its own share of the validation set)."""
     model.eval()
-    predict = torch_angle_function(AnglesModel(model, bins), autocast=True)
+    predict = torch_angle_function(AnglesModel(model), autocast=True)
     predicted, true = predict_angles(predict, loader, "validate")
     sums = torch.from_numpy(error_sums(absolute_errors_deg(predicted, true)))
     mae = mae_from_sums(sum_over_ranks(sums, rank).numpy())
@@ -267,13 +269,13 @@ def _loader_options(params: dict, device: torch.device) -> dict:
 
 
 def checkpoint_meta(
-    params: dict, bins: Bins, training_mean_deg: np.ndarray, fingerprint: str
+    params: dict, head: Head, training_mean_deg: np.ndarray, fingerprint: str
 ) -> dict:
     """What is stored beside the weights: what evaluation and prediction need to use them, the
     training-set mean angles (the evaluation's baseline), the params and the run fingerprint."""
     return {
         "arch": params["arch"],
-        **bins.meta(),
+        **head.meta(),
         "image_size": params["image_size"],
         **imagenet_normalization(),
         "training_mean_deg": [float(angle) for angle in training_mean_deg],
@@ -290,7 +292,7 @@ class Trainer:
     paths: TrainPaths
     fingerprint: str
     device: torch.device
-    bins: Bins
+    head: Head
     model: HeadPoseNet
     train_set: PoseDataset
     train_loader: DataLoader
@@ -334,7 +336,7 @@ class Trainer:
                 self.train_loader,
                 optimizer,
                 self.scaler,
-                self.bins,
+                self.head,
                 self.params,
                 self.device,
                 f"epoch {epoch}/{total} ({phase.name})",
@@ -342,7 +344,7 @@ class Trainer:
             )
             loss = sum_over_ranks(torch.tensor(rank_loss), self.rank).item() / self.rank.world_size
             scheduler.step()
-            scores = validation_mae(self.model, self.val_loader, self.bins, self.rank)
+            scores = validation_mae(self.model, self.val_loader, self.rank)
             record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
             self.state.add_epoch(record, self.model)
             if not self.rank.is_main:
@@ -367,14 +369,14 @@ class Trainer:
     def save_models(self) -> None:
         """``model.pt`` (final weights) and ``best.pt`` (best validation epoch), with meta."""
         training_mean_deg = self.train_set.crops.angles_deg.astype(np.float64).mean(axis=0)
-        meta = checkpoint_meta(self.params, self.bins, training_mean_deg, self.fingerprint)
+        meta = checkpoint_meta(self.params, self.head, training_mean_deg, self.fingerprint)
         final = self.state.history[-1]
         save_checkpoint(
             self.paths.models_dir / "model.pt",
             self.model,
             {**meta, "epoch": final["epoch"], "val_mae_mean": final["mae_mean"]},
         )
-        best_model = build_model(self.params["arch"], self.bins.count)
+        best_model = build_model(self.params["arch"], self.head)
         best_model.load_state_dict(self.state.best_state_dict)
         save_checkpoint(
             self.paths.models_dir / "best.pt",
@@ -416,10 +418,11 @@ def _train(
     fingerprint = run_fingerprint(params, train_stems, val_stems)
     device = rank.device
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fastest kernels for a fixed size
-    bins = Bins(params["bin_width"], params["expectation"])
+    head = head_from_params(params)
     print(
-        f"training {params['arch']} on {device.type} (process {rank.rank + 1} of "
-        f"{rank.world_size}): {len(train_stems)} train images, {len(val_stems)} validation images"
+        f"training {params['arch']} with the {head.name} head on {device.type} (process "
+        f"{rank.rank + 1} of {rank.world_size}): {len(train_stems)} train images, "
+        f"{len(val_stems)} validation images"
     )
     size, workers = params["image_size"], params["workers"]
     train_set = PoseDataset(
@@ -430,7 +433,7 @@ def _train(
     val_loader = make_eval_loader(val_set, params, device, rank)
 
     seed_everything(params["seed"])
-    model = build_model(params["arch"], bins.count, params["pretrained"])
+    model = build_model(params["arch"], head, params["pretrained"])
     if rank.distributed and device.type == "cuda":  # SyncBatchNorm has no CPU implementation
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
@@ -446,7 +449,7 @@ def _train(
         log_epoch(live, record)
 
     trainer = Trainer(
-        params, paths, fingerprint, device, bins, model, train_set, train_loader, sampler,
+        params, paths, fingerprint, device, head, model, train_set, train_loader, sampler,
         val_loader, live, state, scaler, rank,
     )  # fmt: skip
     started = time.perf_counter()
