@@ -137,7 +137,7 @@ def _sha256_of_file(path: str) -> str:
 
 def _sample_digest(stem: str) -> str:
     """SHA-256 of a sample's image and annotation files."""
-    return _sha256_of_file(stem + IMAGE_SUFFIX) + _sha256_of_file(stem + ANNOTATION_SUFFIX)
+    return _sha256_of_file(stem + ANNOTATION_SUFFIX) + _sha256_of_file(stem + IMAGE_SUFFIX)
 
 
 def code_digest() -> str:
@@ -246,7 +246,7 @@ def build_store(
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise HeadposeError(f"cannot create the crop store folder {root}: {error.strerror}") from None
+        raise HeadposeError(f"cannot create crop store folder {root}: {error.strerror}") from None
     with _build_lock(root / f"{key}.lock"):
         if (folder / META_FILE).is_file():
             return folder, 0.0

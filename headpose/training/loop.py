@@ -64,6 +64,7 @@ from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 from headpose.training.loss import pose_loss
+from headpose.training.memory import PeakPrivateMemory
 from headpose.training.resume import RunState, load_resume, run_fingerprint, save_resume
 
 HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
@@ -408,15 +409,18 @@ def run_training(params: dict, paths: TrainPaths) -> dict:
 
     Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
     the dvclive curves; returns the metrics (final and best epoch's MAEs). Bad params or lists
-    raise a HeadposeError before any work. Continues an interrupted run of the same params and
+    raise a HeadposeError before any work. Every process prints its peak private memory at the
+    end (:mod:`headpose.training.memory`). Continues an interrupted run of the same params and
     lists from ``paths.resume_file``, which is deleted once the run is complete. Under
     torchrun every process calls this; only rank 0 writes, and all return the same metrics.
     """
     validate(params)
     train_stems = read_list(paths.train_list)
     val_stems = read_list(paths.val_list)
-    with process_group() as rank:
-        return _train(params, paths, train_stems, val_stems, rank)
+    with process_group() as rank, PeakPrivateMemory() as memory:
+        metrics = _train(params, paths, train_stems, val_stems, rank)
+    print(f"process {rank.rank + 1} of {rank.world_size}: {memory.summary()}")
+    return metrics
 
 
 def _train(
