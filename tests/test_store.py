@@ -140,10 +140,12 @@ def test_persistent_workers_follow_the_epoch(samples):
 
 def test_store_root_is_shared_by_queued_experiments(tmp_path, monkeypatch):
     workspace = tmp_path / "repo"
-    copy = workspace / ".dvc" / "tmp" / "exps" / "tmpab12" / "nested"
-    copy.mkdir(parents=True)
-    assert workspace_root(copy) == workspace.resolve()
-    assert workspace_root(workspace) == workspace.resolve()
+    copy = workspace / ".dvc" / "tmp" / "exps" / "tmpab12"
+    (copy / ".dvc").mkdir(parents=True)  # a copy is a workspace of its own
+    (workspace / "stages").mkdir()
+    assert workspace_root(copy / "nested") == workspace.resolve()
+    assert workspace_root(workspace / "stages") == workspace.resolve()
+    assert workspace_root(tmp_path) == tmp_path.resolve()  # no workspace: the folder itself
     monkeypatch.delenv(store.STORE_ENV)
     monkeypatch.chdir(copy)
     assert store_root() == workspace.resolve() / ".cache" / "crops"

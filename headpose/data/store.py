@@ -108,12 +108,17 @@ class PreparedCrops:
 
 def workspace_root(folder: Path) -> Path:
     """The DVC workspace ``folder`` belongs to: for a queued experiment's temporary copy
-    (``<workspace>/.dvc/tmp/exps/...``) the workspace that holds the copy, else ``folder``."""
-    parts = folder.resolve().parts
+    (``<workspace>/.dvc/tmp/exps/...``) the workspace that holds the copy, else the nearest
+    folder from ``folder`` up that holds a ``.dvc`` folder, else ``folder`` itself."""
+    folder = folder.resolve()
+    parts = folder.parts
     for index in range(len(parts) - 2):
         if parts[index : index + 3] == (".dvc", "tmp", "exps"):
             return Path(*parts[:index])
-    return folder.resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".dvc").is_dir():
+            return candidate
+    return folder
 
 
 def store_root() -> Path:
