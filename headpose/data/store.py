@@ -225,6 +225,7 @@ def _check_free_space(root: Path, needed_bytes: int) -> None:
 def _write_store(folder: Path, stems: list[str], image_size: int, workers: int) -> None:
     """Decode ``stems`` into the files of a store in ``folder`` (streamed, in parallel)."""
     side = cache_side(image_size)
+    folder.chmod(0o755)  # readable by every user of a shared store (mkdtemp makes 0700)
     images = np.lib.format.open_memmap(
         folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(len(stems), side, side, 3)
     )
