@@ -49,6 +49,14 @@ def offline_model_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(detect, "YUNET_URL", "file:///nonexistent/face_detection_yunet.onnx")
 
 
+@pytest.fixture(autouse=True)
+def private_crop_store(tmp_path_factory, monkeypatch):
+    """Crop stores go to a temporary folder, never into the repo's .cache/crops."""
+    from headpose.data import store
+
+    monkeypatch.setenv(store.STORE_ENV, str(tmp_path_factory.mktemp("crop_store")))
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test with one torch CPU thread: small forward passes are then much faster on a

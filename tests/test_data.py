@@ -1,4 +1,4 @@
-"""Sample lists, the prepared-crop cache and the training/evaluation datasets."""
+"""Sample lists, the prepared crops and the training/evaluation datasets."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ from geometry_helpers import loose_box
 from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.data.crop import EVAL_K, crop_resized
-from headpose.data.pipeline import (
-    PoseDataset,
-    PreparedCrops,
-    evaluation_dataset,
-    prepare_crops,
-    preprocess,
-)
+from headpose.data.pipeline import PoseDataset, evaluation_dataset, preprocess
+from headpose.data.store import STORE_ENV, PreparedCrops, prepare_crops
 from headpose.errors import HeadposeError
 from headpose.geometry import flip_angles
 from headpose.io.formats import find_sample_stems, read_annotation, read_image, read_list
@@ -45,15 +40,19 @@ def test_cached_eval_crop_matches_a_direct_crop(aflw2000_dir):
         box = loose_box(annotation.landmarks_xy - 1.0, EVAL_K, "eval")
         direct = preprocess(crop_resized(read_image(path + ".jpg"), box, 64))
         image, angles = dataset[index]
+        image = preprocess(image.numpy())
         # Two resamplings instead of one: close, not equal.
         assert (image - direct).abs().mean() < 0.15
         assert angles.tolist() == pytest.approx(annotation.angles_deg, abs=1e-4)
 
 
-def test_parallel_decoding_equals_serial(tmp_path):
+def test_parallel_decoding_equals_serial(tmp_path, monkeypatch):
     stems = write_tiny_dataset(tmp_path, 70)
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "serial"))
     serial = prepare_crops(stems, 32, workers=1)
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "parallel"))
     parallel = prepare_crops(stems, 32, workers=2)
+    assert serial.images.filename != parallel.images.filename  # two builds
     assert np.array_equal(serial.images, parallel.images)
     assert np.array_equal(serial.angles_deg, parallel.angles_deg)
 
@@ -76,7 +75,7 @@ def test_flip_negates_yaw_and_roll_and_mirrors_the_image():
     for epoch in range(20):
         dataset.set_epoch(epoch)
         image, angles = dataset[0]
-        left, right = image[:, :, :8].mean(), image[:, :, -8:].mean()
+        left, right = image[:, :8].float().mean(), image[:, -8:].float().mean()  # (S, S, 3)
         flipped = angles.tolist() == [-30.0, 10.0, 20.0]
         assert flipped or angles.tolist() == [30.0, 10.0, -20.0]
         assert (right > left) if flipped else (left > right)
@@ -93,7 +92,7 @@ def test_items_are_seeded_by_epoch_and_index():
     draws = set()
     for epoch in range(8):
         dataset.set_epoch(epoch)
-        draws.add(dataset[0][0].sum().item())
+        draws.add(dataset[0][0].numpy().tobytes())
     assert len(draws) > 1  # the crop changes from epoch to epoch
     evaluation = PoseDataset(_half_bright_crops(), image_size=32, augment=False)
     evaluation.set_epoch(1)

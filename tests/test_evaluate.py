@@ -19,7 +19,7 @@ from stage_fixtures import stage_command
 from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
 
 from headpose.cli import main as headpose_main
-from headpose.data.pipeline import evaluation_dataset
+from headpose.data.pipeline import evaluation_dataset, preprocess
 from headpose.deploy import runtime
 from headpose.errors import HeadposeError
 from headpose.evaluation import protocol
@@ -138,7 +138,7 @@ def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoi
     model, _ = load_checkpoint(tiny_checkpoint)
     image, _ = evaluation_dataset(stems[3:4], IMAGE_SIZE, workers=1)[0]
     with torch.inference_mode():
-        logits = model(image.unsqueeze(0))
+        logits = model(preprocess(image.numpy()).unsqueeze(0))
     by_hand = [Bins(3, "centers").expectation_deg(angle_logits).item() for angle_logits in logits]
     assert np.allclose(result.errors.predicted_deg[3], by_hand, atol=1e-4)
     metrics = result.metrics

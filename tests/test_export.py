@@ -9,7 +9,7 @@ import torch
 from model_fixtures import write_checkpoint
 
 from headpose.cli import main
-from headpose.data.pipeline import evaluation_dataset
+from headpose.data.pipeline import evaluation_dataset, model_input
 from headpose.deploy.export import CropCalibrationReader, export_for_deployment, export_torchscript
 from headpose.deploy.runtime import (
     onnx_angle_function,
@@ -35,7 +35,8 @@ def real_stems(aflw2000_dir) -> list[str]:
 @pytest.fixture(scope="module")
 def real_crops(real_stems) -> torch.Tensor:
     dataset = evaluation_dataset(real_stems, IMAGE_SIZE, workers=1)
-    return torch.stack([dataset[index][0] for index in range(len(dataset))])
+    images = torch.stack([dataset[index][0] for index in range(len(dataset))])
+    return model_input(images, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,13 @@ The original HopeNet crops the face from the min/max box of the 2D landmarks, lo
 
 Boxes are ``(x_min, y_min, x_max, y_max)`` floats in pixel coordinates whose origin is the
 top-left corner of the image. Dataset landmarks are 1-based (MATLAB), so convert them with
-``landmarks_xy - 1`` first (:func:`headpose.data.pipeline.prepare_crops` does).
-:func:`crop_resized` pads
-the parts of a box outside the image with black, as the original's PIL crop does, and resizes the
-crop to a square; training, evaluation and prediction (on detector boxes) all use it.
+``landmarks_xy - 1`` first (:mod:`headpose.data.store` does). :func:`crop_resized` pads the
+parts of a box outside the image with black, as the original's PIL crop does, and resizes the crop
+to a square; training, evaluation and prediction (on detector boxes) all use it.
+
+The crop store keeps, per sample, the :func:`cache_region` of its face (the widest region any
+training or evaluation crop can need) at :func:`cache_side` pixels; the datasets cut the actual
+crops out of that small image.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ EVAL_K = 0.2  # fixed looseness of evaluation crops
 # Margins per mode as multiples of k: (left/right, top, bottom), each times the box size.
 _MARGINS = {"train": (0.6, 2.0, 0.6), "eval": (2.0, 2.0, 0.6)}
 CROP_MODES = tuple(_MARGINS)
+
+# The cached region is this much larger than image_size, so even the tightest crop it holds
+# (k = 0.2 train margins: 69% of the cached width) keeps about image_size pixels.
+CACHE_SCALE = 1.5
 
 Box = tuple[float, float, float, float]
 
@@ -92,3 +99,21 @@ def crop_resized(image: np.ndarray, box: Box, size: int) -> np.ndarray:
     shrinking = crop.shape[0] > size or crop.shape[1] > size
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+def cache_region(face_box: Box) -> Box:
+    """The widest region any crop of this face can need: the union of the loosest train crop
+    (k = 0.4) and the evaluation crop (k = 0.2)."""
+    train = loosen_box(face_box, TRAIN_K_RANGE[1], "train")
+    evaluation = loosen_box(face_box, EVAL_K, "eval")
+    return (
+        min(train[0], evaluation[0]),
+        min(train[1], evaluation[1]),
+        max(train[2], evaluation[2]),
+        max(train[3], evaluation[3]),
+    )
+
+
+def cache_side(image_size: int) -> int:
+    """Side in pixels of the cached crops for a model input of ``image_size``."""
+    return math.ceil(image_size * CACHE_SCALE)

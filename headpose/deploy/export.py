@@ -30,7 +30,8 @@ import numpy as np
 import onnx
 import torch
 
-from headpose.data.pipeline import PoseDataset, evaluation_dataset, prepare_crops
+from headpose.data.pipeline import PoseDataset, evaluation_dataset, model_input
+from headpose.data.store import prepare_crops
 from headpose.deploy.runtime import (
     AngleFunction,
     onnx_angle_function,
@@ -94,9 +95,10 @@ def calibration_images(
     ranges are fixed on the distribution the model was trained on.
     """
     chosen = stems[:: max(len(stems) // count, 1)][:count]
-    crops = prepare_crops(chosen, image_size, workers, description="decode calibration")
+    crops = prepare_crops(chosen, image_size, workers, description="calibration crops")
     dataset = PoseDataset(crops, image_size, augment=True, seed=seed)
-    return torch.stack([dataset[index][0] for index in range(len(dataset))])
+    images = torch.stack([dataset[index][0] for index in range(len(dataset))])
+    return model_input(images, torch.device("cpu"))
 
 
 class CropCalibrationReader:

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from headpose.data.pipeline import PoseDataset, evaluation_dataset
+from headpose.data.pipeline import PoseDataset, evaluation_dataset, model_input
 from headpose.deploy import runtime
 from headpose.deploy.runtime import AngleFunction, measure_speed, torch_angle_function
 from headpose.errors import HeadposeError
@@ -55,31 +55,45 @@ EVAL_BATCH_SIZE = 64
 
 
 def predict_angles(
-    predict: AngleFunction, batches: Iterable, description: str = "evaluate"
+    predict: AngleFunction,
+    batches: Iterable,
+    description: str = "evaluate",
+    device: torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) (N, 3) yaw, pitch, roll degrees (float64) over ``(images, angles_deg)``
-    batches, in order, with any runtime: PyTorch, ONNX Runtime fp32 or int8."""
+    """(predicted, true) (N, 3) yaw, pitch, roll degrees (float64) over ``(images uint8,
+    angles_deg)`` batches, in order, with any runtime: PyTorch, ONNX Runtime fp32 or int8.
+    Images are normalised on ``device`` (the model's; default the CPU)."""
+    device = device or torch.device("cpu")
     predictions, truths = [], []
     for images, angles_deg in tqdm(batches, desc=description, unit="batch", leave=False):
-        predictions.append(np.asarray(predict(images), dtype=np.float64))
+        predictions.append(np.asarray(predict(model_input(images, device)), dtype=np.float64))
         truths.append(angles_deg.numpy().astype(np.float64))
     return np.concatenate(predictions), np.concatenate(truths)
 
 
 def predict_dataset(
-    predict: AngleFunction, dataset: PoseDataset, batch_size: int = EVAL_BATCH_SIZE
+    predict: AngleFunction,
+    dataset: PoseDataset,
+    batch_size: int = EVAL_BATCH_SIZE,
+    device: torch.device | None = None,
 ) -> PoseErrors:
-    """The errors of ``predict`` on every sample of an evaluation dataset."""
+    """The errors of ``predict`` on every sample of an evaluation dataset (inputs normalised on
+    ``device``, default the CPU)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    predicted, true = predict_angles(predict, loader)
+    predicted, true = predict_angles(predict, loader, device=device)
     return PoseErrors(dataset.crops.stems, true, predicted)
 
 
 def predict_stems(
-    predict: AngleFunction, stems: list[str], image_size: int, workers: int = 0
+    predict: AngleFunction,
+    stems: list[str],
+    image_size: int,
+    workers: int = 0,
+    device: torch.device | None = None,
 ) -> PoseErrors:
-    """Decode ``stems`` into evaluation crops of ``image_size`` and predict them all."""
-    return predict_dataset(predict, evaluation_dataset(stems, image_size, workers))
+    """Read ``stems`` as evaluation crops of ``image_size`` (crop store) and predict them all."""
+    dataset = evaluation_dataset(stems, image_size, workers)
+    return predict_dataset(predict, dataset, device=device)
 
 
 # --- The whole evaluation -----------------------------------------------------------------------
@@ -131,7 +145,7 @@ def evaluate(
                 "(a HopeNet snapshot, or trained before checkpoints stored them)"
             )
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
-    errors = predict_stems(torch_angle_function(model), stems, image_size, workers)
+    errors = predict_stems(torch_angle_function(model), stems, image_size, workers, device)
     metrics = {
         "count": len(stems),
         "real_aflw2000": real_aflw2000,

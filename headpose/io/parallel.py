@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -18,18 +18,28 @@ def worker_count(workers: int) -> int:
     return workers if workers > 0 else (os.cpu_count() or 1)
 
 
-def map_with_progress(
+def imap_with_progress(
     function: Callable[[Item], Result], items: Sequence[Item], workers: int, description: str
-) -> list[Result]:
-    """Return ``[function(item) for item in items]`` in order, over ``workers`` processes.
+) -> Iterator[Result]:
+    """Yield ``function(item)`` for each item, in order, as ``workers`` processes compute them.
 
-    ``function`` must be a module-level function (it is pickled). One worker, or fewer than two
-    items, runs in this process.
+    The results stream: a consumer that writes each one away (the crop store) never holds them
+    all. ``function`` must be a module-level function (it is pickled). One worker, or fewer than
+    two items, runs in this process.
     """
     processes = min(worker_count(workers), len(items))
     progress = {"total": len(items), "desc": description, "unit": "sample", "smoothing": 0.05}
     if processes <= 1:
-        return [function(item) for item in tqdm(items, **progress)]
+        yield from (function(item) for item in tqdm(items, **progress))
+        return
     chunk_size = max(1, min(64, len(items) // (processes * 8)))
     with multiprocessing.Pool(processes) as pool:
-        return list(tqdm(pool.imap(function, items, chunksize=chunk_size), **progress))
+        yield from tqdm(pool.imap(function, items, chunksize=chunk_size), **progress)
+
+
+def map_with_progress(
+    function: Callable[[Item], Result], items: Sequence[Item], workers: int, description: str
+) -> list[Result]:
+    """``[function(item) for item in items]`` over ``workers`` processes (see
+    :func:`imap_with_progress`)."""
+    return list(imap_with_progress(function, items, workers, description))

@@ -50,8 +50,9 @@ from headpose.data.pipeline import (
     PoseDataset,
     evaluation_dataset,
     imagenet_normalization,
-    prepare_crops,
+    model_input,
 )
+from headpose.data.store import prepare_crops
 from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_angles
@@ -65,6 +66,7 @@ from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 from headpose.training.loss import pose_loss
+from headpose.training.memory import PeakPrivateMemory
 from headpose.training.resume import RunState, load_resume, run_fingerprint, save_resume
 
 HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
@@ -183,7 +185,7 @@ def train_one_epoch(
     losses = []
     bar = tqdm(loader, desc=description, unit="batch", leave=False, disable=not show_progress)
     for images, angles_deg in bar:
-        images = images.to(device, non_blocking=True)
+        images = model_input(images, device)
         angles_deg = angles_deg.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
             outputs = model(images)
@@ -204,7 +206,7 @@ def validation_mae(
     over the samples of all ranks (each predicts its own share of the validation set)."""
     model.eval()
     predict = torch_angle_function(AnglesModel(model), autocast=True)
-    predicted, true = predict_angles(predict, loader, "validate")
+    predicted, true = predict_angles(predict, loader, "validate", rank.device)
     sums = torch.from_numpy(error_sums(absolute_errors_deg(predicted, true)))
     mae = mae_from_sums(sum_over_ranks(sums, rank).numpy())
     return {f"mae_{name}": mae[name] for name in (*ANGLE_NAMES, "mean")}
@@ -222,7 +224,8 @@ def make_train_loader(
     it out round-robin to the ranks, each taking ``batch_size / world_size`` per step, so the
     ranks' batches of one step together are exactly the one-process batch of that step. On the
     CPU items are prepared in the training process (workers would compete with the training
-    step for the same cores); on CUDA in ``workers`` processes.
+    step for the same cores); on CUDA in ``workers`` persistent processes, prefetching, into
+    pinned memory (:func:`_loader_options`).
     """
     if params["batch_size"] % rank.world_size:
         raise HeadposeError(
@@ -252,13 +255,20 @@ def make_eval_loader(
     return DataLoader(share, batch_size=params["batch_size"], **_loader_options(params, device))
 
 
+LOADER_PREFETCH_BATCHES = 4  # per worker process, on CUDA
+
+
 def _loader_options(params: dict, device: torch.device) -> dict:
+    """uint8 batches; on CUDA from persistent worker processes (they map the crop store, not
+    copy it), prefetched into pinned memory so the copy to the GPU overlaps the step."""
     cuda = device.type == "cuda"
     workers = worker_count(params["workers"]) if cuda else 0
     return {
         "num_workers": workers,
         "pin_memory": cuda,
         "worker_init_fn": _seed_loader_worker if workers else None,
+        "persistent_workers": workers > 0,
+        "prefetch_factor": LOADER_PREFETCH_BATCHES if workers else None,
     }
 
 
@@ -401,15 +411,18 @@ def run_training(params: dict, paths: TrainPaths) -> dict:
 
     Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
     the dvclive curves; returns the metrics (final and best epoch's MAEs). Bad params or lists
-    raise a HeadposeError before any work. Continues an interrupted run of the same params and
+    raise a HeadposeError before any work. Every process prints its peak private memory at the
+    end (:mod:`headpose.training.memory`). Continues an interrupted run of the same params and
     lists from ``paths.resume_file``, which is deleted once the run is complete. Under
     torchrun every process calls this; only rank 0 writes, and all return the same metrics.
     """
     validate(params)
     train_stems = read_list(paths.train_list)
     val_stems = read_list(paths.val_list)
-    with process_group() as rank:
-        return _train(params, paths, train_stems, val_stems, rank)
+    with process_group() as rank, PeakPrivateMemory() as memory:
+        metrics = _train(params, paths, train_stems, val_stems, rank)
+    print(f"process {rank.rank + 1} of {rank.world_size}: {memory.summary()}")
+    return metrics
 
 
 def _train(
@@ -426,7 +439,7 @@ def _train(
     )
     size, workers = params["image_size"], params["workers"]
     train_set = PoseDataset(
-        prepare_crops(train_stems, size, workers, "decode train"), size, True, params["seed"]
+        prepare_crops(train_stems, size, workers, "training crops"), size, True, params["seed"]
     )
     train_loader, sampler = make_train_loader(train_set, params, device, rank)
     val_set = evaluation_dataset(val_stems, size, workers)

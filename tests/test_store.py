@@ -1,0 +1,153 @@
+"""The crop store: round trip, content key, atomic builds, sharing between processes, and the
+uint8 batches normalised on the device."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from training_fixtures import write_tiny_dataset
+
+from headpose.data import store
+from headpose.data.crop import cache_side
+from headpose.data.pipeline import PoseDataset, model_input, preprocess
+from headpose.data.store import (
+    build_store,
+    prepare_crops,
+    prepare_sample,
+    store_key,
+    store_root,
+    workspace_root,
+)
+from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory) -> list[str]:
+    return write_tiny_dataset(tmp_path_factory.mktemp("samples"), 12)
+
+
+def test_store_holds_exactly_the_direct_crops(samples):
+    crops = prepare_crops(samples, 32, workers=2)
+    assert isinstance(crops.images, np.memmap) and not crops.images.flags.writeable
+    assert crops.images.shape == (12, cache_side(32), cache_side(32), 3)
+    for index, stem in enumerate(samples):
+        image, face_box, angles = prepare_sample((stem, cache_side(32)))
+        assert np.array_equal(crops.images[index], image)
+        assert np.array_equal(crops.face_boxes[index], face_box)
+        assert np.array_equal(crops.angles_deg[index], angles)
+    again = prepare_crops(samples, 32, workers=1)  # reused: the same folder
+    assert again.images.filename == crops.images.filename
+
+
+def test_key_follows_every_input_and_nothing_else(samples, tmp_path, monkeypatch):
+    copies = [str(tmp_path / Path(stem).name) for stem in samples]
+    for stem, copy in zip(samples, copies, strict=True):
+        for suffix in (".jpg", ".mat"):
+            shutil.copy(stem + suffix, copy + suffix)
+    key = store_key(copies, 32, workers=1)
+    Path(copies[0] + ".jpg").touch()  # a new mtime, the same bytes
+    assert store_key(copies, 32, workers=2) == key
+    assert store_key(copies[::-1], 32, workers=1) != key  # the list's order
+    assert store_key(copies[:-1], 32, workers=1) != key  # the list's samples
+    assert store_key(copies, 48, workers=1) != key  # the image size
+    data = bytearray(Path(copies[3] + ".jpg").read_bytes())
+    data[-3] ^= 1  # one bit of one image
+    Path(copies[3] + ".jpg").write_bytes(bytes(data))
+    changed = store_key(copies, 32, workers=1)
+    assert changed != key
+    # the crop code: an edited crop.py (other margins, another looseness) gives another key
+    package = tmp_path / "package"
+    shutil.copytree(store.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    crop_source = package / "data" / "crop.py"
+    crop_source.write_text(crop_source.read_text().replace("EVAL_K = 0.2", "EVAL_K = 0.25"))
+    monkeypatch.setattr(store, "PACKAGE_DIR", package)
+    assert store_key(copies, 32, workers=1) != changed
+
+
+def test_interrupted_build_is_never_trusted(samples, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    key = store_key(samples, 32, workers=1)
+    calls = []
+
+    def interrupted(task):
+        calls.append(task)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return prepare_sample(task)
+
+    monkeypatch.setattr(store, "prepare_sample", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_store(samples, 32, key, root, workers=1)
+    assert not (root / key).exists()
+    assert not list(root.glob(f".{key}.*"))  # an exception cleans up
+    # a killed build leaves its temporary folder: ignored, then deleted by the next build
+    leftover = root / f".{key}.killed.tmp"
+    leftover.mkdir()
+    (leftover / "images.npy").write_bytes(b"half")
+    monkeypatch.setattr(store, "prepare_sample", prepare_sample)
+    folder, build_s = build_store(samples, 32, key, root, workers=1)
+    assert folder == root / key and build_s > 0 and not leftover.exists()
+    assert build_store(samples, 32, key, root, workers=1) == (folder, 0.0)
+
+
+def _checksum(crops) -> tuple[str, int]:
+    return type(crops.images).__name__, int(crops.images.astype(np.int64).sum())
+
+
+def test_two_processes_map_the_same_store(samples):
+    crops = prepare_crops(samples, 32, workers=1)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        seen = pool.map(_checksum, [crops, crops])
+    # each process received the file name and mapped the file (no copy of the bytes)
+    assert seen == [("memmap", int(np.asarray(crops.images, np.int64).sum()))] * 2
+
+
+def _old_preprocess(crop_rgb: np.ndarray) -> torch.Tensor:
+    """The float path before the store: normalised per item in the loader."""
+    image = torch.from_numpy(np.ascontiguousarray(crop_rgb)).permute(2, 0, 1).float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (image - mean) / std
+
+
+def test_uint8_batches_normalised_on_the_device_equal_the_float_path(samples):
+    dataset = PoseDataset(prepare_crops(samples, 32, workers=1), 32, augment=True, seed=4)
+    dataset.set_epoch(2)
+    batch, _ = next(iter(DataLoader(dataset, batch_size=6)))
+    assert batch.dtype == torch.uint8 and batch.shape == (6, 32, 32, 3)
+    normalised = model_input(batch, torch.device("cpu"))
+    expected = torch.stack([_old_preprocess(dataset[index][0].numpy()) for index in range(6)])
+    assert normalised.is_contiguous() and torch.equal(normalised, expected)
+    assert torch.equal(preprocess(batch[1].numpy()), expected[1])
+
+
+def test_persistent_workers_follow_the_epoch(samples):
+    dataset = PoseDataset(prepare_crops(samples, 32, workers=1), 32, augment=True, seed=1)
+    loader = DataLoader(dataset, batch_size=12, num_workers=1, persistent_workers=True)
+    for epoch in (1, 2, 3):
+        dataset.set_epoch(epoch)
+        images, angles = next(iter(loader))
+        direct = [dataset[index] for index in range(12)]
+        assert torch.equal(images, torch.stack([image for image, _ in direct]))
+        assert torch.equal(angles, torch.stack([angle for _, angle in direct]))
+
+
+def test_store_root_is_shared_by_queued_experiments(tmp_path, monkeypatch):
+    workspace = tmp_path / "repo"
+    copy = workspace / ".dvc" / "tmp" / "exps" / "tmpab12"
+    (copy / ".dvc").mkdir(parents=True)  # a copy is a workspace of its own
+    (workspace / "stages").mkdir()
+    assert workspace_root(copy / "nested") == workspace.resolve()
+    assert workspace_root(workspace / "stages") == workspace.resolve()
+    assert workspace_root(tmp_path) == tmp_path.resolve()  # no workspace: the folder itself
+    monkeypatch.delenv(store.STORE_ENV)
+    monkeypatch.chdir(copy)
+    assert store_root() == workspace.resolve() / ".cache" / "crops"
+    monkeypatch.setenv(store.STORE_ENV, str(tmp_path / "elsewhere"))
+    assert store_root() == tmp_path / "elsewhere"
