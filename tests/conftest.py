@@ -49,12 +49,15 @@ def offline_model_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(detect, "YUNET_URL", "file:///nonexistent/face_detection_yunet.onnx")
 
 
-@pytest.fixture(autouse=True)
-def private_crop_store(tmp_path_factory, monkeypatch):
-    """Crop stores go to a temporary folder, never into the repo's .cache/crops."""
+@pytest.fixture(scope="session", autouse=True)
+def private_crop_store(tmp_path_factory):
+    """Crop stores go to a temporary folder, never into the repo's .cache/crops (session-wide,
+    so module-scoped fixtures that train or evaluate see it too)."""
     from headpose.data import store
 
-    monkeypatch.setenv(store.STORE_ENV, str(tmp_path_factory.mktemp("crop_store")))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(store.STORE_ENV, str(tmp_path_factory.mktemp("crop_store")))
+        yield
 
 
 @pytest.fixture
