@@ -310,6 +310,7 @@ def evaluate_stage_workspace(small_set, tmp_path, monkeypatch):
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "data" / "filelists").mkdir(parents=True)
     write_list(tmp_path / "data" / "filelists" / "test.txt", stems)
+    prepare_crops(stems, IMAGE_SIZE, workers=1)  # the crop store exists before the disk fills
     old = {
         "metrics/evaluation.json": "old metrics\n",
         "data/evaluation/per_image.csv": "old csv\n",

@@ -27,7 +27,7 @@ def test_read_list_rejects_missing_and_empty_lists(tmp_path):
 
 
 def test_missing_sample_names_its_file(tmp_path):
-    with pytest.raises(HeadposeError, match="nothing_here.jpg: image file not found"):
+    with pytest.raises(HeadposeError, match=r"nothing_here\.(jpg|mat): .*file not found"):
         prepare_crops([str(tmp_path / "nothing_here")], 32, workers=1)
 
 
