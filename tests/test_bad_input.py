@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from cli_fixtures import run_cli as exit_status
 from model_fixtures import checkpoint_meta, write_checkpoint
 from stage_fixtures import STAGES, stage_command
 from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
 
-from headpose.cli import main as headpose_main
 from headpose.data.pipeline import prepare_crops
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.deploy import runtime
@@ -48,11 +48,7 @@ def few_timing_runs(monkeypatch):
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``headpose ARGS`` run in this process."""
-    try:
-        headpose_main(args)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
+    code = exit_status(args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

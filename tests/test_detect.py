@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from cli_fixtures import run_cli
 from model_fixtures import write_checkpoint
 
 from headpose.app import detect
@@ -29,7 +30,6 @@ from headpose.app.detect import (
     fit_box_calibration,
     make_detector,
 )
-from headpose.cli import main
 from headpose.data.crop import landmark_box
 from headpose.errors import HeadposeError
 
@@ -45,14 +45,6 @@ def read_rgb(aflw2000_dir: Path, name: str) -> np.ndarray:
 def truth_box(aflw2000_dir: Path, name: str) -> tuple[float, ...]:
     points = scipy.io.loadmat(aflw2000_dir / f"{name}.mat")["pt3d_68"][:2].T - 1.0
     return landmark_box(points)
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
 
 
 # --- The model download --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from cli_fixtures import run_cli
 from model_fixtures import write_checkpoint
 
 from headpose.app.detect import (
@@ -24,7 +25,6 @@ from headpose.app.detect import (
 )
 from headpose.app.draw import axis_endpoints
 from headpose.app.predict import CROP_K, FacePosePredictor, model_crop_box, video_frames
-from headpose.cli import main
 from headpose.data.crop import landmark_box, loosen_box
 from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
@@ -149,14 +149,6 @@ def make_video(path: Path, frames: list[np.ndarray]) -> Path:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     return path
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
 
 
 def test_predict_images_folder_video_and_bad_inputs(
