@@ -68,3 +68,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def few_timing_runs(monkeypatch):
+    """Measure speed the usual way with fewer repetitions (the tests check behaviour, not speed)."""
+    from headpose.deploy import runtime
+
+    monkeypatch.setattr(runtime, "WARMUP_RUNS", 1)
+    monkeypatch.setattr(runtime, "TIMED_RUNS", 4)

@@ -26,7 +26,6 @@ from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
 
 from headpose.data.pipeline import prepare_crops
 from headpose.datasets.filelists import build_filelists, write_filelists
-from headpose.deploy import runtime
 from headpose.errors import HeadposeError
 from headpose.io import files
 from headpose.io.formats import MAX_IMAGE_PIXELS
@@ -37,13 +36,7 @@ from headpose.params import validate
 from headpose.training.resume import RunState, load_resume, save_resume
 
 IMAGE_SIZE = 32
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def few_timing_runs(monkeypatch):
-    monkeypatch.setattr(runtime, "WARMUP_RUNS", 1)
-    monkeypatch.setattr(runtime, "TIMED_RUNS", 2)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "few_timing_runs")
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

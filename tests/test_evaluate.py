@@ -34,14 +34,7 @@ from headpose.plots import plot_errors_vs_angle
 IMAGE_SIZE = 32
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def few_timing_runs(monkeypatch):
-    """Speed is measured the same way, with fewer repetitions."""
-    monkeypatch.setattr(runtime, "WARMUP_RUNS", 1)
-    monkeypatch.setattr(runtime, "TIMED_RUNS", 4)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "few_timing_runs")
 
 
 @pytest.fixture(scope="module")
