@@ -17,6 +17,7 @@ from pathlib import Path
 
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json
+from headpose.models.keys import validate_model_params
 from headpose.params import load_params
 from headpose.training.distributed import is_main_process, relaunch_under_torchrun
 from headpose.training.loop import TrainPaths, run_training
@@ -37,7 +38,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    params = load_params(args.params)
+    params = validate_model_params(load_params(args.params))
     relaunch_under_torchrun(params["gpus"])
     paths = TrainPaths(args.train_list, args.val_list, args.models, args.resume, args.live)
     metrics = run_training(params, paths)

@@ -428,6 +428,17 @@ def test_case7_the_params_stage_tracks_every_key_and_stops_dvc_repro(tmp_path, c
     assert "did you mean bin_width?" in one_error_line(capsys.readouterr().err, "bin_widht")
 
 
+def test_case7_dvc_repro_runs_the_params_stage_before_any_other():
+    # the data stages check only the keys' types (headpose.params); the model names are checked
+    # by the params stage, which must therefore run first
+    from dvc.repo import Repo
+    from dvc.repo.reproduce import plan_repro
+
+    with Repo(str(REPO_ROOT)) as repo:
+        order = [stage.name for stage in plan_repro(repo.index.graph)]
+    assert order[0] == "params", order
+
+
 # --- Case 8: evaluate --data FOLDER says what it skipped -----------------------------------------
 
 

@@ -10,6 +10,7 @@ import yaml
 
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, atomic_path, write_json
+from headpose.models.keys import validate_model_params
 from headpose.params import load_params, validate
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -28,7 +29,7 @@ def test_the_shipped_params_are_valid():
     ("key", "value", "message"),
     [
         ("bin_width", 4, "bin_width is 4; expected a bin width in degrees that divides 198: 1, 2"),
-        ("arch", "resnet9", "arch is 'resnet9'; expected one of resnet18"),
+        ("arch", "resnet9", "arch: unknown arch 'resnet9'; expected one of resnet18"),
         ("alpha", -1, "alpha is -1; expected a number in [0"),
         ("lr", 0, "lr is 0; expected a number in (0"),
         ("epochs", 0, "epochs is 0; expected an integer in [1"),
@@ -41,8 +42,20 @@ def test_the_shipped_params_are_valid():
 def test_bad_values_name_the_key_and_what_was_expected(params, key, value, message):
     params[key] = value
     with pytest.raises(HeadposeError) as error:
-        validate(params)
+        validate_model_params(validate(params))
     assert message in str(error.value)
+
+
+def test_the_model_keys_are_checked_by_the_models_not_by_params(params):
+    # headpose.params checks their type; the names are the models' (so the data stages, which
+    # only call headpose.params, do not depend on model code)
+    params["arch"] = "resnet9"
+    assert validate(params)["arch"] == "resnet9"
+    with pytest.raises(HeadposeError, match="arch: unknown arch 'resnet9'"):
+        validate_model_params(params)
+    params["arch"] = 18
+    with pytest.raises(HeadposeError, match="arch is 18; expected a non-empty name"):
+        validate(params)
 
 
 def test_unknown_missing_and_nested_keys(params):

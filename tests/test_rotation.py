@@ -23,6 +23,7 @@ from headpose.io.formats import read_annotation
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.heads import head_from_meta
+from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
 from headpose.models.rotation import Rotation6D, gram_schmidt, label_rotations, rotation_angles_deg
 from headpose.params import validate
@@ -132,16 +133,16 @@ def test_network_loss_and_angles_of_the_rotation_head():
 def test_params_head_key_and_the_bins_only_keys():
     params = copy.deepcopy(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
     assert params["head"] == "bins"
-    validate({**params, "head": "rotation_6d"})
+    validate_model_params(validate({**params, "head": "rotation_6d"}))
     for key, value in (("bin_width", 1), ("alpha", 2), ("expectation", "lower_edges")):
         with pytest.raises(HeadposeError) as error:
-            validate({**params, "head": "rotation_6d", key: value})
+            validate_model_params(validate({**params, "head": "rotation_6d", key: value}))
         message = str(error.value)
         assert key in message and "does not apply to head rotation_6d" in message
         assert "\n" not in message
-        validate({**params, key: value})  # fine with bins
+        validate_model_params(validate({**params, key: value}))  # fine with bins
     with pytest.raises(HeadposeError, match="head is 'quaternion'; expected one of bins, rot"):
-        validate({**params, "head": "quaternion"})
+        validate_model_params(validate({**params, "head": "quaternion"}))
 
 
 def test_checkpoints_record_and_validate_the_head(tmp_path):

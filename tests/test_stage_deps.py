@@ -127,3 +127,14 @@ def test_uncovered_file_is_reported() -> None:
     closure = import_closure(script)
     assert not all(is_covered(p, ["stages/evaluate.py"]) for p in closure)
     assert all(is_covered(p, ["stages", PACKAGE]) for p in closure)
+
+
+@pytest.mark.parametrize("stage", ["synth", "filelists", "augment", "analyze"])
+def test_data_stages_do_not_run_model_code(stage: str) -> None:
+    """The data stages never build a network, so an edit of a model module must not re-run them
+    (params validation leaves the model keys' names to the models: headpose.models.keys)."""
+    closure = import_closure(stage_scripts(_stages()[stage]["cmd"])[0])
+    models = sorted(
+        str(p.relative_to(REPO_ROOT)) for p in closure if is_covered(p, [f"{PACKAGE}/models"])
+    )
+    assert not models, f"stage {stage} imports model code: {models}"

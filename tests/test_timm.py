@@ -14,6 +14,7 @@ from headpose.deploy.benchmark import run_benchmark
 from headpose.errors import HeadposeError
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint, timm_weight_source
+from headpose.models.keys import validate_model_params
 from headpose.models.network import (
     AnglesModel,
     build_model,
@@ -103,8 +104,8 @@ def test_unknown_timm_name_names_close_matches():
     with pytest.raises(
         HeadposeError, match="params.yaml: arch: unknown timm model .*efficientnet_b0"
     ):
-        validate({**copy.deepcopy(params), "arch": "timm/efficentnet_b0"})
-    validate({**copy.deepcopy(params), "arch": "timm/repvgg_a0"})
+        validate_model_params(validate({**copy.deepcopy(params), "arch": "timm/efficentnet_b0"}))
+    validate_model_params(validate({**copy.deepcopy(params), "arch": "timm/repvgg_a0"}))
 
 
 def test_imagenet_weights_offline_name_the_file_and_folder(tmp_path, monkeypatch):

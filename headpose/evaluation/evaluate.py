@@ -46,7 +46,7 @@ from headpose.models.network import (
     load_angles_model,
     pick_device,
 )
-from headpose.models.registry import IMAGE_SIZE_RANGE_PX
+from headpose.params import IMAGE_SIZE_RANGE_PX
 
 EVAL_BATCH_SIZE = 64
 

@@ -43,13 +43,8 @@ from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path
 from headpose.models.bins import EXPECTATION_MODES, RANGE_DEG, Bins
 from headpose.models.heads import head_from_meta
-from headpose.models.registry import (
-    IMAGE_SIZE_RANGE_PX,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Arch,
-    get_arch,
-)
+from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD, Arch, get_arch
+from headpose.params import IMAGE_SIZE_RANGE_PX
 
 # Keys every checkpoint meta holds (beside its head's: see headpose.models.heads).
 META_KEYS = ("arch", "image_size", "mean", "std")

@@ -2,7 +2,7 @@
 
 As in timm and torchvision, a name (the ``arch`` key of params.yaml, the ``arch`` of a checkpoint)
 is looked up here, and this is the only list of names: params validation
-(:mod:`headpose.params`), the network (:mod:`headpose.models.network`) and the weight loaders
+(:mod:`headpose.models.keys`), the network (:mod:`headpose.models.network`) and the weight loaders
 (:mod:`headpose.models.checkpoints`) all read it. A torchvision backbone is added with one
 :func:`register` call giving its :class:`Arch`.
 
@@ -32,8 +32,6 @@ from headpose.models.cbam import cbam_resnet50
 # The input normalisation of every backbone's ImageNet weights (and so of every model input).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Input sizes (px) a model is built for (params.yaml's image_size) and a checkpoint may name.
-IMAGE_SIZE_RANGE_PX = (32, 1024)
 
 
 TIMM_PREFIX = "timm/"

@@ -62,6 +62,7 @@ from headpose.io.formats import read_list
 from headpose.io.parallel import worker_count
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.heads import Head, head_from_params
+from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
@@ -416,7 +417,7 @@ def run_training(params: dict, paths: TrainPaths) -> dict:
     lists from ``paths.resume_file``, which is deleted once the run is complete. Under
     torchrun every process calls this; only rank 0 writes, and all return the same metrics.
     """
-    validate(params)
+    validate_model_params(validate(params))
     train_stems = read_list(paths.train_list)
     val_stems = read_list(paths.val_list)
     with process_group() as rank, PeakPrivateMemory() as memory:
