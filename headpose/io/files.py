@@ -42,6 +42,18 @@ def _is_write_failure(error: OSError, temp: Path) -> bool:
     return error.filename is None or Path(error.filename).is_relative_to(temp)
 
 
+@contextmanager
+def _write_errors_named(target: Path, temp: Path) -> Iterator[None]:
+    """Turn an OSError about the output (``temp`` or ``target``) into the one-line error naming
+    ``target``; others propagate."""
+    try:
+        yield
+    except OSError as error:
+        if not _is_write_failure(error, temp) and error.filename != str(target):
+            raise
+        raise write_error(target, error) from None
+
+
 def write_error(target: Path, error: OSError) -> HeadposeError:
     """The one-line error for a failed write of ``target``: the path and why."""
     reason = error.strerror or str(error)
@@ -72,12 +84,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _make_parent(target)
     temp = _temporary_file(target)
     try:
-        yield temp
-        os.replace(temp, target)
-    except OSError as error:
-        if not _is_write_failure(error, temp) and error.filename != str(target):
-            raise
-        raise write_error(target, error) from None
+        with _write_errors_named(target, temp):
+            yield temp
+            os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
 
@@ -105,14 +114,11 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     _make_parent(target)
     temp = _temporary_folder(target)
     try:
-        yield temp
-        _check_replaceable(target)
-        _remove(target)
-        os.replace(temp, target)
-    except OSError as error:
-        if not _is_write_failure(error, temp) and error.filename != str(target):
-            raise
-        raise write_error(target, error) from None
+        with _write_errors_named(target, temp):
+            yield temp
+            _check_replaceable(target)
+            _remove(target)
+            os.replace(temp, target)
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
