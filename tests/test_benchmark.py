@@ -40,6 +40,12 @@ def test_untrained_backbone_is_timed_in_three_runtimes_and_labelled():
         assert "mae" not in entry  # untrained weights: timing only
     table = format_table(report)
     assert table.count("resnet18") == 3 and "untrained" in table
+    long_name = "timm/repvgg_a0 (rotation_6d)"  # longer than the column's default width
+    renamed = {**report, "backbones": {long_name: {**row, "name": long_name}}}
+    assert all(
+        line.startswith(f"{long_name}  untrained")
+        for line in format_table(renamed).splitlines()[1:4]
+    )
 
 
 def test_checkpoint_with_test_list_gets_mae_per_runtime(tmp_path, aflw2000_dir, capsys):

@@ -168,8 +168,9 @@ def run_benchmark(
 
 def format_table(report: dict) -> str:
     """One line per backbone and runtime, ratios against the backbone's PyTorch fp32."""
+    width = max([len("backbone"), *(len(name) for name in report["backbones"])]) + 2
     header = (
-        f"{'backbone':<28}{'weights':<11}{'runtime':<12}{'px':>5}{'params M':>9}{'MB':>7}"
+        f"{'backbone':<{width}}{'weights':<11}{'runtime':<12}{'px':>5}{'params M':>9}{'MB':>7}"
         f"{'MAE':>7}{'ms/img b1':>11}{'img/s b32':>11}{'x b1':>7}{'x b32':>7}"
     )
     lines = [header]
@@ -178,7 +179,7 @@ def format_table(report: dict) -> str:
             size = "-" if entry["file_mb"] is None else f"{entry['file_mb']:.1f}"
             mae = f"{entry['mae']['mean']:.2f}" if "mae" in entry else "-"
             lines.append(
-                f"{row['name']:<28}{row['weights']:<11}{name:<12}{row['image_size']:>5}"
+                f"{row['name']:<{width}}{row['weights']:<11}{name:<12}{row['image_size']:>5}"
                 f"{row['parameters'] / 1e6:>9.2f}{size:>7}{mae:>7}{entry[LATENCY_KEY]:>11.2f}"
                 f"{entry[THROUGHPUT_KEY]:>11.1f}{entry['speedup_batch1']:>7.2f}"
                 f"{entry['speedup_batch32']:>7.2f}"
