@@ -72,6 +72,24 @@ def loosen_box(box: Box, k: float, mode: str) -> Box:
     )
 
 
+def _pixel_bounds(box: Box) -> tuple[int, int, int, int]:
+    """``box`` rounded outwards to whole pixels: the pixels :func:`crop_resized` cuts."""
+    return math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3])
+
+
+def box_in_crop(box: Box, region: Box, size: int) -> Box:
+    """``box`` in the pixel coordinates of ``crop_resized(image, region, size)``."""
+    left, top, right, bottom = _pixel_bounds(region)
+    scale_x = size / (right - left)
+    scale_y = size / (bottom - top)
+    return (
+        (box[0] - left) * scale_x,
+        (box[1] - top) * scale_y,
+        (box[2] - left) * scale_x,
+        (box[3] - top) * scale_y,
+    )
+
+
 def crop_resized(image: np.ndarray, box: Box, size: int) -> np.ndarray:
     """Cut ``box`` out of ``image`` (black outside the image) and resize it to ``size`` x ``size``.
 
@@ -79,8 +97,7 @@ def crop_resized(image: np.ndarray, box: Box, size: int) -> np.ndarray:
     enlarging bilinear.
     """
     height, width = image.shape[:2]
-    x_min, y_min = math.floor(box[0]), math.floor(box[1])
-    x_max, y_max = math.ceil(box[2]), math.ceil(box[3])
+    x_min, y_min, x_max, y_max = _pixel_bounds(box)
     if x_max <= x_min or y_max <= y_min:
         raise HeadposeError(f"empty crop box {box}")
     inside = image[max(y_min, 0) : min(y_max, height), max(x_min, 0) : min(x_max, width)]

@@ -41,7 +41,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -53,7 +52,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from headpose.data.crop import cache_region, cache_side, crop_resized, landmark_box
+from headpose.data.crop import box_in_crop, cache_region, cache_side, crop_resized, landmark_box
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json
 from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_sample
@@ -181,20 +180,8 @@ def prepare_sample(task: tuple[str, int]) -> tuple[np.ndarray, np.ndarray, np.nd
     face_box = landmark_box(annotation.landmarks_xy - 1.0)  # 1-based -> pixel coordinates
     region = cache_region(face_box)
     crop = crop_resized(image, region, side)
-    # crop_resized rounds the region outwards to whole pixels; map the face box accordingly.
-    left, top = math.floor(region[0]), math.floor(region[1])
-    scale_x = side / (math.ceil(region[2]) - left)
-    scale_y = side / (math.ceil(region[3]) - top)
-    box_in_crop = np.array(
-        [
-            (face_box[0] - left) * scale_x,
-            (face_box[1] - top) * scale_y,
-            (face_box[2] - left) * scale_x,
-            (face_box[3] - top) * scale_y,
-        ],
-        dtype=np.float32,
-    )
-    return crop, box_in_crop, np.asarray(annotation.angles_deg, dtype=np.float32)
+    face_box_in_crop = np.array(box_in_crop(face_box, region, side), dtype=np.float32)
+    return crop, face_box_in_crop, np.asarray(annotation.angles_deg, dtype=np.float32)
 
 
 @contextmanager
