@@ -27,6 +27,8 @@ from headpose.errors import HeadposeError
 
 # Input sizes (px) a model is built for (params.yaml's image_size) and a checkpoint may name.
 IMAGE_SIZE_RANGE_PX = (32, 1024)
+# How faces are cropped (headpose.data.crop implements them; the first is the published one).
+CROP_PROTOCOLS = ("hopenet", "visible")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ SCHEMA: dict[str, Rule] = {
     "bin_width": _number(0, low_open=True),  # the bins check that it divides their range
     "alpha": _number(0, 100),
     "image_size": _integer(*IMAGE_SIZE_RANGE_PX),
+    "crop_protocol": _choice(*CROP_PROTOCOLS),
     "batch_size": _integer(1, 4096),
     "lr": _number(0, 1, low_open=True),
     "epochs": _integer(1, 1000),

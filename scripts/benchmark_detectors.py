@@ -51,14 +51,21 @@ from headpose.app.detect import (  # noqa: E402
     make_detector,
 )
 from headpose.app.predict import (  # noqa: E402
-    CROP_K,
     STAGES,
     FacePosePredictor,
     load_runtime,
-    model_crop_box,
     predict_files,
+    protocol_landmark_box,
 )
-from headpose.data.crop import EVAL_K, Box, landmark_box, loosen_box  # noqa: E402
+from headpose.data.crop import (  # noqa: E402
+    EVAL_K,
+    PREDICT_K,
+    PUBLISHED_CROP_PROTOCOL,
+    Box,
+    face_box,
+    landmark_box,
+    loosen_box,
+)
 from headpose.io.formats import read_annotation  # noqa: E402
 
 DEFAULT_AFLW2000 = REPO_ROOT.parent / "shared" / "data" / "AFLW2000"
@@ -82,10 +89,12 @@ class RecordingDetector:
 
 
 def truth_boxes(stem: Path) -> tuple[Box, Box]:
-    """(68-landmark box from pt3d_68, evaluation crop exactly as the evaluation builds it)."""
+    """(68-landmark box from pt3d_68 in pixel coordinates, evaluation crop box exactly as the
+    published protocol builds it)."""
     points = scipy.io.loadmat(stem.with_suffix(".mat"))["pt3d_68"][:2].T - 1.0
     annotation = read_annotation(stem.with_suffix(".mat"))
-    evaluation_crop = loosen_box(landmark_box(annotation.landmarks_xy - 1.0), EVAL_K, "eval")
+    protocol = PUBLISHED_CROP_PROTOCOL
+    evaluation_crop = loosen_box(face_box(annotation, protocol), EVAL_K, "eval", protocol)
     return landmark_box(points), evaluation_crop
 
 
@@ -113,8 +122,11 @@ def crop_fit(
     """IoU percentiles of predict's crop against the training-style and the evaluation crop."""
     target, evaluation, ceiling = [], [], []
     for face, truth, evaluation_crop, _ in matches:
-        crop = model_crop_box(face, calibration)
-        train_crop = loosen_box(truth, CROP_K, "train")
+        protocol = PUBLISHED_CROP_PROTOCOL
+        landmarks = protocol_landmark_box(face, calibration, protocol)
+        crop = loosen_box(landmarks, PREDICT_K, "train", protocol)
+        shifted = tuple(value + 1.0 for value in truth)  # pixel -> stored 1-based coordinates
+        train_crop = loosen_box(shifted, PREDICT_K, "train", protocol)
         target.append(box_iou(crop, train_crop))
         evaluation.append(box_iou(crop, evaluation_crop))
         ceiling.append(box_iou(train_crop, evaluation_crop))
@@ -181,9 +193,10 @@ def main() -> None:
     if not stems:
         raise SystemExit(f"error: no AFLW2000 images in {folder}")
     stems = stems[:: args.step]
-    predict_angles, image_size, runs_on = load_runtime(
+    predict_angles, image_size, runs_on, trained = load_runtime(
         Path(args.model), "auto", torch.device("cpu")
     )
+    protocol = trained or PUBLISHED_CROP_PROTOCOL
     report: dict = {
         "model": args.model,
         "runtime": runs_on,
@@ -195,7 +208,7 @@ def main() -> None:
     for name in args.detectors:
         detector = make_detector(name, args.detector_model if name == "yunet" else None)
         recorder = RecordingDetector(detector)
-        predictor = FacePosePredictor(predict_angles, image_size, recorder)
+        predictor = FacePosePredictor(predict_angles, image_size, recorder, crop_protocol=protocol)
         result = run_images(predictor, stems)
         matches = result.pop("matches")
         result["crop_fit_before"] = crop_fit(matches, IDENTITY_CALIBRATION)

@@ -33,7 +33,14 @@ import torch
 import yaml
 
 from headpose.data.pipeline import PoseDataset
-from headpose.data.store import build_store, open_store, store_key, store_root, store_size_bytes
+from headpose.data.store import (
+    StoreSpec,
+    build_store,
+    open_store,
+    store_key,
+    store_root,
+    store_size_bytes,
+)
 from headpose.errors import exit_on_error
 from headpose.io.formats import read_list
 from headpose.models.heads import head_from_params
@@ -88,9 +95,10 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
     size, workers = params["image_size"], params["workers"]
     stems = read_list(args.list)
 
-    key, hash_s = _run_timed(lambda: store_key(stems, size, workers))
-    folder, build_s = build_store(stems, size, key, store_root(), workers)
-    crops, open_s = _run_timed(lambda: open_store(folder, stems))
+    spec = StoreSpec(size, params["crop_protocol"], "train")
+    key, hash_s = _run_timed(lambda: store_key(stems, spec, workers))
+    folder, build_s = build_store(stems, spec, key, store_root(), workers)
+    crops, open_s = _run_timed(lambda: open_store(folder, stems, spec))
     print(
         f"crop store {folder}: {len(stems)} samples, "
         f"{store_size_bytes(folder) / 2**30:.2f} GiB on disk; data preparation "
@@ -99,7 +107,7 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
         f"+ open {open_s:.2f} s"
     )
 
-    dataset = PoseDataset(crops, size, augment=True, seed=params["seed"])
+    dataset = PoseDataset(crops, seed=params["seed"])
     loader, sampler = make_train_loader(dataset, params, device)
     sampler.set_epoch(1)
     batch_size, batches = loader.batch_size, min(args.batches, len(loader))

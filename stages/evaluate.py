@@ -2,10 +2,12 @@
 
 Reads the final checkpoint (``headpose evaluate models/best.pt --data data/filelists/test.txt``
 scores the best-by-validation one; the checkpoint holds the training-set mean angles for the
-baseline) and the test list; uses the ``workers`` param. Writes the metrics, the per-image CSV and
-the ``{yaw,pitch,roll}_error.png`` plots, and prints the table; the model's speed goes to the
-timing file (not a DVC output: it varies from run to run). All four outputs are written first and
-moved into place together, so a failure replaces none of them.
+baseline) and the test list; uses the ``crop_protocol`` and ``workers`` params. The metrics'
+main figures are under ``crop_protocol`` (default the published ``hopenet``), the other
+protocol's beside them (``other_protocols``), measured on the same model. Writes the metrics,
+the per-image CSV and the ``{yaw,pitch,roll}_error.png`` plots (main protocol), and prints the
+table; the model's speed goes to the timing file (not a DVC output: it varies from run to run).
+All four outputs are written first and moved into place together, so a failure replaces none.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from headpose.evaluation.evaluate import (
     evaluate,
     evaluation_timing,
     format_report,
+    other_protocols,
     write_per_image_csv,
 )
 from headpose.io.files import atomic_outputs, write_json
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         read_list(args.test_list),
         args.test_list,
         baseline=True,
+        crop_protocol=params["crop_protocol"],
+        other_protocols=other_protocols(params["crop_protocol"]),
         workers=params["workers"],
     )
     speed = evaluation_timing(result)

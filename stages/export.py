@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         read_list(args.test_list),
         workers=params["workers"],
         seed=params["seed"],
+        crop_protocol=params["crop_protocol"],
     )
     write_json(args.metrics, metrics)
     mae, sizes = metrics["mae"], metrics["file_mb"]

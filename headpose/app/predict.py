@@ -11,11 +11,15 @@ once; offline without it, a warning line and the Haar detector) or from a ``--bo
 face is predicted; an image or frame may hold several.
 
 From detector box to model crop. The model is trained on HopeNet's loose crops of the 68-landmark
-box (:mod:`headpose.data.crop`). A detection is first mapped to the landmark box it stands for
-by the detector's measured :class:`headpose.app.detect.BoxCalibration` (YuNet: from its box and
-five landmarks), then loosened like a training crop at the middle of the training range (k = 0.3,
-train margins), so a face arrives at the network framed as the training crops framed it on
-average. Boxes read from a ``--boxes`` file are taken as tight landmark boxes.
+box under a crop protocol (:mod:`headpose.data.crop`; the checkpoint records which, an ``.onnx``
+file takes ``--crop-protocol``, default the published ``hopenet``). A detection is first mapped to
+the landmark box it stands for by the detector's measured
+:class:`headpose.app.detect.BoxCalibration` (YuNet: from its box and five landmarks; in pixel
+coordinates, to which ``hopenet`` adds the 1 of the stored 1-based points it frames), then
+framed as a training crop at the middle of the training range (k = 0.3, train margins, and under
+``hopenet`` the centre of its random crops: :func:`headpose.data.crop.prediction_crop`), so a
+face arrives at the network framed as the training crops framed it on average. Boxes read from a
+``--boxes`` file are taken as tight landmark boxes in pixel coordinates.
 
 Speed. Each frame is one model call over all its faces, with the PyTorch checkpoint or an
 exported ONNX model (``--runtime onnx``, or a ``.onnx`` file such as ``deploy/model_int8.onnx``,
@@ -57,7 +61,13 @@ from headpose.app.detect import (
     read_box_file,
 )
 from headpose.app.draw import draw_pose
-from headpose.data.crop import TRAIN_K_RANGE, Box, crop_resized, loosen_box
+from headpose.data.crop import (
+    CROP_PROTOCOLS,
+    PUBLISHED_CROP_PROTOCOL,
+    Box,
+    prediction_crop,
+    trained_protocol,
+)
 from headpose.data.pipeline import preprocess
 from headpose.deploy.runtime import (
     AngleFunction,
@@ -73,7 +83,6 @@ from headpose.models.network import load_angles_model, pick_device
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-CROP_K = sum(TRAIN_K_RANGE) / 2  # the middle of the training crops' looseness
 RESULT_COLUMNS = (
     "file", "frame", "x0", "y0", "x1", "y1", "score", "yaw_deg", "pitch_deg", "roll_deg",
 )  # fmt: skip
@@ -95,9 +104,13 @@ class FaceResult:
     roll_deg: float
 
 
-def model_crop_box(face: FaceBox, calibration: BoxCalibration) -> Box:
-    """The region to feed the model for a detected face (see the module docstring)."""
-    return loosen_box(calibration.landmark_box(face), CROP_K, "train")
+def protocol_landmark_box(face: FaceBox, calibration: BoxCalibration, protocol: str) -> Box:
+    """The tight landmark box a detected face stands for, in the coordinates ``protocol`` frames
+    (see the module docstring)."""
+    box = calibration.landmark_box(face)
+    if protocol == "visible":
+        return box
+    return (box[0] + 1.0, box[1] + 1.0, box[2] + 1.0, box[3] + 1.0)
 
 
 STAGES = ("detect", "crop", "model", "draw")  # timed per frame by FacePosePredictor.run
@@ -107,7 +120,8 @@ class FacePosePredictor:
     """Finds faces in RGB frames and predicts their poses, one model batch per frame.
 
     ``boxes`` (a table from :func:`headpose.app.detect.read_box_file`) replaces ``detector``; its
-    boxes are taken as tight landmark boxes. ``batch_size`` caps the faces per model call.
+    boxes are taken as tight landmark boxes. ``batch_size`` caps the faces per model call; faces
+    are cropped as ``crop_protocol`` (the one the model was trained on) frames them.
     """
 
     def __init__(
@@ -117,6 +131,7 @@ class FacePosePredictor:
         detector: FaceDetector | None = None,
         boxes: BoxTable | None = None,
         batch_size: int = 32,
+        crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
     ) -> None:
         if (detector is None) == (boxes is None):
             raise HeadposeError("give either a face detector or a box table")
@@ -126,6 +141,7 @@ class FacePosePredictor:
         self.boxes = boxes
         self.calibration = IDENTITY_CALIBRATION if detector is None else detector.calibration
         self.batch_size = batch_size
+        self.crop_protocol = crop_protocol
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
         """The faces of a frame; a listed box beyond one image size of the image is refused
@@ -143,6 +159,10 @@ class FacePosePredictor:
                 )
         return faces
 
+    def landmark_box(self, face: FaceBox) -> Box:
+        """The landmark box the model's crop of ``face`` is framed around."""
+        return protocol_landmark_box(face, self.calibration, self.crop_protocol)
+
     def angles(self, crops: list[torch.Tensor]) -> np.ndarray:
         """(N, 3) yaw, pitch, roll degrees of normalised crops, ``batch_size`` crops per call."""
         if not crops:
@@ -159,14 +179,13 @@ class FacePosePredictor:
     ) -> Iterator[tuple[np.ndarray, list[FaceResult], dict[str, float]]]:
         """For each (index, RGB frame): yield the frame annotated in place, its face results and
         the milliseconds each stage took on it (:data:`STAGES`)."""
+        size, protocol = self.image_size, self.crop_protocol
         for index, image in frames:
             start = time.perf_counter()
             faces = self.faces(image, path, index)
             detected = time.perf_counter()
             crops = [
-                preprocess(
-                    crop_resized(image, model_crop_box(face, self.calibration), self.image_size)
-                )
+                preprocess(prediction_crop(image, self.landmark_box(face), size, protocol))
                 for face in faces
             ]
             cropped = time.perf_counter()
@@ -400,25 +419,29 @@ def onnx_image_size(session, path: Path) -> int:
 
 def load_runtime(
     checkpoint: Path, runtime: str, device: torch.device
-) -> tuple[AngleFunction, int, str]:
-    """(angle function, model input side, where it runs) for a .pt checkpoint or an exported
-    .onnx model (fp32 or int8). ``runtime="onnx"`` on a checkpoint exports it to ONNX first."""
+) -> tuple[AngleFunction, int, str, str | None]:
+    """(angle function, model input side, where it runs, the crop protocol it was trained on,
+    None for an .onnx file) for a .pt checkpoint or an exported .onnx model (fp32 or int8).
+    ``runtime="onnx"`` on a checkpoint exports it to ONNX first."""
     if runtime == "auto":
         runtime = "onnx" if checkpoint.suffix.lower() == ".onnx" else "torch"
     if checkpoint.suffix.lower() == ".onnx":
         if runtime != "onnx":
             raise HeadposeError(f"{checkpoint} is an ONNX model: it runs with --runtime onnx")
         session = onnx_session(checkpoint, allow_spinning=False)
-        return onnx_angle_function(session), onnx_image_size(session, checkpoint), "onnxruntime"
+        size = onnx_image_size(session, checkpoint)
+        return onnx_angle_function(session), size, "onnxruntime", None
     model, meta = load_angles_model(checkpoint, device=device if runtime == "torch" else "cpu")
+    protocol = trained_protocol(meta)
     if runtime == "torch":
-        return torch_angle_function(model), meta["image_size"], str(device)
+        return torch_angle_function(model), meta["image_size"], str(device), protocol
     from headpose.deploy.export import export_onnx  # loaded only when needed: it pulls in onnx
 
     with tempfile.TemporaryDirectory() as work:
         export_onnx(model, meta["image_size"], Path(work) / "model.onnx")
         session = onnx_session(Path(work) / "model.onnx", allow_spinning=False)
-    return onnx_angle_function(session), meta["image_size"], "onnxruntime (fp32 export)"
+    runs_on = "onnxruntime (fp32 export)"
+    return onnx_angle_function(session), meta["image_size"], runs_on, protocol
 
 
 def build_detector(args: argparse.Namespace) -> FaceDetector | None:
@@ -440,10 +463,13 @@ def run_predict(args: argparse.Namespace) -> None:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
         raise HeadposeError(f"checkpoint {checkpoint} does not exist{hint}")
     device = pick_device(args.device)
-    predict_angles, image_size, runs_on = load_runtime(checkpoint, args.runtime, device)
+    predict_angles, image_size, runs_on, trained = load_runtime(checkpoint, args.runtime, device)
+    protocol = args.crop_protocol or trained or PUBLISHED_CROP_PROTOCOL
     boxes = read_box_file(args.boxes) if args.boxes else None
     detector = build_detector(args)
-    predictor = FacePosePredictor(predict_angles, image_size, detector, boxes, args.batch_size)
+    predictor = FacePosePredictor(
+        predict_angles, image_size, detector, boxes, args.batch_size, protocol
+    )
     files, errors = collect_inputs(args.paths)
     out_dir = Path(args.out)
     results, file_errors, timings = predict_files(predictor, files, out_dir, args.max_frames)
@@ -451,6 +477,7 @@ def run_predict(args: argparse.Namespace) -> None:
     report = {
         "checkpoint": str(checkpoint),
         "runtime": runs_on,
+        "crop_protocol": protocol,
         "detector": "boxes file" if detector is None else detector.name,
         "timings": timings,
         "errors": errors,
@@ -499,4 +526,9 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="most faces per model call")
     parser.add_argument("--max-frames", type=int, help="stop each video/camera after N frames")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument(
+        "--crop-protocol",
+        choices=CROP_PROTOCOLS,
+        help="how faces are cropped (default: the checkpoint's; for .onnx files hopenet)",
+    )
     parser.set_defaults(run=run_predict)

@@ -1,46 +1,87 @@
-"""Face crops: HopeNet's loose box around the landmarks, and cropping it out of an image.
+"""Face crops: the crop protocols, their face boxes and margins, and the pixels they cut.
 
-The original HopeNet crops the face from the min/max box of the 2D landmarks, loosened by a factor
-``k`` of the box size (see ``docs/conventions.md``, "Face crops"):
+A crop protocol says how a face is framed for the network. Two exist (``crop_protocol`` in
+``params.yaml``; see ``docs/conventions.md``, "Face crops"):
 
-* ``mode="train"`` (300W_LP): ``k`` random in [0.2, 0.4]; left and right by ``0.6 k``, top by
-  ``2 k``, bottom by ``0.6 k``.
-* ``mode="eval"`` (AFLW2000 testing): ``k = 0.2``; left, right and top by ``2 k``, bottom by
-  ``0.6 k``.
+* ``hopenet`` (default): the published protocol, as the original HopeNet code (and 6DRepNet,
+  which copies it) measured every published AFLW2000 number. The face box is the min/max of
+  **all** ``pt2d`` points as stored (no 1-based shift; AFLW2000's negative placeholders of
+  invisible points included). The margins move one edge after the other, each measured on the box
+  as already moved (so the right margin is ``m_right * k * (1 + m_left * k)`` of the width).
+  Pixels: the box truncated to ``int`` (towards zero), cut with black outside the image, then the
+  shorter side scaled to the target (bilinear, as torchvision does on PIL images) and a crop of
+  ``image_size`` pixels: the centre one for evaluation (``Scale(224)`` + ``CenterCrop(224)`` at
+  224 px), a random one of a ``240/224`` larger scale for training (``Scale(240)`` +
+  ``RandomCrop(224)``).
+* ``visible``: the box of the visible landmarks only (1-based points shifted by -1), all four
+  margins applied to the original box at once, the box rounded outwards and resized to a square.
+  Numbers measured this way do not compare with published tables.
 
-Boxes are ``(x_min, y_min, x_max, y_max)`` floats in pixel coordinates whose origin is the
-top-left corner of the image. Dataset landmarks are 1-based (MATLAB), so convert them with
-``landmarks_xy - 1`` first (:mod:`headpose.data.store` does). :func:`crop_resized` pads the
-parts of a box outside the image with black, as the original's PIL crop does, and resizes the crop
-to a square; training, evaluation and prediction (on detector boxes) all use it.
+Both use k = 0.2 with margins (left, top, right, bottom) of (2, 2, 2, 0.6) k for evaluation, and
+k uniform in [0.2, 0.4] with (0.6, 2, 0.6, 0.6) k for training.
 
-The crop store keeps, per sample, the :func:`cache_region` of its face (the widest region any
-training or evaluation crop can need) at :func:`cache_side` pixels; the datasets cut the actual
-crops out of that small image.
+Everything in this module is in the pixel coordinates of the full image (origin at the top-left
+corner, boxes ``(x_min, y_min, x_max, y_max)``). The crop store (:mod:`headpose.data.store`) keeps
+evaluation crops final (:func:`evaluation_crop`) and, for training, the :func:`training_region`
+of each face at :func:`cache_side` pixels, from which :func:`training_crop` resamples the exact
+rectangle the protocol's random crop covers.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
+from torchvision.transforms import functional as tvf
 
 from headpose.errors import HeadposeError
-from headpose.io.formats import visible_landmarks
+from headpose.io.formats import Annotation, visible_landmarks
+from headpose.params import CROP_PROTOCOLS
+
+PUBLISHED_CROP_PROTOCOL = CROP_PROTOCOLS[0]  # hopenet: the protocol of published tables
+# Checkpoints saved before crop protocols existed were trained on the visible-landmark crop.
+LEGACY_CROP_PROTOCOL = "visible"
 
 TRAIN_K_RANGE = (0.2, 0.4)  # looseness drawn uniformly per training sample
 EVAL_K = 0.2  # fixed looseness of evaluation crops
+PREDICT_K = sum(TRAIN_K_RANGE) / 2  # detector boxes: the middle of the training range
 
-# Margins per mode as multiples of k: (left/right, top, bottom), each times the box size.
-_MARGINS = {"train": (0.6, 2.0, 0.6), "eval": (2.0, 2.0, 0.6)}
-CROP_MODES = tuple(_MARGINS)
+# Margins per mode as multiples of k, each times the box size: (left, top, right, bottom).
+MARGINS = {"train": (0.6, 2.0, 0.6, 0.6), "eval": (2.0, 2.0, 2.0, 0.6)}
+CROP_MODES = tuple(MARGINS)
 
-# The cached region is this much larger than image_size, so even the tightest crop it holds
-# (k = 0.2 train margins: 69% of the cached width) keeps about image_size pixels.
+# hopenet training scales the shorter side to 240/224 of the crop it then cuts at random.
+TRAIN_SCALE = 240 / 224
+
+# The cached training region is this much larger than image_size, so even the tightest crop it
+# holds keeps about image_size pixels.
 CACHE_SCALE = 1.5
 
+# PIL's ImageFilter.BLUR: a 5x5 ring of ones, divided by 16 (hopenet's training blur).
+_RING_BLUR = np.pad(np.zeros((3, 3), np.float32), 1, constant_values=1.0) / 16.0
+
 Box = tuple[float, float, float, float]
+
+
+def trained_protocol(meta: dict) -> str:
+    """The crop protocol a checkpoint's model was trained on (its meta's ``crop_protocol``)."""
+    return meta.get("crop_protocol", LEGACY_CROP_PROTOCOL)
+
+
+def check_protocol_name(protocol: str, source: str = "crop_protocol") -> str:
+    """``protocol`` if it is a known crop protocol, else a HeadposeError naming ``source``."""
+    if protocol not in CROP_PROTOCOLS:
+        raise HeadposeError(
+            f"{source}: {protocol!r} is no crop protocol; expected one of "
+            f"{', '.join(CROP_PROTOCOLS)}"
+        )
+    return protocol
+
+
+# --- Face boxes ---------------------------------------------------------------------------------
 
 
 def landmark_box(landmarks_xy: np.ndarray) -> Box:
@@ -57,80 +98,234 @@ def landmark_box(landmarks_xy: np.ndarray) -> Box:
     return float(x_min), float(y_min), float(x_max), float(y_max)
 
 
-def loosen_box(box: Box, k: float, mode: str) -> Box:
-    """Loosen a tight face box by factor ``k`` with the margins of ``mode`` ("train" or "eval")."""
-    if mode not in _MARGINS:
-        raise HeadposeError(f"crop mode must be one of {', '.join(CROP_MODES)}, got {mode!r}")
-    side_factor, top_factor, bottom_factor = _MARGINS[mode]
-    x_min, y_min, x_max, y_max = box
-    width, height = x_max - x_min, y_max - y_min
-    return (
-        x_min - side_factor * k * width,
-        y_min - top_factor * k * height,
-        x_max + side_factor * k * width,
-        y_max + bottom_factor * k * height,
-    )
+def stored_points(annotation: Annotation) -> np.ndarray:
+    """Every 2D landmark as stored, ``(N, 2)``: ``pt2d`` (``pt3d_68[:2]`` when it is absent)."""
+    arrays = annotation.arrays
+    points = arrays["pt2d"] if "pt2d" in arrays else arrays["pt3d_68"][:2]
+    return np.asarray(points, dtype=np.float64).T
 
 
-def _pixel_bounds(box: Box) -> tuple[int, int, int, int]:
-    """``box`` rounded outwards to whole pixels: the pixels :func:`crop_resized` cuts."""
-    return math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3])
+def face_box(annotation: Annotation, protocol: str, source: str = "sample") -> Box:
+    """The tight face box of a sample under ``protocol`` (pixel coordinates).
 
-
-def box_in_crop(box: Box, region: Box, size: int) -> Box:
-    """``box`` in the pixel coordinates of ``crop_resized(image, region, size)``."""
-    left, top, right, bottom = _pixel_bounds(region)
-    scale_x = size / (right - left)
-    scale_y = size / (bottom - top)
-    return (
-        (box[0] - left) * scale_x,
-        (box[1] - top) * scale_y,
-        (box[2] - left) * scale_x,
-        (box[3] - top) * scale_y,
-    )
-
-
-def crop_resized(image: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """Cut ``box`` out of ``image`` (black outside the image) and resize it to ``size`` x ``size``.
-
-    The box is rounded outwards to whole pixels. Shrinking uses area interpolation (no aliasing),
-    enlarging bilinear.
+    ``hopenet``: min/max over all stored points (placeholders included), which must be finite
+    and lie within one image size of the visible face; ``visible``: the visible landmarks,
+    shifted from 1-based to pixel coordinates.
     """
-    height, width = image.shape[:2]
-    x_min, y_min, x_max, y_max = _pixel_bounds(box)
-    if x_max <= x_min or y_max <= y_min:
-        raise HeadposeError(f"empty crop box {box}")
-    inside = image[max(y_min, 0) : min(y_max, height), max(x_min, 0) : min(x_max, width)]
-    if inside.size == 0:  # the box lies wholly outside the image
-        crop = np.zeros((y_max - y_min, x_max - x_min) + image.shape[2:], image.dtype)
-    else:
-        crop = cv2.copyMakeBorder(
-            inside,
-            top=max(-y_min, 0),
-            bottom=max(y_max - height, 0),
-            left=max(-x_min, 0),
-            right=max(x_max - width, 0),
-            borderType=cv2.BORDER_CONSTANT,
-            value=0,
+    if protocol == "visible":
+        return landmark_box(annotation.landmarks_xy - 1.0)
+    check_protocol_name(protocol)
+    points = stored_points(annotation)
+    if not np.all(np.isfinite(points)):
+        raise HeadposeError(
+            f"{source}: pt2d holds values that are not finite; the hopenet crop takes the "
+            "min/max of every point"
         )
+    x_min, y_min = points.min(axis=0)
+    x_max, y_max = points.max(axis=0)
+    visible = annotation.landmarks_xy
+    reach = 2.0 * float(np.max(visible.max(axis=0) - visible.min(axis=0))) + 1000.0
+    low, high = visible.min(axis=0) - reach, visible.max(axis=0) + reach
+    if np.any((x_min, y_min) < low) or np.any((x_max, y_max) > high):
+        raise HeadposeError(
+            f"{source}: a pt2d point lies far outside the image ({x_min:.6g}, {y_min:.6g}, "
+            f"{x_max:.6g}, {y_max:.6g}); the hopenet crop takes the min/max of every point"
+        )
+    return float(x_min), float(y_min), float(x_max), float(y_max)
+
+
+def loosen_box(box: Box, k: float, mode: str, protocol: str) -> Box:
+    """Loosen a tight face box by factor ``k`` with the margins of ``mode`` ("train" or "eval").
+
+    ``hopenet`` moves left, top, right, bottom in that order, each by its margin times the size
+    of the box as already moved; ``visible`` moves all four by the original box's size.
+    """
+    if mode not in MARGINS:
+        raise HeadposeError(f"crop mode must be one of {', '.join(CROP_MODES)}, got {mode!r}")
+    left, top, right, bottom = (factor * k for factor in MARGINS[mode])
+    x_min, y_min, x_max, y_max = box
+    if protocol == "visible":
+        width, height = x_max - x_min, y_max - y_min
+        return (
+            x_min - left * width,
+            y_min - top * height,
+            x_max + right * width,
+            y_max + (bottom * height),
+        )
+    check_protocol_name(protocol)
+    x_min -= left * abs(x_max - x_min)
+    y_min -= top * abs(y_max - y_min)
+    x_max += right * abs(x_max - x_min)
+    y_max += bottom * abs(y_max - y_min)
+    return x_min, y_min, x_max, y_max
+
+
+def pixel_box(box: Box, protocol: str) -> tuple[int, int, int, int]:
+    """The whole pixels a protocol cuts for ``box``: ``int()`` of each edge (towards zero, as
+    PIL's crop of the original code) for ``hopenet``, rounded outwards for ``visible``."""
+    if protocol == "visible":
+        return math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3])
+    return math.trunc(box[0]), math.trunc(box[1]), math.trunc(box[2]), math.trunc(box[3])
+
+
+# --- Pixels -------------------------------------------------------------------------------------
+
+
+def cut(image: np.ndarray, bounds: tuple[int, int, int, int]) -> np.ndarray:
+    """The pixels ``bounds`` (left, top, right, bottom; right/bottom exclusive) of ``image``,
+    black where they lie outside it (as PIL's ``Image.crop``)."""
+    left, top, right, bottom = bounds
+    if right <= left or bottom <= top:
+        raise HeadposeError(f"empty crop box {bounds}")
+    height, width = image.shape[:2]
+    out = np.zeros((bottom - top, right - left) + image.shape[2:], image.dtype)
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
+    if x1 > x0 and y1 > y0:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
+    return out
+
+
+def resize_square(crop: np.ndarray, size: int) -> np.ndarray:
+    """``crop`` resized to ``size`` x ``size`` (area interpolation when shrinking, else
+    bilinear): the ``visible`` protocol's pixels."""
     shrinking = crop.shape[0] > size or crop.shape[1] > size
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(crop, (size, size), interpolation=interpolation)
 
 
-def cache_region(face_box: Box) -> Box:
-    """The widest region any crop of this face can need: the union of the loosest train crop
-    (k = 0.4) and the evaluation crop (k = 0.2)."""
-    train = loosen_box(face_box, TRAIN_K_RANGE[1], "train")
-    evaluation = loosen_box(face_box, EVAL_K, "eval")
+def scaled_size(width: int, height: int, shorter: int) -> tuple[int, int]:
+    """(width, height) after scaling the shorter side to ``shorter`` pixels, as torchvision's
+    ``Resize(int)`` computes it (the longer side truncated)."""
+    if width <= height:
+        return shorter, int(shorter * height / width)
+    return int(shorter * width / height), shorter
+
+
+def scale_and_center_crop(crop: np.ndarray, shorter: int, size: int) -> np.ndarray:
+    """The shorter side scaled to ``shorter`` (PIL bilinear, through torchvision) and the centre
+    ``size`` x ``size`` crop (torchvision's ``CenterCrop``): the ``hopenet`` protocol's pixels."""
+    scaled = tvf.resize(
+        Image.fromarray(crop), shorter, interpolation=tvf.InterpolationMode.BILINEAR
+    )
+    return np.asarray(tvf.center_crop(scaled, [size, size]))
+
+
+def train_scale(image_size: int) -> int:
+    """The shorter side hopenet's training crops are scaled to before the random crop."""
+    return round(image_size * TRAIN_SCALE)
+
+
+def framed_crop(
+    image: np.ndarray, box: Box, k: float, mode: str, size: int, protocol: str
+) -> np.ndarray:
+    """The deterministic crop of face ``box`` (looseness ``k``, margins of ``mode``) at ``size``:
+    under ``hopenet`` scaled to ``size`` (eval) or :func:`train_scale` (train) and centre-cropped,
+    under ``visible`` resized to a square."""
+    bounds = pixel_box(loosen_box(box, k, mode, protocol), protocol)
+    pixels = cut(image, bounds)
+    if protocol == "visible":
+        return resize_square(pixels, size)
+    shorter = size if mode == "eval" else train_scale(size)
+    return scale_and_center_crop(pixels, shorter, size)
+
+
+def evaluation_crop(image: np.ndarray, box: Box, size: int, protocol: str) -> np.ndarray:
+    """The evaluation crop of face ``box`` (k = 0.2, eval margins) at ``size`` x ``size``: under
+    ``hopenet`` exactly the pixels the original test code feeds its network."""
+    return framed_crop(image, box, EVAL_K, "eval", size, protocol)
+
+
+def prediction_crop(image: np.ndarray, box: Box, size: int, protocol: str) -> np.ndarray:
+    """The crop of a detected face's landmark ``box`` for prediction: framed as training framed
+    faces, at the middle of its looseness range and the centre of its random crops."""
+    return framed_crop(image, box, PREDICT_K, "train", size, protocol)
+
+
+# --- Training crops from a cached region --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingDraw:
+    """The random choices of one training crop: looseness ``k`` and, for ``hopenet``, where in
+    the scaled box the crop lies (fractions in [0, 1) of the free room, x then y)."""
+
+    k: float
+    offset: tuple[float, float] = (0.0, 0.0)
+
+
+def draw_training_crop(rng: np.random.Generator, protocol: str) -> TrainingDraw:
+    """The random choices of one training crop, drawn from ``rng`` (k first, then the offset)."""
+    k = float(rng.uniform(*TRAIN_K_RANGE))
+    if protocol == "visible":
+        return TrainingDraw(k)
+    return TrainingDraw(k, (float(rng.random()), float(rng.random())))
+
+
+def training_rectangle(box: Box, draw: TrainingDraw, size: int, protocol: str) -> Box:
+    """The rectangle of the full image that a training crop of face ``box`` shows, in pixel
+    coordinates (edges of the outer pixels).
+
+    ``hopenet``: the ``int()`` box of the train margins, scaled to :func:`train_scale` on its
+    shorter side, and the ``size`` crop at integer offset ``floor(offset * (room + 1))`` of the
+    room left in each direction (torchvision's ``RandomCrop``); ``visible``: the box rounded
+    outwards.
+    """
+    bounds = pixel_box(loosen_box(box, draw.k, "train", protocol), protocol)
+    left, top, right, bottom = (float(v) for v in bounds)
+    if protocol == "visible":
+        return left, top, right, bottom
+    width, height = right - left, bottom - top
+    scaled_w, scaled_h = scaled_size(int(width), int(height), train_scale(size))
+    step_x, step_y = width / scaled_w, height / scaled_h
+    column = min(int(draw.offset[0] * (scaled_w - size + 1)), scaled_w - size)
+    row = min(int(draw.offset[1] * (scaled_h - size + 1)), scaled_h - size)
+    x0, y0 = left + column * step_x, top + row * step_y
+    return x0, y0, x0 + size * step_x, y0 + size * step_y
+
+
+def resample(region_image: np.ndarray, region: Box, rectangle: Box, size: int) -> np.ndarray:
+    """The ``rectangle`` of the full image at ``size`` x ``size`` (bilinear), read from
+    ``region_image``: the pixels ``region`` (full-image coordinates) resized to a square."""
+    side_h, side_w = region_image.shape[:2]
+    scale_x = side_w / (region[2] - region[0])
+    scale_y = side_h / (region[3] - region[1])
+    step_x = (rectangle[2] - rectangle[0]) / size * scale_x
+    step_y = (rectangle[3] - rectangle[1]) / size * scale_y
+    # Output pixel centre u + 0.5 maps to the region image's x = (rect_x0 - region_x0) * scale_x
+    # + (u + 0.5) * step_x, whose pixel index is that minus 0.5.
+    offset_x = (rectangle[0] - region[0]) * scale_x + 0.5 * step_x - 0.5
+    offset_y = (rectangle[1] - region[1]) * scale_y + 0.5 * step_y - 0.5
+    transform = np.array([[step_x, 0.0, offset_x], [0.0, step_y, offset_y]], dtype=np.float64)
+    return cv2.warpAffine(
+        region_image,
+        transform,
+        (size, size),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
+def blur(crop: np.ndarray, protocol: str) -> np.ndarray:
+    """The training blur: PIL's ``ImageFilter.BLUR`` kernel for ``hopenet``, a 3x3 box for
+    ``visible``."""
+    if protocol == "visible":
+        return cv2.blur(np.ascontiguousarray(crop), (3, 3))
+    return cv2.filter2D(np.ascontiguousarray(crop), -1, _RING_BLUR, borderType=cv2.BORDER_REPLICATE)
+
+
+def training_region(box: Box, protocol: str) -> tuple[int, int, int, int]:
+    """The pixels every training crop of face ``box`` lies within: the loosest one (k = 0.4),
+    rounded outwards."""
+    loosest = loosen_box(box, TRAIN_K_RANGE[1], "train", protocol)
     return (
-        min(train[0], evaluation[0]),
-        min(train[1], evaluation[1]),
-        max(train[2], evaluation[2]),
-        max(train[3], evaluation[3]),
+        math.floor(loosest[0]),
+        math.floor(loosest[1]),
+        math.ceil(loosest[2]),
+        math.ceil(loosest[3]),
     )
 
 
 def cache_side(image_size: int) -> int:
-    """Side in pixels of the cached crops for a model input of ``image_size``."""
+    """Side in pixels of the cached training regions for a model input of ``image_size``."""
     return math.ceil(image_size * CACHE_SCALE)

@@ -1,12 +1,13 @@
 """The torch datasets on the crop store, and the one normalisation of model inputs.
 
-Every sample is decoded once into the crop store (:mod:`headpose.data.store`: a small uint8 image
-of the widest region any crop can need, its face box and angles). :class:`PoseDataset` cuts the
-actual crop out of that small image per item:
+Every sample is decoded once into the crop store (:mod:`headpose.data.store`), under the crop
+protocol the params choose (:mod:`headpose.data.crop`). :class:`PoseDataset` serves it:
 
-* training (``augment=True``): HopeNet's random loose crop (``k`` in [0.2, 0.4]), a horizontal
-  flip with probability 1/2 (negating yaw and roll) and a light blur with probability 0.05;
-* evaluation (``augment=False``): the fixed AFLW2000 crop (``k = 0.2``, eval margins).
+* training (a "train" store): per item the protocol's random loose crop (``k`` in [0.2, 0.4],
+  and under ``hopenet`` the random crop of the scaled box), resampled from the stored region, a
+  horizontal flip with probability 1/2 (negating yaw and roll) and the protocol's blur with
+  probability 0.05;
+* evaluation (an "eval" store): the stored final crop of the protocol (k = 0.2, eval margins).
 
 Each item's randomness comes from its own generator seeded by (seed, epoch, index), so results do
 not depend on the number of loader workers and an interrupted run can be replayed exactly. Items
@@ -20,13 +21,12 @@ filelists and augment stages.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from headpose.data.crop import EVAL_K, TRAIN_K_RANGE, crop_resized, loosen_box
-from headpose.data.store import PreparedCrops, prepare_crops
+from headpose.data.crop import blur, draw_training_crop, resample, training_rectangle
+from headpose.data.store import PreparedCrops, StoreSpec, prepare_crops
 from headpose.geometry import flip_angles
 from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
@@ -58,16 +58,18 @@ class PoseDataset(Dataset):
     """Items ``(image (S, S, 3) uint8 RGB, angles_deg (3,) float: yaw, pitch, roll)`` of prepared
     crops (normalise batches with :func:`model_input`).
 
-    With ``augment`` each item is a random loose crop, possibly flipped and blurred, drawn from a
-    generator seeded by ``(seed, epoch, index)``: call :meth:`set_epoch` before each epoch's
-    DataLoader iterator is created. The epoch lives in shared memory, so persistent worker
-    processes see it too. Without ``augment`` every item is the fixed evaluation crop.
+    From a training store each item is a random crop of the protocol, possibly flipped and
+    blurred, drawn from a generator seeded by ``(seed, epoch, index)``: call :meth:`set_epoch`
+    before each epoch's DataLoader iterator is created. The epoch lives in shared memory, so
+    persistent worker processes see it too. From an evaluation store every item is the stored
+    final crop.
     """
 
-    def __init__(self, crops: PreparedCrops, image_size: int, augment: bool, seed: int = 0):
+    def __init__(self, crops: PreparedCrops, seed: int = 0):
         self.crops = crops
-        self.image_size = image_size
-        self.augment = augment
+        self.image_size = crops.spec.image_size
+        self.protocol = crops.spec.protocol
+        self.augment = crops.spec.purpose == "train"
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
@@ -83,29 +85,46 @@ class PoseDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.crops.images[index]
-        face_box = tuple(float(v) for v in self.crops.face_boxes[index])
         angles = self.crops.angles_deg[index]
         if not self.augment:
-            crop = crop_resized(image, loosen_box(face_box, EVAL_K, "eval"), self.image_size)
-            return torch.from_numpy(crop), torch.from_numpy(angles.copy())
+            return torch.from_numpy(np.array(image)), torch.from_numpy(angles.copy())
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        k = rng.uniform(*TRAIN_K_RANGE)
-        crop = crop_resized(image, loosen_box(face_box, k, "train"), self.image_size)
+        draw = draw_training_crop(rng, self.protocol)
+        face_box = tuple(float(v) for v in self.crops.face_boxes[index])
+        region = tuple(float(v) for v in self.crops.regions[index])
+        rectangle = training_rectangle(face_box, draw, self.image_size, self.protocol)
+        crop = resample(image, region, rectangle, self.image_size)
         if rng.random() < FLIP_PROBABILITY:
             crop = crop[:, ::-1]
             angles = flip_angles(angles)
         if rng.random() < BLUR_PROBABILITY:
-            crop = cv2.blur(np.ascontiguousarray(crop), (3, 3))
+            crop = blur(crop, self.protocol)
         return torch.from_numpy(np.ascontiguousarray(crop)), torch.from_numpy(angles.copy())
 
 
-def evaluation_dataset(stems: list[str], image_size: int, workers: int = 0) -> PoseDataset:
+def training_dataset(
+    stems: list[str],
+    image_size: int,
+    protocol: str,
+    seed: int = 0,
+    workers: int = 0,
+    description: str = "training crops",
+) -> PoseDataset:
+    """The random training crops of ``stems`` under crop ``protocol`` at ``image_size``, from
+    their training store (built on first use), with item randomness from ``seed``."""
+    spec = StoreSpec(image_size, protocol, "train")
+    return PoseDataset(prepare_crops(stems, spec, workers, description), seed)
+
+
+def evaluation_dataset(
+    stems: list[str], image_size: int, protocol: str, workers: int = 0
+) -> PoseDataset:
     """The dataset the validation and the evaluate stage score a model on.
 
-    Reads ``stems`` (sample paths without extension, e.g. from :func:`read_list`) from their crop
-    store (built on first use) and serves each as the fixed AFLW2000 crop (k = 0.2, eval margins)
-    at ``image_size``. Items are ``(image uint8, angles_deg)``; ``dataset.crops.stems[i]`` names
-    item ``i``.
+    Reads ``stems`` (sample paths without extension, e.g. from :func:`read_list`) from their
+    evaluation store (built on first use): each the fixed evaluation crop of ``protocol`` (k = 0.2,
+    eval margins) at ``image_size``. Items are ``(image uint8, angles_deg)``;
+    ``dataset.crops.stems[i]`` names item ``i``.
     """
-    crops = prepare_crops(stems, image_size, workers, description="evaluation crops")
-    return PoseDataset(crops, image_size, augment=False)
+    spec = StoreSpec(image_size, protocol, "eval")
+    return PoseDataset(prepare_crops(stems, spec, workers, "evaluation crops"))

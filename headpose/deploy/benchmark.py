@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
 from headpose.deploy.export import build_runtimes, calibration_images
 from headpose.deploy.runtime import measure_speed
 from headpose.evaluation.evaluate import predict_stems
@@ -70,9 +71,10 @@ def benchmark_backbone(
     calibration_stems: list[str] | None = None,
     timed_runs: int = 20,
     calibration_count: int = 128,
+    crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
 ) -> dict:
     """Measure one backbone (from ``checkpoint``, or untrained with ``head``) in the three
-    runtimes."""
+    runtimes; calibration and test crops follow ``crop_protocol``."""
     device = pick_device()
     if checkpoint:
         model, meta = load_angles_model(checkpoint, device=device)
@@ -86,7 +88,9 @@ def benchmark_backbone(
     file_stem = name.replace("/", "_").replace(" ", "_")
     onnx_path, int8_path = work_dir / f"{file_stem}.onnx", work_dir / f"{file_stem}_int8.onnx"
     if calibration_stems:
-        calibration = calibration_images(calibration_stems, image_size, calibration_count)
+        calibration = calibration_images(
+            calibration_stems, image_size, crop_protocol, calibration_count
+        )
     else:
         generator = torch.Generator().manual_seed(0)
         calibration = torch.randn(32, 3, image_size, image_size, generator=generator)
@@ -106,6 +110,7 @@ def benchmark_backbone(
         "weights": weights,
         "checkpoint": checkpoint,
         "image_size": image_size,
+        "crop_protocol": crop_protocol,
         "parameters": count_parameters(model),
         "runtimes": {},
     }
@@ -115,7 +120,8 @@ def benchmark_backbone(
         speed = measure_speed(speed_model, image_size, speed_device, timed_runs)
         entry = {"file_mb": sizes_mb[name], **speed}
         if test_stems and weights == "trained":
-            entry["mae"] = mae_summary(predict_stems(function, test_stems, image_size).absolute_deg)
+            errors = predict_stems(function, test_stems, image_size, crop_protocol)
+            entry["mae"] = mae_summary(errors.absolute_deg)
         result["runtimes"][name] = entry
     reference = result["runtimes"]["torch_fp32"]
     for entry in result["runtimes"].values():
@@ -137,6 +143,7 @@ def run_benchmark(
     test_list: str | None = None,
     calibration_list: str | None = None,
     timed_runs: int = 20,
+    crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
 ) -> dict:
     """Benchmark every backbone in one run: ``archs`` are row names, those in ``checkpoints``
     (row name -> checkpoint path) trained, the others untrained archs with ``head``."""
@@ -156,6 +163,7 @@ def run_benchmark(
                     test_stems=test_stems,
                     calibration_stems=calibration_stems,
                     timed_runs=timed_runs,
+                    crop_protocol=crop_protocol,
                 )
             )
     return {
@@ -208,6 +216,7 @@ def _run_benchmark_command(args: argparse.Namespace) -> None:
         args.test_list,
         args.calibration_list,
         args.runs,
+        args.crop_protocol,
     )
     print(format_table(report))
     if args.out:
@@ -230,6 +239,12 @@ def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=int, help="input px (default: checkpoint's, or 224)")
     parser.add_argument("--test-list", help="sample list for MAE (trained checkpoints only)")
     parser.add_argument("--calibration-list", help="training list for int8 calibration")
+    parser.add_argument(
+        "--crop-protocol",
+        choices=CROP_PROTOCOLS,
+        default=PUBLISHED_CROP_PROTOCOL,
+        help="how test and calibration faces are cropped (default: the published hopenet)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads")
     parser.add_argument("--runs", type=int, default=20, help="timed runs at batch 1")
     parser.add_argument("--out", help="write the report as JSON (e.g. metrics/benchmark.json)")

@@ -30,8 +30,8 @@ import numpy as np
 import onnx
 import torch
 
-from headpose.data.pipeline import PoseDataset, evaluation_dataset, model_input
-from headpose.data.store import prepare_crops
+from headpose.data.crop import trained_protocol
+from headpose.data.pipeline import evaluation_dataset, model_input, training_dataset
 from headpose.deploy.runtime import (
     AngleFunction,
     onnx_angle_function,
@@ -87,16 +87,21 @@ def export_torchscript(model: AnglesModel, image_size: int, path: str | os.PathL
 
 
 def calibration_images(
-    stems: list[str], image_size: int, count: int = 256, seed: int = 0, workers: int = 0
+    stems: list[str],
+    image_size: int,
+    protocol: str,
+    count: int = 256,
+    seed: int = 0,
+    workers: int = 0,
 ) -> torch.Tensor:
-    """``count`` training crops (random loose crops and flips, as in training), normalised.
+    """``count`` training crops of crop ``protocol`` (random crops and flips, as in training),
+    normalised.
 
     The samples are an evenly spaced subset of ``stems`` (a training list), so the activation
     ranges are fixed on the distribution the model was trained on.
     """
     chosen = stems[:: max(len(stems) // count, 1)][:count]
-    crops = prepare_crops(chosen, image_size, workers, description="calibration crops")
-    dataset = PoseDataset(crops, image_size, augment=True, seed=seed)
+    dataset = training_dataset(chosen, image_size, protocol, seed, workers, "calibration crops")
     images = torch.stack([dataset[index][0] for index in range(len(dataset))])
     return model_input(images, torch.device("cpu"))
 
@@ -221,18 +226,23 @@ def export_for_deployment(
     test_stems: list[str],
     workers: int = 0,
     seed: int = 0,
+    crop_protocol: str | None = None,
 ) -> dict:
     """Write ``out_dir/model.onnx`` and ``out_dir/model_int8.onnx`` (and ``model_fused.pt``, the
     fused checkpoint, when the backbone is re-parameterised); return their metrics.
 
     The int8 model is calibrated on training crops (``calibration_stems``); both are evaluated
     on ``test_stems`` with the evaluation code, so the metrics say what int8 costs in MAE. The
-    parity is the largest |PyTorch - ONNX Runtime fp32| angle over the test crops.
+    parity is the largest |PyTorch - ONNX Runtime fp32| angle over the test crops. Crops follow
+    ``crop_protocol`` (default: the one the checkpoint was trained on).
     """
     model, meta = load_angles_model(checkpoint)
     image_size = meta["image_size"]
-    calibration = calibration_images(calibration_stems, image_size, seed=seed, workers=workers)
-    test_set = evaluation_dataset(test_stems, image_size, workers)
+    protocol = crop_protocol or trained_protocol(meta)
+    calibration = calibration_images(
+        calibration_stems, image_size, protocol, seed=seed, workers=workers
+    )
+    test_set = evaluation_dataset(test_stems, image_size, protocol, workers)
     with atomic_directory(out_dir) as temp:
         functions = build_runtimes(
             model, image_size, temp / "model.onnx", temp / "model_int8.onnx", calibration
@@ -249,6 +259,7 @@ def export_for_deployment(
     }
     return {
         "exported": True,
+        "crop_protocol": protocol,
         "fused": model.network.fused,
         "onnx_opset": ONNX_OPSET,
         "file_mb": {"checkpoint": file_size_mb(checkpoint), **sizes_mb},

@@ -2,17 +2,20 @@
 
 Every score of a model goes through :func:`predict_angles` (a runtime wrapped as an
 :data:`~headpose.deploy.runtime.AngleFunction`, over batches of the evaluation crops of
-:func:`headpose.data.pipeline.evaluation_dataset`: k = 0.2, eval margins, ImageNet
-normalisation) and the metrics of :mod:`headpose.evaluation.metrics`: validation in training,
+:func:`headpose.data.pipeline.evaluation_dataset` under a crop protocol, ImageNet normalisation)
+and the metrics of :mod:`headpose.evaluation.metrics`: validation in training,
 the evaluate stage, the export stage's parity and int8 costs, and the benchmark.
 
 :func:`evaluate` scores a checkpoint (ours or an original HopeNet snapshot) on a test list: the
 mean absolute error (MAE) of yaw, pitch, roll and their mean on all samples, on the samples whose
 three |angles| are all below 30 degrees and on the rest; the MAE of always predicting the
 training-set mean angles stored in the checkpoint (the trivial baseline); parameter count and
-checkpoint size. The real AFLW2000 must come as its 1969-image protocol
-(:mod:`headpose.evaluation.protocol`). Speed is measured apart (:func:`measure_speed`), so the
-accuracy metrics of one model and test list are the same on every run.
+checkpoint size. Faces are cropped by the published ``hopenet`` protocol unless told otherwise
+(:mod:`headpose.data.crop`); ``other_protocols`` scores the same model under other crops beside
+it, so a report shows how much the crop alone moves the model. The real AFLW2000 must come as its
+1969-image protocol (:mod:`headpose.evaluation.protocol`). Speed is measured apart
+(:func:`measure_speed`), so the accuracy metrics of one model and test list are the same on
+every run.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL, trained_protocol
 from headpose.data.pipeline import PoseDataset, evaluation_dataset, model_input
 from headpose.deploy import runtime
 from headpose.deploy.runtime import AngleFunction, measure_speed, torch_angle_function
@@ -88,11 +92,13 @@ def predict_stems(
     predict: AngleFunction,
     stems: list[str],
     image_size: int,
+    crop_protocol: str,
     workers: int = 0,
     device: torch.device | None = None,
 ) -> PoseErrors:
-    """Read ``stems`` as evaluation crops of ``image_size`` (crop store) and predict them all."""
-    dataset = evaluation_dataset(stems, image_size, workers)
+    """Read ``stems`` as evaluation crops of ``crop_protocol`` at ``image_size`` (crop store)
+    and predict them all."""
+    dataset = evaluation_dataset(stems, image_size, crop_protocol, workers)
     return predict_dataset(predict, dataset, device=device)
 
 
@@ -119,10 +125,13 @@ def evaluate(
     image_size: int | None = None,
     baseline: bool = False,
     training_mean: np.ndarray | None = None,
+    crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
+    other_protocols: tuple[str, ...] = (),
     workers: int = 0,
     device: torch.device | None = None,
 ) -> Evaluation:
-    """Evaluate ``checkpoint`` on ``stems`` (named ``source`` in messages).
+    """Evaluate ``checkpoint`` on ``stems`` (named ``source`` in messages), faces cropped by
+    ``crop_protocol``; the MAEs under each of ``other_protocols`` go beside them.
 
     ``expectation`` and ``image_size`` override the checkpoint's meta; ``bin_width`` must match
     it (both for a bins head only). Either head is scored through its angles model (fused when
@@ -145,19 +154,29 @@ def evaluate(
                 "(a HopeNet snapshot, or trained before checkpoints stored them)"
             )
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
-    errors = predict_stems(torch_angle_function(model), stems, image_size, workers, device)
+    function = torch_angle_function(model)
+    errors = predict_stems(function, stems, image_size, crop_protocol, workers, device)
     metrics = {
         "count": len(stems),
         "real_aflw2000": real_aflw2000,
+        "crop_protocol": crop_protocol,
         **error_metrics(errors, training_mean),
-        "model": {
-            "arch": meta["arch"],
-            **model.head.meta(),
-            "fused": model.network.fused,
-            "image_size": image_size,
-            "parameters": count_parameters(model.network),
-            "checkpoint_mb": file_size_mb(checkpoint),
-        },
+    }
+    if other_protocols:
+        metrics["other_protocols"] = {
+            other: error_metrics(
+                predict_stems(function, stems, image_size, other, workers, device), None
+            )
+            for other in other_protocols
+        }
+    metrics["model"] = {
+        "arch": meta["arch"],
+        **model.head.meta(),
+        "fused": model.network.fused,
+        "image_size": image_size,
+        "parameters": count_parameters(model.network),
+        "checkpoint_mb": file_size_mb(checkpoint),
+        "trained_crop_protocol": trained_protocol(meta),
     }
     return Evaluation(errors, metrics, model, device)
 
@@ -187,6 +206,15 @@ def write_per_image_csv(path: str | os.PathLike, errors: PoseErrors) -> None:
     write_csv(path, PER_IMAGE_COLUMNS, rows)
 
 
+def _mae_rows(metrics: dict, label: str = "") -> list[str]:
+    """The rows of one protocol's MAEs: all, near-frontal, rest."""
+    return [
+        f"{label + 'all':<24}{_cells(metrics['mae'])}",
+        f"{label + '|angles| < 30':<24}{_cells(metrics[f'mae_within_{NEAR_FRONTAL_LIMIT_DEG}'])}",
+        f"{label + 'rest':<24}{_cells(metrics[f'mae_beyond_{NEAR_FRONTAL_LIMIT_DEG}'])}",
+    ]
+
+
 def _cells(summary: dict) -> str:
     numbers = [summary[name] for name in (*ANGLE_NAMES, "mean")]
     shown = "".join(f"{'-':>8}" if v is None else f"{v:8.2f}" for v in numbers)
@@ -212,18 +240,23 @@ def format_report(
     else:
         head = f"{model['head']} head"
     fused = ", fused" if model.get("fused") else ""
+    crop = metrics["crop_protocol"]
+    published = " (published)" if crop == PUBLISHED_CROP_PROTOCOL else " (not comparable to "
+    published += "" if crop == PUBLISHED_CROP_PROTOCOL else "published tables)"
     rows = [
-        f"{checkpoint}: {model['arch']}{fused}, {head}, {model['image_size']} px",
+        f"{checkpoint}: {model['arch']}{fused}, {head}, {model['image_size']} px, trained on the "
+        f"{model['trained_crop_protocol']} crop",
         f"test set {source}: {metrics['count']} samples{protocol}"
         + (f" ({skipped} skipped: invalid or beyond --max-angle, listed above)" if skipped else ""),
         f"{'MAE (degrees)':<24}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}{'n':>7}",
-        f"{'all':<24}{_cells(metrics['mae'])}",
-        f"{'|angles| < 30':<24}{_cells(metrics[f'mae_within_{NEAR_FRONTAL_LIMIT_DEG}'])}",
-        f"{'rest':<24}{_cells(metrics[f'mae_beyond_{NEAR_FRONTAL_LIMIT_DEG}'])}",
+        f"crop protocol {crop}{published}",
+        *_mae_rows(metrics),
     ]
     if "baseline_training_mean_mae" in metrics:
         baseline = metrics["baseline_training_mean_mae"]
         rows.append(f"{'baseline: training mean':<24}{_cells(baseline)}")
+    for other, other_metrics in metrics.get("other_protocols", {}).items():
+        rows += [f"crop protocol {other}, same model", *_mae_rows(other_metrics)]
     size = f"{model['parameters'] / 1e6:.2f} M parameters, checkpoint {model['checkpoint_mb']} MB"
     if speed is None:
         rows.append(size)
@@ -258,12 +291,28 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=int, help="input size in pixels")
     parser.add_argument("--max-angle", type=float, default=99, help="folder filter (degrees)")
     parser.add_argument(
+        "--crop-protocol",
+        choices=CROP_PROTOCOLS,
+        default=PUBLISHED_CROP_PROTOCOL,
+        help="how test faces are cropped: hopenet (default, the published protocol) or visible",
+    )
+    parser.add_argument(
+        "--compare-protocols",
+        action="store_true",
+        help="also show the MAE under the other crop protocol (what the crop alone moves)",
+    )
+    parser.add_argument(
         "--baseline",
         action="store_true",
         help="also show the MAE of the training-mean angles stored in the checkpoint",
     )
     parser.add_argument("--workers", type=int, default=0, help="decode processes (0: all cores)")
     parser.set_defaults(run=_run_evaluate_command)
+
+
+def other_protocols(protocol: str) -> tuple[str, ...]:
+    """Every crop protocol but ``protocol``."""
+    return tuple(other for other in CROP_PROTOCOLS if other != protocol)
 
 
 def _run_evaluate_command(args: argparse.Namespace) -> None:
@@ -278,6 +327,8 @@ def _run_evaluate_command(args: argparse.Namespace) -> None:
         bin_width=args.bin_width,
         image_size=args.image_size,
         baseline=args.baseline,
+        crop_protocol=args.crop_protocol,
+        other_protocols=other_protocols(args.crop_protocol) if args.compare_protocols else (),
         workers=args.workers,
     )
     speed = evaluation_timing(result)

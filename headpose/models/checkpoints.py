@@ -5,13 +5,15 @@ Our checkpoints (:func:`save_checkpoint`) are weights-only files ``{"state_dict"
 weights_only=True)``. The meta says how to use the weights: arch, input size and normalisation
 (:data:`META_KEYS`), the head (``head``: ``bins`` with its width, count and expectation mode, or
 ``rotation_6d``; a checkpoint without ``head`` holds bins, as all did before there was a choice)
-and whether the backbone is fused for inference (``fused``); training adds what the run knew (the
+whether the backbone is fused for inference (``fused``) and the crop protocol it was trained on
+(``crop_protocol``; absent in checkpoints saved before there was a choice, which were trained on
+the ``visible`` crop); training adds what the run knew (the
 training-set mean angles, the params, the run fingerprint, the epoch). Loading validates the
 arch, the head and the tensors against each other. :func:`read_checkpoint`
 also reads the original HopeNet snapshots (``hopenet_alpha1.pkl``, ``hopenet_alpha2.pkl``: a bare
 ResNet state dict with ``fc_yaw``/``fc_pitch``/``fc_roll`` heads), which must be evaluated as
-published: bin width 3, lower-edge expectation, 224 px, ImageNet normalisation
-(:data:`HOPENET_META`).
+published: bin width 3, lower-edge expectation, 224 px, ImageNet normalisation, the ``hopenet``
+crop (:data:`HOPENET_META`).
 
 Every checkpoint read goes through :func:`validate_checkpoint` (evaluate, predict, export,
 benchmark, ``pretrained:``): the meta must name a known arch and head, an input size in
@@ -44,7 +46,7 @@ from headpose.io.files import atomic_path
 from headpose.models.bins import EXPECTATION_MODES, RANGE_DEG, Bins
 from headpose.models.heads import head_from_meta
 from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD, Arch, get_arch
-from headpose.params import IMAGE_SIZE_RANGE_PX
+from headpose.params import CROP_PROTOCOLS, IMAGE_SIZE_RANGE_PX
 
 # Keys every checkpoint meta holds (beside its head's: see headpose.models.heads).
 META_KEYS = ("arch", "image_size", "mean", "std")
@@ -58,6 +60,7 @@ HOPENET_META: dict[str, Any] = {
     "bin_width": 3,
     "image_size": 224,
     "expectation": "lower_edges",
+    "crop_protocol": "hopenet",
     "mean": list(IMAGENET_MEAN),
     "std": list(IMAGENET_STD),
     "source": "original HopeNet snapshot",
@@ -266,6 +269,11 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
     if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
         raise HeadposeError(
             f"checkpoint {path}: image_size {size!r}; expected an integer in [{low}, {high}] px"
+        )
+    if meta.get("crop_protocol", CROP_PROTOCOLS[0]) not in CROP_PROTOCOLS:
+        raise HeadposeError(
+            f"checkpoint {path}: crop_protocol {meta['crop_protocol']!r}; expected one of "
+            + ", ".join(CROP_PROTOCOLS)
         )
     for key in ("mean", "std"):
         values = meta[key]

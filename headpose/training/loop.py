@@ -51,8 +51,8 @@ from headpose.data.pipeline import (
     evaluation_dataset,
     imagenet_normalization,
     model_input,
+    training_dataset,
 )
-from headpose.data.store import prepare_crops
 from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_angles
@@ -288,6 +288,7 @@ def checkpoint_meta(
         "arch": params["arch"],
         **head.meta(),
         "image_size": params["image_size"],
+        "crop_protocol": params["crop_protocol"],
         **imagenet_normalization(),
         "training_mean_deg": [float(angle) for angle in training_mean_deg],
         "params": params,
@@ -438,12 +439,10 @@ def _train(
         f"{rank.rank + 1} of {rank.world_size}): {len(train_stems)} train images, "
         f"{len(val_stems)} validation images"
     )
-    size, workers = params["image_size"], params["workers"]
-    train_set = PoseDataset(
-        prepare_crops(train_stems, size, workers, "training crops"), size, True, params["seed"]
-    )
+    size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
+    train_set = training_dataset(train_stems, size, protocol, params["seed"], workers)
     train_loader, sampler = make_train_loader(train_set, params, device, rank)
-    val_set = evaluation_dataset(val_stems, size, workers)
+    val_set = evaluation_dataset(val_stems, size, protocol, workers)
     val_loader = make_eval_loader(val_set, params, device, rank)
 
     seed_everything(params["seed"])
