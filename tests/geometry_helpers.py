@@ -21,5 +21,6 @@ def unproject_points(
 
 
 def loose_box(landmarks_xy: np.ndarray, k: float, mode: str) -> Box:
-    """HopeNet's loose face box: the visible landmarks' min/max box loosened by ``k``."""
-    return loosen_box(landmark_box(landmarks_xy), k, mode)
+    """The ``visible`` protocol's loose face box: the visible landmarks' min/max box loosened by
+    ``k``."""
+    return loosen_box(landmark_box(landmarks_xy), k, mode, "visible")

@@ -1,21 +1,129 @@
-"""Loose face crops on the real AFLW2000 and 300W_LP annotations."""
+"""The crop protocols on the real AFLW2000 and 300W_LP annotations.
+
+The reference crops here are written from the published protocol's formulas (see
+``docs/conventions.md``, "Face crops") with PIL and torchvision, independently of the library.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import scipy.io
 from geometry_helpers import loose_box
+from PIL import Image
+from torchvision import transforms
 
-from headpose.data.crop import crop_resized, landmark_box, loosen_box
+from headpose.data.crop import (
+    TrainingDraw,
+    cut,
+    evaluation_crop,
+    face_box,
+    landmark_box,
+    loosen_box,
+    pixel_box,
+    resample,
+    training_rectangle,
+    training_region,
+)
+from headpose.data.pipeline import evaluation_dataset
+from headpose.datasets.filelists import scan_dataset, usable_samples
 from headpose.errors import HeadposeError
-from headpose.io.formats import find_sample_stems, read_mat
+from headpose.io.formats import Annotation, find_sample_stems, read_annotation, read_mat
 
 
 def _raw_landmarks(mat_path) -> np.ndarray:
     return np.asarray(read_mat(mat_path)["pt2d"], dtype=np.float64).T
 
 
-def test_box_drops_invisible_landmarks_and_contains_the_visible(aflw2000_dir):
+def _reference_box(stem: str, k: float, margins: tuple[float, float, float, float]) -> tuple:
+    """The original code's box: min/max of every stored pt2d point, margins in running order."""
+    pt2d = scipy.io.loadmat(stem + ".mat")["pt2d"]
+    x_min, x_max = min(pt2d[0, :]), max(pt2d[0, :])
+    y_min, y_max = min(pt2d[1, :]), max(pt2d[1, :])
+    left, top, right, bottom = margins
+    x_min -= left * k * abs(x_max - x_min)
+    y_min -= top * k * abs(y_max - y_min)
+    x_max += right * k * abs(x_max - x_min)
+    y_max += bottom * k * abs(y_max - y_min)
+    return int(x_min), int(y_min), int(x_max), int(y_max)
+
+
+def _reference_test_crop(stem: str, size: int) -> np.ndarray:
+    """What the original test code feeds its network (before ToTensor/Normalize)."""
+    image = Image.open(stem + ".jpg").convert("RGB")
+    image = image.crop(_reference_box(stem, 0.2, (2.0, 2.0, 2.0, 0.6)))
+    transform = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size)])
+    return np.asarray(transform(image))
+
+
+def _usable_aflw2000(aflw2000_dir, count: int) -> list[str]:
+    stems, skipped, _ = usable_samples(scan_dataset(aflw2000_dir, "test", recursive=False), 99)
+    assert len(stems) == 1969 and len(skipped) == 31  # the published protocol's count
+    return stems[:count]
+
+
+@pytest.mark.parametrize("size", [224, 64])
+def test_hopenet_evaluation_crops_equal_the_original_test_code(aflw2000_dir, size):
+    stems = _usable_aflw2000(aflw2000_dir, 200)
+    dataset = evaluation_dataset(stems, size, "hopenet", workers=1)
+    with_placeholders = 0
+    for index, stem in enumerate(stems):
+        image, _ = dataset[index]
+        reference = _reference_test_crop(stem, size)
+        assert image.numpy().shape == reference.shape == (size, size, 3)
+        assert np.array_equal(image.numpy(), reference), stem  # identical pixels
+        with_placeholders += bool((_raw_landmarks(stem + ".mat") < 0).any())
+    assert with_placeholders > 100  # the negative placeholders really are in these boxes
+
+
+def test_hopenet_face_box_keeps_every_stored_point(aflw2000_dir):
+    stems = _usable_aflw2000(aflw2000_dir, 200)
+    for stem in stems:
+        points = _raw_landmarks(stem + ".mat")
+        box = face_box(read_annotation(stem + ".mat"), "hopenet")
+        assert box == (*points.min(axis=0), *points.max(axis=0))  # no shift, nothing dropped
+
+
+def test_hopenet_training_box_for_fixed_k_is_the_originals(aflw2000_dir, w300lp_sample_dir):
+    stems = _usable_aflw2000(aflw2000_dir, 200)
+    train_stems, _ = find_sample_stems(w300lp_sample_dir, recursive=True)
+    stems += [str(w300lp_sample_dir / stem) for stem in train_stems]
+    for stem in stems:
+        box = face_box(read_annotation(stem + ".mat"), "hopenet")
+        for k in (0.2, 0.3, 0.4):
+            ours = pixel_box(loosen_box(box, k, "train", "hopenet"), "hopenet")
+            assert ours == _reference_box(stem, k, (0.6, 2.0, 0.6, 0.6)), (stem, k)
+
+
+def test_hopenet_training_crop_is_the_scaled_box_cropped_at_the_drawn_offset(w300lp_sample_dir):
+    """The crop resampled from the cached region shows what Scale(240/224 S) + a crop at the
+    drawn offset of the original's int() box shows (other resampler: close, not equal)."""
+    train_stems, _ = find_sample_stems(w300lp_sample_dir, recursive=True)
+    stem = str(w300lp_sample_dir / train_stems[0])
+    annotation = read_annotation(stem + ".mat")
+    full = np.asarray(Image.open(stem + ".jpg").convert("RGB"))
+    box = face_box(annotation, "hopenet")
+    region = training_region(box, "hopenet")
+    cached = np.asarray(Image.fromarray(cut(full, region)).resize((336, 336), Image.BILINEAR))
+    size = 224
+    for k, offset in ((0.2, (0.0, 0.0)), (0.3, (0.5, 0.9)), (0.4, (0.99, 0.3))):
+        bounds = _reference_box(stem, k, (0.6, 2.0, 0.6, 0.6))
+        scaled = transforms.Resize(240)(Image.open(stem + ".jpg").convert("RGB").crop(bounds))
+        room_x, room_y = scaled.width - size, scaled.height - size
+        column, row = int(offset[0] * (room_x + 1)), int(offset[1] * (room_y + 1))
+        reference = np.asarray(scaled.crop((column, row, column + size, row + size)))
+        rectangle = training_rectangle(box, TrainingDraw(k, offset), size, "hopenet")
+        ours = resample(cached, tuple(map(float, region)), rectangle, size)
+        difference = np.abs(ours.astype(float) - reference).mean()
+        assert difference < 6, (k, offset, difference)
+        # The rectangle is the crop's exact place in the original box.
+        width = bounds[2] - bounds[0]
+        assert rectangle[0] == pytest.approx(bounds[0] + column * width / scaled.width)
+
+
+def test_visible_box_drops_invisible_landmarks_and_contains_the_visible(aflw2000_dir):
     stems, _ = find_sample_stems(aflw2000_dir, recursive=False)
     checked_with_invisible = 0
     for stem in stems[:200]:
@@ -38,25 +146,48 @@ def test_box_drops_invisible_landmarks_and_contains_the_visible(aflw2000_dir):
     assert checked_with_invisible > 50  # the quirk really is exercised
 
 
-def test_margins_follow_the_original_recipe():
+def test_margins_of_each_protocol():
     box = (100.0, 200.0, 200.0, 400.0)  # width 100, height 200
-    assert loosen_box(box, 0.2, "eval") == pytest.approx((60.0, 120.0, 240.0, 424.0))
-    assert loosen_box(box, 0.4, "train") == pytest.approx((76.0, 40.0, 224.0, 448.0))
+    # visible: all four edges from the original box
+    assert loosen_box(box, 0.2, "eval", "visible") == pytest.approx((60.0, 120.0, 240.0, 424.0))
+    assert loosen_box(box, 0.4, "train", "visible") == pytest.approx((76.0, 40.0, 224.0, 448.0))
+    # hopenet: right and bottom measured on the already moved left and top edges
+    assert loosen_box(box, 0.2, "eval", "hopenet") == pytest.approx((60.0, 120.0, 256.0, 433.6))
+    assert loosen_box(box, 0.4, "train", "hopenet") == pytest.approx(
+        (76.0, 40.0, 229.76, 486.4)
+    )
+    # int() truncates towards zero, as PIL's crop of the original; visible rounds outwards
+    assert pixel_box((-3.7, 2.5, 10.2, 11.9), "hopenet") == (-3, 2, 10, 11)
+    assert pixel_box((-3.7, 2.5, 10.2, 11.9), "visible") == (-4, 2, 11, 12)
 
 
-def test_crop_pads_outside_the_image_with_black(w300lp_sample_dir):
-    stems, _ = find_sample_stems(w300lp_sample_dir, recursive=True)
-    points = _raw_landmarks(w300lp_sample_dir / f"{stems[0]}.mat")
-    image = np.full((450, 450, 3), 200, dtype=np.uint8)
-    inside = crop_resized(image, loose_box(points, 0.2, "eval"), 64)
-    assert inside.shape == (64, 64, 3)
-    half_out = crop_resized(image, (-50.0, 0.0, 50.0, 100.0), 20)
-    assert (half_out[:, :9] == 0).all() and (half_out[:, 11:] == 200).all()
-    assert (crop_resized(image, (500.0, 500.0, 520.0, 520.0), 8) == 0).all()
+def test_crops_pad_outside_the_image_with_black():
+    image = np.full((100, 100, 3), 200, dtype=np.uint8)
+    half_out = cut(image, (-50, 0, 50, 100))
+    assert (half_out[:, :50] == 0).all() and (half_out[:, 50:] == 200).all()
+    assert (cut(image, (500, 500, 520, 520)) == 0).all()
+    face = (40.0, 40.0, 60.0, 60.0)
+    for protocol in ("hopenet", "visible"):
+        assert evaluation_crop(image, face, 32, protocol).shape == (32, 32, 3)
+
+
+def _annotation(points: np.ndarray) -> Annotation:
+    visible = points[np.all(points >= 0, axis=1)]
+    return Annotation(np.zeros(7), visible, {"pt2d": points.T})
 
 
 def test_bad_input_is_rejected():
     with pytest.raises(HeadposeError, match="visible landmarks"):
         landmark_box(np.array([[-1.0, 452.0], [10.0, 10.0]]))
     with pytest.raises(HeadposeError, match="crop mode"):
-        loosen_box((0, 0, 1, 1), 0.2, "test")
+        loosen_box((0, 0, 1, 1), 0.2, "test", "hopenet")
+    with pytest.raises(HeadposeError, match="no crop protocol"):
+        loosen_box((0, 0, 1, 1), 0.2, "eval", "tight")
+    good = np.array([[10.0, 10.0], [50.0, 60.0], [-1.0, 452.0]])
+    assert face_box(_annotation(good), "hopenet") == (-1.0, 10.0, 50.0, 452.0)
+    far = np.array([[10.0, 10.0], [50.0, 60.0], [-1e9, 452.0]])
+    with pytest.raises(HeadposeError, match="x.mat: a pt2d point lies far outside"):
+        face_box(_annotation(far), "hopenet", "x.mat")
+    nan = np.array([[10.0, 10.0], [50.0, 60.0], [math.nan, 452.0]])
+    with pytest.raises(HeadposeError, match="not finite"):
+        face_box(_annotation(nan), "hopenet")
