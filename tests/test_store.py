@@ -17,6 +17,7 @@ from headpose.data import store
 from headpose.data.crop import cache_side
 from headpose.data.pipeline import PoseDataset, model_input, preprocess
 from headpose.data.store import (
+    StoreSpec,
     build_store,
     prepare_crops,
     prepare_sample,
@@ -26,22 +27,29 @@ from headpose.data.store import (
 )
 from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
+TRAIN = StoreSpec(32, "hopenet", "train")
+
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory) -> list[str]:
     return write_tiny_dataset(tmp_path_factory.mktemp("samples"), 12)
 
 
-def test_store_holds_exactly_the_direct_crops(samples):
-    crops = prepare_crops(samples, 32, workers=2)
+@pytest.mark.parametrize(
+    "spec", [TRAIN, StoreSpec(32, "hopenet", "eval"), StoreSpec(32, "visible", "train")]
+)
+def test_store_holds_exactly_the_direct_crops(samples, spec):
+    crops = prepare_crops(samples, spec, workers=2)
     assert isinstance(crops.images, np.memmap) and not crops.images.flags.writeable
-    assert crops.images.shape == (12, cache_side(32), cache_side(32), 3)
+    side = cache_side(32) if spec.purpose == "train" else 32
+    assert crops.images.shape == (12, side, side, 3)
     for index, stem in enumerate(samples):
-        image, face_box, angles = prepare_sample((stem, cache_side(32)))
+        image, face_box, region, angles = prepare_sample((stem, spec))
         assert np.array_equal(crops.images[index], image)
         assert np.array_equal(crops.face_boxes[index], face_box)
+        assert np.array_equal(crops.regions[index], region)
         assert np.array_equal(crops.angles_deg[index], angles)
-    again = prepare_crops(samples, 32, workers=1)  # reused: the same folder
+    again = prepare_crops(samples, spec, workers=1)  # reused: the same folder
     assert again.images.filename == crops.images.filename
 
 
@@ -50,16 +58,18 @@ def test_key_follows_every_input_and_nothing_else(samples, tmp_path, monkeypatch
     for stem, copy in zip(samples, copies, strict=True):
         for suffix in (".jpg", ".mat"):
             shutil.copy(stem + suffix, copy + suffix)
-    key = store_key(copies, 32, workers=1)
+    key = store_key(copies, TRAIN, workers=1)
     Path(copies[0] + ".jpg").touch()  # a new mtime, the same bytes
-    assert store_key(copies, 32, workers=2) == key
-    assert store_key(copies[::-1], 32, workers=1) != key  # the list's order
-    assert store_key(copies[:-1], 32, workers=1) != key  # the list's samples
-    assert store_key(copies, 48, workers=1) != key  # the image size
+    assert store_key(copies, TRAIN, workers=2) == key
+    assert store_key(copies[::-1], TRAIN, workers=1) != key  # the list's order
+    assert store_key(copies[:-1], TRAIN, workers=1) != key  # the list's samples
+    assert store_key(copies, StoreSpec(48, "hopenet", "train"), workers=1) != key  # the size
+    assert store_key(copies, StoreSpec(32, "visible", "train"), workers=1) != key  # protocol
+    assert store_key(copies, StoreSpec(32, "hopenet", "eval"), workers=1) != key  # purpose
     data = bytearray(Path(copies[3] + ".jpg").read_bytes())
     data[-3] ^= 1  # one bit of one image
     Path(copies[3] + ".jpg").write_bytes(bytes(data))
-    changed = store_key(copies, 32, workers=1)
+    changed = store_key(copies, TRAIN, workers=1)
     assert changed != key
     # the crop code: an edited crop.py (other margins, another looseness) gives another key
     package = tmp_path / "package"
@@ -67,12 +77,12 @@ def test_key_follows_every_input_and_nothing_else(samples, tmp_path, monkeypatch
     crop_source = package / "data" / "crop.py"
     crop_source.write_text(crop_source.read_text().replace("EVAL_K = 0.2", "EVAL_K = 0.25"))
     monkeypatch.setattr(store, "PACKAGE_DIR", package)
-    assert store_key(copies, 32, workers=1) != changed
+    assert store_key(copies, TRAIN, workers=1) != changed
 
 
 def test_interrupted_build_is_never_trusted(samples, tmp_path, monkeypatch):
     root = tmp_path / "root"
-    key = store_key(samples, 32, workers=1)
+    key = store_key(samples, TRAIN, workers=1)
     calls = []
 
     def interrupted(task):
@@ -83,7 +93,7 @@ def test_interrupted_build_is_never_trusted(samples, tmp_path, monkeypatch):
 
     monkeypatch.setattr(store, "prepare_sample", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build_store(samples, 32, key, root, workers=1)
+        build_store(samples, TRAIN, key, root, workers=1)
     assert not (root / key).exists()
     assert not list(root.glob(f".{key}.*"))  # an exception cleans up
     # a killed build leaves its temporary folder: ignored, then deleted by the next build
@@ -91,9 +101,9 @@ def test_interrupted_build_is_never_trusted(samples, tmp_path, monkeypatch):
     leftover.mkdir()
     (leftover / "images.npy").write_bytes(b"half")
     monkeypatch.setattr(store, "prepare_sample", prepare_sample)
-    folder, build_s = build_store(samples, 32, key, root, workers=1)
+    folder, build_s = build_store(samples, TRAIN, key, root, workers=1)
     assert folder == root / key and build_s > 0 and not leftover.exists()
-    assert build_store(samples, 32, key, root, workers=1) == (folder, 0.0)
+    assert build_store(samples, TRAIN, key, root, workers=1) == (folder, 0.0)
 
 
 def _checksum(crops) -> tuple[str, int]:
@@ -101,7 +111,7 @@ def _checksum(crops) -> tuple[str, int]:
 
 
 def test_two_processes_map_the_same_store(samples):
-    crops = prepare_crops(samples, 32, workers=1)
+    crops = prepare_crops(samples, TRAIN, workers=1)
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         seen = pool.map(_checksum, [crops, crops])
     # each process received the file name and mapped the file (no copy of the bytes)
@@ -117,7 +127,7 @@ def _old_preprocess(crop_rgb: np.ndarray) -> torch.Tensor:
 
 
 def test_uint8_batches_normalised_on_the_device_equal_the_float_path(samples):
-    dataset = PoseDataset(prepare_crops(samples, 32, workers=1), 32, augment=True, seed=4)
+    dataset = PoseDataset(prepare_crops(samples, TRAIN, workers=1), seed=4)
     dataset.set_epoch(2)
     batch, _ = next(iter(DataLoader(dataset, batch_size=6)))
     assert batch.dtype == torch.uint8 and batch.shape == (6, 32, 32, 3)
@@ -128,7 +138,7 @@ def test_uint8_batches_normalised_on_the_device_equal_the_float_path(samples):
 
 
 def test_persistent_workers_follow_the_epoch(samples):
-    dataset = PoseDataset(prepare_crops(samples, 32, workers=1), 32, augment=True, seed=1)
+    dataset = PoseDataset(prepare_crops(samples, TRAIN, workers=1), seed=1)
     loader = DataLoader(dataset, batch_size=12, num_workers=1, persistent_workers=True)
     for epoch in (1, 2, 3):
         dataset.set_epoch(epoch)
