@@ -24,7 +24,7 @@ from model_fixtures import checkpoint_meta, write_checkpoint
 from stage_fixtures import STAGES, stage_command
 from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
 
-from headpose.data.pipeline import prepare_crops
+from headpose.data.store import StoreSpec, prepare_crops
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import HeadposeError
 from headpose.io import files
@@ -36,6 +36,7 @@ from headpose.params import validate
 from headpose.training.resume import RunState, load_resume, save_resume
 
 IMAGE_SIZE = 32
+TRAIN_STORE = StoreSpec(IMAGE_SIZE, "hopenet", "train")
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "few_timing_runs")
 
 
@@ -140,8 +141,8 @@ def test_case2_samples_that_would_crash_training_are_skipped_and_named(tmp_path)
     # out-of-memory resize, no "empty crop box")
     for stem, name in ((huge, ".jpg"), (far, ".mat"), (point, ".mat")):
         with pytest.raises(HeadposeError, match=Path(stem).name + name.replace(".", r"\.")):
-            prepare_crops([stem], IMAGE_SIZE, workers=1)
-    assert len(prepare_crops(lists.train + lists.val, IMAGE_SIZE, workers=1)) == 3
+            prepare_crops([stem], TRAIN_STORE, workers=1)
+    assert len(prepare_crops(lists.train + lists.val, TRAIN_STORE, workers=1)) == 3
 
 
 # --- Case 3: checkpoints whose meta disagrees with their weights --------------------------------
@@ -299,7 +300,9 @@ def evaluate_stage_workspace(small_set, tmp_path, monkeypatch):
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "data" / "filelists").mkdir(parents=True)
     write_list(tmp_path / "data" / "filelists" / "test.txt", stems)
-    prepare_crops(stems, IMAGE_SIZE, workers=1)  # the crop store exists before the disk fills
+    # the crop stores exist before the disk fills
+    for protocol in ("hopenet", "visible"):
+        prepare_crops(stems, StoreSpec(IMAGE_SIZE, protocol, "eval"), workers=1)
     old = {
         "metrics/evaluation.json": "old metrics\n",
         "data/evaluation/per_image.csv": "old csv\n",

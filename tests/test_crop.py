@@ -30,7 +30,7 @@ from headpose.data.crop import (
 from headpose.data.pipeline import evaluation_dataset
 from headpose.datasets.filelists import scan_dataset, usable_samples
 from headpose.errors import HeadposeError
-from headpose.io.formats import Annotation, find_sample_stems, read_annotation, read_mat
+from headpose.io.formats import find_sample_stems, read_annotation, read_mat, write_mat
 
 
 def _raw_landmarks(mat_path) -> np.ndarray:
@@ -171,23 +171,25 @@ def test_crops_pad_outside_the_image_with_black():
         assert evaluation_crop(image, face, 32, protocol).shape == (32, 32, 3)
 
 
-def _annotation(points: np.ndarray) -> Annotation:
-    visible = points[np.all(points >= 0, axis=1)]
-    return Annotation(np.zeros(7), visible, {"pt2d": points.T})
-
-
-def test_bad_input_is_rejected():
+def test_bad_input_is_rejected(tmp_path):
     with pytest.raises(HeadposeError, match="visible landmarks"):
         landmark_box(np.array([[-1.0, 452.0], [10.0, 10.0]]))
     with pytest.raises(HeadposeError, match="crop mode"):
         loosen_box((0, 0, 1, 1), 0.2, "test", "hopenet")
     with pytest.raises(HeadposeError, match="no crop protocol"):
         loosen_box((0, 0, 1, 1), 0.2, "eval", "tight")
+    pose = np.zeros((1, 7))
     good = np.array([[10.0, 10.0], [50.0, 60.0], [-1.0, 452.0]])
-    assert face_box(_annotation(good), "hopenet") == (-1.0, 10.0, 50.0, 452.0)
+    write_mat(tmp_path / "good.mat", {"Pose_Para": pose, "pt2d": good.T})
+    annotation = read_annotation(tmp_path / "good.mat", (450, 450))
+    assert face_box(annotation, "hopenet") == (-1.0, 10.0, 50.0, 452.0)
+    assert face_box(annotation, "visible") == (9.0, 9.0, 49.0, 59.0)
+    # the published box frames every point: a placeholder must be finite and near the image
     far = np.array([[10.0, 10.0], [50.0, 60.0], [-1e9, 452.0]])
-    with pytest.raises(HeadposeError, match="x.mat: a pt2d point lies far outside"):
-        face_box(_annotation(far), "hopenet", "x.mat")
+    write_mat(tmp_path / "far.mat", {"Pose_Para": pose, "pt2d": far.T})
+    with pytest.raises(HeadposeError, match=r"far\.mat: pt2d point \(-1e\+09, 452\) lies far"):
+        read_annotation(tmp_path / "far.mat", (450, 450))
     nan = np.array([[10.0, 10.0], [50.0, 60.0], [math.nan, 452.0]])
-    with pytest.raises(HeadposeError, match="not finite"):
-        face_box(_annotation(nan), "hopenet")
+    write_mat(tmp_path / "nan.mat", {"Pose_Para": pose, "pt2d": nan.T})
+    with pytest.raises(HeadposeError, match=r"nan\.mat: pt2d holds values that are not finite"):
+        read_annotation(tmp_path / "nan.mat")

@@ -22,7 +22,6 @@ from torch import nn
 from training_fixtures import tiny_params, write_list, write_tiny_dataset
 
 import headpose.training.loop as training
-from headpose.data.store import prepare_crops
 from headpose.errors import HeadposeError
 from headpose.io.formats import read_list
 from headpose.training.distributed import BACKEND_VARIABLE, Rank, relaunch_under_torchrun
@@ -99,7 +98,7 @@ def test_two_processes_train_like_one(lists, tmp_path, monkeypatch, one_torch_th
 
 
 def test_ranks_share_each_global_batch(lists):
-    dataset = training.PoseDataset(prepare_crops(read_list(lists[0]), 32), 32, 0)
+    dataset = training.training_dataset(read_list(lists[0]), 32, "hopenet", 0)
     params = tiny_params(batch_size=8)
     device = torch.device("cpu")
     single, single_sampler = make_train_loader(dataset, params, device)

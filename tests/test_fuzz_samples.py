@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from model_fixtures import write_checkpoint
 
 from headpose.cli import main as headpose_main
-from headpose.data.pipeline import prepare_crops
+from headpose.data.store import StoreSpec, prepare_crops
 from headpose.datasets.augment import build_augmentation
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.deploy import runtime
@@ -174,7 +174,7 @@ def test_data_stages_skip_and_name_damaged_samples_and_use_every_good_one(
         if damaged in skipped:
             assert skipped[damaged].strip(), "a skip always says why"
         # whatever the lists accept, the training / evaluation input decodes
-        crops = prepare_crops(sorted(listed), IMAGE_SIZE, workers=1)
+        crops = prepare_crops(sorted(listed), StoreSpec(IMAGE_SIZE, "hopenet", "train"), 1)
         assert len(crops) == len(listed)
         # 300W_AUG rotates or skips (naming it) every training sample; it never stops
         train = lists.train + lists.val

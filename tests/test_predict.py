@@ -24,8 +24,8 @@ from headpose.app.detect import (
     read_box_file,
 )
 from headpose.app.draw import axis_endpoints
-from headpose.app.predict import CROP_K, FacePosePredictor, model_crop_box, video_frames
-from headpose.data.crop import landmark_box, loosen_box
+from headpose.app.predict import FacePosePredictor, protocol_landmark_box, video_frames
+from headpose.data.crop import PREDICT_K, landmark_box, loosen_box
 from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
@@ -115,11 +115,14 @@ def test_haar_boxes_map_onto_the_landmark_box_and_training_crop(aflw2000_dir):
         best = max(faces, key=lambda face: box_iou(face.box, truth))
         estimate = detector.calibration.landmark_box(best)
         assert box_iou(estimate, truth) > 0.6, name
-        # the crop fed to the model overlaps the training-style crop of the true landmarks
-        assert (
-            box_iou(model_crop_box(best, detector.calibration), loosen_box(truth, CROP_K, "train"))
-            > 0.6
-        )
+        # the crop fed to the model overlaps the training-style crop of the true landmarks, in
+        # either protocol (hopenet frames the stored 1-based points: the box moved by 1 pixel)
+        for protocol, shift in (("visible", 0.0), ("hopenet", 1.0)):
+            estimate_in = protocol_landmark_box(best, detector.calibration, protocol)
+            assert estimate_in == tuple(value + shift for value in estimate)
+            crop = loosen_box(estimate_in, PREDICT_K, "train", protocol)
+            target = loosen_box(tuple(v + shift for v in truth), PREDICT_K, "train", protocol)
+            assert box_iou(crop, target) > 0.6
         # without the insets the raw Haar box would match the landmarks worse
         assert box_iou(best.box, truth) < box_iou(estimate, truth), name
 

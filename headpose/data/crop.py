@@ -105,32 +105,19 @@ def stored_points(annotation: Annotation) -> np.ndarray:
     return np.asarray(points, dtype=np.float64).T
 
 
-def face_box(annotation: Annotation, protocol: str, source: str = "sample") -> Box:
+def face_box(annotation: Annotation, protocol: str) -> Box:
     """The tight face box of a sample under ``protocol`` (pixel coordinates).
 
-    ``hopenet``: min/max over all stored points (placeholders included), which must be finite
-    and lie within one image size of the visible face; ``visible``: the visible landmarks,
-    shifted from 1-based to pixel coordinates.
+    ``hopenet``: min/max over all stored points, placeholders included
+    (:func:`headpose.io.formats.read_annotation` checked they are finite and near the image);
+    ``visible``: the visible landmarks, shifted from 1-based to pixel coordinates.
     """
     if protocol == "visible":
         return landmark_box(annotation.landmarks_xy - 1.0)
     check_protocol_name(protocol)
     points = stored_points(annotation)
-    if not np.all(np.isfinite(points)):
-        raise HeadposeError(
-            f"{source}: pt2d holds values that are not finite; the hopenet crop takes the "
-            "min/max of every point"
-        )
     x_min, y_min = points.min(axis=0)
     x_max, y_max = points.max(axis=0)
-    visible = annotation.landmarks_xy
-    reach = 2.0 * float(np.max(visible.max(axis=0) - visible.min(axis=0))) + 1000.0
-    low, high = visible.min(axis=0) - reach, visible.max(axis=0) + reach
-    if np.any((x_min, y_min) < low) or np.any((x_max, y_max) > high):
-        raise HeadposeError(
-            f"{source}: a pt2d point lies far outside the image ({x_min:.6g}, {y_min:.6g}, "
-            f"{x_max:.6g}, {y_max:.6g}); the hopenet crop takes the min/max of every point"
-        )
     return float(x_min), float(y_min), float(x_max), float(y_max)
 
 
@@ -207,7 +194,7 @@ def scale_and_center_crop(crop: np.ndarray, shorter: int, size: int) -> np.ndarr
     scaled = tvf.resize(
         Image.fromarray(crop), shorter, interpolation=tvf.InterpolationMode.BILINEAR
     )
-    return np.asarray(tvf.center_crop(scaled, [size, size]))
+    return np.array(tvf.center_crop(scaled, [size, size]))
 
 
 def train_scale(image_size: int) -> int:

@@ -222,7 +222,7 @@ def prepare_sample(
     """Decode one sample ``(stem, spec)`` into (stored image, face box, region, angles)."""
     stem, spec = task
     image, annotation = read_sample(stem)  # validated: bounded image, landmarks and box
-    box = face_box(annotation, spec.protocol, stem + ANNOTATION_SUFFIX)
+    box = face_box(annotation, spec.protocol)
     if spec.purpose == "train":
         region = training_region(box, spec.protocol)
         stored = resize_square(cut(image, region), spec.side)

@@ -142,10 +142,11 @@ def read_annotation(
     """Read and validate the labels of one sample from its .mat file.
 
     Requires a finite ``Pose_Para`` of 3 to 7 real numbers whose angles are within
-    :data:`MAX_ABS_ANGLE_DEG`, and a ``2xN`` ``pt2d`` (``pt3d_68[:2]`` when ``pt2d`` is absent;
-    ``3xN`` ``pt3d_68`` is checked too when present) with at least 2 visible landmarks whose box
-    is at least one pixel wide and high. With ``image_size_wh`` (width, height of the sample's
-    image) every visible landmark must lie within one image size of the image.
+    :data:`MAX_ABS_ANGLE_DEG`, and a finite ``2xN`` ``pt2d`` (``pt3d_68[:2]`` when ``pt2d`` is
+    absent; ``3xN`` ``pt3d_68`` is checked too when present) with at least 2 visible landmarks
+    whose box is at least one pixel wide and high. With ``image_size_wh`` (width, height of the
+    sample's image) every point, invisible placeholders included (the published crop protocol
+    frames them all), must lie within one image size of the image.
     """
     mat = read_mat(path)
     arrays = {"Pose_Para": _pose(mat, path)}
@@ -160,6 +161,9 @@ def read_annotation(
         raise HeadposeError(f"{path}: no landmarks (pt2d or pt3d_68) in the .mat file")
     if "pt3d_68" in arrays and not np.all(np.isfinite(arrays["pt3d_68"])):
         raise HeadposeError(f"{path}: pt3d_68 holds values that are not finite")
+    if not np.all(np.isfinite(landmarks)):  # the published crop takes the box of every point
+        raise HeadposeError(f"{path}: pt2d holds values that are not finite")
+    stored = landmarks
     visible = visible_landmarks(landmarks)
     if visible.sum() < 2:
         raise HeadposeError(f"{path}: fewer than 2 visible landmarks in pt2d")
@@ -172,6 +176,13 @@ def read_annotation(
         )
     if image_size_wh is not None:
         width, height = image_size_wh
+        if np.any(stored < (-width, -height)) or np.any(stored > (2 * width, 2 * height)):
+            worst = stored[np.argmax(np.abs(stored / (width, height) - 0.5).max(axis=1))]
+            raise HeadposeError(
+                f"{path}: pt2d point ({worst[0]:.6g}, {worst[1]:.6g}) lies far outside the "
+                f"{width}x{height} image (at most one image size beyond its edge, placeholders "
+                "of invisible points included)"
+            )
         if np.any(landmarks > (2 * width, 2 * height)):
             worst = landmarks[np.argmax((landmarks / (width, height)).max(axis=1))]
             raise HeadposeError(
