@@ -168,6 +168,15 @@ def test_cli_prints_the_table_for_a_folder(tiny_set, tiny_checkpoint, capsys):
     assert "shufflenet_v2_x1_0, 66 bins of 3 deg, centers expectation, 32 px" in output
     assert f"test set {folder}: 6 samples" in output
     assert output.count("\nall ") == 1 and "|angles| < 30" in output and "\nrest " in output
+    # the published crop unless told otherwise, whatever the checkpoint was trained on
+    assert "crop protocol hopenet (published)" in output and "trained on the visible" in output
+    headpose_main(
+        ["evaluate", str(tiny_checkpoint), "--data", str(folder), "--workers", "1"]
+        + ["--crop-protocol", "visible", "--compare-protocols"]
+    )
+    output = capsys.readouterr().out
+    assert "crop protocol visible (not comparable to published tables)" in output
+    assert "crop protocol hopenet, same model" in output and output.count("\nall ") == 2
 
 
 def test_cli_overrides_and_one_line_errors(tiny_set, tiny_checkpoint, tmp_path, capsys):
@@ -226,7 +235,14 @@ def test_the_stage_writes_metrics_csv_and_plots(
     with open(tmp_path / "data" / "evaluation" / "per_image.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == len(stems)
     assert len(list((tmp_path / "plots" / "evaluation").glob("*.png"))) == 3
-    assert "baseline: training mean" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "baseline: training mean" in output
+    # main figures under the params' protocol (the published one), the other beside them
+    assert metrics["crop_protocol"] == "hopenet" and list(metrics["other_protocols"]) == ["visible"]
+    assert "crop protocol hopenet (published)" in output
+    assert "crop protocol visible, same model" in output
+    by_hand = evaluate(tmp_path / "models" / "model.pt", stems, "x", crop_protocol="visible")
+    assert metrics["other_protocols"]["visible"]["mae"] == by_hand.metrics["mae"]
 
 
 def test_cli_evaluates_an_original_hopenet_snapshot_as_published(

@@ -193,6 +193,7 @@ def test_predict_images_folder_video_and_bad_inputs(
     assert "background.jpg: no face found" in stderr
     report = json.loads((out / "predictions.json").read_text())
     faces = report["faces"]
+    assert report["crop_protocol"] == "visible"  # the checkpoint's: saved before protocols
     for path in face_paths:
         found = [face for face in faces if face["file"] == str(path)]
         truth = landmark_box_small(aflw2000_dir, path.stem)

@@ -58,6 +58,7 @@ def test_outputs_hold_meta_and_curves(reference_run):
     meta = content["meta"]
     assert meta["arch"] == "resnet18" and meta["num_bins"] == 66 and meta["image_size"] == 32
     assert meta["expectation"] == "centers" and len(meta["mean"]) == 3
+    assert meta["crop_protocol"] == "hopenet"  # what predict and export frame faces by
     assert meta["epoch"] == metrics["best"]["epoch"]
     assert metrics["best"]["mae_mean"] <= metrics["final"]["mae_mean"]
     with open(paths.live_dir / "plots" / "metrics" / "train" / "lr.tsv") as handle:
