@@ -376,7 +376,7 @@ def load_state(
     mismatched = shape_mismatches(model, state_dict)
     if mismatched:
         raise HeadposeError(
-            f"checkpoint {path} does not fit {model.arch} with {model.num_bins} bins: "
+            f"checkpoint {path} does not fit {model.arch} with head {model.head.meta()}: "
             f"{len(mismatched)} tensors of another shape (e.g. {mismatched[0]})"
         )
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
