@@ -217,6 +217,21 @@ def non_max_suppression(boxes: list[FaceBox], iou_threshold: float) -> list[Face
     return kept
 
 
+def usable_box(box: Box, width: int, height: int) -> bool:
+    """A detector box worth cropping: finite, at least a pixel wide and high, overlapping the
+    ``width`` x ``height`` image."""
+    x0, y0, x1, y1 = box
+    return (
+        all(math.isfinite(value) for value in box)
+        and x1 - x0 >= 1
+        and y1 - y0 >= 1
+        and x1 > 0
+        and y1 > 0
+        and x0 < width
+        and y0 < height
+    )
+
+
 def box_iou(first: Box, second: Box) -> float:
     """Intersection over union of two ``(x_min, y_min, x_max, y_max)`` boxes."""
     width = min(first[2], second[2]) - max(first[0], second[0])

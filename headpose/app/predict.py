@@ -55,6 +55,7 @@ from headpose.app.detect import (
     boxes_for,
     make_detector,
     read_box_file,
+    usable_box,
 )
 from headpose.app.draw import draw_pose
 from headpose.data.crop import TRAIN_K_RANGE, Box, crop_resized, loosen_box
@@ -69,6 +70,7 @@ from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, write_csv, write_json
 from headpose.io.formats import decode_rgb, write_jpeg
 from headpose.models.network import load_angles_model, pick_device
+from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -128,12 +130,14 @@ class FacePosePredictor:
         self.batch_size = batch_size
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
-        """The faces of a frame; a listed box beyond one image size of the image is refused
-        (naming the file) before any crop is made of it."""
-        if self.detector is not None:
-            return self.detector.detect(image_rgb)
-        faces = boxes_for(self.boxes, path, frame)
+        """The faces of a frame: a detector's usable boxes only (:func:`usable_box`: a 10000x50
+        panorama shrunk for detection gives a degenerate one); a listed box beyond one image
+        size of the image is refused (naming the file) before any crop is made of it."""
         height, width = image_rgb.shape[:2]
+        if self.detector is not None:
+            faces = self.detector.detect(image_rgb)
+            return [face for face in faces if usable_box(face.box, width, height)]
+        faces = boxes_for(self.boxes, path, frame)
         for face in faces:
             x0, y0, x1, y1 = face.box
             if x0 < -width or y0 < -height or x1 > 2 * width or y1 > 2 * height:
@@ -492,11 +496,15 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-score",
-        type=float,
+        type=option(FINITE_NUMBER),
         help="drop faces the detector is less sure of (yunet: 0 to 1, default 0.6)",
     )
     parser.add_argument("--boxes", help="CSV/JSON of file[,frame],x0,y0,x1,y1 instead of detecting")
-    parser.add_argument("--batch-size", type=int, default=32, help="most faces per model call")
-    parser.add_argument("--max-frames", type=int, help="stop each video/camera after N frames")
+    parser.add_argument(
+        "--batch-size", type=option(SCHEMA["batch_size"]), default=32, help="most faces per call"
+    )
+    parser.add_argument(
+        "--max-frames", type=option(AT_LEAST_ONE), help="stop each video/camera after N frames"
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.set_defaults(run=run_predict)
