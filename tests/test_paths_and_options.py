@@ -7,6 +7,7 @@ The DVC cases run real ``dvc`` in a throwaway git copy of the project (a few sec
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,11 @@ import yaml
 from cli_fixtures import run_cli
 from model_fixtures import write_checkpoint
 from stage_fixtures import STAGES, commit_all, copy_source_tree
-from training_fixtures import REPO_ROOT
+from training_fixtures import REPO_ROOT, write_tiny_dataset
 
 from headpose.app.detect import usable_box
 from headpose.errors import HeadposeError
-from headpose.io.formats import write_jpeg
+from headpose.io.formats import read_list, write_jpeg
 from headpose.params import PRETRAINED_DIR, load_params, validate
 
 HOSTILE_DATASET_PATHS = {
@@ -199,3 +200,36 @@ def test_predict_on_a_panorama_predicts_the_other_images(tmp_path, yunet_model, 
     assert f"error: {inputs / 'panorama.jpg'}: no face found" in err.splitlines()
     report = yaml.safe_load((out / "predictions.json").read_text())
     assert {Path(face["file"]).name for face in report["faces"]} == {"face.jpg"}
+
+
+# --- Input paths that are no file ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "missing"])
+def test_a_folder_or_fifo_given_as_a_file_is_named_for_what_it_is(kind, tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    expected = {
+        "folder": "is a folder, not a file",
+        "fifo": "is not a regular file (a FIFO, socket or device)",
+        "missing": "does not exist",
+    }[kind]
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tiny_dataset(data, 2)
+    commands = {
+        "predict": ["predict", str(data), "--checkpoint", str(path), "--out", "o"],
+        "evaluate": ["evaluate", str(path), "--data", str(data), "--workers", "1"],
+        "export": ["export", str(path), "--out", str(tmp_path / "m.onnx")],
+    }
+    for name, arguments in commands.items():
+        assert run_cli(arguments) == 2, name
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert "Traceback" not in err and len(lines) == 1, (name, err)
+        assert f"{path} {expected}" in lines[0], (name, lines[0])
+    with pytest.raises(HeadposeError, match=f"sample list {path} {re.escape(expected)}"):
+        read_list(path)

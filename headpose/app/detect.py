@@ -38,7 +38,7 @@ import numpy as np
 
 from headpose.data.crop import Box
 from headpose.errors import HeadposeError
-from headpose.io.files import atomic_path
+from headpose.io.files import atomic_path, file_problem
 from headpose.io.formats import MAX_IMAGE_PIXELS
 
 
@@ -385,8 +385,8 @@ def _load_cascade(file_name: str) -> cv2.CascadeClassifier:
 def _make_yunet(model_path: str | None, min_score: float | None) -> YuNetFaceDetector:
     if model_path is None:
         model_path = fetch_model(YUNET_URL, YUNET_FILE, YUNET_BYTES, YUNET_SHA256)
-    elif not Path(model_path).is_file():
-        raise HeadposeError(f"detector model {model_path} does not exist")
+    elif problem := file_problem(model_path):
+        raise HeadposeError(f"detector model {model_path} {problem}")
     return YuNetFaceDetector(model_path, **({} if min_score is None else {"min_score": min_score}))
 
 

@@ -67,7 +67,7 @@ from headpose.deploy.runtime import (
     torch_angle_function,
 )
 from headpose.errors import HeadposeError
-from headpose.io.files import atomic_path, write_csv, write_json
+from headpose.io.files import atomic_path, file_problem, write_csv, write_json
 from headpose.io.formats import decode_rgb, write_jpeg
 from headpose.models.network import load_angles_model, pick_device
 from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
@@ -440,9 +440,10 @@ def build_detector(args: argparse.Namespace) -> FaceDetector | None:
 def run_predict(args: argparse.Namespace) -> None:
     """The ``headpose predict`` command."""
     checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
+    problem = file_problem(checkpoint)
+    if problem:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
-        raise HeadposeError(f"checkpoint {checkpoint} does not exist{hint}")
+        raise HeadposeError(f"checkpoint {checkpoint} {problem}{hint}")
     device = pick_device(args.device)
     predict_angles, image_size, runs_on = load_runtime(checkpoint, args.runtime, device)
     boxes = read_box_file(args.boxes) if args.boxes else None

@@ -304,8 +304,8 @@ def _write_store(folder: Path, stems: list[str], image_size: int, workers: int) 
         BOXES_FILE: _file_checksums(folder / BOXES_FILE),
         ANGLES_FILE: _file_checksums(folder / ANGLES_FILE),
     }
-    meta = {"format": FORMAT_VERSION, "count": len(stems), "side": side}
-    write_json(folder / META_FILE, {**meta, "image_size": image_size, "files": files})
+    meta = {"format": FORMAT_VERSION, "count": len(stems), "side": side, "files": files}
+    write_json(folder / META_FILE, meta)
 
 
 def _discard(folder: Path) -> None:
@@ -350,6 +350,15 @@ def build_store(
 # --- Reading ------------------------------------------------------------------------------------
 
 
+# Each file of a store: (its shape for (count, side), its dtype); and the keys of its meta.
+FILE_SHAPES = {
+    IMAGES_FILE: (lambda count, side: (count, side, side, 3), np.uint8),
+    BOXES_FILE: (lambda count, side: (count, 4), np.float32),
+    ANGLES_FILE: (lambda count, side: (count, 3), np.float32),
+}
+META_KEYS = {"format", "count", "side", "files"}
+
+
 class StoreDamaged(HeadposeError):
     """A store folder whose files do not match what its build recorded."""
 
@@ -361,6 +370,8 @@ def _read_meta(folder: Path) -> dict:
         raise StoreDamaged(f"{META_FILE} unreadable: {error}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
         raise StoreDamaged(f"{META_FILE} holds no checksums (an older or foreign store)")
+    if set(meta) != META_KEYS or set(meta["files"]) != set(FILE_SHAPES):
+        raise StoreDamaged(f"{META_FILE} holds other keys than a build writes")
     return meta
 
 
@@ -374,20 +385,17 @@ def verify_store(folder: Path, count: int, side: int, full: bool = False) -> Non
     for key, value in expected.items():
         if meta.get(key) != value:
             raise StoreDamaged(f"{META_FILE} says {key} {meta.get(key)!r}, expected {value!r}")
-    shapes = {
-        IMAGES_FILE: ((count, side, side, 3), np.uint8),
-        BOXES_FILE: ((count, 4), np.float32),
-        ANGLES_FILE: ((count, 3), np.float32),
-    }
-    for name, (shape, dtype) in shapes.items():
-        recorded = meta["files"].get(name)
-        if not isinstance(recorded, dict):
-            raise StoreDamaged(f"{META_FILE} records no checksum of {name}")
+    for name, (shape_of, dtype) in FILE_SHAPES.items():
+        shape = shape_of(count, side)
+        recorded = meta["files"][name]
+        keys = {"bytes", "sha256"} | ({"rows_sha256"} if name == IMAGES_FILE else set())
+        if not isinstance(recorded, dict) or set(recorded) != keys:
+            raise StoreDamaged(f"{META_FILE} records no checksums of {name}")
         path = folder / name
         try:
             size = path.stat().st_size
             array = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as error:
+        except Exception as error:  # numpy raises many types for a damaged header
             raise StoreDamaged(f"{name} unreadable: {error}") from None
         if size != recorded.get("bytes"):
             raise StoreDamaged(f"{name} is {size} bytes, its build wrote {recorded.get('bytes')}")

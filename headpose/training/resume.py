@@ -2,9 +2,9 @@
 
 A resume checkpoint is written after every epoch outside the stage's outputs (DVC deletes
 ``models/`` before re-running the stage). Re-running with the same params and samples (the same
-:func:`run_fingerprint`: the lists and the bytes of every sample file) continues after the last finished epoch and gives exactly the result of
-an uninterrupted run; a file of another run, or a damaged one (unreadable, or weights that do
-not fit the model), is ignored with a note.
+:func:`run_fingerprint`: the lists and the bytes of every sample file) continues after the last
+finished epoch and gives exactly the result of an uninterrupted run; a file of another run, or a
+damaged one (unreadable, or weights that do not fit the model), is ignored with a note.
 """
 
 from __future__ import annotations
