@@ -3,7 +3,9 @@
 Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthetic generator's
 settings sit under ``synth``. :func:`load_params` reads the file, rejects unknown or ill-typed keys
 and out-of-range values with one message naming the key and what was expected, and returns a plain
-dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob.
+dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob; the commands' numeric
+options are checked by the same rules (:func:`option`). Dataset roots may hold only characters no
+shell changes (:data:`SAFE_PATH`), and a ``pretrained`` checkpoint lies in :data:`PRETRAINED_DIR`.
 
 This module imports no model code, so the data stages, which read params but never build a
 network, do not re-run when a model module changes. The model keys (``arch``, ``head``,
@@ -234,7 +236,6 @@ def option(rule: Rule) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"{text!r}; expected {rule.expected}")
         return value
 
-    convert.__name__ = parse.__name__  # argparse names the type in some messages
     return convert
 
 
