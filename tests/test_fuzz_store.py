@@ -131,6 +131,11 @@ def _older_store(folder: Path) -> None:  # a store of before the checksums: rebu
     (folder / META_FILE).write_text(json.dumps(meta))
 
 
+def _file_instead(folder: Path) -> None:
+    shutil.rmtree(folder)
+    folder.write_bytes(b"not a store")
+
+
 ISSUE_CASES = {
     "pixels zeroed": _zero_pixels,
     "angles zeroed": _zero_angles,
@@ -139,6 +144,7 @@ ISSUE_CASES = {
     "overwritten header": _header_overwritten,
     "meta deleted": _meta_lost,
     "older store without checksums": _older_store,
+    "a file instead of the folder": _file_instead,
 }
 
 

@@ -312,7 +312,10 @@ def _discard(folder: Path) -> None:
     """Move a damaged store aside (readers that mapped it keep their pages) and delete it."""
     aside = folder.with_name(f".{folder.name}.damaged{os.getpid()}.tmp")
     os.replace(folder, aside)
-    shutil.rmtree(aside, ignore_errors=True)
+    if aside.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:  # a file where the store's folder should be
+        aside.unlink()
 
 
 def build_store(
