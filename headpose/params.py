@@ -3,7 +3,9 @@
 Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthetic generator's
 settings sit under ``synth``. :func:`load_params` reads the file, rejects unknown or ill-typed keys
 and out-of-range values with one message naming the key and what was expected, and returns a plain
-dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob.
+dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob; the commands' numeric
+options are checked by the same rules (:func:`option`). Dataset roots may hold only characters no
+shell changes (:data:`SAFE_PATH`), and a ``pretrained`` checkpoint lies in :data:`PRETRAINED_DIR`.
 
 This module imports no model code, so the data stages, which read params but never build a
 network, do not re-run when a model module changes. The model keys (``arch``, ``head``,
@@ -14,8 +16,11 @@ rest (a registered arch or timm model, a known head, a width dividing the bins' 
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,14 @@ from headpose.errors import HeadposeError
 IMAGE_SIZE_RANGE_PX = (32, 1024)
 # How faces are cropped (headpose.data.crop implements them; the first is the published one).
 CROP_PROTOCOLS = ("hopenet", "visible")
+# Every backbone shrinks its input 32-fold: a 32 px input ends on a 1x1 feature map.
+BACKBONE_STRIDE_PX = 32
+# The dataset roots are pasted into the stage commands (dvc.yaml's ${train_data}), which a shell
+# runs: only characters no shell gives a meaning, so the stage reads exactly the folder DVC tracks.
+SAFE_PATH = re.compile(r"[A-Za-z0-9_.,+=@/][A-Za-z0-9_.,+=@/:-]*")
+# A pretrained checkpoint lies in this folder, a dependency of the train stage: `dvc status`
+# notices a replaced file (DVC deps cannot depend on a param's value being a path).
+PRETRAINED_DIR = "pretrained"
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,26 @@ def _percentile_pair(value: Any) -> bool:
 
 
 _PAIR = Rule(list, _percentile_pair, "[p5_deg, p95_deg] with -180 <= p5 < p95 <= 180")
-_TEXT = Rule(str, lambda v: bool(v.strip()), "a non-empty path")
+_DATASET = Rule(
+    str,
+    lambda v: bool(SAFE_PATH.fullmatch(v)),
+    "a folder path of letters, digits and _ . , + = @ / : - only (the stage commands pass it "
+    "through a shell; rename or link the folder)",
+)
+_PRETRAINED = Rule(
+    str,
+    lambda v: (
+        v in ("none", "imagenet")
+        or (
+            bool(SAFE_PATH.fullmatch(v))
+            and len(Path(v).parts) > 1
+            and Path(v).parts[0] == PRETRAINED_DIR
+            and ".." not in Path(v).parts
+        )
+    ),
+    f"none, imagenet, or a checkpoint under {PRETRAINED_DIR}/ (a dependency of the train stage, "
+    "so replacing the file re-runs training)",
+)
 _FLAG = Rule(bool, None, "true or false")
 _NAME = Rule(str, lambda v: bool(v.strip()), "a non-empty name")
 
@@ -89,8 +121,8 @@ SYNTH_SCHEMA: dict[str, Rule] = {
 
 SCHEMA: dict[str, Rule] = {
     "seed": _integer(0),
-    "train_data": _TEXT,
-    "test_data": _TEXT,
+    "train_data": _DATASET,
+    "test_data": _DATASET,
     "max_angle": _number(0, 180, low_open=True),
     "val_fraction": Rule(
         (int, float), lambda v: 0 < v < 1, "a number in (0, 1): training validates every epoch"
@@ -105,7 +137,7 @@ SCHEMA: dict[str, Rule] = {
     "workers": _integer(0),
     "arch": _NAME,  # the model registry checks the name (headpose.models.keys)
     "head": _NAME,  # the heads check the name
-    "pretrained": _TEXT,
+    "pretrained": _PRETRAINED,
     "bin_width": _number(0, low_open=True),  # the bins check that it divides their range
     "alpha": _number(0, 100),
     "image_size": _integer(*IMAGE_SIZE_RANGE_PX),
@@ -177,7 +209,37 @@ def validate(params: dict) -> dict:
             f"params.yaml: finetune_lr ({params['finetune_lr']}) must not exceed lr "
             f"({params['lr']}): phase 2 fine-tunes at a lower learning rate"
         )
+    final_map = math.ceil(params["image_size"] / BACKBONE_STRIDE_PX) ** 2
+    if params["batch_size"] * final_map < 2:
+        raise HeadposeError(
+            f"params.yaml: batch_size {params['batch_size']} with image_size "
+            f"{params['image_size']}: BatchNorm needs two values per channel, and this input "
+            "ends on a 1x1 feature map; raise batch_size or image_size"
+        )
     return params
+
+
+# Command-line options share these rules (:func:`option`): ``--workers -3`` or ``--image-size 8``
+# are refused where params.yaml refuses them.
+AT_LEAST_ONE = _integer(1)
+FINITE_NUMBER = _number()
+
+
+def option(rule: Rule) -> Callable[[str], Any]:
+    """An argparse ``type`` checking an option by ``rule``: a bad value is argparse's one error
+    line naming the option and what was expected, never a traceback later on."""
+    parse = int if rule.kind is int else float
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or (rule.check and not rule.check(value)):
+            raise argparse.ArgumentTypeError(f"{text!r}; expected {rule.expected}")
+        return value
+
+    return convert
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:

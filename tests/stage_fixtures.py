@@ -1,9 +1,12 @@
-"""The stages' command lines exactly as dvc.yaml writes them, for running stages in tests."""
+"""The stages' command lines exactly as dvc.yaml writes them, and throwaway copies of the project
+as git repositories, for running stages (and real DVC) in tests."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -29,3 +32,28 @@ def stage_options(stage: str) -> dict[str, str]:
         for word, value in zip(words, words[1:], strict=False)
         if word.startswith("--") and "${" not in value
     }
+
+
+def git(args: list[str], cwd: Path) -> str:
+    """The output of ``git ARGS`` run in ``cwd`` (it must succeed)."""
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def copy_source_tree(destination: Path) -> None:
+    """Copy the working tree's tracked and untracked-but-not-ignored files (no outputs, no DVC
+    cache) to ``destination``."""
+    listed = git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], REPO_ROOT)
+    for name in filter(None, listed.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def commit_all(project: Path) -> None:
+    """Make ``project`` a git repository holding one commit of all its files."""
+    git(["init", "-q"], project)
+    git(["add", "-A"], project)
+    git(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], project)

@@ -193,7 +193,7 @@ def test_cli_overrides_and_one_line_errors(tiny_set, tiny_checkpoint, tmp_path, 
         (["--data", str(empty)], f"sample list {empty} is empty"),
         (["--data", str(tmp_path / "absent.txt")], "does not exist"),
         (["--data", str(test_list), "--bin-width", "1"], "holds bin_width 3; asked for"),
-        (["--data", str(test_list), "--image-size", "8"], "image size 8 px: expected 32"),
+        (["--data", str(test_list), "--image-size", "8"], "--image-size: '8'; expected an integer"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             headpose_main(["evaluate", str(tiny_checkpoint), *arguments])

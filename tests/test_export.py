@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -156,3 +162,42 @@ def test_export_command_and_its_errors(tmp_path, exported, capsys):
     assert exit_.value.code == 2
     assert "missing.pt does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+EXPORT_SCRIPT = """
+import sys, torch
+from headpose.deploy.export import export_onnx, quantize_onnx
+from headpose.models.bins import Bins
+from headpose.models.network import AnglesModel, build_model
+torch.set_num_threads(1)
+torch.manual_seed(0)
+model = AnglesModel(build_model("mobilenet_v2", Bins(3)).eval())
+export_onnx(model, 32, sys.argv[1] + "/model.onnx")
+images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+quantize_onnx(sys.argv[1] + "/model.onnx", sys.argv[1] + "/model_int8.onnx", images)
+"""
+
+
+def test_onnx_files_are_byte_identical_from_another_checkout(tmp_path):
+    # the exporter stores each node's Python stack (absolute paths of the checkout): dropped
+    repo = Path(__file__).resolve().parents[1]
+    elsewhere = tmp_path / "another" / "clone"
+    shutil.copytree(
+        repo / "headpose", elsewhere / "headpose", ignore=shutil.ignore_patterns("*.pyc")
+    )
+    outputs = []
+    for checkout in (repo, elsewhere):
+        out = tmp_path / f"out{len(outputs)}"
+        out.mkdir()
+        subprocess.run(
+            [sys.executable, "-c", EXPORT_SCRIPT, str(out)],
+            env={**os.environ, "PYTHONPATH": str(checkout)},
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
+        outputs.append(out)
+    for name in ("model.onnx", "model_int8.onnx"):
+        first, second = ((out / name).read_bytes() for out in outputs)
+        assert first == second, name
+        assert str(repo).encode() not in first and str(elsewhere).encode() not in second

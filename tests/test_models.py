@@ -118,6 +118,16 @@ def test_wrong_arch_or_bins_say_what_the_file_holds(tmp_path):
         build_model("resnet18", Bins(3), pretrained=str(path))
 
 
+def test_pretrained_weights_of_another_arch_under_its_name_give_one_message(tmp_path):
+    # resnet50 weights whose meta says resnet18 (a relabelled file): the tensors of another shape
+    # are named, with the arch and head they do not fit
+    path = tmp_path / "relabelled.pt"
+    weights = build_model("resnet50", Bins(3)).state_dict()
+    models.save_torch(path, {"state_dict": weights, "meta": checkpoint_meta("resnet18", 66)})
+    with pytest.raises(HeadposeError, match=r"does not fit resnet18 with head .*'num_bins': 33"):
+        build_model("resnet18", Bins(6), pretrained=str(path))
+
+
 def test_meta_must_match_the_model(tmp_path):
     with pytest.raises(HeadposeError, match="lacks image_size"):
         meta = checkpoint_meta("resnet18", 66)

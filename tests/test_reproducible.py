@@ -11,31 +11,16 @@ it), or that this machine renders differently from the one that made the lock.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from stage_fixtures import commit_all, copy_source_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("synth", "filelists", "augment", "analyze")
-
-
-def _git(args: list[str], cwd: Path) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return result.stdout
-
-
-def _copy_source_tree(destination: Path) -> None:
-    listed = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], REPO_ROOT)
-    for name in filter(None, listed.split("\0")):
-        source = REPO_ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
 
 
 def _stage_locks(lock_file: Path) -> dict:
@@ -49,10 +34,8 @@ def test_data_stages_reproduce_the_committed_dvc_lock(tmp_path: Path) -> None:
     assert not missing, f"dvc.lock has no entry for {missing}: run dvc repro and commit it"
 
     project = tmp_path / "project"
-    _copy_source_tree(project)
-    _git(["init", "-q"], project)
-    _git(["add", "-A"], project)
-    _git(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], project)
+    copy_source_tree(project)
+    commit_all(project)
     # the stages' `python` must be this interpreter, activated or not
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     result = subprocess.run(

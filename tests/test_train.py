@@ -168,3 +168,40 @@ def test_bad_lists_get_a_clear_message(lists, tmp_path):
         run_training(tiny_params(), _paths((empty, lists[1]), tmp_path))
     with pytest.raises(HeadposeError, match="no_val.txt does not exist"):
         run_training(tiny_params(), _paths((lists[0], tmp_path / "no_val.txt"), tmp_path))
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
+@pytest.mark.parametrize("relabel", [False, True], ids=["same files", "same names, new labels"])
+def test_resume_follows_the_sample_files_contents(relabel, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    stems = write_tiny_dataset(folder, 24)
+    lists = (
+        write_list(tmp_path / "train.txt", stems[:16]),
+        write_list(tmp_path / "val.txt", stems[16:]),
+    )
+    paths = _paths(lists, tmp_path / "run")
+    calls = []
+
+    def interrupted_after_two_epochs(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return 0.0
+
+    monkeypatch.setattr(training, "train_one_epoch", interrupted_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_params(), paths)
+    assert paths.resume_file.is_file()
+    if relabel:
+        write_tiny_dataset(folder, 24, seed=1)  # the same file names, other images and angles
+    calls.clear()
+    capsys.readouterr()
+    monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: calls.append(1) or 0.0)
+    run_training(tiny_params(), paths)
+    out = capsys.readouterr().out
+    if relabel:  # weights trained on the old labels are not continued, and that is said
+        assert len(calls) == 3
+        assert f"ignoring {paths.resume_file}: a run of other params or other samples" in out
+    else:
+        assert len(calls) == 1 and "resuming after epoch 2" in out

@@ -38,7 +38,7 @@ import numpy as np
 
 from headpose.data.crop import Box
 from headpose.errors import HeadposeError
-from headpose.io.files import atomic_path
+from headpose.io.files import atomic_path, file_problem
 from headpose.io.formats import MAX_IMAGE_PIXELS
 
 
@@ -217,6 +217,21 @@ def non_max_suppression(boxes: list[FaceBox], iou_threshold: float) -> list[Face
     return kept
 
 
+def usable_box(box: Box, width: int, height: int) -> bool:
+    """A detector box worth cropping: finite, at least a pixel wide and high, overlapping the
+    ``width`` x ``height`` image."""
+    x0, y0, x1, y1 = box
+    return (
+        all(math.isfinite(value) for value in box)
+        and x1 - x0 >= 1
+        and y1 - y0 >= 1
+        and x1 > 0
+        and y1 > 0
+        and x0 < width
+        and y0 < height
+    )
+
+
 def box_iou(first: Box, second: Box) -> float:
     """Intersection over union of two ``(x_min, y_min, x_max, y_max)`` boxes."""
     width = min(first[2], second[2]) - max(first[0], second[0])
@@ -370,8 +385,8 @@ def _load_cascade(file_name: str) -> cv2.CascadeClassifier:
 def _make_yunet(model_path: str | None, min_score: float | None) -> YuNetFaceDetector:
     if model_path is None:
         model_path = fetch_model(YUNET_URL, YUNET_FILE, YUNET_BYTES, YUNET_SHA256)
-    elif not Path(model_path).is_file():
-        raise HeadposeError(f"detector model {model_path} does not exist")
+    elif problem := file_problem(model_path):
+        raise HeadposeError(f"detector model {model_path} {problem}")
     return YuNetFaceDetector(model_path, **({} if min_score is None else {"min_score": min_score}))
 
 

@@ -59,6 +59,7 @@ from headpose.app.detect import (
     boxes_for,
     make_detector,
     read_box_file,
+    usable_box,
 )
 from headpose.app.draw import draw_pose
 from headpose.data.crop import (
@@ -76,9 +77,10 @@ from headpose.deploy.runtime import (
     torch_angle_function,
 )
 from headpose.errors import HeadposeError
-from headpose.io.files import atomic_path, write_csv, write_json
+from headpose.io.files import atomic_path, file_problem, write_csv, write_json
 from headpose.io.formats import decode_rgb, write_jpeg
 from headpose.models.network import load_angles_model, pick_device
+from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -144,12 +146,14 @@ class FacePosePredictor:
         self.crop_protocol = crop_protocol
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
-        """The faces of a frame; a listed box beyond one image size of the image is refused
-        (naming the file) before any crop is made of it."""
-        if self.detector is not None:
-            return self.detector.detect(image_rgb)
-        faces = boxes_for(self.boxes, path, frame)
+        """The faces of a frame: a detector's usable boxes only (:func:`usable_box`: a 10000x50
+        panorama shrunk for detection gives a degenerate one); a listed box beyond one image
+        size of the image is refused (naming the file) before any crop is made of it."""
         height, width = image_rgb.shape[:2]
+        if self.detector is not None:
+            faces = self.detector.detect(image_rgb)
+            return [face for face in faces if usable_box(face.box, width, height)]
+        faces = boxes_for(self.boxes, path, frame)
         for face in faces:
             x0, y0, x1, y1 = face.box
             if x0 < -width or y0 < -height or x1 > 2 * width or y1 > 2 * height:
@@ -459,9 +463,10 @@ def build_detector(args: argparse.Namespace) -> FaceDetector | None:
 def run_predict(args: argparse.Namespace) -> None:
     """The ``headpose predict`` command."""
     checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
+    problem = file_problem(checkpoint)
+    if problem:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
-        raise HeadposeError(f"checkpoint {checkpoint} does not exist{hint}")
+        raise HeadposeError(f"checkpoint {checkpoint} {problem}{hint}")
     device = pick_device(args.device)
     predict_angles, image_size, runs_on, trained = load_runtime(checkpoint, args.runtime, device)
     protocol = args.crop_protocol or trained or PUBLISHED_CROP_PROTOCOL
@@ -519,12 +524,16 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-score",
-        type=float,
+        type=option(FINITE_NUMBER),
         help="drop faces the detector is less sure of (yunet: 0 to 1, default 0.6)",
     )
     parser.add_argument("--boxes", help="CSV/JSON of file[,frame],x0,y0,x1,y1 instead of detecting")
-    parser.add_argument("--batch-size", type=int, default=32, help="most faces per model call")
-    parser.add_argument("--max-frames", type=int, help="stop each video/camera after N frames")
+    parser.add_argument(
+        "--batch-size", type=option(SCHEMA["batch_size"]), default=32, help="most faces per call"
+    )
+    parser.add_argument(
+        "--max-frames", type=option(AT_LEAST_ONE), help="stop each video/camera after N frames"
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument(
         "--crop-protocol",

@@ -11,14 +11,21 @@ list, building it first when it does not exist yet.
 
 **One folder per content.** A store is the folder ``<root>/<key>/``: ``images.npy``
 (``(N, S, S, 3)`` uint8, read with ``numpy.load(mmap_mode="r")``), ``face_boxes.npy`` and
-``regions.npy`` (float64, full-image pixels), ``angles_deg.npy`` (float32) and ``meta.json``.
-The key (:func:`store_key`) is a SHA-256 over everything that determines the content: the list
-(its stems, in order), the bytes of every sample's ``.jpg`` and ``.mat``, the spec (image size,
-side, crop protocol, purpose), the source of the modules that compute a crop
-(:data:`CODE_FILES`), OpenCV's and Pillow's versions and :data:`FORMAT_VERSION`.
+``regions.npy`` (float64, full-image pixels), ``angles_deg.npy`` (float32) and ``meta.json``
+(count, spec, and each file's size and SHA-256, plus that of sampled image rows). The key
+(:func:`store_key`) is a SHA-256 over everything that determines the content: the list (its
+stems, in order), the bytes of every sample's ``.jpg`` and ``.mat``, the spec (image size, side,
+crop protocol, purpose), the source of the modules that compute a crop (:data:`CODE_FILES`),
+OpenCV's and Pillow's versions and :data:`FORMAT_VERSION`.
 Any change gives a new key and a new store, so nothing stale is ever read; runs that change none
 of them (another ``bin_width``, another architecture, a queued experiment in its temporary copy)
 open the same folder. Old stores are never deleted automatically: ``rm -r .cache/crops``.
+
+**Checked before each use.** A store damaged after its build (zeroed pixels or angles, a file of
+another shape, truncated, or with an overwritten header) is not trusted: :func:`verify_store`
+compares the meta, every file's size, the arrays' shapes and types, the index files' SHA-256 and
+that of :data:`CHECKED_ROWS` sampled image rows (milliseconds; ``$HEADPOSE_CROP_STORE_VERIFY=full``
+hashes every byte). A store that fails gets one line saying what differs and is rebuilt.
 
 **Root.** ``$HEADPOSE_CROP_STORE`` when set, else ``.cache/crops`` in the DVC workspace (git- and
 dvc-ignored). A queued ``dvc exp run`` runs in a copy under ``<workspace>/.dvc/tmp/exps/``;
@@ -26,8 +33,9 @@ dvc-ignored). A queued ``dvc exp run`` runs in a copy under ``<workspace>/.dvc/t
 experiments share one store.
 
 **Building** (:func:`build_store`) streams: worker processes decode the samples in order
-(:func:`headpose.io.parallel.imap_with_progress`, with a progress bar) and each crop goes straight
-into the memory-mapped file, so the dataset is never held in memory. It happens in a temporary
+(:func:`headpose.io.parallel.imap_with_progress`, with a progress bar) and each crop is written
+straight to the images file, reserved on disk beforehand, with ordinary writes (a full disk is
+one line, never a SIGBUS), so the dataset is never held in memory. It happens in a temporary
 sibling folder renamed to ``<key>`` only when complete (:func:`headpose.io.files.atomic_directory`);
 an interrupted build leaves a ``.<key>.*.tmp`` folder that no reader trusts and that the next
 build of that key deletes. A lock file serialises builders of one key, so parallel experiments
@@ -41,8 +49,10 @@ its file name, so worker processes map the file instead of receiving a copy.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -71,6 +81,8 @@ from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_sample
 from headpose.io.parallel import imap_with_progress, map_with_progress
 
 STORE_ENV = "HEADPOSE_CROP_STORE"
+VERIFY_ENV = "HEADPOSE_CROP_STORE_VERIFY"  # "full": hash every byte of a store before reuse
+CHECKED_ROWS = 64  # image rows hashed by a store's quick check (see verify_store)
 DEFAULT_ROOT = Path(".cache") / "crops"  # inside the DVC workspace
 FORMAT_VERSION = 2  # the files of a store; bump when they change
 PURPOSES = ("train", "eval")  # cached regions for random training crops, or final evaluation crops
@@ -123,6 +135,7 @@ class PreparedCrops:
     regions: np.ndarray  # (N, 4) float64: whole pixels
     angles_deg: np.ndarray  # (N, 3) float32: yaw, pitch, roll
     spec: StoreSpec
+    key: str = ""  # the store key (contents of the samples and the crop code); "" if none
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -248,58 +261,146 @@ def _build_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def size_text(count: int) -> str:
+    """A byte count for people: ``812 KiB``, ``3.4 MiB``, ``1.20 GiB`` (never ``0.0 GiB``)."""
+    for unit, scale, digits in (("GiB", 2**30, 2), ("MiB", 2**20, 1), ("KiB", 2**10, 0)):
+        if count >= scale:
+            return f"{count / scale:.{digits}f} {unit}"
+    return f"{count} bytes"
+
+
+def _no_space(root: Path, needed_bytes: int, free_bytes: int) -> HeadposeError:
+    return HeadposeError(
+        f"crop store {root}: needs {size_text(needed_bytes)}, only {size_text(free_bytes)} "
+        f"free; free space or set {STORE_ENV} to a folder on a larger disk"
+    )
+
+
 def _check_free_space(root: Path, needed_bytes: int) -> None:
     free = shutil.disk_usage(root).free
     if free < needed_bytes:
-        raise HeadposeError(
-            f"crop store {root}: needs {needed_bytes / 2**30:.1f} GiB, only {free / 2**30:.1f} "
-            f"GiB free; free space or set {STORE_ENV} to a folder on a larger disk"
-        )
+        raise _no_space(root, needed_bytes, free)
 
 
-def _write_store(folder: Path, stems: list[str], spec: StoreSpec, workers: int) -> None:
-    """Decode ``stems`` into the files of a store in ``folder`` (streamed, in parallel)."""
-    side = spec.side
-    folder.chmod(0o755)  # readable by every user of a shared store (mkdtemp makes 0700)
-    images = np.lib.format.open_memmap(
-        folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(len(stems), side, side, 3)
+def _images_header(count: int, side: int) -> bytes:
+    """The ``.npy`` header of ``(count, side, side, 3)`` uint8 images (format version 1.0)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (count, side, side, 3)}
     )
-    face_boxes = np.empty((len(stems), 4), dtype=np.float64)
-    regions = np.empty((len(stems), 4), dtype=np.float64)
-    angles = np.empty((len(stems), 3), dtype=np.float32)
-    tasks = [(stem, spec) for stem in stems]
-    results = imap_with_progress(prepare_sample, tasks, workers, "build crop store")
-    for index, sample in enumerate(results):
-        images[index], face_boxes[index], regions[index], angles[index] = sample
-    images.flush()
-    del images
-    np.save(folder / BOXES_FILE, face_boxes)
-    np.save(folder / REGIONS_FILE, regions)
-    np.save(folder / ANGLES_FILE, angles)
-    meta = {
+    return header.getvalue()
+
+
+def _sampled_rows(count: int) -> list[int]:
+    """The rows of ``images.npy`` whose bytes the store's quick check hashes: up to
+    :data:`CHECKED_ROWS` evenly spread ones, the first and the last among them."""
+    if count <= CHECKED_ROWS:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (CHECKED_ROWS - 1)) for i in range(CHECKED_ROWS)})
+
+
+def _rows_digest(images: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for row in _sampled_rows(len(images)):
+        digest.update(np.ascontiguousarray(images[row]).tobytes())
+    return digest.hexdigest()
+
+
+def _file_checksums(path: Path) -> dict:
+    """What :func:`verify_store` compares for one file: its size and SHA-256."""
+    with open(path, "rb") as handle:
+        return {
+            "bytes": os.fstat(handle.fileno()).st_size,
+            "sha256": hashlib.file_digest(handle, "sha256").hexdigest(),
+        }
+
+
+def _spec_meta(spec: StoreSpec, count: int) -> dict:
+    """The meta.json keys that say what a store holds (checked before it is reused)."""
+    return {
         "format": FORMAT_VERSION,
-        "count": len(stems),
-        "side": side,
+        "count": count,
+        "side": spec.side,
         "image_size": spec.image_size,
         "protocol": spec.protocol,
         "purpose": spec.purpose,
     }
+
+
+def _write_store(folder: Path, stems: list[str], spec: StoreSpec, workers: int) -> None:
+    """Decode ``stems`` into the files of a store in ``folder`` (streamed, in parallel).
+
+    The images file is reserved on disk first (``posix_fallocate``: a full disk is an OSError
+    now, not later) and filled with ordinary writes, never through a memory map, whose write to
+    a full disk kills the process with SIGBUS and leaves its temporary folder behind.
+    """
+    side = spec.side
+    folder.chmod(0o755)  # readable by every user of a shared store (mkdtemp makes 0700)
+    header = _images_header(len(stems), side)
+    face_boxes = np.empty((len(stems), 4), dtype=np.float64)
+    regions = np.empty((len(stems), 4), dtype=np.float64)
+    angles = np.empty((len(stems), 3), dtype=np.float32)
+    tasks = [(stem, spec) for stem in stems]
+    with open(folder / IMAGES_FILE, "wb") as handle:
+        size = len(header) + len(stems) * side * side * 3
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise _no_space(folder.parent, size, shutil.disk_usage(folder).free) from None
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it
+                raise
+        handle.write(header)
+        digest = hashlib.sha256(header)  # of the whole file, as it is written
+        results = imap_with_progress(prepare_sample, tasks, workers, "build crop store")
+        for index, (crop, face_box, region, sample_angles) in enumerate(results):
+            row = np.ascontiguousarray(crop, dtype=np.uint8).tobytes()
+            handle.write(row)
+            digest.update(row)
+            face_boxes[index], regions[index], angles[index] = face_box, region, sample_angles
+    np.save(folder / BOXES_FILE, face_boxes)
+    np.save(folder / REGIONS_FILE, regions)
+    np.save(folder / ANGLES_FILE, angles)
+    rows = _rows_digest(np.load(folder / IMAGES_FILE, mmap_mode="r"))
+    files = {
+        IMAGES_FILE: {"bytes": size, "sha256": digest.hexdigest(), "rows_sha256": rows},
+        BOXES_FILE: _file_checksums(folder / BOXES_FILE),
+        REGIONS_FILE: _file_checksums(folder / REGIONS_FILE),
+        ANGLES_FILE: _file_checksums(folder / ANGLES_FILE),
+    }
+    meta = {**_spec_meta(spec, len(stems)), "files": files}
     write_json(folder / META_FILE, meta)
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged store aside (readers that mapped it keep their pages) and delete it."""
+    aside = folder.with_name(f".{folder.name}.damaged{os.getpid()}.tmp")
+    os.replace(folder, aside)
+    if aside.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:  # a file where the store's folder should be
+        aside.unlink()
 
 
 def build_store(
     stems: list[str], spec: StoreSpec, key: str, root: Path, workers: int = 0
 ) -> tuple[Path, float]:
-    """Make sure the store ``root/key`` exists; return its folder and the seconds spent building
-    it here (0 when it already existed or another process built it meanwhile)."""
+    """Make sure the store ``root/key`` exists and passes :func:`verify_store`; return its
+    folder and the seconds spent building it here (0 when it already existed or another process
+    built it meanwhile). A damaged store is named in one line and rebuilt."""
     folder = root / key
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise HeadposeError(f"cannot create crop store folder {root}: {error.strerror}") from None
     with _build_lock(root / f"{key}.lock"):
-        if (folder / META_FILE).is_file():
-            return folder, 0.0
+        if folder.exists():
+            try:
+                verify_store(folder, len(stems), spec, full=os.environ.get(VERIFY_ENV) == "full")
+                return folder, 0.0
+            except StoreDamaged as damage:
+                print(f"crop store {folder} fails its check ({damage}); rebuilding it")
+                _discard(folder)
         for leftover in root.glob(f".{key}.*.tmp"):  # an interrupted build: never trusted
             shutil.rmtree(leftover, ignore_errors=True)
         _check_free_space(root, len(stems) * spec.side * spec.side * 3)
@@ -315,8 +416,70 @@ def build_store(
 # --- Reading ------------------------------------------------------------------------------------
 
 
+# Each file of a store: (its shape for (count, side), its dtype); and the keys of its meta.
+FILE_SHAPES = {
+    IMAGES_FILE: (lambda count, side: (count, side, side, 3), np.uint8),
+    BOXES_FILE: (lambda count, side: (count, 4), np.float64),
+    REGIONS_FILE: (lambda count, side: (count, 4), np.float64),
+    ANGLES_FILE: (lambda count, side: (count, 3), np.float32),
+}
+META_KEYS = {"format", "count", "side", "image_size", "protocol", "purpose", "files"}
+
+
+class StoreDamaged(HeadposeError):
+    """A store folder whose files do not match what its build recorded."""
+
+
+def _read_meta(folder: Path) -> dict:
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise StoreDamaged(f"{META_FILE} unreadable: {error}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+        raise StoreDamaged(f"{META_FILE} holds no checksums (an older or foreign store)")
+    if set(meta) != META_KEYS or set(meta["files"]) != set(FILE_SHAPES):
+        raise StoreDamaged(f"{META_FILE} holds other keys than a build writes")
+    return meta
+
+
+def verify_store(folder: Path, count: int, spec: StoreSpec, full: bool = False) -> None:
+    """Raise :class:`StoreDamaged` (saying what differs) unless the store in ``folder`` holds
+    ``count`` samples for ``spec`` as its build recorded: meta, each file's size, the arrays'
+    shapes and types, the index files' SHA-256 and that of sampled image rows (``full``: of the
+    whole images file, a read of all of it)."""
+    meta = _read_meta(folder)
+    expected = _spec_meta(spec, count)
+    side = spec.side
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            raise StoreDamaged(f"{META_FILE} says {key} {meta.get(key)!r}, expected {value!r}")
+    for name, (shape_of, dtype) in FILE_SHAPES.items():
+        shape = shape_of(count, side)
+        recorded = meta["files"][name]
+        keys = {"bytes", "sha256"} | ({"rows_sha256"} if name == IMAGES_FILE else set())
+        if not isinstance(recorded, dict) or set(recorded) != keys:
+            raise StoreDamaged(f"{META_FILE} records no checksums of {name}")
+        path = folder / name
+        try:
+            size = path.stat().st_size
+            array = np.load(path, mmap_mode="r")
+        except Exception as error:  # numpy raises many types for a damaged header
+            raise StoreDamaged(f"{name} unreadable: {error}") from None
+        if size != recorded.get("bytes"):
+            raise StoreDamaged(f"{name} is {size} bytes, its build wrote {recorded.get('bytes')}")
+        if array.shape != shape or array.dtype != dtype:
+            raise StoreDamaged(
+                f"{name} holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape}"
+            )
+        if name == IMAGES_FILE and not full:
+            if _rows_digest(array) != recorded.get("rows_sha256"):
+                raise StoreDamaged(f"{name}: sampled rows differ from what its build wrote")
+        elif _file_checksums(path)["sha256"] != recorded.get("sha256"):
+            raise StoreDamaged(f"{name}: SHA-256 differs from what its build wrote")
+
+
 def open_store(folder: Path, stems: list[str], spec: StoreSpec) -> PreparedCrops:
-    """The crops of a built store, images memory-mapped read-only."""
+    """The crops of a built (and verified) store, images memory-mapped read-only."""
     images = np.load(folder / IMAGES_FILE, mmap_mode="r")
     face_boxes = np.load(folder / BOXES_FILE)
     regions = np.load(folder / REGIONS_FILE)
@@ -326,7 +489,7 @@ def open_store(folder: Path, stems: list[str], spec: StoreSpec) -> PreparedCrops
             f"crop store {folder} holds {len(images)} samples, expected {len(stems)}: "
             "delete the folder to rebuild it"
         )
-    return PreparedCrops(list(stems), images, face_boxes, regions, angles, spec)
+    return PreparedCrops(list(stems), images, face_boxes, regions, angles, spec, folder.name)
 
 
 def store_size_bytes(folder: Path) -> int:

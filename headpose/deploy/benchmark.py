@@ -48,6 +48,7 @@ from headpose.models.network import (
     pick_device,
 )
 from headpose.models.rotation import Rotation6D
+from headpose.params import AT_LEAST_ONE, SCHEMA, option
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
 UNTRAINED_HEADS: dict[str, Head] = {Bins.name: Bins(3), Rotation6D.name: Rotation6D()}
@@ -236,7 +237,11 @@ def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         "--head", choices=HEAD_NAMES, default=Bins.name, help="head of the untrained backbones"
     )
     parser.add_argument("--checkpoints", nargs="*", default=[], help="trained checkpoints")
-    parser.add_argument("--image-size", type=int, help="input px (default: checkpoint's, or 224)")
+    parser.add_argument(
+        "--image-size",
+        type=option(SCHEMA["image_size"]),
+        help="input px (default: checkpoint's, or 224)",
+    )
     parser.add_argument("--test-list", help="sample list for MAE (trained checkpoints only)")
     parser.add_argument("--calibration-list", help="training list for int8 calibration")
     parser.add_argument(
@@ -245,7 +250,11 @@ def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         default=PUBLISHED_CROP_PROTOCOL,
         help="how test and calibration faces are cropped (default: the published hopenet)",
     )
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads")
-    parser.add_argument("--runs", type=int, default=20, help="timed runs at batch 1")
+    parser.add_argument(
+        "--threads", type=option(AT_LEAST_ONE), default=os.cpu_count(), help="CPU threads"
+    )
+    parser.add_argument(
+        "--runs", type=option(AT_LEAST_ONE), default=20, help="timed runs at batch 1"
+    )
     parser.add_argument("--out", help="write the report as JSON (e.g. metrics/benchmark.json)")
     parser.set_defaults(run=_run_benchmark_command)

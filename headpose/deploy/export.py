@@ -73,8 +73,32 @@ def export_onnx(model: AnglesModel, image_size: int, path: str | os.PathLike) ->
             external_data=False,
             verbose=False,
         )
-        program.save(str(temp))
+        proto = program.model_proto
+        drop_source_paths(proto)
+        onnx.save(proto, str(temp))
         onnx.checker.check_model(str(temp))
+
+
+# Node metadata holding the Python stack of each node: absolute paths of the checkout and of the
+# environment, so the same model exported from another folder would differ in its bytes.
+SOURCE_PATH_KEYS = ("pkg.torch.onnx.stack_trace",)
+
+
+def drop_source_paths(model: onnx.ModelProto) -> None:
+    """Remove :data:`SOURCE_PATH_KEYS` from every node (graph, subgraphs and functions), so an
+    export is byte-identical wherever the project and its environment live."""
+    graphs = [model.graph]
+    nodes = [node for function in model.functions for node in function.node]
+    while graphs:
+        graph = graphs.pop()
+        nodes.extend(graph.node)
+        for node in graph.node:
+            graphs.extend(attribute.g for attribute in node.attribute if attribute.HasField("g"))
+            graphs.extend(sub for attribute in node.attribute for sub in attribute.graphs)
+    for node in nodes:
+        kept = [entry for entry in node.metadata_props if entry.key not in SOURCE_PATH_KEYS]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
 
 
 def export_torchscript(model: AnglesModel, image_size: int, path: str | os.PathLike) -> None:

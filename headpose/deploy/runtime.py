@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
+from headpose.io.files import file_problem
 
 THROUGHPUT_BATCH_SIZE = 32
 TIMED_RUNS = 20
@@ -55,8 +56,9 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, allow_spin
     import onnxruntime
 
     file = Path(path)
-    if not file.is_file():
-        raise HeadposeError(f"ONNX model {file} does not exist")
+    problem = file_problem(file)
+    if problem:
+        raise HeadposeError(f"ONNX model {file} {problem}")
     options = onnxruntime.SessionOptions()
     if not allow_spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -50,7 +50,7 @@ from headpose.models.network import (
     load_angles_model,
     pick_device,
 )
-from headpose.params import IMAGE_SIZE_RANGE_PX
+from headpose.params import AT_LEAST_ONE, IMAGE_SIZE_RANGE_PX, SCHEMA, option
 
 EVAL_BATCH_SIZE = 64
 
@@ -287,9 +287,15 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="a models/*.pt checkpoint or a HopeNet .pkl snapshot")
     parser.add_argument("--data", required=True, help="AFLW2000-format folder or sample list")
     parser.add_argument("--expectation", choices=("centers", "lower_edges"), help="bins head only")
-    parser.add_argument("--bin-width", type=int, help="must match the checkpoint's bins")
-    parser.add_argument("--image-size", type=int, help="input size in pixels")
-    parser.add_argument("--max-angle", type=float, default=99, help="folder filter (degrees)")
+    parser.add_argument(
+        "--bin-width", type=option(AT_LEAST_ONE), help="must match the checkpoint's bins"
+    )
+    parser.add_argument(
+        "--image-size", type=option(SCHEMA["image_size"]), help="input size in pixels"
+    )
+    parser.add_argument(
+        "--max-angle", type=option(SCHEMA["max_angle"]), default=99, help="folder filter (deg)"
+    )
     parser.add_argument(
         "--crop-protocol",
         choices=CROP_PROTOCOLS,
@@ -306,7 +312,9 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also show the MAE of the training-mean angles stored in the checkpoint",
     )
-    parser.add_argument("--workers", type=int, default=0, help="decode processes (0: all cores)")
+    parser.add_argument(
+        "--workers", type=option(SCHEMA["workers"]), default=0, help="decode processes (0: all)"
+    )
     parser.set_defaults(run=_run_evaluate_command)
 
 

@@ -5,7 +5,8 @@ Every output goes to a temporary sibling first and is renamed into place only on
 together, replacing none unless all were written and all can be replaced. Unwritable
 destinations and failed writes (disk full, permission denied, a folder where a file should go)
 raise a HeadposeError that names the path and the reason. Files and folders get the normal
-modes of the user's umask.
+modes of the user's umask. :func:`file_problem` says why an input path is no file to read (a
+folder or a FIFO is not "missing").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from headpose.errors import HeadposeError
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is no regular file to read (links followed): ``does not exist``, ``is a
+    folder, not a file`` or ``is not a regular file (...)``; None when it is one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a FIFO, socket or device)"
+    return None
 
 
 def _current_umask() -> int:

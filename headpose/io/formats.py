@@ -37,7 +37,7 @@ import scipy.io
 
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
-from headpose.io.files import atomic_path
+from headpose.io.files import atomic_path, file_problem
 
 MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by headpose"
 IMAGE_SUFFIX = ".jpg"
@@ -363,12 +363,12 @@ def read_list(path: str | os.PathLike, allow_empty: bool = False) -> list[str]:
     ``allow_empty``) holds no samples.
     """
     file = Path(path)
+    problem = file_problem(file)
+    if problem:
+        hint = " (run the filelists/augment stages first)" if problem == "does not exist" else ""
+        raise HeadposeError(f"sample list {file} {problem}{hint}")
     try:
         text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HeadposeError(
-            f"sample list {file} does not exist (run the filelists/augment stages first)"
-        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise HeadposeError(f"cannot read sample list {file}: {error}") from None
     stems = [line.strip() for line in text.splitlines() if line.strip()]

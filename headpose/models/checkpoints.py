@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
-from headpose.io.files import atomic_path
+from headpose.io.files import atomic_path, file_problem
 from headpose.models.bins import EXPECTATION_MODES, RANGE_DEG, Bins
 from headpose.models.heads import head_from_meta
 from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD, Arch, get_arch
@@ -222,8 +222,9 @@ def save_torch(path: str | os.PathLike, content: dict) -> None:
 
 def _torch_load(path: str | os.PathLike) -> Any:
     file = Path(path)
-    if not file.is_file():
-        raise HeadposeError(f"checkpoint {file} does not exist")
+    problem = file_problem(file)
+    if problem:
+        raise HeadposeError(f"checkpoint {file} {problem}")
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except OSError as error:
@@ -384,7 +385,7 @@ def load_state(
     mismatched = shape_mismatches(model, state_dict)
     if mismatched:
         raise HeadposeError(
-            f"checkpoint {path} does not fit {model.arch} with {model.num_bins} bins: "
+            f"checkpoint {path} does not fit {model.arch} with head {model.head.meta()}: "
             f"{len(mismatched)} tensors of another shape (e.g. {mismatched[0]})"
         )
     missing, unexpected = model.load_state_dict(state_dict, strict=False)

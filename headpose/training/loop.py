@@ -430,7 +430,6 @@ def run_training(params: dict, paths: TrainPaths) -> dict:
 def _train(
     params: dict, paths: TrainPaths, train_stems: list[str], val_stems: list[str], rank: Rank
 ) -> dict:
-    fingerprint = run_fingerprint(params, train_stems, val_stems)
     device = rank.device
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fastest kernels for a fixed size
     head = head_from_params(params)
@@ -444,6 +443,7 @@ def _train(
     train_loader, sampler = make_train_loader(train_set, params, device, rank)
     val_set = evaluation_dataset(val_stems, size, protocol, workers)
     val_loader = make_eval_loader(val_set, params, device, rank)
+    fingerprint = run_fingerprint(params, train_set.crops.key, val_set.crops.key)
 
     seed_everything(params["seed"])
     model = build_model(params["arch"], head, params["pretrained"])

@@ -1,10 +1,10 @@
 """Resumable runs: what a run has done so far, and the resume checkpoint that replays it.
 
 A resume checkpoint is written after every epoch outside the stage's outputs (DVC deletes
-``models/`` before re-running the stage). Re-running with the same params and lists (the same
-:func:`run_fingerprint`) continues after the last finished epoch and gives exactly the result of
-an uninterrupted run; a file of another run, or a damaged one (unreadable, or weights that do
-not fit the model), is ignored with a note.
+``models/`` before re-running the stage). Re-running with the same params and samples (the same
+:func:`run_fingerprint`: the lists and the bytes of every sample file) continues after the last
+finished epoch and gives exactly the result of an uninterrupted run; a file of another run, or a
+damaged one (unreadable, or weights that do not fit the model), is ignored with a note.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from torch import nn
 from headpose.models.checkpoints import save_torch, shape_mismatches
 
 
-def run_fingerprint(params: dict, train_stems: list[str], val_stems: list[str]) -> str:
-    """A hash of everything a run's result depends on: all params and both sample lists."""
+def run_fingerprint(params: dict, train_key: str, val_key: str) -> str:
+    """A hash of everything a run's result depends on: all params and both sets' crop store
+    keys (:func:`headpose.data.store.store_key`: the lists and every sample file's bytes)."""
     content = json.dumps(
-        {"params": params, "train": train_stems, "val": val_stems}, sort_keys=True
+        {"params": params, "train": train_key, "val": val_key}, sort_keys=True
     ).encode()
     return hashlib.sha256(content).hexdigest()
 
@@ -70,6 +71,10 @@ def load_resume(path: Path, fingerprint: str, model: nn.Module) -> dict | None:
         print(f"ignoring {path}: not a readable weights-only resume checkpoint")
         return None
     if not isinstance(content, dict) or content.get("fingerprint") != fingerprint:
+        print(
+            f"ignoring {path}: a run of other params or other samples (lists or file "
+            "contents); starting over"
+        )
         return None
     saved_model = content.get("model")
     own = model.state_dict()
