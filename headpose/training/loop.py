@@ -221,7 +221,7 @@ def make_train_loader(
 ) -> tuple[DataLoader, DistributedSampler]:
     """The shuffling loader of this rank and its sampler (the one place the sampler is made).
 
-    The sampler draws each epoch's order from ``seed + epoch`` (call ``set_epoch``) and deals
+    The sampler draws each epoch's order from ``train_seed + epoch`` (call ``set_epoch``) and deals
     it out round-robin to the ranks, each taking ``batch_size / world_size`` per step, so the
     ranks' batches of one step together are exactly the one-process batch of that step. On the
     CPU items are prepared in the training process (workers would compete with the training
@@ -235,7 +235,7 @@ def make_train_loader(
         )
     batch_size = params["batch_size"] // rank.world_size
     sampler = DistributedSampler(
-        dataset, rank.world_size, rank.rank, shuffle=True, seed=params["seed"], drop_last=True
+        dataset, rank.world_size, rank.rank, shuffle=True, seed=params["train_seed"], drop_last=True
     )
     loader = DataLoader(
         dataset,
@@ -440,13 +440,13 @@ def _train(
     )
     size, workers = params["image_size"], params["workers"]
     train_set = PoseDataset(
-        prepare_crops(train_stems, size, workers, "training crops"), size, True, params["seed"]
+        prepare_crops(train_stems, size, workers, "training crops"), size, True, params["train_seed"]
     )
     train_loader, sampler = make_train_loader(train_set, params, device, rank)
     val_set = evaluation_dataset(val_stems, size, workers)
     val_loader = make_eval_loader(val_set, params, device, rank)
 
-    seed_everything(params["seed"])
+    seed_everything(params["train_seed"])
     model = build_model(params["arch"], head, params["pretrained"])
     if rank.distributed and device.type == "cuda":  # SyncBatchNorm has no CPU implementation
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
