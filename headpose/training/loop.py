@@ -439,9 +439,8 @@ def _train(
         f"{len(val_stems)} validation images"
     )
     size, workers = params["image_size"], params["workers"]
-    train_set = PoseDataset(
-        prepare_crops(train_stems, size, workers, "training crops"), size, True, params["train_seed"]
-    )
+    train_crops = prepare_crops(train_stems, size, workers, "training crops")
+    train_set = PoseDataset(train_crops, size, True, params["train_seed"])
     train_loader, sampler = make_train_loader(train_set, params, device, rank)
     val_set = evaluation_dataset(val_stems, size, workers)
     val_loader = make_eval_loader(val_set, params, device, rank)
