@@ -407,7 +407,7 @@ class Trainer:
         }
 
 
-def run_training(params: dict, paths: TrainPaths) -> dict:
+def run_training(params: dict, paths: TrainPaths, device: str | None = None) -> dict:
     """Train as ``params`` say on ``paths.train_list``, validate on ``paths.val_list``.
 
     Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
@@ -416,11 +416,13 @@ def run_training(params: dict, paths: TrainPaths) -> dict:
     end (:mod:`headpose.training.memory`). Continues an interrupted run of the same params and
     lists from ``paths.resume_file``, which is deleted once the run is complete. Under
     torchrun every process calls this; only rank 0 writes, and all return the same metrics.
+    ``device``: a single process's device (the stage passes its claimed GPU; default: CUDA if
+    present, else the CPU).
     """
     validate_model_params(validate(params))
     train_stems = read_list(paths.train_list)
     val_stems = read_list(paths.val_list)
-    with process_group() as rank, PeakPrivateMemory() as memory:
+    with process_group(device) as rank, PeakPrivateMemory() as memory:
         metrics = _train(params, paths, train_stems, val_stems, rank)
     print(f"process {rank.rank + 1} of {rank.world_size}: {memory.summary()}")
     return metrics
