@@ -21,7 +21,9 @@ result of an uninterrupted run: shuffling and augmentation are seeded per epoch,
 random state. The checkpoints hold, beside the weights, the training-set mean angles, the params
 and the run fingerprint (:func:`checkpoint_meta`).
 
-CUDA is used when present (AMP, pinned memory); otherwise the CPU, where runs are deterministic.
+CUDA is used when present (AMP, pinned memory; the train stage passes the GPU it claimed,
+:mod:`headpose.training.gpus`); otherwise the CPU, where runs are deterministic for a fixed
+``train_seed`` (the model's seed; ``seed`` is the data's and training does not read it).
 
 Under torchrun (``gpus`` > 1, see headpose/training/distributed.py) every process trains a
 DistributedDataParallel copy on its share of each global batch (``batch_size`` / processes, so
