@@ -68,3 +68,22 @@ def test_expectation_and_loss_stay_float32_under_autocast():
     # bfloat16 logits lose only their own rounding (the loss of the rounded logits in float32)
     rounded = tuple(angle_logits.float() for angle_logits in half_logits)
     torch.testing.assert_close(half_loss, binned_loss(rounded, angles, bins, alpha=0.1))
+
+
+def test_output_layers_run_in_float32_under_autocast():
+    """Under autocast the backbone may run in half precision, but the logits come out of
+    float32 output layers: the same as those layers applied to the backbone's features in
+    float32 (without autocast the network is unchanged)."""
+    from headpose.models.network import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", Bins(3)).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        logits = model(images)
+        features = model.backbone(images)
+    assert features.dtype == torch.bfloat16
+    assert all(angle_logits.dtype == torch.float32 for angle_logits in logits)
+    with torch.no_grad():
+        expected = model.fc_yaw(features.float())
+    torch.testing.assert_close(logits[0], expected, rtol=0, atol=0)
