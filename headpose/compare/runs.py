@@ -77,7 +77,9 @@ def _revisions(states: list) -> list[tuple[str, str, object]]:
     return found
 
 
-def _run(repo_root: str | Path, name: str, rev: str, data: object, skipped: list[str]) -> Run:
+def _run(
+    repo_root: str | Path, name: str, rev: str, data: object, skipped: list[str]
+) -> Run | None:
     metrics = (data.metrics or {}).get(EVALUATION_METRICS, {}).get("data")
     if not metrics:
         skipped.append(f"{name}: no {EVALUATION_METRICS}")
