@@ -150,7 +150,7 @@ def report_json(report: Report) -> dict:
         rows.append(entry)
     return {
         "test_images": report.images,
-        "protocol": report.protocol,
+        "protocol": {key: json.loads(value) for key, value in report.protocol.items()},
         "bootstrap": {"replicates": report.replicates, "seed": report.bootstrap_seed},
         "groups": rows,
     }
