@@ -17,6 +17,7 @@ COMMANDS.append(("headpose.app.predict", "add_predict_command"))
 COMMANDS.append(("headpose.deploy.export", "add_export_command"))
 COMMANDS.append(("headpose.deploy.benchmark", "add_benchmark_command"))
 COMMANDS.append(("headpose.evaluation.evaluate", "add_evaluate_command"))
+COMMANDS.append(("headpose.compare.report", "add_compare_command"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -120,7 +120,7 @@ SYNTH_SCHEMA: dict[str, Rule] = {
 }
 
 SCHEMA: dict[str, Rule] = {
-    "seed": _integer(0),
+    "seed": _integer(0),  # the data's: synth, the train/val split, 300W_AUG, calibration
     "train_data": _DATASET,
     "test_data": _DATASET,
     "max_angle": _number(0, 180, low_open=True),
@@ -156,6 +156,7 @@ SCHEMA: dict[str, Rule] = {
     ),
     "lr_step_gamma": _number(0, 1, low_open=True),
     "expectation": _NAME,  # the bins check the mode
+    "train_seed": _integer(0),  # the model's: initialisation, sample order, augmentation draws
     "gpus": _integer(1, 64),
     "export": _FLAG,
     "synth": Rule(dict, None, "a mapping of synthetic-data settings"),

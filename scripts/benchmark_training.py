@@ -107,7 +107,7 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
         f"+ open {open_s:.2f} s"
     )
 
-    dataset = PoseDataset(crops, seed=params["seed"])
+    dataset = PoseDataset(crops, seed=params["train_seed"])
     loader, sampler = make_train_loader(dataset, params, device)
     sampler.set_epoch(1)
     batch_size, batches = loader.batch_size, min(args.batches, len(loader))

@@ -8,11 +8,15 @@ protocol's beside them (``other_protocols``), measured on the same model. Writes
 the per-image CSV and the ``{yaw,pitch,roll}_error.png`` plots (main protocol), and prints the
 table; the model's speed goes to the timing file (not a DVC output: it varies from run to run).
 All four outputs are written first and moved into place together, so a failure replaces none.
+The metrics record the SHA-256 of the test list (its sample names, in order) as
+``test_list.sha256``: ``headpose compare`` refuses to set runs of different test lists against
+each other.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 from headpose.errors import exit_on_error
 from headpose.evaluation.evaluate import (
@@ -40,13 +44,19 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def list_sha256(stems: list[str]) -> str:
+    """The SHA-256 of a sample list's names, one per line, in order."""
+    return hashlib.sha256("".join(stem + "\n" for stem in stems).encode("utf-8")).hexdigest()
+
+
 @exit_on_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    stems = read_list(args.test_list)
     result = evaluate(
         args.checkpoint,
-        read_list(args.test_list),
+        stems,
         args.test_list,
         baseline=True,
         crop_protocol=params["crop_protocol"],
@@ -56,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     speed = evaluation_timing(result)
     outputs = (args.metrics, args.per_image, args.plots, args.timing)
     with atomic_outputs(*outputs) as (metrics, per_image, plots, timing):
-        write_json(metrics, result.metrics)
+        write_json(metrics, {**result.metrics, "test_list": {"sha256": list_sha256(stems)}})
         write_per_image_csv(per_image, result.errors)
         plot_errors_vs_angle(result.errors.true_deg, result.errors.absolute_deg, plots)
         write_json(timing, speed)

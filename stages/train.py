@@ -5,9 +5,11 @@ Reads every training key of params.yaml (see headpose/training/loop.py), the tra
 dvclive folder and the metrics. An interrupted run resumes from the resume file (outside every
 DVC output, git-ignored) when re-run with the same params.
 
-``gpus: N`` (N > 1) re-launches this script, with the same arguments, under torchrun on N
-processes (one per GPU); rank 0 writes the outputs. ``HEADPOSE_DDP_BACKEND=gloo`` allows that on
-the CPU (for testing).
+First it claims ``gpus`` free GPUs (a lock per device, :mod:`headpose.training.gpus`; it waits
+while none is free, and the claim ends with the process), so parallel queued experiments each
+train on their own. ``gpus: N`` (N > 1) re-launches this script, with the same arguments, under
+torchrun on N processes (one per claimed GPU); rank 0 writes the outputs.
+``HEADPOSE_DDP_BACKEND=gloo`` allows that on the CPU (for testing).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from headpose.io.files import write_json
 from headpose.models.keys import validate_model_params
 from headpose.params import load_params
 from headpose.training.distributed import is_main_process, relaunch_under_torchrun
+from headpose.training.gpus import claim_gpus
 from headpose.training.loop import TrainPaths, run_training
 
 
@@ -39,9 +42,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = validate_model_params(load_params(args.params))
-    relaunch_under_torchrun(params["gpus"])
+    claim = claim_gpus(params["gpus"])  # empty without CUDA; held until the process ends
+    if claim.indices:
+        print(f"claimed GPU(s) {claim.visible_devices()} (CUDA_VISIBLE_DEVICES ids)")
+    relaunch_under_torchrun(params["gpus"], claim.visible_devices())
     paths = TrainPaths(args.train_list, args.val_list, args.models, args.resume, args.live)
-    metrics = run_training(params, paths)
+    metrics = run_training(params, paths, claim.training_device())
     if is_main_process():
         write_json(args.metrics, metrics)
 

@@ -153,9 +153,7 @@ def test_margins_of_each_protocol():
     assert loosen_box(box, 0.4, "train", "visible") == pytest.approx((76.0, 40.0, 224.0, 448.0))
     # hopenet: right and bottom measured on the already moved left and top edges
     assert loosen_box(box, 0.2, "eval", "hopenet") == pytest.approx((60.0, 120.0, 256.0, 433.6))
-    assert loosen_box(box, 0.4, "train", "hopenet") == pytest.approx(
-        (76.0, 40.0, 229.76, 486.4)
-    )
+    assert loosen_box(box, 0.4, "train", "hopenet") == pytest.approx((76.0, 40.0, 229.76, 486.4))
     # int() truncates towards zero, as PIL's crop of the original; visible rounds outwards
     assert pixel_box((-3.7, 2.5, 10.2, 11.9), "hopenet") == (-3, 2, 10, 11)
     assert pixel_box((-3.7, 2.5, 10.2, 11.9), "visible") == (-4, 2, 11, 12)

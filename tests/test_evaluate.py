@@ -227,6 +227,8 @@ def test_the_stage_writes_metrics_csv_and_plots(
     stage.main(arguments)
     metrics = json.loads((tmp_path / "metrics" / "evaluation.json").read_text())
     assert "speed" not in metrics
+    listed = "".join(f"{stem}\n" for stem in stems).encode()
+    assert metrics["test_list"]["sha256"] == hashlib.sha256(listed).hexdigest()
     timing = json.loads((tmp_path / "timing" / "evaluation.json").read_text())
     assert timing["latency_ms_batch1"] > 0
     truth = np.array([read_annotation(stem + ".mat").angles_deg for stem in stems])

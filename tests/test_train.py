@@ -52,6 +52,19 @@ def test_same_seed_gives_identical_results(lists, reference_run, tmp_path):
     assert not paths.resume_file.exists()  # removed once the run is complete
 
 
+def test_train_seed_moves_the_model_and_the_data_seed_does_not(lists, reference_run, tmp_path):
+    _, reference = reference_run
+    first = _weights(reference.models_dir / "model.pt")
+    data_seed = _paths(lists, tmp_path / "data_seed")
+    run_training(tiny_params(seed=7), data_seed)
+    same = _weights(data_seed.models_dir / "model.pt")
+    assert all(torch.equal(same[key], first[key]) for key in first)
+    train_seed = _paths(lists, tmp_path / "train_seed")
+    run_training(tiny_params(train_seed=1), train_seed)
+    other = _weights(train_seed.models_dir / "model.pt")
+    assert not torch.equal(other["fc_yaw.weight"], first["fc_yaw.weight"])
+
+
 def test_outputs_hold_meta_and_curves(reference_run):
     metrics, paths = reference_run
     content = torch.load(paths.models_dir / "best.pt", weights_only=True)
@@ -102,7 +115,7 @@ def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_pa
 
 def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
     params = tiny_params(epochs=1, finetune_epochs=0)
-    torch.manual_seed(params["seed"])
+    torch.manual_seed(params["train_seed"])
     initial = build_model("resnet18", Bins(3)).state_dict()
     run_training(params, _paths(lists, tmp_path / "one"))
     after_phase_one = _weights(tmp_path / "one" / "models" / "model.pt")

@@ -45,7 +45,7 @@ def tiny_params(**overrides) -> dict:
         lr=1e-3,
         finetune_lr=3e-4,
         workers=1,
-        seed=0,
+        train_seed=0,
     )
     params.update(overrides)
     return params

@@ -97,9 +97,13 @@ class Bins:
         )
 
     def expectation_deg(self, logits: torch.Tensor) -> torch.Tensor:
-        """Soft-argmax: the softmax-weighted mean of the class values, in degrees (per row)."""
+        """Soft-argmax: the softmax-weighted mean of the class values, in degrees (per row).
+
+        Always float32, also under autocast (CUDA AMP): autocast would run the matmul in half
+        precision (about 0.05 degree steps near +-99), in the loss and in validation alike."""
         values = self.values_deg().to(device=logits.device, dtype=torch.float32)
-        return torch.softmax(logits.float(), dim=-1) @ values
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return torch.softmax(logits.float(), dim=-1) @ values
 
     def angles_deg(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
         """The (N, 3) yaw, pitch, roll degrees of a network's three logit tensors."""

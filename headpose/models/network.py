@@ -48,6 +48,14 @@ class HeadPoseNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.backbone(images)
+        if not torch.compiler.is_compiling() and torch.is_autocast_enabled(features.device.type):
+            # Mixed precision (CUDA AMP) rounds the backbone only: the output layers run in
+            # float32, so the bins' logits (and the 6D vectors) are not half precision.
+            with torch.autocast(device_type=features.device.type, enabled=False):
+                return self._outputs(features.float())
+        return self._outputs(features)
+
+    def _outputs(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.get_submodule(name)(features) for name in self.output_names)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

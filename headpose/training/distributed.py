@@ -62,9 +62,11 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def relaunch_under_torchrun(gpus: int) -> None:
+def relaunch_under_torchrun(gpus: int, visible_devices: str = "") -> None:
     """With ``gpus`` > 1 and not yet under torchrun, replace this process by torchrun running
     the same command on ``gpus`` processes (never returns then); otherwise return at once.
+    ``visible_devices`` (the claimed GPUs, :mod:`headpose.training.gpus`) becomes torchrun's
+    ``CUDA_VISIBLE_DEVICES``, so its workers' ``cuda:LOCAL_RANK`` are the claimed devices.
 
     Raises a HeadposeError when fewer CUDA devices than ``gpus`` exist, unless
     ``HEADPOSE_DDP_BACKEND=gloo`` asks for CPU processes.
@@ -80,17 +82,23 @@ def relaunch_under_torchrun(gpus: int) -> None:
         )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += [f"--nproc_per_node={gpus}", *sys.argv]
+    if visible_devices:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices
     print("launching:", " ".join(command), flush=True)
     os.execv(sys.executable, command)
 
 
 @contextmanager
-def process_group() -> Iterator[Rank]:
+def process_group(device: str | None = None) -> Iterator[Rank]:
     """This process's :class:`Rank`; under torchrun (``WORLD_SIZE`` > 1) the process group is
     opened for the block (nccl with one GPU per process, or gloo on the CPU) and closed after.
+    ``device``: a single process's device (e.g. its claimed ``cuda:2``; default: CUDA if any).
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        yield Rank(device=pick_device())
+        single = pick_device(device)
+        if single.type == "cuda" and single.index is not None:
+            torch.cuda.set_device(single)  # pinned-memory threads follow the current device
+        yield Rank(device=single)
         return
     backend = _forced_backend() or ("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device("cpu")

@@ -21,7 +21,9 @@ result of an uninterrupted run: shuffling and augmentation are seeded per epoch,
 random state. The checkpoints hold, beside the weights, the training-set mean angles, the params
 and the run fingerprint (:func:`checkpoint_meta`).
 
-CUDA is used when present (AMP, pinned memory); otherwise the CPU, where runs are deterministic.
+CUDA is used when present (AMP, pinned memory; the train stage passes the GPU it claimed,
+:mod:`headpose.training.gpus`); otherwise the CPU, where runs are deterministic for a fixed
+``train_seed`` (the model's seed; ``seed`` is the data's and training does not read it).
 
 Under torchrun (``gpus`` > 1, see headpose/training/distributed.py) every process trains a
 DistributedDataParallel copy on its share of each global batch (``batch_size`` / processes, so
@@ -221,7 +223,7 @@ def make_train_loader(
 ) -> tuple[DataLoader, DistributedSampler]:
     """The shuffling loader of this rank and its sampler (the one place the sampler is made).
 
-    The sampler draws each epoch's order from ``seed + epoch`` (call ``set_epoch``) and deals
+    The sampler draws each epoch's order from ``train_seed + epoch`` (call ``set_epoch``) and deals
     it out round-robin to the ranks, each taking ``batch_size / world_size`` per step, so the
     ranks' batches of one step together are exactly the one-process batch of that step. On the
     CPU items are prepared in the training process (workers would compete with the training
@@ -235,7 +237,7 @@ def make_train_loader(
         )
     batch_size = params["batch_size"] // rank.world_size
     sampler = DistributedSampler(
-        dataset, rank.world_size, rank.rank, shuffle=True, seed=params["seed"], drop_last=True
+        dataset, rank.world_size, rank.rank, shuffle=True, seed=params["train_seed"], drop_last=True
     )
     loader = DataLoader(
         dataset,
@@ -408,7 +410,7 @@ class Trainer:
         }
 
 
-def run_training(params: dict, paths: TrainPaths) -> dict:
+def run_training(params: dict, paths: TrainPaths, device: str | None = None) -> dict:
     """Train as ``params`` say on ``paths.train_list``, validate on ``paths.val_list``.
 
     Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
@@ -417,11 +419,13 @@ def run_training(params: dict, paths: TrainPaths) -> dict:
     end (:mod:`headpose.training.memory`). Continues an interrupted run of the same params and
     lists from ``paths.resume_file``, which is deleted once the run is complete. Under
     torchrun every process calls this; only rank 0 writes, and all return the same metrics.
+    ``device``: a single process's device (the stage passes its claimed GPU; default: CUDA if
+    present, else the CPU).
     """
     validate_model_params(validate(params))
     train_stems = read_list(paths.train_list)
     val_stems = read_list(paths.val_list)
-    with process_group() as rank, PeakPrivateMemory() as memory:
+    with process_group(device) as rank, PeakPrivateMemory() as memory:
         metrics = _train(params, paths, train_stems, val_stems, rank)
     print(f"process {rank.rank + 1} of {rank.world_size}: {memory.summary()}")
     return metrics
@@ -439,13 +443,13 @@ def _train(
         f"{len(val_stems)} validation images"
     )
     size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
-    train_set = training_dataset(train_stems, size, protocol, params["seed"], workers)
+    train_set = training_dataset(train_stems, size, protocol, params["train_seed"], workers)
     train_loader, sampler = make_train_loader(train_set, params, device, rank)
     val_set = evaluation_dataset(val_stems, size, protocol, workers)
     val_loader = make_eval_loader(val_set, params, device, rank)
     fingerprint = run_fingerprint(params, train_set.crops.key, val_set.crops.key)
 
-    seed_everything(params["seed"])
+    seed_everything(params["train_seed"])
     model = build_model(params["arch"], head, params["pretrained"])
     if rank.distributed and device.type == "cuda":  # SyncBatchNorm has no CPU implementation
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -3,7 +3,9 @@
 * ``bins`` (HopeNet): per angle, cross-entropy over the bins + ``alpha`` x MSE between the bins'
   soft-argmax (:meth:`headpose.models.bins.Bins.expectation_deg`, over bin centres or, with
   ``expectation: lower_edges``, the original lower edges) and the true angle in degrees; summed
-  over yaw, pitch and roll.
+  over yaw, pitch and roll. Computed in float32 whatever the logits' precision, also inside
+  autocast (CUDA AMP): the cross-entropy takes the logits cast to float32 and the expectation
+  runs with autocast off, so mixed precision rounds only the network's outputs.
 * ``rotation_6d`` (6DRepNet): the geodesic distance in radians between the predicted rotation
   matrix and the label's, built from the label's angles with the datasets' convention
   (:func:`headpose.models.rotation.label_rotations`); averaged over the batch. A horizontally

@@ -1,0 +1,1 @@
+"""``headpose compare``: experiments grouped by training seed, their spread, paired intervals."""

@@ -1,0 +1,243 @@
+"""``headpose compare``: the report of a repository's runs grouped by training seed.
+
+:func:`compare` turns runs (:mod:`headpose.compare.runs`) into a :class:`Report`: one row per
+seed group with its runs, mean and standard deviation of test MAE, and the difference of mean
+MAE against the baseline group with its paired-bootstrap interval
+(:mod:`headpose.compare.stats`). :func:`format_markdown` prints it as a Markdown table,
+:func:`report_json` as JSON, :func:`plot_report` draws each group's difference and interval
+(written atomically). :func:`add_compare_command` wires the sub-command; its options are parsed
+there and passed on as plain values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from headpose.compare.stats import (
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    METRIC_NAMES,
+    REPLICATES,
+    Group,
+    Interval,
+    Run,
+    check_comparable,
+    group_label,
+    group_runs,
+    paired_bootstrap,
+    select_baseline,
+)
+from headpose.errors import HeadposeError
+from headpose.io.files import atomic_path
+
+
+@dataclass(frozen=True)
+class Row:
+    """One seed group of the report."""
+
+    label: str
+    group: Group
+    spread: dict[str, tuple[float, float | None]]
+    interval: Interval | None  # None for the baseline itself
+
+
+@dataclass(frozen=True)
+class Report:
+    rows: list[Row]
+    images: int
+    protocol: dict[str, str]
+    replicates: int
+    bootstrap_seed: int
+
+
+def compare(
+    runs: list[Run],
+    baseline: str | None = None,
+    workspace: str = "workspace",
+    replicates: int = REPLICATES,
+    bootstrap_seed: int = BOOTSTRAP_SEED,
+) -> Report:
+    """Group ``runs`` by params without the training seed, check they are comparable, and set
+    each group against the baseline (see :func:`headpose.compare.stats.select_baseline`)."""
+    check_comparable(runs)
+    groups = group_runs(runs)
+    base = select_baseline(groups, baseline, workspace)
+    ordered = [base] + [group for group in groups if group is not base]
+    rows = []
+    for group in ordered:
+        interval = None
+        if group is not base:
+            interval = paired_bootstrap(
+                base.errors("mean"), group.errors("mean"), replicates, bootstrap_seed
+            )
+        label = group_label(group, base, groups)
+        rows.append(Row(label, group, group.mae_spread(), interval))
+    first = runs[0]
+    return Report(rows, len(first.stems), dict(first.protocol), replicates, bootstrap_seed)
+
+
+def _cell(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def _verdict(interval: Interval) -> str:
+    if not interval.distinguishable:
+        return "not distinguishable"
+    return "better" if interval.high < 0 else "worse"
+
+
+def format_markdown(report: Report) -> str:
+    """The report as a Markdown table with a line saying how to read it."""
+    percent = round(CONFIDENCE * 100)
+    lines = [
+        f"| group | runs | yaw | pitch | roll | mean MAE | difference [{percent} % CI] | |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report.rows:
+        cells = [_cell(*row.spread[name]) for name in METRIC_NAMES]
+        if row.interval is None:
+            difference, verdict = "", ""
+        else:
+            i = row.interval
+            difference = f"{i.difference:+.2f} [{i.low:+.2f}, {i.high:+.2f}]"
+            verdict = _verdict(i)
+        lines.append(
+            f"| {row.label} | {len(row.group.runs)} | " + " | ".join(cells)
+            + f" | {difference} | {verdict} |"
+        )  # fmt: skip
+    lines.append("")
+    lines.append(
+        f"Test MAE in degrees on {report.images} test images: mean ± standard deviation over "
+        f"the runs (training seeds) of each group. Difference: mean MAE minus the baseline's, "
+        f"{percent} % interval of a paired bootstrap over test images and seeds "
+        f'({report.replicates} replicates, seed {report.bootstrap_seed}); "not '
+        'distinguishable" when it covers 0.'
+    )
+    listed = report.protocol.get("metrics/evaluation.json:test_list.sha256")
+    if listed:
+        lines[-1] += f" Test list SHA-256 {json.loads(listed)[:12]}."
+    if any(len(row.group.runs) == 1 for row in report.rows):
+        lines.append(
+            "A group of one run has no seed spread: its interval counts only the test images."
+        )
+    return "\n".join(lines)
+
+
+def report_json(report: Report) -> dict:
+    """The report as plain data (``--json``)."""
+    rows = []
+    for row in report.rows:
+        entry = {
+            "group": row.label,
+            "params": row.group.params,
+            "runs": [
+                {"name": run.name, "rev": run.rev, "seed": run.seed} for run in row.group.runs
+            ],
+            "mae": {name: {"mean": mean, "std": std} for name, (mean, std) in row.spread.items()},
+        }
+        if row.interval is not None:
+            entry["difference_mean_mae"] = {
+                "value": row.interval.difference,
+                "ci_low": row.interval.low,
+                "ci_high": row.interval.high,
+                "confidence": CONFIDENCE,
+                "distinguishable": row.interval.distinguishable,
+            }
+        rows.append(entry)
+    return {
+        "test_images": report.images,
+        "protocol": {key: json.loads(value) for key, value in report.protocol.items()},
+        "bootstrap": {"replicates": report.replicates, "seed": report.bootstrap_seed},
+        "groups": rows,
+    }
+
+
+def plot_report(report: Report, path: str | Path) -> None:
+    """Each group's difference of mean MAE against the baseline with its interval (a PNG or any
+    format matplotlib knows from the suffix), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in report.rows if row.interval is not None]
+    figure, axes = plt.subplots(figsize=(7, 1.2 + 0.5 * max(len(rows), 1)))
+    for position, row in enumerate(rows):
+        i = row.interval
+        color = "tab:gray" if not i.distinguishable else "tab:blue"
+        axes.errorbar(
+            i.difference, position, xerr=[[i.difference - i.low], [i.high - i.difference]],
+            fmt="o", color=color, capsize=4,
+        )  # fmt: skip
+    axes.axvline(0.0, color="black", linewidth=0.8)
+    axes.set_yticks(range(len(rows)))
+    axes.set_yticklabels([f"{row.label} ({len(row.group.runs)} runs)" for row in rows])
+    axes.set_ylim(-0.7, len(rows) - 0.3)
+    baseline = report.rows[0]
+    axes.set_title(f"against {baseline.label} ({len(baseline.group.runs)} runs)", fontsize=10)
+    axes.set_xlabel(
+        f"mean MAE difference, degrees ({round(CONFIDENCE * 100)} % paired bootstrap interval)"
+    )
+    figure.tight_layout()
+    try:
+        with atomic_path(path) as temp:
+            figure.savefig(temp, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(figure)
+
+
+def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
+    """``headpose compare [--baseline NAME|KEY=VALUE] [--json] [--plot FILE]``."""
+    parser = subparsers.add_parser(
+        "compare",
+        help="test MAE of the repository's experiments grouped by training seed, with "
+        "paired-bootstrap intervals against a baseline",
+        description="Group the evaluated runs of the repository (the workspace, the commit and "
+        "its experiments, as dvc exp show lists them) by their params without train_seed, and "
+        "print per group the runs, mean and standard deviation of test MAE, and the difference "
+        "of mean MAE against the baseline group with a 95 %% paired-bootstrap interval over "
+        "test images and seeds. Refuses runs evaluated on different test lists or protocols.",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="the baseline group: an experiment name or revision, or KEY=VALUE[,KEY=VALUE] of "
+        "its params (default: the group of the workspace's results)",
+    )
+    parser.add_argument("--repo", default=".", help="the DVC repository (default: here)")
+    parser.add_argument(
+        "--num", type=_positive, default=1, help="commits of HEAD whose experiments count"
+    )
+    parser.add_argument(
+        "--replicates", type=_positive, default=REPLICATES, help="bootstrap replicates"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    parser.add_argument("--plot", metavar="FILE", help="also draw the intervals into FILE")
+    parser.set_defaults(run=_run_compare_command)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _run_compare_command(args: argparse.Namespace) -> None:
+    from headpose.compare.runs import WORKSPACE, load_runs
+
+    loaded = load_runs(args.repo, args.num)
+    for reason in loaded.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    if not loaded.runs:
+        raise HeadposeError(f"no evaluated runs in {args.repo} (run dvc repro or dvc exp run)")
+    report = compare(loaded.runs, args.baseline, WORKSPACE, args.replicates)
+    if args.plot:
+        plot_report(report, args.plot)
+    print(json.dumps(report_json(report), indent=2) if args.json else format_markdown(report))

@@ -1,0 +1,127 @@
+"""Reading a repository's evaluated runs for ``headpose compare`` through DVC's Python API.
+
+:func:`load_runs` lists what ``dvc exp show`` lists (``Repo.experiments.show``: the workspace,
+the baseline commits and their experiments, queued runs finished, ``dvc exp pull``-ed ones
+included) and, for each with evaluation metrics, reads the per-image CSV of the evaluate stage at
+that revision (``dvc.api.read``; the workspace's own file for the workspace). Failed, queued or
+running experiments and revisions without the CSV are skipped and counted. What defines the
+evaluation (:data:`PROTOCOL_METRICS`, :data:`PROTOCOL_PARAMS`) is taken from the metrics and
+params each run recorded, for :func:`headpose.compare.stats.check_comparable`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from headpose.compare.stats import Run, flatten
+from headpose.errors import HeadposeError
+from headpose.geometry import ANGLE_NAMES
+
+PARAMS_FILE = "params.yaml"
+EVALUATION_METRICS = "metrics/evaluation.json"
+PER_IMAGE_CSV = "data/evaluation/per_image.csv"
+WORKSPACE = "workspace"
+# Keys of the evaluation metrics / params that must agree between compared runs.
+PROTOCOL_METRICS = ("test_list.sha256", "count", "real_aflw2000", "crop_protocol")
+PROTOCOL_PARAMS = ("crop_protocol",)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The runs found, and the revisions skipped with why."""
+
+    runs: list[Run]
+    skipped: list[str]
+
+
+def load_runs(repo_root: str | Path, num: int = 1) -> Loaded:
+    """Every evaluated run of the repository at ``repo_root``: the workspace, the last ``num``
+    commits of HEAD and the experiments based on them."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(repo_root)) as repo:
+            states = repo.experiments.show(num=num)
+    except DvcException as error:
+        raise HeadposeError(f"cannot list the experiments of {repo_root}: {error}") from None
+    runs: list[Run] = []
+    skipped: list[str] = []
+    for name, rev, data in _revisions(states):
+        if data is None:
+            skipped.append(f"{name}: no results (failed, queued or running)")
+            continue
+        run = _run(repo_root, name, rev, data, skipped)
+        if run is not None:
+            runs.append(run)
+    return Loaded(runs, skipped)
+
+
+def _revisions(states: list) -> list[tuple[str, str, object]]:
+    """(name, rev, data) of the workspace, each baseline commit and each of its experiments."""
+    found = []
+    for state in states:
+        if state.rev == WORKSPACE:
+            found.append((WORKSPACE, WORKSPACE, state.data))
+            continue
+        found.append((state.name or state.rev[:7], state.rev, state.data))
+        for exp_range in state.experiments or []:
+            for exp in exp_range.revs:
+                data = None if exp.error else exp.data
+                found.append((exp.name or exp_range.name or exp.rev[:7], exp.rev, data))
+    return found
+
+
+def _run(
+    repo_root: str | Path, name: str, rev: str, data: object, skipped: list[str]
+) -> Run | None:
+    metrics = (data.metrics or {}).get(EVALUATION_METRICS, {}).get("data")
+    if not metrics:
+        skipped.append(f"{name}: no {EVALUATION_METRICS}")
+        return None
+    params = flatten((data.params or {}).get(PARAMS_FILE, {}).get("data") or {})
+    flat_metrics = flatten(metrics)
+    protocol = {f"{EVALUATION_METRICS}:{key}": flat_metrics[key] for key in PROTOCOL_METRICS
+                if key in flat_metrics}  # fmt: skip
+    protocol |= {f"{PARAMS_FILE}:{key}": params[key] for key in PROTOCOL_PARAMS if key in params}
+    text = _read_per_image(repo_root, None if rev == WORKSPACE else rev)
+    if text is None:
+        skipped.append(f"{name}: no {PER_IMAGE_CSV} in the DVC cache (dvc pull / dvc exp pull)")
+        return None
+    stems, true_deg, errors_deg = parse_per_image(text, f"{PER_IMAGE_CSV} of {name}")
+    return Run(name, rev, params, protocol, stems, true_deg, errors_deg)
+
+
+def _read_per_image(repo_root: str | Path, rev: str | None) -> str | None:
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return dvc.api.read(PER_IMAGE_CSV, repo=str(repo_root), rev=rev, encoding="utf-8")
+    except (DvcException, FileNotFoundError):
+        return None
+
+
+def parse_per_image(text: str, source: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Stems, (N, 3) true angles and (N, 3) absolute errors of a per-image CSV's text."""
+    true_columns = [f"true_{angle}_deg" for angle in ANGLE_NAMES]
+    error_columns = [f"abs_error_{angle}_deg" for angle in ANGLE_NAMES]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows:
+        raise HeadposeError(f"{source} holds no rows")
+    missing = [c for c in ("stem", *true_columns, *error_columns) if c not in rows[0]]
+    if missing:
+        raise HeadposeError(f"{source} lacks the column(s) {', '.join(missing)}")
+    try:
+        true_deg = np.array([[float(row[c]) for c in true_columns] for row in rows])
+        errors_deg = np.array([[float(row[c]) for c in error_columns] for row in rows])
+    except (TypeError, ValueError):
+        raise HeadposeError(f"{source} holds a value that is not a number") from None
+    if not np.isfinite(errors_deg).all():
+        raise HeadposeError(f"{source} holds a non-finite error")
+    return tuple(row["stem"] for row in rows), true_deg, errors_deg

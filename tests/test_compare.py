@@ -1,0 +1,267 @@
+"""``headpose compare``: the paired bootstrap against hand-computed cases, seed grouping, the
+baseline choice, the refusals, and the command on a scratch DVC repository with experiments."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from headpose.cli import main
+from headpose.compare.report import compare, format_markdown, report_json
+from headpose.compare.runs import parse_per_image
+from headpose.compare.stats import Run, check_comparable, group_runs, paired_bootstrap
+from headpose.errors import HeadposeError
+
+STEMS = ("a", "b", "c")
+DEFAULTS = {"arch": "resnet18", "head": "bins", "bin_width": 3}
+
+
+def _run(name: str, errors: list[float], seed: int = 0, **params) -> Run:
+    """A run whose three test images have the given errors (the same for yaw, pitch, roll)."""
+    flat = {key: json.dumps(value) for key, value in DEFAULTS.items()}
+    flat["train_seed"] = json.dumps(seed)
+    flat |= {key: json.dumps(value) for key, value in params.items()}
+    column = np.array(errors, dtype=float)[:, None]
+    true = np.tile([[10.0, -5.0, 2.0]], (len(errors), 1))
+    stems = STEMS[: len(errors)]
+    return Run(name, name, flat, {}, stems, true, np.repeat(column, 3, axis=1))
+
+
+def test_interval_of_a_pair_of_images_matches_the_hand_computed_one():
+    """One run each; per-image differences 1 and 2. Two draws of two images give 1 (both the
+    first), 2 (both the second) or 1.5, each extreme with probability 1/4: the 2.5th and 97.5th
+    percentiles are 1 and 2, the difference of means 1.5."""
+    interval = paired_bootstrap(np.array([[1.0, 3.0]]), np.array([[2.0, 5.0]]))
+    assert (interval.difference, interval.low, interval.high) == (1.5, 1.0, 2.0)
+    assert interval.distinguishable
+
+
+def test_interval_over_seeds_matches_the_hand_computed_one():
+    """The baseline's two seeds give 1 and 3 on every image, the other's one seed 2: seed draws
+    of the baseline give means 1, 3 or 2 (probability 1/4, 1/4, 1/2), so differences 1, -1, 0;
+    the interval [-1, 1] covers 0."""
+    interval = paired_bootstrap(np.array([[1.0, 1.0], [3.0, 3.0]]), np.array([[2.0, 2.0]]))
+    assert (interval.difference, interval.low, interval.high) == (0.0, -1.0, 1.0)
+    assert not interval.distinguishable
+
+
+def test_pairing_removes_the_spread_between_images():
+    """Images of very different difficulty, the other group better by exactly 0.5 on each: the
+    paired interval is that 0.5 (unpaired resampling would spread it over several degrees)."""
+    base = np.array([[1.0, 9.0, 20.0, 4.0]])
+    interval = paired_bootstrap(base, base - 0.5)
+    assert interval.low == pytest.approx(-0.5) and interval.high == pytest.approx(-0.5)
+
+
+def test_bootstrap_is_deterministic_and_follows_its_seed():
+    rng = np.random.default_rng(1)
+    base, other = rng.random((3, 50)), rng.random((3, 50))
+    assert paired_bootstrap(base, other) == paired_bootstrap(base, other)
+    assert paired_bootstrap(base, other, seed=1) != paired_bootstrap(base, other)
+
+
+def test_runs_group_by_params_without_the_training_seed():
+    runs = [
+        _run("s0", [1, 2, 3], seed=0),
+        _run("r0", [1, 1, 1], seed=0, head="rotation_6d"),
+        _run("s1", [2, 2, 3], seed=1),
+        _run("workspace", [2, 2, 3], seed=1),  # the same run as s1: counted once
+        _run("s1-gpu", [2, 2, 4], seed=1),  # same seed, other result (a GPU rerun): counted
+        _run("r1", [1, 2, 1], seed=1, head="rotation_6d"),
+        _run("bw1", [1, 2, 1], seed=1, bin_width=1),
+    ]
+    groups = group_runs(runs)
+    assert [[run.name for run in group.runs] for group in groups] == [
+        ["s0", "s1", "s1-gpu"],
+        ["r0", "r1"],
+        ["bw1"],
+    ]
+    mean, std = groups[0].mae_spread()["mean"]
+    assert mean == pytest.approx(np.mean([2, 7 / 3, 8 / 3]))
+    assert std == pytest.approx(np.std([2, 7 / 3, 8 / 3], ddof=1))
+    assert groups[2].mae_spread()["yaw"] == (pytest.approx(4 / 3), None)
+
+
+def test_report_labels_groups_and_marks_what_the_interval_supports():
+    runs = [
+        _run("b0", [1, 2, 3], seed=0),
+        _run("b1", [1.2, 2.1, 3.1], seed=1),
+        _run("r0", [1.1, 2, 3.1], seed=0, head="rotation_6d"),
+        _run("r1", [1.1, 2.1, 3.0], seed=1, head="rotation_6d"),
+        _run("w0", [3, 4, 5], seed=0, bin_width=1),
+        _run("w1", [3.1, 4, 5], seed=1, bin_width=1),
+    ]
+    report = compare(runs, baseline="head=bins,bin_width=3")
+    assert report.rows[0].label == "baseline: bin_width=3, head=bins"
+    text = format_markdown(report)
+    rotation = next(line for line in text.splitlines() if line.startswith("| head=rotation_6d"))
+    assert "| 2 |" in rotation and rotation.endswith("| not distinguishable |")
+    width = next(line for line in text.splitlines() if line.startswith("| bin_width=1"))
+    assert width.endswith("| worse |") and "head=bins" not in width
+    data = report_json(report)
+    assert [g["group"] for g in data["groups"]] == [
+        "baseline: bin_width=3, head=bins",
+        "head=rotation_6d",
+        "bin_width=1",
+    ]
+    assert data["groups"][2]["difference_mean_mae"]["distinguishable"] is True
+    assert compare(runs, baseline="r1").rows[0].label.startswith("baseline: ")
+    assert compare(runs, baseline="r1").rows[0].group.runs[0].name == "r0"
+
+
+@pytest.mark.parametrize(
+    ("baseline", "message"),
+    [
+        (None, "the workspace has no evaluation results"),
+        ("nope", "--baseline nope: no such run"),
+        ("head=lstm", "--baseline head=lstm matches no group"),
+        ("arch=resnet18", "matches 2 groups"),
+    ],
+)
+def test_a_baseline_that_names_no_single_group_is_refused(baseline, message):
+    runs = [_run("b0", [1, 2, 3]), _run("r0", [1, 1, 1], head="rotation_6d")]
+    with pytest.raises(HeadposeError, match=message):
+        compare(runs, baseline=baseline)
+
+
+def _with(run: Run, **changes) -> Run:
+    fields = {**run.__dict__, **changes}
+    return Run(**fields)
+
+
+def test_runs_of_other_test_lists_or_protocols_are_refused_naming_the_difference():
+    base = _with(_run("b0", [1, 2, 3]), protocol={"metrics/evaluation.json:test_list.sha256": "1"})
+    check_comparable([base, _with(base, name="same")])
+    cases = [
+        (
+            _with(base, name="other", protocol={"metrics/evaluation.json:test_list.sha256": "2"}),
+            "b0 and other: they were evaluated with different "
+            "metrics/evaluation.json:test_list.sha256 \\(1 vs 2\\)",
+        ),
+        (
+            _with(base, name="crop", protocol={**base.protocol, "params.yaml:crop_protocol": "x"}),
+            None,  # a key one run does not record is not compared
+        ),
+        (_with(base, name="fewer", stems=("a", "b")), "different test images \\(3 vs 2"),
+        (_with(base, name="renamed", stems=("a", "x", "c")), "image 2 is b vs x"),
+        (
+            _with(base, name="moved", true_deg=base.true_deg + np.array([0, 0, 1.0])),
+            "different true angles of test image a",
+        ),
+    ]
+    for other, message in cases:
+        if message is None:
+            check_comparable([base, other])
+        else:
+            with pytest.raises(HeadposeError, match=message):
+                check_comparable([base, other])
+    tight = _with(base, protocol={"params.yaml:crop_protocol": '"tight"'})
+    loose = _with(base, name="loose", protocol={"params.yaml:crop_protocol": '"loose"'})
+    with pytest.raises(HeadposeError, match='crop_protocol \\("tight" vs "loose"\\)'):
+        compare([tight, loose], baseline="b0")
+
+
+def test_per_image_csv_is_parsed_and_bad_ones_named():
+    header = "stem,true_yaw_deg,true_pitch_deg,true_roll_deg,abs_error_yaw_deg,"
+    header += "abs_error_pitch_deg,abs_error_roll_deg\n"
+    stems, true, errors = parse_per_image(header + "x,1,2,3,0.5,0.25,1\n", "f.csv")
+    assert stems == ("x",) and true.tolist() == [[1, 2, 3]] and errors.tolist() == [[0.5, 0.25, 1]]
+    with pytest.raises(
+        HeadposeError, match="f.csv lacks the column\\(s\\) true_pitch_deg, true_roll_deg, abs_"
+    ):
+        parse_per_image("stem,true_yaw_deg\nx,1\n", "f.csv")
+    with pytest.raises(HeadposeError, match="f.csv holds a value that is not a number"):
+        parse_per_image(header + "x,1,2,3,oops,0.25,1\n", "f.csv")
+
+
+# --- The command on a real (scratch) DVC repository ----------------------------------------------
+
+STAGE_SCRIPT = """
+import json, os, yaml
+p = yaml.safe_load(open("params.yaml"))
+os.makedirs("data/evaluation", exist_ok=True)
+os.makedirs("metrics", exist_ok=True)
+offset = {"bins": 2.0, "rotation_6d": 1.0}[p["head"]]
+rows = ["stem,true_yaw_deg,true_pitch_deg,true_roll_deg,abs_error_yaw_deg,abs_error_pitch_deg,"
+        "abs_error_roll_deg"]
+for i in range(20):
+    e = offset + 0.1 * ((i * 7 + p["train_seed"] * 3) % 5)
+    rows.append(f"img{i},{i},0,0,{e},{e},{e}")
+open("data/evaluation/per_image.csv", "w").write("\\n".join(rows) + "\\n")
+json.dump({"count": 20, "test_list": {"sha256": "abc"}}, open("metrics/evaluation.json", "w"))
+"""
+
+DVC_YAML = """stages:
+  evaluate:
+    cmd: python evaluate.py
+    deps: [evaluate.py]
+    params: [train_seed, head]
+    outs: [data/evaluation/per_image.csv]
+    metrics: [{metrics/evaluation.json: {cache: false}}]
+"""
+
+
+def _dvc(repo: Path, *arguments: str) -> None:
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    subprocess.run(
+        [sys.executable, "-m", "dvc", *arguments], cwd=repo, env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory) -> Path:
+    """A git+DVC repository whose workspace holds head=bins seed 0, with experiments of seeds
+    1 and 2 and of head=rotation_6d seeds 0 to 2."""
+    repo = tmp_path_factory.mktemp("repo")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    _dvc(repo, "init", "-q")
+    (repo / "params.yaml").write_text("train_seed: 0\nhead: bins\n")
+    (repo / "evaluate.py").write_text(STAGE_SCRIPT)
+    (repo / "dvc.yaml").write_text(DVC_YAML)
+    _dvc(repo, "repro", "-q")
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    for head, seed in [("bins", 1), ("bins", 2), ("rotation_6d", 0), ("rotation_6d", 1)]:
+        _dvc(repo, "exp", "run", "-q", "-S", f"head={head}", "-S", f"train_seed={seed}")
+    _dvc(repo, "exp", "run", "-q", "-S", "head=rotation_6d", "-S", "train_seed=2")
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=repo, check=True)
+    _dvc(repo, "checkout", "-q")
+    return repo
+
+
+def test_compare_reads_the_experiments_and_prints_intervals(experiments, tmp_path, capsys):
+    figure = tmp_path / "out" / "intervals.png"
+    main(["compare", "--repo", str(experiments), "--plot", str(figure)])
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[2].startswith("| baseline: head=bins | 3 | ")
+    assert lines[3].startswith("| head=rotation_6d | 3 | ")
+    assert "| -1.00 [" in lines[3] and lines[3].endswith("| better |")
+    assert "on 20 test images" in text and "Test list SHA-256 abc." in text
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in figure.parent.iterdir()] == ["intervals.png"]  # no temporary left
+    main(["compare", "--repo", str(experiments), "--json", "--baseline", "head=rotation_6d"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["groups"][1]["group"] == "head=bins"
+    assert data["groups"][1]["difference_mean_mae"]["value"] == pytest.approx(1.0)
+    assert sorted(run["seed"] for run in data["groups"][1]["runs"]) == ["0", "1", "2"]
+
+
+def test_compare_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["compare", "--repo", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and error.startswith("error: cannot list the experiments of")
+    assert len(error.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main(["compare", "--replicates", "0"])
+    assert "0 is not positive" in capsys.readouterr().err
