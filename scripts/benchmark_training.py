@@ -123,7 +123,7 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
     set_train_mode(model, stem_frozen=True)
 
     def epoch(source) -> None:
-        train_one_epoch(model, source, optimizer, scaler, head, params, device, "benchmark", False)
+        train_one_epoch(model, source, optimizer, scaler, head, device, "benchmark", False)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -26,7 +26,6 @@ from headpose.models.registry import get_arch
 from headpose.models.rotation import Rotation6D
 from headpose.params import validate
 from headpose.training.loop import Phase, make_optimizer, set_stem_frozen
-from headpose.training.loss import pose_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -75,7 +74,7 @@ def test_timm_arch_builds_and_trains_a_step(arch, stem):
     angles = torch.tensor([[30.0, -10.0, 5.0], [0.0, 0.0, 0.0], [-60.0, 15.0, -5.0], [5, 5, 5]])
     model.train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    loss = pose_loss(model(images), angles, model.head, alpha=0.1)
+    loss = model.head.loss(model(images), angles)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -37,8 +37,7 @@ from headpose.evaluation.evaluate import predict_stems
 from headpose.evaluation.metrics import mae_summary
 from headpose.io.files import file_size_mb, write_json
 from headpose.io.formats import read_list
-from headpose.models.bins import Bins
-from headpose.models.heads import HEAD_NAMES, Head
+from headpose.models.heads import DEFAULT_HEAD, default_head, head_names
 from headpose.models.network import (
     AnglesModel,
     build_model,
@@ -47,18 +46,16 @@ from headpose.models.network import (
     load_angles_model,
     pick_device,
 )
-from headpose.models.rotation import Rotation6D
 from headpose.params import AT_LEAST_ONE, SCHEMA, option
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
-UNTRAINED_HEADS: dict[str, Head] = {Bins.name: Bins(3), Rotation6D.name: Rotation6D()}
 LATENCY_KEY = "latency_ms_batch1"
 THROUGHPUT_KEY = "throughput_images_per_s_batch32"
 
 
 def row_name(arch: str, head: str) -> str:
     """A benchmark row's name: the arch, with the head when it is not bins."""
-    return arch if head == Bins.name else f"{arch} ({head})"
+    return arch if head == DEFAULT_HEAD else f"{arch} ({head})"
 
 
 def benchmark_backbone(
@@ -67,7 +64,7 @@ def benchmark_backbone(
     image_size: int | None,
     work_dir: Path,
     *,
-    head: str = Bins.name,
+    head: str = DEFAULT_HEAD,
     test_stems: list[str] | None = None,
     calibration_stems: list[str] | None = None,
     timed_runs: int = 20,
@@ -82,7 +79,7 @@ def benchmark_backbone(
         arch, weights = meta["arch"], "trained"
         image_size = image_size or meta["image_size"]
     else:
-        network = fused_for_inference(build_model(arch, UNTRAINED_HEADS[head]))
+        network = fused_for_inference(build_model(arch, default_head(head)))
         model = AnglesModel(network).to(device).eval()
         weights, image_size = "untrained", image_size or 224
     name = row_name(arch, model.head.name)
@@ -139,7 +136,7 @@ def run_benchmark(
     archs: list[str],
     checkpoints: dict[str, str],
     threads: int,
-    head: str = Bins.name,
+    head: str = DEFAULT_HEAD,
     image_size: int | None = None,
     test_list: str | None = None,
     calibration_list: str | None = None,
@@ -234,7 +231,7 @@ def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         help=f"untrained backbones, any arch or timm/<name> (default: {' '.join(DEFAULT_ARCHS)})",
     )
     parser.add_argument(
-        "--head", choices=HEAD_NAMES, default=Bins.name, help="head of the untrained backbones"
+        "--head", choices=head_names(), default=DEFAULT_HEAD, help="head of the untrained backbones"
     )
     parser.add_argument("--checkpoints", nargs="*", default=[], help="trained checkpoints")
     parser.add_argument(

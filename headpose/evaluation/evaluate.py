@@ -44,6 +44,7 @@ from headpose.evaluation.metrics import (
 from headpose.evaluation.protocol import check_protocol, evaluation_stems
 from headpose.geometry import ANGLE_NAMES
 from headpose.io.files import file_size_mb, write_csv
+from headpose.models.heads import head_from_meta
 from headpose.models.network import (
     AnglesModel,
     count_parameters,
@@ -232,13 +233,7 @@ def format_report(
     samples of a scanned folder are counted in the header (and listed on stderr)."""
     model = metrics["model"]
     protocol = " (real AFLW2000-3D, 1969-image protocol)" if metrics["real_aflw2000"] else ""
-    if model.get("head", "bins") == "bins":
-        head = (
-            f"{model['num_bins']} bins of {model['bin_width']} deg, "
-            f"{model['expectation']} expectation"
-        )
-    else:
-        head = f"{model['head']} head"
+    head = head_from_meta(model, f"checkpoint {checkpoint}").label()
     fused = ", fused" if model.get("fused") else ""
     crop = metrics["crop_protocol"]
     published = " (published)" if crop == PUBLISHED_CROP_PROTOCOL else " (not comparable to "

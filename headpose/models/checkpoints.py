@@ -43,8 +43,8 @@ from torch import nn
 
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, file_problem
-from headpose.models.bins import EXPECTATION_MODES, RANGE_DEG, Bins
-from headpose.models.heads import head_from_meta
+from headpose.models.bins import RANGE_DEG, Bins
+from headpose.models.heads import head_from_meta, validate_head_meta
 from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD, Arch, get_arch
 from headpose.params import CROP_PROTOCOLS, IMAGE_SIZE_RANGE_PX
 
@@ -55,11 +55,8 @@ TIMM_WEIGHTS_SUFFIX = ".safetensors"
 # How the original HopeNet snapshots were trained and must be evaluated.
 HOPENET_META: dict[str, Any] = {
     "arch": "resnet50",
-    "head": "bins",
-    "num_bins": 66,
-    "bin_width": 3,
+    **Bins(3, "lower_edges").meta(),
     "image_size": 224,
-    "expectation": "lower_edges",
     "crop_protocol": "hopenet",
     "mean": list(IMAGENET_MEAN),
     "std": list(IMAGENET_STD),
@@ -284,48 +281,7 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
             and all(_is_number(v) for v in values)
         ) or (key == "std" and min(values) <= 0):
             raise HeadposeError(f"checkpoint {path}: {key} {values!r}; expected 3 finite numbers")
-    if meta.get("head", Bins.name) == Bins.name:
-        _validate_bins_meta(state_dict, meta, path)
-    head = head_from_meta(meta, f"checkpoint {path}")
-    for layer, size in head.layer_sizes().items():
-        weight = state_dict.get(f"{layer}.weight")
-        if not isinstance(weight, torch.Tensor) or weight.ndim != 2 or weight.shape[0] != size:
-            shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else None
-            raise HeadposeError(
-                f"checkpoint {path}: its {head.name} head needs a {layer}.weight of {size} "
-                f"outputs; the file holds {shape}"
-            )
-
-
-def _validate_bins_meta(state_dict: dict, meta: dict, path: str | os.PathLike) -> None:
-    """The bins meta agrees with itself and with the three angle layers' output counts."""
-    missing = [key for key in ("num_bins", "bin_width", "expectation") if key not in meta]
-    if missing:
-        raise HeadposeError(f"checkpoint {path}: a bins head without {', '.join(missing)}")
-    if meta["expectation"] not in EXPECTATION_MODES:
-        raise HeadposeError(
-            f"checkpoint {path}: expectation {meta['expectation']!r} is none of "
-            + ", ".join(EXPECTATION_MODES)
-        )
-    layers = [state_dict.get(f"{layer}.weight") for layer in ("fc_yaw", "fc_pitch", "fc_roll")]
-    if not all(isinstance(layer, torch.Tensor) and layer.ndim == 2 for layer in layers):
-        raise HeadposeError(f"checkpoint {path}: no 2-D fc_yaw/fc_pitch/fc_roll weights")
-    counts = {int(layer.shape[0]) for layer in layers}
-    if len(counts) != 1:
-        raise HeadposeError(f"checkpoint {path}: the three heads hold {sorted(counts)} bins")
-    weight_bins = counts.pop()
-    num_bins, bin_width = meta["num_bins"], meta["bin_width"]
-    if num_bins != weight_bins:
-        raise HeadposeError(
-            f"checkpoint {path}: meta says num_bins {num_bins!r}, but its head weights hold "
-            f"{weight_bins} bins"
-        )
-    if not _is_number(bin_width) or bin_width * weight_bins != RANGE_DEG:
-        raise HeadposeError(
-            f"checkpoint {path}: meta says bin_width {bin_width!r} with {weight_bins} bins; "
-            f"{weight_bins} bins of the {RANGE_DEG}-degree range are "
-            f"{RANGE_DEG / weight_bins:g} degrees wide"
-        )
+    validate_head_meta(meta, state_dict, f"checkpoint {path}")
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -364,8 +320,7 @@ def _from_hopenet_layout(content: dict, path: str | os.PathLike) -> tuple[dict, 
         if key.startswith("fc_finetune."):
             continue  # an unused layer of the original model
         state_dict[key if key.startswith("fc_") else f"backbone.{key}"] = value
-    meta = {**HOPENET_META, "arch": arch, "num_bins": num_bins}
-    meta["bin_width"] = RANGE_DEG // num_bins
+    meta = {**HOPENET_META, "arch": arch, **Bins(RANGE_DEG // num_bins, "lower_edges").meta()}
     return state_dict, meta
 
 

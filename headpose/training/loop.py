@@ -2,7 +2,7 @@
 
 The recipe (``params.yaml`` keys in brackets):
 
-* the loss of the ``head`` (:mod:`headpose.training.loss`): for ``bins``, per angle,
+* the loss of the ``head`` (its :meth:`~headpose.models.head.Head.loss`): for ``bins``, per angle,
   cross-entropy over the bins + ``alpha`` x MSE between the softmax expectation (bin centres, or
   lower edges with ``expectation: lower_edges``) and the true angle; for ``rotation_6d``, the
   geodesic distance between the predicted rotation matrix and the label's;
@@ -63,12 +63,12 @@ from headpose.geometry import ANGLE_NAMES
 from headpose.io.formats import read_list
 from headpose.io.parallel import worker_count
 from headpose.models.checkpoints import save_checkpoint
-from headpose.models.heads import Head, head_from_params
+from headpose.models.head import Head
+from headpose.models.heads import head_from_params
 from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
-from headpose.training.loss import pose_loss
 from headpose.training.memory import PeakPrivateMemory
 from headpose.training.resume import RunState, load_resume, run_fingerprint, save_resume
 
@@ -179,7 +179,6 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     head: Head,
-    params: dict,
     device: torch.device,
     description: str,
     show_progress: bool = True,
@@ -192,7 +191,7 @@ def train_one_epoch(
         angles_deg = angles_deg.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
             outputs = model(images)
-        loss = pose_loss(outputs, angles_deg, head, params["alpha"])
+        loss = head.loss(outputs, angles_deg)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -351,7 +350,6 @@ class Trainer:
                 optimizer,
                 self.scaler,
                 self.head,
-                self.params,
                 self.device,
                 f"epoch {epoch}/{total} ({phase.name})",
                 show_progress=self.rank.is_main,
