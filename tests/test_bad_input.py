@@ -20,9 +20,10 @@ import pytest
 import scipy.io
 import torch
 from cli_fixtures import run_cli as exit_status
+from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta, write_checkpoint
 from stage_fixtures import STAGES, stage_command
-from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
+from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.data.store import StoreSpec, prepare_crops
 from headpose.datasets.filelists import build_filelists, write_filelists
@@ -554,7 +555,7 @@ def test_case9_evaluate_with_a_really_read_only_plots_folder(evaluate_stage_work
 
 def test_case5_an_unexpected_os_error_is_one_line(tmp_path, capsys, monkeypatch):
     """An OSError that escapes the library still gives one line naming the file."""
-    from headpose.evaluation import evaluate as evaluation
+    from headpose.cli import evaluate as evaluation
 
     def refuse(*_args, **_kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.jpg"))

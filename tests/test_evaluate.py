@@ -14,18 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
 from stage_fixtures import stage_command
-from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
+from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.cli import main as headpose_main
 from headpose.data.pipeline import evaluation_dataset, preprocess
-from headpose.deploy import runtime
 from headpose.errors import HeadposeError
 from headpose.evaluation import protocol
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
 from headpose.evaluation.protocol import check_protocol, evaluation_stems, is_real_aflw2000
+from headpose.inference import timing
 from headpose.io.formats import read_annotation, write_sample
 from headpose.models.bins import Bins
 from headpose.models.network import build_model, load_checkpoint
@@ -252,7 +253,7 @@ def test_cli_evaluates_an_original_hopenet_snapshot_as_published(
 ):
     """A bare ResNet state dict with fc_yaw/fc_pitch/fc_roll (+ fc_finetune), as HopeNet saved."""
     folder, _ = tiny_set
-    monkeypatch.setattr(runtime, "THROUGHPUT_BATCH_SIZE", 2)  # 224 px: keep the timing short
+    monkeypatch.setattr(timing, "THROUGHPUT_BATCH_SIZE", 2)  # 224 px: keep the timing short
     state = OrderedDict(
         (key.removeprefix("backbone."), value)
         for key, value in build_model("resnet18", Bins(3)).state_dict().items()

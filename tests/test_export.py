@@ -17,13 +17,13 @@ from model_fixtures import write_checkpoint
 from headpose.cli import main
 from headpose.data.pipeline import evaluation_dataset, model_input
 from headpose.deploy.export import CropCalibrationReader, export_for_deployment, export_torchscript
-from headpose.deploy.runtime import (
+from headpose.evaluation.evaluate import predict_stems
+from headpose.evaluation.metrics import mae_summary
+from headpose.inference.runtime import (
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.evaluation.evaluate import predict_stems
-from headpose.evaluation.metrics import mae_summary
 from headpose.models.bins import Bins
 from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
 

@@ -26,9 +26,9 @@ from headpose.app.detect import (
 from headpose.app.draw import axis_endpoints
 from headpose.app.predict import FacePosePredictor, protocol_landmark_box, video_frames
 from headpose.data.crop import PREDICT_K, landmark_box, loosen_box
-from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
+from headpose.inference.runtime import torch_angle_function
 from headpose.models.network import load_angles_model
 
 IMAGE_SIZE = 64

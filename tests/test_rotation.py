@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta
-from training_fixtures import REPO_ROOT, tiny_params, write_list, write_tiny_dataset
+from training_fixtures import tiny_params, write_list, write_tiny_dataset
 
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import HeadposeError

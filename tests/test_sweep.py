@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import itertools
 import shlex
-from pathlib import Path
 
 import yaml
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("synth", "filelists", "augment", "analyze")
 
 

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 import yaml
-from training_fixtures import REPO_ROOT
+from helpers import REPO_ROOT
 
 from headpose.deploy.benchmark import run_benchmark
 from headpose.errors import HeadposeError

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT
 
 from headpose.io.formats import write_sample
 from headpose.params import load_params
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_tiny_dataset(folder: Path, count: int, seed: int = 0, size: int = 40) -> list[str]:

@@ -33,7 +33,6 @@ goes through, and the command then exits with status 1.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import tempfile
@@ -49,7 +48,6 @@ from tqdm import tqdm
 
 from headpose.app.detect import (
     DEFAULT_DETECTOR,
-    DETECTORS,
     IDENTITY_CALIBRATION,
     BoxCalibration,
     BoxTable,
@@ -63,24 +61,22 @@ from headpose.app.detect import (
 )
 from headpose.app.draw import draw_pose
 from headpose.data.crop import (
-    CROP_PROTOCOLS,
     PUBLISHED_CROP_PROTOCOL,
     Box,
     prediction_crop,
     trained_protocol,
 )
 from headpose.data.pipeline import preprocess
-from headpose.deploy.runtime import (
+from headpose.errors import HeadposeError
+from headpose.inference.runtime import (
     AngleFunction,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, file_problem, write_csv, write_json
 from headpose.io.formats import decode_rgb, write_jpeg
 from headpose.models.network import load_angles_model, pick_device
-from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -448,42 +444,61 @@ def load_runtime(
     return onnx_angle_function(session), meta["image_size"], runs_on, protocol
 
 
-def build_detector(args: argparse.Namespace) -> FaceDetector | None:
-    """The detector the options ask for (None with ``--boxes``); offline without a cached
-    YuNet model, one warning line and the Haar detector."""
-    if args.boxes:
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def build_detector(
+    boxes: str | None, detector: str, detector_model: str | None, min_score: float | None
+) -> FaceDetector | None:
+    """The detector asked for (None with a boxes file); offline without a cached YuNet model,
+    one warning line and the Haar detector."""
+    if boxes:
         return None
     try:
-        return make_detector(args.detector, args.detector_model, args.min_score)
+        return make_detector(detector, detector_model, min_score)
     except ModelUnavailable as error:
         print(f"warning: {error}; using the haar detector instead", file=sys.stderr)
         return make_detector("haar")
 
 
-def run_predict(args: argparse.Namespace) -> None:
-    """The ``headpose predict`` command."""
-    checkpoint = Path(args.checkpoint)
+def predict(
+    paths: list[str],
+    checkpoint: Path,
+    out_dir: Path,
+    *,
+    runtime: str = "auto",
+    detector: str = DEFAULT_DETECTOR,
+    detector_model: str | None = None,
+    min_score: float | None = None,
+    boxes: str | None = None,
+    batch_size: int = 32,
+    max_frames: int | None = None,
+    device: str | None = None,
+    crop_protocol: str | None = None,
+) -> list[str]:
+    """Predict every face of ``paths`` (images, folders, videos, camera indices) into
+    ``out_dir``, print the timings and problems; return the problems (one line each)."""
     problem = file_problem(checkpoint)
     if problem:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
         raise HeadposeError(f"checkpoint {checkpoint} {problem}{hint}")
-    device = pick_device(args.device)
-    predict_angles, image_size, runs_on, trained = load_runtime(checkpoint, args.runtime, device)
-    protocol = args.crop_protocol or trained or PUBLISHED_CROP_PROTOCOL
-    boxes = read_box_file(args.boxes) if args.boxes else None
-    detector = build_detector(args)
-    predictor = FacePosePredictor(
-        predict_angles, image_size, detector, boxes, args.batch_size, protocol
+    predict_angles, image_size, runs_on, trained = load_runtime(
+        checkpoint, runtime, pick_device(device)
     )
-    files, errors = collect_inputs(args.paths)
-    out_dir = Path(args.out)
-    results, file_errors, timings = predict_files(predictor, files, out_dir, args.max_frames)
+    protocol = crop_protocol or trained or PUBLISHED_CROP_PROTOCOL
+    box_table = read_box_file(boxes) if boxes else None
+    face_detector = build_detector(boxes, detector, detector_model, min_score)
+    predictor = FacePosePredictor(
+        predict_angles, image_size, face_detector, box_table, batch_size, protocol
+    )
+    files, errors = collect_inputs(paths)
+    results, file_errors, timings = predict_files(predictor, files, out_dir, max_frames)
     errors += file_errors
     report = {
         "checkpoint": str(checkpoint),
         "runtime": runs_on,
         "crop_protocol": protocol,
-        "detector": "boxes file" if detector is None else detector.name,
+        "detector": "boxes file" if face_detector is None else face_detector.name,
         "timings": timings,
         "errors": errors,
     }
@@ -493,51 +508,4 @@ def run_predict(args: argparse.Namespace) -> None:
     for name, summary in timings.items():
         print(format_timings(name, summary))
     print(f"{len(results)} faces in {len(files)} files -> {out_dir}/predictions.json")
-    if errors:
-        raise SystemExit(1)
-
-
-def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict", help="predict head poses on images, folders, videos and cameras"
-    )
-    parser.add_argument(
-        "paths", nargs="+", metavar="PATH", help="image, folder or video files; 0, 1 ... a camera"
-    )
-    parser.add_argument(
-        "--checkpoint",
-        default=str(DEFAULT_CHECKPOINT),
-        help="model checkpoint (.pt) or exported model (.onnx, e.g. deploy/model_int8.onnx)",
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--runtime",
-        default="auto",
-        choices=("auto", "torch", "onnx"),
-        help="auto: onnx for .onnx files, else torch; onnx on a .pt exports it first",
-    )
-    parser.add_argument(
-        "--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS), help="face detector"
-    )
-    parser.add_argument(
-        "--detector-model", help="local YuNet .onnx file instead of the cached download"
-    )
-    parser.add_argument(
-        "--min-score",
-        type=option(FINITE_NUMBER),
-        help="drop faces the detector is less sure of (yunet: 0 to 1, default 0.6)",
-    )
-    parser.add_argument("--boxes", help="CSV/JSON of file[,frame],x0,y0,x1,y1 instead of detecting")
-    parser.add_argument(
-        "--batch-size", type=option(SCHEMA["batch_size"]), default=32, help="most faces per call"
-    )
-    parser.add_argument(
-        "--max-frames", type=option(AT_LEAST_ONE), help="stop each video/camera after N frames"
-    )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument(
-        "--crop-protocol",
-        choices=CROP_PROTOCOLS,
-        help="how faces are cropped (default: the checkpoint's; for .onnx files hopenet)",
-    )
-    parser.set_defaults(run=run_predict)
+    return errors

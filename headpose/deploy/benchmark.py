@@ -23,21 +23,20 @@ machine vary between runs: compare the ratios within one run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
+from headpose.data.crop import PUBLISHED_CROP_PROTOCOL
 from headpose.deploy.export import build_runtimes, calibration_images
-from headpose.deploy.runtime import measure_speed
 from headpose.evaluation.evaluate import predict_stems
 from headpose.evaluation.metrics import mae_summary
-from headpose.io.files import file_size_mb, write_json
+from headpose.inference.timing import measure_speed
+from headpose.io.files import file_size_mb
 from headpose.io.formats import read_list
-from headpose.models.heads import DEFAULT_HEAD, default_head, head_names
+from headpose.models.heads import DEFAULT_HEAD, default_head
 from headpose.models.network import (
     AnglesModel,
     build_model,
@@ -46,7 +45,6 @@ from headpose.models.network import (
     load_angles_model,
     pick_device,
 )
-from headpose.params import AT_LEAST_ONE, SCHEMA, option
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
 LATENCY_KEY = "latency_ms_batch1"
@@ -198,60 +196,10 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _run_benchmark_command(args: argparse.Namespace) -> None:
-    checkpoints: dict[str, str] = {}
-    for path in args.checkpoints:
+def checkpoint_rows(paths: list[str]) -> dict[str, str]:
+    """Row name -> path of each trained checkpoint (named by its arch and head)."""
+    rows: dict[str, str] = {}
+    for path in paths:
         model, meta = load_angles_model(path)
-        checkpoints[row_name(meta["arch"], model.head.name)] = path
-    listed = DEFAULT_ARCHS if args.archs is None else args.archs  # `--archs` alone: none extra
-    archs = list(dict.fromkeys([*checkpoints, *listed]))
-    report = run_benchmark(
-        archs,
-        checkpoints,
-        args.threads,
-        args.head,
-        args.image_size,
-        args.test_list,
-        args.calibration_list,
-        args.runs,
-        args.crop_protocol,
-    )
-    print(format_table(report))
-    if args.out:
-        write_json(args.out, report)
-
-
-def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "benchmark", help="size, MAE and speed of backbones in PyTorch, ONNX fp32 and int8"
-    )
-    parser.add_argument(
-        "--archs",
-        nargs="*",
-        help=f"untrained backbones, any arch or timm/<name> (default: {' '.join(DEFAULT_ARCHS)})",
-    )
-    parser.add_argument(
-        "--head", choices=head_names(), default=DEFAULT_HEAD, help="head of the untrained backbones"
-    )
-    parser.add_argument("--checkpoints", nargs="*", default=[], help="trained checkpoints")
-    parser.add_argument(
-        "--image-size",
-        type=option(SCHEMA["image_size"]),
-        help="input px (default: checkpoint's, or 224)",
-    )
-    parser.add_argument("--test-list", help="sample list for MAE (trained checkpoints only)")
-    parser.add_argument("--calibration-list", help="training list for int8 calibration")
-    parser.add_argument(
-        "--crop-protocol",
-        choices=CROP_PROTOCOLS,
-        default=PUBLISHED_CROP_PROTOCOL,
-        help="how test and calibration faces are cropped (default: the published hopenet)",
-    )
-    parser.add_argument(
-        "--threads", type=option(AT_LEAST_ONE), default=os.cpu_count(), help="CPU threads"
-    )
-    parser.add_argument(
-        "--runs", type=option(AT_LEAST_ONE), default=20, help="timed runs at batch 1"
-    )
-    parser.add_argument("--out", help="write the report as JSON (e.g. metrics/benchmark.json)")
-    parser.set_defaults(run=_run_benchmark_command)
+        rows[row_name(meta["arch"], model.head.name)] = path
+    return rows

@@ -20,7 +20,6 @@ evaluation's inference path.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import warnings
@@ -32,15 +31,15 @@ import torch
 
 from headpose.data.crop import trained_protocol
 from headpose.data.pipeline import evaluation_dataset, model_input, training_dataset
-from headpose.deploy.runtime import (
+from headpose.errors import HeadposeError
+from headpose.evaluation.evaluate import predict_dataset
+from headpose.evaluation.metrics import mae_summary
+from headpose.inference.runtime import (
     AngleFunction,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.errors import HeadposeError
-from headpose.evaluation.evaluate import predict_dataset
-from headpose.evaluation.metrics import mae_summary
 from headpose.io.files import atomic_directory, atomic_path, file_size_mb
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import AnglesModel, load_angles_model
@@ -293,29 +292,17 @@ def export_for_deployment(
     }
 
 
-def run_export(args: argparse.Namespace) -> None:
-    """The ``headpose export`` command."""
-    model, meta = load_angles_model(args.checkpoint)
-    if args.format == "onnx":
-        export_onnx(model, meta["image_size"], args.out)
-        error = max_parity_error_deg(model, args.out, _example_batch(meta["image_size"], 4))
-        print(
-            f"wrote {args.out} (ONNX opset {ONNX_OPSET}); max |torch - onnxruntime| = "
-            f"{error:.2e} deg on random inputs"
-        )
-    else:
-        export_torchscript(model, meta["image_size"], args.out)
-        print(f"wrote {args.out} (TorchScript)")
-    print(
-        f"input {INPUT_NAME!r}: float (N, 3, {meta['image_size']}, {meta['image_size']}) RGB "
-        f"crops, (x / 255 - mean) / std with mean {meta['mean']}, std {meta['std']}; output "
-        f"{OUTPUT_NAME!r}: (N, 3) yaw, pitch, roll in degrees"
-    )
+EXPORT_FORMATS = ("onnx", "torchscript")
 
 
-def add_export_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("export", help="export a checkpoint to ONNX or TorchScript")
-    parser.add_argument("checkpoint", help="model checkpoint (.pt)")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    parser.add_argument("--out", required=True, help="output file (.onnx or .pt)")
-    parser.set_defaults(run=run_export)
+def export_file(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, file_format: str
+) -> tuple[dict, float | None]:
+    """Export ``checkpoint`` as one ``file_format`` file (see :data:`EXPORT_FORMATS`) to ``out``;
+    return its meta and, for ONNX, the largest |PyTorch - ONNX Runtime| angle on random inputs."""
+    model, meta = load_angles_model(checkpoint)
+    if file_format == "onnx":
+        export_onnx(model, meta["image_size"], out)
+        return meta, max_parity_error_deg(model, out, _example_batch(meta["image_size"], 4))
+    export_torchscript(model, meta["image_size"], out)
+    return meta, None

@@ -1,9 +1,10 @@
 """Evaluation: the one inference path, the evaluation of a checkpoint, and its report.
 
-Every score of a model goes through :func:`predict_angles` (a runtime wrapped as an
-:data:`~headpose.deploy.runtime.AngleFunction`, over batches of the evaluation crops of
-:func:`headpose.data.pipeline.evaluation_dataset` under a crop protocol, ImageNet normalisation)
-and the metrics of :mod:`headpose.evaluation.metrics`: validation in training,
+Every score of a model goes through :func:`headpose.inference.batches.predict_angles` (a
+runtime wrapped as an :data:`~headpose.inference.runtime.AngleFunction`, over batches of the
+evaluation crops of :func:`headpose.data.pipeline.evaluation_dataset` under a crop protocol,
+ImageNet normalisation) and the metrics of :mod:`headpose.evaluation.metrics`: validation in
+training,
 the evaluate stage, the export stage's parity and int8 costs, and the benchmark.
 
 :func:`evaluate` scores a checkpoint (ours or an original HopeNet snapshot) on a test list: the
@@ -14,35 +15,33 @@ checkpoint size. Faces are cropped by the published ``hopenet`` protocol unless 
 (:mod:`headpose.data.crop`); ``other_protocols`` scores the same model under other crops beside
 it, so a report shows how much the crop alone moves the model. The real AFLW2000 must come as its
 1969-image protocol (:mod:`headpose.evaluation.protocol`). Speed is measured apart
-(:func:`measure_speed`), so the accuracy metrics of one model and test list are the same on
-every run.
+(:func:`headpose.inference.timing.measure_speed`), so the accuracy metrics of one model and test
+list are the same on every run.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL, trained_protocol
-from headpose.data.pipeline import PoseDataset, evaluation_dataset, model_input
-from headpose.deploy import runtime
-from headpose.deploy.runtime import AngleFunction, measure_speed, torch_angle_function
+from headpose.data.pipeline import PoseDataset, evaluation_dataset
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import (
     NEAR_FRONTAL_LIMIT_DEG,
     PoseErrors,
     error_metrics,
 )
-from headpose.evaluation.protocol import check_protocol, evaluation_stems
+from headpose.evaluation.protocol import check_protocol
 from headpose.geometry import ANGLE_NAMES
+from headpose.inference import timing
+from headpose.inference.batches import predict_angles
+from headpose.inference.runtime import AngleFunction, torch_angle_function
+from headpose.inference.timing import measure_speed
 from headpose.io.files import file_size_mb, write_csv
 from headpose.models.heads import head_from_meta
 from headpose.models.network import (
@@ -51,29 +50,12 @@ from headpose.models.network import (
     load_angles_model,
     pick_device,
 )
-from headpose.params import AT_LEAST_ONE, IMAGE_SIZE_RANGE_PX, SCHEMA, option
+from headpose.params import IMAGE_SIZE_RANGE_PX
 
 EVAL_BATCH_SIZE = 64
 
 
 # --- The inference path -------------------------------------------------------------------------
-
-
-def predict_angles(
-    predict: AngleFunction,
-    batches: Iterable,
-    description: str = "evaluate",
-    device: torch.device | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) (N, 3) yaw, pitch, roll degrees (float64) over ``(images uint8,
-    angles_deg)`` batches, in order, with any runtime: PyTorch, ONNX Runtime fp32 or int8.
-    Images are normalised on ``device`` (the model's; default the CPU)."""
-    device = device or torch.device("cpu")
-    predictions, truths = [], []
-    for images, angles_deg in tqdm(batches, desc=description, unit="batch", leave=False):
-        predictions.append(np.asarray(predict(model_input(images, device)), dtype=np.float64))
-        truths.append(angles_deg.numpy().astype(np.float64))
-    return np.concatenate(predictions), np.concatenate(truths)
 
 
 def predict_dataset(
@@ -256,7 +238,7 @@ def format_report(
     if speed is None:
         rows.append(size)
     else:
-        batch = runtime.THROUGHPUT_BATCH_SIZE
+        batch = timing.THROUGHPUT_BATCH_SIZE
         throughput = speed[f"throughput_images_per_s_batch{batch}"]
         rows.append(
             f"{size}; {speed['device']} ({speed['cpu_threads']} CPU threads): "
@@ -266,73 +248,6 @@ def format_report(
     return "\n".join(rows)
 
 
-# --- Command line -------------------------------------------------------------------------------
-
-
-def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
-    """``headpose evaluate CHECKPOINT --data FOLDER_OR_LIST [options]``."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="MAE of a checkpoint (ours or an original HopeNet .pkl) on an AFLW2000-format set",
-        description="Evaluate a checkpoint on an AFLW2000-format folder (scanned and filtered "
-        "by --max-angle as the filelists stage does) or a sample list, and print the table of "
-        "the evaluate stage. Defaults for the options come from the checkpoint; an original "
-        "HopeNet snapshot is evaluated as published (bin width 3, lower_edges, 224 px).",
-    )
-    parser.add_argument("checkpoint", help="a models/*.pt checkpoint or a HopeNet .pkl snapshot")
-    parser.add_argument("--data", required=True, help="AFLW2000-format folder or sample list")
-    parser.add_argument("--expectation", choices=("centers", "lower_edges"), help="bins head only")
-    parser.add_argument(
-        "--bin-width", type=option(AT_LEAST_ONE), help="must match the checkpoint's bins"
-    )
-    parser.add_argument(
-        "--image-size", type=option(SCHEMA["image_size"]), help="input size in pixels"
-    )
-    parser.add_argument(
-        "--max-angle", type=option(SCHEMA["max_angle"]), default=99, help="folder filter (deg)"
-    )
-    parser.add_argument(
-        "--crop-protocol",
-        choices=CROP_PROTOCOLS,
-        default=PUBLISHED_CROP_PROTOCOL,
-        help="how test faces are cropped: hopenet (default, the published protocol) or visible",
-    )
-    parser.add_argument(
-        "--compare-protocols",
-        action="store_true",
-        help="also show the MAE under the other crop protocol (what the crop alone moves)",
-    )
-    parser.add_argument(
-        "--baseline",
-        action="store_true",
-        help="also show the MAE of the training-mean angles stored in the checkpoint",
-    )
-    parser.add_argument(
-        "--workers", type=option(SCHEMA["workers"]), default=0, help="decode processes (0: all)"
-    )
-    parser.set_defaults(run=_run_evaluate_command)
-
-
 def other_protocols(protocol: str) -> tuple[str, ...]:
     """Every crop protocol but ``protocol``."""
     return tuple(other for other in CROP_PROTOCOLS if other != protocol)
-
-
-def _run_evaluate_command(args: argparse.Namespace) -> None:
-    stems, skipped = evaluation_stems(args.data, args.max_angle)
-    for sample, reason in skipped:
-        print(f"skipped {sample}: {reason}", file=sys.stderr)
-    result = evaluate(
-        args.checkpoint,
-        stems,
-        args.data,
-        expectation=args.expectation,
-        bin_width=args.bin_width,
-        image_size=args.image_size,
-        baseline=args.baseline,
-        crop_protocol=args.crop_protocol,
-        other_protocols=other_protocols(args.crop_protocol) if args.compare_protocols else (),
-        workers=args.workers,
-    )
-    speed = evaluation_timing(result)
-    print(format_report(result.metrics, args.checkpoint, args.data, speed, len(skipped)))

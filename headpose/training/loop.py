@@ -55,11 +55,11 @@ from headpose.data.pipeline import (
     model_input,
     training_dataset,
 )
-from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
-from headpose.evaluation.evaluate import predict_angles
 from headpose.evaluation.metrics import absolute_errors_deg, error_sums, mae_from_sums
 from headpose.geometry import ANGLE_NAMES
+from headpose.inference.batches import predict_angles
+from headpose.inference.runtime import torch_angle_function
 from headpose.io.formats import read_list
 from headpose.io.parallel import worker_count
 from headpose.models.checkpoints import save_checkpoint
