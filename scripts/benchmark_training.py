@@ -45,6 +45,7 @@ from headpose.errors import exit_on_error
 from headpose.io.formats import read_list
 from headpose.models.heads import head_from_params
 from headpose.models.network import build_model, pick_device
+from headpose.models.registry import get_arch
 from headpose.params import load_params, validate
 from headpose.training.loop import (
     Phase,
@@ -121,9 +122,12 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, params["lr"]))
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     set_train_mode(model, stem_frozen=True)
+    normalization = get_arch(params["arch"]).normalization
 
     def epoch(source) -> None:
-        train_one_epoch(model, source, optimizer, scaler, head, device, "benchmark", False)
+        train_one_epoch(
+            model, source, optimizer, scaler, head, normalization, device, "benchmark", False
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -30,6 +30,7 @@ from headpose.inference import timing
 from headpose.io.formats import read_annotation, write_sample
 from headpose.models.bins import Bins
 from headpose.models.network import build_model, load_checkpoint
+from headpose.models.registry import IMAGENET
 from headpose.plots import plot_errors_vs_angle
 
 IMAGE_SIZE = 32
@@ -132,7 +133,7 @@ def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoi
     model, _ = load_checkpoint(tiny_checkpoint)
     image, _ = evaluation_dataset(stems[3:4], IMAGE_SIZE, "hopenet", workers=1)[0]
     with torch.inference_mode():
-        logits = model(preprocess(image.numpy()).unsqueeze(0))
+        logits = model(preprocess(image.numpy(), IMAGENET).unsqueeze(0))
     by_hand = [Bins(3, "centers").expectation_deg(angle_logits).item() for angle_logits in logits]
     assert np.allclose(result.errors.predicted_deg[3], by_hand, atol=1e-4)
     metrics = result.metrics

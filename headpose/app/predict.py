@@ -77,6 +77,7 @@ from headpose.inference.runtime import (
 from headpose.io.files import atomic_path, file_problem, write_csv, write_json
 from headpose.io.formats import decode_rgb, write_jpeg
 from headpose.models.network import load_angles_model, pick_device
+from headpose.models.registry import IMAGENET, Normalization
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -130,6 +131,8 @@ class FacePosePredictor:
         boxes: BoxTable | None = None,
         batch_size: int = 32,
         crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
+        *,
+        normalization: Normalization,
     ) -> None:
         if (detector is None) == (boxes is None):
             raise HeadposeError("give either a face detector or a box table")
@@ -140,6 +143,7 @@ class FacePosePredictor:
         self.calibration = IDENTITY_CALIBRATION if detector is None else detector.calibration
         self.batch_size = batch_size
         self.crop_protocol = crop_protocol
+        self.normalization = normalization
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
         """The faces of a frame: a detector's usable boxes only (:func:`usable_box`: a 10000x50
@@ -185,7 +189,10 @@ class FacePosePredictor:
             faces = self.faces(image, path, index)
             detected = time.perf_counter()
             crops = [
-                preprocess(prediction_crop(image, self.landmark_box(face), size, protocol))
+                preprocess(
+                    prediction_crop(image, self.landmark_box(face), size, protocol),
+                    self.normalization,
+                )
                 for face in faces
             ]
             cropped = time.perf_counter()
@@ -419,10 +426,11 @@ def onnx_image_size(session, path: Path) -> int:
 
 def load_runtime(
     checkpoint: Path, runtime: str, device: torch.device
-) -> tuple[AngleFunction, int, str, str | None]:
+) -> tuple[AngleFunction, int, str, str | None, Normalization]:
     """(angle function, model input side, where it runs, the crop protocol it was trained on,
-    None for an .onnx file) for a .pt checkpoint or an exported .onnx model (fp32 or int8).
-    ``runtime="onnx"`` on a checkpoint exports it to ONNX first."""
+    None for an .onnx file, its input normalisation) for a .pt checkpoint or an exported .onnx
+    model (fp32 or int8). An .onnx file records no normalisation: ImageNet's, that of every
+    torchvision backbone. ``runtime="onnx"`` on a checkpoint exports it to ONNX first."""
     if runtime == "auto":
         runtime = "onnx" if checkpoint.suffix.lower() == ".onnx" else "torch"
     if checkpoint.suffix.lower() == ".onnx":
@@ -430,18 +438,19 @@ def load_runtime(
             raise HeadposeError(f"{checkpoint} is an ONNX model: it runs with --runtime onnx")
         session = onnx_session(checkpoint, allow_spinning=False)
         size = onnx_image_size(session, checkpoint)
-        return onnx_angle_function(session), size, "onnxruntime", None
+        return onnx_angle_function(session), size, "onnxruntime", None, IMAGENET
     model, meta = load_angles_model(checkpoint, device=device if runtime == "torch" else "cpu")
-    protocol = trained_protocol(meta)
+    protocol, normalization = trained_protocol(meta), Normalization.from_meta(meta)
     if runtime == "torch":
-        return torch_angle_function(model), meta["image_size"], str(device), protocol
+        function = torch_angle_function(model)
+        return function, meta["image_size"], str(device), protocol, normalization
     from headpose.deploy.export import export_onnx  # loaded only when needed: it pulls in onnx
 
     with tempfile.TemporaryDirectory() as work:
         export_onnx(model, meta["image_size"], Path(work) / "model.onnx")
         session = onnx_session(Path(work) / "model.onnx", allow_spinning=False)
     runs_on = "onnxruntime (fp32 export)"
-    return onnx_angle_function(session), meta["image_size"], runs_on, protocol
+    return onnx_angle_function(session), meta["image_size"], runs_on, protocol, normalization
 
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -482,14 +491,20 @@ def predict(
     if problem:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
         raise HeadposeError(f"checkpoint {checkpoint} {problem}{hint}")
-    predict_angles, image_size, runs_on, trained = load_runtime(
+    predict_angles, image_size, runs_on, trained, normalization = load_runtime(
         checkpoint, runtime, pick_device(device)
     )
     protocol = crop_protocol or trained or PUBLISHED_CROP_PROTOCOL
     box_table = read_box_file(boxes) if boxes else None
     face_detector = build_detector(boxes, detector, detector_model, min_score)
     predictor = FacePosePredictor(
-        predict_angles, image_size, face_detector, box_table, batch_size, protocol
+        predict_angles,
+        image_size,
+        face_detector,
+        box_table,
+        batch_size,
+        protocol,
+        normalization=normalization,
     )
     files, errors = collect_inputs(paths)
     results, file_errors, timings = predict_files(predictor, files, out_dir, max_frames)

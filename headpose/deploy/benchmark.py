@@ -45,6 +45,7 @@ from headpose.models.network import (
     load_angles_model,
     pick_device,
 )
+from headpose.models.registry import Normalization, get_arch
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
 LATENCY_KEY = "latency_ms_batch1"
@@ -76,16 +77,22 @@ def benchmark_backbone(
         model, meta = load_angles_model(checkpoint, device=device)
         arch, weights = meta["arch"], "trained"
         image_size = image_size or meta["image_size"]
+        normalization = Normalization.from_meta(meta)
     else:
         network = fused_for_inference(build_model(arch, default_head(head)))
         model = AnglesModel(network).to(device).eval()
         weights, image_size = "untrained", image_size or 224
+        normalization = get_arch(arch).normalization
     name = row_name(arch, model.head.name)
     file_stem = name.replace("/", "_").replace(" ", "_")
     onnx_path, int8_path = work_dir / f"{file_stem}.onnx", work_dir / f"{file_stem}_int8.onnx"
     if calibration_stems:
         calibration = calibration_images(
-            calibration_stems, image_size, crop_protocol, calibration_count
+            calibration_stems,
+            image_size,
+            crop_protocol,
+            calibration_count,
+            normalization=normalization,
         )
     else:
         generator = torch.Generator().manual_seed(0)
@@ -116,7 +123,9 @@ def benchmark_backbone(
         speed = measure_speed(speed_model, image_size, speed_device, timed_runs)
         entry = {"file_mb": sizes_mb[name], **speed}
         if test_stems and weights == "trained":
-            errors = predict_stems(function, test_stems, image_size, crop_protocol)
+            errors = predict_stems(
+                function, test_stems, image_size, crop_protocol, normalization=normalization
+            )
             entry["mae"] = mae_summary(errors.absolute_deg)
         result["runtimes"][name] = entry
     reference = result["runtimes"]["torch_fp32"]

@@ -43,6 +43,7 @@ from headpose.inference.runtime import (
 from headpose.io.files import atomic_directory, atomic_path, file_size_mb
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import AnglesModel, load_angles_model
+from headpose.models.registry import Normalization
 
 INPUT_NAME = "image"
 # metrics/export.json has always called the PyTorch runtime "pytorch_fp32"
@@ -116,9 +117,11 @@ def calibration_images(
     count: int = 256,
     seed: int = 0,
     workers: int = 0,
+    *,
+    normalization: Normalization,
 ) -> torch.Tensor:
     """``count`` training crops of crop ``protocol`` (random crops and flips, as in training),
-    normalised.
+    normalised by the model's ``normalization``.
 
     The samples are an evenly spaced subset of ``stems`` (a training list), so the activation
     ranges are fixed on the distribution the model was trained on.
@@ -126,7 +129,7 @@ def calibration_images(
     chosen = stems[:: max(len(stems) // count, 1)][:count]
     dataset = training_dataset(chosen, image_size, protocol, seed, workers, "calibration crops")
     images = torch.stack([dataset[index][0] for index in range(len(dataset))])
-    return model_input(images, torch.device("cpu"))
+    return model_input(images, torch.device("cpu"), normalization)
 
 
 class CropCalibrationReader:
@@ -262,15 +265,24 @@ def export_for_deployment(
     model, meta = load_angles_model(checkpoint)
     image_size = meta["image_size"]
     protocol = crop_protocol or trained_protocol(meta)
+    normalization = Normalization.from_meta(meta)
     calibration = calibration_images(
-        calibration_stems, image_size, protocol, seed=seed, workers=workers
+        calibration_stems,
+        image_size,
+        protocol,
+        seed=seed,
+        workers=workers,
+        normalization=normalization,
     )
     test_set = evaluation_dataset(test_stems, image_size, protocol, workers)
     with atomic_directory(out_dir) as temp:
         functions = build_runtimes(
             model, image_size, temp / "model.onnx", temp / "model_int8.onnx", calibration
         )
-        runs = {name: predict_dataset(function, test_set) for name, function in functions.items()}
+        runs = {
+            name: predict_dataset(function, test_set, normalization=normalization)
+            for name, function in functions.items()
+        }
         files = ["model.onnx", "model_int8.onnx"]
         if model.network.fused:
             save_checkpoint(temp / "model_fused.pt", model.network, meta)

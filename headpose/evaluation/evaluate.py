@@ -50,6 +50,7 @@ from headpose.models.network import (
     load_angles_model,
     pick_device,
 )
+from headpose.models.registry import Normalization
 from headpose.params import IMAGE_SIZE_RANGE_PX
 
 EVAL_BATCH_SIZE = 64
@@ -63,11 +64,13 @@ def predict_dataset(
     dataset: PoseDataset,
     batch_size: int = EVAL_BATCH_SIZE,
     device: torch.device | None = None,
+    *,
+    normalization: Normalization,
 ) -> PoseErrors:
-    """The errors of ``predict`` on every sample of an evaluation dataset (inputs normalised on
-    ``device``, default the CPU)."""
+    """The errors of ``predict`` on every sample of an evaluation dataset (inputs normalised by
+    the model's ``normalization`` on ``device``, default the CPU)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    predicted, true = predict_angles(predict, loader, device=device)
+    predicted, true = predict_angles(predict, loader, normalization, device=device)
     return PoseErrors(dataset.crops.stems, true, predicted)
 
 
@@ -78,11 +81,13 @@ def predict_stems(
     crop_protocol: str,
     workers: int = 0,
     device: torch.device | None = None,
+    *,
+    normalization: Normalization,
 ) -> PoseErrors:
     """Read ``stems`` as evaluation crops of ``crop_protocol`` at ``image_size`` (crop store)
-    and predict them all."""
+    and predict them all (inputs normalised by the model's ``normalization``)."""
     dataset = evaluation_dataset(stems, image_size, crop_protocol, workers)
-    return predict_dataset(predict, dataset, device=device)
+    return predict_dataset(predict, dataset, device=device, normalization=normalization)
 
 
 # --- The whole evaluation -----------------------------------------------------------------------
@@ -138,7 +143,10 @@ def evaluate(
             )
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
     function = torch_angle_function(model)
-    errors = predict_stems(function, stems, image_size, crop_protocol, workers, device)
+    normalization = Normalization.from_meta(meta)
+    errors = predict_stems(
+        function, stems, image_size, crop_protocol, workers, device, normalization=normalization
+    )
     metrics = {
         "count": len(stems),
         "real_aflw2000": real_aflw2000,
@@ -148,7 +156,10 @@ def evaluate(
     if other_protocols:
         metrics["other_protocols"] = {
             other: error_metrics(
-                predict_stems(function, stems, image_size, other, workers, device), None
+                predict_stems(
+                    function, stems, image_size, other, workers, device, normalization=normalization
+                ),
+                None,
             )
             for other in other_protocols
         }

@@ -45,7 +45,7 @@ from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, file_problem
 from headpose.models.bins import RANGE_DEG, Bins
 from headpose.models.heads import head_from_meta, validate_head_meta
-from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD, Arch, get_arch
+from headpose.models.registry import IMAGENET, Arch, get_arch
 from headpose.params import CROP_PROTOCOLS, IMAGE_SIZE_RANGE_PX
 
 # Keys every checkpoint meta holds (beside its head's: see headpose.models.heads).
@@ -58,8 +58,7 @@ HOPENET_META: dict[str, Any] = {
     **Bins(3, "lower_edges").meta(),
     "image_size": 224,
     "crop_protocol": "hopenet",
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
+    **IMAGENET.meta(),
     "source": "original HopeNet snapshot",
 }
 

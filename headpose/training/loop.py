@@ -51,7 +51,6 @@ from tqdm import tqdm
 from headpose.data.pipeline import (
     PoseDataset,
     evaluation_dataset,
-    imagenet_normalization,
     model_input,
     training_dataset,
 )
@@ -67,6 +66,7 @@ from headpose.models.head import Head
 from headpose.models.heads import head_from_params
 from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, HeadPoseNet, build_model
+from headpose.models.registry import Normalization, get_arch
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 from headpose.training.memory import PeakPrivateMemory
@@ -179,6 +179,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     head: Head,
+    normalization: Normalization,
     device: torch.device,
     description: str,
     show_progress: bool = True,
@@ -187,7 +188,7 @@ def train_one_epoch(
     losses = []
     bar = tqdm(loader, desc=description, unit="batch", leave=False, disable=not show_progress)
     for images, angles_deg in bar:
-        images = model_input(images, device)
+        images = model_input(images, device, normalization)
         angles_deg = angles_deg.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
             outputs = model(images)
@@ -202,13 +203,16 @@ def train_one_epoch(
 
 
 def validation_mae(
-    model: HeadPoseNet, loader: DataLoader, rank: Rank = SINGLE_PROCESS
+    model: HeadPoseNet,
+    loader: DataLoader,
+    normalization: Normalization,
+    rank: Rank = SINGLE_PROCESS,
 ) -> dict[str, float]:
     """Validation MAE per angle and their mean (degrees) through the evaluation's inference path,
     over the samples of all ranks (each predicts its own share of the validation set)."""
     model.eval()
     predict = torch_angle_function(AnglesModel(model), autocast=True)
-    predicted, true = predict_angles(predict, loader, "validate", rank.device)
+    predicted, true = predict_angles(predict, loader, normalization, "validate", rank.device)
     sums = torch.from_numpy(error_sums(absolute_errors_deg(predicted, true)))
     mae = mae_from_sums(sum_over_ranks(sums, rank).numpy())
     return {f"mae_{name}": mae[name] for name in (*ANGLE_NAMES, "mean")}
@@ -290,7 +294,7 @@ def checkpoint_meta(
         **head.meta(),
         "image_size": params["image_size"],
         "crop_protocol": params["crop_protocol"],
-        **imagenet_normalization(),
+        **get_arch(params["arch"]).normalization.meta(),
         "training_mean_deg": [float(angle) for angle in training_mean_deg],
         "params": params,
         "fingerprint": fingerprint,
@@ -315,6 +319,11 @@ class Trainer:
     state: RunState
     scaler: torch.amp.GradScaler
     rank: Rank
+
+    @property
+    def normalization(self) -> Normalization:
+        """The input normalisation of the backbone (stored in the checkpoints)."""
+        return get_arch(self.params["arch"]).normalization
 
     def wrap(self) -> nn.Module:
         """The module a phase trains through: the model itself, or under torchrun a
@@ -350,13 +359,14 @@ class Trainer:
                 optimizer,
                 self.scaler,
                 self.head,
+                self.normalization,
                 self.device,
                 f"epoch {epoch}/{total} ({phase.name})",
                 show_progress=self.rank.is_main,
             )
             loss = sum_over_ranks(torch.tensor(rank_loss), self.rank).item() / self.rank.world_size
             scheduler.step()
-            scores = validation_mae(self.model, self.val_loader, self.rank)
+            scores = validation_mae(self.model, self.val_loader, self.normalization, self.rank)
             record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
             self.state.add_epoch(record, self.model)
             if not self.rank.is_main:
