@@ -13,7 +13,7 @@ from helpers import REPO_ROOT
 from headpose.deploy.benchmark import run_benchmark
 from headpose.errors import HeadposeError
 from headpose.models.bins import Bins
-from headpose.models.checkpoints import save_checkpoint, timm_weight_source
+from headpose.models.checkpoints import save_checkpoint
 from headpose.models.keys import validate_model_params
 from headpose.models.network import (
     AnglesModel,
@@ -24,6 +24,7 @@ from headpose.models.network import (
 )
 from headpose.models.registry import get_arch
 from headpose.models.rotation import Rotation6D
+from headpose.models.weights import timm_weight_source
 from headpose.params import validate
 from headpose.training.loop import Phase, make_optimizer, set_stem_frozen
 

@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
-from headpose.models.checkpoints import load_pretrained, load_state, read_checkpoint
+from headpose.models.checkpoints import load_state, read_checkpoint
 from headpose.models.head import Head
 from headpose.models.heads import head_from_meta
 from headpose.models.registry import get_arch
+from headpose.models.weights import load_pretrained
 
 
 class HeadPoseNet(nn.Module):

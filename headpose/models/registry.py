@@ -3,7 +3,7 @@
 As in timm and torchvision, a name (the ``arch`` key of params.yaml, the ``arch`` of a checkpoint)
 is looked up here, and this is the only list of names: params validation
 (:mod:`headpose.models.keys`), the network (:mod:`headpose.models.network`) and the weight loaders
-(:mod:`headpose.models.checkpoints`) all read it. A torchvision backbone is added with one
+(:mod:`headpose.models.weights`) all read it. A torchvision backbone is added with one
 :func:`register` call giving its :class:`Arch`.
 
 ``timm/<model name>`` names any timm model (``timm/repvgg_a0``, ``timm/efficientnet_b0``...):
