@@ -48,6 +48,7 @@ from headpose.models.network import build_model, pick_device
 from headpose.models.registry import get_arch
 from headpose.params import load_params, validate
 from headpose.training.loop import (
+    LoaderSettings,
     Phase,
     make_optimizer,
     make_train_loader,
@@ -109,7 +110,7 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
     )
 
     dataset = PoseDataset(crops, seed=params["train_seed"])
-    loader, sampler = make_train_loader(dataset, params, device)
+    loader, sampler = make_train_loader(dataset, LoaderSettings.from_params(params), device)
     sampler.set_epoch(1)
     batch_size, batches = loader.batch_size, min(args.batches, len(loader))
     images = batches * batch_size

@@ -97,16 +97,46 @@ class Phase:
     lr: float
 
 
-def phases(params: dict) -> list[Phase]:
+def phases(epochs: int, lr: float, finetune_epochs: int, finetune_lr: float) -> list[Phase]:
     """The run's phases: phase 1, then phase 2 when ``finetune_epochs`` > 0."""
-    plan = [Phase("frozen_stem", 1, params["epochs"], params["lr"])]
-    if params["finetune_epochs"] > 0:
-        plan.append(
-            Phase(
-                "finetune", params["epochs"] + 1, params["finetune_epochs"], params["finetune_lr"]
-            )
-        )
+    plan = [Phase("frozen_stem", 1, epochs, lr)]
+    if finetune_epochs > 0:
+        plan.append(Phase("finetune", epochs + 1, finetune_epochs, finetune_lr))
     return plan
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """The per-epoch learning-rate schedule: ``exponential`` (``decay`` per epoch) or ``step``
+    (``step_gamma`` at each epoch of ``steps``)."""
+
+    kind: str
+    decay: float
+    steps: tuple[int, ...]
+    step_gamma: float
+
+    @classmethod
+    def from_params(cls, params: dict) -> LRSchedule:
+        return cls(
+            params["lr_schedule"],
+            params["lr_decay"],
+            tuple(params["lr_steps"]),
+            params["lr_step_gamma"],
+        )
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """What the data loaders read from params: the global batch, the sampler's seed and the
+    loader processes on CUDA."""
+
+    batch_size: int
+    train_seed: int
+    workers: int
+
+    @classmethod
+    def from_params(cls, params: dict) -> LoaderSettings:
+        return cls(params["batch_size"], params["train_seed"], params["workers"])
 
 
 # --- Reproducibility ----------------------------------------------------------------------------
@@ -160,13 +190,13 @@ def make_optimizer(model: HeadPoseNet, phase: Phase) -> torch.optim.Optimizer:
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, params: dict
+    optimizer: torch.optim.Optimizer, schedule: LRSchedule
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The per-epoch LR schedule of ``params`` (stepped once after every epoch of a phase)."""
-    if params["lr_schedule"] == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
+    """The per-epoch LR ``schedule`` (stepped once after every epoch of a phase)."""
+    if schedule.kind == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=schedule.decay)
     return torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=params["lr_steps"], gamma=params["lr_step_gamma"]
+        optimizer, milestones=list(schedule.steps), gamma=schedule.step_gamma
     )
 
 
@@ -222,7 +252,10 @@ def validation_mae(
 
 
 def make_train_loader(
-    dataset: PoseDataset, params: dict, device: torch.device, rank: Rank = SINGLE_PROCESS
+    dataset: PoseDataset,
+    settings: LoaderSettings,
+    device: torch.device,
+    rank: Rank = SINGLE_PROCESS,
 ) -> tuple[DataLoader, DistributedSampler]:
     """The shuffling loader of this rank and its sampler (the one place the sampler is made).
 
@@ -233,42 +266,46 @@ def make_train_loader(
     step for the same cores); on CUDA in ``workers`` persistent processes, prefetching, into
     pinned memory (:func:`_loader_options`).
     """
-    if params["batch_size"] % rank.world_size:
+    if settings.batch_size % rank.world_size:
         raise HeadposeError(
-            f"params.yaml: batch_size {params['batch_size']} must be divisible by the number of "
+            f"params.yaml: batch_size {settings.batch_size} must be divisible by the number of "
             f"training processes ({rank.world_size}, the gpus key): it is the global batch"
         )
-    batch_size = params["batch_size"] // rank.world_size
+    batch_size = settings.batch_size // rank.world_size
     sampler = DistributedSampler(
-        dataset, rank.world_size, rank.rank, shuffle=True, seed=params["train_seed"], drop_last=True
+        dataset, rank.world_size, rank.rank, shuffle=True, seed=settings.train_seed, drop_last=True
     )
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         drop_last=len(sampler) > batch_size,  # no tiny last batch for BatchNorm
-        **_loader_options(params, device),
+        **_loader_options(settings.workers, device),
     )
     return loader, sampler
 
 
 def make_eval_loader(
-    dataset: PoseDataset, params: dict, device: torch.device, rank: Rank = SINGLE_PROCESS
+    dataset: PoseDataset,
+    settings: LoaderSettings,
+    device: torch.device,
+    rank: Rank = SINGLE_PROCESS,
 ) -> DataLoader:
     """An in-order loader over this rank's share of an evaluation dataset (every
     ``world_size``-th item from ``rank``; no item repeated, unlike DistributedSampler)."""
     share = Subset(dataset, range(rank.rank, len(dataset), rank.world_size))
-    return DataLoader(share, batch_size=params["batch_size"], **_loader_options(params, device))
+    options = _loader_options(settings.workers, device)
+    return DataLoader(share, batch_size=settings.batch_size, **options)
 
 
 LOADER_PREFETCH_BATCHES = 4  # per worker process, on CUDA
 
 
-def _loader_options(params: dict, device: torch.device) -> dict:
+def _loader_options(workers: int, device: torch.device) -> dict:
     """uint8 batches; on CUDA from persistent worker processes (they map the crop store, not
     copy it), prefetched into pinned memory so the copy to the GPU overlaps the step."""
     cuda = device.type == "cuda"
-    workers = worker_count(params["workers"]) if cuda else 0
+    workers = worker_count(workers) if cuda else 0
     return {
         "num_workers": workers,
         "pin_memory": cuda,
@@ -343,7 +380,7 @@ class Trainer:
         set_stem_frozen(self.model, stem_frozen)
         network = self.wrap()
         optimizer = make_optimizer(self.model, phase)
-        scheduler = make_scheduler(optimizer, self.params)
+        scheduler = make_scheduler(optimizer, LRSchedule.from_params(self.params))
         if saved and saved["phase"] == phase.name and self.state.epochs_done >= phase.first_epoch:
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -452,9 +489,10 @@ def _train(
     )
     size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
     train_set = training_dataset(train_stems, size, protocol, params["train_seed"], workers)
-    train_loader, sampler = make_train_loader(train_set, params, device, rank)
+    loader_settings = LoaderSettings.from_params(params)
+    train_loader, sampler = make_train_loader(train_set, loader_settings, device, rank)
     val_set = evaluation_dataset(val_stems, size, protocol, workers)
-    val_loader = make_eval_loader(val_set, params, device, rank)
+    val_loader = make_eval_loader(val_set, loader_settings, device, rank)
     fingerprint = run_fingerprint(params, train_set.crops.key, val_set.crops.key)
 
     seed_everything(params["train_seed"])
@@ -478,7 +516,8 @@ def _train(
         val_loader, live, state, scaler, rank,
     )  # fmt: skip
     started = time.perf_counter()
-    for phase in phases(params):
+    plan = phases(params["epochs"], params["lr"], params["finetune_epochs"], params["finetune_lr"])
+    for phase in plan:
         trainer.run_phase(phase, saved)
     if live:
         live.end()
