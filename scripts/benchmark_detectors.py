@@ -193,7 +193,7 @@ def main() -> None:
     if not stems:
         raise SystemExit(f"error: no AFLW2000 images in {folder}")
     stems = stems[:: args.step]
-    predict_angles, image_size, runs_on, trained = load_runtime(
+    predict_angles, image_size, runs_on, trained, normalization = load_runtime(
         Path(args.model), "auto", torch.device("cpu")
     )
     protocol = trained or PUBLISHED_CROP_PROTOCOL
@@ -208,7 +208,13 @@ def main() -> None:
     for name in args.detectors:
         detector = make_detector(name, args.detector_model if name == "yunet" else None)
         recorder = RecordingDetector(detector)
-        predictor = FacePosePredictor(predict_angles, image_size, recorder, crop_protocol=protocol)
+        predictor = FacePosePredictor(
+            predict_angles,
+            image_size,
+            recorder,
+            crop_protocol=protocol,
+            normalization=normalization,
+        )
         result = run_images(predictor, stems)
         matches = result.pop("matches")
         result["crop_fit_before"] = crop_fit(matches, IDENTITY_CALIBRATION)

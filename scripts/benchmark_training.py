@@ -45,8 +45,10 @@ from headpose.errors import exit_on_error
 from headpose.io.formats import read_list
 from headpose.models.heads import head_from_params
 from headpose.models.network import build_model, pick_device
+from headpose.models.registry import get_arch
 from headpose.params import load_params, validate
 from headpose.training.loop import (
+    LoaderSettings,
     Phase,
     make_optimizer,
     make_train_loader,
@@ -108,7 +110,7 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
     )
 
     dataset = PoseDataset(crops, seed=params["train_seed"])
-    loader, sampler = make_train_loader(dataset, params, device)
+    loader, sampler = make_train_loader(dataset, LoaderSettings.from_params(params), device)
     sampler.set_epoch(1)
     batch_size, batches = loader.batch_size, min(args.batches, len(loader))
     images = batches * batch_size
@@ -121,9 +123,12 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, params["lr"]))
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     set_train_mode(model, stem_frozen=True)
+    normalization = get_arch(params["arch"]).normalization
 
     def epoch(source) -> None:
-        train_one_epoch(model, source, optimizer, scaler, head, params, device, "benchmark", False)
+        train_one_epoch(
+            model, source, optimizer, scaler, head, normalization, device, "benchmark", False
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
 

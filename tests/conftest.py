@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 AFLW2000_DIR = SHARED_DATA / "AFLW2000"
 W300LP_SAMPLE_DIR = SHARED_DATA / "300W_LP_sample"
@@ -73,7 +73,7 @@ def one_torch_thread():
 @pytest.fixture
 def few_timing_runs(monkeypatch):
     """Measure speed the usual way with fewer repetitions (the tests check behaviour, not speed)."""
-    from headpose.deploy import runtime
+    from headpose.inference import timing
 
-    monkeypatch.setattr(runtime, "WARMUP_RUNS", 1)
-    monkeypatch.setattr(runtime, "TIMED_RUNS", 4)
+    monkeypatch.setattr(timing, "WARMUP_RUNS", 1)
+    monkeypatch.setattr(timing, "TIMED_RUNS", 4)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from headpose.data.pipeline import imagenet_normalization
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import build_model
+from headpose.models.registry import IMAGENET
 
 
 def checkpoint_meta(arch: str, num_bins: int = 66, image_size: int = 32) -> dict:
@@ -20,7 +20,7 @@ def checkpoint_meta(arch: str, num_bins: int = 66, image_size: int = 32) -> dict
         "bin_width": 198 // num_bins,
         "image_size": image_size,
         "expectation": "centers",
-        **imagenet_normalization(),
+        **IMAGENET.meta(),
     }
 
 

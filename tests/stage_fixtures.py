@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
 
 

@@ -1,6 +1,10 @@
-"""Issue 13: every malformed sample is skipped and named, every bad argument is one line.
+"""Bad input gives one line, never a traceback: every malformed sample is skipped and named,
+every bad checkpoint, argument, params key or output problem is one line naming the file or
+option and why.
 
-One test (or a few) per numbered case of the issue. The samples are tiny synthetic ones, so these
+Grouped by behaviour: malformed samples, checkpoints that contradict themselves, predict on bad
+files, full disks and failing writes, bad command-line input, misspelt params keys, and file
+names, folder modes and all-or-nothing outputs. The samples are tiny synthetic ones, so these
 tests need no real data; the fuzz test (test_fuzz_samples.py) mutates the real ones.
 """
 
@@ -20,9 +24,10 @@ import pytest
 import scipy.io
 import torch
 from cli_fixtures import run_cli as exit_status
+from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta, write_checkpoint
 from stage_fixtures import STAGES, stage_command
-from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
+from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.data.store import StoreSpec, prepare_crops
 from headpose.datasets.filelists import build_filelists, write_filelists
@@ -91,7 +96,7 @@ def skipped_reasons(lists) -> dict[str, str]:
     return {sample: reason for sample, _, reason in lists.skipped}
 
 
-# --- Cases 1 and 2: malformed samples are skipped by the file lists, named by every reader ------
+# --- Malformed samples are skipped by the file lists, named by every reader -----------------------
 
 MALFORMED_MATS = {
     "pose_as_text": ({"Pose_Para": "0.1 0.2 0.3"}, "Pose_Para holds <U"),
@@ -109,7 +114,7 @@ MALFORMED_MATS = {
 }
 
 
-def test_case1_non_numeric_mat_values_are_skipped_and_named(tmp_path):
+def test_non_numeric_mat_values_are_skipped_and_named(tmp_path):
     train, test, train_stems, test_stems = datasets(tmp_path, 3 + len(MALFORMED_MATS))
     bad = dict(zip(MALFORMED_MATS, train_stems[3:], strict=True))
     for name, stem in bad.items():
@@ -122,7 +127,7 @@ def test_case1_non_numeric_mat_values_are_skipped_and_named(tmp_path):
     assert sorted(lists.test) == sorted(Path(s).as_posix() for s in test_stems)
 
 
-def test_case2_samples_that_would_crash_training_are_skipped_and_named(tmp_path):
+def test_samples_that_would_crash_training_are_skipped_and_named(tmp_path):
     train, test, train_stems, _ = datasets(tmp_path, 6)
     huge, far, point = train_stems[3:]
     forge_jpeg_size(Path(huge + ".jpg"), 65000, 65000)
@@ -145,7 +150,7 @@ def test_case2_samples_that_would_crash_training_are_skipped_and_named(tmp_path)
     assert len(prepare_crops(lists.train + lists.val, TRAIN_STORE, workers=1)) == 3
 
 
-# --- Case 3: checkpoints whose meta disagrees with their weights --------------------------------
+# --- Checkpoints whose meta disagrees with their weights ------------------------------------------
 
 
 def hostile_checkpoint(folder: Path, name: str, **meta_changes) -> Path:
@@ -182,7 +187,7 @@ def small_set(tmp_path_factory) -> tuple[Path, list[str]]:
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_METAS))
-def test_case3_checkpoint_meta_against_weights_in_every_command(
+def test_a_checkpoint_whose_meta_contradicts_its_weights_is_one_line_in_every_command(
     name, hostile_checkpoints, small_set, tmp_path, capsys
 ):
     path, message = hostile_checkpoints[name], HOSTILE_METAS[name][1]
@@ -205,7 +210,7 @@ def test_case3_checkpoint_meta_against_weights_in_every_command(
         build_model("resnet18", Bins(3), pretrained=str(path))
 
 
-def test_case3_resume_file_that_does_not_fit_is_ignored(tmp_path, capsys):
+def test_a_resume_file_that_does_not_fit_is_ignored(tmp_path, capsys):
     model = build_model("resnet18", Bins(3))
     other = build_model("resnet18", Bins(6))
     optimizer = torch.optim.SGD(other.parameters(), lr=0.1)
@@ -217,10 +222,10 @@ def test_case3_resume_file_that_does_not_fit_is_ignored(tmp_path, capsys):
     assert "do not fit the model" in capsys.readouterr().out
 
 
-# --- Case 4: predict on a folder holding things that are no images ------------------------------
+# --- Predict on a folder holding things that are no images ----------------------------------------
 
 
-def test_case4_predict_reports_bad_files_and_predicts_the_rest(small_set, tmp_path, capsys):
+def test_predict_reports_bad_files_and_predicts_the_rest(small_set, tmp_path, capsys):
     _, stems = small_set
     checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18", image_size=IMAGE_SIZE)
     inputs = tmp_path / "in"
@@ -251,7 +256,7 @@ def test_case4_predict_reports_bad_files_and_predicts_the_rest(small_set, tmp_pa
     assert 40000 * 40000 > 2**30 > MAX_IMAGE_PIXELS
 
 
-# --- Case 5: disk full names the file and why ----------------------------------------------------
+# --- A full disk or a failing write names the file and why ----------------------------------------
 
 
 @pytest.fixture
@@ -269,7 +274,7 @@ def full_disk(monkeypatch):
     monkeypatch.setattr(files, "_temporary_file", temporary_on_full_device)
 
 
-def test_case5_disk_full_while_saving_a_checkpoint_is_one_line(tmp_path, full_disk):
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path, full_disk):
     model = build_model("resnet18", Bins(3))
     meta = checkpoint_meta("resnet18", 66, IMAGE_SIZE)
     target = tmp_path / "models" / "model.pt"
@@ -321,9 +326,7 @@ def assert_unchanged(folder: Path, old: dict[str, str]) -> None:
         assert (folder / name).read_text() == text, name
 
 
-def test_case5_disk_full_during_evaluate_replaces_nothing(
-    evaluate_stage_workspace, full_disk, capsys
-):
+def test_a_full_disk_during_evaluate_replaces_nothing(evaluate_stage_workspace, full_disk, capsys):
     folder, arguments, old = evaluate_stage_workspace
     with pytest.raises(SystemExit) as exit_info:
         load_stage("evaluate").main(arguments)
@@ -333,11 +336,24 @@ def test_case5_disk_full_during_evaluate_replaces_nothing(
     assert_unchanged(folder, old)
 
 
-# --- Case 6: bad command-line input --------------------------------------------------------------
+def test_an_unexpected_os_error_is_one_line(tmp_path, capsys, monkeypatch):
+    """An OSError that escapes the library still gives one line naming the file."""
+    from headpose.cli import evaluate as evaluation
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.jpg"))
+
+    monkeypatch.setattr(evaluation, "evaluation_stems", refuse)
+    code, _, err = run_cli(["evaluate", str(tmp_path / "m.pt"), "--data", str(tmp_path)], capsys)
+    assert code == 2
+    assert "Permission denied" in one_error_line(err, tmp_path / "x.jpg")
+
+
+# --- Bad command-line input -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("row", ["nan,10,30,30", "10,inf,30,30", "10,10,1e9,30", "-inf,1,2,3"])
-def test_case6_box_rows_that_are_no_pixel_positions(row, small_set, tmp_path, capsys):
+def test_box_rows_that_are_no_pixel_positions_are_one_line(row, small_set, tmp_path, capsys):
     _, stems = small_set
     checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18", image_size=IMAGE_SIZE)
     boxes = tmp_path / "boxes.csv"
@@ -351,7 +367,7 @@ def test_case6_box_rows_that_are_no_pixel_positions(row, small_set, tmp_path, ca
     assert "must be finite pixel positions" in one_error_line(err, boxes, "row 1")
 
 
-def test_case6_a_box_far_outside_its_image_is_refused_before_cropping(small_set, tmp_path, capsys):
+def test_a_box_far_outside_its_image_is_refused_before_cropping(small_set, tmp_path, capsys):
     _, stems = small_set
     checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18", image_size=IMAGE_SIZE)
     image = Path(stems[0] + ".jpg")
@@ -370,7 +386,7 @@ def test_case6_a_box_far_outside_its_image_is_refused_before_cropping(small_set,
     ("device", "message"),
     [("banana", "--device 'banana' is no device"), ("cuda", "no CUDA GPU is available here")],
 )
-def test_case6_devices(device, message, small_set, tmp_path, capsys):
+def test_an_unknown_or_missing_device_is_one_line(device, message, small_set, tmp_path, capsys):
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU: --device cuda is valid here")
     _, stems = small_set
@@ -384,7 +400,7 @@ def test_case6_devices(device, message, small_set, tmp_path, capsys):
     assert message in one_error_line(err)
 
 
-def test_case6_export_onto_an_existing_folder(tmp_path, capsys):
+def test_export_onto_an_existing_folder_is_refused(tmp_path, capsys):
     checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18", image_size=IMAGE_SIZE)
     (tmp_path / "existing").mkdir()
     code, _, err = run_cli(["export", str(checkpoint), "--out", str(tmp_path / "existing")], capsys)
@@ -392,7 +408,7 @@ def test_case6_export_onto_an_existing_folder(tmp_path, capsys):
     assert "it is a folder" in one_error_line(err, tmp_path / "existing")
 
 
-# --- Case 7: misspelt params keys ----------------------------------------------------------------
+# --- Misspelt params keys -------------------------------------------------------------------------
 
 
 def repo_params() -> dict:
@@ -401,7 +417,7 @@ def repo_params() -> dict:
     return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 
 
-def test_case7_unknown_keys_name_the_closest_known_key():
+def test_unknown_params_keys_name_the_closest_known_key():
     params = repo_params()
     params["bin_widht"] = 1
     with pytest.raises(
@@ -418,7 +434,7 @@ def test_case7_unknown_keys_name_the_closest_known_key():
         validate(params)
 
 
-def test_case7_the_params_stage_tracks_every_key_and_stops_dvc_repro(tmp_path, capsys):
+def test_the_params_stage_tracks_every_key_and_stops_dvc_repro(tmp_path, capsys):
     # DVC re-runs a stage whose whole params file is tracked whenever any key changes
     assert STAGES["params"]["params"] == [{"params.yaml": None}]
     text = (REPO_ROOT / "params.yaml").read_text()
@@ -431,7 +447,7 @@ def test_case7_the_params_stage_tracks_every_key_and_stops_dvc_repro(tmp_path, c
     assert "did you mean bin_width?" in one_error_line(capsys.readouterr().err, "bin_widht")
 
 
-def test_case7_dvc_repro_runs_the_params_stage_before_any_other():
+def test_dvc_repro_runs_the_params_stage_before_any_other():
     # the data stages check only the keys' types (headpose.params); the model names are checked
     # by the params stage, which must therefore run first
     from dvc.repo import Repo
@@ -442,10 +458,10 @@ def test_case7_dvc_repro_runs_the_params_stage_before_any_other():
     assert order[0] == "params", order
 
 
-# --- Case 8: evaluate --data FOLDER says what it skipped -----------------------------------------
+# --- evaluate --data FOLDER says what it skipped --------------------------------------------------
 
 
-def test_case8_evaluate_folder_lists_what_it_skipped(tmp_path, capsys):
+def test_evaluate_on_a_folder_lists_what_it_skipped(tmp_path, capsys):
     folder = tmp_path / "aflw_like"
     folder.mkdir()
     stems = write_tiny_dataset(folder, 7)
@@ -466,10 +482,10 @@ def test_case8_evaluate_folder_lists_what_it_skipped(tmp_path, capsys):
     assert "5 samples (2 skipped" in out
 
 
-# --- Case 9: file names, folder modes, the weights-only message, all-or-nothing outputs ----------
+# --- File names, folder modes, the weights-only message, all-or-nothing outputs -------------------
 
 
-def test_case9_a_line_break_in_a_file_name_is_refused_and_listed(tmp_path):
+def test_a_line_break_in_a_file_name_is_refused_and_listed(tmp_path):
     train, test, train_stems, _ = datasets(tmp_path, 3)
     odd = train / "AFW" / "two\nlines"
     for suffix in (".jpg", ".mat"):
@@ -482,7 +498,7 @@ def test_case9_a_line_break_in_a_file_name_is_refused_and_listed(tmp_path):
     assert any(line.startswith(f"{(train / 'AFW' / 'two lines').as_posix()}\t") for line in skipped)
 
 
-def test_case9_output_folders_get_normal_modes(tmp_path):
+def test_output_folders_get_normal_modes(tmp_path):
     old_mask = os.umask(0o022)
     try:
         train, test, _, _ = datasets(tmp_path, 3)
@@ -506,7 +522,7 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-def test_case9_weights_only_refusal_gives_no_unsafe_advice(tmp_path, capsys):
+def test_the_weights_only_refusal_gives_no_unsafe_advice(tmp_path, capsys):
     marker = tmp_path / "payload_ran"
     hostile = tmp_path / "hostile.pt"
     torch.save({"state_dict": {}, "meta": _Payload(marker)}, hostile)
@@ -518,7 +534,7 @@ def test_case9_weights_only_refusal_gives_no_unsafe_advice(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_case9_evaluate_replaces_nothing_when_the_plots_folder_cannot_be_replaced(
+def test_evaluate_replaces_nothing_when_the_plots_folder_cannot_be_replaced(
     evaluate_stage_workspace, monkeypatch, capsys
 ):
     folder, arguments, old = evaluate_stage_workspace
@@ -539,7 +555,7 @@ def test_case9_evaluate_replaces_nothing_when_the_plots_folder_cannot_be_replace
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_case9_evaluate_with_a_really_read_only_plots_folder(evaluate_stage_workspace, capsys):
+def test_evaluate_with_a_really_read_only_plots_folder(evaluate_stage_workspace, capsys):
     folder, arguments, old = evaluate_stage_workspace
     plots = folder / "plots" / "evaluation"
     plots.chmod(0o555)
@@ -550,16 +566,3 @@ def test_case9_evaluate_with_a_really_read_only_plots_folder(evaluate_stage_work
         plots.chmod(0o755)
     one_error_line(capsys.readouterr().err, "plots/evaluation")
     assert_unchanged(folder, old)
-
-
-def test_case5_an_unexpected_os_error_is_one_line(tmp_path, capsys, monkeypatch):
-    """An OSError that escapes the library still gives one line naming the file."""
-    from headpose.evaluation import evaluate as evaluation
-
-    def refuse(*_args, **_kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.jpg"))
-
-    monkeypatch.setattr(evaluation, "evaluation_stems", refuse)
-    code, _, err = run_cli(["evaluate", str(tmp_path / "m.pt"), "--data", str(tmp_path)], capsys)
-    assert code == 2
-    assert "Permission denied" in one_error_line(err, tmp_path / "x.jpg")

@@ -7,7 +7,8 @@ import re
 import subprocess
 import sys
 
-from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
+from helpers import REPO_ROOT
+from training_fixtures import write_list, write_tiny_dataset
 
 
 def test_prints_loader_step_and_loop_rates(tmp_path):

@@ -25,7 +25,7 @@ import headpose.training.loop as training
 from headpose.errors import HeadposeError
 from headpose.io.formats import read_list
 from headpose.training.distributed import BACKEND_VARIABLE, Rank, relaunch_under_torchrun
-from headpose.training.loop import TrainPaths, make_train_loader, run_training
+from headpose.training.loop import LoaderSettings, TrainPaths, make_train_loader, run_training
 
 # 16 training images, global batch 16: one step per epoch, so each epoch's loss is one step's.
 PARAMS = {"batch_size": 16, "epochs": 2, "finetune_epochs": 1, "workers": 1}
@@ -99,7 +99,7 @@ def test_two_processes_train_like_one(lists, tmp_path, monkeypatch, one_torch_th
 
 def test_ranks_share_each_global_batch(lists):
     dataset = training.training_dataset(read_list(lists[0]), 32, "hopenet", 0)
-    params = tiny_params(batch_size=8)
+    params = LoaderSettings.from_params(tiny_params(batch_size=8))
     device = torch.device("cpu")
     single, single_sampler = make_train_loader(dataset, params, device)
     ranks = [make_train_loader(dataset, params, device, Rank(r, 2)) for r in range(2)]

@@ -14,21 +14,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
 from stage_fixtures import stage_command
-from training_fixtures import REPO_ROOT, write_list, write_tiny_dataset
+from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.cli import main as headpose_main
 from headpose.data.pipeline import evaluation_dataset, preprocess
-from headpose.deploy import runtime
 from headpose.errors import HeadposeError
 from headpose.evaluation import protocol
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
 from headpose.evaluation.protocol import check_protocol, evaluation_stems, is_real_aflw2000
+from headpose.inference import timing
 from headpose.io.formats import read_annotation, write_sample
 from headpose.models.bins import Bins
 from headpose.models.network import build_model, load_checkpoint
+from headpose.models.registry import IMAGENET
 from headpose.plots import plot_errors_vs_angle
 
 IMAGE_SIZE = 32
@@ -131,7 +133,7 @@ def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoi
     model, _ = load_checkpoint(tiny_checkpoint)
     image, _ = evaluation_dataset(stems[3:4], IMAGE_SIZE, "hopenet", workers=1)[0]
     with torch.inference_mode():
-        logits = model(preprocess(image.numpy()).unsqueeze(0))
+        logits = model(preprocess(image.numpy(), IMAGENET).unsqueeze(0))
     by_hand = [Bins(3, "centers").expectation_deg(angle_logits).item() for angle_logits in logits]
     assert np.allclose(result.errors.predicted_deg[3], by_hand, atol=1e-4)
     metrics = result.metrics
@@ -252,7 +254,7 @@ def test_cli_evaluates_an_original_hopenet_snapshot_as_published(
 ):
     """A bare ResNet state dict with fc_yaw/fc_pitch/fc_roll (+ fc_finetune), as HopeNet saved."""
     folder, _ = tiny_set
-    monkeypatch.setattr(runtime, "THROUGHPUT_BATCH_SIZE", 2)  # 224 px: keep the timing short
+    monkeypatch.setattr(timing, "THROUGHPUT_BATCH_SIZE", 2)  # 224 px: keep the timing short
     state = OrderedDict(
         (key.removeprefix("backbone."), value)
         for key, value in build_model("resnet18", Bins(3)).state_dict().items()

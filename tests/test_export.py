@@ -17,15 +17,16 @@ from model_fixtures import write_checkpoint
 from headpose.cli import main
 from headpose.data.pipeline import evaluation_dataset, model_input
 from headpose.deploy.export import CropCalibrationReader, export_for_deployment, export_torchscript
-from headpose.deploy.runtime import (
+from headpose.evaluation.evaluate import predict_stems
+from headpose.evaluation.metrics import mae_summary
+from headpose.inference.runtime import (
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.evaluation.evaluate import predict_stems
-from headpose.evaluation.metrics import mae_summary
 from headpose.models.bins import Bins
 from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
+from headpose.models.registry import IMAGENET
 
 IMAGE_SIZE = 96
 
@@ -42,7 +43,7 @@ def real_stems(aflw2000_dir) -> list[str]:
 def real_crops(real_stems) -> torch.Tensor:
     dataset = evaluation_dataset(real_stems, IMAGE_SIZE, "hopenet", workers=1)
     images = torch.stack([dataset[index][0] for index in range(len(dataset))])
-    return model_input(images, torch.device("cpu"))
+    return model_input(images, torch.device("cpu"), IMAGENET)
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +119,20 @@ def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, 
     graph = onnx.load(str(int8)).graph
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
     int8_errors = predict_stems(
-        onnx_angle_function(onnx_session(int8)), real_stems, IMAGE_SIZE, "hopenet", 1
+        onnx_angle_function(onnx_session(int8)),
+        real_stems,
+        IMAGE_SIZE,
+        "hopenet",
+        1,
+        normalization=IMAGENET,
     )
     fp32_errors = predict_stems(
-        onnx_angle_function(onnx_session(fp32)), real_stems, IMAGE_SIZE, "hopenet", 1
+        onnx_angle_function(onnx_session(fp32)),
+        real_stems,
+        IMAGE_SIZE,
+        "hopenet",
+        1,
+        normalization=IMAGENET,
     )
     assert int8_errors.predicted_deg.shape == (len(real_stems), 3)
     np.testing.assert_array_equal(int8_errors.true_deg, fp32_errors.true_deg)
@@ -132,13 +143,16 @@ def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, 
 def test_predict_with_onnx_equals_the_pytorch_evaluation(exported, real_stems):
     network, meta = load_checkpoint(exported["model.pt"])
     model = AnglesModel(network, Bins(3, "centers"))
-    pytorch = predict_stems(torch_angle_function(model), real_stems, IMAGE_SIZE, "hopenet", 1)
+    pytorch = predict_stems(
+        torch_angle_function(model), real_stems, IMAGE_SIZE, "hopenet", 1, normalization=IMAGENET
+    )
     onnx_run = predict_stems(
         onnx_angle_function(onnx_session(exported["model.onnx"])),
         real_stems,
         IMAGE_SIZE,
         "hopenet",
         1,
+        normalization=IMAGENET,
     )
     assert onnx_run.stems == pytorch.stems
     assert np.abs(onnx_run.predicted_deg - pytorch.predicted_deg).max() < 0.1

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import REPO_ROOT
 from stage_fixtures import stage_command
 
 from headpose.datasets.filelists import (
@@ -22,8 +23,6 @@ from headpose.datasets.filelists import (
 from headpose.datasets.naming import group_key, rotated_name
 from headpose.errors import HeadposeError
 from headpose.io.formats import read_list, write_mat, write_sample
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_fixture_sample(stem: Path, yaw_deg: float = 10.0, pitch_deg: float = -5.0, **extra):

@@ -27,8 +27,8 @@ from headpose.cli import main as headpose_main
 from headpose.data.store import StoreSpec, prepare_crops
 from headpose.datasets.augment import build_augmentation
 from headpose.datasets.filelists import build_filelists, write_filelists
-from headpose.deploy import runtime
 from headpose.errors import HeadposeError
+from headpose.inference import timing
 from headpose.io.formats import read_sample
 
 TRAIN_REAL = ("image00002", "image00006")  # AFLW2000 pairs in a 300W_LP-layout folder
@@ -200,9 +200,9 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_evaluate_folder_reports_the_damaged_sample_and_scores_the_good_ones(
     pristine, checkpoint, target_index, change, monkeypatch
 ):
-    monkeypatch.setattr(runtime, "WARMUP_RUNS", 1)
-    monkeypatch.setattr(runtime, "TIMED_RUNS", 1)
-    monkeypatch.setattr(runtime, "THROUGHPUT_BATCH_SIZE", 2)
+    monkeypatch.setattr(timing, "WARMUP_RUNS", 1)
+    monkeypatch.setattr(timing, "TIMED_RUNS", 1)
+    monkeypatch.setattr(timing, "THROUGHPUT_BATCH_SIZE", 2)
     with tempfile.TemporaryDirectory() as work:
         test = Path(work) / "test"
         shutil.copytree(pristine / "test", test)

@@ -10,13 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT
 
 from headpose.training.gpus import claim_gpus, visible_device_ids
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # A claimant process: claims one of DEVICES fake devices, prints its index, holds it until
 # its stdin closes (or it is killed).

@@ -11,15 +11,17 @@ import torch
 from model_fixtures import checkpoint_meta
 
 from headpose.errors import HeadposeError
-from headpose.models import checkpoints as models
+from headpose.models import checkpoints, weights
 from headpose.models.bins import Bins
 from headpose.models.cbam import CBAM, ChannelAttention, SpatialAttention
-from headpose.models.checkpoints import HOPENET_META, imagenet_weight_files, save_checkpoint
+from headpose.models.checkpoints import save_checkpoint
+from headpose.models.hopenet import HOPENET_META
 from headpose.models.network import (
     build_model,
     load_checkpoint,
 )
 from headpose.models.registry import ARCHS
+from headpose.models.weights import imagenet_weight_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -123,7 +125,7 @@ def test_pretrained_weights_of_another_arch_under_its_name_give_one_message(tmp_
     # are named, with the arch and head they do not fit
     path = tmp_path / "relabelled.pt"
     weights = build_model("resnet50", Bins(3)).state_dict()
-    models.save_torch(path, {"state_dict": weights, "meta": checkpoint_meta("resnet18", 66)})
+    checkpoints.save_torch(path, {"state_dict": weights, "meta": checkpoint_meta("resnet18", 66)})
     with pytest.raises(HeadposeError, match=r"does not fit resnet18 with head .*'num_bins': 33"):
         build_model("resnet18", Bins(6), pretrained=str(path))
 
@@ -217,7 +219,8 @@ def _serve_weights_from_a_file_url(tmp_path, monkeypatch, name_hash: str | None 
     torch.save(source.state_dict(), served)
     digest = hashlib.sha256(served.read_bytes()).hexdigest()
     cached = tmp_path / "hub" / "checkpoints" / f"shufflenet-{name_hash or digest[:8]}.pth"
-    monkeypatch.setattr(models, "imagenet_weight_sources", lambda arch: [(served.as_uri(), cached)])
+    sources = [(served.as_uri(), cached)]
+    monkeypatch.setattr(weights, "imagenet_weight_sources", lambda arch: sources)
     return source, cached
 
 

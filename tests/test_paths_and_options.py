@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import yaml
 from cli_fixtures import run_cli
+from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
 from stage_fixtures import STAGES, commit_all, copy_source_tree
-from training_fixtures import REPO_ROOT, write_tiny_dataset
+from training_fixtures import write_tiny_dataset
 
 from headpose.app.detect import usable_box
 from headpose.errors import HeadposeError

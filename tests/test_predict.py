@@ -26,10 +26,11 @@ from headpose.app.detect import (
 from headpose.app.draw import axis_endpoints
 from headpose.app.predict import FacePosePredictor, protocol_landmark_box, video_frames
 from headpose.data.crop import PREDICT_K, landmark_box, loosen_box
-from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
+from headpose.inference.runtime import torch_angle_function
 from headpose.models.network import load_angles_model
+from headpose.models.registry import Normalization
 
 IMAGE_SIZE = 64
 SCALE = 0.5  # AFLW2000 images are 450 px; tests use 225 px copies
@@ -262,7 +263,11 @@ def test_batching_the_faces_of_a_frame_does_not_change_results(aflw2000_dir, che
 
     def angles(batch_size: int) -> np.ndarray:
         predictor = FacePosePredictor(
-            torch_angle_function(model), meta["image_size"], boxes=boxes, batch_size=batch_size
+            torch_angle_function(model),
+            meta["image_size"],
+            boxes=boxes,
+            batch_size=batch_size,
+            normalization=Normalization.from_meta(meta),
         )
         runs = list(predictor.run(iter([(0, frame.copy())]), Path("group")))
         assert set(runs[0][2]) == {"detect", "crop", "model", "draw"}

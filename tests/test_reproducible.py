@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO_ROOT
 from stage_fixtures import commit_all, copy_source_tree
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("synth", "filelists", "augment", "analyze")
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta
-from training_fixtures import REPO_ROOT, tiny_params, write_list, write_tiny_dataset
+from training_fixtures import tiny_params, write_list, write_tiny_dataset
 
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import HeadposeError
@@ -25,10 +26,15 @@ from headpose.models.checkpoints import save_checkpoint
 from headpose.models.heads import head_from_meta
 from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
-from headpose.models.rotation import Rotation6D, gram_schmidt, label_rotations, rotation_angles_deg
+from headpose.models.rotation import (
+    Rotation6D,
+    geodesic_distance_rad,
+    gram_schmidt,
+    label_rotations,
+    rotation_angles_deg,
+)
 from headpose.params import validate
 from headpose.training.loop import TrainPaths, run_training
-from headpose.training.loss import geodesic_distance_rad, pose_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -77,10 +83,10 @@ def test_geodesic_loss_is_zero_at_the_truth_and_pi_for_a_half_turn():
     )
     # the training loss of the head: near 0 for an exact prediction, with finite gradients
     outputs = six_d(truth).clone().requires_grad_(True)
-    loss = pose_loss((outputs,), angles, Rotation6D(), alpha=0.1)
+    loss = Rotation6D().loss((outputs,), angles)
     loss.backward()
     assert loss.item() < 1e-3 and torch.isfinite(outputs.grad).all()
-    wrong = pose_loss((six_d(truth @ half_turn),), angles, Rotation6D(), alpha=0.1)
+    wrong = Rotation6D().loss((six_d(truth @ half_turn),), angles)
     assert wrong.item() == pytest.approx(math.pi, abs=1e-3)
 
 
@@ -120,7 +126,7 @@ def test_network_loss_and_angles_of_the_rotation_head():
     (outputs,) = network(images)
     assert outputs.shape == (4, 6)
     angles = torch.tensor([[10.0, 5.0, -3.0]] * 4)
-    loss = pose_loss((outputs,), angles, network.head, alpha=0.1)
+    loss = network.head.loss((outputs,), angles)
     loss.backward()
     head_weight = network.fc_rotation.weight.grad
     assert 0 < loss.item() <= math.pi and head_weight.abs().sum() > 0

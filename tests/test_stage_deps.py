@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "headpose"
 
 

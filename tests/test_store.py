@@ -25,7 +25,7 @@ from headpose.data.store import (
     store_root,
     workspace_root,
 )
-from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from headpose.models.registry import IMAGENET, IMAGENET_MEAN, IMAGENET_STD
 
 TRAIN = StoreSpec(32, "hopenet", "train")
 
@@ -131,10 +131,10 @@ def test_uint8_batches_normalised_on_the_device_equal_the_float_path(samples):
     dataset.set_epoch(2)
     batch, _ = next(iter(DataLoader(dataset, batch_size=6)))
     assert batch.dtype == torch.uint8 and batch.shape == (6, 32, 32, 3)
-    normalised = model_input(batch, torch.device("cpu"))
+    normalised = model_input(batch, torch.device("cpu"), IMAGENET)
     expected = torch.stack([_old_preprocess(dataset[index][0].numpy()) for index in range(6)])
     assert normalised.is_contiguous() and torch.equal(normalised, expected)
-    assert torch.equal(preprocess(batch[1].numpy()), expected[1])
+    assert torch.equal(preprocess(batch[1].numpy(), IMAGENET), expected[1])
 
 
 def test_persistent_workers_follow_the_epoch(samples):

@@ -1,22 +1,24 @@
-"""Seed sweeps: the README's queued sweep command expands, through the pinned DVC's own grid
-parser, into every training seed of every variant, and only the training stages track
-``train_seed`` (a seed sweep re-runs train, evaluate and export, never the data stages)."""
+"""Seed sweeps: the documented queued sweep commands (README, docs/results.md)
+expand, through the pinned DVC's own grid parser, into every training seed of every variant, and
+only the training stages track ``train_seed`` (a seed sweep re-runs train, evaluate and export,
+never the data stages)."""
 
 from __future__ import annotations
 
 import itertools
 import shlex
-from pathlib import Path
 
 import yaml
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("synth", "filelists", "augment", "analyze")
 
 
-def _readme_sweep_commands() -> list[list[str]]:
-    """Every ``dvc exp run --queue`` command line of the README that sweeps ``train_seed``."""
-    lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+def _documented_sweep_commands() -> list[list[str]]:
+    """Every ``dvc exp run --queue`` command line of the README and of docs/results.md (where
+    the measured sweeps are) that sweeps ``train_seed``."""
+    documents = (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "results.md")
+    lines = [line for path in documents for line in path.read_text(encoding="utf-8").splitlines()]
     return [
         shlex.split(line.strip())
         for line in lines
@@ -28,11 +30,11 @@ def _overrides(command: list[str]) -> list[str]:
     return [value for flag, value in itertools.pairwise(command) if flag in ("-S", "--set-param")]
 
 
-def test_readme_sweeps_queue_every_seed_of_every_variant():
+def test_documented_sweeps_queue_every_seed_of_every_variant():
     from dvc.utils.cli_parse import to_path_overrides
     from dvc.utils.hydra import get_hydra_sweeps
 
-    commands = _readme_sweep_commands()
+    commands = _documented_sweep_commands()
     assert len(commands) >= 2  # the default profile's and the reduced one that was run
     for command in commands:
         sweeps = get_hydra_sweeps(to_path_overrides(_overrides(command)))

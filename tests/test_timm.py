@@ -8,12 +8,12 @@ import copy
 import pytest
 import torch
 import yaml
-from training_fixtures import REPO_ROOT
+from helpers import REPO_ROOT
 
 from headpose.deploy.benchmark import run_benchmark
 from headpose.errors import HeadposeError
 from headpose.models.bins import Bins
-from headpose.models.checkpoints import save_checkpoint, timm_weight_source
+from headpose.models.checkpoints import save_checkpoint
 from headpose.models.keys import validate_model_params
 from headpose.models.network import (
     AnglesModel,
@@ -24,9 +24,9 @@ from headpose.models.network import (
 )
 from headpose.models.registry import get_arch
 from headpose.models.rotation import Rotation6D
+from headpose.models.weights import timm_weight_source
 from headpose.params import validate
 from headpose.training.loop import Phase, make_optimizer, set_stem_frozen
-from headpose.training.loss import pose_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -75,7 +75,7 @@ def test_timm_arch_builds_and_trains_a_step(arch, stem):
     angles = torch.tensor([[30.0, -10.0, 5.0], [0.0, 0.0, 0.0], [-60.0, 15.0, -5.0], [5, 5, 5]])
     model.train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    loss = pose_loss(model(images), angles, model.head, alpha=0.1)
+    loss = model.head.loss(model(images), angles)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -16,7 +16,14 @@ import headpose.training.loop as training
 from headpose.errors import HeadposeError
 from headpose.models.bins import Bins
 from headpose.models.network import build_model
-from headpose.training.loop import Phase, TrainPaths, make_optimizer, make_scheduler, run_training
+from headpose.training.loop import (
+    LRSchedule,
+    Phase,
+    TrainPaths,
+    make_optimizer,
+    make_scheduler,
+    run_training,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +145,9 @@ def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
 def test_schedules_and_head_rate():
     model = build_model("resnet18", Bins(3))
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 30, 1e-3))
-    scheduler = make_scheduler(optimizer, tiny_params(lr_schedule="exponential", lr_decay=0.9))
+    scheduler = make_scheduler(
+        optimizer, LRSchedule.from_params(tiny_params(lr_schedule="exponential", lr_decay=0.9))
+    )
     for _ in range(3):
         scheduler.step()
     assert [group["lr"] for group in optimizer.param_groups] == pytest.approx(
@@ -149,7 +158,7 @@ def test_schedules_and_head_rate():
 
     optimizer = make_optimizer(model, Phase("finetune", 31, 30, 1e-4))
     step = tiny_params(lr_schedule="step", lr_steps=[2, 4], lr_step_gamma=0.1)
-    scheduler = make_scheduler(optimizer, step)
+    scheduler = make_scheduler(optimizer, LRSchedule.from_params(step))
     rates = []
     for _ in range(5):
         scheduler.step()

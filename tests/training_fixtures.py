@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
+from helpers import REPO_ROOT
 
 from headpose.io.formats import write_sample
 from headpose.params import load_params
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_tiny_dataset(folder: Path, count: int, seed: int = 0, size: int = 40) -> list[str]:
@@ -49,3 +51,38 @@ def tiny_params(**overrides) -> dict:
     )
     params.update(overrides)
     return params
+
+
+def check_head_end_to_end(head: str, folder: Path) -> dict:
+    """Train a tiny model with ``head`` (random data, 32 px, 2 + 1 epochs), then load its
+    checkpoint, evaluate it and export it to ONNX (fp32 + int8), checking each step against the
+    previous one; return the checkpoint's meta."""
+    from headpose.deploy.export import export_for_deployment
+    from headpose.evaluation.evaluate import evaluate, format_report
+    from headpose.models.heads import head_from_meta
+    from headpose.training.loop import TrainPaths, run_training
+
+    stems = write_tiny_dataset(folder, 24)
+    paths = TrainPaths(
+        write_list(folder / "train.txt", stems[:16]),
+        write_list(folder / "val.txt", stems[16:]),
+        folder / "models",
+        folder / "resume.pt",
+        folder / "live",
+    )
+    metrics = run_training(tiny_params(head=head), paths)
+    assert metrics["final"]["epoch"] == 3 and math.isfinite(metrics["final"]["train_loss"])
+    checkpoint = paths.models_dir / "model.pt"
+    meta = torch.load(checkpoint, weights_only=True)["meta"]
+    loaded_head = head_from_meta(meta)
+    assert meta["head"] == head and loaded_head.meta().items() <= meta.items()
+    result = evaluate(checkpoint, stems[16:], "val")
+    assert result.metrics["mae"]["count"] == 8
+    # the evaluation scores the model as validation did, and its report names the head
+    assert result.metrics["mae"]["mean"] == pytest.approx(metrics["final"]["mae_mean"], abs=1e-3)
+    assert loaded_head.label() in format_report(result.metrics, checkpoint, "val")
+    exported = export_for_deployment(checkpoint, folder / "deploy", stems, stems[16:], workers=1)
+    assert exported["parity_max_abs_deg"] < 0.01
+    assert math.isfinite(exported["mae"]["onnx_int8"]["mean"])
+    assert (folder / "deploy" / "model.onnx").is_file()
+    return meta

@@ -33,7 +33,6 @@ goes through, and the command then exits with status 1.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import tempfile
@@ -49,7 +48,6 @@ from tqdm import tqdm
 
 from headpose.app.detect import (
     DEFAULT_DETECTOR,
-    DETECTORS,
     IDENTITY_CALIBRATION,
     BoxCalibration,
     BoxTable,
@@ -63,24 +61,23 @@ from headpose.app.detect import (
 )
 from headpose.app.draw import draw_pose
 from headpose.data.crop import (
-    CROP_PROTOCOLS,
     PUBLISHED_CROP_PROTOCOL,
     Box,
     prediction_crop,
     trained_protocol,
 )
 from headpose.data.pipeline import preprocess
-from headpose.deploy.runtime import (
+from headpose.errors import HeadposeError
+from headpose.inference.runtime import (
     AngleFunction,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, file_problem, write_csv, write_json
 from headpose.io.formats import decode_rgb, write_jpeg
 from headpose.models.network import load_angles_model, pick_device
-from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
+from headpose.models.registry import IMAGENET, Normalization
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -134,6 +131,8 @@ class FacePosePredictor:
         boxes: BoxTable | None = None,
         batch_size: int = 32,
         crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
+        *,
+        normalization: Normalization,
     ) -> None:
         if (detector is None) == (boxes is None):
             raise HeadposeError("give either a face detector or a box table")
@@ -144,6 +143,7 @@ class FacePosePredictor:
         self.calibration = IDENTITY_CALIBRATION if detector is None else detector.calibration
         self.batch_size = batch_size
         self.crop_protocol = crop_protocol
+        self.normalization = normalization
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
         """The faces of a frame: a detector's usable boxes only (:func:`usable_box`: a 10000x50
@@ -189,7 +189,10 @@ class FacePosePredictor:
             faces = self.faces(image, path, index)
             detected = time.perf_counter()
             crops = [
-                preprocess(prediction_crop(image, self.landmark_box(face), size, protocol))
+                preprocess(
+                    prediction_crop(image, self.landmark_box(face), size, protocol),
+                    self.normalization,
+                )
                 for face in faces
             ]
             cropped = time.perf_counter()
@@ -423,10 +426,11 @@ def onnx_image_size(session, path: Path) -> int:
 
 def load_runtime(
     checkpoint: Path, runtime: str, device: torch.device
-) -> tuple[AngleFunction, int, str, str | None]:
+) -> tuple[AngleFunction, int, str, str | None, Normalization]:
     """(angle function, model input side, where it runs, the crop protocol it was trained on,
-    None for an .onnx file) for a .pt checkpoint or an exported .onnx model (fp32 or int8).
-    ``runtime="onnx"`` on a checkpoint exports it to ONNX first."""
+    None for an .onnx file, its input normalisation) for a .pt checkpoint or an exported .onnx
+    model (fp32 or int8). An .onnx file records no normalisation: ImageNet's, that of every
+    torchvision backbone. ``runtime="onnx"`` on a checkpoint exports it to ONNX first."""
     if runtime == "auto":
         runtime = "onnx" if checkpoint.suffix.lower() == ".onnx" else "torch"
     if checkpoint.suffix.lower() == ".onnx":
@@ -434,56 +438,82 @@ def load_runtime(
             raise HeadposeError(f"{checkpoint} is an ONNX model: it runs with --runtime onnx")
         session = onnx_session(checkpoint, allow_spinning=False)
         size = onnx_image_size(session, checkpoint)
-        return onnx_angle_function(session), size, "onnxruntime", None
+        return onnx_angle_function(session), size, "onnxruntime", None, IMAGENET
     model, meta = load_angles_model(checkpoint, device=device if runtime == "torch" else "cpu")
-    protocol = trained_protocol(meta)
+    protocol, normalization = trained_protocol(meta), Normalization.from_meta(meta)
     if runtime == "torch":
-        return torch_angle_function(model), meta["image_size"], str(device), protocol
+        function = torch_angle_function(model)
+        return function, meta["image_size"], str(device), protocol, normalization
     from headpose.deploy.export import export_onnx  # loaded only when needed: it pulls in onnx
 
     with tempfile.TemporaryDirectory() as work:
         export_onnx(model, meta["image_size"], Path(work) / "model.onnx")
         session = onnx_session(Path(work) / "model.onnx", allow_spinning=False)
     runs_on = "onnxruntime (fp32 export)"
-    return onnx_angle_function(session), meta["image_size"], runs_on, protocol
+    return onnx_angle_function(session), meta["image_size"], runs_on, protocol, normalization
 
 
-def build_detector(args: argparse.Namespace) -> FaceDetector | None:
-    """The detector the options ask for (None with ``--boxes``); offline without a cached
-    YuNet model, one warning line and the Haar detector."""
-    if args.boxes:
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def build_detector(
+    boxes: str | None, detector: str, detector_model: str | None, min_score: float | None
+) -> FaceDetector | None:
+    """The detector asked for (None with a boxes file); offline without a cached YuNet model,
+    one warning line and the Haar detector."""
+    if boxes:
         return None
     try:
-        return make_detector(args.detector, args.detector_model, args.min_score)
+        return make_detector(detector, detector_model, min_score)
     except ModelUnavailable as error:
         print(f"warning: {error}; using the haar detector instead", file=sys.stderr)
         return make_detector("haar")
 
 
-def run_predict(args: argparse.Namespace) -> None:
-    """The ``headpose predict`` command."""
-    checkpoint = Path(args.checkpoint)
+def predict(
+    paths: list[str],
+    checkpoint: Path,
+    out_dir: Path,
+    *,
+    runtime: str = "auto",
+    detector: str = DEFAULT_DETECTOR,
+    detector_model: str | None = None,
+    min_score: float | None = None,
+    boxes: str | None = None,
+    batch_size: int = 32,
+    max_frames: int | None = None,
+    device: str | None = None,
+    crop_protocol: str | None = None,
+) -> list[str]:
+    """Predict every face of ``paths`` (images, folders, videos, camera indices) into
+    ``out_dir``, print the timings and problems; return the problems (one line each)."""
     problem = file_problem(checkpoint)
     if problem:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
         raise HeadposeError(f"checkpoint {checkpoint} {problem}{hint}")
-    device = pick_device(args.device)
-    predict_angles, image_size, runs_on, trained = load_runtime(checkpoint, args.runtime, device)
-    protocol = args.crop_protocol or trained or PUBLISHED_CROP_PROTOCOL
-    boxes = read_box_file(args.boxes) if args.boxes else None
-    detector = build_detector(args)
-    predictor = FacePosePredictor(
-        predict_angles, image_size, detector, boxes, args.batch_size, protocol
+    predict_angles, image_size, runs_on, trained, normalization = load_runtime(
+        checkpoint, runtime, pick_device(device)
     )
-    files, errors = collect_inputs(args.paths)
-    out_dir = Path(args.out)
-    results, file_errors, timings = predict_files(predictor, files, out_dir, args.max_frames)
+    protocol = crop_protocol or trained or PUBLISHED_CROP_PROTOCOL
+    box_table = read_box_file(boxes) if boxes else None
+    face_detector = build_detector(boxes, detector, detector_model, min_score)
+    predictor = FacePosePredictor(
+        predict_angles,
+        image_size,
+        face_detector,
+        box_table,
+        batch_size,
+        protocol,
+        normalization=normalization,
+    )
+    files, errors = collect_inputs(paths)
+    results, file_errors, timings = predict_files(predictor, files, out_dir, max_frames)
     errors += file_errors
     report = {
         "checkpoint": str(checkpoint),
         "runtime": runs_on,
         "crop_protocol": protocol,
-        "detector": "boxes file" if detector is None else detector.name,
+        "detector": "boxes file" if face_detector is None else face_detector.name,
         "timings": timings,
         "errors": errors,
     }
@@ -493,51 +523,4 @@ def run_predict(args: argparse.Namespace) -> None:
     for name, summary in timings.items():
         print(format_timings(name, summary))
     print(f"{len(results)} faces in {len(files)} files -> {out_dir}/predictions.json")
-    if errors:
-        raise SystemExit(1)
-
-
-def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict", help="predict head poses on images, folders, videos and cameras"
-    )
-    parser.add_argument(
-        "paths", nargs="+", metavar="PATH", help="image, folder or video files; 0, 1 ... a camera"
-    )
-    parser.add_argument(
-        "--checkpoint",
-        default=str(DEFAULT_CHECKPOINT),
-        help="model checkpoint (.pt) or exported model (.onnx, e.g. deploy/model_int8.onnx)",
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--runtime",
-        default="auto",
-        choices=("auto", "torch", "onnx"),
-        help="auto: onnx for .onnx files, else torch; onnx on a .pt exports it first",
-    )
-    parser.add_argument(
-        "--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS), help="face detector"
-    )
-    parser.add_argument(
-        "--detector-model", help="local YuNet .onnx file instead of the cached download"
-    )
-    parser.add_argument(
-        "--min-score",
-        type=option(FINITE_NUMBER),
-        help="drop faces the detector is less sure of (yunet: 0 to 1, default 0.6)",
-    )
-    parser.add_argument("--boxes", help="CSV/JSON of file[,frame],x0,y0,x1,y1 instead of detecting")
-    parser.add_argument(
-        "--batch-size", type=option(SCHEMA["batch_size"]), default=32, help="most faces per call"
-    )
-    parser.add_argument(
-        "--max-frames", type=option(AT_LEAST_ONE), help="stop each video/camera after N frames"
-    )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument(
-        "--crop-protocol",
-        choices=CROP_PROTOCOLS,
-        help="how faces are cropped (default: the checkpoint's; for .onnx files hopenet)",
-    )
-    parser.set_defaults(run=run_predict)
+    return errors

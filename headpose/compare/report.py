@@ -5,15 +5,13 @@ seed group with its runs, mean and standard deviation of test MAE, and the diffe
 MAE against the baseline group with its paired-bootstrap interval
 (:mod:`headpose.compare.stats`). :func:`format_markdown` prints it as a Markdown table,
 :func:`report_json` as JSON, :func:`plot_report` draws each group's difference and interval
-(written atomically). :func:`add_compare_command` wires the sub-command; its options are parsed
-there and passed on as plain values.
+(written atomically). The sub-command's options are parsed in :mod:`headpose.cli.compare` and
+passed on as plain values.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +29,6 @@ from headpose.compare.stats import (
     paired_bootstrap,
     select_baseline,
 )
-from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path
 
 
@@ -188,56 +185,3 @@ def plot_report(report: Report, path: str | Path) -> None:
             figure.savefig(temp, format=Path(path).suffix.lstrip(".") or "png")
     finally:
         plt.close(figure)
-
-
-def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
-    """``headpose compare [--baseline NAME|KEY=VALUE] [--json] [--plot FILE]``."""
-    parser = subparsers.add_parser(
-        "compare",
-        help="test MAE of the repository's experiments grouped by training seed, with "
-        "paired-bootstrap intervals against a baseline",
-        description="Group the evaluated runs of the repository (the workspace, the commit and "
-        "its experiments, as dvc exp show lists them) by their params without train_seed, and "
-        "print per group the runs, mean and standard deviation of test MAE, and the difference "
-        "of mean MAE against the baseline group with a 95 %% paired-bootstrap interval over "
-        "test images and seeds. Refuses runs evaluated on different test lists or protocols.",
-    )
-    parser.add_argument(
-        "--baseline",
-        help="the baseline group: an experiment name or revision, or KEY=VALUE[,KEY=VALUE] of "
-        "its params (default: the group of the workspace's results)",
-    )
-    parser.add_argument("--repo", default=".", help="the DVC repository (default: here)")
-    parser.add_argument(
-        "--num", type=_positive, default=1, help="commits of HEAD whose experiments count"
-    )
-    parser.add_argument(
-        "--replicates", type=_positive, default=REPLICATES, help="bootstrap replicates"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    parser.add_argument("--plot", metavar="FILE", help="also draw the intervals into FILE")
-    parser.set_defaults(run=_run_compare_command)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
-
-
-def _run_compare_command(args: argparse.Namespace) -> None:
-    from headpose.compare.runs import WORKSPACE, load_runs
-
-    loaded = load_runs(args.repo, args.num)
-    for reason in loaded.skipped:
-        print(f"skipped {reason}", file=sys.stderr)
-    if not loaded.runs:
-        raise HeadposeError(f"no evaluated runs in {args.repo} (run dvc repro or dvc exp run)")
-    report = compare(loaded.runs, args.baseline, WORKSPACE, args.replicates)
-    if args.plot:
-        plot_report(report, args.plot)
-    print(json.dumps(report_json(report), indent=2) if args.json else format_markdown(report))

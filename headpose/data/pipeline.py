@@ -12,7 +12,8 @@ protocol the params choose (:mod:`headpose.data.crop`). :class:`PoseDataset` ser
 Each item's randomness comes from its own generator seeded by (seed, epoch, index), so results do
 not depend on the number of loader workers and an interrupted run can be replayed exactly. Items
 are uint8 ``(S, S, 3)`` RGB crops: batches travel as bytes (a quarter of float32) and
-:func:`model_input` normalises them on the device the model runs on (ImageNet mean and std);
+:func:`model_input` normalises them on the device the model runs on, by the model's
+normalisation (its checkpoint's ``mean`` and ``std``, from its backbone's registry entry);
 :func:`preprocess` is the same for one crop (prediction).
 
 Sample lists hold one stem per line (``NAME`` for ``NAME.jpg`` + ``NAME.mat``), as written by the
@@ -28,30 +29,28 @@ from torch.utils.data import Dataset
 from headpose.data.crop import blur, draw_training_crop, resample, training_rectangle
 from headpose.data.store import PreparedCrops, StoreSpec, prepare_crops
 from headpose.geometry import flip_angles
-from headpose.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from headpose.models.registry import Normalization
 
 FLIP_PROBABILITY = 0.5
 BLUR_PROBABILITY = 0.05
 
 
-def imagenet_normalization() -> dict[str, list[float]]:
-    """The normalisation every model input gets (stored in checkpoints beside the weights)."""
-    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-
-
-def model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+def model_input(
+    images: torch.Tensor, device: torch.device, normalization: Normalization
+) -> torch.Tensor:
     """A uint8 batch of RGB crops ``(N, S, S, 3)`` as the model's float ``(N, 3, S, S)`` input on
-    ``device``: moved as bytes, then scaled to [0, 1] and ImageNet-normalised there."""
+    ``device``: moved as bytes, then scaled to [0, 1] and normalised there by ``normalization``
+    (the model's: its checkpoint's mean and std)."""
     images = images.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(normalization.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(normalization.std, device=device).view(1, 3, 1, 1)
     return (images.float() / 255.0 - mean) / std
 
 
-def preprocess(crop_rgb: np.ndarray) -> torch.Tensor:
+def preprocess(crop_rgb: np.ndarray, normalization: Normalization) -> torch.Tensor:
     """An RGB uint8 crop (H, W, 3) as a float (3, H, W) model input (:func:`model_input`)."""
     batch = torch.from_numpy(np.ascontiguousarray(crop_rgb))[None]
-    return model_input(batch, torch.device("cpu"))[0]
+    return model_input(batch, torch.device("cpu"), normalization)[0]
 
 
 class PoseDataset(Dataset):

@@ -1,2 +1,2 @@
-"""Deployment: angle functions for PyTorch and ONNX Runtime, ONNX/TorchScript export with int8
-quantisation, and the backbone benchmark."""
+"""Deployment: ONNX/TorchScript export with int8 quantisation, and the backbone benchmark (the
+runtimes they use are in :mod:`headpose.inference`)."""

@@ -23,22 +23,20 @@ machine vary between runs: compare the ratios within one run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
+from headpose.data.crop import PUBLISHED_CROP_PROTOCOL
 from headpose.deploy.export import build_runtimes, calibration_images
-from headpose.deploy.runtime import measure_speed
 from headpose.evaluation.evaluate import predict_stems
 from headpose.evaluation.metrics import mae_summary
-from headpose.io.files import file_size_mb, write_json
+from headpose.inference.timing import measure_speed
+from headpose.io.files import file_size_mb
 from headpose.io.formats import read_list
-from headpose.models.bins import Bins
-from headpose.models.heads import HEAD_NAMES, Head
+from headpose.models.heads import DEFAULT_HEAD, default_head
 from headpose.models.network import (
     AnglesModel,
     build_model,
@@ -47,18 +45,16 @@ from headpose.models.network import (
     load_angles_model,
     pick_device,
 )
-from headpose.models.rotation import Rotation6D
-from headpose.params import AT_LEAST_ONE, SCHEMA, option
+from headpose.models.registry import Normalization, get_arch
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
-UNTRAINED_HEADS: dict[str, Head] = {Bins.name: Bins(3), Rotation6D.name: Rotation6D()}
 LATENCY_KEY = "latency_ms_batch1"
 THROUGHPUT_KEY = "throughput_images_per_s_batch32"
 
 
 def row_name(arch: str, head: str) -> str:
     """A benchmark row's name: the arch, with the head when it is not bins."""
-    return arch if head == Bins.name else f"{arch} ({head})"
+    return arch if head == DEFAULT_HEAD else f"{arch} ({head})"
 
 
 def benchmark_backbone(
@@ -67,7 +63,7 @@ def benchmark_backbone(
     image_size: int | None,
     work_dir: Path,
     *,
-    head: str = Bins.name,
+    head: str = DEFAULT_HEAD,
     test_stems: list[str] | None = None,
     calibration_stems: list[str] | None = None,
     timed_runs: int = 20,
@@ -81,16 +77,22 @@ def benchmark_backbone(
         model, meta = load_angles_model(checkpoint, device=device)
         arch, weights = meta["arch"], "trained"
         image_size = image_size or meta["image_size"]
+        normalization = Normalization.from_meta(meta)
     else:
-        network = fused_for_inference(build_model(arch, UNTRAINED_HEADS[head]))
+        network = fused_for_inference(build_model(arch, default_head(head)))
         model = AnglesModel(network).to(device).eval()
         weights, image_size = "untrained", image_size or 224
+        normalization = get_arch(arch).normalization
     name = row_name(arch, model.head.name)
     file_stem = name.replace("/", "_").replace(" ", "_")
     onnx_path, int8_path = work_dir / f"{file_stem}.onnx", work_dir / f"{file_stem}_int8.onnx"
     if calibration_stems:
         calibration = calibration_images(
-            calibration_stems, image_size, crop_protocol, calibration_count
+            calibration_stems,
+            image_size,
+            crop_protocol,
+            calibration_count,
+            normalization=normalization,
         )
     else:
         generator = torch.Generator().manual_seed(0)
@@ -121,7 +123,9 @@ def benchmark_backbone(
         speed = measure_speed(speed_model, image_size, speed_device, timed_runs)
         entry = {"file_mb": sizes_mb[name], **speed}
         if test_stems and weights == "trained":
-            errors = predict_stems(function, test_stems, image_size, crop_protocol)
+            errors = predict_stems(
+                function, test_stems, image_size, crop_protocol, normalization=normalization
+            )
             entry["mae"] = mae_summary(errors.absolute_deg)
         result["runtimes"][name] = entry
     reference = result["runtimes"]["torch_fp32"]
@@ -139,7 +143,7 @@ def run_benchmark(
     archs: list[str],
     checkpoints: dict[str, str],
     threads: int,
-    head: str = Bins.name,
+    head: str = DEFAULT_HEAD,
     image_size: int | None = None,
     test_list: str | None = None,
     calibration_list: str | None = None,
@@ -201,60 +205,10 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _run_benchmark_command(args: argparse.Namespace) -> None:
-    checkpoints: dict[str, str] = {}
-    for path in args.checkpoints:
+def checkpoint_rows(paths: list[str]) -> dict[str, str]:
+    """Row name -> path of each trained checkpoint (named by its arch and head)."""
+    rows: dict[str, str] = {}
+    for path in paths:
         model, meta = load_angles_model(path)
-        checkpoints[row_name(meta["arch"], model.head.name)] = path
-    listed = DEFAULT_ARCHS if args.archs is None else args.archs  # `--archs` alone: none extra
-    archs = list(dict.fromkeys([*checkpoints, *listed]))
-    report = run_benchmark(
-        archs,
-        checkpoints,
-        args.threads,
-        args.head,
-        args.image_size,
-        args.test_list,
-        args.calibration_list,
-        args.runs,
-        args.crop_protocol,
-    )
-    print(format_table(report))
-    if args.out:
-        write_json(args.out, report)
-
-
-def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "benchmark", help="size, MAE and speed of backbones in PyTorch, ONNX fp32 and int8"
-    )
-    parser.add_argument(
-        "--archs",
-        nargs="*",
-        help=f"untrained backbones, any arch or timm/<name> (default: {' '.join(DEFAULT_ARCHS)})",
-    )
-    parser.add_argument(
-        "--head", choices=HEAD_NAMES, default=Bins.name, help="head of the untrained backbones"
-    )
-    parser.add_argument("--checkpoints", nargs="*", default=[], help="trained checkpoints")
-    parser.add_argument(
-        "--image-size",
-        type=option(SCHEMA["image_size"]),
-        help="input px (default: checkpoint's, or 224)",
-    )
-    parser.add_argument("--test-list", help="sample list for MAE (trained checkpoints only)")
-    parser.add_argument("--calibration-list", help="training list for int8 calibration")
-    parser.add_argument(
-        "--crop-protocol",
-        choices=CROP_PROTOCOLS,
-        default=PUBLISHED_CROP_PROTOCOL,
-        help="how test and calibration faces are cropped (default: the published hopenet)",
-    )
-    parser.add_argument(
-        "--threads", type=option(AT_LEAST_ONE), default=os.cpu_count(), help="CPU threads"
-    )
-    parser.add_argument(
-        "--runs", type=option(AT_LEAST_ONE), default=20, help="timed runs at batch 1"
-    )
-    parser.add_argument("--out", help="write the report as JSON (e.g. metrics/benchmark.json)")
-    parser.set_defaults(run=_run_benchmark_command)
+        rows[row_name(meta["arch"], model.head.name)] = path
+    return rows

@@ -20,7 +20,6 @@ evaluation's inference path.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import warnings
@@ -32,18 +31,19 @@ import torch
 
 from headpose.data.crop import trained_protocol
 from headpose.data.pipeline import evaluation_dataset, model_input, training_dataset
-from headpose.deploy.runtime import (
+from headpose.errors import HeadposeError
+from headpose.evaluation.evaluate import predict_dataset
+from headpose.evaluation.metrics import mae_summary
+from headpose.inference.runtime import (
     AngleFunction,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
-from headpose.errors import HeadposeError
-from headpose.evaluation.evaluate import predict_dataset
-from headpose.evaluation.metrics import mae_summary
 from headpose.io.files import atomic_directory, atomic_path, file_size_mb
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import AnglesModel, load_angles_model
+from headpose.models.registry import Normalization
 
 INPUT_NAME = "image"
 # metrics/export.json has always called the PyTorch runtime "pytorch_fp32"
@@ -117,9 +117,11 @@ def calibration_images(
     count: int = 256,
     seed: int = 0,
     workers: int = 0,
+    *,
+    normalization: Normalization,
 ) -> torch.Tensor:
     """``count`` training crops of crop ``protocol`` (random crops and flips, as in training),
-    normalised.
+    normalised by the model's ``normalization``.
 
     The samples are an evenly spaced subset of ``stems`` (a training list), so the activation
     ranges are fixed on the distribution the model was trained on.
@@ -127,7 +129,7 @@ def calibration_images(
     chosen = stems[:: max(len(stems) // count, 1)][:count]
     dataset = training_dataset(chosen, image_size, protocol, seed, workers, "calibration crops")
     images = torch.stack([dataset[index][0] for index in range(len(dataset))])
-    return model_input(images, torch.device("cpu"))
+    return model_input(images, torch.device("cpu"), normalization)
 
 
 class CropCalibrationReader:
@@ -263,15 +265,24 @@ def export_for_deployment(
     model, meta = load_angles_model(checkpoint)
     image_size = meta["image_size"]
     protocol = crop_protocol or trained_protocol(meta)
+    normalization = Normalization.from_meta(meta)
     calibration = calibration_images(
-        calibration_stems, image_size, protocol, seed=seed, workers=workers
+        calibration_stems,
+        image_size,
+        protocol,
+        seed=seed,
+        workers=workers,
+        normalization=normalization,
     )
     test_set = evaluation_dataset(test_stems, image_size, protocol, workers)
     with atomic_directory(out_dir) as temp:
         functions = build_runtimes(
             model, image_size, temp / "model.onnx", temp / "model_int8.onnx", calibration
         )
-        runs = {name: predict_dataset(function, test_set) for name, function in functions.items()}
+        runs = {
+            name: predict_dataset(function, test_set, normalization=normalization)
+            for name, function in functions.items()
+        }
         files = ["model.onnx", "model_int8.onnx"]
         if model.network.fused:
             save_checkpoint(temp / "model_fused.pt", model.network, meta)
@@ -293,29 +304,17 @@ def export_for_deployment(
     }
 
 
-def run_export(args: argparse.Namespace) -> None:
-    """The ``headpose export`` command."""
-    model, meta = load_angles_model(args.checkpoint)
-    if args.format == "onnx":
-        export_onnx(model, meta["image_size"], args.out)
-        error = max_parity_error_deg(model, args.out, _example_batch(meta["image_size"], 4))
-        print(
-            f"wrote {args.out} (ONNX opset {ONNX_OPSET}); max |torch - onnxruntime| = "
-            f"{error:.2e} deg on random inputs"
-        )
-    else:
-        export_torchscript(model, meta["image_size"], args.out)
-        print(f"wrote {args.out} (TorchScript)")
-    print(
-        f"input {INPUT_NAME!r}: float (N, 3, {meta['image_size']}, {meta['image_size']}) RGB "
-        f"crops, (x / 255 - mean) / std with mean {meta['mean']}, std {meta['std']}; output "
-        f"{OUTPUT_NAME!r}: (N, 3) yaw, pitch, roll in degrees"
-    )
+EXPORT_FORMATS = ("onnx", "torchscript")
 
 
-def add_export_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("export", help="export a checkpoint to ONNX or TorchScript")
-    parser.add_argument("checkpoint", help="model checkpoint (.pt)")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    parser.add_argument("--out", required=True, help="output file (.onnx or .pt)")
-    parser.set_defaults(run=run_export)
+def export_file(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, file_format: str
+) -> tuple[dict, float | None]:
+    """Export ``checkpoint`` as one ``file_format`` file (see :data:`EXPORT_FORMATS`) to ``out``;
+    return its meta and, for ONNX, the largest |PyTorch - ONNX Runtime| angle on random inputs."""
+    model, meta = load_angles_model(checkpoint)
+    if file_format == "onnx":
+        export_onnx(model, meta["image_size"], out)
+        return meta, max_parity_error_deg(model, out, _example_batch(meta["image_size"], 4))
+    export_torchscript(model, meta["image_size"], out)
+    return meta, None

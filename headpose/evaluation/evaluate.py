@@ -1,9 +1,10 @@
 """Evaluation: the one inference path, the evaluation of a checkpoint, and its report.
 
-Every score of a model goes through :func:`predict_angles` (a runtime wrapped as an
-:data:`~headpose.deploy.runtime.AngleFunction`, over batches of the evaluation crops of
-:func:`headpose.data.pipeline.evaluation_dataset` under a crop protocol, ImageNet normalisation)
-and the metrics of :mod:`headpose.evaluation.metrics`: validation in training,
+Every score of a model goes through :func:`headpose.inference.batches.predict_angles` (a
+runtime wrapped as an :data:`~headpose.inference.runtime.AngleFunction`, over batches of the
+evaluation crops of :func:`headpose.data.pipeline.evaluation_dataset` under a crop protocol,
+ImageNet normalisation) and the metrics of :mod:`headpose.evaluation.metrics`: validation in
+training,
 the evaluate stage, the export stage's parity and int8 costs, and the benchmark.
 
 :func:`evaluate` scores a checkpoint (ours or an original HopeNet snapshot) on a test list: the
@@ -14,43 +15,43 @@ checkpoint size. Faces are cropped by the published ``hopenet`` protocol unless 
 (:mod:`headpose.data.crop`); ``other_protocols`` scores the same model under other crops beside
 it, so a report shows how much the crop alone moves the model. The real AFLW2000 must come as its
 1969-image protocol (:mod:`headpose.evaluation.protocol`). Speed is measured apart
-(:func:`measure_speed`), so the accuracy metrics of one model and test list are the same on
-every run.
+(:func:`headpose.inference.timing.measure_speed`), so the accuracy metrics of one model and test
+list are the same on every run.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL, trained_protocol
-from headpose.data.pipeline import PoseDataset, evaluation_dataset, model_input
-from headpose.deploy import runtime
-from headpose.deploy.runtime import AngleFunction, measure_speed, torch_angle_function
+from headpose.data.pipeline import PoseDataset, evaluation_dataset
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import (
     NEAR_FRONTAL_LIMIT_DEG,
     PoseErrors,
     error_metrics,
 )
-from headpose.evaluation.protocol import check_protocol, evaluation_stems
+from headpose.evaluation.protocol import check_protocol
 from headpose.geometry import ANGLE_NAMES
+from headpose.inference import timing
+from headpose.inference.batches import predict_angles
+from headpose.inference.runtime import AngleFunction, torch_angle_function
+from headpose.inference.timing import measure_speed
 from headpose.io.files import file_size_mb, write_csv
+from headpose.models.heads import head_from_meta
 from headpose.models.network import (
     AnglesModel,
     count_parameters,
     load_angles_model,
     pick_device,
 )
-from headpose.params import AT_LEAST_ONE, IMAGE_SIZE_RANGE_PX, SCHEMA, option
+from headpose.models.registry import Normalization
+from headpose.params import IMAGE_SIZE_RANGE_PX
 
 EVAL_BATCH_SIZE = 64
 
@@ -58,33 +59,18 @@ EVAL_BATCH_SIZE = 64
 # --- The inference path -------------------------------------------------------------------------
 
 
-def predict_angles(
-    predict: AngleFunction,
-    batches: Iterable,
-    description: str = "evaluate",
-    device: torch.device | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) (N, 3) yaw, pitch, roll degrees (float64) over ``(images uint8,
-    angles_deg)`` batches, in order, with any runtime: PyTorch, ONNX Runtime fp32 or int8.
-    Images are normalised on ``device`` (the model's; default the CPU)."""
-    device = device or torch.device("cpu")
-    predictions, truths = [], []
-    for images, angles_deg in tqdm(batches, desc=description, unit="batch", leave=False):
-        predictions.append(np.asarray(predict(model_input(images, device)), dtype=np.float64))
-        truths.append(angles_deg.numpy().astype(np.float64))
-    return np.concatenate(predictions), np.concatenate(truths)
-
-
 def predict_dataset(
     predict: AngleFunction,
     dataset: PoseDataset,
     batch_size: int = EVAL_BATCH_SIZE,
     device: torch.device | None = None,
+    *,
+    normalization: Normalization,
 ) -> PoseErrors:
-    """The errors of ``predict`` on every sample of an evaluation dataset (inputs normalised on
-    ``device``, default the CPU)."""
+    """The errors of ``predict`` on every sample of an evaluation dataset (inputs normalised by
+    the model's ``normalization`` on ``device``, default the CPU)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    predicted, true = predict_angles(predict, loader, device=device)
+    predicted, true = predict_angles(predict, loader, normalization, device=device)
     return PoseErrors(dataset.crops.stems, true, predicted)
 
 
@@ -95,11 +81,13 @@ def predict_stems(
     crop_protocol: str,
     workers: int = 0,
     device: torch.device | None = None,
+    *,
+    normalization: Normalization,
 ) -> PoseErrors:
     """Read ``stems`` as evaluation crops of ``crop_protocol`` at ``image_size`` (crop store)
-    and predict them all."""
+    and predict them all (inputs normalised by the model's ``normalization``)."""
     dataset = evaluation_dataset(stems, image_size, crop_protocol, workers)
-    return predict_dataset(predict, dataset, device=device)
+    return predict_dataset(predict, dataset, device=device, normalization=normalization)
 
 
 # --- The whole evaluation -----------------------------------------------------------------------
@@ -155,7 +143,10 @@ def evaluate(
             )
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
     function = torch_angle_function(model)
-    errors = predict_stems(function, stems, image_size, crop_protocol, workers, device)
+    normalization = Normalization.from_meta(meta)
+    errors = predict_stems(
+        function, stems, image_size, crop_protocol, workers, device, normalization=normalization
+    )
     metrics = {
         "count": len(stems),
         "real_aflw2000": real_aflw2000,
@@ -165,7 +156,10 @@ def evaluate(
     if other_protocols:
         metrics["other_protocols"] = {
             other: error_metrics(
-                predict_stems(function, stems, image_size, other, workers, device), None
+                predict_stems(
+                    function, stems, image_size, other, workers, device, normalization=normalization
+                ),
+                None,
             )
             for other in other_protocols
         }
@@ -232,13 +226,7 @@ def format_report(
     samples of a scanned folder are counted in the header (and listed on stderr)."""
     model = metrics["model"]
     protocol = " (real AFLW2000-3D, 1969-image protocol)" if metrics["real_aflw2000"] else ""
-    if model.get("head", "bins") == "bins":
-        head = (
-            f"{model['num_bins']} bins of {model['bin_width']} deg, "
-            f"{model['expectation']} expectation"
-        )
-    else:
-        head = f"{model['head']} head"
+    head = head_from_meta(model, f"checkpoint {checkpoint}").label()
     fused = ", fused" if model.get("fused") else ""
     crop = metrics["crop_protocol"]
     published = " (published)" if crop == PUBLISHED_CROP_PROTOCOL else " (not comparable to "
@@ -261,7 +249,7 @@ def format_report(
     if speed is None:
         rows.append(size)
     else:
-        batch = runtime.THROUGHPUT_BATCH_SIZE
+        batch = timing.THROUGHPUT_BATCH_SIZE
         throughput = speed[f"throughput_images_per_s_batch{batch}"]
         rows.append(
             f"{size}; {speed['device']} ({speed['cpu_threads']} CPU threads): "
@@ -271,73 +259,6 @@ def format_report(
     return "\n".join(rows)
 
 
-# --- Command line -------------------------------------------------------------------------------
-
-
-def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
-    """``headpose evaluate CHECKPOINT --data FOLDER_OR_LIST [options]``."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="MAE of a checkpoint (ours or an original HopeNet .pkl) on an AFLW2000-format set",
-        description="Evaluate a checkpoint on an AFLW2000-format folder (scanned and filtered "
-        "by --max-angle as the filelists stage does) or a sample list, and print the table of "
-        "the evaluate stage. Defaults for the options come from the checkpoint; an original "
-        "HopeNet snapshot is evaluated as published (bin width 3, lower_edges, 224 px).",
-    )
-    parser.add_argument("checkpoint", help="a models/*.pt checkpoint or a HopeNet .pkl snapshot")
-    parser.add_argument("--data", required=True, help="AFLW2000-format folder or sample list")
-    parser.add_argument("--expectation", choices=("centers", "lower_edges"), help="bins head only")
-    parser.add_argument(
-        "--bin-width", type=option(AT_LEAST_ONE), help="must match the checkpoint's bins"
-    )
-    parser.add_argument(
-        "--image-size", type=option(SCHEMA["image_size"]), help="input size in pixels"
-    )
-    parser.add_argument(
-        "--max-angle", type=option(SCHEMA["max_angle"]), default=99, help="folder filter (deg)"
-    )
-    parser.add_argument(
-        "--crop-protocol",
-        choices=CROP_PROTOCOLS,
-        default=PUBLISHED_CROP_PROTOCOL,
-        help="how test faces are cropped: hopenet (default, the published protocol) or visible",
-    )
-    parser.add_argument(
-        "--compare-protocols",
-        action="store_true",
-        help="also show the MAE under the other crop protocol (what the crop alone moves)",
-    )
-    parser.add_argument(
-        "--baseline",
-        action="store_true",
-        help="also show the MAE of the training-mean angles stored in the checkpoint",
-    )
-    parser.add_argument(
-        "--workers", type=option(SCHEMA["workers"]), default=0, help="decode processes (0: all)"
-    )
-    parser.set_defaults(run=_run_evaluate_command)
-
-
 def other_protocols(protocol: str) -> tuple[str, ...]:
     """Every crop protocol but ``protocol``."""
     return tuple(other for other in CROP_PROTOCOLS if other != protocol)
-
-
-def _run_evaluate_command(args: argparse.Namespace) -> None:
-    stems, skipped = evaluation_stems(args.data, args.max_angle)
-    for sample, reason in skipped:
-        print(f"skipped {sample}: {reason}", file=sys.stderr)
-    result = evaluate(
-        args.checkpoint,
-        stems,
-        args.data,
-        expectation=args.expectation,
-        bin_width=args.bin_width,
-        image_size=args.image_size,
-        baseline=args.baseline,
-        crop_protocol=args.crop_protocol,
-        other_protocols=other_protocols(args.crop_protocol) if args.compare_protocols else (),
-        workers=args.workers,
-    )
-    speed = evaluation_timing(result)
-    print(format_report(result.metrics, args.checkpoint, args.data, speed, len(skipped)))

@@ -2,9 +2,9 @@
 
 :func:`build_model` wraps a backbone of the registry (:mod:`headpose.models.registry`; the
 ``arch`` key of params.yaml picks it) in a :class:`HeadPoseNet` with the output layers of its head
-(:mod:`headpose.models.heads`; the ``head`` key picks it): ``fc_yaw``, ``fc_pitch``, ``fc_roll``
-(bins) or ``fc_rotation`` (6D rotation). ``forward`` returns the outputs of those layers as a
-tuple. :class:`AnglesModel` puts the head's conversion to degrees after the network, so it maps a
+(:mod:`headpose.models.heads`; the ``head`` key picks it), named and sized by the head.
+``forward`` returns the outputs of those layers as a tuple.
+:class:`AnglesModel` puts the head's conversion to degrees after the network, so it maps a
 ``(N, 3, S, S)`` batch of normalised crops straight to ``(N, 3)`` angles in degrees: validation,
 evaluation, prediction, the benchmark and the exported ONNX/TorchScript files all run this
 module, whatever the head. :func:`load_checkpoint` and :func:`load_angles_model` rebuild them
@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
-from headpose.models.bins import Bins
-from headpose.models.checkpoints import load_pretrained, load_state, read_checkpoint
-from headpose.models.heads import Head, head_from_meta
+from headpose.models.checkpoints import load_state, read_checkpoint
+from headpose.models.head import Head
+from headpose.models.heads import head_from_meta
 from headpose.models.registry import get_arch
+from headpose.models.weights import load_pretrained
 
 
 class HeadPoseNet(nn.Module):
@@ -92,8 +93,6 @@ def build_model(arch: str, head: Head, pretrained: str = "none") -> HeadPoseNet:
     layers start fresh) or a checkpoint path (ours or a HopeNet snapshot) of the same arch, whose
     output layers are taken too when they have the same head and sizes.
     """
-    if isinstance(head, Bins) and head.count < 2:
-        raise HeadposeError(f"a bins head needs at least 2 bins, got {head.count}")
     model = HeadPoseNet(arch, head)
     load_pretrained(model, pretrained)
     return model
@@ -157,12 +156,13 @@ def load_angles_model(
     mode; ``expected`` is as in :func:`load_checkpoint`."""
     network, meta = load_checkpoint(checkpoint, expected=expected, device=device)
     head = network.head
-    if expectation is not None:
-        if not isinstance(head, Bins):
-            raise HeadposeError(
-                f"checkpoint {checkpoint} has a {head.name} head: expectation does not apply"
-            )
-        head = Bins(head.width_deg, expectation)
+    options = {} if expectation is None else {"expectation": expectation}
+    unknown = [key for key in options if key not in head.options]
+    if unknown:
+        raise HeadposeError(
+            f"checkpoint {checkpoint} has a {head.name} head: {', '.join(unknown)} does not apply"
+        )
+    head = head.with_options(**options)
     network = fused_for_inference(network).to(device)
     return AnglesModel(network, head).eval(), meta
 

@@ -3,7 +3,7 @@
 As in timm and torchvision, a name (the ``arch`` key of params.yaml, the ``arch`` of a checkpoint)
 is looked up here, and this is the only list of names: params validation
 (:mod:`headpose.models.keys`), the network (:mod:`headpose.models.network`) and the weight loaders
-(:mod:`headpose.models.checkpoints`) all read it. A torchvision backbone is added with one
+(:mod:`headpose.models.weights`) all read it. A torchvision backbone is added with one
 :func:`register` call giving its :class:`Arch`.
 
 ``timm/<model name>`` names any timm model (``timm/repvgg_a0``, ``timm/efficientnet_b0``...):
@@ -13,6 +13,11 @@ matches from ``timm.list_models()``. Its stem is the module of timm's ``first_co
 norm layer right after it), its ImageNet weights are timm's default pretrained tag, and
 models timm can re-parameterise (RepVGG, MobileOne: branches fused into plain convolutions for
 inference) are fused by :meth:`Arch.fuse`.
+
+Each entry gives the input normalisation its pretrained weights expect (:class:`Normalization`):
+ImageNet's mean and std for torchvision backbones, the ``mean`` and ``std`` of timm's pretrained
+config for ``timm/<name>`` (for example 0.5 for ViTs). Training stores it in checkpoints, and
+every input path normalises by the stored values.
 """
 
 from __future__ import annotations
@@ -29,9 +34,30 @@ from torchvision.models import WeightsEnum
 from headpose.errors import HeadposeError
 from headpose.models.cbam import cbam_resnet50
 
-# The input normalisation of every backbone's ImageNet weights (and so of every model input).
+# The input normalisation of torchvision's ImageNet weights (and of timm models without their own).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """The per-channel mean and standard deviation a backbone's inputs are normalised by
+    (``(x / 255 - mean) / std`` on RGB); checkpoints store them as ``mean`` and ``std``."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def meta(self) -> dict[str, list[float]]:
+        """The checkpoint meta keys of this normalisation."""
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Normalization:
+        """The normalisation a (validated) checkpoint meta stores."""
+        return cls(tuple(meta["mean"]), tuple(meta["std"]))
+
+
+IMAGENET = Normalization(IMAGENET_MEAN, IMAGENET_STD)
 
 
 TIMM_PREFIX = "timm/"
@@ -50,6 +76,7 @@ class Arch:
     stem: tuple[str, ...]  # module names of the first conv block (frozen in training phase 1)
     classifier: str | None  # the attribute holding the final classifier (None: built without)
     timm_name: str | None = None  # the timm model name, for ``timm/<name>``
+    normalization: Normalization = IMAGENET  # what its pretrained weights expect as input
 
     def headless(self) -> tuple[nn.Module, int]:
         """(the network ending in pooled features instead of its classifier, feature count)."""
@@ -125,7 +152,20 @@ def _timm_arch(model_name: str) -> Arch:
         return timm.create_model(model_name, pretrained=False, num_classes=0)
 
     stem = _timm_stem(constructor())
-    return Arch(TIMM_PREFIX + model_name, constructor, None, stem, None, model_name)
+    normalization = _timm_normalization(model_name)
+    return Arch(TIMM_PREFIX + model_name, constructor, None, stem, None, model_name, normalization)
+
+
+def _timm_normalization(model_name: str) -> Normalization:
+    """The mean and std of timm's default pretrained config of the model (ImageNet's when it
+    has none)."""
+    import timm.models
+
+    config = timm.models.get_pretrained_cfg(model_name)
+    mean, std = getattr(config, "mean", None), getattr(config, "std", None)
+    if mean is None or std is None or len(mean) != 3 or len(std) != 3:
+        return IMAGENET
+    return Normalization(tuple(float(v) for v in mean), tuple(float(v) for v in std))
 
 
 def _timm_stem(network: nn.Module) -> tuple[str, ...]:

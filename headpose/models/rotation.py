@@ -7,12 +7,13 @@ proper rotation (orthonormal, determinant +1). Angles come back through the proj
 convention (:func:`headpose.geometry.euler_from_matrices`, the 3DDFA convention of the labels), on
 the branch nearest the frontal pose, so a yaw of 95 degrees stays 95 with small pitch and roll.
 The labels' matrices (:func:`label_rotations`) are built with the same convention, which is what
-the geodesic loss (:mod:`headpose.training.loss`) compares against.
+the loss compares against: the geodesic distance in radians between the predicted matrix and the
+label's, averaged over the batch (a flipped training sample carries flipped angles, so its matrix
+is the flipped rotation).
 
 The head has no parameters of its own beyond the network's one linear layer ``fc_rotation``
-(6 outputs); :class:`Rotation6D` offers what :class:`headpose.models.bins.Bins` offers
-(``name``, ``layer_sizes``, ``meta``, ``angles_deg``), so every inference path, export and
-benchmark run it unchanged.
+(6 outputs), and owns no params.yaml key; :class:`Rotation6D` is the registered ``rotation_6d``
+head (:mod:`headpose.models.head`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from dataclasses import dataclass
 import torch
 
 from headpose.geometry import euler_from_matrices, rotation_matrices
+from headpose.models.head import Head, register_head
 
+# acos is clamped just inside [-1, 1]: its gradient is infinite at the ends.
+ACOS_CLAMP = 1.0 - 1e-7
 NORM_EPS = 1e-8  # keeps Gram-Schmidt finite for a zero vector
 FRONTAL_RAD = (0.0, 0.0, 0.0)  # the reference the Euler branch is chosen nearest to
 
@@ -58,11 +62,27 @@ def rotation_angles_deg(rotations: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.stack([yaw, pitch, roll], dim=-1))
 
 
+def geodesic_distance_rad(predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """The angle (radians, in [0, pi]) of the rotation taking each ``true`` matrix to the
+    ``predicted`` one: acos((trace(P^T T) - 1) / 2), per matrix of (..., 3, 3) batches."""
+    trace = (predicted * true).sum(dim=(-2, -1))  # trace(P^T T) without forming the product
+    return torch.acos(((trace - 1.0) / 2.0).clamp(-ACOS_CLAMP, ACOS_CLAMP))
+
+
+@register_head
 @dataclass(frozen=True)
-class Rotation6D:
+class Rotation6D(Head):
     """The 6D-rotation head: one linear layer of 6 outputs, read as a rotation matrix."""
 
     name = "rotation_6d"  # the params.yaml ``head`` value
+
+    @classmethod
+    def from_params(cls, params: dict) -> Rotation6D:
+        return cls()
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Rotation6D:
+        return cls()
 
     def layer_sizes(self) -> dict[str, int]:
         """The network's output layers for this head."""
@@ -80,3 +100,7 @@ class Rotation6D:
     def angles_deg(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """The (N, 3) yaw, pitch, roll degrees of the network's outputs."""
         return rotation_angles_deg(self.rotations(outputs))
+
+    def loss(self, outputs: Sequence[torch.Tensor], angles_deg: torch.Tensor) -> torch.Tensor:
+        true = label_rotations(angles_deg.float())
+        return geodesic_distance_rad(self.rotations(outputs), true).mean()

@@ -2,7 +2,7 @@
 
 The recipe (``params.yaml`` keys in brackets):
 
-* the loss of the ``head`` (:mod:`headpose.training.loss`): for ``bins``, per angle,
+* the loss of the ``head`` (its :meth:`~headpose.models.head.Head.loss`): for ``bins``, per angle,
   cross-entropy over the bins + ``alpha`` x MSE between the softmax expectation (bin centres, or
   lower edges with ``expectation: lower_edges``) and the true angle; for ``rotation_6d``, the
   geodesic distance between the predicted rotation matrix and the label's;
@@ -51,24 +51,24 @@ from tqdm import tqdm
 from headpose.data.pipeline import (
     PoseDataset,
     evaluation_dataset,
-    imagenet_normalization,
     model_input,
     training_dataset,
 )
-from headpose.deploy.runtime import torch_angle_function
 from headpose.errors import HeadposeError
-from headpose.evaluation.evaluate import predict_angles
 from headpose.evaluation.metrics import absolute_errors_deg, error_sums, mae_from_sums
 from headpose.geometry import ANGLE_NAMES
+from headpose.inference.batches import predict_angles
+from headpose.inference.runtime import torch_angle_function
 from headpose.io.formats import read_list
 from headpose.io.parallel import worker_count
 from headpose.models.checkpoints import save_checkpoint
-from headpose.models.heads import Head, head_from_params
+from headpose.models.head import Head
+from headpose.models.heads import head_from_params
 from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, HeadPoseNet, build_model
+from headpose.models.registry import Normalization, get_arch
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
-from headpose.training.loss import pose_loss
 from headpose.training.memory import PeakPrivateMemory
 from headpose.training.resume import RunState, load_resume, run_fingerprint, save_resume
 
@@ -97,16 +97,46 @@ class Phase:
     lr: float
 
 
-def phases(params: dict) -> list[Phase]:
+def phases(epochs: int, lr: float, finetune_epochs: int, finetune_lr: float) -> list[Phase]:
     """The run's phases: phase 1, then phase 2 when ``finetune_epochs`` > 0."""
-    plan = [Phase("frozen_stem", 1, params["epochs"], params["lr"])]
-    if params["finetune_epochs"] > 0:
-        plan.append(
-            Phase(
-                "finetune", params["epochs"] + 1, params["finetune_epochs"], params["finetune_lr"]
-            )
-        )
+    plan = [Phase("frozen_stem", 1, epochs, lr)]
+    if finetune_epochs > 0:
+        plan.append(Phase("finetune", epochs + 1, finetune_epochs, finetune_lr))
     return plan
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """The per-epoch learning-rate schedule: ``exponential`` (``decay`` per epoch) or ``step``
+    (``step_gamma`` at each epoch of ``steps``)."""
+
+    kind: str
+    decay: float
+    steps: tuple[int, ...]
+    step_gamma: float
+
+    @classmethod
+    def from_params(cls, params: dict) -> LRSchedule:
+        return cls(
+            params["lr_schedule"],
+            params["lr_decay"],
+            tuple(params["lr_steps"]),
+            params["lr_step_gamma"],
+        )
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """What the data loaders read from params: the global batch, the sampler's seed and the
+    loader processes on CUDA."""
+
+    batch_size: int
+    train_seed: int
+    workers: int
+
+    @classmethod
+    def from_params(cls, params: dict) -> LoaderSettings:
+        return cls(params["batch_size"], params["train_seed"], params["workers"])
 
 
 # --- Reproducibility ----------------------------------------------------------------------------
@@ -160,13 +190,13 @@ def make_optimizer(model: HeadPoseNet, phase: Phase) -> torch.optim.Optimizer:
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, params: dict
+    optimizer: torch.optim.Optimizer, schedule: LRSchedule
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The per-epoch LR schedule of ``params`` (stepped once after every epoch of a phase)."""
-    if params["lr_schedule"] == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
+    """The per-epoch LR ``schedule`` (stepped once after every epoch of a phase)."""
+    if schedule.kind == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=schedule.decay)
     return torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=params["lr_steps"], gamma=params["lr_step_gamma"]
+        optimizer, milestones=list(schedule.steps), gamma=schedule.step_gamma
     )
 
 
@@ -179,7 +209,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     head: Head,
-    params: dict,
+    normalization: Normalization,
     device: torch.device,
     description: str,
     show_progress: bool = True,
@@ -188,11 +218,11 @@ def train_one_epoch(
     losses = []
     bar = tqdm(loader, desc=description, unit="batch", leave=False, disable=not show_progress)
     for images, angles_deg in bar:
-        images = model_input(images, device)
+        images = model_input(images, device, normalization)
         angles_deg = angles_deg.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
             outputs = model(images)
-        loss = pose_loss(outputs, angles_deg, head, params["alpha"])
+        loss = head.loss(outputs, angles_deg)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -203,13 +233,16 @@ def train_one_epoch(
 
 
 def validation_mae(
-    model: HeadPoseNet, loader: DataLoader, rank: Rank = SINGLE_PROCESS
+    model: HeadPoseNet,
+    loader: DataLoader,
+    normalization: Normalization,
+    rank: Rank = SINGLE_PROCESS,
 ) -> dict[str, float]:
     """Validation MAE per angle and their mean (degrees) through the evaluation's inference path,
     over the samples of all ranks (each predicts its own share of the validation set)."""
     model.eval()
     predict = torch_angle_function(AnglesModel(model), autocast=True)
-    predicted, true = predict_angles(predict, loader, "validate", rank.device)
+    predicted, true = predict_angles(predict, loader, normalization, "validate", rank.device)
     sums = torch.from_numpy(error_sums(absolute_errors_deg(predicted, true)))
     mae = mae_from_sums(sum_over_ranks(sums, rank).numpy())
     return {f"mae_{name}": mae[name] for name in (*ANGLE_NAMES, "mean")}
@@ -219,7 +252,10 @@ def validation_mae(
 
 
 def make_train_loader(
-    dataset: PoseDataset, params: dict, device: torch.device, rank: Rank = SINGLE_PROCESS
+    dataset: PoseDataset,
+    settings: LoaderSettings,
+    device: torch.device,
+    rank: Rank = SINGLE_PROCESS,
 ) -> tuple[DataLoader, DistributedSampler]:
     """The shuffling loader of this rank and its sampler (the one place the sampler is made).
 
@@ -230,42 +266,46 @@ def make_train_loader(
     step for the same cores); on CUDA in ``workers`` persistent processes, prefetching, into
     pinned memory (:func:`_loader_options`).
     """
-    if params["batch_size"] % rank.world_size:
+    if settings.batch_size % rank.world_size:
         raise HeadposeError(
-            f"params.yaml: batch_size {params['batch_size']} must be divisible by the number of "
+            f"params.yaml: batch_size {settings.batch_size} must be divisible by the number of "
             f"training processes ({rank.world_size}, the gpus key): it is the global batch"
         )
-    batch_size = params["batch_size"] // rank.world_size
+    batch_size = settings.batch_size // rank.world_size
     sampler = DistributedSampler(
-        dataset, rank.world_size, rank.rank, shuffle=True, seed=params["train_seed"], drop_last=True
+        dataset, rank.world_size, rank.rank, shuffle=True, seed=settings.train_seed, drop_last=True
     )
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         drop_last=len(sampler) > batch_size,  # no tiny last batch for BatchNorm
-        **_loader_options(params, device),
+        **_loader_options(settings.workers, device),
     )
     return loader, sampler
 
 
 def make_eval_loader(
-    dataset: PoseDataset, params: dict, device: torch.device, rank: Rank = SINGLE_PROCESS
+    dataset: PoseDataset,
+    settings: LoaderSettings,
+    device: torch.device,
+    rank: Rank = SINGLE_PROCESS,
 ) -> DataLoader:
     """An in-order loader over this rank's share of an evaluation dataset (every
     ``world_size``-th item from ``rank``; no item repeated, unlike DistributedSampler)."""
     share = Subset(dataset, range(rank.rank, len(dataset), rank.world_size))
-    return DataLoader(share, batch_size=params["batch_size"], **_loader_options(params, device))
+    options = _loader_options(settings.workers, device)
+    return DataLoader(share, batch_size=settings.batch_size, **options)
 
 
 LOADER_PREFETCH_BATCHES = 4  # per worker process, on CUDA
 
 
-def _loader_options(params: dict, device: torch.device) -> dict:
+def _loader_options(workers: int, device: torch.device) -> dict:
     """uint8 batches; on CUDA from persistent worker processes (they map the crop store, not
     copy it), prefetched into pinned memory so the copy to the GPU overlaps the step."""
     cuda = device.type == "cuda"
-    workers = worker_count(params["workers"]) if cuda else 0
+    workers = worker_count(workers) if cuda else 0
     return {
         "num_workers": workers,
         "pin_memory": cuda,
@@ -291,7 +331,7 @@ def checkpoint_meta(
         **head.meta(),
         "image_size": params["image_size"],
         "crop_protocol": params["crop_protocol"],
-        **imagenet_normalization(),
+        **get_arch(params["arch"]).normalization.meta(),
         "training_mean_deg": [float(angle) for angle in training_mean_deg],
         "params": params,
         "fingerprint": fingerprint,
@@ -317,6 +357,11 @@ class Trainer:
     scaler: torch.amp.GradScaler
     rank: Rank
 
+    @property
+    def normalization(self) -> Normalization:
+        """The input normalisation of the backbone (stored in the checkpoints)."""
+        return get_arch(self.params["arch"]).normalization
+
     def wrap(self) -> nn.Module:
         """The module a phase trains through: the model itself, or under torchrun a
         DistributedDataParallel wrapper made after the phase set which parameters learn
@@ -335,7 +380,7 @@ class Trainer:
         set_stem_frozen(self.model, stem_frozen)
         network = self.wrap()
         optimizer = make_optimizer(self.model, phase)
-        scheduler = make_scheduler(optimizer, self.params)
+        scheduler = make_scheduler(optimizer, LRSchedule.from_params(self.params))
         if saved and saved["phase"] == phase.name and self.state.epochs_done >= phase.first_epoch:
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -351,14 +396,14 @@ class Trainer:
                 optimizer,
                 self.scaler,
                 self.head,
-                self.params,
+                self.normalization,
                 self.device,
                 f"epoch {epoch}/{total} ({phase.name})",
                 show_progress=self.rank.is_main,
             )
             loss = sum_over_ranks(torch.tensor(rank_loss), self.rank).item() / self.rank.world_size
             scheduler.step()
-            scores = validation_mae(self.model, self.val_loader, self.rank)
+            scores = validation_mae(self.model, self.val_loader, self.normalization, self.rank)
             record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
             self.state.add_epoch(record, self.model)
             if not self.rank.is_main:
@@ -444,9 +489,10 @@ def _train(
     )
     size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
     train_set = training_dataset(train_stems, size, protocol, params["train_seed"], workers)
-    train_loader, sampler = make_train_loader(train_set, params, device, rank)
+    loader_settings = LoaderSettings.from_params(params)
+    train_loader, sampler = make_train_loader(train_set, loader_settings, device, rank)
     val_set = evaluation_dataset(val_stems, size, protocol, workers)
-    val_loader = make_eval_loader(val_set, params, device, rank)
+    val_loader = make_eval_loader(val_set, loader_settings, device, rank)
     fingerprint = run_fingerprint(params, train_set.crops.key, val_set.crops.key)
 
     seed_everything(params["train_seed"])
@@ -470,7 +516,8 @@ def _train(
         val_loader, live, state, scaler, rank,
     )  # fmt: skip
     started = time.perf_counter()
-    for phase in phases(params):
+    plan = phases(params["epochs"], params["lr"], params["finetune_epochs"], params["finetune_lr"])
+    for phase in plan:
         trainer.run_phase(phase, saved)
     if live:
         live.end()

@@ -1,0 +1,65 @@
+"""``headpose compare``: its arguments, and the calls into :mod:`headpose.compare`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from headpose.compare.report import compare, format_markdown, plot_report, report_json
+from headpose.compare.stats import REPLICATES
+from headpose.errors import HeadposeError
+
+
+def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
+    """``headpose compare [--baseline NAME|KEY=VALUE] [--json] [--plot FILE]``."""
+    parser = subparsers.add_parser(
+        "compare",
+        help="test MAE of the repository's experiments grouped by training seed, with "
+        "paired-bootstrap intervals against a baseline",
+        description="Group the evaluated runs of the repository (the workspace, the commit and "
+        "its experiments, as dvc exp show lists them) by their params without train_seed, and "
+        "print per group the runs, mean and standard deviation of test MAE, and the difference "
+        "of mean MAE against the baseline group with a 95 %% paired-bootstrap interval over "
+        "test images and seeds. Refuses runs evaluated on different test lists or protocols.",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="the baseline group: an experiment name or revision, or KEY=VALUE[,KEY=VALUE] of "
+        "its params (default: the group of the workspace's results)",
+    )
+    parser.add_argument("--repo", default=".", help="the DVC repository (default: here)")
+    parser.add_argument(
+        "--num", type=_positive, default=1, help="commits of HEAD whose experiments count"
+    )
+    parser.add_argument(
+        "--replicates", type=_positive, default=REPLICATES, help="bootstrap replicates"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    parser.add_argument("--plot", metavar="FILE", help="also draw the intervals into FILE")
+    parser.set_defaults(run=run_compare_command)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def run_compare_command(args: argparse.Namespace) -> None:
+    """``headpose compare``: load the runs, compare them, print (and plot) the report."""
+    from headpose.compare.runs import WORKSPACE, load_runs
+
+    loaded = load_runs(args.repo, args.num)
+    for reason in loaded.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    if not loaded.runs:
+        raise HeadposeError(f"no evaluated runs in {args.repo} (run dvc repro or dvc exp run)")
+    report = compare(loaded.runs, args.baseline, WORKSPACE, args.replicates)
+    if args.plot:
+        plot_report(report, args.plot)
+    print(json.dumps(report_json(report), indent=2) if args.json else format_markdown(report))

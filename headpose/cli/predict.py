@@ -1,0 +1,77 @@
+"""``headpose predict``: its arguments, and the call into :func:`headpose.app.predict.predict`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from headpose.app.detect import DEFAULT_DETECTOR, DETECTORS
+from headpose.app.predict import DEFAULT_CHECKPOINT, RUNTIMES, predict
+from headpose.data.crop import CROP_PROTOCOLS
+from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
+
+
+def run_predict_command(args: argparse.Namespace) -> None:
+    """``headpose predict``: exit status 1 when any input had a problem."""
+    errors = predict(
+        args.paths,
+        Path(args.checkpoint),
+        Path(args.out),
+        runtime=args.runtime,
+        detector=args.detector,
+        detector_model=args.detector_model,
+        min_score=args.min_score,
+        boxes=args.boxes,
+        batch_size=args.batch_size,
+        max_frames=args.max_frames,
+        device=args.device,
+        crop_protocol=args.crop_protocol,
+    )
+    if errors:
+        raise SystemExit(1)
+
+
+def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="predict head poses on images, folders, videos and cameras"
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image, folder or video files; 0, 1 ... a camera"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=str(DEFAULT_CHECKPOINT),
+        help="model checkpoint (.pt) or exported model (.onnx, e.g. deploy/model_int8.onnx)",
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="auto: onnx for .onnx files, else torch; onnx on a .pt exports it first",
+    )
+    parser.add_argument(
+        "--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS), help="face detector"
+    )
+    parser.add_argument(
+        "--detector-model", help="local YuNet .onnx file instead of the cached download"
+    )
+    parser.add_argument(
+        "--min-score",
+        type=option(FINITE_NUMBER),
+        help="drop faces the detector is less sure of (yunet: 0 to 1, default 0.6)",
+    )
+    parser.add_argument("--boxes", help="CSV/JSON of file[,frame],x0,y0,x1,y1 instead of detecting")
+    parser.add_argument(
+        "--batch-size", type=option(SCHEMA["batch_size"]), default=32, help="most faces per call"
+    )
+    parser.add_argument(
+        "--max-frames", type=option(AT_LEAST_ONE), help="stop each video/camera after N frames"
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument(
+        "--crop-protocol",
+        choices=CROP_PROTOCOLS,
+        help="how faces are cropped (default: the checkpoint's; for .onnx files hopenet)",
+    )
+    parser.set_defaults(run=run_predict_command)

@@ -1,0 +1,63 @@
+"""The validation of every checkpoint read (evaluate, predict, export, benchmark, ``pretrained:``).
+
+The meta must name a known arch and head, an input size in :data:`IMAGE_SIZE_RANGE_PX`, a known
+crop protocol, a finite ``mean`` and a positive ``std`` of three values each, and a head that
+agrees with the weights (the head's own checks, then each output layer's size:
+:func:`headpose.models.heads.validate_head_meta`), so a file that contradicts itself is refused
+in one line instead of failing inside the network.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from headpose.errors import HeadposeError
+from headpose.models.heads import validate_head_meta
+from headpose.models.registry import get_arch
+from headpose.params import CROP_PROTOCOLS, IMAGE_SIZE_RANGE_PX
+
+# Keys every checkpoint meta holds (beside its head's: see headpose.models.head).
+# Keys every checkpoint meta holds (beside its head's: see headpose.models.heads).
+META_KEYS = ("arch", "image_size", "mean", "std")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose meta is incomplete, unknown, out of range or contradicts its
+    weights, naming the file and the disagreement (see the module docstring)."""
+    if not isinstance(meta, dict) or not isinstance(state_dict, dict):
+        raise HeadposeError(f"checkpoint {path}: state_dict and meta must be mappings")
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise HeadposeError(f"checkpoint {path}: meta lacks {', '.join(missing)}")
+    if not isinstance(meta["arch"], str):
+        raise HeadposeError(f"checkpoint {path}: arch {meta['arch']!r} is not a name")
+    try:
+        get_arch(meta["arch"])
+    except HeadposeError as error:
+        raise HeadposeError(f"checkpoint {path}: {error}") from None
+    low, high = IMAGE_SIZE_RANGE_PX
+    size = meta["image_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
+        raise HeadposeError(
+            f"checkpoint {path}: image_size {size!r}; expected an integer in [{low}, {high}] px"
+        )
+    if meta.get("crop_protocol", CROP_PROTOCOLS[0]) not in CROP_PROTOCOLS:
+        raise HeadposeError(
+            f"checkpoint {path}: crop_protocol {meta['crop_protocol']!r}; expected one of "
+            + ", ".join(CROP_PROTOCOLS)
+        )
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not (
+            isinstance(values, (list, tuple))
+            and len(values) == 3
+            and all(_is_number(v) for v in values)
+        ) or (key == "std" and min(values) <= 0):
+            raise HeadposeError(f"checkpoint {path}: {key} {values!r}; expected 3 finite numbers")
+    validate_head_meta(meta, state_dict, f"checkpoint {path}")

@@ -1,0 +1,165 @@
+"""Pretrained weights: ImageNet weights of the backbones, and ``pretrained:`` checkpoints.
+
+ImageNet weights (``pretrained: imagenet``) of torchvision backbones come from the torch hub
+cache, as torchvision's do: downloaded there on first use and verified against the hash in their
+file name. Those of ``timm/<name>`` backbones are timm's default pretrained tag: read from
+``<torch hub>/checkpoints/timm/<tag>.safetensors`` when that file is there, else downloaded from
+the Hugging Face Hub (its cache) or timm's URL. Offline, the error names the file and the folder
+to put it in. :func:`load_pretrained` fills a fresh network from ``none``, ``imagenet`` or a
+checkpoint path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from headpose.errors import HeadposeError
+from headpose.models.checkpoints import load_state, read_checkpoint, torch_load
+from headpose.models.heads import head_from_meta
+from headpose.models.registry import Arch, get_arch
+
+TIMM_WEIGHTS_SUFFIX = ".safetensors"
+
+
+def imagenet_weight_sources(arch: str) -> list[tuple[str, Path]]:
+    """(download URL, path in the torch hub cache) of each ImageNet weight file of ``arch``,
+    preferred first (cbam_resnet50 takes resnet50's)."""
+    weights_enum = get_arch(arch).weights
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return [(weights.url, folder / weights.url.rsplit("/", 1)[-1]) for weights in weights_enum]
+
+
+def imagenet_weight_files(arch: str) -> list[Path]:
+    """Paths the ImageNet weights of ``arch`` may have in the torch hub cache, preferred first."""
+    return [path for _, path in imagenet_weight_sources(arch)]
+
+
+def _fetch_imagenet_weights(arch: str) -> Path:
+    """The cached ImageNet weight file of ``arch``, downloaded (hash-checked) if none is cached."""
+    sources = imagenet_weight_sources(arch)
+    for _, path in sources:
+        if path.is_file():
+            return path
+    url, path = sources[0]
+    # torchvision names its files NAME-<first hex digits of the SHA-256>.pth
+    hash_prefix = path.stem.rsplit("-", 1)[-1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"pretrained: imagenet: downloading {url} to {path}", flush=True)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
+    except (OSError, RuntimeError) as error:  # no network, refused, or a hash mismatch
+        path.unlink(missing_ok=True)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(
+            f"pretrained: imagenet could not download the ImageNet weights of {arch} ({reason}); "
+            f"place {path.name} (from {url}) in {path.parent}"
+        ) from None
+    return path
+
+
+def timm_weight_source(arch: Arch) -> tuple[str, str, Path]:
+    """(pretrained tag, where timm publishes its weights, the local file they are read from) of
+    the ImageNet weights of a timm arch (timm's default pretrained tag)."""
+    import timm.models
+
+    config = timm.models.get_pretrained_cfg(arch.timm_name)
+    if config is None or not (config.hf_hub_id or config.url):
+        raise HeadposeError(f"pretrained: imagenet: timm has no pretrained weights for {arch.name}")
+    tag = f"{arch.timm_name}.{config.tag}" if config.tag else arch.timm_name
+    origin = f"https://huggingface.co/{config.hf_hub_id}" if config.hf_hub_id else config.url
+    local = Path(torch.hub.get_dir()) / "checkpoints" / "timm" / f"{tag}{TIMM_WEIGHTS_SUFFIX}"
+    return tag, origin, local
+
+
+def _download_timm_weights(arch: Arch) -> Path:
+    """The file of a timm arch's ImageNet weights: the local copy, or a download."""
+    import timm.models
+
+    tag, origin, local = timm_weight_source(arch)
+    if local.is_file():
+        return local
+    config = timm.models.get_pretrained_cfg(arch.timm_name)
+    print(f"pretrained: imagenet: fetching timm's weights {tag} from {origin}", flush=True)
+    try:
+        if config.hf_hub_id:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(config.hf_hub_id, "model" + TIMM_WEIGHTS_SUFFIX))
+        timm_cache = Path(torch.hub.get_dir()) / "checkpoints" / config.url.rsplit("/", 1)[-1]
+        if not timm_cache.is_file():
+            torch.hub.download_url_to_file(config.url, str(timm_cache), progress=True)
+        return timm_cache
+    except Exception as error:  # no network, refused, not found: many exception types
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(
+            f"pretrained: imagenet could not download timm's ImageNet weights of {arch.name} "
+            f"({reason}); place model{TIMM_WEIGHTS_SUFFIX} from {origin} as {local.name} in "
+            f"{local.parent}"
+        ) from None
+
+
+def _load_timm_imagenet_weights(model: nn.Module, arch: Arch) -> None:
+    import timm
+
+    weight_file = _download_timm_weights(arch)
+    try:  # timm's loader applies the model's checkpoint filters; with the classifier kept it
+        # loads strictly (without, it would skip mismatched tensors silently)
+        pretrained = timm.create_model(
+            arch.timm_name,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(weight_file), "hf_hub_id": None, "url": None},
+        )
+        pretrained.reset_classifier(0)
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HeadposeError(f"{weight_file} does not fit {arch.name}: {reason}") from None
+    model.backbone.load_state_dict(pretrained.state_dict())
+
+
+def load_imagenet_weights(model: nn.Module) -> None:
+    """Fill a HeadPoseNet's backbone with its arch's ImageNet weights (the heads stay as they
+    are)."""
+    arch = get_arch(model.arch)
+    if arch.timm_name is not None:
+        _load_timm_imagenet_weights(model, arch)
+        return
+    weight_file = _fetch_imagenet_weights(model.arch)
+    state_dict = torch_load(weight_file)
+    classifier = ("fc.", "classifier.")
+    backbone_state = {k: v for k, v in state_dict.items() if not k.startswith(classifier)}
+    missing, unexpected = model.backbone.load_state_dict(backbone_state, strict=False)
+    missing = [key for key in missing if ".cbam." not in key]  # CBAM layers start fresh
+    if missing or unexpected:
+        raise HeadposeError(
+            f"{weight_file} does not fit {model.arch}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+
+
+def load_pretrained(model: nn.Module, pretrained: str) -> None:
+    """Fill a fresh HeadPoseNet with ``pretrained`` weights: ``none`` (keep the random init),
+    ``imagenet`` (the backbone's ImageNet weights) or a checkpoint path (ours or a HopeNet
+    snapshot) of the same arch, not fused, whose output layers are taken too when the head and
+    its sizes match."""
+    if pretrained == "none":
+        return
+    if pretrained == "imagenet":
+        load_imagenet_weights(model)
+        return
+    state_dict, meta = read_checkpoint(pretrained)
+    if meta["arch"] != model.arch:
+        raise HeadposeError(
+            f"pretrained checkpoint {pretrained} holds arch {meta['arch']}, "
+            f"but arch is {model.arch}"
+        )
+    if meta.get("fused"):
+        raise HeadposeError(
+            f"pretrained checkpoint {pretrained} is fused for inference; train from the unfused "
+            "checkpoint (models/model.pt)"
+        )
+    if head_from_meta(meta).layer_sizes() != model.head.layer_sizes():
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc_")}
+    load_state(model, state_dict, pretrained, allow_missing_heads=True)
