@@ -13,7 +13,7 @@ import torch
 import yaml
 from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta
-from training_fixtures import tiny_params, write_list, write_tiny_dataset
+from training_fixtures import tiny_params, tiny_run_paths, write_tiny_dataset
 
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import HeadposeError
@@ -194,13 +194,7 @@ def trained_rotation(tmp_path_factory) -> tuple[dict, TrainPaths, list[str]]:
     """A tiny rotation_6d run (random data, 32 px, 2 + 1 epochs) through the real training loop."""
     folder = tmp_path_factory.mktemp("rotation_run")
     stems = write_tiny_dataset(folder, 24)
-    paths = TrainPaths(
-        write_list(folder / "train.txt", stems[:16]),
-        write_list(folder / "val.txt", stems[16:]),
-        folder / "models",
-        folder / "resume.pt",
-        folder / "live",
-    )
+    paths = tiny_run_paths(folder, stems)
     return run_training(tiny_params(head="rotation_6d"), paths), paths, stems[16:]
 
 

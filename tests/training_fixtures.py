@@ -53,6 +53,19 @@ def tiny_params(**overrides) -> dict:
     return params
 
 
+def tiny_run_paths(folder: Path, stems: list[str]):
+    """TrainPaths in ``folder`` for training on ``stems[:16]`` and validating on the rest."""
+    from headpose.training.loop import TrainPaths
+
+    return TrainPaths(
+        write_list(folder / "train.txt", stems[:16]),
+        write_list(folder / "val.txt", stems[16:]),
+        folder / "models",
+        folder / "resume.pt",
+        folder / "live",
+    )
+
+
 def check_head_end_to_end(head: str, folder: Path) -> dict:
     """Train a tiny model with ``head`` (random data, 32 px, 2 + 1 epochs), then load its
     checkpoint, evaluate it and export it to ONNX (fp32 + int8), checking each step against the
@@ -60,16 +73,10 @@ def check_head_end_to_end(head: str, folder: Path) -> dict:
     from headpose.deploy.export import export_for_deployment
     from headpose.evaluation.evaluate import evaluate, format_report
     from headpose.models.heads import head_from_meta
-    from headpose.training.loop import TrainPaths, run_training
+    from headpose.training.loop import run_training
 
     stems = write_tiny_dataset(folder, 24)
-    paths = TrainPaths(
-        write_list(folder / "train.txt", stems[:16]),
-        write_list(folder / "val.txt", stems[16:]),
-        folder / "models",
-        folder / "resume.pt",
-        folder / "live",
-    )
+    paths = tiny_run_paths(folder, stems)
     metrics = run_training(tiny_params(head=head), paths)
     assert metrics["final"]["epoch"] == 3 and math.isfinite(metrics["final"]["train_loss"])
     checkpoint = paths.models_dir / "model.pt"
