@@ -41,7 +41,7 @@ BACKBONE_STRIDE_PX = 32
 SAFE_PATH = re.compile(r"[A-Za-z0-9_.,+=@/][A-Za-z0-9_.,+=@/:-]*")
 # A pretrained checkpoint lies in this folder, a dependency of the train stage: `dvc status`
 # notices a replaced file (DVC deps cannot depend on a param's value being a path).
-PRETRAINED_DIR = "pretrained"
+PRETRAINED_DIR = "pretrained_checkpoints"
 
 
 @dataclass(frozen=True)

@@ -138,3 +138,14 @@ def test_data_stages_do_not_run_model_code(stage: str) -> None:
         str(p.relative_to(REPO_ROOT)) for p in closure if is_covered(p, [f"{PACKAGE}/models"])
     )
     assert not models, f"stage {stage} imports model code: {models}"
+
+
+def test_no_dependency_is_named_like_a_param() -> None:
+    """`dvc exp show` keys its columns by name: a dependency path equal to a params key (a
+    `pretrained/` folder beside the `pretrained` param) makes `--keep`/`--drop` fail with
+    "unexpected error - 'pretrained'"."""
+    pipeline = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    params = set(yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8")))
+    for name, stage in pipeline["stages"].items():
+        clashing = {dep for dep in stage.get("deps", []) if dep.rstrip("/") in params}
+        assert not clashing, f"stage {name}: deps {sorted(clashing)} are named like params keys"
