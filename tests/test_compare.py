@@ -265,3 +265,28 @@ def test_compare_says_what_is_wrong_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--replicates", "0"])
     assert "0 is not positive" in capsys.readouterr().err
+
+
+def test_queued_and_running_experiments_are_not_runs():
+    """DVC lists a queued or running experiment with its baseline's results: compare must not
+    count those as a run of the experiment's params."""
+    from dvc.repo.experiments.serialize import ExpExecutor, ExpRange, ExpState
+
+    from headpose.compare.runs import _revisions
+
+    baseline_data = object()
+
+    def experiment(name: str, state: str) -> ExpRange:
+        return ExpRange([ExpState(f"{name}-rev", data=object())], ExpExecutor(state), name)
+
+    states = [
+        ExpState("workspace", data=baseline_data),
+        ExpState(
+            "abc1234",
+            data=baseline_data,
+            experiments=[experiment(name, name) for name in ("success", "running", "queued")],
+        ),
+    ]
+    found = {name: data for name, _, data in _revisions(states)}
+    assert found["workspace"] is baseline_data and found["success"] is not None
+    assert found["running"] is None and found["queued"] is None

@@ -71,8 +71,11 @@ def _revisions(states: list) -> list[tuple[str, str, object]]:
             continue
         found.append((state.name or state.rev[:7], state.rev, state.data))
         for exp_range in state.experiments or []:
+            # a queued or running experiment shows its baseline's results: not a run yet
+            executor = exp_range.executor
+            unfinished = executor is not None and executor.state in ("queued", "running")
             for exp in exp_range.revs:
-                data = None if exp.error else exp.data
+                data = None if exp.error or unfinished else exp.data
                 found.append((exp.name or exp_range.name or exp.rev[:7], exp.rev, data))
     return found
 
