@@ -63,6 +63,7 @@ from headpose.data.crop import (  # noqa: E402
     PUBLISHED_CROP_PROTOCOL,
     Box,
     face_box,
+    from_pixel_coordinates,
     landmark_box,
     loosen_box,
 )
@@ -125,8 +126,8 @@ def crop_fit(
         protocol = PUBLISHED_CROP_PROTOCOL
         landmarks = protocol_landmark_box(face, calibration, protocol)
         crop = loosen_box(landmarks, PREDICT_K, "train", protocol)
-        shifted = tuple(value + 1.0 for value in truth)  # pixel -> stored 1-based coordinates
-        train_crop = loosen_box(shifted, PREDICT_K, "train", protocol)
+        framed = from_pixel_coordinates(truth, protocol)
+        train_crop = loosen_box(framed, PREDICT_K, "train", protocol)
         target.append(box_iou(crop, train_crop))
         evaluation.append(box_iou(crop, evaluation_crop))
         ceiling.append(box_iou(train_crop, evaluation_crop))

@@ -63,6 +63,7 @@ from headpose.app.draw import draw_pose
 from headpose.data.crop import (
     PUBLISHED_CROP_PROTOCOL,
     Box,
+    from_pixel_coordinates,
     prediction_crop,
     trained_protocol,
 )
@@ -106,10 +107,7 @@ class FaceResult:
 def protocol_landmark_box(face: FaceBox, calibration: BoxCalibration, protocol: str) -> Box:
     """The tight landmark box a detected face stands for, in the coordinates ``protocol`` frames
     (see the module docstring)."""
-    box = calibration.landmark_box(face)
-    if protocol == "visible":
-        return box
-    return (box[0] + 1.0, box[1] + 1.0, box[2] + 1.0, box[3] + 1.0)
+    return from_pixel_coordinates(calibration.landmark_box(face), protocol)
 
 
 STAGES = ("detect", "crop", "model", "draw")  # timed per frame by FacePosePredictor.run

@@ -23,8 +23,8 @@ k uniform in [0.2, 0.4] with (0.6, 2, 0.6, 0.6) k for training.
 Everything in this module is in the pixel coordinates of the full image (origin at the top-left
 corner, boxes ``(x_min, y_min, x_max, y_max)``). The crop store (:mod:`headpose.data.store`) keeps
 evaluation crops final (:func:`evaluation_crop`) and, for training, the :func:`training_region`
-of each face at :func:`cache_side` pixels, from which :func:`training_crop` resamples the exact
-rectangle the protocol's random crop covers.
+of each face at :func:`cache_side` pixels, from which :func:`resample` cuts the exact
+:func:`training_rectangle` the protocol's random crop covers.
 """
 
 from __future__ import annotations
@@ -145,6 +145,16 @@ def loosen_box(box: Box, k: float, mode: str, protocol: str) -> Box:
     x_max += right * abs(x_max - x_min)
     y_max += bottom * abs(y_max - y_min)
     return x_min, y_min, x_max, y_max
+
+
+def from_pixel_coordinates(box: Box, protocol: str) -> Box:
+    """A tight landmark box given in pixel coordinates (a detector's calibrated box) in the
+    coordinates ``protocol`` frames: ``hopenet`` frames the stored 1-based points as they are
+    (one pixel further right and down), ``visible`` pixel coordinates."""
+    if protocol == "visible":
+        return box
+    check_protocol_name(protocol)
+    return box[0] + 1.0, box[1] + 1.0, box[2] + 1.0, box[3] + 1.0
 
 
 def pixel_box(box: Box, protocol: str) -> tuple[int, int, int, int]:
@@ -304,13 +314,7 @@ def blur(crop: np.ndarray, protocol: str) -> np.ndarray:
 def training_region(box: Box, protocol: str) -> tuple[int, int, int, int]:
     """The pixels every training crop of face ``box`` lies within: the loosest one (k = 0.4),
     rounded outwards."""
-    loosest = loosen_box(box, TRAIN_K_RANGE[1], "train", protocol)
-    return (
-        math.floor(loosest[0]),
-        math.floor(loosest[1]),
-        math.ceil(loosest[2]),
-        math.ceil(loosest[3]),
-    )
+    return pixel_box(loosen_box(box, TRAIN_K_RANGE[1], "train", protocol), "visible")
 
 
 def cache_side(image_size: int) -> int:

@@ -67,11 +67,14 @@ import numpy as np
 import PIL
 
 from headpose.data.crop import (
+    EVAL_K,
     cache_side,
     check_protocol_name,
     cut,
     evaluation_crop,
     face_box,
+    loosen_box,
+    pixel_box,
     resize_square,
     training_region,
 )
@@ -125,8 +128,9 @@ class PreparedCrops:
     ``spec.purpose`` says), with each face's box and region in full-image pixels, and labels.
 
     ``images`` is memory-mapped when it comes from a store. ``face_boxes`` are the tight face
-    boxes of ``spec.protocol``; ``regions`` the full-image pixels each image shows (left, top,
-    right, bottom; resized to a square for training regions).
+    boxes of ``spec.protocol``; ``regions`` the full-image pixels each image was cut from (left,
+    top, right, bottom): a training region, resized to a square, or the evaluation box the final
+    crop was scaled and cropped from.
     """
 
     stems: list[str]
@@ -240,7 +244,7 @@ def prepare_sample(
         region = training_region(box, spec.protocol)
         stored = resize_square(cut(image, region), spec.side)
     else:
-        region = (0, 0, image.shape[1], image.shape[0])
+        region = pixel_box(loosen_box(box, EVAL_K, "eval", spec.protocol), spec.protocol)
         stored = evaluation_crop(image, box, spec.side, spec.protocol)
     angles = np.asarray(annotation.angles_deg, dtype=np.float32)
     return stored, np.asarray(box), np.asarray(region, dtype=np.float64), angles
