@@ -34,6 +34,8 @@ from headpose.errors import HeadposeError
 IMAGE_SIZE_RANGE_PX = (32, 1024)
 # How faces are cropped (headpose.data.crop implements them; the first is the published one).
 CROP_PROTOCOLS = ("hopenet", "visible")
+# The training step's numerics (headpose.training.precision chooses what "auto" means where).
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # Every backbone shrinks its input 32-fold: a 32 px input ends on a 1x1 feature map.
 BACKBONE_STRIDE_PX = 32
 # The dataset roots are pasted into the stage commands (dvc.yaml's ${train_data}), which a shell
@@ -158,6 +160,8 @@ SCHEMA: dict[str, Rule] = {
     "expectation": _NAME,  # the bins check the mode
     "train_seed": _integer(0),  # the model's: initialisation, sample order, augmentation draws
     "gpus": _integer(1, 64),
+    "precision": _choice(*PRECISIONS),
+    "compile": _FLAG,
     "export": _FLAG,
     "synth": Rule(dict, None, "a mapping of synthetic-data settings"),
 }

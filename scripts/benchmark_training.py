@@ -1,26 +1,36 @@
-"""Is the training input a bottleneck? Store build, memory and loader / step / loop images/s.
+"""How close does training come to what the device does? Loader, step and loop against the ceiling.
 
-At the settings of params.yaml (``--set key=value`` overrides) one run:
+At the settings of params.yaml (``--set key=value`` overrides; ``precision`` and ``compile``
+included) one run:
 
 1. prepares the whole ``--list`` through the crop store the train stage uses
    (:mod:`headpose.data.store`): hashes the samples, builds the store unless it exists, opens it
    memory-mapped; prints each time and the store's size on disk;
-2. times ``--batches`` batches of the real training loader, each ``--rounds`` times,
-   interleaved, keeping the best time of each:
+2. times ``--batches`` batches of each of these, ``--rounds`` times, interleaved, keeping the
+   best time of each:
 
-   * ``loader``: the training DataLoader alone (random crop, flip, blur, collate as uint8);
-   * ``step``: the training step alone (normalise on the device, forward, loss, backward, Adam)
-     on batches loaded beforehand;
-   * ``loop``: the real training loop (:func:`headpose.training.loop.train_one_epoch`) over the
-     loader;
+   * ``reference step``: the ceiling. The same model, head, optimizer, precision and memory
+     format training on one batch that already sits on the device as model input: no loader,
+     no crops, no copies;
+   * ``loader alone``: the training DataLoader (whole batches of cached regions gathered from
+     the store, each item's random choices drawn);
+   * ``per-sample loader``: the loader this one replaced, for comparison: each item's crop cut,
+     flipped and blurred on the CPU in the loader (OpenCV), then collated;
+   * ``device crops``: the crops, flips and blurs of loaded batches made on the device
+     (:mod:`headpose.data.training_batches`), alone;
+   * ``step alone``: the training step on batches loaded beforehand (device crops, forward,
+     loss, backward, optimizer);
+   * ``whole loop``: the real training loop (:func:`headpose.training.loop.train_one_epoch`)
+     over the loader;
 
-3. prints the process's peak private memory (RssAnon, sampled; VmHWM beside it).
+3. prints each as images/s and as a ratio to the reference step, then the process's peak
+   private memory (RssAnon, sampled; VmHWM beside it).
 
-The loop should run within 10% of the step alone. The machine may be shared: the numbers are
-taken side by side in one process, so compare their ratios, not absolute values.
+The machine may be shared: the numbers are taken side by side in one process, so compare their
+ratios, not absolute values.
 
     python scripts/benchmark_training.py --list data/300W_AUG/train.txt --batches 20
-    python scripts/benchmark_training.py --set image_size=224 --set workers=2 --batches 4
+    python scripts/benchmark_training.py --set image_size=224 --set batch_size=128 --batches 4
 """
 
 from __future__ import annotations
@@ -29,10 +39,12 @@ import argparse
 import itertools
 import time
 
+import cv2
+import numpy as np
 import torch
 import yaml
+from torch.utils.data import DataLoader, Dataset
 
-from headpose.data.pipeline import PoseDataset
 from headpose.data.store import (
     StoreSpec,
     build_store,
@@ -41,7 +53,9 @@ from headpose.data.store import (
     store_root,
     store_size_bytes,
 )
+from headpose.data.training_batches import TrainingRegions, augmented_crops
 from headpose.errors import exit_on_error
+from headpose.geometry import flip_angles
 from headpose.io.formats import read_list
 from headpose.models.heads import head_from_params
 from headpose.models.network import build_model, pick_device
@@ -50,12 +64,14 @@ from headpose.params import load_params, validate
 from headpose.training.loop import (
     LoaderSettings,
     Phase,
+    input_maker,
     make_optimizer,
     make_train_loader,
     set_train_mode,
     train_one_epoch,
 )
 from headpose.training.memory import PeakPrivateMemory
+from headpose.training.precision import choose_precision
 
 
 def _timed(function) -> float:
@@ -75,6 +91,7 @@ def _parse_arguments() -> argparse.Namespace:
     parser.add_argument("--list", default="data/300W_AUG/train.txt", help="training list")
     parser.add_argument("--batches", type=int, default=20, help="batches per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA if any)")
     parser.add_argument("--set", action="append", default=[], help="override a param: key=value")
     return parser.parse_args()
 
@@ -92,12 +109,43 @@ def main() -> None:
     print(memory.summary())
 
 
+class PerSampleCrops(Dataset):
+    """The loader before device crops, kept as the baseline: item by item on the CPU, the same
+    draws, the crop warped out of the cached region by OpenCV, flipped and blurred."""
+
+    RING = np.pad(np.zeros((3, 3), np.float32), 1, constant_values=1.0) / 16.0
+
+    def __init__(self, regions: TrainingRegions):
+        self.regions = regions
+
+    def __len__(self) -> int:
+        return len(self.regions)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        (x0, y0, x1, y1), flipped, blurred = self.regions.draw(index)
+        size = self.regions.image_size
+        step_x, step_y = (x1 - x0) / size, (y1 - y0) / size
+        warp = np.array([[step_x, 0, x0 + step_x / 2 - 0.5], [0, step_y, y0 + step_y / 2 - 0.5]])
+        region = self.regions.crops.images[index]
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        crop = cv2.warpAffine(region, warp, (size, size), flags=flags, borderValue=0)
+        if flipped:
+            crop = crop[:, ::-1]
+        if blurred:
+            crop = cv2.filter2D(np.ascontiguousarray(crop), -1, self.RING)
+        angles = self.regions.crops.angles_deg[index]
+        angles = flip_angles(angles) if flipped else angles.copy()
+        return torch.from_numpy(np.ascontiguousarray(crop)), torch.from_numpy(angles)
+
+
 def benchmark(params: dict, args: argparse.Namespace) -> None:
-    device = pick_device()
-    size, workers = params["image_size"], params["workers"]
+    device = pick_device(args.device)
+    precision = choose_precision(params["precision"], device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
     stems = read_list(args.list)
 
-    spec = StoreSpec(size, params["crop_protocol"], "train")
+    spec = StoreSpec(size, protocol, "train")
     key, hash_s = _run_timed(lambda: store_key(stems, spec, workers))
     folder, build_s = build_store(stems, spec, key, store_root(), workers)
     crops, open_s = _run_timed(lambda: open_store(folder, stems, spec))
@@ -109,52 +157,88 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
         f"+ open {open_s:.2f} s"
     )
 
-    dataset = PoseDataset(crops, seed=params["train_seed"])
+    dataset = TrainingRegions(crops, seed=params["train_seed"])
+    dataset.set_epoch(1)
     loader, sampler = make_train_loader(dataset, LoaderSettings.from_params(params), device)
     sampler.set_epoch(1)
-    batch_size, batches = loader.batch_size, min(args.batches, len(loader))
+    batch_size, batches = loader.sampler.batch_size, min(args.batches, len(loader))
     images = batches * batch_size
-
-    def first_batches():
-        return itertools.islice(loader, batches)
+    per_sample = DataLoader(
+        PerSampleCrops(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        persistent_workers=loader.num_workers > 0,
+    )
 
     head = head_from_params(params)
-    model = build_model(params["arch"], head, params["pretrained"]).to(device)
+    model = build_model(params["arch"], head, params["pretrained"])
+    model = model.to(device, memory_format=precision.memory_format)
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, params["lr"]))
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    scaler = precision.grad_scaler()
     set_train_mode(model, stem_frozen=True)
-    normalization = get_arch(params["arch"]).normalization
+    network = torch.compile(model) if params["compile"] else model
+    make_inputs = input_maker(
+        size, protocol, get_arch(params["arch"]).normalization, device, precision
+    )
+
+    def synchronized(function):
+        def run():
+            function()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        return run
 
     def epoch(source) -> None:
         train_one_epoch(
-            model, source, optimizer, scaler, head, normalization, device, "benchmark", False
+            network, source, optimizer, scaler, head, make_inputs, precision, "benchmark", False
         )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
-    preloaded = list(first_batches())
-    epoch(preloaded[:2])  # warm-up: allocator, kernels, lazy init
-    # Interleaved rounds, best of each: load from other processes hits all three alike.
-    loader_s = step_s = loop_s = float("inf")
+    def epoch_on_inputs(inputs) -> None:
+        train_one_epoch(
+            network, inputs, optimizer, scaler, head, lambda ready: ready, precision, "ref", False
+        )
+
+    preloaded = list(itertools.islice(loader, batches))
+    resident = [make_inputs(preloaded[0])] * batches  # the reference: input already on device
+
+    timings = {
+        "reference step": synchronized(lambda: epoch_on_inputs(resident)),
+        "loader alone": lambda: list(itertools.islice(loader, batches)),
+        "per-sample loader": lambda: list(itertools.islice(per_sample, batches)),
+        "device crops": synchronized(
+            lambda: [augmented_crops(batch, size, protocol, device) for batch in preloaded]
+        ),
+        "step alone": synchronized(lambda: epoch(preloaded)),
+        "whole loop": synchronized(lambda: epoch(itertools.islice(loader, batches))),
+    }
+
+    synchronized(lambda: epoch(preloaded[:2]))()  # warm-up: allocator, kernels, compilation
+    synchronized(lambda: epoch_on_inputs(resident[:2]))()
+    # Interleaved rounds, best of each: load from other processes hits all alike.
+    best = dict.fromkeys(timings, float("inf"))
     for _ in range(args.rounds):
-        loader_s = min(loader_s, _timed(lambda: list(first_batches())))
-        step_s = min(step_s, _timed(lambda: epoch(preloaded)))
-        loop_s = min(loop_s, _timed(lambda: epoch(first_batches())))
+        for name, function in timings.items():
+            best[name] = min(best[name], _timed(function))
     print(
-        f"{params['arch']} {size} px, batch {batch_size}, {batches} batches, "
-        f"device {device.type}, torch threads {torch.get_num_threads()}, "
+        f"{params['arch']} {size} px, batch {batch_size}, {batches} batches, device "
+        f"{device.type}, {precision.name}{', channels-last' if precision.channels_last else ''}"
+        f"{', compiled' if params['compile'] else ''}, torch threads {torch.get_num_threads()}, "
         f"loader workers {loader.num_workers}"
     )
-    for name, seconds in (
-        ("loader alone", loader_s),
-        ("step alone", step_s),
-        ("whole loop", loop_s),
-    ):
-        print(f"{name:>13}: {images / seconds:8.1f} images/s")
+    reference = best["reference step"]
+    for name, seconds in best.items():
+        print(
+            f"{name:>18}: {images / seconds:9.1f} images/s "
+            f"{reference / seconds:6.2f} x reference step"
+        )
     print(
-        f"loop / step time: {loop_s / step_s:.3f} "
-        f"(input pipeline overhead {loop_s / step_s - 1:+.1%}; loop speed "
-        f"{step_s / loop_s:.2f} x the step alone)"
+        f"whole loop / step alone: {best['step alone'] / best['whole loop']:.3f}; "
+        f"whole loop / reference step: {reference / best['whole loop']:.3f}; "
+        f"loader alone / per-sample loader: {best['per-sample loader'] / best['loader alone']:.2f}"
     )
 
 

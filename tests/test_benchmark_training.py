@@ -39,6 +39,8 @@ def test_prints_loader_step_and_loop_rates(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    for name in ("loader alone", "step alone", "whole loop"):
-        assert re.search(rf"{name}:\s+[0-9.]+ images/s", result.stdout), result.stdout
-    assert "loop / step time:" in result.stdout
+    names = ("reference step", "loader alone", "per-sample loader", "device crops")
+    for name in (*names, "step alone", "whole loop"):
+        pattern = rf"{name}:\s+[0-9.]+ images/s\s+[0-9.]+ x reference step"
+        assert re.search(pattern, result.stdout), result.stdout
+    assert "whole loop / reference step:" in result.stdout

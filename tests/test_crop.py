@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import scipy.io
+import torch
 from geometry_helpers import loose_box
 from PIL import Image
 from torchvision import transforms
@@ -23,11 +24,11 @@ from headpose.data.crop import (
     landmark_box,
     loosen_box,
     pixel_box,
-    resample,
     training_rectangle,
     training_region,
 )
 from headpose.data.pipeline import evaluation_dataset
+from headpose.data.training_batches import RegionBatch, augmented_crops, in_region
 from headpose.datasets.filelists import scan_dataset, usable_samples
 from headpose.errors import HeadposeError
 from headpose.io.formats import find_sample_stems, read_annotation, read_mat, write_mat
@@ -98,8 +99,8 @@ def test_hopenet_training_box_for_fixed_k_is_the_originals(aflw2000_dir, w300lp_
 
 
 def test_hopenet_training_crop_is_the_scaled_box_cropped_at_the_drawn_offset(w300lp_sample_dir):
-    """The crop resampled from the cached region shows what Scale(240/224 S) + a crop at the
-    drawn offset of the original's int() box shows (other resampler: close, not equal)."""
+    """The crop cut on the device from the cached region shows what Scale(240/224 S) + a crop at
+    the drawn offset of the original's int() box shows (other resampler: close, not equal)."""
     train_stems, _ = find_sample_stems(w300lp_sample_dir, recursive=True)
     stem = str(w300lp_sample_dir / train_stems[0])
     annotation = read_annotation(stem + ".mat")
@@ -115,8 +116,15 @@ def test_hopenet_training_crop_is_the_scaled_box_cropped_at_the_drawn_offset(w30
         column, row = int(offset[0] * (room_x + 1)), int(offset[1] * (room_y + 1))
         reference = np.asarray(scaled.crop((column, row, column + size, row + size)))
         rectangle = training_rectangle(box, TrainingDraw(k, offset), size, "hopenet")
-        ours = resample(cached, tuple(map(float, region)), rectangle, size)
-        difference = np.abs(ours.astype(float) - reference).mean()
+        batch = RegionBatch(
+            regions=torch.from_numpy(cached[None].copy()),
+            rectangles=torch.tensor([in_region(rectangle, tuple(map(float, region)), 336)]),
+            flipped=torch.tensor([False]),
+            blurred=torch.tensor([False]),
+            angles_deg=torch.zeros(1, 3),
+        )
+        ours = augmented_crops(batch, size, "hopenet", torch.device("cpu"))[0].permute(1, 2, 0)
+        difference = np.abs(ours.numpy() - reference).mean()
         assert difference < 6, (k, offset, difference)
         # The rectangle is the crop's exact place in the original box.
         width = bounds[2] - bounds[0]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from geometry_helpers import loose_box
 from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.data.crop import evaluation_crop, face_box
-from headpose.data.pipeline import PoseDataset, evaluation_dataset
-from headpose.data.store import STORE_ENV, PreparedCrops, StoreSpec, prepare_crops
+from headpose.data.pipeline import evaluation_dataset
+from headpose.data.store import STORE_ENV, StoreSpec, prepare_crops
 from headpose.errors import HeadposeError
-from headpose.geometry import flip_angles
 from headpose.io.formats import find_sample_stems, read_annotation, read_image, read_list
 
 
@@ -57,52 +55,3 @@ def test_parallel_decoding_equals_serial(tmp_path, monkeypatch):
     assert serial.images.filename != parallel.images.filename  # two builds
     assert np.array_equal(serial.images, parallel.images)
     assert np.array_equal(serial.angles_deg, parallel.angles_deg)
-
-
-def _half_bright_crops(purpose: str = "train", protocol: str = "hopenet") -> PreparedCrops:
-    """One face box (116, 116)-(132, 132) whose region (100, 100)-(148, 148) is stored at 48 px,
-    its left half bright."""
-    image = np.zeros((1, 48, 48, 3), dtype=np.uint8)
-    image[0, :, :24] = 255  # left half bright
-    return PreparedCrops(
-        stems=["x"],
-        images=image,
-        face_boxes=np.array([[116, 116, 132, 132]], dtype=np.float64),
-        regions=np.array([[100, 100, 148, 148]], dtype=np.float64),
-        angles_deg=np.array([[30.0, 10.0, -20.0]], dtype=np.float32),
-        spec=StoreSpec(32, protocol, purpose),
-    )
-
-
-def test_flip_negates_yaw_and_roll_and_mirrors_the_image():
-    assert flip_angles(np.array([30.0, 10.0, -20.0])).tolist() == [-30.0, 10.0, 20.0]
-    dataset = PoseDataset(_half_bright_crops())
-    seen = set()
-    for epoch in range(20):
-        dataset.set_epoch(epoch)
-        image, angles = dataset[0]
-        left, right = image[:, :8].float().mean(), image[:, -8:].float().mean()  # (S, S, 3)
-        flipped = angles.tolist() == [-30.0, 10.0, 20.0]
-        assert flipped or angles.tolist() == [30.0, 10.0, -20.0]
-        assert (right > left) if flipped else (left > right)
-        seen.add(flipped)
-    assert seen == {True, False}
-
-
-@pytest.mark.parametrize("protocol", ["hopenet", "visible"])
-def test_items_are_seeded_by_epoch_and_index(protocol):
-    dataset = PoseDataset(_half_bright_crops("train", protocol), seed=3)
-    dataset.set_epoch(5)
-    first, _ = dataset[0]
-    again, _ = dataset[0]
-    assert torch.equal(first, again)
-    draws = set()
-    for epoch in range(8):
-        dataset.set_epoch(epoch)
-        draws.add(dataset[0][0].numpy().tobytes())
-    assert len(draws) > 1  # the crop changes from epoch to epoch
-    evaluation = PoseDataset(_half_bright_crops("eval", protocol))
-    evaluation.set_epoch(1)
-    fixed, _ = evaluation[0]
-    evaluation.set_epoch(2)
-    assert torch.equal(fixed, evaluation[0][0])

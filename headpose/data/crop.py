@@ -23,7 +23,8 @@ k uniform in [0.2, 0.4] with (0.6, 2, 0.6, 0.6) k for training.
 Everything in this module is in the pixel coordinates of the full image (origin at the top-left
 corner, boxes ``(x_min, y_min, x_max, y_max)``). The crop store (:mod:`headpose.data.store`) keeps
 evaluation crops final (:func:`evaluation_crop`) and, for training, the :func:`training_region`
-of each face at :func:`cache_side` pixels, from which :func:`resample` cuts the exact
+of each face at :func:`cache_side` pixels, from which the training batches
+(:mod:`headpose.data.training_batches`) cut, on the model's device, the exact
 :func:`training_rectangle` the protocol's random crop covers.
 """
 
@@ -59,9 +60,6 @@ TRAIN_SCALE = 240 / 224
 # The cached training region is this much larger than image_size, so even the tightest crop it
 # holds keeps about image_size pixels.
 CACHE_SCALE = 1.5
-
-# PIL's ImageFilter.BLUR: a 5x5 ring of ones, divided by 16 (hopenet's training blur).
-_RING_BLUR = np.pad(np.zeros((3, 3), np.float32), 1, constant_values=1.0) / 16.0
 
 Box = tuple[float, float, float, float]
 
@@ -278,37 +276,6 @@ def training_rectangle(box: Box, draw: TrainingDraw, size: int, protocol: str) -
     row = min(int(draw.offset[1] * (scaled_h - size + 1)), scaled_h - size)
     x0, y0 = left + column * step_x, top + row * step_y
     return x0, y0, x0 + size * step_x, y0 + size * step_y
-
-
-def resample(region_image: np.ndarray, region: Box, rectangle: Box, size: int) -> np.ndarray:
-    """The ``rectangle`` of the full image at ``size`` x ``size`` (bilinear), read from
-    ``region_image``: the pixels ``region`` (full-image coordinates) resized to a square."""
-    side_h, side_w = region_image.shape[:2]
-    scale_x = side_w / (region[2] - region[0])
-    scale_y = side_h / (region[3] - region[1])
-    step_x = (rectangle[2] - rectangle[0]) / size * scale_x
-    step_y = (rectangle[3] - rectangle[1]) / size * scale_y
-    # Output pixel centre u + 0.5 maps to the region image's x = (rect_x0 - region_x0) * scale_x
-    # + (u + 0.5) * step_x, whose pixel index is that minus 0.5.
-    offset_x = (rectangle[0] - region[0]) * scale_x + 0.5 * step_x - 0.5
-    offset_y = (rectangle[1] - region[1]) * scale_y + 0.5 * step_y - 0.5
-    transform = np.array([[step_x, 0.0, offset_x], [0.0, step_y, offset_y]], dtype=np.float64)
-    return cv2.warpAffine(
-        region_image,
-        transform,
-        (size, size),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-
-
-def blur(crop: np.ndarray, protocol: str) -> np.ndarray:
-    """The training blur: PIL's ``ImageFilter.BLUR`` kernel for ``hopenet``, a 3x3 box for
-    ``visible``."""
-    if protocol == "visible":
-        return cv2.blur(np.ascontiguousarray(crop), (3, 3))
-    return cv2.filter2D(np.ascontiguousarray(crop), -1, _RING_BLUR, borderType=cv2.BORDER_REPLICATE)
 
 
 def training_region(box: Box, protocol: str) -> tuple[int, int, int, int]:

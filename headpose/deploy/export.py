@@ -30,7 +30,8 @@ import onnx
 import torch
 
 from headpose.data.crop import trained_protocol
-from headpose.data.pipeline import evaluation_dataset, model_input, training_dataset
+from headpose.data.pipeline import evaluation_dataset, training_dataset
+from headpose.data.training_batches import training_images
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_dataset
 from headpose.evaluation.metrics import mae_summary
@@ -128,8 +129,9 @@ def calibration_images(
     """
     chosen = stems[:: max(len(stems) // count, 1)][:count]
     dataset = training_dataset(chosen, image_size, protocol, seed, workers, "calibration crops")
-    images = torch.stack([dataset[index][0] for index in range(len(dataset))])
-    return model_input(images, torch.device("cpu"), normalization)
+    batch = dataset[list(range(len(dataset)))]
+    images, _ = training_images(batch, image_size, protocol, torch.device("cpu"), normalization)
+    return images
 
 
 class CropCalibrationReader:

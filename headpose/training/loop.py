@@ -21,9 +21,14 @@ result of an uninterrupted run: shuffling and augmentation are seeded per epoch,
 random state. The checkpoints hold, beside the weights, the training-set mean angles, the params
 and the run fingerprint (:func:`checkpoint_meta`).
 
-CUDA is used when present (AMP, pinned memory; the train stage passes the GPU it claimed,
-:mod:`headpose.training.gpus`); otherwise the CPU, where runs are deterministic for a fixed
-``train_seed`` (the model's seed; ``seed`` is the data's and training does not read it).
+CUDA is used when present (pinned memory, loader worker processes; the train stage passes the
+GPU it claimed, :mod:`headpose.training.gpus`); otherwise the CPU, where runs are deterministic
+for a fixed ``train_seed`` (the model's seed; ``seed`` is the data's and training does not read
+it). The loader hands over whole batches of cached regions; their random crops, flips and blurs
+are made on the training device (:mod:`headpose.data.training_batches`). The step's numerics
+(``precision``: bfloat16 or float16 autocast, channels-last, ``compile``) come from
+:mod:`headpose.training.precision`, and the loss is summed on the device and read once an epoch,
+so the host never waits for the GPU within an epoch.
 
 Under torchrun (``gpus`` > 1, see headpose/training/distributed.py) every process trains a
 DistributedDataParallel copy on its share of each global batch (``batch_size`` / processes, so
@@ -37,7 +42,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +52,11 @@ import torch
 from dvclive import Live
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from headpose.data.pipeline import (
-    PoseDataset,
-    evaluation_dataset,
-    model_input,
-    training_dataset,
-)
+from headpose.data.pipeline import PoseDataset, evaluation_dataset, training_dataset
+from headpose.data.training_batches import RegionBatch, TrainingRegions, training_images
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import absolute_errors_deg, error_sums, mae_from_sums
 from headpose.geometry import ANGLE_NAMES
@@ -70,9 +73,11 @@ from headpose.models.registry import Normalization, get_arch
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 from headpose.training.memory import PeakPrivateMemory
+from headpose.training.precision import Precision, choose_precision
 from headpose.training.resume import RunState, load_resume, run_fingerprint, save_resume
 
 HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
+LOSS_SHOWN_EVERY = 50  # steps between progress-bar loss updates (each waits for the device)
 MAE_KEYS = (*(f"mae_{angle}" for angle in ANGLE_NAMES), "mae_mean")
 
 
@@ -203,33 +208,61 @@ def make_scheduler(
 # --- One epoch and its validation ---------------------------------------------------------------
 
 
+InputMaker = Callable[[RegionBatch], tuple[torch.Tensor, torch.Tensor]]
+
+
+def input_maker(
+    image_size: int,
+    protocol: str,
+    normalization: Normalization,
+    device: torch.device,
+    precision: Precision,
+) -> InputMaker:
+    """What turns a loader batch into ``(model input, angles_deg)`` on ``device``."""
+    return partial(
+        training_images,
+        image_size=image_size,
+        protocol=protocol,
+        device=device,
+        normalization=normalization,
+        channels_last=precision.channels_last,
+    )
+
+
 def train_one_epoch(
-    model: HeadPoseNet,
+    model: nn.Module,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     head: Head,
-    normalization: Normalization,
-    device: torch.device,
+    make_inputs: InputMaker,
+    precision: Precision,
     description: str,
     show_progress: bool = True,
 ) -> float:
-    """One pass over ``loader``; returns the mean loss per batch."""
-    losses = []
+    """One pass over ``loader``; returns the mean loss per batch.
+
+    The losses are summed on the device; the host reads them at the end (and every
+    :data:`LOSS_SHOWN_EVERY` steps for the progress bar), so it queues steps without waiting.
+    """
+    total, steps = None, 0
     bar = tqdm(loader, desc=description, unit="batch", leave=False, disable=not show_progress)
-    for images, angles_deg in bar:
-        images = model_input(images, device, normalization)
-        angles_deg = angles_deg.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+    for batch in bar:
+        images, angles_deg = make_inputs(batch)
+        with precision.autocast():
             outputs = model(images)
         loss = head.loss(outputs, angles_deg)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    return float(np.mean(losses))
+        total = loss.detach().double() + (0.0 if total is None else total)
+        steps += 1
+        if show_progress and steps % LOSS_SHOWN_EVERY == 0:
+            bar.set_postfix(loss=f"{float(total) / steps:.3f}")
+    if not steps:
+        raise HeadposeError(f"{description}: the training loader gave no batch")
+    return float(total) / steps
 
 
 def validation_mae(
@@ -252,7 +285,7 @@ def validation_mae(
 
 
 def make_train_loader(
-    dataset: PoseDataset,
+    dataset: TrainingRegions,
     settings: LoaderSettings,
     device: torch.device,
     rank: Rank = SINGLE_PROCESS,
@@ -261,10 +294,11 @@ def make_train_loader(
 
     The sampler draws each epoch's order from ``train_seed + epoch`` (call ``set_epoch``) and deals
     it out round-robin to the ranks, each taking ``batch_size / world_size`` per step, so the
-    ranks' batches of one step together are exactly the one-process batch of that step. On the
-    CPU items are prepared in the training process (workers would compete with the training
-    step for the same cores); on CUDA in ``workers`` persistent processes, prefetching, into
-    pinned memory (:func:`_loader_options`).
+    ranks' batches of one step together are exactly the one-process batch of that step. The
+    loader asks ``dataset`` for a whole batch at a time (a :class:`RegionBatch`). On the CPU
+    batches are gathered in the training process (workers would compete with the training step
+    for the same cores); on CUDA in ``workers`` persistent processes, prefetching, into pinned
+    memory (:func:`_loader_options`).
     """
     if settings.batch_size % rank.world_size:
         raise HeadposeError(
@@ -275,13 +309,10 @@ def make_train_loader(
     sampler = DistributedSampler(
         dataset, rank.world_size, rank.rank, shuffle=True, seed=settings.train_seed, drop_last=True
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=len(sampler) > batch_size,  # no tiny last batch for BatchNorm
-        **_loader_options(settings.workers, device),
-    )
+    batches = BatchSampler(sampler, batch_size, drop_last=len(sampler) > batch_size)  # no tiny
+    # last batch for BatchNorm; the dataset gathers each batch whole (batch_size=None).
+    options = _loader_options(settings.workers, device, LOADER_PREFETCH_BATCHES)
+    loader = DataLoader(dataset, batch_size=None, sampler=batches, **options)
     return loader, sampler
 
 
@@ -294,14 +325,15 @@ def make_eval_loader(
     """An in-order loader over this rank's share of an evaluation dataset (every
     ``world_size``-th item from ``rank``; no item repeated, unlike DistributedSampler)."""
     share = Subset(dataset, range(rank.rank, len(dataset), rank.world_size))
-    options = _loader_options(settings.workers, device)
+    options = _loader_options(settings.workers, device, EVAL_PREFETCH_BATCHES)
     return DataLoader(share, batch_size=settings.batch_size, **options)
 
 
-LOADER_PREFETCH_BATCHES = 4  # per worker process, on CUDA
+LOADER_PREFETCH_BATCHES = 2  # per worker process, on CUDA: whole training batches
+EVAL_PREFETCH_BATCHES = 4  # per worker process, on CUDA: evaluation batches of single crops
 
 
-def _loader_options(workers: int, device: torch.device) -> dict:
+def _loader_options(workers: int, device: torch.device, prefetch: int) -> dict:
     """uint8 batches; on CUDA from persistent worker processes (they map the crop store, not
     copy it), prefetched into pinned memory so the copy to the GPU overlaps the step."""
     cuda = device.type == "cuda"
@@ -311,7 +343,7 @@ def _loader_options(workers: int, device: torch.device) -> dict:
         "pin_memory": cuda,
         "worker_init_fn": _seed_loader_worker if workers else None,
         "persistent_workers": workers > 0,
-        "prefetch_factor": LOADER_PREFETCH_BATCHES if workers else None,
+        "prefetch_factor": prefetch if workers else None,
     }
 
 
@@ -322,10 +354,15 @@ def _loader_options(workers: int, device: torch.device) -> dict:
 
 
 def checkpoint_meta(
-    params: dict, head: Head, training_mean_deg: np.ndarray, fingerprint: str
+    params: dict,
+    head: Head,
+    training_mean_deg: np.ndarray,
+    fingerprint: str,
+    precision: Precision,
 ) -> dict:
     """What is stored beside the weights: what evaluation and prediction need to use them, the
-    training-set mean angles (the evaluation's baseline), the params and the run fingerprint."""
+    training-set mean angles (the evaluation's baseline), the params, the run fingerprint and
+    the precision the training step ran in."""
     return {
         "arch": params["arch"],
         **head.meta(),
@@ -335,6 +372,7 @@ def checkpoint_meta(
         "training_mean_deg": [float(angle) for angle in training_mean_deg],
         "params": params,
         "fingerprint": fingerprint,
+        "training_precision": precision.name,
     }
 
 
@@ -348,12 +386,13 @@ class Trainer:
     device: torch.device
     head: Head
     model: HeadPoseNet
-    train_set: PoseDataset
+    train_set: TrainingRegions
     train_loader: DataLoader
     sampler: DistributedSampler
     val_loader: DataLoader
     live: Live | None  # rank 0 only
     state: RunState
+    precision: Precision
     scaler: torch.amp.GradScaler
     rank: Rank
 
@@ -362,14 +401,26 @@ class Trainer:
         """The input normalisation of the backbone (stored in the checkpoints)."""
         return get_arch(self.params["arch"]).normalization
 
+    def make_inputs(self) -> InputMaker:
+        """What turns the loader's batches into the model's input."""
+        return input_maker(
+            self.params["image_size"],
+            self.params["crop_protocol"],
+            self.normalization,
+            self.device,
+            self.precision,
+        )
+
     def wrap(self) -> nn.Module:
-        """The module a phase trains through: the model itself, or under torchrun a
+        """The module a phase trains through: the model itself, under torchrun a
         DistributedDataParallel wrapper made after the phase set which parameters learn
-        (DDP only averages the gradients of parameters trainable when it is made)."""
-        if not self.rank.distributed:
-            return self.model
-        device_ids = [self.device] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=device_ids)
+        (DDP only averages the gradients of parameters trainable when it is made), compiled by
+        ``torch.compile`` when ``compile`` is true."""
+        network: nn.Module = self.model
+        if self.rank.distributed:
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            network = DistributedDataParallel(self.model, device_ids=device_ids)
+        return torch.compile(network) if self.params["compile"] else network
 
     def run_phase(self, phase: Phase, saved: dict | None) -> None:
         """Train the phase's remaining epochs (``saved``: a resume checkpoint's content)."""
@@ -396,8 +447,8 @@ class Trainer:
                 optimizer,
                 self.scaler,
                 self.head,
-                self.normalization,
-                self.device,
+                self.make_inputs(),
+                self.precision,
                 f"epoch {epoch}/{total} ({phase.name})",
                 show_progress=self.rank.is_main,
             )
@@ -428,7 +479,9 @@ class Trainer:
     def save_models(self) -> None:
         """``model.pt`` (final weights) and ``best.pt`` (best validation epoch), with meta."""
         training_mean_deg = self.train_set.crops.angles_deg.astype(np.float64).mean(axis=0)
-        meta = checkpoint_meta(self.params, self.head, training_mean_deg, self.fingerprint)
+        meta = checkpoint_meta(
+            self.params, self.head, training_mean_deg, self.fingerprint, self.precision
+        )
         final = self.state.history[-1]
         save_checkpoint(
             self.paths.models_dir / "model.pt",
@@ -482,10 +535,12 @@ def _train(
     device = rank.device
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fastest kernels for a fixed size
     head = head_from_params(params)
+    precision = choose_precision(params["precision"], device)
     print(
-        f"training {params['arch']} with the {head.name} head on {device.type} (process "
-        f"{rank.rank + 1} of {rank.world_size}): {len(train_stems)} train images, "
-        f"{len(val_stems)} validation images"
+        f"training {params['arch']} with the {head.name} head on {device.type} in "
+        f"{precision.name}{', channels-last' if precision.channels_last else ''}"
+        f"{', compiled' if params['compile'] else ''} (process {rank.rank + 1} of "
+        f"{rank.world_size}): {len(train_stems)} train images, {len(val_stems)} validation images"
     )
     size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
     train_set = training_dataset(train_stems, size, protocol, params["train_seed"], workers)
@@ -499,8 +554,8 @@ def _train(
     model = build_model(params["arch"], head, params["pretrained"])
     if rank.distributed and device.type == "cuda":  # SyncBatchNorm has no CPU implementation
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    model = model.to(device, memory_format=precision.memory_format)
+    scaler = precision.grad_scaler()
     saved = load_resume(paths.resume_file, fingerprint, model)
     state = RunState(**saved["state"]) if saved else RunState()
     if saved:
@@ -513,7 +568,7 @@ def _train(
 
     trainer = Trainer(
         params, paths, fingerprint, device, head, model, train_set, train_loader, sampler,
-        val_loader, live, state, scaler, rank,
+        val_loader, live, state, precision, scaler, rank,
     )  # fmt: skip
     started = time.perf_counter()
     plan = phases(params["epochs"], params["lr"], params["finetune_epochs"], params["finetune_lr"])

@@ -1,0 +1,197 @@
+"""Training batches: gathered from the crop store whole, cut, scaled, flipped and blurred on the
+device the model trains on.
+
+The split follows the cost. Drawing a sample's random choices is a handful of numbers and
+reading its cached region is one copy of its bytes; cutting, scaling and blurring the pixels is
+the work, and a GPU does it for a whole batch in a few kernels. So:
+
+* :class:`TrainingRegions` (the loader's dataset, in loader worker processes on CUDA) takes a
+  whole batch of indices at once and returns a :class:`RegionBatch`: the uint8 cached regions
+  of the batch, gathered from the memory-mapped store in one indexing, and each item's random
+  choices as numbers: the rectangle of its crop (the protocol's, :func:`training_rectangle`, in
+  the pixel coordinates of its cached region), whether it is flipped (its yaw and roll already
+  negated) and whether it is blurred. Each item's choices come from its own generator seeded by
+  ``(seed, epoch, index)``, in the order k, offset, flip, blur, so they do not depend on the
+  batch, the number of workers or the device, and an interrupted run replays exactly.
+* :func:`training_images` turns that batch into the model's input on the device: one
+  ``grid_sample`` call cuts and scales every crop (bilinear, pixel centres as the old per-item
+  OpenCV warp, black outside the region; a flipped item's grid runs right to left, so the flip
+  costs nothing), one depthwise convolution blurs the items drawn for it (the protocol's kernel
+  and border), then the model's normalisation and, when asked, channels-last memory format.
+
+``grid_sample`` rather than ``torchvision.ops.roi_align`` (same sampling with ``aligned=True``
+and one sample per bin): on the CPU it was 2.3 times faster (0.85 against 1.92 ms an item at
+224 px, batch 128, 2 cores), and its zero padding blends the border with black as the previous
+crop did. The CPU runs exactly this code, so the tests exercise the CUDA path's arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from headpose.data.crop import Box, draw_training_crop, training_rectangle
+from headpose.data.store import PreparedCrops
+from headpose.geometry import flip_angles
+from headpose.models.registry import Normalization
+
+FLIP_PROBABILITY = 0.5
+BLUR_PROBABILITY = 0.05
+
+# The training blur per protocol: hopenet's is PIL's ImageFilter.BLUR (a 5x5 ring of ones over
+# 16; PIL leaves the 2-pixel edge as it was), visible's a 3x3 box (OpenCV's blur, the border
+# reflected).
+_RING = torch.ones(5, 5)
+_RING[1:4, 1:4] = 0.0
+BLUR_KERNELS = {"hopenet": (_RING / 16.0, "keep"), "visible": (torch.ones(3, 3) / 9.0, "reflect")}
+
+
+class RegionBatch(NamedTuple):
+    """One training batch as the loader hands it over (all CPU tensors, pinned on CUDA)."""
+
+    regions: torch.Tensor  # (B, C, C, 3) uint8: each item's cached training region, RGB
+    rectangles: torch.Tensor  # (B, 4) float64: each crop, in its region's pixel coordinates
+    flipped: torch.Tensor  # (B,) bool: mirror the crop (its angles are already flipped)
+    blurred: torch.Tensor  # (B,) bool: blur the crop
+    angles_deg: torch.Tensor  # (B, 3) float32: yaw, pitch, roll of the crop as the model sees it
+
+
+def in_region(rectangle: Box, region: Box, side: int) -> Box:
+    """``rectangle`` (full-image pixels) in the pixel coordinates of ``region`` resized to a
+    ``side`` x ``side`` image, as the store caches it."""
+    scale_x = side / (region[2] - region[0])
+    scale_y = side / (region[3] - region[1])
+    return (
+        (rectangle[0] - region[0]) * scale_x,
+        (rectangle[1] - region[1]) * scale_y,
+        (rectangle[2] - region[0]) * scale_x,
+        (rectangle[3] - region[1]) * scale_y,
+    )
+
+
+class TrainingRegions(Dataset):
+    """The random training crops of a "train" store, served a whole batch per ``__getitem__``
+    (give the DataLoader a ``BatchSampler`` as its sampler and ``batch_size=None``).
+
+    Call :meth:`set_epoch` before each epoch's iterator is created; the epoch lives in shared
+    memory, so persistent worker processes see it too.
+    """
+
+    def __init__(self, crops: PreparedCrops, seed: int = 0):
+        if crops.spec.purpose != "train":
+            raise ValueError(f"training batches need a train store, not {crops.spec}")
+        self.crops = crops
+        self.image_size = crops.spec.image_size
+        self.protocol = crops.spec.protocol
+        self.seed = seed
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(epoch)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def draw(self, index: int) -> tuple[Box, bool, bool]:
+        """Item ``index``'s random choices this epoch: its crop rectangle in its region's pixels,
+        whether it is flipped and whether it is blurred."""
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        choice = draw_training_crop(rng, self.protocol)
+        face_box = tuple(float(v) for v in self.crops.face_boxes[index])
+        region = tuple(float(v) for v in self.crops.regions[index])
+        rectangle = training_rectangle(face_box, choice, self.image_size, self.protocol)
+        flipped = bool(rng.random() < FLIP_PROBABILITY)
+        blurred = bool(rng.random() < BLUR_PROBABILITY)
+        return in_region(rectangle, region, self.crops.spec.side), flipped, blurred
+
+    def __getitem__(self, indices: list[int]) -> RegionBatch:
+        draws = [self.draw(index) for index in indices]
+        angles = self.crops.angles_deg[indices].astype(np.float32)
+        flipped = np.array([flip for _, flip, _ in draws], dtype=bool)
+        angles[flipped] = flip_angles(angles[flipped])
+        return RegionBatch(
+            regions=torch.from_numpy(self.crops.images[indices]),
+            rectangles=torch.tensor([rectangle for rectangle, _, _ in draws], dtype=torch.float64),
+            flipped=torch.from_numpy(flipped),
+            blurred=torch.tensor([blur for _, _, blur in draws], dtype=torch.bool),
+            angles_deg=torch.from_numpy(angles),
+        )
+
+
+def _sampling_grid(rectangles: torch.Tensor, flipped: torch.Tensor, side: int, size: int):
+    """``grid_sample``'s grid (B, size, size, 2) reading each rectangle at ``size`` x ``size``
+    pixel centres from a ``side`` x ``side`` region (x running right to left when flipped)."""
+    x0, y0, x1, y1 = rectangles.unbind(1)
+    x0, x1 = torch.where(flipped, x1, x0), torch.where(flipped, x0, x1)
+    centres = (torch.arange(size, dtype=rectangles.dtype, device=rectangles.device) + 0.5) / size
+    # align_corners=False: -1 and 1 are the outer edges of the region's outer pixels.
+    xs = (x0[:, None] + centres * (x1 - x0)[:, None]) * (2.0 / side) - 1.0
+    ys = (y0[:, None] + centres * (y1 - y0)[:, None]) * (2.0 / side) - 1.0
+    batch = len(rectangles)
+    grid = torch.stack(
+        (xs[:, None, :].expand(batch, size, size), ys[:, :, None].expand(batch, size, size)), -1
+    )
+    return grid.float()
+
+
+def _blur(images: torch.Tensor, protocol: str) -> torch.Tensor:
+    """The protocol's training blur of float (N, 3, S, S) images."""
+    kernel, border = BLUR_KERNELS[protocol]
+    reach = kernel.shape[0] // 2
+    weight = kernel.to(images.device, images.dtype).expand(3, 1, *kernel.shape)
+    if border == "reflect":
+        return F.conv2d(F.pad(images, (reach,) * 4, mode=border), weight, groups=3)
+    blurred = images.clone()
+    blurred[..., reach:-reach, reach:-reach] = F.conv2d(images, weight, groups=3)
+    return blurred
+
+
+def augmented_crops(
+    batch: RegionBatch, image_size: int, protocol: str, device: torch.device
+) -> torch.Tensor:
+    """The batch's training crops on ``device``: float (B, 3, S, S), values 0..255."""
+    regions = batch.regions.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    rectangles = batch.rectangles.to(device, non_blocking=True)
+    flipped = batch.flipped.to(device, non_blocking=True)
+    grid = _sampling_grid(rectangles, flipped, regions.shape[-1], image_size)
+    crops = F.grid_sample(regions, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    blurred = batch.blurred.nonzero().flatten()  # a CPU tensor: no wait for the device
+    if len(blurred):
+        blurred = blurred.to(device, non_blocking=True)
+        crops = crops.index_copy(0, blurred, _blur(crops.index_select(0, blurred), protocol))
+    return crops
+
+
+def normalize(
+    images: torch.Tensor, normalization: Normalization, channels_last: bool = False
+) -> torch.Tensor:
+    """Float (N, 3, S, S) images with values 0..255 as the model's input: scaled to [0, 1] and
+    normalised by ``normalization`` (the model's mean and std), channels-last when asked."""
+    mean = torch.tensor(normalization.mean, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(normalization.std, device=images.device).view(1, 3, 1, 1)
+    normalised = (images / 255.0 - mean) / std
+    if channels_last:
+        return normalised.contiguous(memory_format=torch.channels_last)
+    return normalised.contiguous()
+
+
+def training_images(
+    batch: RegionBatch,
+    image_size: int,
+    protocol: str,
+    device: torch.device,
+    normalization: Normalization,
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(model input, angles_deg) of a training batch, both on ``device``."""
+    crops = augmented_crops(batch, image_size, protocol, device)
+    images = normalize(crops, normalization, channels_last)
+    return images, batch.angles_deg.to(device, non_blocking=True)

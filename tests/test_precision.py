@@ -1,0 +1,128 @@
+"""The training step's numerics: which precision ``auto`` picks where, and the CUDA path's step
+(autocast, loss scaling, channels-last, torch.compile) run on the CPU."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from training_fixtures import write_tiny_dataset
+
+import headpose.training.precision as precision_module
+from headpose.data.pipeline import training_dataset
+from headpose.errors import HeadposeError
+from headpose.models.bins import Bins
+from headpose.models.network import build_model
+from headpose.models.registry import IMAGENET
+from headpose.params import PRECISIONS
+from headpose.training.loop import (
+    LoaderSettings,
+    Phase,
+    input_maker,
+    make_optimizer,
+    make_train_loader,
+    set_train_mode,
+    train_one_epoch,
+)
+from headpose.training.precision import Precision, choose_precision
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("bf16_gpu", "expected", "scales"), [(True, "bfloat16", False), (False, "float16", True)]
+)
+def test_auto_on_cuda_is_bfloat16_where_supported_else_float16_with_a_scaler(
+    monkeypatch, bf16_gpu, expected, scales
+):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_gpu)
+    chosen = choose_precision("auto", CUDA)
+    assert (chosen.name, chosen.scales_loss, chosen.channels_last) == (expected, scales, True)
+    assert chosen.memory_format == torch.channels_last
+    assert chosen.autocast_dtype == getattr(torch, expected)
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_auto_on_the_cpu_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, native, expected):
+    monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda: native)
+    chosen = choose_precision("auto", CPU)
+    assert (chosen.name, chosen.channels_last, chosen.scales_loss) == (expected, native, False)
+    assert chosen.autocast_dtype == (torch.bfloat16 if native else None)
+    assert choose_precision("float32", CPU) == Precision("float32", "cpu", channels_last=False)
+
+
+def test_float16_needs_cuda_and_unknown_names_are_refused():
+    with pytest.raises(HeadposeError, match="float16 needs a CUDA GPU"):
+        choose_precision("float16", CPU)
+    with pytest.raises(HeadposeError, match="expected one of auto, float32, bfloat16, float16"):
+        choose_precision("fp8", CPU)
+    assert set(PRECISIONS) == {"auto", "float32", "bfloat16", "float16"}
+
+
+@pytest.fixture(scope="module")
+def loader_and_dataset(tmp_path_factory):
+    stems = write_tiny_dataset(tmp_path_factory.mktemp("samples"), 16)
+    dataset = training_dataset(stems, 32, "hopenet", seed=0, workers=1)
+    dataset.set_epoch(1)
+    settings = LoaderSettings(batch_size=8, train_seed=0, workers=1)
+    loader, sampler = make_train_loader(dataset, settings, CPU)
+    sampler.set_epoch(1)
+    return loader
+
+
+def _one_epoch(loader, precision: Precision, compile_network: bool = False):
+    torch.manual_seed(0)
+    model = build_model("resnet18", Bins(3)).to(memory_format=precision.memory_format)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, 1e-3))
+    scaler = precision.grad_scaler()
+    set_train_mode(model, stem_frozen=True)
+    network = torch.compile(model) if compile_network else model
+    make_inputs = input_maker(32, "hopenet", IMAGENET, CPU, precision)
+    loss = train_one_epoch(network, loader, optimizer, scaler, Bins(3), make_inputs, precision, "t")
+    changed = [
+        name for name, value in model.state_dict().items() if not torch.equal(value, before[name])
+    ]
+    return loss, model, scaler, changed
+
+
+@pytest.mark.parametrize(
+    "precision",
+    [
+        Precision("float32", "cpu", channels_last=False),
+        Precision("bfloat16", "cpu", channels_last=True),  # CUDA's default, here on the CPU
+        Precision("float16", "cpu", channels_last=True),  # CUDA without bf16: loss scaling
+    ],
+    ids=lambda p: p.name,
+)
+def test_the_step_trains_in_each_precision(loader_and_dataset, precision):
+    loss, model, scaler, changed = _one_epoch(loader_and_dataset, precision)
+    assert torch.isfinite(torch.tensor(loss)) and loss > 0
+    assert scaler.is_enabled() == (precision.name == "float16")
+    if scaler.is_enabled():
+        assert scaler.get_scale() > 0  # the scaler stepped (and kept a finite scale)
+    assert any(name.startswith("backbone.layer4") for name in changed)  # the backbone learnt
+    assert not any(name.startswith("backbone.conv1") for name in changed)  # the stem did not
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32
+    conv = model.backbone.layer1[0].conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) == precision.channels_last
+
+
+def test_the_same_precision_gives_the_same_step(loader_and_dataset):
+    bf16 = Precision("bfloat16", "cpu", channels_last=True)
+    first, _, _, _ = _one_epoch(loader_and_dataset, bf16)
+    again, _, _, _ = _one_epoch(loader_and_dataset, bf16)
+    assert first == again
+
+
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None,
+    reason="no C compiler for torch.compile on the CPU",
+)
+def test_a_compiled_network_trains_like_the_plain_one(loader_and_dataset):
+    fp32 = Precision("float32", "cpu", channels_last=False)
+    plain, _, _, _ = _one_epoch(loader_and_dataset, fp32)
+    compiled, _, _, changed = _one_epoch(loader_and_dataset, fp32, compile_network=True)
+    assert compiled == pytest.approx(plain, rel=1e-3)
+    assert any(name.startswith("backbone.layer4") for name in changed)
