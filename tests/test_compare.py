@@ -256,6 +256,23 @@ def test_compare_reads_the_experiments_and_prints_intervals(experiments, tmp_pat
     assert sorted(run["seed"] for run in data["groups"][1]["runs"]) == ["0", "1", "2"]
 
 
+def test_excluded_runs_are_left_out_and_unknown_names_refused(experiments, capsys):
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=experiments, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # the workspace holds the commit's run: leave out both
+    arguments = ["--json", "--baseline", "head=bins", "--exclude", "workspace"]
+    main(["compare", "--repo", str(experiments), *arguments, "--exclude", head[:7]])
+    captured = capsys.readouterr()
+    groups = json.loads(captured.out)["groups"]
+    assert [len(group["runs"]) for group in groups] == [2, 3]  # bins: seeds 1 and 2 only
+    assert "excluded workspace" in captured.err and f"({head[:7]}), as asked" in captured.err
+    with pytest.raises(SystemExit) as stopped:
+        main(["compare", "--repo", str(experiments), "--exclude", "no-such-run"])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and "--exclude no-such-run: no evaluated run" in error
+
+
 def test_compare_says_what_is_wrong_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["compare", "--repo", str(tmp_path)])

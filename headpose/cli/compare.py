@@ -35,6 +35,14 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--replicates", type=_positive, default=REPLICATES, help="bootstrap replicates"
     )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="leave out a run: an experiment name, 'workspace', or a revision (7+ hex digits), "
+        "e.g. a commit whose dvc.lock predates its code; repeatable",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--plot", metavar="FILE", help="also draw the intervals into FILE")
     parser.set_defaults(run=run_compare_command)
@@ -57,9 +65,26 @@ def run_compare_command(args: argparse.Namespace) -> None:
     loaded = load_runs(args.repo, args.num)
     for reason in loaded.skipped:
         print(f"skipped {reason}", file=sys.stderr)
-    if not loaded.runs:
+    runs = exclude_runs(loaded.runs, args.exclude)
+    if not runs:
         raise HeadposeError(f"no evaluated runs in {args.repo} (run dvc repro or dvc exp run)")
-    report = compare(loaded.runs, args.baseline, WORKSPACE, args.replicates)
+    report = compare(runs, args.baseline, WORKSPACE, args.replicates)
     if args.plot:
         plot_report(report, args.plot)
     print(json.dumps(report_json(report), indent=2) if args.json else format_markdown(report))
+
+
+def exclude_runs(runs: list, excluded: list[str]) -> list:
+    """``runs`` without those named by ``excluded`` (a run's name, or a prefix of 7 or more
+    characters of its revision); a name that matches no run is an error, not a silent no-op."""
+    kept = list(runs)
+    for name in excluded:
+        matches = [
+            run for run in kept if run.name == name or (len(name) >= 7 and run.rev.startswith(name))
+        ]
+        if not matches:
+            raise HeadposeError(f"--exclude {name}: no evaluated run has that name or revision")
+        for run in matches:
+            print(f"excluded {run.name} ({run.rev[:7]}), as asked", file=sys.stderr)
+        kept = [run for run in kept if run not in matches]
+    return kept
