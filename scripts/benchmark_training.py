@@ -71,7 +71,7 @@ from headpose.training.loop import (
     train_one_epoch,
 )
 from headpose.training.memory import PeakPrivateMemory
-from headpose.training.precision import choose_precision
+from headpose.training.precision import check_compiler, choose_precision
 
 
 def _timed(function) -> float:
@@ -141,6 +141,8 @@ class PerSampleCrops(Dataset):
 def benchmark(params: dict, args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     precision = choose_precision(params["precision"], device)
+    if params["compile"]:
+        check_compiler(device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
     stems = read_list(args.list)

@@ -1,4 +1,5 @@
-"""scripts/benchmark_training.py runs end to end and prints the three rates and their ratio."""
+"""scripts/benchmark_training.py runs end to end and prints every rate against the reference
+step."""
 
 from __future__ import annotations
 

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
-from training_fixtures import write_tiny_dataset
+from training_fixtures import tiny_params, write_list, write_tiny_dataset
 
 import headpose.training.precision as precision_module
 from headpose.data.pipeline import training_dataset
@@ -19,13 +17,15 @@ from headpose.params import PRECISIONS
 from headpose.training.loop import (
     LoaderSettings,
     Phase,
+    TrainPaths,
     input_maker,
     make_optimizer,
     make_train_loader,
+    run_training,
     set_train_mode,
     train_one_epoch,
 )
-from headpose.training.precision import Precision, choose_precision
+from headpose.training.precision import Precision, check_compiler, choose_precision
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -58,6 +58,19 @@ def test_float16_needs_cuda_and_unknown_names_are_refused():
     with pytest.raises(HeadposeError, match="expected one of auto, float32, bfloat16, float16"):
         choose_precision("fp8", CPU)
     assert set(PRECISIONS) == {"auto", "float32", "bfloat16", "float16"}
+
+
+def test_compile_without_a_compiler_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(HeadposeError, match="compile: true needs a compiler on cpu .g\\+\\+."):
+        check_compiler(CPU)
+    monkeypatch.setenv("CC", "my-cc")
+    with pytest.raises(HeadposeError, match="on cuda .my-cc., and none is on PATH"):
+        check_compiler(CUDA)
+    (tmp_path / "my-cc").write_text("#!/bin/sh\n")
+    (tmp_path / "my-cc").chmod(0o755)
+    check_compiler(CUDA)
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +129,33 @@ def test_the_same_precision_gives_the_same_step(loader_and_dataset):
     assert first == again
 
 
-@pytest.mark.skipif(
-    shutil.which("cc") is None and shutil.which("gcc") is None,
-    reason="no C compiler for torch.compile on the CPU",
-)
+def _cpu_compiler_present() -> bool:
+    try:
+        check_compiler(CPU)
+    except HeadposeError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _cpu_compiler_present(), reason="no C++ compiler for torch.compile here")
 def test_a_compiled_network_trains_like_the_plain_one(loader_and_dataset):
     fp32 = Precision("float32", "cpu", channels_last=False)
     plain, _, _, _ = _one_epoch(loader_and_dataset, fp32)
     compiled, _, _, changed = _one_epoch(loader_and_dataset, fp32, compile_network=True)
     assert compiled == pytest.approx(plain, rel=1e-3)
     assert any(name.startswith("backbone.layer4") for name in changed)
+
+
+@pytest.mark.skipif(not _cpu_compiler_present(), reason="no C++ compiler for torch.compile here")
+def test_a_whole_run_with_compile_true_saves_plain_checkpoints(tmp_path):
+    stems = write_tiny_dataset(tmp_path / "samples", 20)
+    train_list = write_list(tmp_path / "train.txt", stems[:14])
+    val_list = write_list(tmp_path / "val.txt", stems[14:])
+    paths = TrainPaths(train_list, val_list, tmp_path / "models", tmp_path / "r.pt", tmp_path / "l")
+    params = tiny_params(compile=True, epochs=1, finetune_epochs=1)
+    metrics = run_training(params, paths, device="cpu")
+    assert metrics["final"]["epoch"] == 2
+    saved = torch.load(paths.models_dir / "model.pt", weights_only=True)
+    assert not any(key.startswith("_orig_mod") for key in saved["state_dict"])
+    assert saved["meta"]["params"]["compile"] is True
+    assert saved["meta"]["training_precision"] == choose_precision("auto", CPU).name

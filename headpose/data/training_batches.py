@@ -19,10 +19,11 @@ the work, and a GPU does it for a whole batch in a few kernels. So:
   costs nothing), one depthwise convolution blurs the items drawn for it (the protocol's kernel
   and border), then the model's normalisation and, when asked, channels-last memory format.
 
-``grid_sample`` rather than ``torchvision.ops.roi_align`` (same sampling with ``aligned=True``
-and one sample per bin): on the CPU it was 2.3 times faster (0.85 against 1.92 ms an item at
-224 px, batch 128, 2 cores), and its zero padding blends the border with black as the previous
-crop did. The CPU runs exactly this code, so the tests exercise the CUDA path's arithmetic.
+``grid_sample`` rather than ``torchvision.ops.roi_align`` (the same sampling points with
+``aligned=True`` and one sample per bin): in a one-off timing on the 2-core CPU it was 2.3
+times faster (0.85 against 1.92 ms an item at 224 px, batch 128), and its zero padding blends
+the border with black as the per-item OpenCV warp it replaced did. The CPU runs exactly this
+code, so the tests exercise the CUDA path's arithmetic.
 """
 
 from __future__ import annotations

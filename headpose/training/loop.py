@@ -73,7 +73,7 @@ from headpose.models.registry import Normalization, get_arch
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 from headpose.training.memory import PeakPrivateMemory
-from headpose.training.precision import Precision, choose_precision
+from headpose.training.precision import Precision, check_compiler, choose_precision
 from headpose.training.resume import RunState, load_resume, run_fingerprint, save_resume
 
 HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
@@ -536,6 +536,8 @@ def _train(
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fastest kernels for a fixed size
     head = head_from_params(params)
     precision = choose_precision(params["precision"], device)
+    if params["compile"]:
+        check_compiler(device)
     print(
         f"training {params['arch']} with the {head.name} head on {device.type} in "
         f"{precision.name}{', channels-last' if precision.channels_last else ''}"
