@@ -28,7 +28,8 @@ it). The loader hands over whole batches of cached regions; their random crops, 
 are made on the training device (:mod:`headpose.data.training_batches`). The step's numerics
 (``precision``: bfloat16 or float16 autocast, channels-last, ``compile``) come from
 :mod:`headpose.training.precision`, and the loss is summed on the device and read once an epoch,
-so the host never waits for the GPU within an epoch.
+so under bfloat16 or float32 the host does not wait for the GPU within an epoch (float16's loss
+scaler reads its overflow flag every step).
 
 Under torchrun (``gpus`` > 1, see headpose/training/distributed.py) every process trains a
 DistributedDataParallel copy on its share of each global batch (``batch_size`` / processes, so
