@@ -8,8 +8,9 @@
 * ``float32``, ``bfloat16``, ``float16``: that, wherever the run is (``float16`` only on CUDA).
 
 bfloat16 keeps float32's exponent range, so it needs no loss scaler; float16 does
-(``torch.amp.GradScaler``, which reads an overflow flag from the GPU every step). Weights, optimizer state, BatchNorm statistics and the losses stay
-float32 (the heads compute their expectation and loss outside autocast). Channels-last memory
+(``torch.amp.GradScaler``, which reads an overflow flag from the GPU every step). Weights,
+optimizer state, BatchNorm statistics and the losses stay float32 (the heads compute their
+expectation and loss outside autocast). Channels-last memory
 format (NHWC, what cuDNN's and oneDNN's fast convolutions read) is used on CUDA and under
 bfloat16 on the CPU. ``compile: true`` runs the training network through ``torch.compile``
 (its first steps are slow while it compiles; the CPU needs a C++ compiler).
