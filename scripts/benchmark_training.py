@@ -53,7 +53,7 @@ from headpose.data.store import (
     store_root,
     store_size_bytes,
 )
-from headpose.data.training_batches import TrainingRegions, augmented_crops
+from headpose.data.training_batches import BLUR_KERNELS, TrainingRegions, augmented_crops
 from headpose.errors import exit_on_error
 from headpose.geometry import flip_angles
 from headpose.io.formats import read_list
@@ -113,7 +113,7 @@ class PerSampleCrops(Dataset):
     """The loader before device crops, kept as the baseline: item by item on the CPU, the same
     draws, the crop warped out of the cached region by OpenCV, flipped and blurred."""
 
-    RING = np.pad(np.zeros((3, 3), np.float32), 1, constant_values=1.0) / 16.0
+    KERNEL = BLUR_KERNELS["hopenet"][0].numpy()  # the device blur's kernel, applied by OpenCV
 
     def __init__(self, regions: TrainingRegions):
         self.regions = regions
@@ -132,7 +132,7 @@ class PerSampleCrops(Dataset):
         if flipped:
             crop = crop[:, ::-1]
         if blurred:
-            crop = cv2.filter2D(np.ascontiguousarray(crop), -1, self.RING)
+            crop = cv2.filter2D(np.ascontiguousarray(crop), -1, self.KERNEL)
         angles = self.regions.crops.angles_deg[index]
         angles = flip_angles(angles) if flipped else angles.copy()
         return torch.from_numpy(np.ascontiguousarray(crop)), torch.from_numpy(angles)
