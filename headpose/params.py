@@ -36,6 +36,9 @@ IMAGE_SIZE_RANGE_PX = (32, 1024)
 CROP_PROTOCOLS = ("hopenet", "visible")
 # The training step's numerics (headpose.training.precision chooses what "auto" means where).
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# The loosest framing augmentation (framing_scale): the cached context of each training face
+# covers about twice this many crop sides, at the same pixel count as the face's sharp region.
+MAX_FRAMING_SCALE = 4.0
 # Every backbone shrinks its input 32-fold: a 32 px input ends on a 1x1 feature map.
 BACKBONE_STRIDE_PX = 32
 # The dataset roots are pasted into the stage commands (dvc.yaml's ${train_data}), which a shell
@@ -144,6 +147,20 @@ SCHEMA: dict[str, Rule] = {
     "alpha": _number(0, 100),
     "image_size": _integer(*IMAGE_SIZE_RANGE_PX),
     "crop_protocol": _choice(*CROP_PROTOCOLS),
+    # framing augmentation (headpose.data.framing): share of training crops re-framed, how
+    # much looser they get ([low, high], log-uniform) and how far the face moves (crop sides)
+    "framing_probability": _number(0, 1),
+    "framing_scale": Rule(
+        list,
+        lambda v: (
+            len(v) == 2
+            and all(_type_ok(x, (int, float)) and math.isfinite(x) for x in v)
+            and 1 <= v[0] <= v[1] <= MAX_FRAMING_SCALE
+        ),
+        f"[low, high] with 1 <= low <= high <= {MAX_FRAMING_SCALE} (how many times looser than "
+        "the crop protocol's training crop a re-framed crop is)",
+    ),
+    "framing_shift": _number(0, 0.5),
     "batch_size": _integer(1, 4096),
     "lr": _number(0, 1, low_open=True),
     "epochs": _integer(1, 1000),

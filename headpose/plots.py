@@ -105,3 +105,77 @@ def plot_contact_sheet(
         axes.set_title(title, fontsize=7)
         axes.set_axis_off()
     return save_figure(figure, path, dpi=90)
+
+
+def plot_framing_sweep(
+    scales: np.ndarray,
+    mae_by_curve: dict[str, np.ndarray],
+    published_scale: float,
+    path: str | os.PathLike,
+    title: str = "MAE against framing",
+) -> Path:
+    """Mean MAE against framing scale, one line per entry of ``mae_by_curve`` (a label to one
+    value per scale), with vertical lines at 1.0 (the visible crop, the sweep's reference) and
+    at ``published_scale`` (where the published crop frames the same faces)."""
+    scales = np.asarray(scales, dtype=np.float64)
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    for label, values in mae_by_curve.items():
+        axes.plot(scales, np.asarray(values, dtype=np.float64), marker="o", label=label)
+    for scale, label, style in (
+        (1.0, "visible crop", "-"),
+        (published_scale, f"published crop ({published_scale:.2f}x)", "--"),
+    ):
+        axes.axvline(scale, color="0.4", linestyle=style, linewidth=1.2)
+        # x in data, y in axes fraction: the label runs down beside its line, inside the axes
+        axes.text(
+            scale,
+            0.97,
+            f" {label}",
+            transform=axes.get_xaxis_transform(),
+            rotation=90,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="0.3",
+        )
+    axes.set_xlabel("crop scale (x the visible crop's side; larger: the face looks smaller)")
+    axes.set_ylabel("MAE, mean of yaw, pitch, roll (degrees)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+FRAMING_LABELS = {
+    "scale": "face side / crop side",
+    "offset_x": "face centre x offset (crop sides, + right)",
+    "offset_y": "face centre y offset (crop sides, + down)",
+}
+
+
+def plot_framing_histograms(
+    framing_by_dataset: dict[str, dict[str, np.ndarray]], path: str | os.PathLike
+) -> Path:
+    """One figure of three overlaid density histograms (face scale, x and y offset in the network
+    input) per dataset and subset: ``framing_by_dataset`` maps a dataset to {subset: (N, 3)}."""
+    figure = Figure(figsize=(13, 4), layout="constrained")
+    curves = [
+        (f"{dataset} {subset}" if len(subsets) > 1 else dataset, np.asarray(values).reshape(-1, 3))
+        for dataset, subsets in framing_by_dataset.items()
+        for subset, values in subsets.items()
+    ]
+    for column, (name, label) in enumerate(FRAMING_LABELS.items()):
+        axes = figure.add_subplot(1, 3, column + 1)
+        present = np.concatenate([values[:, column] for _, values in curves if len(values)])
+        bins = np.linspace(present.min(), present.max(), 41) if present.size else 10
+        for curve_label, values in curves:
+            if len(values):
+                axes.hist(values[:, column], bins=bins, density=True, histtype="step",
+                          linewidth=1.6, label=f"{curve_label} (n={len(values)})")  # fmt: skip
+        axes.set_xlabel(label)
+        axes.set_ylabel("density")
+        axes.set_title(f"framing: {name}")
+        if column == 0:
+            axes.legend(fontsize="small")
+    return save_figure(figure, path)

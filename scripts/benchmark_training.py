@@ -45,6 +45,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset
 
+from headpose.data.framing import FramingAugmentation
 from headpose.data.store import (
     StoreSpec,
     build_store,
@@ -53,7 +54,12 @@ from headpose.data.store import (
     store_root,
     store_size_bytes,
 )
-from headpose.data.training_batches import BLUR_KERNELS, TrainingRegions, augmented_crops
+from headpose.data.training_batches import (
+    BLUR_KERNELS,
+    TrainingRegions,
+    augmented_crops,
+    in_region,
+)
 from headpose.errors import exit_on_error
 from headpose.geometry import flip_angles
 from headpose.io.formats import read_list
@@ -111,7 +117,8 @@ def main() -> None:
 
 class PerSampleCrops(Dataset):
     """The loader before device crops, kept as the baseline: item by item on the CPU, the same
-    draws, the crop warped out of the cached region by OpenCV, flipped and blurred."""
+    draws, the crop warped out of the cached region by OpenCV, flipped and blurred (a re-framed
+    crop is cut from its sharp region alone: the old loader had no framing augmentation)."""
 
     KERNEL = BLUR_KERNELS["hopenet"][0].numpy()  # the device blur's kernel, applied by OpenCV
 
@@ -122,7 +129,11 @@ class PerSampleCrops(Dataset):
         return len(self.regions)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        (x0, y0, x1, y1), flipped, blurred = self.regions.draw(index)
+        draw = self.regions.draw(index)
+        crops = self.regions.crops
+        region = tuple(float(v) for v in crops.regions[index])
+        x0, y0, x1, y1 = in_region(draw.rectangle, region, crops.spec.side)
+        flipped, blurred = draw.flipped, draw.blurred
         size = self.regions.image_size
         step_x, step_y = (x1 - x0) / size, (y1 - y0) / size
         warp = np.array([[step_x, 0, x0 + step_x / 2 - 0.5], [0, step_y, y0 + step_y / 2 - 0.5]])
@@ -147,7 +158,8 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
     size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
     stems = read_list(args.list)
 
-    spec = StoreSpec(size, protocol, "train")
+    framing = FramingAugmentation.from_params(params)
+    spec = StoreSpec(size, protocol, "train", framing.context_extent())
     key, hash_s = _run_timed(lambda: store_key(stems, spec, workers))
     folder, build_s = build_store(stems, spec, key, store_root(), workers)
     crops, open_s = _run_timed(lambda: open_store(folder, stems, spec))
@@ -159,7 +171,7 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
         f"+ open {open_s:.2f} s"
     )
 
-    dataset = TrainingRegions(crops, seed=params["train_seed"])
+    dataset = TrainingRegions(crops, seed=params["train_seed"], framing=framing)
     dataset.set_epoch(1)
     loader, sampler = make_train_loader(dataset, LoaderSettings.from_params(params), device)
     sampler.set_epoch(1)

@@ -36,16 +36,28 @@ def samples(tmp_path_factory) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "spec", [TRAIN, StoreSpec(32, "hopenet", "eval"), StoreSpec(32, "visible", "train")]
+    "spec",
+    [
+        TRAIN,
+        StoreSpec(32, "hopenet", "eval"),
+        StoreSpec(32, "visible", "train"),
+        StoreSpec(32, "hopenet", "train", context_extent=3.5),  # framing augmentation
+    ],
 )
 def test_store_holds_exactly_the_direct_crops(samples, spec):
     crops = prepare_crops(samples, spec, workers=2)
     assert isinstance(crops.images, np.memmap) and not crops.images.flags.writeable
     side = cache_side(32) if spec.purpose == "train" else 32
     assert crops.images.shape == (12, side, side, 3)
+    if spec.has_context:
+        assert isinstance(crops.contexts, np.memmap) and crops.contexts.shape == (12, side, side, 3)
+    else:
+        assert crops.contexts is None
     for index, stem in enumerate(samples):
-        image, face_box, region, angles = prepare_sample((stem, spec))
-        assert np.array_equal(crops.images[index], image)
+        images, face_box, region, angles = prepare_sample((stem, spec))
+        assert np.array_equal(crops.images[index], images[0])
+        if spec.has_context:
+            assert len(images) == 2 and np.array_equal(crops.contexts[index], images[1])
         assert np.array_equal(crops.face_boxes[index], face_box)
         assert np.array_equal(crops.regions[index], region)
         assert np.array_equal(crops.angles_deg[index], angles)

@@ -129,6 +129,9 @@ def test_draws_are_seeded_by_epoch_and_index_not_by_the_batch(protocol):
     for index in (0, 3, 5):
         alone = dataset[[index]]
         for field in RegionBatch._fields:
+            if getattr(whole, field) is None:  # framing augmentation's fields, off here
+                assert getattr(alone, field) is None, field
+                continue
             assert torch.equal(getattr(alone, field)[0], getattr(whole, field)[index]), field
     assert torch.equal(dataset[[2, 0]].rectangles[1], whole.rectangles[0])
     draws = set()
@@ -168,6 +171,9 @@ def test_loader_workers_give_the_batches_of_the_training_process(tiny_store):
         for indices, batch in zip(batches, loaded, strict=True):
             direct = dataset[indices]
             for field in RegionBatch._fields:
+                if getattr(direct, field) is None:  # framing augmentation's fields, off here
+                    assert getattr(batch, field) is None, field
+                    continue
                 assert torch.equal(getattr(batch, field), getattr(direct, field)), field
         assert loaded[0].regions.dtype == torch.uint8 and loaded[0].regions.shape[0] == 5
 

@@ -1,19 +1,71 @@
-"""``headpose evaluate``: its arguments, and the call into :mod:`headpose.evaluation.evaluate`."""
+"""``headpose evaluate``: its arguments, and the call into :mod:`headpose.evaluation.evaluate`
+(or, with ``--framing-sweep``, into :mod:`headpose.evaluation.framing_sweep`)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
+import torch
+
+from headpose.app.predict import load_runtime
 from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
+from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import (
     evaluate,
     evaluation_timing,
     format_report,
     other_protocols,
 )
+from headpose.evaluation.framing_sweep import (
+    DEFAULT_SCALES,
+    DEFAULT_SHIFTS,
+    MAX_SHIFT,
+    FramingSweep,
+    format_framing_sweep,
+    framing_sweep,
+)
 from headpose.evaluation.protocol import evaluation_stems
+from headpose.io.files import write_json
+from headpose.models.network import pick_device
 from headpose.params import AT_LEAST_ONE, SCHEMA, option
+from headpose.plots import plot_framing_sweep
+
+# Options only --framing-sweep reads, and the table's options a sweep refuses (attribute: flag).
+SWEEP_OPTIONS = {"scales": "--scales", "shifts": "--shifts", "json": "--json", "plot": "--plot"}
+NOT_WITH_SWEEP = {
+    "expectation": "--expectation",
+    "bin_width": "--bin-width",
+    "crop_protocol": "--crop-protocol",
+    "compare_protocols": "--compare-protocols",
+    "baseline": "--baseline",
+}
+
+
+def number_list(check: Callable[[float], bool], expected: str) -> Callable[[str], list[float]]:
+    """An argparse ``type`` for a comma-separated list of numbers that each pass ``check``: a bad
+    value is argparse's one error line naming the option."""
+
+    def convert(text: str) -> list[float]:
+        try:
+            values = [float(item) for item in text.split(",")]
+        except ValueError:
+            values = []
+        if not values or not all(math.isfinite(value) and check(value) for value in values):
+            raise argparse.ArgumentTypeError(f"{text!r}; expected {expected}")
+        return values
+
+    return convert
+
+
+SCALE_LIST = number_list(lambda scale: scale > 0, "comma-separated positive numbers, e.g. 1,1.5,2")
+SHIFT_LIST = number_list(
+    lambda shift: 0 <= shift <= MAX_SHIFT, f"comma-separated numbers from 0 to {MAX_SHIFT}"
+)
 
 
 def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +78,11 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         "the evaluate stage. Defaults for the options come from the checkpoint; an original "
         "HopeNet snapshot is evaluated as published (bin width 3, lower_edges, 224 px).",
     )
-    parser.add_argument("checkpoint", help="a models/*.pt checkpoint or a HopeNet .pkl snapshot")
+    parser.add_argument(
+        "checkpoint",
+        help="a models/*.pt checkpoint or a HopeNet .pkl snapshot (with --framing-sweep also an "
+        "exported .onnx model)",
+    )
     parser.add_argument("--data", required=True, help="AFLW2000-format folder or sample list")
     parser.add_argument("--expectation", choices=("centers", "lower_edges"), help="bins head only")
     parser.add_argument(
@@ -41,7 +97,6 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--crop-protocol",
         choices=CROP_PROTOCOLS,
-        default=PUBLISHED_CROP_PROTOCOL,
         help="how test faces are cropped: hopenet (default, the published protocol) or visible",
     )
     parser.add_argument(
@@ -57,14 +112,59 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers", type=option(SCHEMA["workers"]), default=0, help="decode processes (0: all)"
     )
-    parser.set_defaults(run=run_evaluate_command)
+    sweep = parser.add_argument_group(
+        "framing sweep",
+        "MAE when faces are framed looser, tighter or off centre: every scale of the visible "
+        "protocol's evaluation crop (1.0), with the face centred and moved by each shift right, "
+        "left, down and up; the table also says where the published crop frames the faces",
+    )
+    sweep.add_argument(
+        "--framing-sweep", action="store_true", help="run the framing sweep instead of the table"
+    )
+    sweep.add_argument(
+        "--scales",
+        type=SCALE_LIST,
+        help="crop sides as multiples of the visible crop's; 1 is always measured (default: "
+        f"{','.join(f'{scale:g}' for scale in DEFAULT_SCALES)})",
+    )
+    sweep.add_argument(
+        "--shifts",
+        type=SHIFT_LIST,
+        help="face shifts in crop sides, 0 to 0.5; 0 is always measured (default: "
+        f"{','.join(f'{shift:g}' for shift in DEFAULT_SHIFTS)})",
+    )
+    sweep.add_argument("--json", help="also write the sweep's rows as JSON to this file")
+    sweep.add_argument("--plot", help="also draw MAE against scale as a PNG at this path")
+    parser.set_defaults(run=lambda args: run_evaluate_command(args, parser))
 
 
-def run_evaluate_command(args: argparse.Namespace) -> None:
-    """``headpose evaluate``: scan or read the test set, evaluate, time, print the table."""
+def check_sweep_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (argparse's one error line) sweep options without ``--framing-sweep`` and the
+    table's options with it."""
+    if args.framing_sweep:
+        given = [flag for name, flag in NOT_WITH_SWEEP.items() if getattr(args, name)]
+        if given:
+            parser.error(f"{given[0]} does not apply to --framing-sweep")
+    else:
+        given = [flag for name, flag in SWEEP_OPTIONS.items() if getattr(args, name) is not None]
+        if given:
+            parser.error(f"{given[0]} needs --framing-sweep")
+
+
+def run_evaluate_command(
+    args: argparse.Namespace, parser: argparse.ArgumentParser | None = None
+) -> None:
+    """``headpose evaluate``: scan or read the test set, evaluate, time, print the table (or, with
+    ``--framing-sweep``, run the framing sweep)."""
+    if parser is not None:
+        check_sweep_options(parser, args)
     stems, skipped = evaluation_stems(args.data, args.max_angle)
     for sample, reason in skipped:
         print(f"skipped {sample}: {reason}", file=sys.stderr)
+    if args.framing_sweep:
+        run_framing_sweep(args, stems)
+        return
+    crop_protocol = args.crop_protocol or PUBLISHED_CROP_PROTOCOL
     result = evaluate(
         args.checkpoint,
         stems,
@@ -73,9 +173,55 @@ def run_evaluate_command(args: argparse.Namespace) -> None:
         bin_width=args.bin_width,
         image_size=args.image_size,
         baseline=args.baseline,
-        crop_protocol=args.crop_protocol,
-        other_protocols=other_protocols(args.crop_protocol) if args.compare_protocols else (),
+        crop_protocol=crop_protocol,
+        other_protocols=other_protocols(crop_protocol) if args.compare_protocols else (),
         workers=args.workers,
     )
     speed = evaluation_timing(result)
     print(format_report(result.metrics, args.checkpoint, args.data, speed, len(skipped)))
+
+
+def run_framing_sweep(args: argparse.Namespace, stems: list[str]) -> FramingSweep:
+    """``headpose evaluate MODEL --framing-sweep``: load a checkpoint or an .onnx model, sweep,
+    print the table, write the JSON and the plot when asked."""
+    model = Path(args.checkpoint)
+    onnx = model.suffix.lower() == ".onnx"
+    device = torch.device("cpu") if onnx else pick_device()
+    predict, image_size, runs_on, trained_on, normalization = load_runtime(model, "auto", device)
+    if args.image_size is not None and args.image_size != image_size:
+        if onnx:
+            raise HeadposeError(
+                f"{model} takes {image_size} px inputs; --image-size {args.image_size} applies "
+                "to checkpoints only"
+            )
+        image_size = args.image_size
+    sweep = framing_sweep(
+        predict,
+        stems,
+        image_size,
+        normalization,
+        DEFAULT_SCALES if args.scales is None else args.scales,
+        DEFAULT_SHIFTS if args.shifts is None else args.shifts,
+        device=device,
+    )
+    trained = f"trained on the {trained_on} crop" if trained_on else "training crop unknown"
+    print(f"{model}: {image_size} px, runs on {runs_on}, {trained}")
+    print(f"test set {args.data}")
+    print(format_framing_sweep(sweep))
+    if args.json:
+        write_json(args.json, {"model": str(model), "data": str(args.data), **sweep.to_json()})
+    if args.plot:
+        curves = {"face centred": [sweep.mean_mae(scale) for scale in sweep.scales]}
+        for shift in sweep.shifts:
+            curves[f"face moved {shift:g} (mean of 4 directions)"] = [
+                sweep.mean_mae(scale, shift) for scale in sweep.scales
+            ]
+        plot_framing_sweep(
+            np.array(sweep.scales),
+            curves,
+            sweep.published_crop_scale,
+            args.plot,
+            title=f"{model.name} on {Path(args.data).name}: MAE against framing "
+            f"({sweep.samples} samples)",
+        )
+    return sweep

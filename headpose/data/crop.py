@@ -224,6 +224,25 @@ def framed_crop(
     return scale_and_center_crop(pixels, shorter, size)
 
 
+def evaluation_rectangle(box: Box, size: int, protocol: str) -> Box:
+    """The rectangle of the full image that the evaluation crop of face ``box`` shows (pixel
+    coordinates, edges of the outer pixels): under ``hopenet`` the centre square that
+    ``CenterCrop`` keeps of the ``int()`` box scaled to ``size`` on its shorter side, under
+    ``visible`` the box rounded outwards (resized to a square)."""
+    left, top, right, bottom = (
+        float(v) for v in pixel_box(loosen_box(box, EVAL_K, "eval", protocol), protocol)
+    )
+    if protocol == "visible":
+        return left, top, right, bottom
+    width, height = right - left, bottom - top
+    scaled_w, scaled_h = scaled_size(int(width), int(height), size)
+    step_x, step_y = width / scaled_w, height / scaled_h
+    # torchvision's CenterCrop: the offset int(round((scaled - size) / 2)) in each direction
+    x0 = left + int(round((scaled_w - size) / 2.0)) * step_x
+    y0 = top + int(round((scaled_h - size) / 2.0)) * step_y
+    return x0, y0, x0 + size * step_x, y0 + size * step_y
+
+
 def evaluation_crop(image: np.ndarray, box: Box, size: int, protocol: str) -> np.ndarray:
     """The evaluation crop of face ``box`` (k = 0.2, eval margins) at ``size`` x ``size``: under
     ``hopenet`` exactly the pixels the original test code feeds its network."""

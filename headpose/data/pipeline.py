@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from headpose.data.framing import NO_FRAMING, FramingAugmentation
 from headpose.data.store import PreparedCrops, StoreSpec, prepare_crops
 from headpose.data.training_batches import TrainingRegions, normalize
 from headpose.models.registry import Normalization
@@ -71,13 +72,14 @@ def training_dataset(
     seed: int = 0,
     workers: int = 0,
     description: str = "training crops",
+    framing: FramingAugmentation = NO_FRAMING,
 ) -> TrainingRegions:
     """The random training crops of ``stems`` under crop ``protocol`` at ``image_size``, from
-    their training store (built on first use), with item randomness from ``seed``: batches of
-    cached regions, made into crops on the device by
-    :func:`headpose.data.training_batches.training_images`."""
-    spec = StoreSpec(image_size, protocol, "train")
-    return TrainingRegions(prepare_crops(stems, spec, workers, description), seed)
+    their training store (built on first use; with contexts when ``framing`` re-frames crops),
+    with item randomness from ``seed``: batches of cached regions, made into crops on the device
+    by :func:`headpose.data.training_batches.training_images`."""
+    spec = StoreSpec(image_size, protocol, "train", framing.context_extent())
+    return TrainingRegions(prepare_crops(stems, spec, workers, description), seed, framing)
 
 
 def evaluation_dataset(

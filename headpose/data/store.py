@@ -58,7 +58,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +78,7 @@ from headpose.data.crop import (
     resize_square,
     training_region,
 )
+from headpose.data.framing import context_bounds
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json
 from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_sample
@@ -87,13 +88,14 @@ STORE_ENV = "HEADPOSE_CROP_STORE"
 VERIFY_ENV = "HEADPOSE_CROP_STORE_VERIFY"  # "full": hash every byte of a store before reuse
 CHECKED_ROWS = 64  # image rows hashed by a store's quick check (see verify_store)
 DEFAULT_ROOT = Path(".cache") / "crops"  # inside the DVC workspace
-FORMAT_VERSION = 2  # the files of a store; bump when they change
+FORMAT_VERSION = 3  # the files of a store; bump when they change
 PURPOSES = ("train", "eval")  # cached regions for random training crops, or final evaluation crops
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # The modules whose code decides a stored crop and its labels: any edit gives new stores.
-CODE_FILES = ("data/crop.py", "data/store.py", "io/formats.py", "geometry.py")
-IMAGES_FILE, BOXES_FILE, REGIONS_FILE, ANGLES_FILE, META_FILE = (
+CODE_FILES = ("data/crop.py", "data/framing.py", "data/store.py", "io/formats.py", "geometry.py")
+IMAGES_FILE, CONTEXTS_FILE, BOXES_FILE, REGIONS_FILE, ANGLES_FILE, META_FILE = (
     "images.npy",
+    "contexts.npy",
     "face_boxes.npy",
     "regions.npy",
     "angles_deg.npy",
@@ -110,11 +112,24 @@ class StoreSpec:
     image_size: int
     protocol: str
     purpose: str
+    # "train" only: how many times larger than each training region (about its centre) a
+    # context image of the same side is stored for re-framed crops (headpose.data.framing);
+    # 0 stores none
+    context_extent: float = 0.0
 
     def __post_init__(self) -> None:
         check_protocol_name(self.protocol)
         if self.purpose not in PURPOSES:
             raise HeadposeError(f"crop store purpose must be one of {PURPOSES}, got {self.purpose}")
+        if self.context_extent and (self.purpose != "train" or self.context_extent <= 1):
+            raise HeadposeError(
+                f"a context extent ({self.context_extent}) needs a train store and a value > 1"
+            )
+
+    @property
+    def has_context(self) -> bool:
+        """Whether each sample also has a context image (re-framed training crops)."""
+        return self.context_extent > 0
 
     @property
     def side(self) -> int:
@@ -130,7 +145,9 @@ class PreparedCrops:
     ``images`` is memory-mapped when it comes from a store. ``face_boxes`` are the tight face
     boxes of ``spec.protocol``; ``regions`` the full-image pixels each image was cut from (left,
     top, right, bottom): a training region, resized to a square, or the evaluation box the final
-    crop was scaled and cropped from.
+    crop was scaled and cropped from. ``contexts`` (``spec.has_context`` only, else None): each
+    training region's surroundings, the pixels :func:`headpose.data.framing.context_bounds`
+    names, resized to the same square.
     """
 
     stems: list[str]
@@ -140,21 +157,24 @@ class PreparedCrops:
     angles_deg: np.ndarray  # (N, 3) float32: yaw, pitch, roll
     spec: StoreSpec
     key: str = ""  # the store key (contents of the samples and the crop code); "" if none
+    contexts: np.ndarray | None = None  # (N, S, S, 3) uint8, spec.has_context only
 
     def __len__(self) -> int:
         return len(self.stems)
 
     def __getstate__(self) -> dict:
-        """A memory-mapped ``images`` travels as its file name (a worker process maps the file
-        itself), never as a copy of its bytes."""
+        """Memory-mapped ``images`` and ``contexts`` travel as their file names (a worker
+        process maps the files itself), never as copies of their bytes."""
         state = dict(self.__dict__)
-        if isinstance(self.images, np.memmap):
-            state["images"] = Path(self.images.filename)
+        for name in ("images", "contexts"):
+            if isinstance(state[name], np.memmap):
+                state[name] = Path(state[name].filename)
         return state
 
     def __setstate__(self, state: dict) -> None:
-        if isinstance(state["images"], Path):
-            state["images"] = np.load(state["images"], mmap_mode="r")
+        for name in ("images", "contexts"):
+            if isinstance(state.get(name), Path):
+                state[name] = np.load(state[name], mmap_mode="r")
         self.__dict__.update(state)
 
 
@@ -217,6 +237,7 @@ def store_key(stems: list[str], spec: StoreSpec, workers: int = 0) -> str:
         "side": spec.side,
         "protocol": spec.protocol,
         "purpose": spec.purpose,
+        "context_extent": spec.context_extent,
         "code": code_digest(),
         "opencv": cv2.__version__,
         "pillow": PIL.__version__,
@@ -235,17 +256,21 @@ def store_key(stems: list[str], spec: StoreSpec, workers: int = 0) -> str:
 
 def prepare_sample(
     task: tuple[str, StoreSpec],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Decode one sample ``(stem, spec)`` into (stored image, face box, region, angles)."""
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Decode one sample ``(stem, spec)`` into (stored images: the crop or training region, then
+    its context when the spec has one; face box, region, angles)."""
     stem, spec = task
     image, annotation = read_sample(stem)  # validated: bounded image, landmarks and box
     box = face_box(annotation, spec.protocol)
     if spec.purpose == "train":
         region = training_region(box, spec.protocol)
-        stored = resize_square(cut(image, region), spec.side)
+        stored = [resize_square(cut(image, region), spec.side)]
+        if spec.has_context:
+            bounds = context_bounds(region, spec.context_extent)
+            stored.append(resize_square(cut(image, bounds), spec.side))
     else:
         region = pixel_box(loosen_box(box, EVAL_K, "eval", spec.protocol), spec.protocol)
-        stored = evaluation_crop(image, box, spec.side, spec.protocol)
+        stored = [evaluation_crop(image, box, spec.side, spec.protocol)]
     angles = np.asarray(annotation.angles_deg, dtype=np.float32)
     return stored, np.asarray(box), np.asarray(region, dtype=np.float64), angles
 
@@ -328,13 +353,30 @@ def _spec_meta(spec: StoreSpec, count: int) -> dict:
         "image_size": spec.image_size,
         "protocol": spec.protocol,
         "purpose": spec.purpose,
+        "context_extent": spec.context_extent,
     }
+
+
+def _image_files(spec: StoreSpec) -> tuple[str, ...]:
+    """The image files of a store of ``spec``: the crops (or regions), then any contexts."""
+    return (IMAGES_FILE, CONTEXTS_FILE) if spec.has_context else (IMAGES_FILE,)
+
+
+def _reserve(handle, size: int, folder: Path) -> None:
+    """Reserve ``size`` bytes for an open file on disk (a full disk is one line now)."""
+    try:
+        os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise _no_space(folder.parent, size, shutil.disk_usage(folder).free) from None
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it
+            raise
 
 
 def _write_store(folder: Path, stems: list[str], spec: StoreSpec, workers: int) -> None:
     """Decode ``stems`` into the files of a store in ``folder`` (streamed, in parallel).
 
-    The images file is reserved on disk first (``posix_fallocate``: a full disk is an OSError
+    Each image file is reserved on disk first (``posix_fallocate``: a full disk is an OSError
     now, not later) and filled with ordinary writes, never through a memory map, whose write to
     a full disk kills the process with SIGBUS and leaves its temporary folder behind.
     """
@@ -345,33 +387,34 @@ def _write_store(folder: Path, stems: list[str], spec: StoreSpec, workers: int) 
     regions = np.empty((len(stems), 4), dtype=np.float64)
     angles = np.empty((len(stems), 3), dtype=np.float32)
     tasks = [(stem, spec) for stem in stems]
-    with open(folder / IMAGES_FILE, "wb") as handle:
-        size = len(header) + len(stems) * side * side * 3
-        try:
-            os.posix_fallocate(handle.fileno(), 0, size)
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                raise _no_space(folder.parent, size, shutil.disk_usage(folder).free) from None
-            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it
-                raise
-        handle.write(header)
-        digest = hashlib.sha256(header)  # of the whole file, as it is written
+    names = _image_files(spec)
+    size = len(header) + len(stems) * side * side * 3
+    with ExitStack() as stack:
+        handles = [stack.enter_context(open(folder / name, "wb")) for name in names]
+        for handle in handles:
+            _reserve(handle, size, folder)
+            handle.write(header)
+        digests = [hashlib.sha256(header) for _ in names]  # of the whole files, as written
         results = imap_with_progress(prepare_sample, tasks, workers, "build crop store")
-        for index, (crop, face_box, region, sample_angles) in enumerate(results):
-            row = np.ascontiguousarray(crop, dtype=np.uint8).tobytes()
-            handle.write(row)
-            digest.update(row)
+        for index, (stored, face_box, region, sample_angles) in enumerate(results):
+            for handle, digest, image in zip(handles, digests, stored, strict=True):
+                row = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+                handle.write(row)
+                digest.update(row)
             face_boxes[index], regions[index], angles[index] = face_box, region, sample_angles
     np.save(folder / BOXES_FILE, face_boxes)
     np.save(folder / REGIONS_FILE, regions)
     np.save(folder / ANGLES_FILE, angles)
-    rows = _rows_digest(np.load(folder / IMAGES_FILE, mmap_mode="r"))
     files = {
-        IMAGES_FILE: {"bytes": size, "sha256": digest.hexdigest(), "rows_sha256": rows},
-        BOXES_FILE: _file_checksums(folder / BOXES_FILE),
-        REGIONS_FILE: _file_checksums(folder / REGIONS_FILE),
-        ANGLES_FILE: _file_checksums(folder / ANGLES_FILE),
+        name: {
+            "bytes": size,
+            "sha256": digest.hexdigest(),
+            "rows_sha256": _rows_digest(np.load(folder / name, mmap_mode="r")),
+        }
+        for name, digest in zip(names, digests, strict=True)
     }
+    for name in (BOXES_FILE, REGIONS_FILE, ANGLES_FILE):
+        files[name] = _file_checksums(folder / name)
     meta = {**_spec_meta(spec, len(stems)), "files": files}
     write_json(folder / META_FILE, meta)
 
@@ -407,7 +450,7 @@ def build_store(
                 _discard(folder)
         for leftover in root.glob(f".{key}.*.tmp"):  # an interrupted build: never trusted
             shutil.rmtree(leftover, ignore_errors=True)
-        _check_free_space(root, len(stems) * spec.side * spec.side * 3)
+        _check_free_space(root, len(stems) * spec.side * spec.side * 3 * len(_image_files(spec)))
         started = time.perf_counter()
         try:
             with atomic_directory(folder) as temp:
@@ -423,25 +466,33 @@ def build_store(
 # Each file of a store: (its shape for (count, side), its dtype); and the keys of its meta.
 FILE_SHAPES = {
     IMAGES_FILE: (lambda count, side: (count, side, side, 3), np.uint8),
+    CONTEXTS_FILE: (lambda count, side: (count, side, side, 3), np.uint8),
     BOXES_FILE: (lambda count, side: (count, 4), np.float64),
     REGIONS_FILE: (lambda count, side: (count, 4), np.float64),
     ANGLES_FILE: (lambda count, side: (count, 3), np.float32),
 }
-META_KEYS = {"format", "count", "side", "image_size", "protocol", "purpose", "files"}
+META_KEYS = {
+    "format", "count", "side", "image_size", "protocol", "purpose", "context_extent", "files",
+}  # fmt: skip
+
+
+def _store_files(spec: StoreSpec) -> tuple[str, ...]:
+    """The array files a store of ``spec`` holds."""
+    return (*_image_files(spec), BOXES_FILE, REGIONS_FILE, ANGLES_FILE)
 
 
 class StoreDamaged(HeadposeError):
     """A store folder whose files do not match what its build recorded."""
 
 
-def _read_meta(folder: Path) -> dict:
+def _read_meta(folder: Path, spec: StoreSpec) -> dict:
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise StoreDamaged(f"{META_FILE} unreadable: {error}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
         raise StoreDamaged(f"{META_FILE} holds no checksums (an older or foreign store)")
-    if set(meta) != META_KEYS or set(meta["files"]) != set(FILE_SHAPES):
+    if set(meta) != META_KEYS or set(meta["files"]) != set(_store_files(spec)):
         raise StoreDamaged(f"{META_FILE} holds other keys than a build writes")
     return meta
 
@@ -451,16 +502,18 @@ def verify_store(folder: Path, count: int, spec: StoreSpec, full: bool = False) 
     ``count`` samples for ``spec`` as its build recorded: meta, each file's size, the arrays'
     shapes and types, the index files' SHA-256 and that of sampled image rows (``full``: of the
     whole images file, a read of all of it)."""
-    meta = _read_meta(folder)
+    meta = _read_meta(folder, spec)
     expected = _spec_meta(spec, count)
     side = spec.side
     for key, value in expected.items():
         if meta.get(key) != value:
             raise StoreDamaged(f"{META_FILE} says {key} {meta.get(key)!r}, expected {value!r}")
-    for name, (shape_of, dtype) in FILE_SHAPES.items():
+    image_files = _image_files(spec)
+    for name in _store_files(spec):
+        shape_of, dtype = FILE_SHAPES[name]
         shape = shape_of(count, side)
         recorded = meta["files"][name]
-        keys = {"bytes", "sha256"} | ({"rows_sha256"} if name == IMAGES_FILE else set())
+        keys = {"bytes", "sha256"} | ({"rows_sha256"} if name in image_files else set())
         if not isinstance(recorded, dict) or set(recorded) != keys:
             raise StoreDamaged(f"{META_FILE} records no checksums of {name}")
         path = folder / name
@@ -475,7 +528,7 @@ def verify_store(folder: Path, count: int, spec: StoreSpec, full: bool = False) 
             raise StoreDamaged(
                 f"{name} holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} {shape}"
             )
-        if name == IMAGES_FILE and not full:
+        if name in image_files and not full:
             if _rows_digest(array) != recorded.get("rows_sha256"):
                 raise StoreDamaged(f"{name}: sampled rows differ from what its build wrote")
         elif _file_checksums(path)["sha256"] != recorded.get("sha256"):
@@ -488,12 +541,15 @@ def open_store(folder: Path, stems: list[str], spec: StoreSpec) -> PreparedCrops
     face_boxes = np.load(folder / BOXES_FILE)
     regions = np.load(folder / REGIONS_FILE)
     angles = np.load(folder / ANGLES_FILE)
+    contexts = np.load(folder / CONTEXTS_FILE, mmap_mode="r") if spec.has_context else None
     if not len(images) == len(face_boxes) == len(regions) == len(angles) == len(stems):
         raise HeadposeError(
             f"crop store {folder} holds {len(images)} samples, expected {len(stems)}: "
             "delete the folder to rebuild it"
         )
-    return PreparedCrops(list(stems), images, face_boxes, regions, angles, spec, folder.name)
+    return PreparedCrops(
+        list(stems), images, face_boxes, regions, angles, spec, folder.name, contexts
+    )
 
 
 def store_size_bytes(folder: Path) -> int:

@@ -35,13 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from headpose.data.crop import Box, draw_training_crop, training_rectangle
+from headpose.data.crop import Box
+from headpose.data.framing import NO_FRAMING, FramingAugmentation, context_bounds
 from headpose.data.store import PreparedCrops
+from headpose.data.training_draws import ItemDraw, draw_item
 from headpose.geometry import flip_angles
 from headpose.models.registry import Normalization
-
-FLIP_PROBABILITY = 0.5
-BLUR_PROBABILITY = 0.05
 
 # The training blur per protocol: hopenet's is PIL's ImageFilter.BLUR (a 5x5 ring of ones over
 # 16; PIL leaves the 2-pixel edge as it was), visible's a 3x3 box (OpenCV's blur, the border
@@ -49,6 +48,9 @@ BLUR_PROBABILITY = 0.05
 _RING = torch.ones(5, 5)
 _RING[1:4, 1:4] = 0.0
 BLUR_KERNELS = {"hopenet": (_RING / 16.0, "keep"), "visible": (torch.ones(3, 3) / 9.0, "reflect")}
+# A re-framed crop reads its face from the sharp region shrunk by a power of two (an image
+# pyramid, at most this many halvings) so that it samples about one pixel per output pixel.
+MAX_PYRAMID_LEVEL = 3
 
 
 class RegionBatch(NamedTuple):
@@ -59,6 +61,11 @@ class RegionBatch(NamedTuple):
     flipped: torch.Tensor  # (B,) bool: mirror the crop (its angles are already flipped)
     blurred: torch.Tensor  # (B,) bool: blur the crop
     angles_deg: torch.Tensor  # (B, 3) float32: yaw, pitch, roll of the crop as the model sees it
+    # With framing augmentation (else None): which crops are re-framed, and for those the
+    # cached context (B, C, C, 3) uint8 and the crop in the context's pixel coordinates (B, 4).
+    reframed: torch.Tensor | None = None
+    contexts: torch.Tensor | None = None
+    context_rectangles: torch.Tensor | None = None
 
 
 def in_region(rectangle: Box, region: Box, side: int) -> Box:
@@ -82,13 +89,24 @@ class TrainingRegions(Dataset):
     memory, so persistent worker processes see it too.
     """
 
-    def __init__(self, crops: PreparedCrops, seed: int = 0):
+    def __init__(
+        self,
+        crops: PreparedCrops,
+        seed: int = 0,
+        framing: FramingAugmentation = NO_FRAMING,
+    ):
         if crops.spec.purpose != "train":
             raise ValueError(f"training batches need a train store, not {crops.spec}")
+        if framing.enabled and crops.spec.context_extent < framing.context_extent():
+            raise ValueError(
+                f"{framing.describe()} needs a store with contexts of extent "
+                f"{framing.context_extent():g}, not {crops.spec}"
+            )
         self.crops = crops
         self.image_size = crops.spec.image_size
         self.protocol = crops.spec.protocol
         self.seed = seed
+        self.framing = framing
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @property
@@ -101,29 +119,43 @@ class TrainingRegions(Dataset):
     def __len__(self) -> int:
         return len(self.crops)
 
-    def draw(self, index: int) -> tuple[Box, bool, bool]:
-        """Item ``index``'s random choices this epoch: its crop rectangle in its region's pixels,
-        whether it is flipped and whether it is blurred."""
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        choice = draw_training_crop(rng, self.protocol)
+    def draw(self, index: int) -> ItemDraw:
+        """Item ``index``'s random choices this epoch (:func:`draw_item`)."""
         face_box = tuple(float(v) for v in self.crops.face_boxes[index])
-        region = tuple(float(v) for v in self.crops.regions[index])
-        rectangle = training_rectangle(face_box, choice, self.image_size, self.protocol)
-        flipped = bool(rng.random() < FLIP_PROBABILITY)
-        blurred = bool(rng.random() < BLUR_PROBABILITY)
-        return in_region(rectangle, region, self.crops.spec.side), flipped, blurred
+        return draw_item(
+            (self.seed, self.epoch, index), face_box, self.image_size, self.protocol, self.framing
+        )
 
     def __getitem__(self, indices: list[int]) -> RegionBatch:
         draws = [self.draw(index) for index in indices]
+        side = self.crops.spec.side
+        regions = [tuple(float(v) for v in self.crops.regions[index]) for index in indices]
         angles = self.crops.angles_deg[indices].astype(np.float32)
-        flipped = np.array([flip for _, flip, _ in draws], dtype=bool)
+        flipped = np.array([draw.flipped for draw in draws], dtype=bool)
         angles[flipped] = flip_angles(angles[flipped])
-        return RegionBatch(
+        batch = RegionBatch(
             regions=torch.from_numpy(self.crops.images[indices]),
-            rectangles=torch.tensor([rectangle for rectangle, _, _ in draws], dtype=torch.float64),
+            rectangles=torch.tensor(
+                [in_region(d.rectangle, r, side) for d, r in zip(draws, regions, strict=True)],
+                dtype=torch.float64,
+            ),
             flipped=torch.from_numpy(flipped),
-            blurred=torch.tensor([blur for _, _, blur in draws], dtype=torch.bool),
+            blurred=torch.tensor([draw.blurred for draw in draws], dtype=torch.bool),
             angles_deg=torch.from_numpy(angles),
+        )
+        if not self.framing.enabled:
+            return batch
+        extent = self.crops.spec.context_extent
+        return batch._replace(
+            reframed=torch.tensor([draw.reframed for draw in draws], dtype=torch.bool),
+            contexts=torch.from_numpy(self.crops.contexts[indices]),
+            context_rectangles=torch.tensor(
+                [
+                    in_region(d.rectangle, context_bounds(r, extent), side)
+                    for d, r in zip(draws, regions, strict=True)
+                ],
+                dtype=torch.float64,
+            ),
         )
 
 
@@ -155,6 +187,57 @@ def _blur(images: torch.Tensor, protocol: str) -> torch.Tensor:
     return blurred
 
 
+def _cut(
+    images: torch.Tensor, rectangles: torch.Tensor, flipped: torch.Tensor, size: int, side: int
+) -> torch.Tensor:
+    """Each rectangle (pixel coordinates of a ``side`` x ``side`` image) of float ``images``
+    (N, C, s, s; s may be ``side`` shrunk: the rectangles scale with it) at ``size`` x
+    ``size``, bilinear, zero outside."""
+    grid = _sampling_grid(rectangles, flipped, side, size)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def pyramid_levels(rectangles: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Per crop, how many times its sharp region is halved before sampling: the largest level at
+    which the crop still reads at least one region pixel per output pixel (CPU tensors)."""
+    stride = (rectangles[:, 2] - rectangles[:, 0]).abs() / image_size
+    return torch.floor(torch.log2(stride.clamp(min=1.0))).clamp(max=MAX_PYRAMID_LEVEL).long()
+
+
+def _reframed(
+    crops: torch.Tensor,
+    regions: torch.Tensor,
+    batch: RegionBatch,
+    flipped: torch.Tensor,
+    image_size: int,
+) -> torch.Tensor:
+    """``crops`` with the re-framed items made again from both their images: each output pixel
+    from the sharp region (at the pyramid level of :func:`pyramid_levels`) as far as the region
+    covers it, the rest from the context (a bilinear blend across the region's edge)."""
+    device, side = regions.device, regions.shape[-1]
+    items = batch.reframed.nonzero().flatten()  # CPU tensors: no wait for the device
+    levels = pyramid_levels(batch.rectangles[items], image_size)
+    items_on_device = items.to(device, non_blocking=True)
+    contexts = batch.contexts[items].to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    context_rectangles = batch.context_rectangles[items].to(device, non_blocking=True)
+    context_crops = _cut(
+        contexts, context_rectangles, flipped[items_on_device], image_size, contexts.shape[-1]
+    )
+    for level in levels.unique().tolist():
+        chosen = (levels == level).nonzero().flatten()
+        chosen_on_device = chosen.to(device, non_blocking=True)
+        where = items_on_device[chosen_on_device]
+        sharp = regions.index_select(0, where)
+        if level:
+            sharp = F.adaptive_avg_pool2d(sharp, max(side >> level, 1))
+        rectangles = batch.rectangles[items[chosen]].to(device, non_blocking=True)
+        sampled = _cut(sharp, rectangles, flipped[where], image_size, side)
+        coverage = _cut(torch.ones_like(sharp[:, :1]), rectangles, flipped[where], image_size, side)
+        blended = sampled + (1.0 - coverage) * context_crops.index_select(0, chosen_on_device)
+        crops = crops.index_copy(0, where, blended)
+    return crops
+
+
 def augmented_crops(
     batch: RegionBatch, image_size: int, protocol: str, device: torch.device
 ) -> torch.Tensor:
@@ -162,8 +245,10 @@ def augmented_crops(
     regions = batch.regions.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
     rectangles = batch.rectangles.to(device, non_blocking=True)
     flipped = batch.flipped.to(device, non_blocking=True)
-    grid = _sampling_grid(rectangles, flipped, regions.shape[-1], image_size)
-    crops = F.grid_sample(regions, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    side = regions.shape[-1]
+    crops = _cut(regions, rectangles, flipped, image_size, side)
+    if batch.reframed is not None and bool(batch.reframed.any()):  # CPU tensor: no wait
+        crops = _reframed(crops, regions, batch, flipped, image_size)
     blurred = batch.blurred.nonzero().flatten()  # a CPU tensor: no wait for the device
     if len(blurred):
         blurred = blurred.to(device, non_blocking=True)

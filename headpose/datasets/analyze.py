@@ -29,20 +29,26 @@ from headpose.io.formats import read_list
 PERCENTILES = (5, 25, 50, 75, 95)
 
 
-def angle_summary(angles_deg: np.ndarray) -> dict:
-    """Statistics of an (N, 3) array of (yaw, pitch, roll) degrees, as a nested dict of numbers."""
-    angles = np.asarray(angles_deg, dtype=np.float64).reshape(-1, 3)
-    summary: dict = {"count": len(angles)}
-    if not len(angles):
+def percentile_summary(values: np.ndarray, names: tuple[str, ...], digits: int = 3) -> dict:
+    """Statistics of the columns of an (N, len(names)) array, as a nested dict of numbers:
+    ``{"count": N, name: {"p5", ..., "p95", "min", "max", "mean"}}``."""
+    table = np.asarray(values, dtype=np.float64).reshape(-1, len(names))
+    summary: dict = {"count": len(table)}
+    if not len(table):
         return summary
-    percentiles = np.percentile(angles, PERCENTILES, axis=0)
-    for column, name in enumerate(ANGLE_NAMES):
+    percentiles = np.percentile(table, PERCENTILES, axis=0)
+    for column, name in enumerate(names):
         stats = {f"p{p}": percentiles[row, column] for row, p in enumerate(PERCENTILES)}
         stats.update(
-            min=angles[:, column].min(), max=angles[:, column].max(), mean=angles[:, column].mean()
+            min=table[:, column].min(), max=table[:, column].max(), mean=table[:, column].mean()
         )
-        summary[name] = {key: round(float(value), 3) for key, value in stats.items()}
+        summary[name] = {key: round(float(value), digits) for key, value in stats.items()}
     return summary
+
+
+def angle_summary(angles_deg: np.ndarray) -> dict:
+    """Statistics of an (N, 3) array of (yaw, pitch, roll) degrees, as a nested dict of numbers."""
+    return percentile_summary(angles_deg, ANGLE_NAMES)
 
 
 def _angles_of(samples: list[str], table: dict[str, np.ndarray], source: Path) -> np.ndarray:

@@ -56,6 +56,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
+from headpose.data.framing import FramingAugmentation
 from headpose.data.pipeline import PoseDataset, evaluation_dataset, training_dataset
 from headpose.data.training_batches import RegionBatch, TrainingRegions, training_images
 from headpose.errors import HeadposeError
@@ -546,7 +547,11 @@ def _train(
         f"{rank.world_size}): {len(train_stems)} train images, {len(val_stems)} validation images"
     )
     size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
-    train_set = training_dataset(train_stems, size, protocol, params["train_seed"], workers)
+    framing = FramingAugmentation.from_params(params)
+    print(framing.describe())
+    train_set = training_dataset(
+        train_stems, size, protocol, params["train_seed"], workers, framing=framing
+    )
     loader_settings = LoaderSettings.from_params(params)
     train_loader, sampler = make_train_loader(train_set, loader_settings, device, rank)
     val_set = evaluation_dataset(val_stems, size, protocol, workers)

@@ -1,0 +1,158 @@
+"""Framing statistics of sample lists: how faces sit in the crops that training and evaluation make.
+
+The analyze stage reports, beside the angle percentiles, where the face lies in the network's
+input (:func:`headpose.data.framing.face_framing`: its scale and its centre's offset) for the
+training list, 300W_AUG and the test list, under the ``crop_protocol`` and ``image_size`` of
+``params.yaml``:
+
+* training lists (:func:`training_framing`): the crops one training epoch draws, item by item as
+  :func:`headpose.data.training_draws.draw_item` draws them (a flipped crop shows the face
+  mirrored, so its x offset is negated), seeded by the data's ``seed`` so a training-seed sweep
+  does not re-run the analysis; ``protocol``: the crop protocol's draws alone, ``used``: with the
+  framing augmentation as configured (the same numbers when it is off);
+* the test list (:func:`evaluation_framing`): the fixed evaluation crop.
+
+The face is always the box of the visible landmarks (what a face is, whatever box a protocol
+frames). Each list is measured on at most :data:`MAX_SAMPLES` samples, chosen by ``seed``
+(percentiles over that many move by about 0.01 of a crop). :func:`framing_distributions` adds
+whether the test framing lies inside the training framing's 5-95 % range, dimension by dimension.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from headpose.data.crop import evaluation_rectangle, face_box, landmark_box
+from headpose.data.framing import FRAMING_NAMES, NO_FRAMING, FramingAugmentation, face_framing
+from headpose.data.training_draws import draw_item
+from headpose.datasets.analyze import percentile_summary
+from headpose.io.formats import Annotation, sample_header
+from headpose.io.parallel import map_with_progress
+
+MAX_SAMPLES = 5000
+STATS_EPOCH = 1  # the training epoch whose draws are measured
+
+
+def _visible_face(annotation: Annotation):
+    return landmark_box(annotation.landmarks_xy - 1.0)  # 1-based points to pixel coordinates
+
+
+def _training_item(task: tuple) -> tuple[float, float, float]:
+    stem, index, seed, image_size, protocol, framing = task
+    annotation, _ = sample_header(stem)
+    box = face_box(annotation, protocol)
+    draw = draw_item((seed, STATS_EPOCH, index), box, image_size, protocol, framing)
+    scale, offset_x, offset_y = face_framing(_visible_face(annotation), draw.rectangle)
+    return scale, -offset_x if draw.flipped else offset_x, offset_y
+
+
+def _evaluation_item(task: tuple) -> tuple[float, float, float]:
+    stem, image_size, protocol = task
+    annotation, _ = sample_header(stem)
+    rectangle = evaluation_rectangle(face_box(annotation, protocol), image_size, protocol)
+    return face_framing(_visible_face(annotation), rectangle)
+
+
+def sampled_indices(count: int, seed: int, limit: int = MAX_SAMPLES) -> list[int]:
+    """The positions of a list of ``count`` samples that are measured: all, or ``limit`` of them
+    chosen by ``seed``, in list order."""
+    if count <= limit:
+        return list(range(count))
+    return sorted(np.random.default_rng(seed).choice(count, limit, replace=False).tolist())
+
+
+def training_framing(
+    stems: list[str],
+    image_size: int,
+    protocol: str,
+    framing: FramingAugmentation,
+    seed: int,
+    workers: int = 0,
+) -> np.ndarray:
+    """(N, 3) scale, offset x, offset y of the training crops drawn for (at most
+    :data:`MAX_SAMPLES` of) ``stems``."""
+    tasks = [
+        (stems[index], index, seed, image_size, protocol, framing)
+        for index in sampled_indices(len(stems), seed)
+    ]
+    rows = map_with_progress(_training_item, tasks, workers, "framing of training crops")
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def evaluation_framing(
+    stems: list[str], image_size: int, protocol: str, seed: int, workers: int = 0
+) -> np.ndarray:
+    """(N, 3) scale, offset x, offset y of the evaluation crops of (at most
+    :data:`MAX_SAMPLES` of) ``stems``."""
+    tasks = [(stems[index], image_size, protocol) for index in sampled_indices(len(stems), seed)]
+    rows = map_with_progress(_evaluation_item, tasks, workers, "framing of evaluation crops")
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def measure_framing(
+    training_lists: dict[str, list[str]],
+    test_stems: list[str],
+    image_size: int,
+    protocol: str,
+    framing: FramingAugmentation,
+    seed: int,
+    workers: int = 0,
+) -> dict[str, dict[str, np.ndarray]]:
+    """{dataset: {"protocol"|"used": (N, 3) framing}} for each training list and "test"."""
+    measured: dict[str, dict[str, np.ndarray]] = {}
+    for name, stems in training_lists.items():
+        protocol_only = training_framing(stems, image_size, protocol, NO_FRAMING, seed, workers)
+        used = (
+            training_framing(stems, image_size, protocol, framing, seed, workers)
+            if framing.enabled
+            else protocol_only
+        )
+        measured[name] = {"protocol": protocol_only, "used": used}
+    measured["test"] = {"used": evaluation_framing(test_stems, image_size, protocol, seed, workers)}
+    return measured
+
+
+def framing_distributions(
+    measured: dict[str, dict[str, np.ndarray]], reference: str, settings: dict
+) -> dict:
+    """The ``framing`` section of ``metrics/distributions.json``: ``settings`` (what was
+    measured under), the percentiles of each set, and ``test_inside`` ``reference`` (the list
+    training reads): per dimension whether the test set's 5-95 % range lies inside the
+    reference's and the share of test samples inside it, and ``inside`` for all three."""
+    section: dict = {**settings, "sampled_at_most": MAX_SAMPLES}
+    for dataset, subsets in measured.items():
+        section[dataset] = {
+            subset: percentile_summary(values, FRAMING_NAMES) for subset, values in subsets.items()
+        }
+    train, test = measured[reference]["used"], measured["test"]["used"]
+    verdict: dict = {"reference": reference}
+    for column, name in enumerate(FRAMING_NAMES):
+        low, high = np.percentile(train[:, column], (5, 95))
+        test_low, test_high = np.percentile(test[:, column], (5, 95))
+        share = np.mean((test[:, column] >= low) & (test[:, column] <= high))
+        verdict[name] = {
+            "inside": bool(low <= test_low and test_high <= high),
+            "test_share_inside": round(float(share), 3),
+        }
+    verdict["inside"] = all(verdict[name]["inside"] for name in FRAMING_NAMES)
+    section["test_inside"] = verdict
+    return section
+
+
+def inside_line(section: dict) -> str:
+    """One line: whether the test framing lies inside the training framing's 5-95 % range."""
+    verdict = section["test_inside"]
+    reference = verdict["reference"]
+    parts = []
+    for name in FRAMING_NAMES:
+        train, test = section[reference]["used"][name], section["test"]["used"][name]
+        parts.append(
+            f"{name} {test['p5']:.2f}..{test['p95']:.2f} in {train['p5']:.2f}..{train['p95']:.2f}"
+            f" {'yes' if verdict[name]['inside'] else 'NO'} "
+            f"({verdict[name]['test_share_inside']:.0%} of test faces inside)"
+        )
+    answer = "inside" if verdict["inside"] else "NOT inside"
+    return (
+        f"test framing (5-95 %) {answer} the {reference} training framing's 5-95 % range: "
+        + "; ".join(parts)
+    )
