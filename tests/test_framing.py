@@ -227,7 +227,8 @@ def test_statistics_and_the_inside_line(tmp_path):
     protocol, used = measured["300W_AUG"]["protocol"], measured["300W_AUG"]["used"]
     assert protocol.shape == used.shape == (30, 3)
     assert np.median(used[:, 0]) < np.median(protocol[:, 0])  # looser crops: smaller faces
-    assert np.array_equal(protocol, training_framing(stems, 32, "hopenet", NO_FRAMING, 0))
+    alone = training_framing(stems, 32, "hopenet", (NO_FRAMING,), 0)
+    assert len(alone) == 1 and np.array_equal(protocol, alone[0])
     settings = {"crop_protocol": "hopenet"}
     section = framing_distributions(measured, "300W_AUG", settings)
     json.dumps(section)

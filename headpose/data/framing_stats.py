@@ -37,13 +37,17 @@ def _visible_face(annotation: Annotation):
     return landmark_box(annotation.landmarks_xy - 1.0)  # 1-based points to pixel coordinates
 
 
-def _training_item(task: tuple) -> tuple[float, float, float]:
-    stem, index, seed, image_size, protocol, framing = task
+def _training_item(task: tuple) -> list[tuple[float, float, float]]:
+    """The framing of one sample's training crop under each of the task's augmentations."""
+    stem, index, seed, image_size, protocol, augmentations = task
     annotation, _ = sample_header(stem)
-    box = face_box(annotation, protocol)
-    draw = draw_item((seed, STATS_EPOCH, index), box, image_size, protocol, framing)
-    scale, offset_x, offset_y = face_framing(_visible_face(annotation), draw.rectangle)
-    return scale, -offset_x if draw.flipped else offset_x, offset_y
+    box, face = face_box(annotation, protocol), _visible_face(annotation)
+    rows = []
+    for framing in augmentations:
+        draw = draw_item((seed, STATS_EPOCH, index), box, image_size, protocol, framing)
+        scale, offset_x, offset_y = face_framing(face, draw.rectangle)
+        rows.append((scale, -offset_x if draw.flipped else offset_x, offset_y))
+    return rows
 
 
 def _evaluation_item(task: tuple) -> tuple[float, float, float]:
@@ -65,18 +69,19 @@ def training_framing(
     stems: list[str],
     image_size: int,
     protocol: str,
-    framing: FramingAugmentation,
+    augmentations: tuple[FramingAugmentation, ...],
     seed: int,
     workers: int = 0,
-) -> np.ndarray:
-    """(N, 3) scale, offset x, offset y of the training crops drawn for (at most
-    :data:`MAX_SAMPLES` of) ``stems``."""
+) -> list[np.ndarray]:
+    """Per augmentation, (N, 3) scale, offset x, offset y of the training crops drawn for (at
+    most :data:`MAX_SAMPLES` of) ``stems`` (each sample is read once)."""
     tasks = [
-        (stems[index], index, seed, image_size, protocol, framing)
+        (stems[index], index, seed, image_size, protocol, augmentations)
         for index in sampled_indices(len(stems), seed)
     ]
     rows = map_with_progress(_training_item, tasks, workers, "framing of training crops")
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    table = np.asarray(rows, dtype=np.float64).reshape(-1, len(augmentations), 3)
+    return [table[:, column] for column in range(len(augmentations))]
 
 
 def evaluation_framing(
@@ -100,14 +105,10 @@ def measure_framing(
 ) -> dict[str, dict[str, np.ndarray]]:
     """{dataset: {"protocol"|"used": (N, 3) framing}} for each training list and "test"."""
     measured: dict[str, dict[str, np.ndarray]] = {}
+    augmentations = (NO_FRAMING, framing) if framing.enabled else (NO_FRAMING,)
     for name, stems in training_lists.items():
-        protocol_only = training_framing(stems, image_size, protocol, NO_FRAMING, seed, workers)
-        used = (
-            training_framing(stems, image_size, protocol, framing, seed, workers)
-            if framing.enabled
-            else protocol_only
-        )
-        measured[name] = {"protocol": protocol_only, "used": used}
+        tables = training_framing(stems, image_size, protocol, augmentations, seed, workers)
+        measured[name] = {"protocol": tables[0], "used": tables[-1]}
     measured["test"] = {"used": evaluation_framing(test_stems, image_size, protocol, seed, workers)}
     return measured
 
