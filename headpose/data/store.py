@@ -3,7 +3,9 @@
 Decoding a 450x450 JPEG and a .mat file costs far more than a training step on a small crop, so
 each sample is decoded **once** into a small uint8 image (:class:`StoreSpec` says which): for
 training, the region every random crop of its face lies within
-(:func:`headpose.data.crop.training_region`, ``cache_side(image_size)`` pixels square); for
+(:func:`headpose.data.crop.training_region`, ``cache_side(image_size)`` pixels square), and with
+framing augmentation a second image of the same size, ``contexts.npy``, of the region's
+surroundings that re-framed crops reach (:mod:`headpose.data.framing`); for
 evaluation, the final crop of the crop protocol, cut from the full image
 (:func:`headpose.data.crop.evaluation_crop`). Training, validation and evaluation all read these
 prepared crops (:class:`PreparedCrops`) through :func:`prepare_crops`, which opens the store of a

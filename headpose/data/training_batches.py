@@ -8,16 +8,20 @@ the work, and a GPU does it for a whole batch in a few kernels. So:
 * :class:`TrainingRegions` (the loader's dataset, in loader worker processes on CUDA) takes a
   whole batch of indices at once and returns a :class:`RegionBatch`: the uint8 cached regions
   of the batch, gathered from the memory-mapped store in one indexing, and each item's random
-  choices as numbers: the rectangle of its crop (the protocol's, :func:`training_rectangle`, in
-  the pixel coordinates of its cached region), whether it is flipped (its yaw and roll already
-  negated) and whether it is blurred. Each item's choices come from its own generator seeded by
-  ``(seed, epoch, index)``, in the order k, offset, flip, blur, so they do not depend on the
+  choices as numbers (:func:`headpose.data.training_draws.draw_item`): the rectangle of its crop
+  (the protocol's, re-framed by the framing augmentation when drawn for it, in the pixel
+  coordinates of its cached region), whether it is flipped (its yaw and roll already negated)
+  and whether it is blurred; with framing augmentation also which items are re-framed, their
+  cached contexts and their rectangles in the contexts' pixels. The choices do not depend on the
   batch, the number of workers or the device, and an interrupted run replays exactly.
 * :func:`training_images` turns that batch into the model's input on the device: one
   ``grid_sample`` call cuts and scales every crop (bilinear, pixel centres as the old per-item
   OpenCV warp, black outside the region; a flipped item's grid runs right to left, so the flip
-  costs nothing), one depthwise convolution blurs the items drawn for it (the protocol's kernel
-  and border), then the model's normalisation and, when asked, channels-last memory format.
+  costs nothing); re-framed items are made again from their sharp region (shrunk to the pyramid
+  level that samples it about once per output pixel) where it covers them and their context
+  elsewhere (:mod:`headpose.data.framing`); one depthwise convolution blurs the items drawn for
+  it (the protocol's kernel and border), then the model's normalisation and, when asked,
+  channels-last memory format.
 
 ``grid_sample`` rather than ``torchvision.ops.roi_align`` (the same sampling points with
 ``aligned=True`` and one sample per bin): in a one-off timing on the 2-core CPU it was 2.3
