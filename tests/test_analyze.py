@@ -68,3 +68,32 @@ def test_a_list_entry_without_angles_is_a_clear_error(real_pipeline, tmp_path):
     (tmp_path / "aug" / "train.txt").write_text("data/nowhere/AFW_1_1_0\n")
     with pytest.raises(HeadposeError, match="lists data/nowhere/AFW_1_1_0.*dvc repro"):
         dataset_angles(root / "filelists", tmp_path / "aug")
+
+
+def test_the_stage_writes_the_framing_section_and_its_line(real_pipeline, capsys):
+    """The analyze stage on the real lists: the framing of train, 300W_AUG and test under the
+    repo's params (published crop, framing augmentation as configured), the in-range verdict
+    as a metric and as one printed line, and the framing histograms beside the angle ones."""
+    import importlib.util
+
+    from helpers import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("analyze_stage", REPO_ROOT / "stages/analyze.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    root, _ = real_pipeline
+    metrics, plots = root / "distributions.json", root / "plots_stage"
+    stage.main(
+        [
+            "--params", str(REPO_ROOT / "params.yaml"), "--filelists", str(root / "filelists"),
+            "--augmented", str(root / "aug"), "--metrics", str(metrics), "--plots", str(plots),
+        ]
+    )  # fmt: skip
+    section = json.loads(metrics.read_text())["framing"]
+    assert section["crop_protocol"] == "hopenet" and section["test"]["used"]["count"] == 1969
+    assert section["train"]["protocol"]["count"] == 1  # the one real 300W_LP sample
+    assert isinstance(section["test_inside"]["inside"], bool)
+    assert section["test"]["used"]["scale"]["p50"] == pytest.approx(0.405, abs=0.01)
+    printed = capsys.readouterr().out
+    assert "test framing (5-95 %)" in printed and "300W_AUG training framing" in printed
+    assert (plots / "framing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
