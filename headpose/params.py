@@ -39,6 +39,8 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # The loosest framing augmentation (framing_scale): the cached context of each training face
 # covers about twice this many crop sides, at the same pixel count as the face's sharp region.
 MAX_FRAMING_SCALE = 4.0
+# Seeds go to numpy's legacy seeding and Python's random too, which take at most 32 bits.
+MAX_SEED = 2**32 - 1
 # Every backbone shrinks its input 32-fold: a 32 px input ends on a 1x1 feature map.
 BACKBONE_STRIDE_PX = 32
 # The dataset roots are pasted into the stage commands (dvc.yaml's ${train_data}), which a shell
@@ -125,7 +127,7 @@ SYNTH_SCHEMA: dict[str, Rule] = {
 }
 
 SCHEMA: dict[str, Rule] = {
-    "seed": _integer(0),  # the data's: synth, the train/val split, 300W_AUG, calibration
+    "seed": _integer(0, MAX_SEED),  # the data's: synth, the train/val split, 300W_AUG, calibration
     "train_data": _DATASET,
     "test_data": _DATASET,
     "max_angle": _number(0, 180, low_open=True),
@@ -175,7 +177,7 @@ SCHEMA: dict[str, Rule] = {
     ),
     "lr_step_gamma": _number(0, 1, low_open=True),
     "expectation": _NAME,  # the bins check the mode
-    "train_seed": _integer(0),  # the model's: initialisation, sample order, augmentation draws
+    "train_seed": _integer(0, MAX_SEED),  # the model's: initialisation, order, augmentation
     "gpus": _integer(1, 64),
     "precision": _choice(*PRECISIONS),
     "compile": _FLAG,
@@ -264,6 +266,24 @@ def option(rule: Rule) -> Callable[[str], Any]:
     return convert
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 (and DVC) do: PyYAML follows YAML 1.1,
+    where ``1e-5`` (no dot) and ``1.0e5`` (no exponent sign) are strings, but they are the
+    README's ``lr: 1e-5`` and DVC's own spelling of ``-S lr=1e-5`` (``1e-05``)."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
+def parse_yaml(text: str):
+    """``text`` as YAML, numbers read the YAML 1.2 way (:class:`ParamsLoader`)."""
+    return yaml.load(text, Loader=ParamsLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     """Read and validate ``params.yaml``."""
     file = Path(path)
@@ -272,7 +292,7 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     except OSError as error:
         raise HeadposeError(f"cannot read {file}: {error.strerror}") from None
     try:
-        params = yaml.safe_load(text)
+        params = parse_yaml(text)
     except yaml.YAMLError as error:
         raise HeadposeError(f"{file} is not valid YAML: {error}") from None
     return validate(params)

@@ -42,7 +42,6 @@ import time
 import cv2
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from headpose.data.framing import FramingAugmentation
@@ -66,7 +65,7 @@ from headpose.io.formats import read_list
 from headpose.models.heads import head_from_params
 from headpose.models.network import build_model, pick_device
 from headpose.models.registry import get_arch
-from headpose.params import load_params, validate
+from headpose.params import load_params, parse_yaml, validate
 from headpose.training.loop import (
     LoaderSettings,
     Phase,
@@ -108,7 +107,7 @@ def main() -> None:
     params = load_params(args.params)
     for assignment in args.set:
         key, _, value = assignment.partition("=")
-        params[key] = yaml.safe_load(value)
+        params[key] = parse_yaml(value)
     validate(params)
     with PeakPrivateMemory() as memory:
         benchmark(params, args)

@@ -100,18 +100,31 @@ def test_the_guard_refuses_a_recognised_aflw2000_without_1969_samples(tmp_path, 
     names_digest = hashlib.sha256(b"image00002\nimage00004\nimage00006\n").hexdigest()
     monkeypatch.setattr(protocol, "AFLW2000_NAMES_SHA256", names_digest)
     assert is_real_aflw2000(stems)
-    with pytest.raises(HeadposeError, match="test.txt holds 3 samples of the real AFLW2000-3D"):
+    with pytest.raises(HeadposeError, match="test.txt holds 3 samples .* of the real AFLW2000-3D"):
         check_protocol(stems, "test.txt")
-    monkeypatch.setattr(protocol, "AFLW2000_PROTOCOL_COUNT", 3)
-    assert check_protocol(stems, "test.txt") is True
+    protocol_digest = hashlib.sha256(b"image00002\nimage00004\n").hexdigest()
+    monkeypatch.setattr(protocol, "AFLW2000_PROTOCOL_NAMES_SHA256", protocol_digest)
+    assert check_protocol(stems[:2], "test.txt") is True
+    with pytest.raises(HeadposeError, match="listed more than once"):
+        check_protocol([stems[0], stems[0], stems[1]], "test.txt")
 
 
-def test_the_real_aflw2000_is_recognised_and_needs_1969(aflw2000_dir):
+def test_the_real_aflw2000_is_recognised_and_needs_its_1969_images_once(aflw2000_dir):
+    """Counting lines is not enough: the 1969 protocol images, each once, and nothing else."""
     stems = sorted(str(path.with_suffix("")) for path in aflw2000_dir.glob("*.jpg"))
     assert len(stems) == 2000 and is_real_aflw2000(stems)
-    assert check_protocol(stems[:1969], "real") is True
+    protocol_stems, skipped = evaluation_stems(aflw2000_dir)
+    assert len(protocol_stems) == 1969 and len(skipped) == 31
+    assert check_protocol(protocol_stems, "real") is True
     with pytest.raises(HeadposeError, match="holds 2000 samples"):
         check_protocol(stems, "real")
+    # 1969 lines, one image twice and one missing
+    with pytest.raises(HeadposeError, match=r"1969 samples \(1968 distinct, 1 listed more"):
+        check_protocol(protocol_stems[:-1] + protocol_stems[:1], "real")
+    # 1969 distinct images, but one of them out of the protocol's range
+    outside = sorted(set(stems) - set(protocol_stems))[0]
+    with pytest.raises(HeadposeError, match="1969 distinct images"):
+        check_protocol(protocol_stems[:-1] + [outside], "real")
     assert not is_real_aflw2000(stems[:10] + ["elsewhere/image00002"])
 
 

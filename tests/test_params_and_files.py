@@ -122,3 +122,45 @@ def test_unwritable_destination_is_one_clear_message(tmp_path):
     blocker.write_text("a file where a folder should be")
     with pytest.raises(HeadposeError, match="cannot create output folder .*metrics"):
         write_json(blocker / "train.json", {})
+
+
+def _readme_recipe() -> str:
+    """The README's published recipe, as the YAML of its backticked ``key: value`` pairs."""
+    import re
+
+    readme = (REPO_PARAMS.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("The published recipe, for a GPU:")
+    paragraph = readme[start : readme.index("\n\n", start)]
+    pairs = re.findall(r"`([a-z_]+: [^`]+)`", paragraph)
+    assert len(pairs) >= 10, paragraph
+    return "\n".join(pairs)
+
+
+def test_the_readme_recipe_is_accepted_as_written(params, tmp_path):
+    """``lr: 1e-5`` is a string to YAML 1.1 (PyYAML) but a number to YAML 1.2 and DVC: the
+    README's recipe, pasted into params.yaml verbatim, passes validation."""
+    recipe = yaml.safe_load(_readme_recipe())
+    assert isinstance(recipe["lr"], str)  # what plain PyYAML makes of it
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params) + _readme_recipe() + "\n", encoding="utf-8")
+    loaded = load_params(path)
+    validate_model_params(loaded)
+    assert loaded["lr"] == 1e-5 and loaded["finetune_lr"] == 1e-6
+    assert loaded["framing_probability"] == 0 and loaded["arch"] == "resnet50"
+
+
+@pytest.mark.parametrize("spelling", ["1e-05", "1e-5", "1.0e-5", "1E-5", ".1e-4"])
+def test_every_yaml_12_and_dvc_spelling_of_a_number_is_a_number(params, tmp_path, spelling):
+    """`dvc exp run -S finetune_lr=1e-5` writes ``finetune_lr: 1e-05``."""
+    text = yaml.safe_dump(params).replace("\nfinetune_lr: 0.0005\n", f"\nfinetune_lr: {spelling}\n")
+    assert f"\nfinetune_lr: {spelling}\n" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_params(path)["finetune_lr"] == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("key", ["seed", "train_seed"])
+def test_seeds_beyond_32_bits_are_refused_before_any_work(params, key):
+    validate({**params, key: 2**32 - 1})
+    with pytest.raises(HeadposeError, match=f"{key} is {2**70}; expected an integer in"):
+        validate({**params, key: 2**70})
