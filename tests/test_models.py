@@ -101,7 +101,7 @@ def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path):
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"state_dict", "meta"}
     loaded, meta = load_checkpoint(path, expected={"arch": "resnet18", "num_bins": 33})
-    assert meta == {**checkpoint_meta("resnet18", 33), "fused": False}
+    assert meta == {**checkpoint_meta("resnet18", 33), "fused": False, "format_version": 1}
     assert not loaded.training
     with torch.inference_mode():
         for before, after in zip(model(images), loaded(images), strict=True):

@@ -28,12 +28,17 @@ from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, file_problem
 from headpose.models.heads import head_from_meta
 from headpose.models.hopenet import from_hopenet_layout
-from headpose.models.validation import META_KEYS, validate_checkpoint
+from headpose.models.validation import (
+    CHECKPOINT_FORMAT_VERSION,
+    META_KEYS,
+    validate_checkpoint,
+)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
     """Write ``{"state_dict", "meta"}`` atomically; ``meta`` needs every key in META_KEYS and
-    must describe the model's arch and head. ``fused`` is recorded from the model."""
+    must describe the model's arch and head. ``fused`` is recorded from the model, and the
+    format's version."""
     missing = [key for key in META_KEYS if key not in meta]
     if missing:
         raise HeadposeError(f"checkpoint meta for {path} lacks {', '.join(missing)}")
@@ -44,7 +49,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> No
             f"is {model.arch} with head {model.head.meta()}"
         )
     state_dict = OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())
-    save_torch(path, {"state_dict": state_dict, "meta": {**meta, "fused": model.fused}})
+    meta = {**meta, "fused": model.fused, "format_version": CHECKPOINT_FORMAT_VERSION}
+    save_torch(path, {"state_dict": state_dict, "meta": meta})
 
 
 def save_torch(path: str | os.PathLike, content: dict) -> None:

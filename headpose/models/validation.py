@@ -1,10 +1,11 @@
 """The validation of every checkpoint read (evaluate, predict, export, benchmark, ``pretrained:``).
 
-The meta must name a known arch and head, an input size in :data:`IMAGE_SIZE_RANGE_PX`, a known
-crop protocol, a finite ``mean`` and a positive ``std`` of three values each, and a head that
-agrees with the weights (the head's own checks, then each output layer's size:
-:func:`headpose.models.heads.validate_head_meta`), so a file that contradicts itself is refused
-in one line instead of failing inside the network.
+The meta must be of a format this code reads (``format_version`` at most
+:data:`CHECKPOINT_FORMAT_VERSION`), name a known arch and head, an input size in
+:data:`IMAGE_SIZE_RANGE_PX`, a known crop protocol, a finite ``mean`` and a positive ``std`` of
+three values each, and a head that agrees with the weights (the head's own checks, then each
+output layer's size: :func:`headpose.models.heads.validate_head_meta`), so a file that
+contradicts itself is refused in one line instead of failing inside the network.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from headpose.models.heads import validate_head_meta
 from headpose.models.registry import get_arch
 from headpose.params import CROP_PROTOCOLS, IMAGE_SIZE_RANGE_PX
 
-# Keys every checkpoint meta holds (beside its head's: see headpose.models.head).
 # Keys every checkpoint meta holds (beside its head's: see headpose.models.heads).
 META_KEYS = ("arch", "image_size", "mean", "std")
+# The checkpoint format this code writes and reads; checkpoints from before it existed have no
+# ``format_version`` and are version 1 too. A newer one may mean something this code misreads.
+CHECKPOINT_FORMAT_VERSION = 1
 
 
 def _is_number(value: Any) -> bool:
@@ -32,6 +35,14 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
     weights, naming the file and the disagreement (see the module docstring)."""
     if not isinstance(meta, dict) or not isinstance(state_dict, dict):
         raise HeadposeError(f"checkpoint {path}: state_dict and meta must be mappings")
+    version = meta.get("format_version", CHECKPOINT_FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise HeadposeError(f"checkpoint {path}: format_version {version!r} is not a version")
+    if version > CHECKPOINT_FORMAT_VERSION:
+        raise HeadposeError(
+            f"checkpoint {path} has format_version {version}, written by a newer headpose; this "
+            f"one reads up to {CHECKPOINT_FORMAT_VERSION}: upgrade headpose to use it"
+        )
     missing = [key for key in META_KEYS if key not in meta]
     if missing:
         raise HeadposeError(f"checkpoint {path}: meta lacks {', '.join(missing)}")

@@ -2,9 +2,10 @@
 
 A resume checkpoint is written after every epoch outside the stage's outputs (DVC deletes
 ``models/`` before re-running the stage). Re-running with the same params and samples (the same
-:func:`run_fingerprint`: the lists and the bytes of every sample file) continues after the last
-finished epoch and gives exactly the result of an uninterrupted run; a file of another run, or a
-damaged one (unreadable, or weights that do not fit the model), is ignored with a note.
+:func:`run_fingerprint`: the lists, the bytes of every sample file and of a ``pretrained:``
+checkpoint) continues after the last finished epoch and gives exactly the result of an
+uninterrupted run; a file of another run (a replaced ``pretrained:`` file makes another run), or
+a damaged one (unreadable, or weights that do not fit the model), is ignored with a note.
 """
 
 from __future__ import annotations
@@ -20,13 +21,30 @@ from torch import nn
 from headpose.models.checkpoints import save_torch, shape_mismatches
 
 
+def pretrained_digest(pretrained: str) -> str:
+    """SHA-256 of a ``pretrained:`` checkpoint's bytes, so a replaced file is another run ("" for
+    ``none`` and ``imagenet``, whose files torchvision and timm check themselves, and for a
+    missing file, which loading the weights reports)."""
+    if pretrained in ("none", "imagenet"):
+        return ""
+    try:
+        with open(pretrained, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return ""
+
+
 def run_fingerprint(params: dict, train_key: str, val_key: str) -> str:
-    """A hash of everything a run's result depends on: all params and both sets' crop store
-    keys (:func:`headpose.data.store.store_key`: the lists and every sample file's bytes)."""
-    content = json.dumps(
-        {"params": params, "train": train_key, "val": val_key}, sort_keys=True
-    ).encode()
-    return hashlib.sha256(content).hexdigest()
+    """A hash of everything a run's result depends on: all params, the ``pretrained:`` file's
+    bytes and both sets' crop store keys (:func:`headpose.data.store.store_key`: the lists and
+    every sample file's bytes)."""
+    content = {
+        "params": params,
+        "train": train_key,
+        "val": val_key,
+        "pretrained": pretrained_digest(params["pretrained"]),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass

@@ -1,0 +1,47 @@
+"""Nothing silently wrong: cases where a run used to go on with the wrong input (a replaced
+``pretrained:`` file resumed from, a checkpoint of a newer format read as ours, non-finite
+model outputs reported as numbers)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_fixtures import write_checkpoint
+
+from headpose.errors import HeadposeError
+from headpose.models.network import load_checkpoint
+from headpose.training.resume import pretrained_digest, run_fingerprint
+
+
+def test_a_replaced_pretrained_file_is_another_run(tmp_path, monkeypatch):
+    """kill -9 during a run with ``pretrained:``, replace the file, re-run: the resume file's
+    fingerprint no longer matches, so training starts afresh from the new weights."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pretrained_checkpoints").mkdir()
+    checkpoint = tmp_path / "pretrained_checkpoints" / "start.pt"
+    checkpoint.write_bytes(b"first weights")
+    params = {"pretrained": "pretrained_checkpoints/start.pt", "lr": 0.1}
+    first = run_fingerprint(params, "train", "val")
+    assert run_fingerprint(params, "train", "val") == first
+    checkpoint.write_bytes(b"other weights")
+    assert run_fingerprint(params, "train", "val") != first
+    assert pretrained_digest("none") == pretrained_digest("imagenet") == ""
+
+
+@pytest.mark.parametrize("version", [2, 99])
+def test_a_checkpoint_of_a_newer_format_is_refused(tmp_path, version):
+    path = write_checkpoint(tmp_path / "model.pt", "resnet18")
+    content = torch.load(path, weights_only=True)
+    assert content["meta"]["format_version"] == 1
+    load_checkpoint(path)  # ours reads
+    content["meta"]["format_version"] = version
+    torch.save(content, path)
+    with pytest.raises(HeadposeError, match=f"format_version {version}, written by a newer"):
+        load_checkpoint(path)
+    content["meta"]["format_version"] = "1"
+    torch.save(content, path)
+    with pytest.raises(HeadposeError, match="format_version '1' is not a version"):
+        load_checkpoint(path)
+    del content["meta"]["format_version"]  # checkpoints from before the key: version 1
+    torch.save(content, path)
+    load_checkpoint(path)
