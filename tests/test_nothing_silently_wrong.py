@@ -4,12 +4,16 @@ model outputs reported as numbers)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from model_fixtures import write_checkpoint
 
 from headpose.errors import HeadposeError
+from headpose.inference.batches import predict_angles
+from headpose.inference.runtime import finite_angles
 from headpose.models.network import load_checkpoint
+from headpose.models.registry import IMAGENET
 from headpose.training.resume import pretrained_digest, run_fingerprint
 
 
@@ -45,3 +49,33 @@ def test_a_checkpoint_of_a_newer_format_is_refused(tmp_path, version):
     del content["meta"]["format_version"]  # checkpoints from before the key: version 1
     torch.save(content, path)
     load_checkpoint(path)
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_naming_it(tmp_path):
+    path = write_checkpoint(tmp_path / "model.pt", "resnet18")
+    content = torch.load(path, weights_only=True)
+    name = next(key for key, value in content["state_dict"].items() if value.is_floating_point())
+    content["state_dict"][name] = torch.full_like(content["state_dict"][name], float("nan"))
+    torch.save(content, path)
+    with pytest.raises(HeadposeError, match=f"checkpoint {path}: weights {name} hold NaN"):
+        load_checkpoint(path)
+
+
+def test_non_finite_outputs_stop_every_report():
+    """What any runtime answers (an ONNX file with NaN weights, an overflow) goes through
+    ``finite_angles`` before it becomes a number in a table, a CSV or predictions.json; JSON
+    metrics refuse NaN too (``NaN`` is no JSON)."""
+    assert finite_angles(np.zeros((2, 3))).shape == (2, 3)
+    with pytest.raises(HeadposeError, match="not finite for 1 of 2 inputs"):
+        finite_angles(np.array([[0.0, 1.0, 2.0], [np.nan, 0.0, 0.0]]))
+    batches = [(torch.zeros(2, 8, 8, 3, dtype=torch.uint8), torch.zeros(2, 3))]
+    with pytest.raises(HeadposeError, match="not finite"):
+        predict_angles(lambda images: np.full((len(images), 3), np.inf), batches, IMAGENET)
+
+
+def test_metrics_files_refuse_nan(tmp_path):
+    from headpose.io.files import write_json
+
+    with pytest.raises(HeadposeError, match="metrics.json: refusing to write a value that is not"):
+        write_json(tmp_path / "metrics.json", {"mae": float("nan")})
+    assert not (tmp_path / "metrics.json").exists()

@@ -71,6 +71,7 @@ from headpose.data.pipeline import preprocess
 from headpose.errors import HeadposeError
 from headpose.inference.runtime import (
     AngleFunction,
+    finite_angles,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
@@ -169,12 +170,11 @@ class FacePosePredictor:
         """(N, 3) yaw, pitch, roll degrees of normalised crops, ``batch_size`` crops per call."""
         if not crops:
             return np.zeros((0, 3))
-        return np.concatenate(
-            [
-                self.predict_angles(torch.stack(crops[start : start + self.batch_size]))
-                for start in range(0, len(crops), self.batch_size)
-            ]
+        batches = (
+            torch.stack(crops[start : start + self.batch_size])
+            for start in range(0, len(crops), self.batch_size)
         )
+        return np.concatenate([finite_angles(self.predict_angles(batch)) for batch in batches])
 
     def run(
         self, frames: Iterator[tuple[int, np.ndarray]], path: Path

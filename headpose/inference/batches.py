@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from headpose.data.pipeline import model_input
-from headpose.inference.runtime import AngleFunction
+from headpose.inference.runtime import AngleFunction, finite_angles
 from headpose.models.registry import Normalization
 
 
@@ -27,8 +27,6 @@ def predict_angles(
     device = device or torch.device("cpu")
     predictions, truths = [], []
     for images, angles_deg in tqdm(batches, desc=description, unit="batch", leave=False):
-        predictions.append(
-            np.asarray(predict(model_input(images, device, normalization)), dtype=np.float64)
-        )
+        predictions.append(finite_angles(predict(model_input(images, device, normalization))))
         truths.append(angles_deg.numpy().astype(np.float64))
     return np.concatenate(predictions), np.concatenate(truths)

@@ -24,6 +24,19 @@ from headpose.io.files import file_problem
 AngleFunction = Callable[[torch.Tensor], np.ndarray]
 
 
+def finite_angles(angles_deg: np.ndarray) -> np.ndarray:
+    """``angles_deg`` if every value is finite, else a HeadposeError: a model answering NaN
+    (diverged or damaged weights, an overflow) must stop a report, not fill it with ``nan``."""
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    bad = ~np.isfinite(angles).all(axis=-1) if angles.ndim > 1 else ~np.isfinite(angles)
+    if bad.any():
+        raise HeadposeError(
+            f"the model's angles are not finite for {int(bad.sum())} of {len(angles)} inputs "
+            "(NaN or infinite weights, or an overflow): its results cannot be used"
+        )
+    return angles
+
+
 def torch_angle_function(model: nn.Module, autocast: bool = False) -> AngleFunction:
     """Run an :class:`~headpose.models.network.AnglesModel` (on the device its weights are on)
     without gradients; ``autocast``: in mixed precision on CUDA (as training validates)."""

@@ -208,8 +208,14 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write pretty-printed JSON atomically (the format of every metrics file)."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write pretty-printed JSON atomically (the format of every metrics file). A NaN or an
+    infinity is refused (JSON has none: ``NaN`` would make the file unreadable to DVC and to
+    every JSON reader), naming the file."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise HeadposeError(f"{path}: refusing to write a value that is not finite") from None
+    write_text(path, text + "\n")
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> None:

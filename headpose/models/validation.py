@@ -14,6 +14,8 @@ import math
 import os
 from typing import Any
 
+import torch
+
 from headpose.errors import HeadposeError
 from headpose.models.heads import validate_head_meta
 from headpose.models.registry import get_arch
@@ -72,3 +74,9 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
         ) or (key == "std" and min(values) <= 0):
             raise HeadposeError(f"checkpoint {path}: {key} {values!r}; expected 3 finite numbers")
     validate_head_meta(meta, state_dict, f"checkpoint {path}")
+    for name, tensor in state_dict.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not tensor.isfinite().all():
+            raise HeadposeError(
+                f"checkpoint {path}: weights {name} hold NaN or infinite values (a diverged or "
+                "damaged model); it would predict nothing but NaN"
+            )
