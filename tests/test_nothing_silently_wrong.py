@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from model_fixtures import write_checkpoint
+from training_fixtures import write_tiny_dataset
 
 from headpose.errors import HeadposeError
 from headpose.inference.batches import predict_angles
@@ -79,3 +80,50 @@ def test_metrics_files_refuse_nan(tmp_path):
     with pytest.raises(HeadposeError, match="metrics.json: refusing to write a value that is not"):
         write_json(tmp_path / "metrics.json", {"mae": float("nan")})
     assert not (tmp_path / "metrics.json").exists()
+
+
+def _fail_instead_of_hanging(seconds: int):
+    import signal
+
+    def interrupt(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(seconds)
+
+
+@pytest.mark.parametrize("special", [".jpg", ".mat"])
+def test_a_fifo_named_like_a_sample_file_is_skipped_with_its_reason(tmp_path, special):
+    """A FIFO ``x.jpg`` beside ``x.mat`` (or the reverse) used to block the scan forever; now the
+    sample is skipped with one reason and the good ones are used (filelists and evaluate scan
+    alike)."""
+    import os
+
+    from headpose.evaluation.protocol import evaluation_stems
+
+    good = write_tiny_dataset(tmp_path, 2, size=60)
+    bad = tmp_path / "x"
+    other = ".mat" if special == ".jpg" else ".jpg"
+    import shutil
+
+    shutil.copy(good[0] + other, str(bad) + other)
+    os.mkfifo(str(bad) + special)
+    _fail_instead_of_hanging(30)
+    try:
+        stems, skipped = evaluation_stems(tmp_path)
+    finally:
+        import signal
+
+        signal.alarm(0)
+    assert sorted(stems) == sorted(good)
+    assert [sample for sample, _ in skipped] == ["x"] or [s for s, _ in skipped][0].endswith("x")
+    assert "not a regular file" in skipped[0][1]
+
+
+def test_a_list_of_file_names_says_to_drop_the_extension(tmp_path):
+    from headpose.io.formats import read_list
+
+    path = tmp_path / "list.txt"
+    path.write_text("data/a\ndata/b.jpg\n")
+    with pytest.raises(HeadposeError, match=r"line 2: 'data/b.jpg' names a file.*'data/b'"):
+        read_list(path)

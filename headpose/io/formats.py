@@ -88,12 +88,23 @@ def find_sample_stems(root: str | os.PathLike, recursive: bool) -> tuple[list[st
     paired, orphans = [], []
     for image_path in sorted(folder.glob(pattern)):
         stem = image_path.relative_to(folder).with_suffix("").as_posix()
-        (paired if image_path.with_suffix(ANNOTATION_SUFFIX).is_file() else orphans).append(stem)
+        # exists(), not is_file(): a .mat that is a FIFO or a folder is reported by its reader
+        (paired if image_path.with_suffix(ANNOTATION_SUFFIX).exists() else orphans).append(stem)
     return paired, orphans
+
+
+def _refuse_special_file(path: str | os.PathLike, what: str) -> None:
+    """A FIFO, socket or device named like a sample file would block or feed endless bytes to
+    the reader, a folder fails in it: refuse either in one line (a missing file is left to the
+    reader's own message)."""
+    problem = file_problem(path)
+    if problem and problem.startswith(("is not a regular file", "is a folder")):
+        raise HeadposeError(f"{path}: {problem}; expected an {what} file")
 
 
 def read_mat(path: str | os.PathLike) -> dict:
     """Load a .mat file, raising a HeadposeError that names the file if it is missing or corrupt."""
+    _refuse_special_file(path, "annotation (.mat)")
     try:
         return scipy.io.loadmat(str(path))
     except FileNotFoundError:
@@ -225,6 +236,7 @@ def image_header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     None for another format. Raises a HeadposeError naming the file when it cannot be read,
     claims no pixels, a side over :data:`MAX_IMAGE_SIDE_PX` or more than
     :data:`MAX_IMAGE_PIXELS` pixels."""
+    _refuse_special_file(path, "image")
     try:
         with open(path, "rb") as handle:
             start = handle.read(26)
@@ -372,6 +384,13 @@ def read_list(path: str | os.PathLike, allow_empty: bool = False) -> list[str]:
     except (OSError, UnicodeDecodeError) as error:
         raise HeadposeError(f"cannot read sample list {file}: {error}") from None
     stems = [line.strip() for line in text.splitlines() if line.strip()]
+    for number, stem in enumerate(stems, 1):
+        if stem.lower().endswith((IMAGE_SUFFIX, ANNOTATION_SUFFIX)):
+            raise HeadposeError(
+                f"sample list {file} line {number}: {stem!r} names a file; a list names each "
+                f"sample without its extension ({stem[: -len(IMAGE_SUFFIX)]!r} for its "
+                f"{IMAGE_SUFFIX} and {ANNOTATION_SUFFIX})"
+            )
     if not stems and not allow_empty:
         raise HeadposeError(f"sample list {file} is empty: expected one sample path per line")
     return stems
