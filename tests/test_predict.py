@@ -295,3 +295,47 @@ def test_an_image_without_a_face_alone_fails_the_run(tmp_path, aflw2000_dir, che
     assert code == 1
     assert "wall.jpg: no face found" in capsys.readouterr().err
     assert json.loads((tmp_path / "o" / "predictions.json").read_text())["faces"] == []
+
+
+@pytest.mark.parametrize("as_folder", [True, False])
+def test_predict_never_writes_over_its_inputs(tmp_path, checkpoint, capsys, as_folder):
+    """``predict photos --out photos`` (or one photo of that folder) used to replace the JPEGs
+    with their annotated copies: it is refused before any work, the photos untouched."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = np.full((120, 120, 3), 90, np.uint8)
+    cv2.imwrite(str(photos / "a.jpg"), image)
+    before = (photos / "a.jpg").read_bytes()
+    target = str(photos) if as_folder else str(photos / "a.jpg")
+    code = run_cli(["predict", target, "--checkpoint", str(checkpoint), "--out", str(photos)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "holds the input" in err and "choose another output folder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (photos / "a.jpg").read_bytes() == before
+    assert sorted(path.name for path in photos.iterdir()) == ["a.jpg"]
+
+
+@pytest.mark.parametrize(("detector", "score"), [("yunet", "5"), ("yunet", "-0.1"), ("haar", "-1")])
+def test_min_score_outside_the_detectors_range_is_refused(
+    tmp_path, checkpoint, capsys, detector, score
+):
+    code = run_cli(
+        ["predict", str(tmp_path), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
+         "--detector", detector, "--min-score", score]
+    )  # fmt: skip
+    assert code == 2
+    assert f"--min-score {float(score):g}: the {detector} detector needs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_camera_index_is_an_input_not_a_missing_file(tmp_path, checkpoint, capsys):
+    """``headpose predict 0`` (the README's camera form) opens camera 0; on a machine without
+    one it says so, instead of "no such file or folder"."""
+    code = run_cli(
+        ["predict", "7", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
+         "--detector", "haar", "--max-frames", "2"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert "no such file or folder" not in err
+    assert code == 1 and "7: not a readable video or camera" in err

@@ -382,6 +382,16 @@ def _load_cascade(file_name: str) -> cv2.CascadeClassifier:
     return cascade
 
 
+def check_min_score(detector: str, min_score: float | None) -> None:
+    """YuNet's scores are probabilities (0 to 1); Haar's are cascade weights (0 and up)."""
+    if min_score is None:
+        return
+    high = 1.0 if detector == "yunet" else math.inf
+    if not 0.0 <= min_score <= high:
+        expected = "a score in [0, 1]" if detector == "yunet" else "a score of at least 0"
+        raise HeadposeError(f"--min-score {min_score:g}: the {detector} detector needs {expected}")
+
+
 def _make_yunet(model_path: str | None, min_score: float | None) -> YuNetFaceDetector:
     if model_path is None:
         model_path = fetch_model(YUNET_URL, YUNET_FILE, YUNET_BYTES, YUNET_SHA256)
@@ -414,6 +424,7 @@ def make_detector(
     """
     if name not in DETECTORS:
         raise HeadposeError(f"unknown detector {name!r}; available: {', '.join(DETECTORS)}")
+    check_min_score(name, min_score)
     return DETECTORS[name](model_path, min_score)
 
 

@@ -55,6 +55,7 @@ from headpose.app.detect import (
     FaceDetector,
     ModelUnavailable,
     boxes_for,
+    check_min_score,
     make_detector,
     read_box_file,
     usable_box,
@@ -230,7 +231,7 @@ def collect_inputs(paths: list[str]) -> tuple[list[Path], list[str]]:
                     problems.append(f"{entry}: not a regular file")
             if not named:
                 problems.append(f"{path}: folder holds no image or video files")
-        elif path.is_file():
+        elif path.is_file() or camera_index(path) is not None:
             files.append(path)
         else:
             problems.append(f"{path}: no such file or folder")
@@ -468,6 +469,22 @@ def build_detector(
         return make_detector("haar")
 
 
+def refuse_writing_over_inputs(files: list[Path], out_dir: Path) -> None:
+    """Annotated copies are written into ``out_dir`` under their inputs' names: refuse, before
+    any work, an ``out_dir`` that holds an input file (it would be replaced by its annotated
+    copy)."""
+    target = out_dir.resolve()
+    inside = [
+        path for path in files if camera_index(path) is None and path.resolve().parent == target
+    ]
+    if inside:
+        raise HeadposeError(
+            f"--out {out_dir} holds the input {inside[0]}"
+            + (f" (and {len(inside) - 1} more)" if len(inside) > 1 else "")
+            + ": its annotated copy would replace it; choose another output folder"
+        )
+
+
 def predict(
     paths: list[str],
     checkpoint: Path,
@@ -485,6 +502,10 @@ def predict(
 ) -> list[str]:
     """Predict every face of ``paths`` (images, folders, videos, camera indices) into
     ``out_dir``, print the timings and problems; return the problems (one line each)."""
+    if not boxes:
+        check_min_score(detector, min_score)
+    files, errors = collect_inputs(paths)
+    refuse_writing_over_inputs(files, out_dir)
     problem = file_problem(checkpoint)
     if problem:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
@@ -504,7 +525,6 @@ def predict(
         protocol,
         normalization=normalization,
     )
-    files, errors = collect_inputs(paths)
     results, file_errors, timings = predict_files(predictor, files, out_dir, max_frames)
     errors += file_errors
     report = {
