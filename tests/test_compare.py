@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from headpose.cli import main
-from headpose.compare.report import compare, format_markdown, report_json
+from headpose.compare.report import compare, format_markdown, plot_report, report_json
 from headpose.compare.runs import parse_per_image
 from headpose.compare.stats import Run, check_comparable, group_runs, paired_bootstrap
 from headpose.errors import HeadposeError
@@ -86,6 +86,27 @@ def test_runs_group_by_params_without_the_training_seed():
     assert mean == pytest.approx(np.mean([2, 7 / 3, 8 / 3]))
     assert std == pytest.approx(np.std([2, 7 / 3, 8 / 3], ddof=1))
     assert groups[2].mae_spread()["yaw"] == (pytest.approx(4 / 3), None)
+
+
+def test_a_group_of_one_run_gets_no_verdict(tmp_path):
+    """One run against three: the interval over test images alone can exclude 0 while the seed
+    spread is wider than the difference; the table, the JSON and the plot say "no verdict"."""
+    runs = [
+        _run("b0", [1, 2, 3], seed=0),
+        _run("b1", [1.2, 2.1, 3.1], seed=1),
+        _run("b2", [1.1, 2.2, 3.0], seed=2),
+        _run("r0", [3, 4, 5], seed=0, head="rotation_6d"),
+    ]
+    report = compare(runs, baseline="head=bins")
+    single = report.rows[1]
+    assert single.interval.distinguishable and single.verdict is None
+    line = next(row for row in format_markdown(report).splitlines() if row.startswith("| head="))
+    assert line.endswith("| no verdict: needs 2+ training seeds on each side |")
+    assert "worse" not in line
+    difference = report_json(report)["groups"][1]["difference_mean_mae"]
+    assert difference["verdict"] is None and difference["min_seeds_for_verdict"] == 2
+    plot_report(report, tmp_path / "one.png")
+    assert (tmp_path / "one.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_labels_groups_and_marks_what_the_interval_supports():

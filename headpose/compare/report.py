@@ -12,6 +12,7 @@ passed on as plain values.
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,11 @@ from headpose.compare.stats import (
 )
 from headpose.io.files import atomic_path
 
+# A verdict (better, worse, not distinguishable) needs a seed spread on both sides: with one
+# run a group's interval counts only the test images, while the seed spread of a small model can
+# exceed every difference between variants.
+MIN_SEEDS_FOR_VERDICT = 2
+
 
 @dataclass(frozen=True)
 class Row:
@@ -40,6 +46,31 @@ class Row:
     group: Group
     spread: dict[str, tuple[float, float | None]]
     interval: Interval | None  # None for the baseline itself
+    baseline_runs: int = 0
+
+    @property
+    def verdict(self) -> str | None:
+        """better, worse or not distinguishable; None for the baseline and for a group whose
+        side or the baseline's has fewer than :data:`MIN_SEEDS_FOR_VERDICT` runs."""
+        if self.interval is None or min(len(self.group.runs), self.baseline_runs) < (
+            MIN_SEEDS_FOR_VERDICT
+        ):
+            return None
+        if not self.interval.distinguishable:
+            return "not distinguishable"
+        return "better" if self.interval.high < 0 else "worse"
+
+    def verdict_text(self) -> str:
+        """The verdict, or why there is none."""
+        if self.interval is None:
+            return ""
+        return self.verdict or (
+            f"no verdict: needs {MIN_SEEDS_FOR_VERDICT}+ training seeds on each side"
+        )
+
+
+def runs_text(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 @dataclass(frozen=True)
@@ -72,19 +103,13 @@ def compare(
                 base.errors("mean"), group.errors("mean"), replicates, bootstrap_seed
             )
         label = group_label(group, base, groups)
-        rows.append(Row(label, group, group.mae_spread(), interval))
+        rows.append(Row(label, group, group.mae_spread(), interval, len(base.runs)))
     first = runs[0]
     return Report(rows, len(first.stems), dict(first.protocol), replicates, bootstrap_seed)
 
 
 def _cell(mean: float, std: float | None) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
-
-
-def _verdict(interval: Interval) -> str:
-    if not interval.distinguishable:
-        return "not distinguishable"
-    return "better" if interval.high < 0 else "worse"
 
 
 def format_markdown(report: Report) -> str:
@@ -101,7 +126,7 @@ def format_markdown(report: Report) -> str:
         else:
             i = row.interval
             difference = f"{i.difference:+.2f} [{i.low:+.2f}, {i.high:+.2f}]"
-            verdict = _verdict(i)
+            verdict = row.verdict_text()
         lines.append(
             f"| {row.label} | {len(row.group.runs)} | " + " | ".join(cells)
             + f" | {difference} | {verdict} |"
@@ -119,7 +144,9 @@ def format_markdown(report: Report) -> str:
         lines[-1] += f" Test list SHA-256 {json.loads(listed)[:12]}."
     if any(len(row.group.runs) == 1 for row in report.rows):
         lines.append(
-            "A group of one run has no seed spread: its interval counts only the test images."
+            "A group of one run has no seed spread: its interval counts only the test images, "
+            f"and it gets no verdict until both sides have {MIN_SEEDS_FOR_VERDICT} or more "
+            "training seeds."
         )
     return "\n".join(lines)
 
@@ -143,6 +170,8 @@ def report_json(report: Report) -> dict:
                 "ci_high": row.interval.high,
                 "confidence": CONFIDENCE,
                 "distinguishable": row.interval.distinguishable,
+                "verdict": row.verdict,
+                "min_seeds_for_verdict": MIN_SEEDS_FOR_VERDICT,
             }
         rows.append(entry)
     return {
@@ -162,24 +191,31 @@ def plot_report(report: Report, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [row for row in report.rows if row.interval is not None]
-    figure, axes = plt.subplots(figsize=(7, 1.2 + 0.5 * max(len(rows), 1)))
+    figure, axes = plt.subplots(figsize=(8, 1.6 + 0.5 * max(len(rows), 1)), layout="constrained")
     for position, row in enumerate(rows):
         i = row.interval
-        color = "tab:gray" if not i.distinguishable else "tab:blue"
+        color = "tab:blue" if row.verdict in ("better", "worse") else "tab:gray"
         axes.errorbar(
             i.difference, position, xerr=[[i.difference - i.low], [i.high - i.difference]],
             fmt="o", color=color, capsize=4,
         )  # fmt: skip
     axes.axvline(0.0, color="black", linewidth=0.8)
     axes.set_yticks(range(len(rows)))
-    axes.set_yticklabels([f"{row.label} ({len(row.group.runs)} runs)" for row in rows])
+    axes.set_yticklabels(
+        [
+            f"{row.label} ({runs_text(len(row.group.runs))}"
+            + (")" if row.verdict else ", no verdict)")
+            for row in rows
+        ]
+    )
     axes.set_ylim(-0.7, len(rows) - 0.3)
     baseline = report.rows[0]
-    axes.set_title(f"against {baseline.label} ({len(baseline.group.runs)} runs)", fontsize=10)
+    title = f"against {baseline.label} ({runs_text(len(baseline.group.runs))})"
+    axes.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     axes.set_xlabel(
-        f"mean MAE difference, degrees ({round(CONFIDENCE * 100)} % paired bootstrap interval)"
+        f"mean MAE difference, degrees\n({round(CONFIDENCE * 100)} % paired bootstrap interval; "
+        f"grey: not distinguishable or fewer than {MIN_SEEDS_FOR_VERDICT} seeds)"
     )
-    figure.tight_layout()
     try:
         with atomic_path(path) as temp:
             figure.savefig(temp, format=Path(path).suffix.lstrip(".") or "png")
