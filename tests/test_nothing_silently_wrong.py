@@ -4,6 +4,8 @@ model outputs reported as numbers)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,40 @@ def test_a_list_of_file_names_says_to_drop_the_extension(tmp_path):
     path.write_text("data/a\ndata/b.jpg\n")
     with pytest.raises(HeadposeError, match=r"line 2: 'data/b.jpg' names a file.*'data/b'"):
         read_list(path)
+
+
+def _exif_rotated_jpeg(path: Path) -> np.ndarray:
+    """A 40 x 60 JPEG whose left third is bright, tagged EXIF orientation 6 (shown turned by 90
+    degrees); returns the stored pixels."""
+    from PIL import Image
+
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(image).save(path, exif=exif, quality=95)
+    return image
+
+
+def test_dataset_images_are_their_stored_pixels_whatever_exif_says(tmp_path):
+    """A sample's landmarks and pose refer to the stored pixels (the published code reads them
+    so): an EXIF orientation must not turn the image under its labels."""
+    from headpose.io.formats import read_sample, write_mat
+
+    stored = _exif_rotated_jpeg(tmp_path / "s.jpg")
+    landmarks = np.array([[5.0, 30.0, 30.0], [5.0, 5.0, 30.0]])
+    pose = np.array([[0.1, 0.2, 0.3, 20.0, 20.0, 0.0, 1e-3]])
+    write_mat(tmp_path / "s.mat", {"Pose_Para": pose, "pt2d": landmarks})
+    image, _ = read_sample(tmp_path / "s")
+    assert image.shape == (40, 60, 3)
+    assert image[:, :15].mean() > 200 and image[:, 25:].mean() < 50  # not turned
+    assert np.abs(image.astype(int) - stored).mean() < 3  # the stored pixels (JPEG-rounded)
+
+
+def test_photos_given_to_predict_are_turned_upright(tmp_path):
+    from headpose.io.formats import decode_rgb
+
+    _exif_rotated_jpeg(tmp_path / "p.jpg")
+    upright = decode_rgb(tmp_path / "p.jpg", upright=True)
+    assert upright.shape == (60, 40, 3)  # as a viewer shows it: turned by 90 degrees
+    assert upright[:15].mean() > 200 and upright[25:].mean() < 50

@@ -378,7 +378,7 @@ def predict_files(
     for path in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
         decode_start = time.perf_counter()
         try:
-            image = decode_rgb(path)
+            image = decode_rgb(path, upright=True)  # a photo as a viewer shows it
             if image is None:
                 errors.append(f"{path}: not a readable image or video")
                 continue

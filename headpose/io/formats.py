@@ -273,23 +273,28 @@ def image_header_size(path: str | os.PathLike) -> tuple[int, int] | None:
     return width, height
 
 
-def decode_rgb(path: str | os.PathLike) -> np.ndarray | None:
+def decode_rgb(path: str | os.PathLike, upright: bool = False) -> np.ndarray | None:
     """Decode an image file to an RGB uint8 array (H, W, 3), or None when it is no image.
 
-    The header is checked first (:func:`image_header_size`): a file that is no readable image
-    file, or claims too many pixels, raises a HeadposeError naming it.
+    One rule for EXIF orientation: a dataset's image is used as its pixels are stored
+    (``upright=False``, as the published code reads them: its landmarks and pose refer to those
+    pixels), a photo given to ``headpose predict`` is turned upright as a viewer shows it
+    (``upright=True``). The header is checked first (:func:`image_header_size`): a file that is
+    no readable image file, or claims too many pixels, raises a HeadposeError naming it.
     """
     image_header_size(path)
     data = np.fromfile(str(path), dtype=np.uint8)
+    flags = cv2.IMREAD_COLOR if upright else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        image = cv2.imdecode(data, flags) if data.size else None
     except cv2.error:  # OpenCV's own size limit, for formats whose header is not read here
         return None
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode a sample's image to an RGB uint8 array (H, W, 3), or raise naming the file."""
+    """Decode a sample's image to an RGB uint8 array (H, W, 3), its pixels as stored (EXIF
+    orientation ignored: the labels refer to them), or raise naming the file."""
     if not Path(path).is_file():
         raise HeadposeError(f"{path}: image file not found")
     image = decode_rgb(path)
@@ -313,7 +318,7 @@ def read_sample(stem: str | os.PathLike) -> tuple[np.ndarray, Annotation]:
     (:func:`sample_header`, then the decode); raises a HeadposeError naming the file."""
     annotation, (width, height) = sample_header(stem)
     image = read_image(f"{stem}{IMAGE_SUFFIX}")
-    if image.shape[:2] not in ((height, width), (width, height)):  # EXIF may turn it
+    if image.shape[:2] != (height, width):
         raise HeadposeError(
             f"{stem}{IMAGE_SUFFIX}: decodes to {image.shape[1]}x{image.shape[0]} pixels, but its "
             f"header claims {width}x{height}"
