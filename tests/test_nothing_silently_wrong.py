@@ -166,3 +166,23 @@ def test_photos_given_to_predict_are_turned_upright(tmp_path):
     upright = decode_rgb(tmp_path / "p.jpg", upright=True)
     assert upright.shape == (60, 40, 3)  # as a viewer shows it: turned by 90 degrees
     assert upright[:15].mean() > 200 and upright[25:].mean() < 50
+
+
+def test_a_one_sample_training_list_is_refused_in_one_line(tmp_path):
+    """At 32 px the network ends on a 1x1 map, and one sample reached BatchNorm's "Expected more
+    than 1 value per channel" deep in the first step."""
+    from training_fixtures import tiny_params, write_list
+
+    from headpose.training.loop import TrainPaths, run_training
+
+    stems = write_tiny_dataset(tmp_path, 3, size=60)
+    paths = TrainPaths(
+        write_list(tmp_path / "train.txt", stems[:1]),
+        write_list(tmp_path / "val.txt", stems[1:]),
+        tmp_path / "models",
+        tmp_path / "resume.pt",
+        tmp_path / "live",
+    )
+    with pytest.raises(HeadposeError, match="training list holds 1 sample.*at least 2"):
+        run_training(tiny_params(), paths)
+    assert not (tmp_path / "models").exists()

@@ -311,6 +311,12 @@ def make_train_loader(
     sampler = DistributedSampler(
         dataset, rank.world_size, rank.rank, shuffle=True, seed=settings.train_seed, drop_last=True
     )
+    if len(sampler) < MIN_BATCH:
+        raise HeadposeError(
+            f"the training list holds {len(dataset)} sample(s) for {rank.world_size} training "
+            f"process(es): each needs at least {MIN_BATCH} a batch (BatchNorm learns from a "
+            "batch's statistics); list more samples"
+        )
     batches = BatchSampler(sampler, batch_size, drop_last=len(sampler) > batch_size)  # no tiny
     # last batch for BatchNorm; the dataset gathers each batch whole (batch_size=None).
     options = _loader_options(settings.workers, device, LOADER_PREFETCH_BATCHES)
@@ -332,6 +338,7 @@ def make_eval_loader(
 
 
 LOADER_PREFETCH_BATCHES = 2  # per worker process, on CUDA: whole training batches
+MIN_BATCH = 2  # BatchNorm in training needs two values per channel
 EVAL_PREFETCH_BATCHES = 4  # per worker process, on CUDA: evaluation batches of single crops
 
 
