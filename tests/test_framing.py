@@ -250,8 +250,8 @@ def test_real_aflw2000_is_framed_looser_than_the_real_300w_lp_sample(
 ):
     """The gap on the real files: AFLW2000's published crops frame faces at a median scale of
     0.405 (0.32-0.65 over 5-95 %; measured on all 2000 files), the real 300W_LP sample's
-    training crops at 0.63-0.78. The default framing augmentation brings the training range
-    over the test range; without it the test framing lies outside."""
+    training crops at 0.69-0.83 (5-95 %). The default framing augmentation brings the training
+    range over the test range; without it the test framing lies outside."""
     test = sorted(str(path.with_suffix("")) for path in aflw2000_dir.glob("image0*.mat"))[:400]
     sample = [str(path.with_suffix("")) for path in w300lp_sample_dir.rglob("*.mat")]
     assert len(sample) == 1
