@@ -95,12 +95,13 @@ def test_predict_offline_warns_once_and_falls_back_to_haar(tmp_path, aflw2000_di
     image = tmp_path / "face.jpg"
     cv2.imwrite(str(image), cv2.imread(str(aflw2000_dir / "image00013.jpg")))
     checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18", image_size=32)
-    code = run_cli(["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path)])
+    out = tmp_path / "out"  # not the input's folder: predict refuses to write over its inputs
+    code = run_cli(["predict", str(image), "--checkpoint", str(checkpoint), "--out", str(out)])
     stderr = capsys.readouterr().err
     assert code == 0 and "Traceback" not in stderr
     warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "using the haar detector instead" in warnings[0]
-    report = json.loads((tmp_path / "predictions.json").read_text())
+    report = json.loads((out / "predictions.json").read_text())
     assert report["detector"] == "haar" and len(report["faces"]) >= 1
 
 
