@@ -13,7 +13,7 @@ from training_fixtures import write_tiny_dataset
 
 from headpose.cli import main as headpose_main
 from headpose.data.crop import evaluation_crop, evaluation_rectangle
-from headpose.data.framing import FramingDraw
+from headpose.data.framing import FramingDraw, reframe
 from headpose.deploy.export import export_onnx
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
@@ -22,7 +22,6 @@ from headpose.evaluation.framing_sweep import (
     FramingSweep,
     format_framing_sweep,
     framing_crop,
-    framing_rectangle,
     framing_sweep,
     median_published_crop_scale,
     rectangle_side,
@@ -78,13 +77,13 @@ def test_a_looser_scale_shrinks_the_face_and_a_shift_moves_it():
 
     def bright(condition: FramingDraw) -> tuple[float, float, float]:
         """(fraction of bright pixels, their centre x, y) in the condition's crop."""
-        crop = framing_crop(image, framing_rectangle(reference, condition), size)
+        crop = framing_crop(image, reframe(reference, condition), size)
         rows, columns = np.nonzero(crop[..., 0] > 127)
         return len(rows) / size**2, columns.mean(), rows.mean()
 
-    centred = framing_crop(image, framing_rectangle(reference, FramingDraw()), size)
+    centred = framing_crop(image, reframe(reference, FramingDraw()), size)
     assert np.array_equal(centred, evaluation_crop(image, face, size, "visible"))
-    looser = framing_rectangle(reference, FramingDraw(2.0))
+    looser = reframe(reference, FramingDraw(2.0))
     assert rectangle_side(looser) == pytest.approx(2 * rectangle_side(reference))
     fraction, x, y = bright(FramingDraw())
     fraction_2x, x_2x, y_2x = bright(FramingDraw(2.0))

@@ -8,8 +8,8 @@ any 300W_LP training crop, off centre. This module owns both sides of that gap:
 * **Measuring it.** :func:`face_framing` says how a face box sits in a crop rectangle: its
   ``scale`` (the face box's side over the crop's side, the geometric mean of the x and y ratios)
   and its centre's ``offset`` from the crop's centre (x and y, in crop sides). The analyze stage
-  reports these for train, 300W_AUG and test (:func:`framing_summary`), with the face box of the
-  visible landmarks, whatever the protocol frames.
+  reports these for train, 300W_AUG and test (:mod:`headpose.data.framing_stats`), with the face
+  box of the visible landmarks, whatever the protocol frames.
 * **Closing it** (:class:`FramingAugmentation`, params ``framing_*``). With probability
   ``probability`` a training crop is re-framed: its rectangle (the protocol's random crop,
   unchanged) grows about its centre by a factor drawn log-uniformly from ``scale`` and moves by up

@@ -22,26 +22,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from headpose.data.crop import evaluation_rectangle, face_box, landmark_box
+from headpose.data.crop import evaluation_rectangle, face_box
 from headpose.data.framing import FRAMING_NAMES, NO_FRAMING, FramingAugmentation, face_framing
 from headpose.data.training_draws import draw_item
 from headpose.datasets.analyze import percentile_summary
-from headpose.io.formats import Annotation, sample_header
+from headpose.io.formats import sample_header
 from headpose.io.parallel import map_with_progress
 
 MAX_SAMPLES = 5000
 STATS_EPOCH = 1  # the training epoch whose draws are measured
 
 
-def _visible_face(annotation: Annotation):
-    return landmark_box(annotation.landmarks_xy - 1.0)  # 1-based points to pixel coordinates
-
-
 def _training_item(task: tuple) -> list[tuple[float, float, float]]:
     """The framing of one sample's training crop under each of the task's augmentations."""
     stem, index, seed, image_size, protocol, augmentations = task
     annotation, _ = sample_header(stem)
-    box, face = face_box(annotation, protocol), _visible_face(annotation)
+    box, face = face_box(annotation, protocol), face_box(annotation, "visible")
     rows = []
     for framing in augmentations:
         draw = draw_item((seed, STATS_EPOCH, index), box, image_size, protocol, framing)
@@ -54,7 +50,7 @@ def _evaluation_item(task: tuple) -> tuple[float, float, float]:
     stem, image_size, protocol = task
     annotation, _ = sample_header(stem)
     rectangle = evaluation_rectangle(face_box(annotation, protocol), image_size, protocol)
-    return face_framing(_visible_face(annotation), rectangle)
+    return face_framing(face_box(annotation, "visible"), rectangle)
 
 
 def sampled_indices(count: int, seed: int, limit: int = MAX_SAMPLES) -> list[int]:

@@ -39,7 +39,6 @@ from headpose.data.crop import (
     cut,
     evaluation_rectangle,
     face_box,
-    landmark_box,
     pixel_box,
     resize_square,
 )
@@ -103,11 +102,6 @@ def sweep_conditions(scales: Sequence[float], shifts: Sequence[float]) -> list[F
     return conditions
 
 
-def shift_magnitude(condition: FramingDraw) -> float:
-    """How far a condition moves the face, in crop sides (the sweep moves along one axis)."""
-    return max(abs(condition.shift_x), abs(condition.shift_y))
-
-
 # --- Rectangles and pixels ----------------------------------------------------------------------
 
 
@@ -119,7 +113,7 @@ def rectangle_side(rectangle: Box) -> float:
 def reference_rectangle(annotation: Annotation, image_size: int) -> Box:
     """The "1.0x" rectangle of a sample: the ``visible`` protocol's evaluation rectangle of the
     tight box of its visible landmarks (full-image pixel coordinates)."""
-    face = landmark_box(annotation.landmarks_xy - 1.0)
+    face = face_box(annotation, REFERENCE_PROTOCOL)  # the visible landmarks, in pixels
     return evaluation_rectangle(face, image_size, REFERENCE_PROTOCOL)
 
 
@@ -140,11 +134,6 @@ def median_published_crop_scale(stems: Sequence[str], image_size: int) -> float:
     return float(
         np.median([published_crop_scale(sample_header(stem)[0], image_size) for stem in stems])
     )
-
-
-def framing_rectangle(reference: Box, condition: FramingDraw) -> Box:
-    """The rectangle a condition shows: ``reference`` grown and moved by the condition."""
-    return reframe(reference, condition)
 
 
 def framing_crop(image: np.ndarray, rectangle: Box, image_size: int) -> np.ndarray:
@@ -266,7 +255,7 @@ def framing_sweep(
                 for start in range(0, len(images), batch_size):
                     stop = min(start + batch_size, len(images))
                     crops = [
-                        framing_crop(image, framing_rectangle(reference, condition), image_size)
+                        framing_crop(image, reframe(reference, condition), image_size)
                         for image, reference in zip(
                             images[start:stop], references[start:stop], strict=True
                         )
