@@ -26,6 +26,11 @@ exported ONNX model (``--runtime onnx``, or a ``.onnx`` file such as ``deploy/mo
 in ONNX Runtime). The milliseconds of every stage (decode, detect, crop, model, draw, write) are
 measured per frame, summarised per video (and for all images) on stdout and in the JSON.
 
+Outputs of one run never mix with another's: everything is written into a hidden staging
+folder inside ``DIR`` and moved in at the end (:func:`headpose.io.files.update_folder`), after
+the files the previous run's ``predictions.json`` lists as its ``outputs`` are removed. An
+interrupted run leaves ``DIR`` as it was; a killed run's staging folder is removed by the next.
+
 Problems with single inputs (no face found, a file that is not an image or video, an unreadable
 video) are reported on stderr and in the JSON and do not stop the batch: every other file still
 goes through, and the command then exits with status 1.
@@ -34,6 +39,7 @@ goes through, and the command then exits with status 1.
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 import tempfile
 import time
@@ -77,7 +83,14 @@ from headpose.inference.runtime import (
     onnx_session,
     torch_angle_function,
 )
-from headpose.io.files import atomic_path, file_problem, write_csv, write_json
+from headpose.io.files import (
+    atomic_path,
+    file_problem,
+    staging_folder,
+    update_folder,
+    write_csv,
+    write_json,
+)
 from headpose.io.formats import decode_rgb, write_jpeg
 from headpose.models.network import load_angles_model, pick_device
 from headpose.models.registry import IMAGENET, Normalization
@@ -330,12 +343,14 @@ def predict_video(
     frames_ms: list[dict[str, float]] = []
     decode_ms: list[float] = []
     target = out_dir / f"{stem}.mp4"
-    with atomic_path(target) as temp:
+    frames = itertools.islice(video_frames(capture), max_frames)
+    with (
+        atomic_path(target) as temp,
+        tqdm(frames, total=total, desc=path.name, unit="frame") as progress,
+    ):
         writer = cv2.VideoWriter(str(temp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not writer.isOpened():
             raise HeadposeError(f"cannot write video {target} with the mp4v codec")
-        frames = itertools.islice(video_frames(capture), max_frames)
-        progress = tqdm(frames, total=total, desc=path.name, unit="frame")
         start = time.perf_counter()
         for image, frame_results, stage_ms in predictor.run(timed(iter(progress), decode_ms), path):
             written = time.perf_counter()
@@ -375,22 +390,25 @@ def predict_files(
     videos = [path for path in files if is_video(path)]
     images_ms: list[dict[str, float]] = []
     start = time.perf_counter()
-    for path in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
-        decode_start = time.perf_counter()
-        try:
-            image = decode_rgb(path, upright=True)  # a photo as a viewer shows it
-            if image is None:
-                errors.append(f"{path}: not a readable image or video")
-                continue
-            decode_ms = 1000 * (time.perf_counter() - decode_start)
-            for annotated, faces, stage_ms in predictor.run(iter([(0, image)]), path):
-                images_ms.append({"decode": decode_ms, **stage_ms})
-                write_jpeg(out_dir / output_name(path, used_names), annotated)
-                if not faces:
-                    errors.append(f"{path}: no face found")
-                results.extend(faces)
-        except (HeadposeError, OSError) as error:  # this file only: the rest still go through
-            errors.append(str(error) if isinstance(error, HeadposeError) else f"{path}: {error}")
+    with tqdm(images, desc="images", unit="image", disable=len(images) < 2) as progress:
+        for path in progress:
+            decode_start = time.perf_counter()
+            try:
+                image = decode_rgb(path, upright=True)  # a photo as a viewer shows it
+                if image is None:
+                    errors.append(f"{path}: not a readable image or video")
+                    continue
+                decode_ms = 1000 * (time.perf_counter() - decode_start)
+                for annotated, faces, stage_ms in predictor.run(iter([(0, image)]), path):
+                    images_ms.append({"decode": decode_ms, **stage_ms})
+                    write_jpeg(out_dir / output_name(path, used_names), annotated)
+                    if not faces:
+                        errors.append(f"{path}: no face found")
+                    results.extend(faces)
+            except (HeadposeError, OSError) as error:  # this file only: the rest still go through
+                errors.append(
+                    str(error) if isinstance(error, HeadposeError) else f"{path}: {error}"
+                )
     if images_ms:
         timings["images"] = timing_summary(images_ms, time.perf_counter() - start)
     for path in videos:
@@ -407,12 +425,25 @@ def predict_files(
     return results, errors, timings
 
 
+RESULT_FILES = ("predictions.json", "predictions.csv")  # the first says a set is complete
+
+
 def write_results(out_dir: Path, results: list[FaceResult], report: dict) -> None:
     """``predictions.json`` (results + problems) and ``predictions.csv`` (one row per face)."""
     rows = [asdict(result) for result in results]
-    write_json(out_dir / "predictions.json", {**report, "faces": rows})
     table = ([row[column] for column in RESULT_COLUMNS] for row in rows)
-    write_csv(out_dir / "predictions.csv", RESULT_COLUMNS, table)
+    write_csv(out_dir / RESULT_FILES[1], RESULT_COLUMNS, table)
+    write_json(out_dir / RESULT_FILES[0], {**report, "faces": rows})
+
+
+def previous_outputs(out_dir: Path) -> list[str]:
+    """The files an earlier run wrote into ``out_dir``: the ``outputs`` its complete
+    ``predictions.json`` lists (a missing or unreadable one lists none)."""
+    try:
+        outputs = json.loads((out_dir / RESULT_FILES[0]).read_text(encoding="utf-8"))["outputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [name for name in outputs if isinstance(name, str)] if isinstance(outputs, list) else []
 
 
 def onnx_image_size(session, path: Path) -> int:
@@ -525,17 +556,21 @@ def predict(
         protocol,
         normalization=normalization,
     )
-    results, file_errors, timings = predict_files(predictor, files, out_dir, max_frames)
-    errors += file_errors
-    report = {
-        "checkpoint": str(checkpoint),
-        "runtime": runs_on,
-        "crop_protocol": protocol,
-        "detector": "boxes file" if face_detector is None else face_detector.name,
-        "timings": timings,
-        "errors": errors,
-    }
-    write_results(out_dir, results, report)
+    with staging_folder(out_dir) as staged:
+        results, file_errors, timings = predict_files(predictor, files, staged, max_frames)
+        errors += file_errors
+        report = {
+            "checkpoint": str(checkpoint),
+            "runtime": runs_on,
+            "crop_protocol": protocol,
+            "detector": "boxes file" if face_detector is None else face_detector.name,
+            "timings": timings,
+            "errors": errors,
+            "outputs": sorted([path.name for path in staged.iterdir()] + list(RESULT_FILES)),
+        }
+        write_results(staged, results, report)
+        previous = previous_outputs(out_dir)
+        update_folder(out_dir, staged, previous=previous, complete_marker=RESULT_FILES[0])
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     for name, summary in timings.items():

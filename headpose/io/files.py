@@ -7,6 +7,13 @@ destinations and failed writes (disk full, permission denied, a folder where a f
 raise a HeadposeError that names the path and the reason. Files and folders get the normal
 modes of the user's umask. :func:`file_problem` says why an input path is no file to read (a
 folder or a FIFO is not "missing").
+
+Temporaries are named ``.<name>.<pid>-<random>.tmp...`` after the process writing them. A process
+killed with SIGKILL cannot remove its own; the next write of the same output removes every such
+sibling whose process is gone (:func:`remove_stale_temporaries`). :func:`update_folder` moves a
+staged set of files into a folder that may hold a previous set (``headpose predict``'s outputs),
+with SIGINT and SIGTERM held off during the few renames, so the folder never holds parts of two
+sets.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,11 +119,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         temp.unlink(missing_ok=True)
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, name: str, suffix: str = "") -> list[Path]:
+    """Remove the temporaries ``.<name>.<pid>-<random>.tmp<suffix>`` (files or folders) in
+    ``folder`` left by processes that no longer run (killed with SIGKILL or by the kernel);
+    return what was removed. Those of running processes, this one included, are kept."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-\w+\.tmp{re.escape(suffix)}")
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match or int(match[1]) == os.getpid() or _process_alive(int(match[1])):
+            continue
+        try:
+            _remove(entry)
+        except OSError:
+            continue  # not ours to remove (another user's): the write itself still goes ahead
+        removed.append(entry)
+    return removed
+
+
 def _temporary_file(target: Path) -> Path:
     """An empty temporary file beside ``target``, with a normal mode."""
+    remove_stale_temporaries(target.parent, target.stem, target.suffix)
     try:
         handle, temp_name = tempfile.mkstemp(
-            prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+            prefix=f".{target.stem}.{os.getpid()}-",
+            suffix=f".tmp{target.suffix}",
+            dir=target.parent,
         )
     except OSError as error:
         raise write_error(target, error) from None
@@ -144,8 +190,13 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
 def _temporary_folder(target: Path) -> Path:
     """An empty temporary folder beside ``target``, with a normal mode."""
+    remove_stale_temporaries(target.parent, target.name)
     try:
-        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        temp = Path(
+            tempfile.mkdtemp(
+                prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent
+            )
+        )
     except OSError as error:
         raise write_error(target, error) from None
     _normal_mode(temp, directory=True)
@@ -199,6 +250,63 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     finally:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def interruptions_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM off for the block (delivered when it ends); a no-op outside the
+    main thread or where signals cannot be masked."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def staging_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty hidden folder inside ``folder`` (created if needed) to stage a set of
+    outputs in; it is removed when the block ends, whatever it still holds. Staging folders of
+    killed runs are removed first."""
+    target = Path(folder) / "staging"
+    _make_parent(target)
+    temp = _temporary_folder(target)
+    try:
+        yield temp
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def update_folder(
+    folder: Path, staged: Path, *, previous: Iterable[str] = (), complete_marker: str
+) -> None:
+    """Move every file of ``staged`` into ``folder``, replacing a previous set of outputs.
+
+    ``complete_marker`` (a file of the new set) says a set is complete: the old one is removed
+    first, then the files named in ``previous`` (the old set's files) that the new set does not
+    replace, then the new files are moved in, the marker last. Interruptions are held off for
+    these renames, so wherever SIGINT or SIGTERM stops a run the folder holds one set, whole.
+    """
+    new_names = sorted(path.name for path in staged.iterdir())
+    if complete_marker not in new_names:
+        raise HeadposeError(f"{folder / complete_marker} was not written")
+    with interruptions_held():
+        try:
+            (folder / complete_marker).unlink(missing_ok=True)
+            for name in set(previous) - set(new_names):
+                old = folder / name
+                if Path(name).name == name and (old.is_file() or old.is_symlink()):
+                    old.unlink()  # a file of the old set only: never a folder, never elsewhere
+            for name in sorted(new_names, key=lambda name: name == complete_marker):
+                os.replace(staged / name, folder / name)
+        except OSError as error:
+            raise write_error(folder, error) from None
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -1,0 +1,232 @@
+"""Interrupted outputs: SIGTERM says one line, a SIGKILLed run's temporaries are removed by the
+next run, and ``headpose predict`` never leaves the outputs of two runs mixed in its folder.
+
+The kills are real: a child process is stopped with SIGTERM or SIGKILL while it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from cli_fixtures import run_cli
+from model_fixtures import write_checkpoint
+
+from headpose.errors import exit_on_error
+from headpose.io.files import atomic_path, remove_stale_temporaries, update_folder, write_text
+
+REPO = Path(__file__).resolve().parents[1]
+CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def hidden(folder: Path) -> list[str]:
+    """The hidden entries of a folder (temporaries and staging folders)."""
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_sigterm_ends_an_entry_point_with_one_line(capsys):
+    before = signal.getsignal(signal.SIGTERM)
+
+    @exit_on_error
+    def long_job() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not stop the job")
+
+    with pytest.raises(SystemExit) as stopped:
+        long_job()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "terminated (SIGTERM): no output was left half-written\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_a_sigkilled_writes_temporary_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "model.onnx"
+    script = f"""
+        import os, signal
+        from headpose.io.files import atomic_path
+        with atomic_path({str(target)!r}) as temp:
+            temp.write_bytes(b"half an export")
+            os.kill(os.getpid(), signal.SIGKILL)
+    """
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=CHILD_ENV)
+    assert child.wait() == -signal.SIGKILL
+    (leftover,) = hidden(tmp_path)
+    assert leftover.startswith(f".model.{child.pid}-") and leftover.endswith(".tmp.onnx")
+
+    write_text(target, "whole")
+
+    assert hidden(tmp_path) == [] and target.read_text() == "whole"
+
+
+def test_temporaries_of_running_processes_and_other_files_are_kept(tmp_path):
+    mine = tmp_path / f".model.{os.getpid()}-abc.tmp.onnx"
+    running = tmp_path / f".model.{os.getppid()}-abc.tmp.onnx"
+    gone = tmp_path / f".model.{dead_pid()}-abc.tmp.onnx"
+    unrelated = [tmp_path / ".model.onnx", tmp_path / f".other.{dead_pid()}-abc.tmp.onnx"]
+    for path in [mine, running, gone, *unrelated]:
+        path.write_text("x")
+
+    assert remove_stale_temporaries(tmp_path, "model", ".onnx") == [gone]
+    assert sorted(hidden(tmp_path)) == sorted(p.name for p in [mine, running, *unrelated])
+    with atomic_path(tmp_path / "model.onnx") as temp:  # a write beside them keeps them too
+        temp.write_text("new")
+    assert len(hidden(tmp_path)) == 4
+
+
+def test_updating_a_folder_replaces_only_the_old_sets_files(tmp_path):
+    folder, staged = tmp_path / "out", tmp_path / "staged"
+    folder.mkdir()
+    staged.mkdir()
+    for name in ["old.jpg", "kept.jpg", "done.json", "notes.txt"]:
+        (folder / name).write_text("old")
+    (folder / "sub").mkdir()
+    for name in ["kept.jpg", "new.jpg", "done.json"]:
+        (staged / name).write_text("new")
+
+    previous = ["old.jpg", "kept.jpg", "done.json", "sub", "..", "../out/notes.txt"]
+    update_folder(folder, staged, previous=previous, complete_marker="done.json")
+
+    names = sorted(path.name for path in folder.iterdir())
+    assert names == ["done.json", "kept.jpg", "new.jpg", "notes.txt", "sub"]
+    assert (folder / "kept.jpg").read_text() == "new"
+    assert (folder / "notes.txt").read_text() == "old"
+    assert tmp_path.exists() and list(staged.iterdir()) == []
+
+
+# --- headpose predict -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_checkpoint(
+        tmp_path_factory.mktemp("model") / "model.pt", "resnet18", image_size=64
+    )
+
+
+def write_photo(path: Path, seed: int) -> Path:
+    image = np.random.default_rng(seed).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def write_video(path: Path, frames: int) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (160, 120))
+    assert writer.isOpened(), "this OpenCV build cannot write mp4v"
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def predict_args(inputs: list[Path], checkpoint: Path, out: Path) -> list[str]:
+    return [
+        "predict", *map(str, inputs), "--checkpoint", str(checkpoint), "--out", str(out),
+        "--detector", "haar",
+    ]  # fmt: skip
+
+
+def start_predict(inputs: list[Path], checkpoint: Path, out: Path) -> subprocess.Popen:
+    """``headpose predict`` in a child process, returned once it writes into its staging
+    folder."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "headpose.cli", *predict_args(inputs, checkpoint, out)],
+        env=CHILD_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.is_dir() and any(p.iterdir()) for p in out.glob(".staging.*.tmp")):
+        assert child.poll() is None, f"predict ended before it was stopped: {child.stderr.read()}"
+        assert time.monotonic() < deadline, "predict never started writing"
+        time.sleep(0.05)
+    return child
+
+
+@pytest.fixture
+def earlier_run(tmp_path, checkpoint) -> tuple[Path, dict[str, bytes]]:
+    """An output folder holding a complete earlier run on two photos, and its files' bytes."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    inputs = [write_photo(photos / f"photo{index}.jpg", index) for index in range(2)]
+    out = tmp_path / "out"
+    assert run_cli(predict_args(inputs, checkpoint, out)) == 1  # random pixels: no face found
+    files = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert sorted(files) == ["photo0.jpg", "photo1.jpg", "predictions.csv", "predictions.json"]
+    assert sorted(json.loads(files["predictions.json"])["outputs"]) == sorted(files)
+    return out, files
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """The files of a folder (not its sub-folders) and their bytes."""
+    return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+
+
+def test_sigterm_during_predict_leaves_the_earlier_run_whole(tmp_path, checkpoint, earlier_run):
+    out, earlier = earlier_run
+    video = write_video(tmp_path / "clip.mp4", frames=3000)
+
+    child = start_predict([video], checkpoint, out)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+
+    assert child.returncode == 128 + signal.SIGTERM
+    assert stderr.splitlines()[-1] == "terminated (SIGTERM): no output was left half-written"
+    assert "Traceback" not in stderr
+    assert folder_bytes(out) == earlier and hidden(out) == []  # nothing of the stopped run
+
+
+def test_a_sigkilled_predicts_staging_goes_with_the_next_run(tmp_path, checkpoint, earlier_run):
+    out, earlier = earlier_run
+    video = write_video(tmp_path / "clip.mp4", frames=3000)
+
+    child = start_predict([video], checkpoint, out)
+    child.kill()
+    child.communicate(timeout=60)
+    assert folder_bytes(out) == earlier  # the killed run moved nothing in
+    (staging,) = hidden(out)
+    assert staging.startswith(f".staging.{child.pid}-")
+
+    short = write_video(tmp_path / "short.mp4", frames=3)
+    assert run_cli(predict_args([short], checkpoint, out)) == 1  # random pixels: no face
+
+    # the killed run's staging folder and the earlier run's annotated photos are gone
+    assert sorted(folder_bytes(out)) == ["predictions.csv", "predictions.json", "short.mp4"]
+    assert hidden(out) == []
+    report = json.loads((out / "predictions.json").read_text())
+    assert report["outputs"] == sorted(folder_bytes(out))
+
+
+def test_a_users_own_files_in_the_output_folder_are_kept(tmp_path, checkpoint, earlier_run):
+    out, _ = earlier_run
+    (out / "notes.txt").write_text("mine")
+    (out / "predictions.json").write_text("{not json")  # an unreadable report lists nothing
+    photo = write_photo(tmp_path / "other.jpg", 7)
+
+    assert run_cli(predict_args([photo], checkpoint, out)) == 1
+
+    names = sorted(folder_bytes(out))
+    assert names == [
+        "notes.txt", "other.jpg", "photo0.jpg", "photo1.jpg", "predictions.csv",
+        "predictions.json",
+    ]  # fmt: skip
+    assert (out / "notes.txt").read_text() == "mine"
