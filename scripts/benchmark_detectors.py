@@ -174,7 +174,9 @@ def run_images(predictor: FacePosePredictor, stems: list[Path]) -> dict:
         "found": int(sum(found_by_index)),
         "found_share": round(sum(found_by_index) / len(stems), 4),
         "mae_found_protocol_faces": {
-            **mae, "mean": round(float(table.mean()), 3), "count": len(table),
+            **mae,
+            "mean": round(float(table.mean()), 3),
+            "count": len(table),
         },  # fmt: skip
         "median_ms": {stage: round(float(np.median(ms)), 2) for stage, ms in stage_ms.items()},
         "matches": matches,

@@ -74,7 +74,11 @@ from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.models.registry import Normalization, get_arch
 from headpose.params import validate
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
-from headpose.training.memory import PeakPrivateMemory
+from headpose.training.memory import (
+    PeakPrivateMemory,
+    check_training_step_fits,
+    memory_errors_named,
+)
 from headpose.training.precision import Precision, check_compiler, choose_precision
 from headpose.training.resume import RunState, load_resume, run_fingerprint, save_resume
 
@@ -554,6 +558,9 @@ def _train(
         f"{rank.world_size}): {len(train_stems)} train images, {len(val_stems)} validation images"
     )
     size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
+    if device.type == "cpu":  # before any work; CUDA's allocator says so itself (see below)
+        unseeded = build_model(params["arch"], head)  # the same size as the trained one
+        check_training_step_fits(unseeded, size, params["batch_size"], precision, rank.world_size)
     framing = FramingAugmentation.from_params(params)
     print(framing.describe())
     train_set = training_dataset(
@@ -587,8 +594,9 @@ def _train(
     )  # fmt: skip
     started = time.perf_counter()
     plan = phases(params["epochs"], params["lr"], params["finetune_epochs"], params["finetune_lr"])
-    for phase in plan:
-        trainer.run_phase(phase, saved)
+    with memory_errors_named(params["batch_size"], size, device):
+        for phase in plan:
+            trainer.run_phase(phase, saved)
     if live:
         live.end()
         trainer.save_models()
