@@ -11,6 +11,7 @@ from helpers import REPO_ROOT
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 AFLW2000_DIR = SHARED_DATA / "AFLW2000"
 W300LP_SAMPLE_DIR = SHARED_DATA / "300W_LP_sample"
+BIWI_SAMPLE_DIR = SHARED_DATA / "BIWI_sample"
 YUNET_TEST_MODEL = REPO_ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
 
 
@@ -30,6 +31,12 @@ def aflw2000_dir() -> Path:
 def w300lp_sample_dir() -> Path:
     """The folder holding one real 300W_LP pair (IBUG/)."""
     return _require(W300LP_SAMPLE_DIR)
+
+
+@pytest.fixture(scope="session")
+def biwi_sample_dir() -> Path:
+    """One genuine BIWI frame (hpdb/01/frame_00003) and the protocol-1 lists (lists/)."""
+    return _require(BIWI_SAMPLE_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,205 @@
+"""Dataset formats: how each dataset's samples are found, read, grouped and guarded.
+
+A *format* is a :class:`DatasetFormat` subclass registered with :func:`register_format` (as
+heads and backbones are registered). It owns, for its datasets:
+
+* **finding** samples in a folder (or file): :meth:`DatasetFormat.scan` returns one *entry* per
+  sample, the string the file lists hold (a path without extension for 300W_LP and AFLW2000,
+  ``.../NN/frame_XXXXX`` for BIWI, ``file.npz#row`` for a preprocessed array file), plus what
+  it found but could not pair;
+* **reading** one entry: :meth:`DatasetFormat.header` (the labels, validated without decoding
+  the pixels) and :meth:`DatasetFormat.read` (the RGB image and the labels). The labels say
+  where the face is: landmarks (cropped by the crop protocol, :mod:`headpose.data.crop`) or a
+  stored *crop box* that is itself the final crop (BIWI's protocol-1 boxes, the arrays of an
+  ``.npz``);
+* **grouping** entries for a train/val split (:meth:`DatasetFormat.group_key`: the photo, the
+  person or the sequence), and the **guard** of its published test set
+  (:meth:`DatasetFormat.check_test_set`, e.g. AFLW2000's 1969 images);
+* the **content digest** of an entry (:meth:`DatasetFormat.digest`) the crop store is keyed by.
+
+An entry names its format by its form (:meth:`DatasetFormat.owns`), so a list mixing datasets
+reads each line with the right format, and the 300W_LP/AFLW2000 lists are unchanged. A folder's
+format is recognised from its layout (:func:`recognise`) or named. Adding a format is one module
+that subclasses :class:`DatasetFormat` and registers it; ``FORMAT_MODULES`` lists the built-in
+ones, imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from headpose.errors import HeadposeError
+from headpose.io.formats import Annotation
+
+# Built-in formats, in the order entries and folders are matched (the first that owns wins).
+FORMAT_MODULES = ("headpose.datasets.biwi", "headpose.datasets.biwi_npz", "headpose.datasets.mat")
+_FORMATS: dict[str, type[DatasetFormat]] = {}
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What a sample says about its face: the pose, and where the face is.
+
+    Exactly one of ``annotation`` (landmarks, 300W_LP/AFLW2000: the crop protocol frames them)
+    and ``crop_box`` (a box in pixels, ``(x0, y0, x1, y1)`` with x1, y1 exclusive, that is the
+    final crop as the dataset's protocol defines it) is set.
+    """
+
+    angles_deg: tuple[float, float, float]  # yaw, pitch, roll
+    annotation: Annotation | None = None
+    crop_box: Box | None = None
+
+    def __post_init__(self) -> None:
+        if (self.annotation is None) == (self.crop_box is None):
+            raise ValueError("Labels need exactly one of annotation and crop_box")
+
+
+@dataclass
+class Scan:
+    """What :meth:`DatasetFormat.scan` found: sample entries (sorted) and files it could not
+    use, each with the reason."""
+
+    entries: list[str]
+    unpaired: list[tuple[str, str]] = field(default_factory=list)  # (entry or file, reason)
+
+
+class DatasetFormat(ABC):
+    """One dataset format (see the module docstring). Subclasses set :attr:`name` and
+    :attr:`description` and implement the abstract methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    # Whether samples of this format can be trained on (landmark formats: the crop protocol's
+    # random training crops need landmarks).
+    trainable: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def recognises(cls, root: Path) -> bool:
+        """Whether ``root`` (a folder or a file) has this format's layout (a cheap look)."""
+
+    @classmethod
+    @abstractmethod
+    def owns(cls, entry: str) -> bool:
+        """Whether a list entry has this format's form (no file is read)."""
+
+    @classmethod
+    @abstractmethod
+    def scan(cls, root: Path) -> Scan:
+        """Every sample entry under ``root``; a HeadposeError when it holds none."""
+
+    @classmethod
+    @abstractmethod
+    def header(cls, entry: str) -> Labels:
+        """The validated labels of an entry, its pixels not decoded (a HeadposeError naming the
+        file at fault otherwise)."""
+
+    @classmethod
+    @abstractmethod
+    def read(cls, entry: str) -> tuple[np.ndarray, Labels]:
+        """(RGB uint8 image, labels) of an entry."""
+
+    @classmethod
+    @abstractmethod
+    def digest(cls, entry: str) -> str:
+        """A digest of everything the entry's crop and labels are made from."""
+
+    @classmethod
+    def group_key(cls, entry: str) -> str:
+        """The group an entry belongs to for a train/val split (default: the entry itself)."""
+        return entry
+
+    @classmethod
+    def check_test_set(cls, entries: list[str], source: str) -> bool:
+        """Refuse (HeadposeError) a test set that is a damaged copy of this format's published
+        one; return whether it is the published set (default: never recognised)."""
+        return False
+
+
+def register_format(cls: type[DatasetFormat]) -> type[DatasetFormat]:
+    """Class decorator: make a format known by its ``name``."""
+    if cls.name in _FORMATS and _FORMATS[cls.name] is not cls:
+        raise ValueError(f"dataset format {cls.name!r} is registered twice")
+    _FORMATS[cls.name] = cls
+    return cls
+
+
+def _load_builtin_formats() -> None:
+    for module in FORMAT_MODULES:
+        importlib.import_module(module)
+
+
+def formats() -> dict[str, type[DatasetFormat]]:
+    """Every registered format by name, built-in ones first."""
+    _load_builtin_formats()
+    return dict(_FORMATS)
+
+
+def get_format(name: str) -> type[DatasetFormat]:
+    """The format registered as ``name``, or a HeadposeError listing the known ones."""
+    known = formats()
+    if name not in known:
+        raise HeadposeError(
+            f"dataset format {name!r} is unknown; known formats: {', '.join(sorted(known))}"
+        )
+    return known[name]
+
+
+def recognise(root: str | os.PathLike) -> type[DatasetFormat]:
+    """The format whose layout ``root`` has, or a HeadposeError saying what was looked for."""
+    path = Path(root)
+    if not path.exists():
+        raise HeadposeError(f"dataset {path} does not exist")
+    for dataset_format in formats().values():
+        if dataset_format.recognises(path):
+            return dataset_format
+    described = "; ".join(f"{f.name}: {f.description}" for f in formats().values())
+    raise HeadposeError(f"{path}: no known dataset layout ({described})")
+
+
+def format_of(entry: str) -> type[DatasetFormat]:
+    """The format a list entry belongs to, by its form."""
+    for dataset_format in formats().values():
+        if dataset_format.owns(entry):
+            return dataset_format
+    raise HeadposeError(f"{entry}: no dataset format reads this entry")
+
+
+def read_sample(entry: str) -> tuple[np.ndarray, Labels]:
+    """(RGB image, labels) of any entry, by its format."""
+    return format_of(entry).read(entry)
+
+
+def sample_labels(entry: str) -> Labels:
+    """The validated labels of any entry, by its format, pixels not decoded."""
+    return format_of(entry).header(entry)
+
+
+def sample_digest(entry: str) -> str:
+    """The content digest of any entry, by its format."""
+    return format_of(entry).digest(entry)
+
+
+def group_key(entry: str) -> str:
+    """The train/val group of any entry, by its format."""
+    return format_of(entry).group_key(entry)
+
+
+def check_test_set(entries: list[str], source: str) -> bool:
+    """Apply every format's published-test-set guard to the entries it owns; True when one
+    recognised its published set (each guard runs: one may refuse the list)."""
+    verdicts = [
+        dataset_format.check_test_set(members, source)
+        for dataset_format in formats().values()
+        if (members := [entry for entry in entries if dataset_format.owns(entry)])
+    ]
+    return any(verdicts)
