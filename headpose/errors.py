@@ -11,6 +11,7 @@ SIGTERM (``kill``, a scheduler's stop) end the run with one line too: SIGTERM is
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -29,7 +30,14 @@ class Terminated(KeyboardInterrupt):
     """The process was sent SIGTERM."""
 
 
+_HANDLER_PID: list[int] = []  # the process whose entry point installed the SIGTERM handler
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    if os.getpid() not in _HANDLER_PID:  # a forked worker (a pool stops its workers so): end
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as SIGTERM ends a process, silently
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated
 
 
@@ -40,6 +48,7 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args, **kwargs):
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread:
+            _HANDLER_PID[:] = [os.getpid()]
             previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return main(*args, **kwargs)

@@ -230,3 +230,29 @@ def test_a_users_own_files_in_the_output_folder_are_kept(tmp_path, checkpoint, e
         "predictions.json",
     ]  # fmt: skip
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_pool_workers_stopped_by_their_pool_print_nothing():
+    """A pool ends its forked workers with SIGTERM: they inherit the entry point's handler, but
+    end silently, as SIGTERM ends a process (no Terminated traceback per worker)."""
+    script = """
+        import multiprocessing
+        from headpose.errors import exit_on_error
+
+        @exit_on_error
+        def main():
+            for _ in range(20):  # a worker's traceback came about one pool in three
+                with multiprocessing.get_context("fork").Pool(4) as pool:
+                    assert list(pool.imap(abs, [-1, -2] * 50, chunksize=4))
+                # leaving the block terminates the workers with SIGTERM
+
+        main()
+    """
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0 and child.stderr == ""
