@@ -21,11 +21,12 @@ from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.cli import main as headpose_main
 from headpose.data.pipeline import evaluation_dataset, preprocess
+from headpose.datasets import mat as protocol
+from headpose.datasets.mat import is_real_aflw2000
 from headpose.errors import HeadposeError
-from headpose.evaluation import protocol
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
-from headpose.evaluation.protocol import check_protocol, evaluation_stems, is_real_aflw2000
+from headpose.evaluation.protocol import check_protocol, evaluation_stems
 from headpose.inference import timing
 from headpose.io.formats import read_annotation, write_sample
 from headpose.models.bins import Bins

@@ -72,9 +72,10 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     """``headpose evaluate CHECKPOINT --data FOLDER_OR_LIST [options]``."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="MAE of a checkpoint (ours or an original HopeNet .pkl) on an AFLW2000-format set",
-        description="Evaluate a checkpoint on an AFLW2000-format folder (scanned and filtered "
-        "by --max-angle as the filelists stage does) or a sample list, and print the table of "
+        help="MAE of a checkpoint (ours or an original HopeNet .pkl) on a test set",
+        description="Evaluate a checkpoint on a dataset of any registered format (an AFLW2000 "
+        "folder, a BIWI hpdb folder, an FSA-Net .npz; scanned and filtered by --max-angle as the "
+        "filelists stage does) or a sample list, and print the table of "
         "the evaluate stage. Defaults for the options come from the checkpoint; an original "
         "HopeNet snapshot is evaluated as published (bin width 3, lower_edges, 224 px).",
     )
@@ -83,7 +84,15 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         help="a models/*.pt checkpoint or a HopeNet .pkl snapshot (with --framing-sweep also an "
         "exported .onnx model)",
     )
-    parser.add_argument("--data", required=True, help="AFLW2000-format folder or sample list")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="a dataset (AFLW2000 folder, BIWI hpdb folder, FSA-Net .npz) or a sample list",
+    )
+    parser.add_argument(
+        "--frame-list",
+        help="BIWI only: the frames and face boxes to take (e.g. Biwi_FSA-Net.npz, protocol 1)",
+    )
     parser.add_argument("--expectation", choices=("centers", "lower_edges"), help="bins head only")
     parser.add_argument(
         "--bin-width", type=option(AT_LEAST_ONE), help="must match the checkpoint's bins"
@@ -158,7 +167,7 @@ def run_evaluate_command(
     ``--framing-sweep``, run the framing sweep)."""
     if parser is not None:
         check_sweep_options(parser, args)
-    stems, skipped = evaluation_stems(args.data, args.max_angle)
+    stems, skipped = evaluation_stems(args.data, args.max_angle, args.frame_list)
     for sample, reason in skipped:
         print(f"skipped {sample}: {reason}", file=sys.stderr)
     if args.framing_sweep:

@@ -249,6 +249,16 @@ def evaluation_crop(image: np.ndarray, box: Box, size: int, protocol: str) -> np
     return framed_crop(image, box, EVAL_K, "eval", size, protocol)
 
 
+def box_crop(image: np.ndarray, crop_box: Box, size: int) -> np.ndarray:
+    """The crop of a dataset's stored crop box (whole pixels ``x0, y0, x1, y1``, x1 and y1
+    exclusive; BIWI's protocol-1 boxes, the arrays of an FSA-Net ``.npz``): those pixels, black
+    beyond the image, resized to ``size`` x ``size`` with OpenCV's default bilinear
+    interpolation, as FSA-Net's preprocessing made the published protocol-1 crops. No crop
+    protocol applies: the dataset's protocol made the box."""
+    bounds = tuple(int(edge) for edge in crop_box)
+    return cv2.resize(cut(image, bounds), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
 def prediction_crop(image: np.ndarray, box: Box, size: int, protocol: str) -> np.ndarray:
     """The crop of a detected face's landmark ``box`` for prediction: framed as training framed
     faces, at the middle of its looseness range and the centre of its random crops."""

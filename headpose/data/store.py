@@ -76,6 +76,7 @@ import PIL
 
 from headpose.data.crop import (
     EVAL_K,
+    box_crop,
     cache_side,
     check_protocol_name,
     cut,
@@ -87,9 +88,9 @@ from headpose.data.crop import (
     training_region,
 )
 from headpose.data.framing import context_bounds
+from headpose.datasets.registry import format_of, read_sample, sample_digest
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json
-from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, read_sample
 from headpose.io.parallel import imap_with_progress, map_with_progress
 
 STORE_ENV = "HEADPOSE_CROP_STORE"
@@ -101,7 +102,17 @@ FORMAT_VERSION = 4  # the files of a store; bump when they change
 PURPOSES = ("train", "eval")  # cached regions for random training crops, or final evaluation crops
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # The modules whose code decides a stored crop and its labels: any edit gives new stores.
-CODE_FILES = ("data/crop.py", "data/framing.py", "data/store.py", "io/formats.py", "geometry.py")
+CODE_FILES = (
+    "data/crop.py",
+    "data/framing.py",
+    "data/store.py",
+    "datasets/registry.py",
+    "datasets/mat.py",
+    "datasets/biwi.py",
+    "datasets/biwi_npz.py",
+    "io/formats.py",
+    "geometry.py",
+)
 IMAGES_FILE, CONTEXTS_FILE, BOXES_FILE, REGIONS_FILE, ANGLES_FILE, META_FILE = (
     "images.npy",
     "contexts.npy",
@@ -215,21 +226,6 @@ def store_root() -> Path:
     return workspace_root(Path.cwd()) / DEFAULT_ROOT
 
 
-def _sha256_of_file(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except FileNotFoundError:
-        raise HeadposeError(f"{path}: sample file not found") from None
-    except OSError as error:
-        raise HeadposeError(f"{path}: cannot read sample file ({error.strerror})") from None
-
-
-def _sample_digest(stem: str) -> str:
-    """SHA-256 of a sample's image and annotation files."""
-    return _sha256_of_file(stem + ANNOTATION_SUFFIX) + _sha256_of_file(stem + IMAGE_SUFFIX)
-
-
 def code_digest() -> str:
     """SHA-256 of the source of the modules that compute a stored crop (:data:`CODE_FILES`)."""
     digest = hashlib.sha256()
@@ -255,7 +251,7 @@ def store_key(stems: list[str], spec: StoreSpec, workers: int = 0) -> str:
     }
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for stem, sample in zip(
-        stems, map_with_progress(_sample_digest, stems, workers, "hash samples"), strict=True
+        stems, map_with_progress(sample_digest, stems, workers, "hash samples"), strict=True
     ):
         digest.update(f"{stem}\0{sample}\n".encode())
     return digest.hexdigest()[:32]
@@ -267,10 +263,22 @@ def store_key(stems: list[str], spec: StoreSpec, workers: int = 0) -> str:
 def prepare_sample(
     task: tuple[str, StoreSpec],
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Decode one sample ``(stem, spec)`` into (stored images: the crop or training region, then
-    its context when the spec has one; face box, region, angles)."""
+    """Decode one sample ``(entry, spec)`` into (stored images: the crop or training region,
+    then its context when the spec has one; face box, region, angles). A sample whose format
+    stores its final crop box (BIWI, FSA-Net ``.npz``) is cropped to that box; it has no
+    landmarks for the training crops."""
     stem, spec = task
-    image, annotation = read_sample(stem)  # validated: bounded image, landmarks and box
+    image, labels = read_sample(stem)  # validated by its format: bounded image and box
+    angles = np.asarray(labels.angles_deg, dtype=np.float32)
+    if labels.crop_box is not None:
+        if spec.purpose == "train":
+            raise HeadposeError(
+                f"{stem}: {format_of(stem).name} samples cannot be trained on (training crops "
+                "need landmarks: 300W_LP-format data)"
+            )
+        box = np.asarray(labels.crop_box, dtype=np.float64)
+        return [box_crop(image, labels.crop_box, spec.side)], box, box.copy(), angles
+    annotation = labels.annotation
     box = face_box(annotation, spec.protocol)
     if spec.purpose == "train":
         region = training_region(box, spec.protocol)
@@ -281,7 +289,6 @@ def prepare_sample(
     else:
         region = pixel_box(loosen_box(box, EVAL_K, "eval", spec.protocol), spec.protocol)
         stored = [evaluation_crop(image, box, spec.side, spec.protocol)]
-    angles = np.asarray(annotation.angles_deg, dtype=np.float32)
     return stored, np.asarray(box), np.asarray(region, dtype=np.float64), angles
 
 

@@ -354,6 +354,10 @@ class FormatBIWI(DatasetFormat):
         return image, frame_labels(entry, (image.shape[1], image.shape[0]))
 
     @classmethod
+    def image_file(cls, entry: str) -> str:
+        return _parse(entry)["frame"] + RGB_SUFFIX
+
+    @classmethod
     def digest(cls, entry: str) -> str:
         frame = _parse(entry)["frame"]
         files = [frame + POSE_SUFFIX, frame + RGB_SUFFIX]

@@ -1,27 +1,29 @@
 """File lists: scan, validate, filter and split the datasets into train/val/test lists.
 
-The ``filelists`` stage finds every ``NAME.jpg`` + ``NAME.mat`` pair of the training folder
-(300W_LP layout, searched recursively, ``landmarks/`` ignored) and the test folder (AFLW2000
-layout, flat, so ``Code/`` is ignored), and checks each pair with the one sample validation
-(:func:`headpose.io.formats.sample_header`: .mat contents, image header, landmarks against the
-image) and a cheap decode of the image. A name holding a line break cannot be listed and is
-skipped too. Samples
-with any |angle| above ``max_angle`` are dropped (the standard 1969-image AFLW2000 protocol).
-Nothing is dropped silently: every skipped sample is listed with its reason.
+The ``filelists`` stage finds every sample of the training folder and of the test folder through
+their dataset format (:mod:`headpose.datasets.registry`: a folder's format is recognised from
+its layout; a ``.jpg`` + ``.mat`` folder is read as 300W_LP, searched recursively, for training
+and as AFLW2000, flat, for testing), and checks each with its format's one validation (the
+labels, the image header, the face box against the image) and a cheap decode of the image. A
+name holding a line break cannot be listed and is skipped too. Samples with any |angle| above
+``max_angle`` are dropped (the standard 1969-image AFLW2000 protocol). Nothing is dropped
+silently: every skipped sample is listed with its reason.
 
-Training samples are split into train/val by group (:func:`headpose.datasets.naming.group_key`): a
-group's side is decided by hashing its key with the seed, so it never changes when unrelated
-samples are added.
+Training samples are split into train/val by group (the format's
+:meth:`~headpose.datasets.registry.DatasetFormat.group_key`: the source photo for 300W_LP, the
+person for BIWI): a group's side is decided by hashing its key with the seed, so it never
+changes when unrelated samples are added.
 
 Outputs (one folder, written atomically): ``train.txt``, ``val.txt``, ``test.txt`` (one sample
-per line, its path without extension), ``skipped.tsv`` (sample, dataset, reason) and
-``angles.tsv`` (the angles of every sample with a valid annotation, in range or not, so the
-analysis need not read the .mat files again).
+entry per line: for 300W_LP and AFLW2000 its path without extension), ``skipped.tsv``
+(sample, dataset, reason) and ``angles.tsv`` (the angles of every sample with valid labels, in
+range or not, so the analysis need not read them again).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,20 +32,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from headpose.datasets.naming import group_key
+from headpose.datasets import registry
+from headpose.datasets.registry import format_of, group_key
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_text
-from headpose.io.formats import (
-    ANNOTATION_SUFFIX,
-    IMAGE_SUFFIX,
-    angles_within,
-    find_sample_stems,
-    listable_name,
-    sample_header,
-)
+from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, angles_within, listable_name
 from headpose.io.parallel import map_with_progress
 
-IGNORED_FOLDERS = ("landmarks",)  # 300W_LP's landmark folder holds no samples
 ANGLE_COLUMNS = ("yaw_deg", "pitch_deg", "roll_deg")
 ANGLES_HEADER = "\t".join(("sample", "dataset", *ANGLE_COLUMNS))
 SKIPPED_HEADER = "sample\tdataset\treason"
@@ -80,7 +75,8 @@ class FileLists:
 
 
 def sample_path(root: str | os.PathLike, stem: str) -> str:
-    """List entry of a sample: the dataset root as given joined with its stem (POSIX)."""
+    """List entry of a ``.jpg`` + ``.mat`` sample: the dataset root as given joined with its
+    stem (POSIX)."""
     return (Path(root) / stem).as_posix()
 
 
@@ -94,49 +90,48 @@ def _image_problem(image_path: str) -> str | None:
         decoded = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
     except cv2.error:
         decoded = None
-    return None if decoded is not None else "image is not a decodable JPEG"
+    kind = "JPEG" if image_path.lower().endswith(IMAGE_SUFFIX) else "image"
+    return None if decoded is not None else f"image is not a decodable {kind}"
 
 
 def check_sample(path: str) -> SampleCheck:
-    """Validate one pair ``path.jpg`` + ``path.mat``; never raises for bad data."""
+    """Validate one sample entry with its format; never raises for bad data."""
     if not listable_name(path):
         return SampleCheck(path, None, "the file name holds a line break or tab (lists are lines)")
+    dataset_format = format_of(path)
     try:
-        annotation, _ = sample_header(path)
+        labels = dataset_format.header(path)
     except HeadposeError as error:
-        return SampleCheck(path, None, str(error).removeprefix(f"{path}{ANNOTATION_SUFFIX}: "))
-    return SampleCheck(path, annotation.angles_deg, _image_problem(path + IMAGE_SUFFIX))
+        message = str(error).removeprefix(f"{path}{ANNOTATION_SUFFIX}: ")
+        return SampleCheck(path, None, message.removeprefix(f"{path}: "))
+    image = dataset_format.image_file(path)
+    return SampleCheck(path, labels.angles_deg, _image_problem(image) if image else None)
 
 
 def scan_dataset(
-    root: str | os.PathLike, name: str, recursive: bool, workers: int = 1
+    root: str | os.PathLike,
+    name: str,
+    default_format: str,
+    workers: int = 1,
+    frame_list: str | os.PathLike | None = None,
 ) -> DatasetScan:
-    """Find and check every pair in ``root``; raise a HeadposeError if the folder has none."""
-    stems, image_orphans = find_sample_stems(root, recursive)
-    layout = "300W_LP layout, searched recursively" if recursive else "AFLW2000 layout, flat"
-    stems = [stem for stem in stems if stem.split("/")[0] not in IGNORED_FOLDERS]
-    if not stems:
+    """Find and check every sample in ``root`` (its format: :func:`dataset_format`, with
+    ``default_format`` for a ``.jpg`` + ``.mat`` folder); raise a HeadposeError if it holds
+    none. ``frame_list``: the frames (and face boxes) to take, for a format that has them."""
+    dataset_format = registry.dataset_format(root, default_format)
+    options = {} if frame_list is None else {"frame_list": Path(frame_list)}
+    if options and "frame_list" not in inspect.signature(dataset_format.scan).parameters:
         raise HeadposeError(
-            f"{name} data folder {root} holds no {IMAGE_SUFFIX} + {ANNOTATION_SUFFIX} pairs "
-            f"({layout}); check train_data/test_data in params.yaml"
+            f"{root}: a frame list applies to BIWI folders, not {dataset_format.name}"
         )
-    pattern = f"**/*{ANNOTATION_SUFFIX}" if recursive else f"*{ANNOTATION_SUFFIX}"
-    paired = set(stems) | set(image_orphans)
-    annotation_orphans = [
-        stem
-        for mat in sorted(Path(root).glob(pattern))
-        if (stem := mat.relative_to(root).with_suffix("").as_posix()) not in paired
-        and stem.split("/")[0] not in IGNORED_FOLDERS
-    ]
-    unpaired = [
-        SampleCheck(sample_path(root, stem), None, f"no {ANNOTATION_SUFFIX} beside the image")
-        for stem in image_orphans
-    ] + [
-        SampleCheck(sample_path(root, stem), None, f"no {IMAGE_SUFFIX} beside the annotation")
-        for stem in annotation_orphans
-    ]
-    paths = [sample_path(root, stem) for stem in stems]
-    checks = map_with_progress(check_sample, paths, workers, f"checking {name} samples")
+    found = dataset_format.scan(Path(root), **options)
+    if not found.entries:
+        raise HeadposeError(
+            f"{name} data folder {root} holds no samples ({dataset_format.description}); check "
+            "train_data/test_data in params.yaml"
+        )
+    unpaired = [SampleCheck(entry, None, reason) for entry, reason in found.unpaired]
+    checks = map_with_progress(check_sample, found.entries, workers, f"checking {name} samples")
     return DatasetScan(name, checks, unpaired)
 
 
@@ -213,8 +208,8 @@ def build_filelists(
     workers: int = 1,
 ) -> FileLists:
     """Scan, check, filter and split both datasets (the whole ``filelists`` stage but writing)."""
-    train_scan = scan_dataset(train_root, "train", recursive=True, workers=workers)
-    test_scan = scan_dataset(test_root, "test", recursive=False, workers=workers)
+    train_scan = scan_dataset(train_root, "train", "300w_lp", workers=workers)
+    test_scan = scan_dataset(test_root, "test", "aflw2000", workers=workers)
     train_usable, train_skipped, train_counts = usable_samples(train_scan, max_angle_deg)
     test_usable, test_skipped, test_counts = usable_samples(test_scan, max_angle_deg)
     _require_usable(train_usable, train_skipped, train_counts, train_root, "training")

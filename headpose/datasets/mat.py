@@ -64,6 +64,7 @@ class MatPairFormat(DatasetFormat):
 
     recursive: bool
     trainable = True
+    shared_layout = True
 
     @classmethod
     def owns(cls, entry: str) -> bool:
@@ -101,6 +102,10 @@ class MatPairFormat(DatasetFormat):
     def read(cls, entry: str) -> tuple[np.ndarray, Labels]:
         image, annotation = read_sample(entry)
         return image, Labels(annotation.angles_deg, annotation=annotation)
+
+    @classmethod
+    def image_file(cls, entry: str) -> str:
+        return entry + IMAGE_SUFFIX
 
     @classmethod
     def digest(cls, entry: str) -> str:

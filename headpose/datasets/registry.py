@@ -38,7 +38,7 @@ import numpy as np
 from headpose.errors import HeadposeError
 from headpose.io.formats import Annotation
 
-# Built-in formats, in the order entries and folders are matched (the first that owns wins).
+# Built-in formats (imported on first use; see formats() for the order they are matched in).
 FORMAT_MODULES = ("headpose.datasets.biwi", "headpose.datasets.biwi_npz", "headpose.datasets.mat")
 _FORMATS: dict[str, type[DatasetFormat]] = {}
 
@@ -81,6 +81,9 @@ class DatasetFormat(ABC):
     # Whether samples of this format can be trained on (landmark formats: the crop protocol's
     # random training crops need landmarks).
     trainable: ClassVar[bool] = False
+    # Whether its folders can look like another format's (300W_LP and AFLW2000 differ only by
+    # nesting): a stage's default format then wins over recognition (:func:`dataset_format`).
+    shared_layout: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -119,6 +122,12 @@ class DatasetFormat(ABC):
         return entry
 
     @classmethod
+    def image_file(cls, entry: str) -> str | None:
+        """The image file of an entry, for the file lists' cheap decode check (None: the
+        pixels are no file of their own)."""
+        return None
+
+    @classmethod
     def check_test_set(cls, entries: list[str], source: str) -> bool:
         """Refuse (HeadposeError) a test set that is a damaged copy of this format's published
         one; return whether it is the published set (default: never recognised)."""
@@ -139,9 +148,12 @@ def _load_builtin_formats() -> None:
 
 
 def formats() -> dict[str, type[DatasetFormat]]:
-    """Every registered format by name, built-in ones first."""
+    """Every registered format by name, in the order entries and folders are matched: those
+    with a layout of their own first, then the ``.jpg`` + ``.mat`` ones, which read every entry
+    no other format claims."""
     _load_builtin_formats()
-    return dict(_FORMATS)
+    ordered = sorted(_FORMATS.values(), key=lambda dataset_format: dataset_format.shared_layout)
+    return {dataset_format.name: dataset_format for dataset_format in ordered}
 
 
 def get_format(name: str) -> type[DatasetFormat]:
@@ -184,6 +196,18 @@ def sample_labels(entry: str) -> Labels:
     return format_of(entry).header(entry)
 
 
+def dataset_format(root: str | os.PathLike, default: str) -> type[DatasetFormat]:
+    """The format of a dataset root: the one its layout has, where that is no ``.jpg`` +
+    ``.mat`` layout; ``default`` (``300w_lp`` or ``aflw2000``, whose layouts overlap) otherwise,
+    as the pipeline always read its training and test folders."""
+    fallback = get_format(default)
+    try:
+        found = recognise(root)
+    except HeadposeError:
+        return fallback
+    return fallback if found.shared_layout and fallback.shared_layout else found
+
+
 def sample_digest(entry: str) -> str:
     """The content digest of any entry, by its format."""
     return format_of(entry).digest(entry)
@@ -194,12 +218,13 @@ def group_key(entry: str) -> str:
     return format_of(entry).group_key(entry)
 
 
-def check_test_set(entries: list[str], source: str) -> bool:
-    """Apply every format's published-test-set guard to the entries it owns; True when one
-    recognised its published set (each guard runs: one may refuse the list)."""
-    verdicts = [
-        dataset_format.check_test_set(members, source)
+def check_test_set(entries: list[str], source: str) -> list[str]:
+    """Apply every format's published-test-set guard to the entries it owns (each guard runs:
+    one may refuse the list, naming ``source``); return the names of the formats whose
+    published set the entries are."""
+    return [
+        dataset_format.name
         for dataset_format in formats().values()
         if (members := [entry for entry in entries if dataset_format.owns(entry)])
+        and dataset_format.check_test_set(members, source)
     ]
-    return any(verdicts)

@@ -43,6 +43,7 @@ from headpose.data.crop import (
     resize_square,
 )
 from headpose.data.framing import FramingDraw, reframe
+from headpose.datasets.registry import format_of
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import absolute_errors_deg, mae_summary
 from headpose.inference.batches import predict_angles
@@ -237,6 +238,12 @@ def framing_sweep(
     at a time, and its crops made a batch of at most ``batch_size`` at a time."""
     if not stems:
         raise HeadposeError("the framing sweep needs at least one sample")
+    without_landmarks = [stem for stem in stems if not format_of(stem).trainable]
+    if without_landmarks:
+        raise HeadposeError(
+            f"{without_landmarks[0]}: the framing sweep frames faces by their landmarks; "
+            f"{format_of(without_landmarks[0]).name} samples have a fixed crop box"
+        )
     if batch_size < 1 or chunk_images < 1:
         raise HeadposeError(f"batch size {batch_size} and chunk {chunk_images}: expected >= 1")
     conditions = sweep_conditions(scales, shifts)
