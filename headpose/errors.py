@@ -11,6 +11,7 @@ SIGTERM (``kill``, a scheduler's stop) end the run with one line too: SIGTERM is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -30,15 +31,20 @@ class Terminated(KeyboardInterrupt):
     """The process was sent SIGTERM."""
 
 
-_HANDLER_PID: list[int] = []  # the process whose entry point installed the SIGTERM handler
-
-
 def _raise_terminated(signum: int, frame: object) -> None:
-    if os.getpid() not in _HANDLER_PID:  # a forked worker (a pool stops its workers so): end
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as SIGTERM ends a process, silently
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
     raise Terminated
+
+
+def _default_sigterm_in_child() -> None:
+    """A forked child (a pool's or a loader's worker) gets SIGTERM's default action back: its
+    parent stops it with SIGTERM, which must end it even where it is blocked in C code and the
+    Python handler could never run."""
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        with contextlib.suppress(ValueError):  # not the main thread: nothing installed there
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
@@ -48,7 +54,6 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args, **kwargs):
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread:
-            _HANDLER_PID[:] = [os.getpid()]
             previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return main(*args, **kwargs)
