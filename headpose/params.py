@@ -115,6 +115,14 @@ _PRETRAINED = Rule(
 _FLAG = Rule(bool, None, "true or false")
 _NAME = Rule(str, lambda v: bool(v.strip()), "a non-empty name")
 
+_FRAME_LIST = Rule(
+    str,
+    lambda v: v == "none" or bool(SAFE_PATH.fullmatch(v)),
+    "none, or the path of a frame list (letters, digits and _ . , + = @ / : - only)",
+)
+TEST_SET_SCHEMA: dict[str, Rule] = {"data": _DATASET, "frame_list": _FRAME_LIST}
+TEST_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
 SYNTH_SCHEMA: dict[str, Rule] = {
     "train_faces": _integer(1),
     "variants_per_face": _integer(1, 20),
@@ -124,12 +132,15 @@ SYNTH_SCHEMA: dict[str, Rule] = {
     "test_outlier_fraction": _number(0, 0.09),
     "train_pose": Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]"),
     "test_pose": Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]"),
+    "biwi_sequences": _integer(1, 24),
+    "biwi_frames_per_sequence": _integer(1, 1000),
 }
 
 SCHEMA: dict[str, Rule] = {
     "seed": _integer(0, MAX_SEED),  # the data's: synth, the train/val split, 300W_AUG, calibration
     "train_data": _DATASET,
     "test_data": _DATASET,
+    "test_sets": Rule(dict, None, "a mapping of test-set names to {data, frame_list}"),
     "max_angle": _number(0, 180, low_open=True),
     "val_fraction": Rule(
         (int, float), lambda v: 0 < v < 1, "a number in (0, 1): training validates every epoch"
@@ -219,6 +230,18 @@ def validate(params: dict) -> dict:
         raise HeadposeError("params.yaml must be a mapping of keys to values")
     _check_block(params, SCHEMA, "")
     _check_block(params["synth"], SYNTH_SCHEMA, "synth.")
+    for name, test_set in params["test_sets"].items():
+        if not (isinstance(name, str) and TEST_SET_NAME.fullmatch(name)) or name == "test":
+            raise HeadposeError(
+                f"params.yaml: test_sets name {name!r}; expected lower-case letters, digits and "
+                "_ starting with a letter (a file name), other than test (test_data's)"
+            )
+        if not isinstance(test_set, dict):
+            raise HeadposeError(
+                f"params.yaml: test_sets.{name} is {test_set!r}; expected a mapping with data "
+                "and frame_list"
+            )
+        _check_block(test_set, TEST_SET_SCHEMA, f"test_sets.{name}.")
     for block in ("train_pose", "test_pose"):
         poses = params["synth"][block]
         if set(poses) != {"yaw", "pitch", "roll"}:

@@ -1,4 +1,6 @@
-"""Stage ``evaluate``: score the final model on the test list.
+"""Stage ``evaluate``: score the final model on the test list (``evaluate``) or on one of the
+``test_sets`` (``evaluate_set@<name>``: ``--data`` and ``--frame-list`` instead of
+``--test-list``, the dataset scanned and filtered by ``max_angle`` as the filelists stage does).
 
 Reads the final checkpoint (``headpose evaluate models/best.pt --data data/filelists/test.txt``
 scores the best-by-validation one; the checkpoint holds the training-set mean angles for the
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 
+from headpose.datasets.registry import format_of
 from headpose.errors import exit_on_error
 from headpose.evaluation.evaluate import (
     evaluate,
@@ -26,6 +30,7 @@ from headpose.evaluation.evaluate import (
     other_protocols,
     write_per_image_csv,
 )
+from headpose.evaluation.protocol import evaluation_stems
 from headpose.io.files import atomic_outputs, write_json
 from headpose.io.formats import read_list
 from headpose.params import load_params
@@ -36,7 +41,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, help="params.yaml")
     parser.add_argument("--checkpoint", required=True, help="the model to score")
-    parser.add_argument("--test-list", required=True, help="test sample list")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--test-list", help="test sample list")
+    source.add_argument("--data", help="a test set of any dataset format (test_sets.<name>.data)")
+    parser.add_argument("--frame-list", default="none", help="BIWI frame list, or none")
     parser.add_argument("--metrics", required=True, help="metrics JSON")
     parser.add_argument("--per-image", required=True, help="per-image CSV")
     parser.add_argument("--plots", required=True, help="folder of the error plots")
@@ -53,24 +61,37 @@ def list_sha256(stems: list[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
-    stems = read_list(args.test_list)
+    skipped: list = []
+    if args.data:
+        frame_list = None if args.frame_list == "none" else args.frame_list
+        stems, skipped = evaluation_stems(args.data, params["max_angle"], frame_list)
+        source = args.data
+        print(f"{args.data}: {len(stems)} samples, {len(skipped)} skipped", file=sys.stderr)
+    else:
+        stems, source = read_list(args.test_list), args.test_list
+    # a dataset whose crop is its stored box (BIWI, .npz) has no other crop protocol to compare
+    landmarks = all(format_of(stem).trainable for stem in stems)
     result = evaluate(
         args.checkpoint,
         stems,
-        args.test_list,
+        source,
         baseline=True,
         crop_protocol=params["crop_protocol"],
-        other_protocols=other_protocols(params["crop_protocol"]),
+        other_protocols=other_protocols(params["crop_protocol"]) if landmarks else (),
         workers=params["workers"],
     )
     speed = evaluation_timing(result)
     outputs = (args.metrics, args.per_image, args.plots, args.timing)
     with atomic_outputs(*outputs) as (metrics, per_image, plots, timing):
-        write_json(metrics, {**result.metrics, "test_list": {"sha256": list_sha256(stems)}})
+        listed = {"test_list": {"sha256": list_sha256(stems)}}
+        write_json(
+            metrics,
+            {**result.metrics, **listed, **({"skipped": len(skipped)} if args.data else {})},
+        )
         write_per_image_csv(per_image, result.errors)
         plot_errors_vs_angle(result.errors.true_deg, result.errors.absolute_deg, plots)
         write_json(timing, speed)
-    print(format_report(result.metrics, args.checkpoint, args.test_list, speed))
+    print(format_report(result.metrics, args.checkpoint, source, speed))
     print(f"(speed also in {args.timing})")
 
 

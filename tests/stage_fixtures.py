@@ -12,13 +12,20 @@ from pathlib import Path
 import yaml
 from helpers import REPO_ROOT
 
-STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+# Every stage's definition; a ``foreach`` stage's ``do`` (its ${key} and ${item.*} left as is).
+STAGES = {
+    name: stage.get("do", stage)
+    for name, stage in yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))[
+        "stages"
+    ].items()
+}
 
 
 def stage_command(stage: str, params: dict | None = None) -> list[str]:
     """The words of the stage's ``cmd`` after ``python`` (the script, then its arguments), with
     ``${key}`` filled in from ``params`` as DVC does."""
-    cmd = re.sub(r"\$\{(\w+)\}", lambda match: str((params or {})[match[1]]), STAGES[stage]["cmd"])
+    values = params or {}
+    cmd = re.sub(r"\$\{(\w+)\}", lambda m: str(values.get(m[1], m[0])), STAGES[stage]["cmd"])
     words = shlex.split(cmd)
     assert words[0] == "python", cmd
     return words[1:]

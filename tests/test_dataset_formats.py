@@ -4,7 +4,11 @@ registration) running filelists -> train -> evaluate."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
+import shlex
+import shutil
 from pathlib import Path
 from typing import ClassVar
 
@@ -12,7 +16,9 @@ import cv2
 import numpy as np
 import pytest
 from cli_fixtures import run_cli
+from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
+from stage_fixtures import STAGES
 from training_fixtures import tiny_params, write_tiny_dataset
 
 from headpose.data.pipeline import evaluation_dataset
@@ -163,3 +169,68 @@ def test_a_format_in_one_module_runs_filelists_train_and_evaluate(tmp_path):
     test = read_list(tmp_path / "lists" / "test.txt")
     result = evaluate(paths.models_dir / "model.pt", test, "test.txt", workers=1)
     assert result.metrics["count"] == 6 and np.isfinite(result.metrics["mae"]["mean"])
+
+
+# --- Several test sets in the pipeline ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("test_sets", "message"),
+    [
+        ({"BIWI": {"data": "d", "frame_list": "none"}}, "test_sets name 'BIWI'"),
+        ({"test": {"data": "d", "frame_list": "none"}}, "other than test"),
+        ({"biwi": "data/BIWI"}, "test_sets.biwi is 'data/BIWI'; expected a mapping"),
+        ({"biwi": {"data": "d"}}, "missing the key test_sets.biwi.frame_list"),
+        ({"biwi": {"dta": "d", "frame_list": "none"}}, "did you mean test_sets.biwi.data"),
+        ({"biwi": {"data": "a b", "frame_list": "none"}}, "test_sets.biwi.data is 'a b'"),
+    ],
+)
+def test_test_sets_params_are_checked_in_one_line(test_sets, message):
+    from headpose.params import load_params, validate
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    with pytest.raises(HeadposeError, match=re.escape(message)):
+        validate({**params, "test_sets": test_sets})
+
+
+def test_compare_reads_the_files_the_evaluate_set_stage_writes():
+    from headpose.compare.runs import evaluation_files
+
+    options = stage_options_raw("evaluate_set")
+    assert evaluation_files("${key}") == (options["--metrics"], options["--per-image"])
+    options = stage_options_raw("evaluate")
+    assert evaluation_files() == (options["--metrics"], options["--per-image"])
+
+
+def stage_options_raw(stage: str) -> dict[str, str]:
+    """A stage's ``--option value`` pairs as dvc.yaml writes them, placeholders kept."""
+    words = shlex.split(STAGES[stage]["cmd"])
+    return dict(zip(words, words[1:], strict=False))
+
+
+def test_the_evaluate_stage_scores_a_test_set_of_another_format(tmp_path, monkeypatch, capsys):
+    from headpose.synth.biwi import generate_biwi
+
+    hpdb = tmp_path / "BIWI" / "hpdb"
+    generate_biwi(hpdb, sequences=1, frames_per_sequence=6, seed=0, workers=1)
+    write_checkpoint(tmp_path / "models" / "model.pt", "resnet18", image_size=64,
+                     training_mean_deg=[0.0, 0.0, 0.0])  # fmt: skip
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_stage", REPO_ROOT / "stages/evaluate.py"
+    )
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.main(
+        ["--params", "params.yaml", "--checkpoint", "models/model.pt", "--data", "BIWI/hpdb",
+         "--frame-list", "none", "--metrics", "metrics/test_sets/biwi.json",
+         "--per-image", "data/evaluation/biwi.csv", "--plots", "plots/test_sets/biwi",
+         "--timing", "timing/test_sets/biwi.json"]
+    )  # fmt: skip
+    metrics = json.loads((tmp_path / "metrics/test_sets/biwi.json").read_text())
+    assert metrics["count"] == 6 and metrics["skipped"] == 0
+    assert "other_protocols" not in metrics  # a stored crop box has no other protocol
+    assert np.isfinite(metrics["mae"]["mean"]) and not metrics["real_aflw2000"]
+    assert len((tmp_path / "data/evaluation/biwi.csv").read_text().splitlines()) == 7
+    assert "BIWI/hpdb" in capsys.readouterr().out

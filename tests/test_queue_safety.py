@@ -15,11 +15,9 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
-import yaml
 from helpers import REPO_ROOT
-from stage_fixtures import stage_command, stage_options
+from stage_fixtures import STAGES, stage_command, stage_options
 
-STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
 # Not deps or outputs on purpose: params.yaml (DVC tracks the keys a stage lists under `params`),
 # run timings (they vary from run to run), and the resume file and dvclive's folder (only its
 # plots are outputs), both checked below.

@@ -43,6 +43,11 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
         help="leave out a run: an experiment name, 'workspace', or a revision (7+ hex digits), "
         "e.g. a commit whose dvc.lock predates its code; repeatable",
     )
+    parser.add_argument(
+        "--test-set",
+        metavar="NAME",
+        help="compare on the test_sets entry NAME (evaluate_set@NAME; default: test_data)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--plot", metavar="FILE", help="also draw the intervals into FILE")
     parser.set_defaults(run=run_compare_command)
@@ -62,7 +67,7 @@ def run_compare_command(args: argparse.Namespace) -> None:
     """``headpose compare``: load the runs, compare them, print (and plot) the report."""
     from headpose.compare.runs import WORKSPACE, load_runs
 
-    loaded = load_runs(args.repo, args.num)
+    loaded = load_runs(args.repo, args.num, args.test_set)
     for reason in loaded.skipped:
         print(f"skipped {reason}", file=sys.stderr)
     runs = exclude_runs(loaded.runs, args.exclude)

@@ -139,7 +139,10 @@ def format_markdown(report: Report) -> str:
         f'({report.replicates} replicates, seed {report.bootstrap_seed}); "not '
         'distinguishable" when it covers 0.'
     )
-    listed = report.protocol.get("metrics/evaluation.json:test_list.sha256")
+    listed = next(
+        (value for key, value in report.protocol.items() if key.endswith(":test_list.sha256")),
+        None,
+    )
     if listed:
         lines[-1] += f" Test list SHA-256 {json.loads(listed)[:12]}."
     if any(len(row.group.runs) == 1 for row in report.rows):

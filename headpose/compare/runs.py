@@ -26,6 +26,16 @@ PARAMS_FILE = "params.yaml"
 EVALUATION_METRICS = "metrics/evaluation.json"
 PER_IMAGE_CSV = "data/evaluation/per_image.csv"
 WORKSPACE = "workspace"
+
+
+def evaluation_files(test_set: str | None = None) -> tuple[str, str]:
+    """(metrics file, per-image CSV) of the evaluate stage (``test_set`` None: ``test_data``)
+    or of ``evaluate_set@<test_set>`` (one of the ``test_sets``)."""
+    if test_set is None:
+        return EVALUATION_METRICS, PER_IMAGE_CSV
+    return f"metrics/test_sets/{test_set}.json", f"data/evaluation/{test_set}.csv"
+
+
 # Keys of the evaluation metrics / params that must agree between compared runs.
 PROTOCOL_METRICS = ("test_list.sha256", "count", "real_aflw2000", "crop_protocol")
 PROTOCOL_PARAMS = ("crop_protocol",)
@@ -39,9 +49,10 @@ class Loaded:
     skipped: list[str]
 
 
-def load_runs(repo_root: str | Path, num: int = 1) -> Loaded:
+def load_runs(repo_root: str | Path, num: int = 1, test_set: str | None = None) -> Loaded:
     """Every evaluated run of the repository at ``repo_root``: the workspace, the last ``num``
-    commits of HEAD and the experiments based on them."""
+    commits of HEAD and the experiments based on them, scored on ``test_data`` or on the
+    ``test_sets`` entry ``test_set`` (one set at a time: runs never mix sets)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -56,7 +67,7 @@ def load_runs(repo_root: str | Path, num: int = 1) -> Loaded:
         if data is None:
             skipped.append(f"{name}: no results (failed, queued or running)")
             continue
-        run = _run(repo_root, name, rev, data, skipped)
+        run = _run(repo_root, name, rev, data, skipped, evaluation_files(test_set))
         if run is not None:
             runs.append(run)
     return Loaded(runs, skipped)
@@ -81,31 +92,37 @@ def _revisions(states: list) -> list[tuple[str, str, object]]:
 
 
 def _run(
-    repo_root: str | Path, name: str, rev: str, data: object, skipped: list[str]
+    repo_root: str | Path,
+    name: str,
+    rev: str,
+    data: object,
+    skipped: list[str],
+    files: tuple[str, str],
 ) -> Run | None:
-    metrics = (data.metrics or {}).get(EVALUATION_METRICS, {}).get("data")
+    metrics_file, per_image_csv = files
+    metrics = (data.metrics or {}).get(metrics_file, {}).get("data")
     if not metrics:
-        skipped.append(f"{name}: no {EVALUATION_METRICS}")
+        skipped.append(f"{name}: no {metrics_file}")
         return None
     params = flatten((data.params or {}).get(PARAMS_FILE, {}).get("data") or {})
     flat_metrics = flatten(metrics)
-    protocol = {f"{EVALUATION_METRICS}:{key}": flat_metrics[key] for key in PROTOCOL_METRICS
+    protocol = {f"{metrics_file}:{key}": flat_metrics[key] for key in PROTOCOL_METRICS
                 if key in flat_metrics}  # fmt: skip
     protocol |= {f"{PARAMS_FILE}:{key}": params[key] for key in PROTOCOL_PARAMS if key in params}
-    text = _read_per_image(repo_root, None if rev == WORKSPACE else rev)
+    text = _read_per_image(repo_root, None if rev == WORKSPACE else rev, per_image_csv)
     if text is None:
-        skipped.append(f"{name}: no {PER_IMAGE_CSV} in the DVC cache (dvc pull / dvc exp pull)")
+        skipped.append(f"{name}: no {per_image_csv} in the DVC cache (dvc pull / dvc exp pull)")
         return None
-    stems, true_deg, errors_deg = parse_per_image(text, f"{PER_IMAGE_CSV} of {name}")
+    stems, true_deg, errors_deg = parse_per_image(text, f"{per_image_csv} of {name}")
     return Run(name, rev, params, protocol, stems, true_deg, errors_deg)
 
 
-def _read_per_image(repo_root: str | Path, rev: str | None) -> str | None:
+def _read_per_image(repo_root: str | Path, rev: str | None, path: str) -> str | None:
     import dvc.api
     from dvc.exceptions import DvcException
 
     try:
-        return dvc.api.read(PER_IMAGE_CSV, repo=str(repo_root), rev=rev, encoding="utf-8")
+        return dvc.api.read(path, repo=str(repo_root), rev=rev, encoding="utf-8")
     except (DvcException, FileNotFoundError):
         return None
 
