@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import sys
 
-from headpose.datasets.registry import format_of
 from headpose.errors import exit_on_error
 from headpose.evaluation.evaluate import (
     evaluate,
@@ -69,15 +68,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.data}: {len(stems)} samples, {len(skipped)} skipped", file=sys.stderr)
     else:
         stems, source = read_list(args.test_list), args.test_list
-    # a dataset whose crop is its stored box (BIWI, .npz) has no other crop protocol to compare
-    landmarks = all(format_of(stem).trainable for stem in stems)
     result = evaluate(
         args.checkpoint,
         stems,
         source,
         baseline=True,
         crop_protocol=params["crop_protocol"],
-        other_protocols=other_protocols(params["crop_protocol"]) if landmarks else (),
+        other_protocols=other_protocols(params["crop_protocol"]),
         workers=params["workers"],
     )
     speed = evaluation_timing(result)

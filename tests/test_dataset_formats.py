@@ -230,7 +230,7 @@ def test_the_evaluate_stage_scores_a_test_set_of_another_format(tmp_path, monkey
     )  # fmt: skip
     metrics = json.loads((tmp_path / "metrics/test_sets/biwi.json").read_text())
     assert metrics["count"] == 6 and metrics["skipped"] == 0
-    assert "other_protocols" not in metrics  # a stored crop box has no other protocol
+    assert "other_protocols" not in metrics and metrics["crop_protocol"] == "stored_box"
     assert np.isfinite(metrics["mae"]["mean"]) and not metrics["real_aflw2000"]
     assert len((tmp_path / "data/evaluation/biwi.csv").read_text().splitlines()) == 7
     assert "BIWI/hpdb" in capsys.readouterr().out

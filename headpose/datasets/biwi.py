@@ -296,6 +296,7 @@ def frame_labels(entry: str, image_wh: tuple[int, int] | None = None) -> Labels:
 @register_format
 class FormatBIWI(DatasetFormat):
     name = "biwi"
+    stores_crop_box = True
     description = "hpdb/NN/frame_XXXXX_rgb.png + _pose.txt, rgb.cal per sequence (BIWI, raw)"
 
     @classmethod

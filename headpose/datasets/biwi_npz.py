@@ -73,6 +73,7 @@ def _row(entry: str) -> tuple[str, int, str]:
 @register_format
 class FormatFSANetNpz(DatasetFormat):
     name = "biwi_npz"
+    stores_crop_box = True
     description = "an FSA-Net .npz file ('image' uint8 N x S x S x 3 BGR, 'pose' yaw/pitch/roll)"
 
     @classmethod

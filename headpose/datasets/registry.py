@@ -81,6 +81,9 @@ class DatasetFormat(ABC):
     # Whether samples of this format can be trained on (landmark formats: the crop protocol's
     # random training crops need landmarks).
     trainable: ClassVar[bool] = False
+    # Whether its samples' crops are their stored boxes (Labels.crop_box), whatever the crop
+    # protocol: BIWI with a frame list or projected boxes, an FSA-Net .npz.
+    stores_crop_box: ClassVar[bool] = False
     # Whether its folders can look like another format's (300W_LP and AFLW2000 differ only by
     # nesting): a stage's default format then wins over recognition (:func:`dataset_format`).
     shared_layout: ClassVar[bool] = False

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL, trained_protocol
 from headpose.data.pipeline import PoseDataset, evaluation_dataset
+from headpose.datasets.registry import format_of
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import (
     NEAR_FRONTAL_LIMIT_DEG,
@@ -128,6 +129,9 @@ def evaluate(
     1969-image protocol.
     """
     real_aflw2000 = check_protocol(stems, source)
+    if stems and all(format_of(stem).stores_crop_box for stem in stems):
+        # the dataset's own boxes are the crops (BIWI, .npz): no crop protocol applies
+        crop_protocol, other_protocols = STORED_BOX_CROP, ()
     low, high = IMAGE_SIZE_RANGE_PX
     if image_size is not None and not low <= image_size <= high:
         raise HeadposeError(f"image size {image_size} px: expected {low} to {high} px")
@@ -144,8 +148,9 @@ def evaluate(
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
     function = torch_angle_function(model)
     normalization = Normalization.from_meta(meta)
+    protocol = PUBLISHED_CROP_PROTOCOL if crop_protocol == STORED_BOX_CROP else crop_protocol
     errors = predict_stems(
-        function, stems, image_size, crop_protocol, workers, device, normalization=normalization
+        function, stems, image_size, protocol, workers, device, normalization=normalization
     )
     metrics = {
         "count": len(stems),
@@ -229,15 +234,19 @@ def format_report(
     head = head_from_meta(model, f"checkpoint {checkpoint}").label()
     fused = ", fused" if model.get("fused") else ""
     crop = metrics["crop_protocol"]
-    published = " (published)" if crop == PUBLISHED_CROP_PROTOCOL else " (not comparable to "
-    published += "" if crop == PUBLISHED_CROP_PROTOCOL else "published tables)"
+    if crop == STORED_BOX_CROP:
+        crop_row = "crop: each sample's stored box (the dataset's own protocol)"
+    elif crop == PUBLISHED_CROP_PROTOCOL:
+        crop_row = f"crop protocol {crop} (published)"
+    else:
+        crop_row = f"crop protocol {crop} (not comparable to published tables)"
     rows = [
         f"{checkpoint}: {model['arch']}{fused}, {head}, {model['image_size']} px, trained on the "
         f"{model['trained_crop_protocol']} crop",
         f"test set {source}: {metrics['count']} samples{protocol}"
         + (f" ({skipped} skipped: invalid or beyond --max-angle, listed above)" if skipped else ""),
         f"{'MAE (degrees)':<24}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}{'n':>7}",
-        f"crop protocol {crop}{published}",
+        crop_row,
         *_mae_rows(metrics),
     ]
     if "baseline_training_mean_mae" in metrics:
@@ -257,6 +266,9 @@ def format_report(
             f"{throughput:.0f} images/s at batch {batch}"
         )
     return "\n".join(rows)
+
+
+STORED_BOX_CROP = "stored_box"  # metrics' crop_protocol of a set cropped by its own boxes
 
 
 def other_protocols(protocol: str) -> tuple[str, ...]:

@@ -238,7 +238,7 @@ def framing_sweep(
     at a time, and its crops made a batch of at most ``batch_size`` at a time."""
     if not stems:
         raise HeadposeError("the framing sweep needs at least one sample")
-    without_landmarks = [stem for stem in stems if not format_of(stem).trainable]
+    without_landmarks = [stem for stem in stems if format_of(stem).stores_crop_box]
     if without_landmarks:
         raise HeadposeError(
             f"{without_landmarks[0]}: the framing sweep frames faces by their landmarks; "
