@@ -31,12 +31,8 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from headpose.datasets.filelists import (
-    angles_table_text,
-    list_text,
-    sample_path,
-    skipped_table_text,
-)
+from headpose.datasets.filelists import angles_table_text, list_text, skipped_table_text
+from headpose.datasets.mat import sample_path
 from headpose.datasets.naming import rotated_name
 from headpose.errors import HeadposeError
 from headpose.geometry import (

@@ -74,12 +74,6 @@ class FileLists:
     metrics: dict
 
 
-def sample_path(root: str | os.PathLike, stem: str) -> str:
-    """List entry of a ``.jpg`` + ``.mat`` sample: the dataset root as given joined with its
-    stem (POSIX)."""
-    return (Path(root) / stem).as_posix()
-
-
 def _image_problem(image_path: str) -> str | None:
     """Cheap decode check (JPEG decoded at 1/8 scale); None when the image is readable."""
     try:

@@ -18,6 +18,7 @@ by the crop protocol.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,13 +86,13 @@ class MatPairFormat(DatasetFormat):
             and stem.split("/")[0] not in IGNORED_FOLDERS
         ]
         unpaired = [
-            (_entry(root, stem), f"no {ANNOTATION_SUFFIX} beside the image")
+            (sample_path(root, stem), f"no {ANNOTATION_SUFFIX} beside the image")
             for stem in image_orphans
         ] + [
-            (_entry(root, stem), f"no {IMAGE_SUFFIX} beside the annotation")
+            (sample_path(root, stem), f"no {IMAGE_SUFFIX} beside the annotation")
             for stem in annotation_orphans
         ]
-        return Scan([_entry(root, stem) for stem in stems], unpaired)
+        return Scan([sample_path(root, stem) for stem in stems], unpaired)
 
     @classmethod
     def header(cls, entry: str) -> Labels:
@@ -116,9 +117,10 @@ def _stem(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
-def _entry(root: Path, stem: str) -> str:
-    """A sample's entry: the dataset root as given joined with its stem (POSIX)."""
-    return (root / stem).as_posix()
+def sample_path(root: str | os.PathLike, stem: str) -> str:
+    """A ``.jpg`` + ``.mat`` sample's entry: the dataset root as given joined with its stem
+    (POSIX), the pair's path without extension."""
+    return (Path(root) / stem).as_posix()
 
 
 @register_format
