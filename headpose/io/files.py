@@ -10,7 +10,8 @@ folder or a FIFO is not "missing").
 
 Temporaries are named ``.<name>.<pid>-<random>.tmp...`` after the process writing them. A process
 killed with SIGKILL cannot remove its own; the next write of the same output removes every such
-sibling whose process is gone (:func:`remove_stale_temporaries`). :func:`update_folder` moves a
+sibling whose process is gone (:func:`remove_stale_temporaries`; for file outputs once per folder
+and process). :func:`update_folder` moves a
 staged set of files into a folder that may hold a previous set (``headpose predict``'s outputs),
 with SIGINT and SIGTERM held off during the few renames, so the folder never holds parts of two
 sets.
@@ -130,31 +131,39 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: Path, name: str, suffix: str = "") -> list[Path]:
-    """Remove the temporaries ``.<name>.<pid>-<random>.tmp<suffix>`` (files or folders) in
-    ``folder`` left by processes that no longer run (killed with SIGKILL or by the kernel);
-    return what was removed. Those of running processes, this one included, are kept."""
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)-\w+\.tmp{re.escape(suffix)}")
+STALE_TEMPORARY = re.compile(r"\..+\.(\d+)-\w+\.tmp.*")  # .<name>.<pid>-<random>.tmp[suffix]
+_SWEPT_FOR_FILES: set[str] = set()  # folders this process swept before writing a file in them
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporaries ``.<name>.<pid>-<random>.tmp...`` (files or folders) in ``folder``
+    left by processes that no longer run (killed with SIGKILL or by the kernel); return what was
+    removed. Those of running processes, this one included, are kept."""
     removed = []
     try:
-        entries = list(folder.iterdir())
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        match = pattern.fullmatch(entry.name)
+        match = STALE_TEMPORARY.fullmatch(entry.name) if entry.name[:1] == "." else None
         if not match or int(match[1]) == os.getpid() or _process_alive(int(match[1])):
             continue
         try:
-            _remove(entry)
+            _remove(Path(entry.path))
         except OSError:
             continue  # not ours to remove (another user's): the write itself still goes ahead
-        removed.append(entry)
+        removed.append(Path(entry.path))
     return removed
 
 
 def _temporary_file(target: Path) -> Path:
-    """An empty temporary file beside ``target``, with a normal mode."""
-    remove_stale_temporaries(target.parent, target.stem, target.suffix)
+    """An empty temporary file beside ``target``, with a normal mode. The folder's stale
+    temporaries are removed the first time this process writes a file into it (a folder of
+    thousands of samples is listed once, not on every write)."""
+    folder = os.path.abspath(target.parent)
+    if folder not in _SWEPT_FOR_FILES:
+        remove_stale_temporaries(target.parent)
+        _SWEPT_FOR_FILES.add(folder)
     try:
         handle, temp_name = tempfile.mkstemp(
             prefix=f".{target.stem}.{os.getpid()}-",
@@ -189,8 +198,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _temporary_folder(target: Path) -> Path:
-    """An empty temporary folder beside ``target``, with a normal mode."""
-    remove_stale_temporaries(target.parent, target.name)
+    """An empty temporary folder beside ``target``, with a normal mode (the folder's stale
+    temporaries removed first: folder outputs are few)."""
+    remove_stale_temporaries(target.parent)
     try:
         temp = Path(
             tempfile.mkdtemp(
