@@ -8,8 +8,8 @@ NAME`` picks one.
 * ``yunet`` (default): OpenCV's CNN face detector YuNet (``cv2.FaceDetectorYN``), with five
   landmarks per face. Its ONNX model (opencv_zoo's ``face_detection_yunet_2023mar.onnx``, MIT) is
   downloaded on first use into a cache folder (``$HEADPOSE_CACHE_DIR``, else
-  ``$XDG_CACHE_HOME/headpose``, else ``~/.cache/headpose``) and checked against its size and
-  SHA-256 (:func:`fetch_model`); a local copy can be given instead.
+  ``$XDG_CACHE_HOME/headpose``, else ``~/.cache/headpose``) and checked against its SHA-256
+  (:func:`fetch_model`); a local copy can be given instead.
 * ``haar``: the Haar cascades bundled with OpenCV (frontal + profile on the image and its mirror,
   merged by non-maximum suppression). Needs no download; far less complete on turned heads.
 
@@ -22,12 +22,9 @@ AFLW2000 with :func:`fit_box_calibration`. Boxes can also come from a file (:fun
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +35,9 @@ import numpy as np
 
 from headpose.data.crop import Box
 from headpose.errors import HeadposeError
-from headpose.io.files import atomic_path, file_problem
+from headpose.io.files import file_problem
 from headpose.io.formats import MAX_IMAGE_PIXELS
+from headpose.models.weights import DownloadUnavailable, fetch_file
 
 
 @dataclass(frozen=True)
@@ -154,13 +152,11 @@ YUNET_URL = (
     "https://media.githubusercontent.com/media/opencv/opencv_zoo/main/models/"
     f"face_detection_yunet/{YUNET_FILE}"
 )
-YUNET_BYTES = 232_589
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
-DOWNLOAD_TIMEOUT_S = 30
 
-
-class ModelUnavailable(HeadposeError):
-    """A model file is neither cached nor downloadable (typically: offline)."""
+# Offline, the error predict turns into a warning (and the Haar detector): one line naming the
+# URL and where to put the file.
+ModelUnavailable = DownloadUnavailable
 
 
 def cache_dir() -> Path:
@@ -171,38 +167,11 @@ def cache_dir() -> Path:
     return Path(base) / "headpose"
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def fetch_model(url: str, file_name: str, size_bytes: int, sha256: str) -> Path:
-    """The cached copy of a model file, downloaded first if it is missing or fails its check.
-
-    A download of the wrong size or hash is refused (nothing is written); no network raises
-    :class:`ModelUnavailable`.
-    """
-    target = cache_dir() / file_name
-    if target.is_file() and target.stat().st_size == size_bytes and file_sha256(target) == sha256:
-        return target
-    stale = " (the cached copy fails its SHA-256 check)" if target.exists() else ""
-    try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            data = response.read(size_bytes + 1)
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise ModelUnavailable(
-            f"cannot download {file_name} from {url} ({reason}) and no verified copy is in "
-            f"{target.parent}{stale}"
-        ) from None
-    digest = hashlib.sha256(data).hexdigest()
-    if len(data) != size_bytes or digest != sha256:
-        raise HeadposeError(
-            f"refusing the {file_name} downloaded from {url}: {len(data)} bytes with SHA-256 "
-            f"{digest}, expected {size_bytes} bytes with SHA-256 {sha256}"
-        )
-    with atomic_path(target) as temp:
-        temp.write_bytes(data)
-    return target
+def fetch_model(url: str, file_name: str, sha256: str) -> Path:
+    """The cached copy of a model file, downloaded first if it is missing or fails its SHA-256
+    check (the package's one downloader, :func:`headpose.models.weights.fetch_file`: a refused
+    download writes nothing; no network raises :class:`ModelUnavailable`)."""
+    return fetch_file(url, cache_dir() / file_name, sha256, f"face detector model {file_name}")
 
 
 # --- Detectors -----------------------------------------------------------------------------------
@@ -394,7 +363,7 @@ def check_min_score(detector: str, min_score: float | None) -> None:
 
 def _make_yunet(model_path: str | None, min_score: float | None) -> YuNetFaceDetector:
     if model_path is None:
-        model_path = fetch_model(YUNET_URL, YUNET_FILE, YUNET_BYTES, YUNET_SHA256)
+        model_path = fetch_model(YUNET_URL, YUNET_FILE, YUNET_SHA256)
     elif problem := file_problem(model_path):
         raise HeadposeError(f"detector model {model_path} {problem}")
     return YuNetFaceDetector(model_path, **({} if min_score is None else {"min_score": min_score}))

@@ -7,10 +7,15 @@ file name. Those of ``timm/<name>`` backbones are timm's default pretrained tag:
 the Hugging Face Hub (its cache) or timm's URL. Offline, the error names the file and the folder
 to put it in. :func:`load_pretrained` fills a fresh network from ``none``, ``imagenet`` or a
 checkpoint path.
+
+:func:`fetch_file` is the package's one downloader of a file with a known SHA-256 (these weights,
+and the face detector's model in :mod:`headpose.app.detect`): ``torch.hub``'s, which writes to a
+temporary file beside the target, checks the hash and moves it into place.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -37,6 +42,57 @@ def imagenet_weight_files(arch: str) -> list[Path]:
     return [path for _, path in imagenet_weight_sources(arch)]
 
 
+class DownloadUnavailable(HeadposeError):
+    """A file is neither in its place nor downloadable (typically: offline)."""
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_file(
+    url: str, path: Path, sha256: str, what: str, check_cached: bool = True, progress: bool = False
+) -> Path:
+    """``path``, downloaded from ``url`` first when it is missing (or, with ``check_cached``,
+    fails its SHA-256 check): the one downloader of the package (ImageNet weights, the face
+    detector's model).
+
+    ``sha256`` is the file's SHA-256 hex digest, or its first digits (torchvision's file names
+    carry those). The download is ``torch.hub.download_url_to_file``: written to a temporary
+    file beside ``path``, its SHA-256 checked, then moved into place (a failed or refused
+    download leaves nothing). No network raises :class:`DownloadUnavailable` and a download that
+    fails its check a HeadposeError, each one line naming ``what``, the URL and where to put the
+    file by hand.
+    """
+    if path.is_file() and (not check_cached or file_sha256(path).startswith(sha256)):
+        return path
+    stale = " (the copy there fails its SHA-256 check)" if path.exists() else ""
+    by_hand = f"download it by hand to {path}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256, progress=progress)
+    except RuntimeError as error:  # torch's hash check
+        reason = _first_line(error)
+        raise HeadposeError(
+            f"{what}: refusing the {path.name} downloaded from {url}: {reason}; {by_hand}"
+        ) from None
+    except OSError as error:  # urllib's URLError included: no network, refused, not found
+        reason = getattr(error, "reason", None) or _first_line(error)
+        raise DownloadUnavailable(
+            f"{what}: could not download {url} ({reason}){stale}; {by_hand}"
+        ) from None
+    return path
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def _fetch_imagenet_weights(arch: str) -> Path:
     """The cached ImageNet weight file of ``arch``, downloaded (hash-checked) if none is cached."""
     sources = imagenet_weight_sources(arch)
@@ -44,20 +100,12 @@ def _fetch_imagenet_weights(arch: str) -> Path:
         if path.is_file():
             return path
     url, path = sources[0]
-    # torchvision names its files NAME-<first hex digits of the SHA-256>.pth
-    hash_prefix = path.stem.rsplit("-", 1)[-1]
-    path.parent.mkdir(parents=True, exist_ok=True)
     print(f"pretrained: imagenet: downloading {url} to {path}", flush=True)
-    try:
-        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
-    except (OSError, RuntimeError) as error:  # no network, refused, or a hash mismatch
-        path.unlink(missing_ok=True)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise HeadposeError(
-            f"pretrained: imagenet could not download the ImageNet weights of {arch} ({reason}); "
-            f"place {path.name} (from {url}) in {path.parent}"
-        ) from None
-    return path
+    # torchvision names its files NAME-<first hex digits of the SHA-256>.pth; a cached file is
+    # not re-hashed (100 MB), as torchvision does not
+    hash_prefix = path.stem.rsplit("-", 1)[-1]
+    what = f"pretrained: imagenet (the ImageNet weights of {arch})"
+    return fetch_file(url, path, hash_prefix, what, check_cached=False, progress=True)
 
 
 def timm_weight_source(arch: Arch) -> tuple[str, str, Path]:
