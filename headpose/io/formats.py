@@ -16,9 +16,9 @@ It checks, before anything is decoded or resized:
 
 * the .mat: the keys exist, hold real numbers (no text, cell arrays or complex values), have the
   expected shapes, are finite, and the angles are within :data:`MAX_ABS_ANGLE_DEG`;
-* the image: its dimensions, read from the file header (:func:`image_header_size`, no
-  decoding), are positive, at most :data:`MAX_IMAGE_SIDE_PX` per side and
-  :data:`MAX_IMAGE_PIXELS` in all;
+* the image: its dimensions, read from the file header by Pillow's JPEG/PNG/BMP readers
+  (:func:`image_header_size`, no decoding), are positive, at most :data:`MAX_IMAGE_SIDE_PX` per
+  side and :data:`MAX_IMAGE_PIXELS` in all;
 * the landmarks against the image: every visible landmark lies within one image size of the
   image, and their box is at least one pixel wide and high, so every crop is bounded and
   non-empty.
@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import scipy.io
+from PIL import BmpImagePlugin, ImageFile, JpegImagePlugin, PngImagePlugin
 
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
@@ -203,54 +204,57 @@ def read_annotation(
     return Annotation(pose_para=arrays["Pose_Para"], landmarks_xy=landmarks, arrays=arrays)
 
 
-def _jpeg_size(handle) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header (SOFn), or None when there is none."""
-    handle.seek(2)
-    while True:
-        byte = handle.read(1)
-        if byte != b"\xff":  # every segment starts with a marker
-            return None
-        while byte == b"\xff":  # fill bytes before a marker code
-            byte = handle.read(1)
-        if not byte:
-            return None
-        marker = byte[0]
-        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            continue  # markers without a length field
-        length_bytes = handle.read(2)
-        if len(length_bytes) < 2:
-            return None
-        length = int.from_bytes(length_bytes, "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            frame = handle.read(5)  # precision, height, width
-            if len(frame) < 5:
-                return None
-            return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
-        if marker == 0xD9 or length < 2:
-            return None
-        handle.seek(length - 2, os.SEEK_CUR)
+def _unreadable_header(name: str, error: BaseException) -> str:
+    """One line on a JPEG/PNG/BMP header Pillow cannot read (its reason on one line)."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return f"not a readable {name} header (truncated or corrupt: {reason})"
+
+
+# The header readers, by the signature a file starts with. Pillow's own ``Image.open`` would
+# pick them the same way, but it applies Pillow's decompression-bomb limit (an error above
+# 2 x 89.5 million pixels, a warning above 89.5 million) before the size is known to the caller,
+# and this module has limits of its own (:data:`MAX_IMAGE_PIXELS`, :data:`MAX_IMAGE_SIDE_PX`)
+# whose message names the claimed width x height; so the format's reader is called directly.
+# Each reads the header only (JPEG: the segments up to the frame header; PNG: IHDR, CRC checked;
+# BMP: the info header); no pixel is decoded.
+_HEADER_READERS: dict[bytes, tuple[str, type[ImageFile.ImageFile]]] = {
+    b"\xff\xd8": ("JPEG", JpegImagePlugin.JpegImageFile),
+    b"\x89PNG\r\n\x1a\n": ("PNG", PngImagePlugin.PngImageFile),
+    b"BM": ("BMP", BmpImagePlugin.BmpImageFile),
+}
+_SIGNATURE_BYTES = max(map(len, _HEADER_READERS))
+
+
+def _header_reader(start: bytes) -> tuple[str, type[ImageFile.ImageFile]] | None:
+    """(format name, Pillow reader) of a file starting with ``start``, or None."""
+    return next(
+        (reader for signature, reader in _HEADER_READERS.items() if start.startswith(signature)),
+        None,
+    )
 
 
 def image_header_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(width, height) an image file's header claims, read without decoding (JPEG, PNG, BMP);
-    None for another format. Raises a HeadposeError naming the file when it cannot be read,
-    claims no pixels, a side over :data:`MAX_IMAGE_SIDE_PX` or more than
-    :data:`MAX_IMAGE_PIXELS` pixels."""
+    """(width, height) an image file's header claims, read by Pillow without decoding (JPEG,
+    PNG, BMP); None for another format. Raises a HeadposeError naming the file when it cannot
+    be read, its JPEG/PNG/BMP header is truncated or corrupt, or it claims no pixels, a side
+    over :data:`MAX_IMAGE_SIDE_PX` or more than :data:`MAX_IMAGE_PIXELS` pixels."""
     _refuse_special_file(path, "image")
     try:
         with open(path, "rb") as handle:
-            start = handle.read(26)
-            if start[:2] == b"\xff\xd8":
-                size = _jpeg_size(handle)
-                if size is None:
-                    raise HeadposeError(f"{path}: JPEG without a frame header (truncated?)")
-            elif start[:8] == b"\x89PNG\r\n\x1a\n" and len(start) >= 24:
-                size = int.from_bytes(start[16:20], "big"), int.from_bytes(start[20:24], "big")
-            elif start[:2] == b"BM" and len(start) >= 26:
-                width = int.from_bytes(start[18:22], "little", signed=True)
-                size = abs(width), abs(int.from_bytes(start[22:26], "little", signed=True))
-            else:
+            reader = _header_reader(handle.read(_SIGNATURE_BYTES))
+            if reader is None:
                 return None
+            name, image_file = reader
+            handle.seek(0)
+            try:
+                with image_file(handle) as image:
+                    size = image.size
+            except OSError as error:
+                if error.errno is not None:  # the file system's error, not Pillow's
+                    raise
+                raise HeadposeError(f"{path}: {_unreadable_header(name, error)}") from None
+            except Exception as error:  # SyntaxError, ValueError, ...: a corrupt header
+                raise HeadposeError(f"{path}: {_unreadable_header(name, error)}") from None
     except IsADirectoryError:
         raise HeadposeError(f"{path}: is a folder, not an image file") from None
     except FileNotFoundError:
