@@ -7,6 +7,14 @@ that revision (``dvc.api.read``; the workspace's own file for the workspace). Fa
 running experiments and revisions without the CSV are skipped and counted. What defines the
 evaluation (:data:`PROTOCOL_METRICS`, :data:`PROTOCOL_PARAMS`) is taken from the metrics and
 params each run recorded, for :func:`headpose.compare.stats.check_comparable`.
+
+``Repo.experiments.show`` is not DVC's public API; the public ``dvc.api.exp_show`` is the same
+call passed through ``dvc exp show``'s table, which loses what compare needs: which file a metric
+or param comes from (columns of all files are merged, prefixed only on a name clash), the values
+(each goes through the table's text: seed 0 reads ``0.0``, ``false`` the text ``'False'``, a
+digest ``"1e5"`` the float 100000.0) and the full commit of a run (7 characters; a baseline by
+its branch name). ``dvc.api.metrics_show`` / ``params_show`` per revision would give exact
+values but not the list of runs (docs/design.md, "What is hand-written, and why").
 """
 
 from __future__ import annotations
