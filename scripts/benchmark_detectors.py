@@ -39,11 +39,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import scipy.io
-import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from headpose.app.api import load, protocol_landmark_box  # noqa: E402
 from headpose.app.detect import (  # noqa: E402
     IDENTITY_CALIBRATION,
     BoxCalibration,
@@ -52,13 +52,7 @@ from headpose.app.detect import (  # noqa: E402
     fit_box_calibration,
     make_detector,
 )
-from headpose.app.predict import (  # noqa: E402
-    STAGES,
-    FacePosePredictor,
-    load_runtime,
-    predict_files,
-    protocol_landmark_box,
-)
+from headpose.app.predict import STAGES, FacePosePredictor, predict_files  # noqa: E402
 from headpose.data.crop import (  # noqa: E402
     EVAL_K,
     PREDICT_K,
@@ -214,14 +208,11 @@ def main() -> None:
     if not stems:
         raise SystemExit(f"error: no AFLW2000 images in {folder}")
     stems = stems[:: args.step]
-    predict_angles, image_size, runs_on, trained, normalization = load_runtime(
-        Path(args.model), "auto", torch.device("cpu")
-    )
-    protocol = trained or PUBLISHED_CROP_PROTOCOL
+    model = load(args.model, device="cpu")
     report: dict = {
         "model": args.model,
-        "runtime": runs_on,
-        "image_size": image_size,
+        "runtime": model.runs_on,
+        "image_size": model.image_size,
         "cpu_threads": os.cpu_count(),
         "opencv_threads": cv2.getNumThreads(),
         "detectors": {},
@@ -229,13 +220,7 @@ def main() -> None:
     for name in args.detectors:
         detector = make_detector(name, args.detector_model if name == "yunet" else None)
         recorder = RecordingDetector(detector)
-        predictor = FacePosePredictor(
-            predict_angles,
-            image_size,
-            recorder,
-            crop_protocol=protocol,
-            normalization=normalization,
-        )
+        predictor = FacePosePredictor(model, recorder)
         result = run_images(predictor, stems)
         matches = result.pop("matches")
         result["crop_fit_before"] = crop_fit(matches, IDENTITY_CALIBRATION)

@@ -181,12 +181,15 @@ def test_export_command_and_its_errors(tmp_path, exported, capsys):
 EXPORT_SCRIPT = """
 import sys, torch
 from headpose.deploy.export import export_onnx, quantize_onnx
+from headpose.deploy.metadata import ModelDescription
 from headpose.models.bins import Bins
 from headpose.models.network import AnglesModel, build_model
+from headpose.models.registry import IMAGENET
 torch.set_num_threads(1)
 torch.manual_seed(0)
 model = AnglesModel(build_model("mobilenet_v2", Bins(3)).eval())
-export_onnx(model, 32, sys.argv[1] + "/model.onnx")
+description = ModelDescription(32, IMAGENET, "hopenet", Bins(3).meta(), "mobilenet_v2", "f00d")
+export_onnx(model, sys.argv[1] + "/model.onnx", description)
 images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 quantize_onnx(sys.argv[1] + "/model.onnx", sys.argv[1] + "/model_int8.onnx", images)
 """

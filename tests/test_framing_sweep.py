@@ -15,6 +15,7 @@ from headpose.cli import main as headpose_main
 from headpose.data.crop import evaluation_crop, evaluation_rectangle
 from headpose.data.framing import FramingDraw, reframe
 from headpose.deploy.export import export_onnx
+from headpose.deploy.metadata import ModelDescription
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
 from headpose.evaluation.framing_sweep import (
@@ -49,8 +50,8 @@ def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     """A 32 px ResNet18 checkpoint and its ONNX export."""
     folder = tmp_path_factory.mktemp("models")
     checkpoint = write_checkpoint(folder / "model.pt", "resnet18", image_size=IMAGE_SIZE)
-    model, _ = load_angles_model(checkpoint, "cpu")
-    export_onnx(model, IMAGE_SIZE, folder / "model.onnx")
+    model, meta = load_angles_model(checkpoint, "cpu")
+    export_onnx(model, folder / "model.onnx", ModelDescription.from_meta(meta))
     return checkpoint, folder / "model.onnx"
 
 
@@ -186,7 +187,7 @@ def test_an_onnx_model_keeps_its_input_size(tiny_set, tiny_models, capsys):
             ["evaluate", str(onnx_model), "--data", str(folder), "--framing-sweep"]
             + ["--image-size", "64"]
         )
-    assert "takes 32 px inputs; --image-size 64 applies to checkpoints only" in (
+    assert "takes 32 px inputs; image size 64 (--image-size) applies to checkpoints only" in (
         capsys.readouterr().err
     )
 

@@ -16,6 +16,7 @@ import scipy.io
 from cli_fixtures import run_cli
 from model_fixtures import write_checkpoint
 
+from headpose.app.api import HeadPoseModel, protocol_landmark_box
 from headpose.app.detect import (
     FaceBox,
     HaarFaceDetector,
@@ -24,13 +25,11 @@ from headpose.app.detect import (
     read_box_file,
 )
 from headpose.app.draw import axis_endpoints
-from headpose.app.predict import FacePosePredictor, protocol_landmark_box, video_frames
+from headpose.app.predict import FacePosePredictor, video_frames
 from headpose.data.crop import PREDICT_K, landmark_box, loosen_box
+from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
-from headpose.inference.runtime import torch_angle_function
-from headpose.models.network import load_angles_model
-from headpose.models.registry import Normalization
 
 IMAGE_SIZE = 64
 SCALE = 0.5  # AFLW2000 images are 450 px; tests use 225 px copies
@@ -257,18 +256,12 @@ def test_missing_checkpoint_is_one_clear_message(tmp_path, aflw2000_dir, capsys)
 
 
 def test_batching_the_faces_of_a_frame_does_not_change_results(aflw2000_dir, checkpoint):
-    model, meta = load_angles_model(checkpoint)
+    loaded = load_model(checkpoint, "torch", "cpu")
     frame = np.concatenate([small_image(aflw2000_dir, name) for name in FRONTAL], axis=1)
     boxes = {("group", 0): [FaceBox(60 + 225 * i, 60, 160 + 225 * i, 170) for i in range(4)]}
 
     def angles(batch_size: int) -> np.ndarray:
-        predictor = FacePosePredictor(
-            torch_angle_function(model),
-            meta["image_size"],
-            boxes=boxes,
-            batch_size=batch_size,
-            normalization=Normalization.from_meta(meta),
-        )
+        predictor = FacePosePredictor(HeadPoseModel(loaded, batch_size), boxes=boxes)
         runs = list(predictor.run(iter([(0, frame.copy())]), Path("group")))
         assert set(runs[0][2]) == {"detect", "crop", "model", "draw"}
         return np.array([[r.yaw_deg, r.pitch_deg, r.roll_deg] for r in runs[0][1]])

@@ -10,9 +10,13 @@ Faces come from a detector (:mod:`headpose.app.detect`; YuNet by default, whose 
 once; offline without it, a warning line and the Haar detector) or from a ``--boxes`` file. Each
 face is predicted; an image or frame may hold several.
 
+The model is loaded, and faces are cropped and predicted, by the Python API
+(:mod:`headpose.app.api`); this module adds the files: inputs, the detector or box file, drawing,
+outputs and timings.
+
 From detector box to model crop. The model is trained on HopeNet's loose crops of the 68-landmark
-box under a crop protocol (:mod:`headpose.data.crop`; the checkpoint records which, an ``.onnx``
-file takes ``--crop-protocol``, default the published ``hopenet``). A detection is first mapped to
+box under a crop protocol (:mod:`headpose.data.crop`; the checkpoint, or an ``.onnx`` file's
+metadata, records which; ``--crop-protocol`` replaces it). A detection is first mapped to
 the landmark box it stands for by the detector's measured
 :class:`headpose.app.detect.BoxCalibration` (YuNet: from its box and five landmarks; in pixel
 coordinates, to which ``hopenet`` adds the 1 of the stored 1-based points it frames), then
@@ -41,7 +45,6 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -49,40 +52,27 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from headpose.app.api import (
+    HeadPoseModel,
+    build_detector,
+    detected_faces,
+    load,
+    protocol_landmark_box,
+)
 from headpose.app.detect import (
     DEFAULT_DETECTOR,
     IDENTITY_CALIBRATION,
-    BoxCalibration,
     BoxTable,
     FaceBox,
     FaceDetector,
-    ModelUnavailable,
     boxes_for,
     check_min_score,
-    make_detector,
     read_box_file,
-    usable_box,
 )
 from headpose.app.draw import draw_pose
-from headpose.data.crop import (
-    PUBLISHED_CROP_PROTOCOL,
-    Box,
-    from_pixel_coordinates,
-    prediction_crop,
-    trained_protocol,
-)
-from headpose.data.pipeline import preprocess
 from headpose.errors import HeadposeError
-from headpose.inference.runtime import (
-    AngleFunction,
-    finite_angles,
-    onnx_angle_function,
-    onnx_session,
-    torch_angle_function,
-)
 from headpose.io.files import (
     atomic_path,
     file_problem,
@@ -92,8 +82,6 @@ from headpose.io.files import (
     write_json,
 )
 from headpose.io.formats import decode_rgb, write_jpeg
-from headpose.models.network import load_angles_model, pick_device
-from headpose.models.registry import IMAGENET, Normalization
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -119,53 +107,37 @@ class FaceResult:
     roll_deg: float
 
 
-def protocol_landmark_box(face: FaceBox, calibration: BoxCalibration, protocol: str) -> Box:
-    """The tight landmark box a detected face stands for, in the coordinates ``protocol`` frames
-    (see the module docstring)."""
-    return from_pixel_coordinates(calibration.landmark_box(face), protocol)
-
-
 STAGES = ("detect", "crop", "model", "draw")  # timed per frame by FacePosePredictor.run
 
 
 class FacePosePredictor:
-    """Finds faces in RGB frames and predicts their poses, one model batch per frame.
+    """Finds faces in RGB frames and predicts their poses with ``model`` (the Python API's
+    :class:`~headpose.app.api.HeadPoseModel`: its crops, one model batch per frame).
 
     ``boxes`` (a table from :func:`headpose.app.detect.read_box_file`) replaces ``detector``; its
-    boxes are taken as tight landmark boxes. ``batch_size`` caps the faces per model call; faces
-    are cropped as ``crop_protocol`` (the one the model was trained on) frames them.
+    boxes are taken as tight landmark boxes.
     """
 
     def __init__(
         self,
-        predict_angles: AngleFunction,
-        image_size: int,
+        model: HeadPoseModel,
         detector: FaceDetector | None = None,
         boxes: BoxTable | None = None,
-        batch_size: int = 32,
-        crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
-        *,
-        normalization: Normalization,
     ) -> None:
         if (detector is None) == (boxes is None):
             raise HeadposeError("give either a face detector or a box table")
-        self.predict_angles = predict_angles
-        self.image_size = image_size
+        self.model = model
         self.detector = detector
         self.boxes = boxes
         self.calibration = IDENTITY_CALIBRATION if detector is None else detector.calibration
-        self.batch_size = batch_size
-        self.crop_protocol = crop_protocol
-        self.normalization = normalization
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
-        """The faces of a frame: a detector's usable boxes only (:func:`usable_box`: a 10000x50
-        panorama shrunk for detection gives a degenerate one); a listed box beyond one image
-        size of the image is refused (naming the file) before any crop is made of it."""
+        """The faces of a frame: a detector's usable boxes only
+        (:func:`headpose.app.api.detected_faces`); a listed box beyond one image size of the
+        image is refused (naming the file) before any crop is made of it."""
         height, width = image_rgb.shape[:2]
         if self.detector is not None:
-            faces = self.detector.detect(image_rgb)
-            return [face for face in faces if usable_box(face.box, width, height)]
+            return detected_faces(self.detector, image_rgb)
         faces = boxes_for(self.boxes, path, frame)
         for face in faces:
             x0, y0, x1, y1 = face.box
@@ -176,39 +148,22 @@ class FacePosePredictor:
                 )
         return faces
 
-    def landmark_box(self, face: FaceBox) -> Box:
+    def landmark_box(self, face: FaceBox) -> tuple[float, float, float, float]:
         """The landmark box the model's crop of ``face`` is framed around."""
-        return protocol_landmark_box(face, self.calibration, self.crop_protocol)
-
-    def angles(self, crops: list[torch.Tensor]) -> np.ndarray:
-        """(N, 3) yaw, pitch, roll degrees of normalised crops, ``batch_size`` crops per call."""
-        if not crops:
-            return np.zeros((0, 3))
-        batches = (
-            torch.stack(crops[start : start + self.batch_size])
-            for start in range(0, len(crops), self.batch_size)
-        )
-        return np.concatenate([finite_angles(self.predict_angles(batch)) for batch in batches])
+        return protocol_landmark_box(face, self.calibration, self.model.crop_protocol)
 
     def run(
         self, frames: Iterator[tuple[int, np.ndarray]], path: Path
     ) -> Iterator[tuple[np.ndarray, list[FaceResult], dict[str, float]]]:
         """For each (index, RGB frame): yield the frame annotated in place, its face results and
         the milliseconds each stage took on it (:data:`STAGES`)."""
-        size, protocol = self.image_size, self.crop_protocol
         for index, image in frames:
             start = time.perf_counter()
             faces = self.faces(image, path, index)
             detected = time.perf_counter()
-            crops = [
-                preprocess(
-                    prediction_crop(image, self.landmark_box(face), size, protocol),
-                    self.normalization,
-                )
-                for face in faces
-            ]
+            crops = self.model.crops(image, faces, self.calibration)
             cropped = time.perf_counter()
-            angles = self.angles(crops)
+            angles = self.model.predict_crops(crops)
             predicted = time.perf_counter()
             results = []
             for face, (yaw, pitch, roll) in zip(faces, angles.tolist(), strict=True):
@@ -446,60 +401,6 @@ def previous_outputs(out_dir: Path) -> list[str]:
     return [name for name in outputs if isinstance(name, str)] if isinstance(outputs, list) else []
 
 
-def onnx_image_size(session, path: Path) -> int:
-    """The square input side an exported angles model expects (its input ``(N, 3, S, S)``)."""
-    shape = session.get_inputs()[0].shape
-    if len(shape) != 4 or not isinstance(shape[2], int) or shape[2] != shape[3]:
-        raise HeadposeError(f"{path}: expected an input of shape (N, 3, S, S), got {shape}")
-    return shape[2]
-
-
-def load_runtime(
-    checkpoint: Path, runtime: str, device: torch.device
-) -> tuple[AngleFunction, int, str, str | None, Normalization]:
-    """(angle function, model input side, where it runs, the crop protocol it was trained on,
-    None for an .onnx file, its input normalisation) for a .pt checkpoint or an exported .onnx
-    model (fp32 or int8). An .onnx file records no normalisation: ImageNet's, that of every
-    torchvision backbone. ``runtime="onnx"`` on a checkpoint exports it to ONNX first."""
-    if runtime == "auto":
-        runtime = "onnx" if checkpoint.suffix.lower() == ".onnx" else "torch"
-    if checkpoint.suffix.lower() == ".onnx":
-        if runtime != "onnx":
-            raise HeadposeError(f"{checkpoint} is an ONNX model: it runs with --runtime onnx")
-        session = onnx_session(checkpoint, allow_spinning=False)
-        size = onnx_image_size(session, checkpoint)
-        return onnx_angle_function(session), size, "onnxruntime", None, IMAGENET
-    model, meta = load_angles_model(checkpoint, device=device if runtime == "torch" else "cpu")
-    protocol, normalization = trained_protocol(meta), Normalization.from_meta(meta)
-    if runtime == "torch":
-        function = torch_angle_function(model)
-        return function, meta["image_size"], str(device), protocol, normalization
-    from headpose.deploy.export import export_onnx  # loaded only when needed: it pulls in onnx
-
-    with tempfile.TemporaryDirectory() as work:
-        export_onnx(model, meta["image_size"], Path(work) / "model.onnx")
-        session = onnx_session(Path(work) / "model.onnx", allow_spinning=False)
-    runs_on = "onnxruntime (fp32 export)"
-    return onnx_angle_function(session), meta["image_size"], runs_on, protocol, normalization
-
-
-RUNTIMES = ("auto", "torch", "onnx")
-
-
-def build_detector(
-    boxes: str | None, detector: str, detector_model: str | None, min_score: float | None
-) -> FaceDetector | None:
-    """The detector asked for (None with a boxes file); offline without a cached YuNet model,
-    one warning line and the Haar detector."""
-    if boxes:
-        return None
-    try:
-        return make_detector(detector, detector_model, min_score)
-    except ModelUnavailable as error:
-        print(f"warning: {error}; using the haar detector instead", file=sys.stderr)
-        return make_detector("haar")
-
-
 def refuse_writing_over_inputs(files: list[Path], out_dir: Path) -> None:
     """Annotated copies are written into ``out_dir`` under their inputs' names: refuse, before
     any work, an ``out_dir`` that holds an input file (it would be replaced by its annotated
@@ -530,9 +431,14 @@ def predict(
     max_frames: int | None = None,
     device: str | None = None,
     crop_protocol: str | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    image_size: int | None = None,
 ) -> list[str]:
     """Predict every face of ``paths`` (images, folders, videos, camera indices) into
-    ``out_dir``, print the timings and problems; return the problems (one line each)."""
+    ``out_dir``, print the timings and problems; return the problems (one line each). The model
+    is loaded by the Python API (:func:`headpose.app.api.load`: ``runtime``, ``device``, and the
+    values an ``.onnx`` exported elsewhere needs)."""
     if not boxes:
         check_min_score(detector, min_score)
     files, errors = collect_inputs(paths)
@@ -541,28 +447,26 @@ def predict(
     if problem:
         hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
         raise HeadposeError(f"checkpoint {checkpoint} {problem}{hint}")
-    predict_angles, image_size, runs_on, trained, normalization = load_runtime(
-        checkpoint, runtime, pick_device(device)
+    model = load(
+        checkpoint,
+        device=device,
+        runtime=runtime,
+        crop_protocol=crop_protocol,
+        mean=mean,
+        std=std,
+        image_size=image_size,
+        batch_size=batch_size,
     )
-    protocol = crop_protocol or trained or PUBLISHED_CROP_PROTOCOL
     box_table = read_box_file(boxes) if boxes else None
     face_detector = build_detector(boxes, detector, detector_model, min_score)
-    predictor = FacePosePredictor(
-        predict_angles,
-        image_size,
-        face_detector,
-        box_table,
-        batch_size,
-        protocol,
-        normalization=normalization,
-    )
+    predictor = FacePosePredictor(model, face_detector, box_table)
     with staging_folder(out_dir) as staged:
         results, file_errors, timings = predict_files(predictor, files, staged, max_frames)
         errors += file_errors
         report = {
             "checkpoint": str(checkpoint),
-            "runtime": runs_on,
-            "crop_protocol": protocol,
+            "runtime": model.runs_on,
+            "crop_protocol": model.crop_protocol,
             "detector": "boxes file" if face_detector is None else face_detector.name,
             "timings": timings,
             "errors": errors,

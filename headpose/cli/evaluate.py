@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from headpose.app.predict import load_runtime
+from headpose.cli.predict import add_model_value_options
 from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
+from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import (
     evaluate,
@@ -31,12 +31,18 @@ from headpose.evaluation.framing_sweep import (
 )
 from headpose.evaluation.protocol import evaluation_stems
 from headpose.io.files import write_json
-from headpose.models.network import pick_device
 from headpose.params import AT_LEAST_ONE, SCHEMA, option
 from headpose.plots import plot_framing_sweep
 
 # Options only --framing-sweep reads, and the table's options a sweep refuses (attribute: flag).
-SWEEP_OPTIONS = {"scales": "--scales", "shifts": "--shifts", "json": "--json", "plot": "--plot"}
+SWEEP_OPTIONS = {
+    "scales": "--scales",
+    "shifts": "--shifts",
+    "json": "--json",
+    "plot": "--plot",
+    "mean": "--mean",
+    "std": "--std",
+}
 NOT_WITH_SWEEP = {
     "expectation": "--expectation",
     "bin_width": "--bin-width",
@@ -142,6 +148,7 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         help="face shifts in crop sides, 0 to 0.5; 0 is always measured (default: "
         f"{','.join(f'{shift:g}' for shift in DEFAULT_SHIFTS)})",
     )
+    add_model_value_options(sweep, image_size=False)
     sweep.add_argument("--json", help="also write the sweep's rows as JSON to this file")
     sweep.add_argument("--plot", help="also draw MAE against scale as a PNG at this path")
     parser.set_defaults(run=lambda args: run_evaluate_command(args, parser))
@@ -167,6 +174,11 @@ def run_evaluate_command(
     ``--framing-sweep``, run the framing sweep)."""
     if parser is not None:
         check_sweep_options(parser, args)
+    if not args.framing_sweep and Path(args.checkpoint).suffix.lower() == ".onnx":
+        raise HeadposeError(
+            f"{args.checkpoint}: the MAE table scores a checkpoint (.pt, HopeNet .pkl); an .onnx "
+            "model is scored by --framing-sweep, or by headpose benchmark against its checkpoint"
+        )
     stems, skipped = evaluation_stems(args.data, args.max_angle, args.frame_list)
     for sample, reason in skipped:
         print(f"skipped {sample}: {reason}", file=sys.stderr)
@@ -191,30 +203,23 @@ def run_evaluate_command(
 
 
 def run_framing_sweep(args: argparse.Namespace, stems: list[str]) -> FramingSweep:
-    """``headpose evaluate MODEL --framing-sweep``: load a checkpoint or an .onnx model, sweep,
-    print the table, write the JSON and the plot when asked."""
+    """``headpose evaluate MODEL --framing-sweep``: load a checkpoint or an .onnx model (through
+    :func:`headpose.deploy.loading.load_model`, as the Python API does), sweep, print the table,
+    write the JSON and the plot when asked."""
     model = Path(args.checkpoint)
-    onnx = model.suffix.lower() == ".onnx"
-    device = torch.device("cpu") if onnx else pick_device()
-    predict, image_size, runs_on, trained_on, normalization = load_runtime(model, "auto", device)
-    if args.image_size is not None and args.image_size != image_size:
-        if onnx:
-            raise HeadposeError(
-                f"{model} takes {image_size} px inputs; --image-size {args.image_size} applies "
-                "to checkpoints only"
-            )
-        image_size = args.image_size
+    loaded = load_model(model, "auto", image_size=args.image_size, mean=args.mean, std=args.std)
+    image_size = loaded.description.image_size
     sweep = framing_sweep(
-        predict,
+        loaded.predict,
         stems,
         image_size,
-        normalization,
+        loaded.description.normalization,
         DEFAULT_SCALES if args.scales is None else args.scales,
         DEFAULT_SHIFTS if args.shifts is None else args.shifts,
-        device=device,
+        device=loaded.device,
     )
-    trained = f"trained on the {trained_on} crop" if trained_on else "training crop unknown"
-    print(f"{model}: {image_size} px, runs on {runs_on}, {trained}")
+    trained = f"trained on the {loaded.description.crop_protocol} crop"
+    print(f"{model}: {image_size} px, runs on {loaded.runs_on}, {trained}")
     print(f"test set {args.data}")
     print(format_framing_sweep(sweep))
     if args.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from headpose.data.crop import trained_protocol
 from headpose.deploy.export import EXPORT_FORMATS, INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, export_file
 
 
@@ -23,6 +24,12 @@ def run_export_command(args: argparse.Namespace) -> None:
         f"crops, (x / 255 - mean) / std with mean {meta['mean']}, std {meta['std']}; output "
         f"{OUTPUT_NAME!r}: (N, 3) yaw, pitch, roll in degrees"
     )
+    if parity is not None:
+        print(
+            "the file's metadata (headpose.* keys) records them, the crop protocol "
+            f"{trained_protocol(meta)}, the head and the training fingerprint: headpose.load, "
+            "headpose predict and evaluate read it"
+        )
 
 
 def add_export_command(subparsers: argparse._SubParsersAction) -> None:

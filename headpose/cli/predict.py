@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from headpose.app.detect import DEFAULT_DETECTOR, DETECTORS
-from headpose.app.predict import DEFAULT_CHECKPOINT, RUNTIMES, predict
+from headpose.app.predict import DEFAULT_CHECKPOINT, predict
 from headpose.data.crop import CROP_PROTOCOLS
+from headpose.deploy.loading import RUNTIMES
 from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
 
 
@@ -26,9 +28,39 @@ def run_predict_command(args: argparse.Namespace) -> None:
         max_frames=args.max_frames,
         device=args.device,
         crop_protocol=args.crop_protocol,
+        mean=args.mean,
+        std=args.std,
+        image_size=args.image_size,
     )
     if errors:
         raise SystemExit(1)
+
+
+def rgb_values(text: str) -> tuple[float, float, float]:
+    """An argparse ``type``: three finite comma-separated numbers (R, G, B), e.g. 0.5,0.5,0.5."""
+    try:
+        values = tuple(float(item) for item in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(value) for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}; expected three numbers R,G,B")
+    return values
+
+
+def add_model_value_options(parser: argparse.ArgumentParser, image_size: bool = True) -> None:
+    """The options that describe an ``.onnx`` model exported elsewhere (ours record them)."""
+    parser.add_argument(
+        "--mean", type=rgb_values, help="R,G,B mean of x / 255 (only for an .onnx without metadata)"
+    )
+    parser.add_argument(
+        "--std", type=rgb_values, help="R,G,B std of x / 255 (only for an .onnx without metadata)"
+    )
+    if image_size:
+        parser.add_argument(
+            "--image-size",
+            type=option(SCHEMA["image_size"]),
+            help="input px (default: the model's)",
+        )
 
 
 def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
@@ -72,6 +104,7 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--crop-protocol",
         choices=CROP_PROTOCOLS,
-        help="how faces are cropped (default: the checkpoint's; for .onnx files hopenet)",
+        help="how faces are cropped (default: the one the model records)",
     )
+    add_model_value_options(parser)
     parser.set_defaults(run=run_predict_command)

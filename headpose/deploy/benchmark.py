@@ -31,6 +31,8 @@ import torch
 
 from headpose.data.crop import PUBLISHED_CROP_PROTOCOL
 from headpose.deploy.export import build_runtimes, calibration_images
+from headpose.deploy.loading import load_model
+from headpose.deploy.metadata import ModelDescription
 from headpose.evaluation.evaluate import predict_stems
 from headpose.evaluation.metrics import mae_summary
 from headpose.inference.timing import measure_speed
@@ -42,10 +44,9 @@ from headpose.models.network import (
     build_model,
     count_parameters,
     fused_for_inference,
-    load_angles_model,
     pick_device,
 )
-from headpose.models.registry import Normalization, get_arch
+from headpose.models.registry import get_arch
 
 DEFAULT_ARCHS = ("resnet18", "mobilenet_v2", "shufflenet_v2_x1_0")
 LATENCY_KEY = "latency_ms_batch1"
@@ -70,19 +71,27 @@ def benchmark_backbone(
     calibration_count: int = 128,
     crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
 ) -> dict:
-    """Measure one backbone (from ``checkpoint``, or untrained with ``head``) in the three
-    runtimes; calibration and test crops follow ``crop_protocol``."""
+    """Measure one backbone (from ``checkpoint``, loaded by
+    :func:`headpose.deploy.loading.load_model`, or untrained with ``head``) in the three
+    runtimes; calibration and test crops follow ``crop_protocol``. The ONNX files it measures
+    carry the model's metadata."""
     device = pick_device()
     if checkpoint:
-        model, meta = load_angles_model(checkpoint, device=device)
-        arch, weights = meta["arch"], "trained"
-        image_size = image_size or meta["image_size"]
-        normalization = Normalization.from_meta(meta)
+        loaded = load_model(checkpoint, "torch", device, image_size=image_size)
+        model, description = loaded.model, loaded.description
+        arch, weights = loaded.meta["arch"], "trained"
     else:
         network = fused_for_inference(build_model(arch, default_head(head)))
         model = AnglesModel(network).to(device).eval()
-        weights, image_size = "untrained", image_size or 224
-        normalization = get_arch(arch).normalization
+        weights = "untrained"
+        description = ModelDescription(
+            image_size or 224,
+            get_arch(arch).normalization,
+            crop_protocol,
+            model.head.meta(),
+            arch,
+        )
+    image_size, normalization = description.image_size, description.normalization
     name = row_name(arch, model.head.name)
     file_stem = name.replace("/", "_").replace(" ", "_")
     onnx_path, int8_path = work_dir / f"{file_stem}.onnx", work_dir / f"{file_stem}_int8.onnx"
@@ -98,7 +107,7 @@ def benchmark_backbone(
         generator = torch.Generator().manual_seed(0)
         calibration = torch.randn(32, 3, image_size, image_size, generator=generator)
     functions = build_runtimes(
-        model, image_size, onnx_path, int8_path, calibration, device, torch.get_num_threads()
+        model, description, onnx_path, int8_path, calibration, device, torch.get_num_threads()
     )
     sizes_mb = {
         "torch_fp32": file_size_mb(checkpoint) if checkpoint else None,
@@ -209,6 +218,6 @@ def checkpoint_rows(paths: list[str]) -> dict[str, str]:
     """Row name -> path of each trained checkpoint (named by its arch and head)."""
     rows: dict[str, str] = {}
     for path in paths:
-        model, meta = load_angles_model(path)
-        rows[row_name(meta["arch"], model.head.name)] = path
+        loaded = load_model(path, "torch", "cpu")
+        rows[row_name(loaded.meta["arch"], loaded.model.head.name)] = path
     return rows

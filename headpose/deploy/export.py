@@ -1,11 +1,15 @@
 """Deployment files: ONNX and TorchScript export with parity checks, and int8 quantisation.
 
 Both exports hold the whole :class:`headpose.models.network.AnglesModel`: input ``image`` is a
-float batch ``(N, 3, S, S)`` of face crops, RGB, ImageNet-normalised (``(x / 255 - mean) / std``
-with the mean/std stored in the checkpoint meta); output ``angles_deg`` is ``(N, 3)``: yaw, pitch,
-roll in degrees (the head's conversion included: the bins' softmax expectation, or the 6D
-rotation's Gram-Schmidt and Euler decomposition). The batch axis is dynamic. So a deployment needs
-no post-processing beyond reading three numbers per face. Backbones that can be re-parameterised
+float batch ``(N, 3, S, S)`` of face crops, RGB, normalised as the backbone expects (``(x / 255
+- mean) / std`` with the mean/std stored in the checkpoint meta); output ``angles_deg`` is ``(N,
+3)``: yaw, pitch, roll in degrees (the head's conversion included: the bins' softmax
+expectation, or the 6D rotation's Gram-Schmidt and Euler decomposition). The batch axis is
+dynamic. So a deployment needs no post-processing beyond reading three numbers per face.
+Every ONNX file, fp32 and int8, describes itself: its ``metadata_props`` hold the input side,
+mean and std, the crop protocol, the head, the output's order and unit and the training run's
+fingerprint (:mod:`headpose.deploy.metadata`), which every reader uses
+(:func:`headpose.deploy.loading.load_model`). Backbones that can be re-parameterised
 (RepVGG, MobileOne) are exported fused (:func:`headpose.models.network.load_angles_model`), and
 the export stage also writes the fused checkpoint (``model_fused.pt``).
 
@@ -29,9 +33,16 @@ import numpy as np
 import onnx
 import torch
 
-from headpose.data.crop import trained_protocol
 from headpose.data.pipeline import evaluation_dataset, training_dataset
 from headpose.data.training_batches import training_images
+from headpose.deploy.metadata import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PRECISION_KEY,
+    PREFIX,
+    ModelDescription,
+    onnx_metadata,
+)
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_dataset
 from headpose.evaluation.metrics import mae_summary
@@ -46,10 +57,8 @@ from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import AnglesModel, load_angles_model
 from headpose.models.registry import Normalization
 
-INPUT_NAME = "image"
 # metrics/export.json has always called the PyTorch runtime "pytorch_fp32"
 METRIC_NAMES = {"torch_fp32": "pytorch_fp32"}
-OUTPUT_NAME = "angles_deg"
 ONNX_OPSET = 18  # the torch.export-based exporter's native opset; ORT 1.18+ runs it
 
 
@@ -57,9 +66,11 @@ def _example_batch(image_size: int, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
 
 
-def export_onnx(model: AnglesModel, image_size: int, path: str | os.PathLike) -> None:
-    """Write ``model`` (on the CPU) as a self-contained ONNX file with a dynamic batch axis."""
+def export_onnx(model: AnglesModel, path: str | os.PathLike, description: ModelDescription) -> None:
+    """Write ``model`` (on the CPU) as a self-contained ONNX file with a dynamic batch axis, its
+    input ``description.image_size`` pixels square, and ``description`` as its metadata."""
     model = model.cpu().eval()
+    image_size = description.image_size
     batch = torch.export.Dim("batch", min=1, max=4096)
     with atomic_path(path) as temp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -76,8 +87,18 @@ def export_onnx(model: AnglesModel, image_size: int, path: str | os.PathLike) ->
         )
         proto = program.model_proto
         drop_source_paths(proto)
+        set_metadata(proto, onnx_metadata(description))
         onnx.save(proto, str(temp))
         onnx.checker.check_model(str(temp))
+
+
+def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
+    """Set ``props`` in the model's ``metadata_props`` (replacing entries of the same keys)."""
+    kept = [entry for entry in model.metadata_props if entry.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
 
 
 # Node metadata holding the Python stack of each node: absolute paths of the checkout and of the
@@ -162,7 +183,7 @@ def quantize_onnx(
     """Quantise an exported fp32 ONNX model to static int8 for the CPU.
 
     ``calibration_images`` (normalised crops like the training inputs; a few hundred are plenty)
-    fix the activation ranges.
+    fix the activation ranges. The int8 file carries the fp32 file's metadata, marked ``int8``.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -176,6 +197,7 @@ def quantize_onnx(
         # The exporter's stored shapes of the head weights trip the quantisers' re-inference
         # ("Inferred shape and existing shape differ"): drop them, let ORT re-infer.
         plain = onnx.load(str(fp32_path))
+        recorded = {entry.key: entry.value for entry in plain.metadata_props}
         del plain.graph.value_info[:]
         plain_path = Path(work) / "plain.onnx"
         onnx.save(plain, str(plain_path))
@@ -194,6 +216,14 @@ def quantize_onnx(
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=head_conversion_nodes(onnx.load(str(prepared))),
         )
+        quantised = onnx.load(str(temp))
+        set_metadata(quantised, {**recorded, **int8_metadata(recorded)})
+        onnx.save(quantised, str(temp))
+
+
+def int8_metadata(recorded: dict[str, str]) -> dict[str, str]:
+    """The metadata entries that change when a file with metadata ``recorded`` is quantised."""
+    return {PRECISION_KEY: '"int8"'} if any(key.startswith(PREFIX) for key in recorded) else {}
 
 
 NETWORK_CLASS = "headpose.models.network.HeadPoseNet"
@@ -227,17 +257,18 @@ RUNTIME_NAMES = ("torch_fp32", "onnx_fp32", "onnx_int8")
 
 def build_runtimes(
     model: AnglesModel,
-    image_size: int,
+    description: ModelDescription,
     onnx_path: str | os.PathLike,
     int8_path: str | os.PathLike,
     calibration: torch.Tensor,
     device: torch.device | str = "cpu",
     threads: int | None = None,
 ) -> dict[str, AngleFunction]:
-    """Export ``model`` to ``onnx_path``, quantise that to ``int8_path``, and return the three
-    runtimes (:data:`RUNTIME_NAMES`): PyTorch fp32 on ``device``, ONNX Runtime fp32 and int8 on
-    the CPU (``threads`` intra-op threads; None: ONNX Runtime's choice)."""
-    export_onnx(model, image_size, onnx_path)  # moves the model to the CPU
+    """Export ``model`` (described by ``description``) to ``onnx_path``, quantise that to
+    ``int8_path``, and return the three runtimes (:data:`RUNTIME_NAMES`): PyTorch fp32 on
+    ``device``, ONNX Runtime fp32 and int8 on the CPU (``threads`` intra-op threads; None: ONNX
+    Runtime's choice)."""
+    export_onnx(model, onnx_path, description)  # moves the model to the CPU
     model.to(device)
     quantize_onnx(onnx_path, int8_path, calibration)
     return {
@@ -265,9 +296,9 @@ def export_for_deployment(
     ``crop_protocol`` (default: the one the checkpoint was trained on).
     """
     model, meta = load_angles_model(checkpoint)
-    image_size = meta["image_size"]
-    protocol = crop_protocol or trained_protocol(meta)
-    normalization = Normalization.from_meta(meta)
+    description = ModelDescription.from_meta(meta)
+    image_size, normalization = description.image_size, description.normalization
+    protocol = crop_protocol or description.crop_protocol
     calibration = calibration_images(
         calibration_stems,
         image_size,
@@ -279,7 +310,7 @@ def export_for_deployment(
     test_set = evaluation_dataset(test_stems, image_size, protocol, workers)
     with atomic_directory(out_dir) as temp:
         functions = build_runtimes(
-            model, image_size, temp / "model.onnx", temp / "model_int8.onnx", calibration
+            model, description, temp / "model.onnx", temp / "model_int8.onnx", calibration
         )
         runs = {
             name: predict_dataset(function, test_set, normalization=normalization)
@@ -316,7 +347,7 @@ def export_file(
     return its meta and, for ONNX, the largest |PyTorch - ONNX Runtime| angle on random inputs."""
     model, meta = load_angles_model(checkpoint)
     if file_format == "onnx":
-        export_onnx(model, meta["image_size"], out)
+        export_onnx(model, out, ModelDescription.from_meta(meta))
         return meta, max_parity_error_deg(model, out, _example_batch(meta["image_size"], 4))
     export_torchscript(model, meta["image_size"], out)
     return meta, None

@@ -1,0 +1,239 @@
+"""What a model file says about itself: the description every reader of a model needs.
+
+A :class:`ModelDescription` is what it takes to feed a model and read its answer: the input side,
+the normalisation (``(x / 255 - mean) / std`` on RGB), the crop protocol it was trained on, its
+head, and where it came from (arch, the training run's fingerprint). A checkpoint's meta holds
+it (:meth:`ModelDescription.from_meta`); an exported ONNX file carries it in its
+``metadata_props`` (:func:`onnx_metadata`, written by :mod:`headpose.deploy.export`), one
+JSON value under each :data:`ONNX_KEYS` key::
+
+    headpose.metadata_version  1
+    headpose.image_size        64                      input (N, 3, S, S), S pixels
+    headpose.mean              [0.5, 0.5, 0.5]         RGB, of x / 255
+    headpose.std               [0.5, 0.5, 0.5]
+    headpose.crop_protocol     "hopenet"               the crop it was trained on
+    headpose.input             {"name": "image", "layout": "NCHW", "channels": "RGB", ...}
+    headpose.output            {"name": "angles_deg", "order": ["yaw", "pitch", "roll"], ...}
+    headpose.head              {"head": "bins", "num_bins": 66, ...}
+    headpose.arch              "timm/..."
+    headpose.training_fingerprint  "ab12..." or null (not trained by this project's pipeline)
+    headpose.precision         "fp32" or "int8"
+
+:func:`describe_onnx` reads it back. A file exported elsewhere carries none of it: the values it
+needs (``mean``, ``std``, ``crop_protocol``, and ``image_size`` when its input side is not fixed)
+must be given explicitly, else one line names those missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from headpose.data.crop import check_protocol_name, trained_protocol
+from headpose.errors import HeadposeError
+from headpose.geometry import ANGLE_NAMES
+from headpose.models.heads import head_from_meta
+from headpose.models.registry import Normalization
+from headpose.params import IMAGE_SIZE_RANGE_PX
+
+PREFIX = "headpose."
+PRECISION_KEY = PREFIX + "precision"
+METADATA_VERSION = 1
+INPUT_NAME = "image"
+OUTPUT_NAME = "angles_deg"
+INPUT = {
+    "name": INPUT_NAME,
+    "layout": "NCHW",
+    "channels": "RGB",
+    "dtype": "float32",
+    "transform": "(x / 255 - mean) / std",
+}
+OUTPUT = {
+    "name": OUTPUT_NAME,
+    "shape": ["N", 3],
+    "order": list(ANGLE_NAMES),
+    "unit": "degrees",
+    "convention": "3DDFA (300W_LP, AFLW2000); see docs/conventions.md",
+}
+# The values a reader needs to feed a model, in the order messages name them.
+REQUIRED = ("image_size", "mean", "std", "crop_protocol")
+ONNX_KEYS = (
+    "metadata_version",
+    *REQUIRED,
+    "input",
+    "output",
+    "head",
+    "arch",
+    "training_fingerprint",
+    "precision",
+)
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """How to feed a model and what it answers (see the module docstring)."""
+
+    image_size: int
+    normalization: Normalization
+    crop_protocol: str
+    head: dict | None = None
+    arch: str | None = None
+    training_fingerprint: str | None = None
+    precision: str = "fp32"
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> ModelDescription:
+        """The description a (validated) checkpoint meta holds."""
+        return cls(
+            image_size=int(meta["image_size"]),
+            normalization=Normalization.from_meta(meta),
+            crop_protocol=trained_protocol(meta),
+            head=head_from_meta(meta).meta(),
+            arch=meta.get("arch"),
+            training_fingerprint=meta.get("fingerprint"),
+        )
+
+    def values(self) -> dict[str, Any]:
+        """Every :data:`ONNX_KEYS` key's value (plain JSON types)."""
+        return {
+            "metadata_version": METADATA_VERSION,
+            "image_size": self.image_size,
+            "mean": list(self.normalization.mean),
+            "std": list(self.normalization.std),
+            "crop_protocol": self.crop_protocol,
+            "input": INPUT,
+            "output": OUTPUT,
+            "head": self.head,
+            "arch": self.arch,
+            "training_fingerprint": self.training_fingerprint,
+            "precision": self.precision,
+        }
+
+
+def onnx_metadata(description: ModelDescription) -> dict[str, str]:
+    """The ``metadata_props`` of an exported file: ``headpose.<key>`` -> JSON value."""
+    return {
+        PREFIX + key: json.dumps(value, sort_keys=True)
+        for key, value in description.values().items()
+    }
+
+
+def _three_numbers(value: Any, positive: bool) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+        and (not positive or min(value) > 0)
+    )
+
+
+def check_values(values: dict[str, Any], source: str) -> None:
+    """Refuse, in one line naming ``source`` and the key, a value of :data:`REQUIRED` that is
+    out of range (values absent from ``values`` are not checked)."""
+    low, high = IMAGE_SIZE_RANGE_PX
+    size = values.get("image_size")
+    if size is not None and not (
+        isinstance(size, int) and not isinstance(size, bool) and low <= size <= high
+    ):
+        raise HeadposeError(f"{source}: image_size {size!r}; expected an integer {low} to {high}")
+    for key in ("mean", "std"):
+        if values.get(key) is not None and not _three_numbers(values[key], key == "std"):
+            raise HeadposeError(
+                f"{source}: {key} {values[key]!r}; expected 3 finite numbers (R, G, B)"
+                + (", all positive" if key == "std" else "")
+            )
+    if values.get("crop_protocol") is not None:
+        check_protocol_name(values["crop_protocol"], f"{source}: crop_protocol")
+
+
+def read_onnx_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
+    """The ``headpose.*`` values of a file's ``metadata_props`` (decoded JSON); a value that is
+    no JSON, or of a newer metadata version, is refused naming ``source``."""
+    values = {}
+    for key, text in props.items():
+        if not key.startswith(PREFIX):
+            continue
+        try:
+            values[key[len(PREFIX) :]] = json.loads(text)
+        except ValueError:
+            raise HeadposeError(f"{source}: metadata {key} is not JSON: {text[:60]!r}") from None
+    version = values.get("metadata_version", METADATA_VERSION)
+    if not isinstance(version, int) or version > METADATA_VERSION:
+        raise HeadposeError(
+            f"{source}: headpose metadata version {version!r}, written by a newer headpose; this "
+            f"one reads up to {METADATA_VERSION}"
+        )
+    check_values(values, source)
+    return values
+
+
+def describe(
+    recorded: dict[str, Any],
+    source: str,
+    *,
+    image_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    crop_protocol: str | None = None,
+    input_side: int | None = None,
+) -> ModelDescription:
+    """The description of a model from what its file records (``recorded``: the values of
+    :data:`ONNX_KEYS`, possibly none) and the values given explicitly.
+
+    A given ``crop_protocol`` replaces the recorded one (a deliberate choice, as for a
+    checkpoint); given ``mean``, ``std`` or ``image_size`` must agree with recorded ones (and
+    ``image_size`` with the file's fixed ``input_side``). Values neither recorded nor given are
+    refused in one line naming them all.
+    """
+    given = {
+        "image_size": image_size,
+        "mean": None if mean is None else [float(v) for v in mean],
+        "std": None if std is None else [float(v) for v in std],
+        "crop_protocol": crop_protocol,
+    }
+    check_values(given, f"{source} (given)")
+    known = {"image_size": input_side, **{k: v for k, v in recorded.items() if v is not None}}
+    for key in ("image_size", "mean", "std"):
+        recorded_value = known.get(key)
+        if None not in (given[key], recorded_value) and not _same(given[key], recorded_value):
+            raise HeadposeError(
+                f"{source} records {key} {recorded_value}; {given[key]} was given (leave it out)"
+            )
+    values = {**known, **{k: v for k, v in given.items() if v is not None}}
+    missing = [key for key in REQUIRED if values.get(key) is None]
+    if missing:
+        what = (
+            "records no headpose metadata" if not recorded else "records no " + ", ".join(missing)
+        )
+        raise HeadposeError(
+            f"{source} {what} (exported elsewhere?): give its {', '.join(missing)} explicitly "
+            "(Python: headpose.load(..., " + ", ".join(f"{key}=" for key in missing) + "); "
+            "headpose predict/evaluate: " + ", ".join(_flag(key) for key in missing) + ")"
+        )
+    return ModelDescription(
+        image_size=int(values["image_size"]),
+        normalization=Normalization(tuple(values["mean"]), tuple(values["std"])),
+        crop_protocol=values["crop_protocol"],
+        head=values.get("head"),
+        arch=values.get("arch"),
+        training_fingerprint=values.get("training_fingerprint"),
+        precision=values.get("precision") or "fp32",
+    )
+
+
+def _same(first: Any, second: Any) -> bool:
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(
+            math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+            for a, b in zip(first, second, strict=True)
+        )
+    return first == second
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
