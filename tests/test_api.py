@@ -22,9 +22,9 @@ from model_fixtures import write_checkpoint
 import headpose
 from headpose.app.detect import FaceBox
 from headpose.deploy.export import quantize_onnx
-from headpose.deploy.metadata import ONNX_KEYS, PREFIX
 from headpose.errors import HeadposeError
 from headpose.inference.batches import crop_angles
+from headpose.inference.metadata import ONNX_KEYS, PREFIX
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import build_model

@@ -181,7 +181,7 @@ def test_export_command_and_its_errors(tmp_path, exported, capsys):
 EXPORT_SCRIPT = """
 import sys, torch
 from headpose.deploy.export import export_onnx, quantize_onnx
-from headpose.deploy.metadata import ModelDescription
+from headpose.inference.metadata import ModelDescription
 from headpose.models.bins import Bins
 from headpose.models.network import AnglesModel, build_model
 from headpose.models.registry import IMAGENET

@@ -15,7 +15,6 @@ from headpose.cli import main as headpose_main
 from headpose.data.crop import evaluation_crop, evaluation_rectangle
 from headpose.data.framing import FramingDraw, reframe
 from headpose.deploy.export import export_onnx
-from headpose.deploy.metadata import ModelDescription
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
 from headpose.evaluation.framing_sweep import (
@@ -29,6 +28,7 @@ from headpose.evaluation.framing_sweep import (
     sweep_conditions,
 )
 from headpose.evaluation.protocol import evaluation_stems
+from headpose.inference.metadata import ModelDescription
 from headpose.inference.runtime import torch_angle_function
 from headpose.models.network import load_angles_model
 from headpose.models.registry import IMAGENET

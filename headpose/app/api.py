@@ -46,9 +46,9 @@ from headpose.app.detect import (
 )
 from headpose.data.crop import Box, from_pixel_coordinates, prediction_crop
 from headpose.deploy.loading import LoadedModel, load_model
-from headpose.deploy.metadata import ModelDescription
 from headpose.errors import HeadposeError
 from headpose.inference.batches import crop_angles
+from headpose.inference.metadata import ModelDescription
 from headpose.io.files import file_problem
 from headpose.io.formats import decode_rgb
 from headpose.models.registry import Normalization

@@ -1,2 +1,3 @@
-"""Deployment: ONNX/TorchScript export with int8 quantisation, and the backbone benchmark (the
+"""Deployment: ONNX/TorchScript export with int8 quantisation (ONNX files carry their
+metadata), loading a checkpoint or an ONNX file to predict with, and the backbone benchmark (the
 runtimes they use are in :mod:`headpose.inference`)."""

@@ -32,9 +32,9 @@ import torch
 from headpose.data.crop import PUBLISHED_CROP_PROTOCOL
 from headpose.deploy.export import build_runtimes, calibration_images
 from headpose.deploy.loading import load_model
-from headpose.deploy.metadata import ModelDescription
 from headpose.evaluation.evaluate import predict_stems
 from headpose.evaluation.metrics import mae_summary
+from headpose.inference.metadata import ModelDescription
 from headpose.inference.timing import measure_speed
 from headpose.io.files import file_size_mb
 from headpose.io.formats import read_list

@@ -8,7 +8,7 @@ expectation, or the 6D rotation's Gram-Schmidt and Euler decomposition). The bat
 dynamic. So a deployment needs no post-processing beyond reading three numbers per face.
 Every ONNX file, fp32 and int8, describes itself: its ``metadata_props`` hold the input side,
 mean and std, the crop protocol, the head, the output's order and unit and the training run's
-fingerprint (:mod:`headpose.deploy.metadata`), which every reader uses
+fingerprint (:mod:`headpose.inference.metadata`), which every reader uses
 (:func:`headpose.deploy.loading.load_model`). Backbones that can be re-parameterised
 (RepVGG, MobileOne) are exported fused (:func:`headpose.models.network.load_angles_model`), and
 the export stage also writes the fused checkpoint (``model_fused.pt``).
@@ -35,7 +35,10 @@ import torch
 
 from headpose.data.pipeline import evaluation_dataset, training_dataset
 from headpose.data.training_batches import training_images
-from headpose.deploy.metadata import (
+from headpose.errors import HeadposeError
+from headpose.evaluation.evaluate import predict_dataset
+from headpose.evaluation.metrics import mae_summary
+from headpose.inference.metadata import (
     INPUT_NAME,
     OUTPUT_NAME,
     PRECISION_KEY,
@@ -43,9 +46,6 @@ from headpose.deploy.metadata import (
     ModelDescription,
     onnx_metadata,
 )
-from headpose.errors import HeadposeError
-from headpose.evaluation.evaluate import predict_dataset
-from headpose.evaluation.metrics import mae_summary
 from headpose.inference.runtime import (
     AngleFunction,
     onnx_angle_function,

@@ -4,14 +4,14 @@
 :mod:`headpose.app.api`, ``headpose predict``, ``headpose evaluate --framing-sweep`` and
 ``headpose benchmark``): it returns a :class:`LoadedModel`, the model as an
 :data:`~headpose.inference.runtime.AngleFunction` (normalised crops to degrees) with its
-:class:`~headpose.deploy.metadata.ModelDescription` (input side, normalisation, crop protocol,
+:class:`~headpose.inference.metadata.ModelDescription` (input side, normalisation, crop protocol,
 head, fingerprint) and where it runs.
 
 The runtime is chosen as the command line chooses it: ``auto`` runs an ``.onnx`` file in ONNX
 Runtime and a checkpoint in PyTorch; ``onnx`` on a checkpoint exports it (fp32, with its
 metadata) and runs the export. PyTorch runs on ``device`` (default: CUDA when available, else the
 CPU), ONNX Runtime on the CPU. A checkpoint describes itself through its meta, an ONNX file
-through the metadata the export wrote (:mod:`headpose.deploy.metadata`); one exported elsewhere
+through the metadata the export wrote (:mod:`headpose.inference.metadata`); one exported elsewhere
 needs its values given.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from headpose.deploy.export import export_onnx
-from headpose.deploy.metadata import ModelDescription, describe, read_onnx_metadata
 from headpose.errors import HeadposeError
+from headpose.inference.metadata import ModelDescription, describe, read_onnx_metadata
 from headpose.inference.runtime import (
     AngleFunction,
     onnx_angle_function,

@@ -1,4 +1,6 @@
 """Inference: the building blocks every use of a model shares, below evaluation, training and
 deployment: a model (PyTorch or ONNX Runtime) as a function from normalised crops to degrees
 (:mod:`~headpose.inference.runtime`), its predictions over batches of crops
-(:mod:`~headpose.inference.batches`), and its speed (:mod:`~headpose.inference.timing`)."""
+(:mod:`~headpose.inference.batches`), what a model file says about how to feed it (a
+checkpoint's meta, an ONNX file's metadata: :mod:`~headpose.inference.metadata`), and its speed
+(:mod:`~headpose.inference.timing`)."""
