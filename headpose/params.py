@@ -117,8 +117,8 @@ _NAME = Rule(str, lambda v: bool(v.strip()), "a non-empty name")
 
 _FRAME_LIST = Rule(
     str,
-    lambda v: v == "none" or bool(SAFE_PATH.fullmatch(v)),
-    "none, or the path of a frame list (letters, digits and _ . , + = @ / : - only)",
+    lambda v: v in ("none", "detector") or bool(SAFE_PATH.fullmatch(v)),
+    "none, detector, or the path of a frame list (letters, digits and _ . , + = @ / : - only)",
 )
 TEST_SET_SCHEMA: dict[str, Rule] = {"data": _DATASET, "frame_list": _FRAME_LIST}
 TEST_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -141,6 +141,7 @@ SCHEMA: dict[str, Rule] = {
     "train_data": _DATASET,
     "test_data": _DATASET,
     "test_sets": Rule(dict, None, "a mapping of test-set names to {data, frame_list}"),
+    "held_out_sequences": _integer(0, 23),  # BIWI protocol 2: sequences of train_data tested on
     "max_angle": _number(0, 180, low_open=True),
     "val_fraction": Rule(
         (int, float), lambda v: 0 < v < 1, "a number in (0, 1): training validates every epoch"

@@ -21,6 +21,8 @@ import argparse
 import hashlib
 import sys
 
+from headpose.app.detect import DEFAULT_DETECTOR, make_detector
+from headpose.datasets.biwi import DETECTOR_FRAME_LIST
 from headpose.errors import exit_on_error
 from headpose.evaluation.evaluate import (
     evaluate,
@@ -43,7 +45,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--test-list", help="test sample list")
     source.add_argument("--data", help="a test set of any dataset format (test_sets.<name>.data)")
-    parser.add_argument("--frame-list", default="none", help="BIWI frame list, or none")
+    parser.add_argument(
+        "--frame-list", default="none", help="BIWI frame list, none, or detector (face boxes)"
+    )
+    parser.add_argument(
+        "--detector-model",
+        help="with --frame-list detector: a local YuNet model file instead of the cached download",
+    )
     parser.add_argument("--metrics", required=True, help="metrics JSON")
     parser.add_argument("--per-image", required=True, help="per-image CSV")
     parser.add_argument("--plots", required=True, help="folder of the error plots")
@@ -63,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     skipped: list = []
     if args.data:
         frame_list = None if args.frame_list == "none" else args.frame_list
-        stems, skipped = evaluation_stems(args.data, params["max_angle"], frame_list)
+        detect = None
+        if frame_list == DETECTOR_FRAME_LIST:
+            detector = make_detector(DEFAULT_DETECTOR, args.detector_model)
+            detect = lambda image: [face.box for face in detector.detect(image)]  # noqa: E731
+        stems, skipped = evaluation_stems(args.data, params["max_angle"], frame_list, detect)
         source = args.data
         print(f"{args.data}: {len(stems)} samples, {len(skipped)} skipped", file=sys.stderr)
     else:

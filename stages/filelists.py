@@ -1,8 +1,8 @@
 """Stage ``filelists``: scan and check the datasets, write train/val/test lists.
 
-Reads the ``max_angle``, ``val_fraction``, ``seed`` and ``workers`` params and the two dataset
-folders (the ``train_data`` / ``test_data`` params, passed on dvc.yaml's ``cmd``); writes the list
-folder and the metrics.
+Reads the ``max_angle``, ``val_fraction``, ``seed``, ``workers`` and ``held_out_sequences``
+(BIWI protocol 2) params and the two dataset folders (the ``train_data`` / ``test_data``
+params, passed on dvc.yaml's ``cmd``); writes the list folder and the metrics.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         val_fraction=params["val_fraction"],
         seed=params["seed"],
         workers=params["workers"],
+        held_out_sequences=params["held_out_sequences"],
     )
     write_filelists(lists, args.out)
     write_json(args.metrics, lists.metrics)

@@ -10,11 +10,11 @@ import re
 import shlex
 import shutil
 from pathlib import Path
-from typing import ClassVar
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from cli_fixtures import run_cli
 from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
@@ -73,12 +73,21 @@ def test_evaluate_takes_an_fsa_net_npz_and_refuses_a_frame_list_for_it(
     assert "a frame list applies to BIWI folders, not biwi_npz" in capsys.readouterr().err
 
 
-def test_a_format_without_landmarks_is_not_trained_on(biwi_sample_dir, tmp_path):
-    entry = f"{(biwi_sample_dir / 'hpdb').as_posix()}/01/frame_00003"
+def test_a_stored_box_sample_trains_on_its_box_as_it_is_evaluated(biwi_sample_dir):
     from headpose.data.pipeline import training_dataset
+    from headpose.data.training_batches import augmented_crops
 
-    with pytest.raises(HeadposeError, match="biwi samples cannot be trained on"):
-        training_dataset([entry, entry], 32, "hopenet", workers=1)
+    entry = f"{(biwi_sample_dir / 'hpdb').as_posix()}/01/frame_00003@270,177,146,180"
+    regions = training_dataset([entry] * 8, 64, "hopenet", seed=3, workers=1)
+    assert np.array_equal(regions.crops.regions[0], [270, 177, 416, 357])
+    batch = regions[list(range(8))]
+    plain = ~(batch.flipped | batch.blurred)
+    assert plain.any()
+    crops = augmented_crops(batch, 64, "hopenet", torch.device("cpu"))[plain]
+    evaluation = torch.as_tensor(evaluation_dataset([entry], 64, "hopenet", workers=1)[0][0])
+    expected = evaluation.permute(2, 0, 1).float().expand_as(crops)
+    # the same box, resampled once more from the cached region: equal up to interpolation
+    assert (crops - expected).abs().mean() < 4.0
 
 
 # --- A format added in one place ----------------------------------------------------------------
@@ -91,7 +100,6 @@ class PngJsonFormat(DatasetFormat):
 
     name = "png_json_test"
     description = "NAME.png + NAME.pose.json"
-    trainable: ClassVar[bool] = True
 
     @classmethod
     def recognises(cls, root: Path) -> bool:

@@ -26,6 +26,7 @@ from headpose.data.crop import evaluation_rectangle, face_box
 from headpose.data.framing import FRAMING_NAMES, NO_FRAMING, FramingAugmentation, face_framing
 from headpose.data.training_draws import draw_item
 from headpose.datasets.analyze import percentile_summary
+from headpose.datasets.registry import format_of
 from headpose.io.formats import sample_header
 from headpose.io.parallel import map_with_progress
 
@@ -90,6 +91,12 @@ def evaluation_framing(
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
 
 
+def landmark_samples(stems: list[str]) -> list[str]:
+    """The samples framed by landmarks (a stored-box sample, BIWI's or an ``.npz``'s, has no
+    face box the framing could be measured against)."""
+    return [stem for stem in stems if not format_of(stem).stores_crop_box]
+
+
 def measure_framing(
     training_lists: dict[str, list[str]],
     test_stems: list[str],
@@ -98,14 +105,22 @@ def measure_framing(
     framing: FramingAugmentation,
     seed: int,
     workers: int = 0,
-) -> dict[str, dict[str, np.ndarray]]:
-    """{dataset: {"protocol"|"used": (N, 3) framing}} for each training list and "test"."""
+) -> dict[str, dict[str, np.ndarray]] | None:
+    """{dataset: {"protocol"|"used": (N, 3) framing}} for each training list and "test", of
+    their landmark samples (:func:`landmark_samples`); None when a list has none."""
+    lists = {**training_lists, "test": test_stems}
+    lists = {name: landmark_samples(stems) for name, stems in lists.items()}
+    if not all(lists.values()):
+        return None
     measured: dict[str, dict[str, np.ndarray]] = {}
     augmentations = (NO_FRAMING, framing) if framing.enabled else (NO_FRAMING,)
-    for name, stems in training_lists.items():
+    for name, stems in lists.items():
+        if name == "test":
+            used = evaluation_framing(stems, image_size, protocol, seed, workers)
+            measured[name] = {"used": used}
+            continue
         tables = training_framing(stems, image_size, protocol, augmentations, seed, workers)
         measured[name] = {"protocol": tables[0], "used": tables[-1]}
-    measured["test"] = {"used": evaluation_framing(test_stems, image_size, protocol, seed, workers)}
     return measured
 
 

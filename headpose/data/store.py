@@ -88,7 +88,7 @@ from headpose.data.crop import (
     training_region,
 )
 from headpose.data.framing import context_bounds
-from headpose.datasets.registry import format_of, read_sample, sample_digest
+from headpose.datasets.registry import read_sample, sample_digest
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json
 from headpose.io.parallel import imap_with_progress, map_with_progress
@@ -265,19 +265,20 @@ def prepare_sample(
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Decode one sample ``(entry, spec)`` into (stored images: the crop or training region,
     then its context when the spec has one; face box, region, angles). A sample whose format
-    stores its final crop box (BIWI, FSA-Net ``.npz``) is cropped to that box; it has no
-    landmarks for the training crops."""
+    stores its final crop box (BIWI, FSA-Net ``.npz``) is cropped to that box, for training as
+    for evaluation."""
     stem, spec = task
     image, labels = read_sample(stem)  # validated by its format: bounded image and box
     angles = np.asarray(labels.angles_deg, dtype=np.float32)
     if labels.crop_box is not None:
-        if spec.purpose == "train":
-            raise HeadposeError(
-                f"{stem}: {format_of(stem).name} samples cannot be trained on (training crops "
-                "need landmarks: 300W_LP-format data)"
-            )
+        # The stored box is the final crop: its face box and its region (a training crop of it
+        # is the box itself, headpose.data.training_draws).
         box = np.asarray(labels.crop_box, dtype=np.float64)
-        return [box_crop(image, labels.crop_box, spec.side)], box, box.copy(), angles
+        stored = [box_crop(image, labels.crop_box, spec.side)]
+        if spec.has_context:
+            bounds = context_bounds(tuple(int(edge) for edge in box), spec.context_extent)
+            stored.append(resize_square(cut(image, bounds), spec.side))
+        return stored, box, box.copy(), angles
     annotation = labels.annotation
     box = face_box(annotation, spec.protocol)
     if spec.purpose == "train":

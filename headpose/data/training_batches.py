@@ -43,6 +43,7 @@ from headpose.data.crop import Box
 from headpose.data.framing import NO_FRAMING, FramingAugmentation, context_bounds
 from headpose.data.store import PreparedCrops
 from headpose.data.training_draws import ItemDraw, draw_item
+from headpose.datasets.registry import format_of
 from headpose.geometry import flip_angles
 from headpose.models.registry import Normalization
 
@@ -111,6 +112,8 @@ class TrainingRegions(Dataset):
         self.protocol = crops.spec.protocol
         self.seed = seed
         self.framing = framing
+        # Samples whose dataset stores their final crop box are trained on that box.
+        self.stored_box = [format_of(stem).stores_crop_box for stem in crops.stems]
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @property
@@ -127,7 +130,12 @@ class TrainingRegions(Dataset):
         """Item ``index``'s random choices this epoch (:func:`draw_item`)."""
         face_box = tuple(float(v) for v in self.crops.face_boxes[index])
         return draw_item(
-            (self.seed, self.epoch, index), face_box, self.image_size, self.protocol, self.framing
+            (self.seed, self.epoch, index),
+            face_box,
+            self.image_size,
+            self.protocol,
+            self.framing,
+            self.stored_box[index],
         )
 
     def __getitem__(self, indices: list[int]) -> RegionBatch:

@@ -39,13 +39,20 @@ def draw_item(
     image_size: int,
     protocol: str,
     framing: FramingAugmentation,
+    stored_box: bool = False,
 ) -> ItemDraw:
     """The random choices of one training crop of ``face_box`` (the protocol's tight box), from
     a generator seeded by ``seed`` ((train seed, epoch, index) in training): the protocol's k
-    and offset, the flip, the blur, then the framing augmentation's draws."""
+    and offset, the flip, the blur, then the framing augmentation's draws. A ``stored_box``
+    sample (BIWI, an FSA-Net ``.npz``: ``face_box`` is the dataset's final crop) is cropped to
+    its box exactly, as it is evaluated; the protocol's draws are made all the same, so the
+    later ones come from the same places of the stream."""
     rng = np.random.default_rng(seed)
     choice = draw_training_crop(rng, protocol)
-    rectangle = training_rectangle(face_box, choice, image_size, protocol)
+    if stored_box:
+        rectangle = face_box
+    else:
+        rectangle = training_rectangle(face_box, choice, image_size, protocol)
     flipped = bool(rng.random() < FLIP_PROBABILITY)
     blurred = bool(rng.random() < BLUR_PROBABILITY)
     framing_draw = draw_framing(rng, framing)

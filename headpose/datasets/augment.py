@@ -34,6 +34,7 @@ import numpy as np
 from headpose.datasets.filelists import angles_table_text, list_text, skipped_table_text
 from headpose.datasets.mat import sample_path
 from headpose.datasets.naming import rotated_name
+from headpose.datasets.registry import format_of
 from headpose.errors import HeadposeError
 from headpose.geometry import (
     apply_affine,
@@ -202,7 +203,10 @@ def build_augmentation(
     ``skipped.tsv``. With ``enabled`` false or ``fraction`` 0 only the list of originals."""
     if not train:
         raise HeadposeError("the train list is empty: nothing to augment")
-    chosen = choose_samples(train, fraction, seed) if enabled else []
+    # Only landmark samples can be rotated with exact labels (a stored crop box, BIWI's, would
+    # not stay a box); the others are trained on as they are.
+    rotatable = [sample for sample in train if not format_of(sample).stores_crop_box]
+    chosen = choose_samples(rotatable, fraction, seed) if enabled else []
     final_folder = Path(output_folder).as_posix()
     with atomic_directory(output_folder) as temp:
         tasks = [
@@ -236,4 +240,6 @@ def build_augmentation(
         "rotated_skipped": len(skipped),
         "combined": len(combined),
     }
+    if len(rotatable) < len(train):
+        metrics["not_rotatable"] = len(train) - len(rotatable)
     return Augmentation(combined, written, skipped, metrics)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -61,6 +62,11 @@ FRAME_FILE = re.compile(r"frame_(\d{5})_rgb\.png")
 # Without a frame list: the box around the projected head centre, in millimetres at its depth
 # (the protocol-1 box of sequence 01, frame 00003: 146 x 180 px at 881 mm, f = 517.7 px).
 PROJECTED_BOX_MM = (248.0, 306.0)
+# Detector boxes (a test set's frame_list: detector): each detection enlarged as FSA-Net enlarged
+# its MTCNN boxes for protocol 1, by this share of its width left and right and of its height
+# above and below.
+DETECTION_MARGIN = 0.4
+DETECTOR_FRAME_LIST = "detector"  # a frame_list value: boxes from the project's face detector
 ROTATION_TOLERANCE = 1e-3  # |M M^T - I| and |det M - 1| of six-digit matrices stay below it
 
 
@@ -200,6 +206,53 @@ def projected_box(centre_mm: np.ndarray, calibration: Calibration) -> tuple[int,
     width = PROJECTED_BOX_MM[0] * calibration.intrinsics[0, 0] / depth
     height = PROJECTED_BOX_MM[1] * calibration.intrinsics[1, 1] / depth
     return round(u - width / 2), round(v - height / 2), round(width), round(height)
+
+
+def head_centre_px(entry: str) -> tuple[float, float]:
+    """The head centre of an entry's frame projected into its RGB image (pixels)."""
+    match = _parse(entry)
+    _, centre = read_pose_file(match["frame"] + POSE_SUFFIX)
+    return _calibration(str(Path(match["frame"]).parent)).project(centre)
+
+
+def detection_crop_box(
+    detection: tuple[float, float, float, float], image_wh: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of a detected face box ``(x0, y0, x1, y1)`` enlarged by
+    :data:`DETECTION_MARGIN` on each side (FSA-Net's protocol-1 enlargement), truncated to whole
+    pixels and clipped to the image."""
+    x0, y0, x1, y1 = detection
+    width, height = x1 - x0, y1 - y0
+    left = min(max(int(x0 - DETECTION_MARGIN * width), 0), image_wh[0] - 1)
+    top = min(max(int(y0 - DETECTION_MARGIN * height), 0), image_wh[1] - 1)
+    right = min(max(int(x1 + DETECTION_MARGIN * width), 0), image_wh[0] - 1)
+    bottom = min(max(int(y1 + DETECTION_MARGIN * height), 0), image_wh[1] - 1)
+    return left, top, right - left + 1, bottom - top + 1
+
+
+def detected_entries(
+    entries: list[str], detect: Callable[[np.ndarray], list[tuple[float, float, float, float]]]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Entries boxed by a face detector instead of a frame list: ``detect`` (RGB image -> face
+    boxes ``(x0, y0, x1, y1)``) runs on every frame; of the faces whose box holds the projected
+    head centre (the calibration says where the annotated head is), the one whose centre is
+    nearest it is kept, enlarged by :func:`detection_crop_box`. Returns (boxed entries, frames
+    left out with the reason): the frame set is the detector's, not protocol 1's."""
+    boxed, missed = [], []
+    for entry in entries:
+        frame = _parse(entry)["frame"]
+        image = read_image(frame + RGB_SUFFIX)
+        u, v = head_centre_px(entry)
+        holding = [box for box in detect(image) if box[0] <= u <= box[2] and box[1] <= v <= box[3]]
+        if not holding:
+            missed.append((entry, "no detected face holds the projected head centre"))
+            continue
+        nearest = min(
+            holding, key=lambda b: math.hypot((b[0] + b[2]) / 2 - u, (b[1] + b[3]) / 2 - v)
+        )
+        x, y, width, height = detection_crop_box(nearest, (image.shape[1], image.shape[0]))
+        boxed.append(f"{frame}@{x},{y},{width},{height}")
+    return boxed, missed
 
 
 def read_frame_list(path: str | Path) -> dict[str, tuple[int, int, int, int]]:
@@ -371,6 +424,10 @@ class FormatBIWI(DatasetFormat):
             except OSError as error:
                 raise HeadposeError(f"{name}: cannot read sample file ({error.strerror})") from None
         return digest.hexdigest()
+
+    @classmethod
+    def sequence(cls, entry: str) -> str:
+        return _parse(entry)["sequence"]
 
     @classmethod
     def group_key(cls, entry: str) -> str:

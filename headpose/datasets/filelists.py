@@ -14,6 +14,11 @@ Training samples are split into train/val by group (the format's
 person for BIWI): a group's side is decided by hashing its key with the seed, so it never
 changes when unrelated samples are added.
 
+BIWI protocol 2 (``held_out_sequences`` > 0): the test list is that many sequences of the training
+folder, drawn with the seed, and the rest is split into train/val by person as above;
+``split.json`` records the sequences of each side and the people on both (four BIWI people were
+recorded twice, so a split by sequence is not one by person, as in the published protocol).
+
 Outputs (one folder, written atomically): ``train.txt``, ``val.txt``, ``test.txt`` (one sample
 entry per line: for 300W_LP and AFLW2000 its path without extension), ``skipped.tsv``
 (sample, dataset, reason) and ``angles.tsv`` (the angles of every sample with valid labels, in
@@ -35,7 +40,7 @@ import numpy as np
 from headpose.datasets import registry
 from headpose.datasets.registry import format_of, group_key
 from headpose.errors import HeadposeError
-from headpose.io.files import atomic_directory, write_text
+from headpose.io.files import atomic_directory, write_json, write_text
 from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, angles_within, listable_name
 from headpose.io.parallel import map_with_progress
 
@@ -72,6 +77,7 @@ class FileLists:
     skipped: list[tuple[str, str, str]]  # (sample, dataset, reason)
     angles: list[tuple[str, str, tuple[float, float, float]]]  # (sample, dataset, angles_deg)
     metrics: dict
+    split: dict | None = None  # held-out sequences (BIWI protocol 2), written as split.json
 
 
 def _image_problem(image_path: str) -> str | None:
@@ -193,6 +199,50 @@ def _require_usable(usable: list[str], skipped: list[tuple], counts: Counter, ro
     )
 
 
+def held_out_split(
+    scan: DatasetScan, count: int, seed: int
+) -> tuple[DatasetScan, DatasetScan, dict]:
+    """BIWI protocol 2: ``count`` of the scan's sequences, drawn with ``seed``, as the test set.
+
+    Returns (training scan, test scan, the split written down: the sequences on each side and
+    the people recorded on both, since four BIWI people were recorded twice). The draw is over
+    every sequence found, usable samples or not, so a damaged frame never changes it.
+    """
+    checks = scan.checks + scan.unpaired
+    kinds = {format_of(check.path).name for check in checks}
+    sequences = {format_of(check.path).sequence(check.path) for check in checks}
+    if None in sequences:
+        raise HeadposeError(
+            f"held_out_sequences needs a train_data recorded in sequences (BIWI); "
+            f"{', '.join(sorted(kinds))} samples have none"
+        )
+    ordered = sorted(sequences)
+    if count >= len(ordered):
+        raise HeadposeError(
+            f"held_out_sequences is {count}, but train_data holds {len(ordered)} sequences: "
+            "expected fewer, so that some remain for training"
+        )
+    test = set(np.random.default_rng(seed).choice(ordered, size=count, replace=False).tolist())
+
+    def side(checks: list[SampleCheck], held_out: bool) -> list[SampleCheck]:
+        return [c for c in checks if (format_of(c.path).sequence(c.path) in test) == held_out]
+
+    train_scan = DatasetScan("train", side(scan.checks, False), side(scan.unpaired, False))
+    test_scan = DatasetScan("test", side(scan.checks, True), side(scan.unpaired, True))
+    people = {
+        name: {group_key(check.path) for check in part.checks + part.unpaired}
+        for name, part in (("train", train_scan), ("test", test_scan))
+    }
+    split = {
+        "held_out_sequences": count,
+        "seed": seed,
+        "train_sequences": sorted(sequences - test),
+        "test_sequences": sorted(test),
+        "people_on_both_sides": sorted(people["train"] & people["test"]),
+    }
+    return train_scan, test_scan, split
+
+
 def build_filelists(
     train_root: str | os.PathLike,
     test_root: str | os.PathLike,
@@ -200,14 +250,22 @@ def build_filelists(
     val_fraction: float,
     seed: int,
     workers: int = 1,
+    held_out_sequences: int = 0,
 ) -> FileLists:
-    """Scan, check, filter and split both datasets (the whole ``filelists`` stage but writing)."""
+    """Scan, check, filter and split both datasets (the whole ``filelists`` stage but writing).
+    With ``held_out_sequences`` (BIWI protocol 2), the test set is that many sequences of
+    ``train_root`` (:func:`held_out_split`) and ``test_root`` is not read."""
     train_scan = scan_dataset(train_root, "train", "300w_lp", workers=workers)
-    test_scan = scan_dataset(test_root, "test", "aflw2000", workers=workers)
+    split = None
+    if held_out_sequences:
+        train_scan, test_scan, split = held_out_split(train_scan, held_out_sequences, seed)
+    else:
+        test_scan = scan_dataset(test_root, "test", "aflw2000", workers=workers)
     train_usable, train_skipped, train_counts = usable_samples(train_scan, max_angle_deg)
     test_usable, test_skipped, test_counts = usable_samples(test_scan, max_angle_deg)
     _require_usable(train_usable, train_skipped, train_counts, train_root, "training")
-    _require_usable(test_usable, test_skipped, test_counts, test_root, "test")
+    test_source = f"the held-out sequences of {train_root}" if split else test_root
+    _require_usable(test_usable, test_skipped, test_counts, test_source, "test")
     train, val = split_train_val(train_usable, seed, val_fraction)
     metrics = {
         name: {
@@ -231,7 +289,9 @@ def build_filelists(
         for check in scan.checks
         if check.angles_deg is not None
     ]
-    return FileLists(train, val, test_usable, train_skipped + test_skipped, angles, metrics)
+    if split:
+        metrics["split"] = split
+    return FileLists(train, val, test_usable, train_skipped + test_skipped, angles, metrics, split)
 
 
 def _lines(rows: list[str]) -> str:
@@ -289,3 +349,5 @@ def write_filelists(lists: FileLists, folder: str | os.PathLike) -> None:
             write_text(temp / f"{name}.txt", list_text(samples))
         write_text(temp / "skipped.tsv", skipped_table_text(lists.skipped))
         write_text(temp / "angles.tsv", angles_table_text(lists.angles))
+        if lists.split:
+            write_json(temp / "split.json", lists.split)

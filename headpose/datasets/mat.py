@@ -64,7 +64,6 @@ class MatPairFormat(DatasetFormat):
     """Shared by 300W_LP and AFLW2000: one ``.jpg`` + ``.mat`` pair per sample."""
 
     recursive: bool
-    trainable = True
     shared_layout = True
 
     @classmethod

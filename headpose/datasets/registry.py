@@ -78,9 +78,6 @@ class DatasetFormat(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    # Whether samples of this format can be trained on (landmark formats: the crop protocol's
-    # random training crops need landmarks).
-    trainable: ClassVar[bool] = False
     # Whether its samples' crops are their stored boxes (Labels.crop_box), whatever the crop
     # protocol: BIWI with a frame list or projected boxes, an FSA-Net .npz.
     stores_crop_box: ClassVar[bool] = False
@@ -123,6 +120,13 @@ class DatasetFormat(ABC):
     def group_key(cls, entry: str) -> str:
         """The group an entry belongs to for a train/val split (default: the entry itself)."""
         return entry
+
+    @classmethod
+    def sequence(cls, entry: str) -> str | None:
+        """The recording sequence an entry belongs to, for formats recorded as sequences
+        (BIWI's ``NN``); None otherwise. A held-out-sequence test split (BIWI protocol 2) needs
+        it."""
+        return None
 
     @classmethod
     def image_file(cls, entry: str) -> str | None:

@@ -11,8 +11,12 @@ set is recognised as protocol 1 when it is exactly its 13,219 frames with their 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from headpose.datasets.biwi import DETECTOR_FRAME_LIST, FormatBIWI, detected_entries
 from headpose.datasets.filelists import scan_dataset, usable_samples
 from headpose.datasets.mat import FormatAFLW2000
 from headpose.datasets.registry import check_test_set
@@ -30,17 +34,27 @@ def evaluation_stems(
     data: str | os.PathLike,
     max_angle_deg: float = 99,
     frame_list: str | os.PathLike | None = None,
+    detect: Callable[[np.ndarray], list[tuple[float, float, float, float]]] | None = None,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """(samples to evaluate, skipped (sample, reason)): a sample list file (nothing skipped), or
     a dataset of any registered format (an AFLW2000 folder, a BIWI ``hpdb`` folder with or
     without ``frame_list``, an FSA-Net ``.npz``) scanned and filtered as the filelists stage does
     (valid samples with every |angle| <= ``max_angle_deg``), with every sample left out and
-    why."""
+    why. ``frame_list`` ``"detector"`` (BIWI): the frames' boxes come from ``detect`` (RGB image
+    -> face boxes), see :func:`headpose.datasets.biwi.detected_entries`."""
     path = Path(data)
+    detecting = str(frame_list) == DETECTOR_FRAME_LIST
+    if detecting and detect is None:
+        raise HeadposeError("frame_list: detector needs a face detector")
     if path.is_dir() or path.suffix == ".npz":
-        scan = scan_dataset(data, "test", "aflw2000", frame_list=frame_list)
+        scan = scan_dataset(data, "test", "aflw2000", frame_list=None if detecting else frame_list)
         stems, skipped, _ = usable_samples(scan, max_angle_deg)
         reasons = [(sample, reason) for sample, _, reason in skipped]
+        if detecting:
+            if any(not FormatBIWI.owns(stem) for stem in stems):
+                raise HeadposeError(f"{data}: frame_list: detector applies to BIWI folders")
+            stems, missed = detected_entries(stems, detect)
+            reasons += missed
         if not stems:
             example = f"; e.g. {reasons[0][0]}: {reasons[0][1]}" if reasons else ""
             raise HeadposeError(
