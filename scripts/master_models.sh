@@ -45,7 +45,7 @@ gpus=${GPUS:-1}
 common=(
   -S "train_data=$TRAIN_DATA" -S "test_data=$TEST_DATA" -S "gpus=$gpus"
   -S pretrained=imagenet -S image_size=224 -S batch_size=128 -S alpha=2 -S bin_width=3
-  -S lr=1e-5 -S lr_schedule=exponential -S epochs=25
+  -S lr=1e-5 -S lr_schedule=exponential -S epochs=25 -S framing_probability=0
 )
 master=(
   -S augment=true -S finetune_epochs=5 -S finetune_lr=1e-6 -S lr_decay=0.95

@@ -125,15 +125,19 @@ def test_unwritable_destination_is_one_clear_message(tmp_path):
 
 
 def _readme_recipe() -> str:
-    """The README's published recipe, as the YAML of its backticked ``key: value`` pairs."""
+    """The README's published recipe, the ``-S key=value`` overrides of its ``dvc exp run``
+    command, as the YAML lines DVC writes into params.yaml (``key: value``)."""
     import re
+    import shlex
 
     readme = (REPO_PARAMS.parent / "README.md").read_text(encoding="utf-8")
-    start = readme.index("The published recipe, for a GPU:")
-    paragraph = readme[start : readme.index("\n\n", start)]
-    pairs = re.findall(r"`([a-z_]+: [^`]+)`", paragraph)
-    assert len(pairs) >= 10, paragraph
-    return "\n".join(pairs)
+    start = readme.index("## Real data and the published recipe")
+    block = readme[start:].split("```")[1].removeprefix("bash")
+    words = shlex.split(block.replace("\\\n", " "))
+    assert words[:3] == ["dvc", "exp", "run"], words
+    pairs = [value.split("=", 1) for flag, value in zip(words, words[1:]) if flag == "-S"]
+    assert len(pairs) >= 10 and all(re.fullmatch(r"[a-z_]+", key) for key, _ in pairs), pairs
+    return "\n".join(f"{key}: {value}" for key, value in pairs)
 
 
 def test_the_readme_recipe_is_accepted_as_written(params, tmp_path):
