@@ -1,11 +1,19 @@
-"""``params.yaml``: the schema of every experiment knob, and its validation.
+"""``params.yaml``: the typed, frozen :class:`Params` every stage reads, its schema and validation.
 
 Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthetic generator's
 settings sit under ``synth``. :func:`load_params` reads the file, rejects unknown or ill-typed keys
-and out-of-range values with one message naming the key and what was expected, and returns a plain
-dict. Each key's rule lives in :data:`SCHEMA`, the one place to add a knob; the commands' numeric
-options are checked by the same rules (:func:`option`). Dataset roots may hold only characters no
-shell changes (:data:`SAFE_PATH`), and a ``pretrained`` checkpoint lies in :data:`PRETRAINED_DIR`.
+and out-of-range values with one message naming the key and what was expected, and returns a
+frozen :class:`Params` whose field names are the keys (``params.bin_width``; lists become tuples,
+the ``synth`` block a :class:`SynthParams`, each test set a :class:`TestSet`). Each key is declared
+once, as a field of its block carrying its rule (:func:`_key`); :data:`SCHEMA`, :data:`SYNTH_SCHEMA`
+and :data:`TEST_SET_SCHEMA` are derived from those fields. The commands' numeric options are
+checked by the same rules (:func:`option`). Dataset roots may hold only characters no shell
+changes (:data:`SAFE_PATH`), and a ``pretrained`` checkpoint lies in :data:`PRETRAINED_DIR`.
+
+A stage reads the fields it uses (``params.<key>``) and passes values on, never the whole
+object, so the keys a stage reads are visible in its script (``tests/test_params_coverage.py``
+checks them against the stage's ``params:`` list in ``dvc.yaml``). Code taking a params.yaml
+mapping (the model keys' checks, a checkpoint's record) gets one from :meth:`Params.as_dict`.
 
 This module imports no model code, so the data stages, which read params but never build a
 network, do not re-run when a model module changes. The model keys (``arch``, ``head``,
@@ -21,8 +29,8 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -120,82 +128,213 @@ _FRAME_LIST = Rule(
     lambda v: v in ("none", "detector") or bool(SAFE_PATH.fullmatch(v)),
     "none, detector, or the path of a frame list (letters, digits and _ . , + = @ / : - only)",
 )
-TEST_SET_SCHEMA: dict[str, Rule] = {"data": _DATASET, "frame_list": _FRAME_LIST}
 TEST_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
-SYNTH_SCHEMA: dict[str, Rule] = {
-    "train_faces": _integer(1),
-    "variants_per_face": _integer(1, 20),
-    "mirror": _FLAG,
-    "test_images": _integer(1),
-    "image_size": _integer(64, 2048),
-    "test_outlier_fraction": _number(0, 0.09),
-    "train_pose": Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]"),
-    "test_pose": Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]"),
-    "biwi_sequences": _integer(1, 24),
-    "biwi_frames_per_sequence": _integer(1, 1000),
-}
 
-SCHEMA: dict[str, Rule] = {
-    "seed": _integer(0, MAX_SEED),  # the data's: synth, the train/val split, 300W_AUG, calibration
-    "train_data": _DATASET,
-    "test_data": _DATASET,
-    "test_sets": Rule(dict, None, "a mapping of test-set names to {data, frame_list}"),
-    "held_out_sequences": _integer(0, 23),  # BIWI protocol 2: sequences of train_data tested on
-    "max_angle": _number(0, 180, low_open=True),
-    "val_fraction": Rule(
-        (int, float), lambda v: 0 < v < 1, "a number in (0, 1): training validates every epoch"
-    ),
-    "augment": _FLAG,
-    "aug_fraction": _number(0, 1),
-    "aug_angles": Rule(
-        list,
-        lambda v: bool(v) and all(isinstance(a, (int, float)) and 0 < abs(a) <= 90 for a in v),
-        "a non-empty list of non-zero angles in degrees, each within [-90, 90]",
-    ),
-    "workers": _integer(0),
-    "arch": _NAME,  # the model registry checks the name (headpose.models.keys)
-    "head": _NAME,  # the heads check the name
-    "pretrained": _PRETRAINED,
-    "bin_width": _number(0, low_open=True),  # the bins check that it divides their range
-    "alpha": _number(0, 100),
-    "image_size": _integer(*IMAGE_SIZE_RANGE_PX),
-    "crop_protocol": _choice(*CROP_PROTOCOLS),
+def _key(
+    rule: Rule,
+    build: Callable[[Any], Any] | None = None,
+    plain: Callable[[Any], Any] | None = None,
+) -> Any:
+    """A params.yaml key: a field carrying its rule, and how a validated value becomes the
+    field's (``build``; default: lists to tuples) and back (``plain``; default: tuples to
+    lists, blocks to mappings)."""
+    return field(metadata={"rule": rule, "build": build, "plain": plain})
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(item) for item in value) if isinstance(value, list) else value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Block):
+        return value.as_dict()
+    return [_plain(item) for item in value] if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A mapping of params.yaml as a frozen object: one field per key (declared with
+    :func:`_key`), built from an already validated mapping, whose key order it keeps so that
+    :meth:`as_dict` gives that mapping back."""
+
+    _order: tuple[str, ...] = field(default=(), repr=False, compare=False, kw_only=True)
+
+    @classmethod
+    def schema(cls) -> dict[str, Rule]:
+        """Each key's rule, in declaration order."""
+        return {item.name: item.metadata["rule"] for item in fields(cls) if "rule" in item.metadata}
+
+    @classmethod
+    def from_checked(cls, mapping: dict, **extra: Any):
+        """The block of a mapping :func:`validate` accepted (``extra``: fields that are no key)."""
+        values = {}
+        for item in fields(cls):
+            if "rule" in item.metadata:
+                build = item.metadata["build"] or _frozen
+                values[item.name] = build(mapping[item.name])
+        return cls(**values, **extra, _order=tuple(mapping))
+
+    def as_dict(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
+        """The keys (default: all, in the file's order) as the params.yaml mapping has them:
+        plain lists and mappings, for code that takes such a mapping."""
+        known = {item.name: item for item in fields(self) if "rule" in item.metadata}
+        names = tuple(keys) if keys is not None else (self._order or tuple(known))
+        result = {}
+        for name in names:
+            if name not in known:
+                raise HeadposeError(f"params.yaml has no key {name}")
+            plain = known[name].metadata["plain"] or _plain
+            result[name] = plain(getattr(self, name))
+        return result
+
+
+@dataclass(frozen=True)
+class TestSet(_Block):
+    """One entry of ``test_sets``: a dataset scored by ``evaluate_set@<name>``."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str  # the entry's name (its key in test_sets), not a key itself
+    data: str = _key(_DATASET)
+    frame_list: str = _key(_FRAME_LIST)
+
+
+def _test_sets(mapping: dict) -> tuple[TestSet, ...]:
+    return tuple(TestSet.from_checked(entry, name=name) for name, entry in mapping.items())
+
+
+def _test_sets_plain(test_sets: tuple[TestSet, ...]) -> dict[str, dict]:
+    return {entry.name: entry.as_dict() for entry in test_sets}
+
+
+@dataclass(frozen=True)
+class PoseRanges(_Block):
+    """The 5th and 95th percentile of each angle (degrees) a synthetic set's poses match."""
+
+    yaw: tuple[float, float] = _key(_PAIR)
+    pitch: tuple[float, float] = _key(_PAIR)
+    roll: tuple[float, float] = _key(_PAIR)
+
+
+_POSES = Rule(dict, None, "a mapping yaw/pitch/roll -> [p5_deg, p95_deg]")
+
+
+@dataclass(frozen=True)
+class SynthParams(_Block):
+    """The ``synth`` block: the synthetic generator's settings."""
+
+    train_faces: int = _key(_integer(1))
+    variants_per_face: int = _key(_integer(1, 20))
+    mirror: bool = _key(_FLAG)
+    test_images: int = _key(_integer(1))
+    image_size: int = _key(_integer(64, 2048))
+    test_outlier_fraction: float = _key(_number(0, 0.09))
+    train_pose: PoseRanges = _key(_POSES, PoseRanges.from_checked)
+    test_pose: PoseRanges = _key(_POSES, PoseRanges.from_checked)
+    biwi_sequences: int = _key(_integer(1, 24))
+    biwi_frames_per_sequence: int = _key(_integer(1, 1000))
+
+
+@dataclass(frozen=True)
+class Params(_Block):
+    """The validated ``params.yaml``, frozen: a field per key (``params.bin_width``).
+
+    Build it with :func:`load_params` or :func:`build_params` (which validate), change it with
+    :meth:`replace` (validated again). It is no mapping: ``params["lr"]`` raises a TypeError
+    saying to read ``params.lr``."""
+
+    seed: int = _key(_integer(0, MAX_SEED))  # the data's: synth, train/val split, 300W_AUG, int8
+    train_data: str = _key(_DATASET)
+    test_data: str = _key(_DATASET)
+    test_sets: tuple[TestSet, ...] = _key(
+        Rule(dict, None, "a mapping of test-set names to {data, frame_list}"),
+        _test_sets,
+        _test_sets_plain,
+    )
+    held_out_sequences: int = _key(_integer(0, 23))  # BIWI protocol 2: sequences tested on
+    max_angle: float = _key(_number(0, 180, low_open=True))
+    val_fraction: float = _key(
+        Rule(
+            (int, float), lambda v: 0 < v < 1, "a number in (0, 1): training validates every epoch"
+        )
+    )
+    augment: bool = _key(_FLAG)
+    aug_fraction: float = _key(_number(0, 1))
+    aug_angles: tuple[float, ...] = _key(
+        Rule(
+            list,
+            lambda v: bool(v) and all(isinstance(a, (int, float)) and 0 < abs(a) <= 90 for a in v),
+            "a non-empty list of non-zero angles in degrees, each within [-90, 90]",
+        )
+    )
+    workers: int = _key(_integer(0))
+    arch: str = _key(_NAME)  # the model registry checks the name (headpose.models.keys)
+    head: str = _key(_NAME)  # the heads check the name
+    pretrained: str = _key(_PRETRAINED)
+    bin_width: float = _key(_number(0, low_open=True))  # the bins check that it divides 198
+    alpha: float = _key(_number(0, 100))
+    image_size: int = _key(_integer(*IMAGE_SIZE_RANGE_PX))
+    crop_protocol: str = _key(_choice(*CROP_PROTOCOLS))
     # framing augmentation (headpose.data.framing): share of training crops re-framed, how
     # much looser they get ([low, high], log-uniform) and how far the face moves (crop sides)
-    "framing_probability": _number(0, 1),
-    "framing_scale": Rule(
-        list,
-        lambda v: (
-            len(v) == 2
-            and all(_type_ok(x, (int, float)) and math.isfinite(x) for x in v)
-            and 1 <= v[0] <= v[1] <= MAX_FRAMING_SCALE
-        ),
-        f"[low, high] with 1 <= low <= high <= {MAX_FRAMING_SCALE} (how many times looser than "
-        "the crop protocol's training crop a re-framed crop is)",
-    ),
-    "framing_shift": _number(0, 0.5),
-    "batch_size": _integer(1, 4096),
-    "lr": _number(0, 1, low_open=True),
-    "epochs": _integer(1, 1000),
-    "finetune_epochs": _integer(0, 1000),
-    "finetune_lr": _number(0, 1, low_open=True),
-    "lr_schedule": _choice("exponential", "step"),
-    "lr_decay": _number(0, 1, low_open=True),
-    "lr_steps": Rule(
-        list,
-        lambda v: all(isinstance(s, int) and s > 0 for s in v),
-        "a list of positive epoch numbers",
-    ),
-    "lr_step_gamma": _number(0, 1, low_open=True),
-    "expectation": _NAME,  # the bins check the mode
-    "train_seed": _integer(0, MAX_SEED),  # the model's: initialisation, order, augmentation
-    "gpus": _integer(1, 64),
-    "precision": _choice(*PRECISIONS),
-    "compile": _FLAG,
-    "export": _FLAG,
-    "synth": Rule(dict, None, "a mapping of synthetic-data settings"),
-}
+    framing_probability: float = _key(_number(0, 1))
+    framing_scale: tuple[float, float] = _key(
+        Rule(
+            list,
+            lambda v: (
+                len(v) == 2
+                and all(_type_ok(x, (int, float)) and math.isfinite(x) for x in v)
+                and 1 <= v[0] <= v[1] <= MAX_FRAMING_SCALE
+            ),
+            f"[low, high] with 1 <= low <= high <= {MAX_FRAMING_SCALE} (how many times looser "
+            "than the crop protocol's training crop a re-framed crop is)",
+        )
+    )
+    framing_shift: float = _key(_number(0, 0.5))
+    batch_size: int = _key(_integer(1, 4096))
+    lr: float = _key(_number(0, 1, low_open=True))
+    epochs: int = _key(_integer(1, 1000))
+    finetune_epochs: int = _key(_integer(0, 1000))
+    finetune_lr: float = _key(_number(0, 1, low_open=True))
+    lr_schedule: str = _key(_choice("exponential", "step"))
+    lr_decay: float = _key(_number(0, 1, low_open=True))
+    lr_steps: tuple[int, ...] = _key(
+        Rule(
+            list,
+            lambda v: all(isinstance(s, int) and s > 0 for s in v),
+            "a list of positive epoch numbers",
+        )
+    )
+    lr_step_gamma: float = _key(_number(0, 1, low_open=True))
+    expectation: str = _key(_NAME)  # the bins check the mode
+    train_seed: int = _key(_integer(0, MAX_SEED))  # the model's: initialisation, order, draws
+    gpus: int = _key(_integer(1, 64))
+    precision: str = _key(_choice(*PRECISIONS))
+    compile: bool = _key(_FLAG)
+    export: bool = _key(_FLAG)
+    synth: SynthParams = _key(
+        Rule(dict, None, "a mapping of synthetic-data settings"), SynthParams.from_checked
+    )
+
+    def __getitem__(self, key: object):
+        raise TypeError(f"Params is no mapping: read params.{key} (or params.as_dict())")
+
+    def replace(self, **changes: Any) -> Params:
+        """These params with ``changes`` (params.yaml values), validated again."""
+        return build_params({**self.as_dict(), **{k: _plain(v) for k, v in changes.items()}})
+
+    def record(self) -> dict[str, Any]:
+        """The whole file as a plain mapping, kept as the record of a run (a checkpoint's
+        ``params``, hashed into its fingerprint): provenance, never a setting acted on."""
+        return self.as_dict()
+
+
+# The rules of each block's keys, derived from the fields above (the one declaration).
+TEST_SET_SCHEMA: dict[str, Rule] = TestSet.schema()
+SYNTH_SCHEMA: dict[str, Rule] = SynthParams.schema()
+SCHEMA: dict[str, Rule] = Params.schema()
+PARAMS_KEYS: tuple[str, ...] = tuple(SCHEMA)
 
 
 def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
@@ -308,7 +447,12 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=ParamsLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+def build_params(mapping: dict) -> Params:
+    """The :class:`Params` of a params.yaml mapping, validated first (:func:`validate`)."""
+    return Params.from_checked(validate(mapping))
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> Params:
     """Read and validate ``params.yaml``."""
     file = Path(path)
     try:
@@ -319,4 +463,4 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
         params = parse_yaml(text)
     except yaml.YAMLError as error:
         raise HeadposeError(f"{file} is not valid YAML: {error}") from None
-    return validate(params)
+    return build_params(params)

@@ -34,13 +34,14 @@ def measure(arch: str, image_size: int, batch_size: int, precision_name: str) ->
     """In this process: the estimate and the measured growth of one step, in MiB."""
     import torch
 
-    from headpose.models.heads import head_from_params
     from headpose.models.network import build_model
     from headpose.params import load_params
+    from headpose.training.loop import TrainSettings
     from headpose.training.memory import PeakPrivateMemory, status_mib, step_bytes
     from headpose.training.precision import choose_precision
 
-    model = build_model(arch, head_from_params(load_params(REPO / "params.yaml")))
+    head = TrainSettings.from_params(load_params(REPO / "params.yaml")).head
+    model = build_model(arch, head)
     precision = choose_precision(precision_name, torch.device("cpu"))
     estimate = step_bytes(model, image_size, batch_size, precision) / 2**20
     optimizer = torch.optim.Adam(model.parameters())

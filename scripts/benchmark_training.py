@@ -44,7 +44,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from headpose.data.framing import FramingAugmentation
 from headpose.data.store import (
     StoreSpec,
     build_store,
@@ -62,13 +61,12 @@ from headpose.data.training_batches import (
 from headpose.errors import exit_on_error
 from headpose.geometry import flip_angles
 from headpose.io.formats import read_list
-from headpose.models.heads import head_from_params
 from headpose.models.network import build_model, pick_device
 from headpose.models.registry import get_arch
-from headpose.params import load_params, parse_yaml, validate
+from headpose.params import load_params, parse_yaml
 from headpose.training.loop import (
-    LoaderSettings,
     Phase,
+    TrainSettings,
     input_maker,
     make_optimizer,
     make_train_loader,
@@ -107,10 +105,9 @@ def main() -> None:
     params = load_params(args.params)
     for assignment in args.set:
         key, _, value = assignment.partition("=")
-        params[key] = parse_yaml(value)
-    validate(params)
+        params = params.replace(**{key: parse_yaml(value)})  # validated again
     with PeakPrivateMemory() as memory:
-        benchmark(params, args)
+        benchmark(TrainSettings.from_params(params), args)
     print(memory.summary())
 
 
@@ -148,16 +145,16 @@ class PerSampleCrops(Dataset):
         return torch.from_numpy(np.ascontiguousarray(crop)), torch.from_numpy(angles)
 
 
-def benchmark(params: dict, args: argparse.Namespace) -> None:
+def benchmark(settings: TrainSettings, args: argparse.Namespace) -> None:
     device = pick_device(args.device)
-    precision = choose_precision(params["precision"], device)
-    if params["compile"]:
+    precision = choose_precision(settings.precision, device)
+    if settings.compile:
         check_compiler(device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
+    size, workers, protocol = settings.image_size, settings.loader.workers, settings.crop_protocol
     stems = read_list(args.list)
 
-    framing = FramingAugmentation.from_params(params)
+    framing = settings.framing
     spec = StoreSpec(size, protocol, "train", framing.context_extent())
     key, hash_s = _run_timed(lambda: store_key(stems, spec, workers))
     folder, build_s = build_store(stems, spec, key, store_root(), workers)
@@ -170,9 +167,9 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
         f"+ open {open_s:.2f} s"
     )
 
-    dataset = TrainingRegions(crops, seed=params["train_seed"], framing=framing)
+    dataset = TrainingRegions(crops, seed=settings.train_seed, framing=framing)
     dataset.set_epoch(1)
-    loader, sampler = make_train_loader(dataset, LoaderSettings.from_params(params), device)
+    loader, sampler = make_train_loader(dataset, settings.loader, device)
     sampler.set_epoch(1)
     batch_size, batches = loader.sampler.batch_size, min(args.batches, len(loader))
     images = batches * batch_size
@@ -186,15 +183,15 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
         persistent_workers=loader.num_workers > 0,
     )
 
-    head = head_from_params(params)
-    model = build_model(params["arch"], head, params["pretrained"])
+    head = settings.head
+    model = build_model(settings.arch, head, settings.pretrained)
     model = model.to(device, memory_format=precision.memory_format)
-    optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, params["lr"]))
+    optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, settings.lr))
     scaler = precision.grad_scaler()
     set_train_mode(model, stem_frozen=True)
-    network = torch.compile(model) if params["compile"] else model
+    network = torch.compile(model) if settings.compile else model
     make_inputs = input_maker(
-        size, protocol, get_arch(params["arch"]).normalization, device, precision
+        size, protocol, get_arch(settings.arch).normalization, device, precision
     )
 
     def synchronized(function):
@@ -237,9 +234,9 @@ def benchmark(params: dict, args: argparse.Namespace) -> None:
         for name, function in timings.items():
             best[name] = min(best[name], _timed(function))
     print(
-        f"{params['arch']} {size} px, batch {batch_size}, {batches} batches, device "
+        f"{settings.arch} {size} px, batch {batch_size}, {batches} batches, device "
         f"{device.type}, {precision.name}{', channels-last' if precision.channels_last else ''}"
-        f"{', compiled' if params['compile'] else ''}, torch threads {torch.get_num_threads()}, "
+        f"{', compiled' if settings.compile else ''}, torch threads {torch.get_num_threads()}, "
         f"loader workers {loader.num_workers}"
     )
     reference = best["reference step"]

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     filelists, augmented = Path(args.filelists), Path(args.augmented)
     angles = dataset_angles(filelists, augmented)
-    framing = FramingAugmentation.from_params(params)
+    framing = FramingAugmentation.from_params(params.as_dict(FRAMING_KEYS))
     training_lists = {
         "train": read_list(filelists / "train.txt"),
         REFERENCE: read_list(augmented / "train.txt"),
@@ -48,16 +48,16 @@ def main(argv: list[str] | None = None) -> None:
     measured = measure_framing(
         training_lists,
         read_list(filelists / "test.txt"),
-        params["image_size"],
-        params["crop_protocol"],
+        params.image_size,
+        params.crop_protocol,
         framing,
-        params["seed"],
-        params["workers"],
+        params.seed,
+        params.workers,
     )
     settings = {
-        "crop_protocol": params["crop_protocol"],
-        "image_size": params["image_size"],
-        **{key: params[key] for key in FRAMING_KEYS},
+        "crop_protocol": params.crop_protocol,
+        "image_size": params.image_size,
+        **params.as_dict(FRAMING_KEYS),
     }
     if measured is None:
         reason = (

@@ -36,12 +36,12 @@ def main(argv: list[str] | None = None) -> None:
         read_list(args.train_list),
         args.train_data,
         args.out,
-        enabled=params["augment"],
-        fraction=params["aug_fraction"],
-        angles_deg=params["aug_angles"],
-        max_angle_deg=params["max_angle"],
-        seed=params["seed"],
-        workers=params["workers"],
+        enabled=params.augment,
+        fraction=params.aug_fraction,
+        angles_deg=list(params.aug_angles),
+        max_angle_deg=params.max_angle,
+        seed=params.seed,
+        workers=params.workers,
     )
     write_json(args.metrics, augmentation.metrics)
     metrics = augmentation.metrics

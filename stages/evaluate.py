@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         if frame_list == DETECTOR_FRAME_LIST:
             detector = make_detector(DEFAULT_DETECTOR, args.detector_model)
             detect = lambda image: [face.box for face in detector.detect(image)]  # noqa: E731
-        stems, skipped = evaluation_stems(args.data, params["max_angle"], frame_list, detect)
+        stems, skipped = evaluation_stems(args.data, params.max_angle, frame_list, detect)
         source = args.data
         print(f"{args.data}: {len(stems)} samples, {len(skipped)} skipped", file=sys.stderr)
     else:
@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         stems,
         source,
         baseline=True,
-        crop_protocol=params["crop_protocol"],
-        other_protocols=other_protocols(params["crop_protocol"]),
-        workers=params["workers"],
+        crop_protocol=params.crop_protocol,
+        other_protocols=other_protocols(params.crop_protocol),
+        workers=params.workers,
     )
     speed = evaluation_timing(result)
     outputs = (args.metrics, args.per_image, args.plots, args.timing)

@@ -34,7 +34,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
-    if not params["export"]:
+    if not params.export:
         with atomic_directory(args.out) as temp:
             (temp / "SKIPPED.txt").write_text("export: false in params.yaml\n", encoding="utf-8")
         write_json(args.metrics, {"exported": False})
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         args.out,
         read_list(args.calibration_list),
         read_list(args.test_list),
-        workers=params["workers"],
-        seed=params["seed"],
-        crop_protocol=params["crop_protocol"],
+        workers=params.workers,
+        seed=params.seed,
+        crop_protocol=params.crop_protocol,
     )
     write_json(args.metrics, metrics)
     mae, sizes = metrics["mae"], metrics["file_mb"]

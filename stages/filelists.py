@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> None:
     lists = build_filelists(
         args.train_data,
         args.test_data,
-        max_angle_deg=params["max_angle"],
-        val_fraction=params["val_fraction"],
-        seed=params["seed"],
-        workers=params["workers"],
-        held_out_sequences=params["held_out_sequences"],
+        max_angle_deg=params.max_angle,
+        val_fraction=params.val_fraction,
+        seed=params.seed,
+        workers=params.workers,
+        held_out_sequences=params.held_out_sequences,
     )
     write_filelists(lists, args.out)
     write_json(args.metrics, lists.metrics)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from headpose.data.protocols import protocol_from_params
 from headpose.errors import exit_on_error
 from headpose.models.keys import validate_model_params
 from headpose.params import load_params
@@ -22,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, help="params.yaml")
     args = parser.parse_args(argv)
-    params = validate_model_params(load_params(args.params))
+    params = load_params(args.params).as_dict()  # every key
+    validate_model_params(params)
+    protocol_from_params(params["crop_protocol"])  # a registered crop protocol
     print(f"{args.params}: {len(params)} keys, all known and valid")
 
 

@@ -32,16 +32,16 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    settings = params.synth
     synthesis = generate(
-        params["synth"], params["seed"], args.train_root, args.test_root, params["workers"]
+        settings.as_dict(), params.seed, args.train_root, args.test_root, params.workers
     )
-    settings = params["synth"]
     biwi = generate_biwi(
         args.biwi_root,
-        settings["biwi_sequences"],
-        settings["biwi_frames_per_sequence"],
-        params["seed"],
-        params["workers"],
+        settings.biwi_sequences,
+        settings.biwi_frames_per_sequence,
+        params.seed,
+        params.workers,
     )
     write_json(args.metrics, {**synthesis.metrics, "biwi": biwi})
     write_json(args.timing, synthesis.timing)

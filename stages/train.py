@@ -1,6 +1,7 @@
 """Stage ``train``: train the model on the augmented training list, validate every epoch.
 
-Reads every training key of params.yaml (see headpose/training/loop.py), the training list
+Reads every training key of params.yaml (:meth:`headpose.training.loop.TrainSettings.from_params`)
+and ``gpus``, the training list
 (300W_AUG's) and the validation list; writes the models folder (``model.pt``, ``best.pt``), the
 dvclive folder and the metrics. An interrupted run resumes from the resume file (outside every
 DVC output, git-ignored) when re-run with the same params.
@@ -19,11 +20,10 @@ from pathlib import Path
 
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json
-from headpose.models.keys import validate_model_params
 from headpose.params import load_params
 from headpose.training.distributed import is_main_process, relaunch_under_torchrun
 from headpose.training.gpus import claim_gpus
-from headpose.training.loop import TrainPaths, run_training
+from headpose.training.loop import TrainPaths, TrainSettings, run_training
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -41,13 +41,14 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 @exit_on_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    params = validate_model_params(load_params(args.params))
-    claim = claim_gpus(params["gpus"])  # empty without CUDA; held until the process ends
+    params = load_params(args.params)
+    settings = TrainSettings.from_params(params)  # checks the model keys against the models
+    claim = claim_gpus(params.gpus)  # empty without CUDA; held until the process ends
     if claim.indices:
         print(f"claimed GPU(s) {claim.visible_devices()} (CUDA_VISIBLE_DEVICES ids)")
-    relaunch_under_torchrun(params["gpus"], claim.visible_devices())
+    relaunch_under_torchrun(params.gpus, claim.visible_devices())
     paths = TrainPaths(args.train_list, args.val_list, args.models, args.resume, args.live)
-    metrics = run_training(params, paths, claim.training_device())
+    metrics = run_training(settings, paths, claim.training_device())
     if is_main_process():
         write_json(args.metrics, metrics)
 

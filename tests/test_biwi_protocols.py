@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
-from training_fixtures import tiny_params
+from training_fixtures import tiny_settings
 
 from headpose.data.framing import NO_FRAMING
 from headpose.data.training_draws import draw_item
@@ -180,7 +180,7 @@ def test_protocol2_on_a_folder_without_sequences_or_too_few_is_one_line(hpdb, tm
 def test_the_held_out_sequences_param_is_checked_in_one_line():
     from headpose.params import load_params, validate
 
-    params = load_params(REPO_ROOT / "params.yaml")
+    params = load_params(REPO_ROOT / "params.yaml").as_dict()
     with pytest.raises(HeadposeError, match="held_out_sequences is 30; expected an integer"):
         validate({**params, "held_out_sequences": 30})
 
@@ -216,7 +216,7 @@ def test_protocol2_trains_on_biwi_and_evaluates_the_held_out_sequences(hpdb, tmp
         tmp_path / "resume.pt",
         tmp_path / "live",
     )
-    run_training(tiny_params(epochs=1, finetune_epochs=0), paths)
+    run_training(tiny_settings(epochs=1, finetune_epochs=0), paths)
     result = evaluate(paths.models_dir / "model.pt", lists.test, "test.txt", workers=1)
     assert result.metrics["count"] == 10 and np.isfinite(result.metrics["mae"]["mean"])
     assert result.metrics["crop_protocol"] == "stored_box"

@@ -19,7 +19,7 @@ from cli_fixtures import run_cli
 from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
 from stage_fixtures import STAGES
-from training_fixtures import tiny_params, write_tiny_dataset
+from training_fixtures import tiny_settings, write_tiny_dataset
 
 from headpose.data.pipeline import evaluation_dataset
 from headpose.datasets import registry
@@ -173,7 +173,7 @@ def test_a_format_in_one_module_runs_filelists_train_and_evaluate(tmp_path):
         tmp_path / "resume.pt",
         tmp_path / "live",
     )
-    run_training(tiny_params(epochs=1, finetune_epochs=0), paths)
+    run_training(tiny_settings(epochs=1, finetune_epochs=0), paths)
     test = read_list(tmp_path / "lists" / "test.txt")
     result = evaluate(paths.models_dir / "model.pt", test, "test.txt", workers=1)
     assert result.metrics["count"] == 6 and np.isfinite(result.metrics["mae"]["mean"])
@@ -196,7 +196,7 @@ def test_a_format_in_one_module_runs_filelists_train_and_evaluate(tmp_path):
 def test_test_sets_params_are_checked_in_one_line(test_sets, message):
     from headpose.params import load_params, validate
 
-    params = load_params(REPO_ROOT / "params.yaml")
+    params = load_params(REPO_ROOT / "params.yaml").as_dict()
     with pytest.raises(HeadposeError, match=re.escape(message)):
         validate({**params, "test_sets": test_sets})
 

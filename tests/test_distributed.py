@@ -19,13 +19,13 @@ import pytest
 import torch
 import torch.multiprocessing
 from torch import nn
-from training_fixtures import tiny_params, write_list, write_tiny_dataset
+from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
 import headpose.training.loop as training
 from headpose.errors import HeadposeError
 from headpose.io.formats import read_list
 from headpose.training.distributed import BACKEND_VARIABLE, Rank, relaunch_under_torchrun
-from headpose.training.loop import LoaderSettings, TrainPaths, make_train_loader, run_training
+from headpose.training.loop import TrainPaths, make_train_loader, run_training
 
 # 16 training images, global batch 16: one step per epoch, so each epoch's loss is one step's.
 # float32: two ranks' halves of a batch equal the whole batch only up to the step's rounding.
@@ -79,7 +79,7 @@ def lists(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_two_processes_train_like_one(lists, tmp_path, monkeypatch, one_torch_thread):
-    params = tiny_params(**PARAMS)
+    params = tiny_settings(**PARAMS)
     monkeypatch.setattr(training, "set_train_mode", _train_mode_with_fixed_batchnorm)
     single = _paths(lists, tmp_path / "single")
     single_metrics = run_training(params, single)
@@ -100,7 +100,7 @@ def test_two_processes_train_like_one(lists, tmp_path, monkeypatch, one_torch_th
 
 def test_ranks_share_each_global_batch(lists):
     dataset = training.training_dataset(read_list(lists[0]), 32, "hopenet", 0)
-    params = LoaderSettings.from_params(tiny_params(batch_size=8))
+    params = tiny_settings(batch_size=8).loader
     device = torch.device("cpu")
     single, single_sampler = make_train_loader(dataset, params, device)
     ranks = [make_train_loader(dataset, params, device, Rank(r, 2)) for r in range(2)]

@@ -44,7 +44,7 @@ from headpose.io.formats import read_annotation, write_sample
 from headpose.params import load_params, validate
 
 CPU = torch.device("cpu")
-DEFAULT = FramingAugmentation.from_params(load_params(REPO_ROOT / "params.yaml"))
+DEFAULT = FramingAugmentation.from_params(load_params(REPO_ROOT / "params.yaml").as_dict())
 
 
 # --- The measure and the re-framing ---------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_context_extent_holds_every_framing():
     [[0.9, 2.0], [2.0, 1.5], [1.0], [1.0, 5.0], ["1", 2], [1.0, float("nan")]],
 )
 def test_framing_scale_must_be_an_ordered_pair_of_at_least_one(value):
-    params = load_params(REPO_ROOT / "params.yaml")
+    params = load_params(REPO_ROOT / "params.yaml").as_dict()
     with pytest.raises(HeadposeError, match="framing_scale"):
         validate({**params, "framing_scale": value})
     for key, bad in (("framing_probability", 1.5), ("framing_shift", 0.7)):

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_fixtures import tiny_params, tiny_run_paths, write_tiny_dataset
+from training_fixtures import tiny_run_paths, tiny_settings, write_tiny_dataset
 
 from headpose.errors import HeadposeError
-from headpose.models.heads import head_from_params
 from headpose.models.network import build_model
 from headpose.training import loop as training
 from headpose.training import memory
@@ -81,7 +80,7 @@ def test_without_a_cgroup_limit_memavailable_bounds_it(tmp_path, monkeypatch):
 
 
 def test_the_step_estimate_grows_with_the_batch_and_the_image():
-    model = build_model("resnet18", head_from_params(tiny_params()))
+    model = build_model("resnet18", tiny_settings().head)
     precision = choose_precision("float32", torch.device("cpu"))
     weights = sum(parameter.nbytes for parameter in model.parameters())
     small, double = (memory.step_bytes(model, 32, batch, precision) for batch in (8, 16))
@@ -107,7 +106,7 @@ def test_a_batch_beyond_the_cgroup_limit_is_refused_before_any_work(
     )
     monkeypatch.setattr(training, "training_dataset", None)  # reaching it would be an error
 
-    params = tiny_params(batch_size=4096, image_size=224)
+    params = tiny_settings(batch_size=4096, image_size=224)
     with pytest.raises(HeadposeError) as refused:
         training.run_training(params, tiny_run)
 
@@ -124,7 +123,7 @@ def test_a_batch_that_fits_trains(tmp_path, monkeypatch, tiny_run):
         "0::/",
         {"memory.max": f"{4 * GIB}", "memory.current": f"{GIB}"},
     )
-    training.run_training(tiny_params(epochs=1, finetune_epochs=0), tiny_run)
+    training.run_training(tiny_settings(epochs=1, finetune_epochs=0), tiny_run)
     assert (tiny_run.models_dir / "model.pt").exists()
 
 
@@ -134,14 +133,14 @@ def test_an_out_of_memory_error_in_training_is_one_line(tiny_run, monkeypatch):
 
     monkeypatch.setattr(training, "train_one_epoch", out_of_memory)
     with pytest.raises(HeadposeError, match=r"^batch_size 8 at image_size 32 does not fit in "):
-        training.run_training(tiny_params(), tiny_run)
+        training.run_training(tiny_settings(), tiny_run)
 
     def other_error(*args, **kwargs):
         raise RuntimeError("shape mismatch")
 
     monkeypatch.setattr(training, "train_one_epoch", other_error)
     with pytest.raises(RuntimeError, match="shape mismatch"):  # not every RuntimeError
-        training.run_training(tiny_params(), tiny_run)
+        training.run_training(tiny_settings(), tiny_run)
 
 
 def test_under_ulimit_v_a_batch_too_large_is_refused_in_one_line(tiny_run):
@@ -154,12 +153,12 @@ def test_under_ulimit_v_a_batch_too_large_is_refused_in_one_line(tiny_run):
         from headpose.training import memory
         from headpose.training.loop import TrainPaths, run_training
         sys.path.insert(0, {str(REPO / "tests")!r})
-        from training_fixtures import tiny_params
+        from training_fixtures import tiny_settings
 
         mapped = int(memory.status_mib("VmSize") * 2**20)
         resource.setrlimit(resource.RLIMIT_AS, (mapped + 3 * 2**30, resource.RLIM_INFINITY))
         paths = TrainPaths(*map(Path, {[str(path) for path in astuple(tiny_run)]!r}))
-        exit_on_error(run_training)(tiny_params(batch_size=4096, image_size=224), paths)
+        exit_on_error(run_training)(tiny_settings(batch_size=4096, image_size=224), paths)
     """
     child = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],

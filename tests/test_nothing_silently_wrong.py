@@ -27,11 +27,12 @@ def test_a_replaced_pretrained_file_is_another_run(tmp_path, monkeypatch):
     (tmp_path / "pretrained_checkpoints").mkdir()
     checkpoint = tmp_path / "pretrained_checkpoints" / "start.pt"
     checkpoint.write_bytes(b"first weights")
-    params = {"pretrained": "pretrained_checkpoints/start.pt", "lr": 0.1}
-    first = run_fingerprint(params, "train", "val")
-    assert run_fingerprint(params, "train", "val") == first
+    pretrained = "pretrained_checkpoints/start.pt"
+    record = {"pretrained": pretrained, "lr": 0.1}
+    first = run_fingerprint(record, pretrained, "train", "val")
+    assert run_fingerprint(record, pretrained, "train", "val") == first
     checkpoint.write_bytes(b"other weights")
-    assert run_fingerprint(params, "train", "val") != first
+    assert run_fingerprint(record, pretrained, "train", "val") != first
     assert pretrained_digest("none") == pretrained_digest("imagenet") == ""
 
 
@@ -171,7 +172,7 @@ def test_photos_given_to_predict_are_turned_upright(tmp_path):
 def test_a_one_sample_training_list_is_refused_in_one_line(tmp_path):
     """At 32 px the network ends on a 1x1 map, and one sample reached BatchNorm's "Expected more
     than 1 value per channel" deep in the first step."""
-    from training_fixtures import tiny_params, write_list
+    from training_fixtures import tiny_settings, write_list
 
     from headpose.training.loop import TrainPaths, run_training
 
@@ -184,5 +185,5 @@ def test_a_one_sample_training_list_is_refused_in_one_line(tmp_path):
         tmp_path / "live",
     )
     with pytest.raises(HeadposeError, match="training list holds 1 sample.*at least 2"):
-        run_training(tiny_params(), paths)
+        run_training(tiny_settings(), paths)
     assert not (tmp_path / "models").exists()

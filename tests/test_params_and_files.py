@@ -1,8 +1,11 @@
-"""params.yaml validation messages, and atomic outputs that never leave half-written files."""
+"""params.yaml validation messages, the frozen Params object, and atomic outputs that never leave
+half-written files."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import pickle
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,18 @@ import yaml
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, atomic_path, write_json
 from headpose.models.keys import validate_model_params
-from headpose.params import load_params, validate
+from headpose.params import (
+    SCHEMA,
+    SYNTH_SCHEMA,
+    TEST_SET_SCHEMA,
+    Params,
+    PoseRanges,
+    SynthParams,
+    TestSet,
+    build_params,
+    load_params,
+    validate,
+)
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -22,7 +36,7 @@ def params() -> dict:
 
 
 def test_the_shipped_params_are_valid():
-    assert load_params(REPO_PARAMS)["bin_width"] == 3
+    assert load_params(REPO_PARAMS).bin_width == 3
 
 
 @pytest.mark.parametrize(
@@ -135,7 +149,9 @@ def _readme_recipe() -> str:
     block = readme[start:].split("```")[1].removeprefix("bash")
     words = shlex.split(block.replace("\\\n", " "))
     assert words[:3] == ["dvc", "exp", "run"], words
-    pairs = [value.split("=", 1) for flag, value in zip(words, words[1:]) if flag == "-S"]
+    pairs = [
+        value.split("=", 1) for flag, value in zip(words, words[1:], strict=False) if flag == "-S"
+    ]
     assert len(pairs) >= 10 and all(re.fullmatch(r"[a-z_]+", key) for key, _ in pairs), pairs
     return "\n".join(f"{key}: {value}" for key, value in pairs)
 
@@ -148,9 +164,9 @@ def test_the_readme_recipe_is_accepted_as_written(params, tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params) + _readme_recipe() + "\n", encoding="utf-8")
     loaded = load_params(path)
-    validate_model_params(loaded)
-    assert loaded["lr"] == 1e-5 and loaded["finetune_lr"] == 1e-6
-    assert loaded["framing_probability"] == 0 and loaded["arch"] == "resnet50"
+    validate_model_params(loaded.as_dict())
+    assert loaded.lr == 1e-5 and loaded.finetune_lr == 1e-6
+    assert loaded.framing_probability == 0 and loaded.arch == "resnet50"
 
 
 @pytest.mark.parametrize("spelling", ["1e-05", "1e-5", "1.0e-5", "1E-5", ".1e-4"])
@@ -160,7 +176,7 @@ def test_every_yaml_12_and_dvc_spelling_of_a_number_is_a_number(params, tmp_path
     assert f"\nfinetune_lr: {spelling}\n" in text
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")
-    assert load_params(path)["finetune_lr"] == pytest.approx(1e-5)
+    assert load_params(path).finetune_lr == pytest.approx(1e-5)
 
 
 @pytest.mark.parametrize("key", ["seed", "train_seed"])
@@ -168,3 +184,56 @@ def test_seeds_beyond_32_bits_are_refused_before_any_work(params, key):
     validate({**params, key: 2**32 - 1})
     with pytest.raises(HeadposeError, match=f"{key} is {2**70}; expected an integer in"):
         validate({**params, key: 2**70})
+
+
+# --- The Params object ----------------------------------------------------------------------------
+
+
+def test_params_are_a_frozen_object_with_a_field_per_key(params):
+    loaded = load_params(REPO_PARAMS)
+    assert isinstance(loaded, Params) and isinstance(loaded.synth, SynthParams)
+    assert loaded.lr == params["lr"] and loaded.synth.test_images == params["synth"]["test_images"]
+    assert loaded.aug_angles == tuple(params["aug_angles"])  # lists become tuples
+    assert isinstance(loaded.synth.train_pose, PoseRanges)
+    assert loaded.synth.train_pose.yaw == tuple(params["synth"]["train_pose"]["yaw"])
+    assert all(isinstance(entry, TestSet) for entry in loaded.test_sets)
+    assert [entry.name for entry in loaded.test_sets] == list(params["test_sets"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.lr = 1.0
+    with pytest.raises(TypeError, match=r"read params\.lr"):
+        loaded["lr"]
+    assert pickle.loads(pickle.dumps(loaded)) == loaded
+
+
+def test_the_schema_is_derived_from_the_fields(params):
+    keys = [field.name for field in dataclasses.fields(Params) if field.name != "_order"]
+    assert list(SCHEMA) == keys and set(SCHEMA) == set(params)
+    assert set(SYNTH_SCHEMA) == set(params["synth"])
+    assert list(TEST_SET_SCHEMA) == ["data", "frame_list"]
+
+
+def test_as_dict_gives_the_file_back_in_its_order(params):
+    """A checkpoint stores the params (and hashes them): the same mapping, order and types as
+    the file, so moving to the object changes no output byte."""
+    loaded = load_params(REPO_PARAMS)
+    again = loaded.as_dict()
+    assert again == params and list(again) == list(params)
+    assert list(again["synth"]) == list(params["synth"])
+    assert pickle.dumps(again) == pickle.dumps(params)
+    assert loaded.record() == params
+    assert loaded.as_dict(["framing_scale", "lr"]) == {
+        "framing_scale": params["framing_scale"],
+        "lr": params["lr"],
+    }
+    with pytest.raises(HeadposeError, match="params.yaml has no key bin_widht"):
+        loaded.as_dict(["bin_widht"])
+
+
+def test_replace_validates_again(params):
+    loaded = build_params(params)
+    changed = loaded.replace(bin_width=1, lr_steps=(5, 7))
+    assert changed.bin_width == 1 and changed.lr_steps == (5, 7) and loaded.bin_width == 3
+    with pytest.raises(HeadposeError, match="epochs is 0; expected an integer in"):
+        loaded.replace(epochs=0)
+    with pytest.raises(HeadposeError, match="unknown key bin_widht in params.yaml"):
+        loaded.replace(bin_widht=1)

@@ -36,7 +36,7 @@ HOSTILE_DATASET_PATHS = {
 
 
 def default_params(**overrides) -> dict:
-    return {**load_params(REPO_ROOT / "params.yaml"), **overrides}
+    return {**load_params(REPO_ROOT / "params.yaml").as_dict(), **overrides}
 
 
 def dvc(project: Path, *args: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from training_fixtures import tiny_params, write_list, write_tiny_dataset
+from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
 import headpose.training.precision as precision_module
 from headpose.data.pipeline import training_dataset
@@ -152,7 +152,7 @@ def test_a_whole_run_with_compile_true_saves_plain_checkpoints(tmp_path):
     train_list = write_list(tmp_path / "train.txt", stems[:14])
     val_list = write_list(tmp_path / "val.txt", stems[14:])
     paths = TrainPaths(train_list, val_list, tmp_path / "models", tmp_path / "r.pt", tmp_path / "l")
-    params = tiny_params(compile=True, epochs=1, finetune_epochs=1)
+    params = tiny_settings(compile=True, epochs=1, finetune_epochs=1)
     metrics = run_training(params, paths, device="cpu")
     assert metrics["final"]["epoch"] == 2
     saved = torch.load(paths.models_dir / "model.pt", weights_only=True)

@@ -20,7 +20,7 @@ POSES_DEG = [(0.0, 0.0, 0.0), (-70.0, 15.0, -10.0), (45.0, -30.0, 25.0), (88.0, 
 
 @pytest.fixture(scope="module")
 def settings() -> dict:
-    return load_params()["synth"]
+    return load_params().synth.as_dict()
 
 
 def _render(index: int, pose_deg, size: int = SIZE) -> synth.RenderedSample:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_fixtures import tiny_params, write_list, write_tiny_dataset
+from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
 import headpose.training.loop as training
 from headpose.errors import HeadposeError
 from headpose.models.bins import Bins
 from headpose.models.network import build_model
 from headpose.training.loop import (
-    LRSchedule,
     Phase,
     TrainPaths,
     make_optimizer,
@@ -44,13 +43,13 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def reference_run(lists, tmp_path_factory) -> tuple[dict, TrainPaths]:
     paths = _paths(lists, tmp_path_factory.mktemp("reference"))
-    return run_training(tiny_params(), paths), paths
+    return run_training(tiny_settings(), paths), paths
 
 
 def test_same_seed_gives_identical_results(lists, reference_run, tmp_path):
     metrics, reference = reference_run
     paths = _paths(lists, tmp_path)
-    assert run_training(tiny_params(), paths) == metrics
+    assert run_training(tiny_settings(), paths) == metrics
     again, first = (
         _weights(paths.models_dir / "model.pt"),
         _weights(reference.models_dir / "model.pt"),
@@ -63,11 +62,11 @@ def test_train_seed_moves_the_model_and_the_data_seed_does_not(lists, reference_
     _, reference = reference_run
     first = _weights(reference.models_dir / "model.pt")
     data_seed = _paths(lists, tmp_path / "data_seed")
-    run_training(tiny_params(seed=7), data_seed)
+    run_training(tiny_settings(seed=7), data_seed)
     same = _weights(data_seed.models_dir / "model.pt")
     assert all(torch.equal(same[key], first[key]) for key in first)
     train_seed = _paths(lists, tmp_path / "train_seed")
-    run_training(tiny_params(train_seed=1), train_seed)
+    run_training(tiny_settings(train_seed=1), train_seed)
     other = _weights(train_seed.models_dir / "model.pt")
     assert not torch.equal(other["fc_yaw.weight"], first["fc_yaw.weight"])
 
@@ -102,17 +101,17 @@ def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_pa
 
     monkeypatch.setattr(training, "train_one_epoch", interrupted_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_params(), paths)
+        run_training(tiny_settings(), paths)
     assert paths.resume_file.is_file()
     monkeypatch.setattr(training, "train_one_epoch", real_epoch)
     # other params: the saved state is not used
     calls.clear()
     monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: calls.append(1) or 0.0)
-    run_training(tiny_params(finetune_epochs=0), _paths(lists, tmp_path / "other"))
+    run_training(tiny_settings(finetune_epochs=0), _paths(lists, tmp_path / "other"))
     assert len(calls) == 2
     monkeypatch.setattr(training, "train_one_epoch", real_epoch)
 
-    assert run_training(tiny_params(), paths) == metrics
+    assert run_training(tiny_settings(), paths) == metrics
     resumed, first = (
         _weights(paths.models_dir / "model.pt"),
         _weights(reference.models_dir / "model.pt"),
@@ -121,8 +120,8 @@ def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_pa
 
 
 def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
-    params = tiny_params(epochs=1, finetune_epochs=0)
-    torch.manual_seed(params["train_seed"])
+    params = tiny_settings(epochs=1, finetune_epochs=0)
+    torch.manual_seed(params.train_seed)
     initial = build_model("resnet18", Bins(3)).state_dict()
     run_training(params, _paths(lists, tmp_path / "one"))
     after_phase_one = _weights(tmp_path / "one" / "models" / "model.pt")
@@ -132,7 +131,7 @@ def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
         after_phase_one["backbone.layer1.0.conv1.weight"], initial["backbone.layer1.0.conv1.weight"]
     )
 
-    run_training(tiny_params(epochs=1, finetune_epochs=1), _paths(lists, tmp_path / "two"))
+    run_training(tiny_settings(epochs=1, finetune_epochs=1), _paths(lists, tmp_path / "two"))
     after_phase_two = _weights(tmp_path / "two" / "models" / "model.pt")
     assert not torch.equal(
         after_phase_two["backbone.conv1.weight"], initial["backbone.conv1.weight"]
@@ -146,7 +145,7 @@ def test_schedules_and_head_rate():
     model = build_model("resnet18", Bins(3))
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 30, 1e-3))
     scheduler = make_scheduler(
-        optimizer, LRSchedule.from_params(tiny_params(lr_schedule="exponential", lr_decay=0.9))
+        optimizer, tiny_settings(lr_schedule="exponential", lr_decay=0.9).schedule
     )
     for _ in range(3):
         scheduler.step()
@@ -157,8 +156,8 @@ def test_schedules_and_head_rate():
     assert not stem_ids & {id(p) for group in optimizer.param_groups for p in group["params"]}
 
     optimizer = make_optimizer(model, Phase("finetune", 31, 30, 1e-4))
-    step = tiny_params(lr_schedule="step", lr_steps=[2, 4], lr_step_gamma=0.1)
-    scheduler = make_scheduler(optimizer, LRSchedule.from_params(step))
+    step = tiny_settings(lr_schedule="step", lr_steps=[2, 4], lr_step_gamma=0.1)
+    scheduler = make_scheduler(optimizer, step.schedule)
     rates = []
     for _ in range(5):
         scheduler.step()
@@ -180,16 +179,16 @@ def test_schedules_and_head_rate():
 def test_bad_params_are_rejected_before_any_work(override, message, tmp_path):
     missing = _paths((tmp_path / "no_train.txt", tmp_path / "no_val.txt"), tmp_path)
     with pytest.raises(HeadposeError, match=message):
-        run_training(tiny_params(**override), missing)
+        run_training(tiny_settings(**override), missing)
 
 
 def test_bad_lists_get_a_clear_message(lists, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
     with pytest.raises(HeadposeError, match="empty.txt is empty"):
-        run_training(tiny_params(), _paths((empty, lists[1]), tmp_path))
+        run_training(tiny_settings(), _paths((empty, lists[1]), tmp_path))
     with pytest.raises(HeadposeError, match="no_val.txt does not exist"):
-        run_training(tiny_params(), _paths((lists[0], tmp_path / "no_val.txt"), tmp_path))
+        run_training(tiny_settings(), _paths((lists[0], tmp_path / "no_val.txt"), tmp_path))
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
@@ -213,14 +212,14 @@ def test_resume_follows_the_sample_files_contents(relabel, tmp_path, monkeypatch
 
     monkeypatch.setattr(training, "train_one_epoch", interrupted_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_params(), paths)
+        run_training(tiny_settings(), paths)
     assert paths.resume_file.is_file()
     if relabel:
         write_tiny_dataset(folder, 24, seed=1)  # the same file names, other images and angles
     calls.clear()
     capsys.readouterr()
     monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: calls.append(1) or 0.0)
-    run_training(tiny_params(), paths)
+    run_training(tiny_settings(), paths)
     out = capsys.readouterr().out
     if relabel:  # weights trained on the old labels are not continued, and that is said
         assert len(calls) == 3

@@ -11,7 +11,7 @@ import torch
 from helpers import REPO_ROOT
 
 from headpose.io.formats import write_sample
-from headpose.params import load_params
+from headpose.params import Params, load_params
 
 
 def write_tiny_dataset(folder: Path, count: int, seed: int = 0, size: int = 40) -> list[str]:
@@ -34,23 +34,31 @@ def write_list(path: Path, stems: list[str]) -> Path:
     return path
 
 
-def tiny_params(**overrides) -> dict:
-    """The repo's params.yaml with a tiny, fast training setup, then ``overrides``."""
-    params = load_params(REPO_ROOT / "params.yaml")
-    params.update(
-        arch="resnet18",
-        pretrained="none",
-        image_size=32,
-        batch_size=8,
-        epochs=2,
-        finetune_epochs=1,
-        lr=1e-3,
-        finetune_lr=3e-4,
-        workers=1,
-        train_seed=0,
-    )
-    params.update(overrides)
-    return params
+TINY_TRAINING = {
+    "arch": "resnet18",
+    "pretrained": "none",
+    "image_size": 32,
+    "batch_size": 8,
+    "epochs": 2,
+    "finetune_epochs": 1,
+    "lr": 1e-3,
+    "finetune_lr": 3e-4,
+    "workers": 1,
+    "train_seed": 0,
+}
+
+
+def tiny_params(**overrides) -> Params:
+    """The repo's params.yaml with a tiny, fast training setup, then ``overrides`` (validated:
+    a bad override raises the HeadposeError the file would)."""
+    return load_params(REPO_ROOT / "params.yaml").replace(**{**TINY_TRAINING, **overrides})
+
+
+def tiny_settings(**overrides):
+    """The training settings of :func:`tiny_params` (``overrides`` included)."""
+    from headpose.training.loop import TrainSettings
+
+    return TrainSettings.from_params(tiny_params(**overrides))
 
 
 def tiny_run_paths(folder: Path, stems: list[str]):
@@ -77,7 +85,7 @@ def check_head_end_to_end(head: str, folder: Path) -> dict:
 
     stems = write_tiny_dataset(folder, 24)
     paths = tiny_run_paths(folder, stems)
-    metrics = run_training(tiny_params(head=head), paths)
+    metrics = run_training(tiny_settings(head=head), paths)
     assert metrics["final"]["epoch"] == 3 and math.isfinite(metrics["final"]["train_loss"])
     checkpoint = paths.models_dir / "model.pt"
     meta = torch.load(checkpoint, weights_only=True)["meta"]

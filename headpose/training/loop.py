@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from headpose.data.framing import FramingAugmentation
+from headpose.data.framing import FRAMING_KEYS, FramingAugmentation
 from headpose.data.pipeline import PoseDataset, evaluation_dataset, training_dataset
 from headpose.data.training_batches import RegionBatch, TrainingRegions, training_images
 from headpose.errors import HeadposeError
@@ -67,12 +68,12 @@ from headpose.inference.runtime import torch_angle_function
 from headpose.io.formats import read_list
 from headpose.io.parallel import worker_count
 from headpose.models.checkpoints import save_checkpoint
-from headpose.models.head import Head
+from headpose.models.head import HEADS, Head
 from headpose.models.heads import head_from_params
 from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.models.registry import Normalization, get_arch
-from headpose.params import validate
+from headpose.params import Params
 from headpose.training.distributed import SINGLE_PROCESS, Rank, process_group, sum_over_ranks
 from headpose.training.memory import (
     PeakPrivateMemory,
@@ -126,28 +127,78 @@ class LRSchedule:
     steps: tuple[int, ...]
     step_gamma: float
 
-    @classmethod
-    def from_params(cls, params: dict) -> LRSchedule:
-        return cls(
-            params["lr_schedule"],
-            params["lr_decay"],
-            tuple(params["lr_steps"]),
-            params["lr_step_gamma"],
-        )
-
 
 @dataclass(frozen=True)
 class LoaderSettings:
-    """What the data loaders read from params: the global batch, the sampler's seed and the
-    loader processes on CUDA."""
+    """What the data loaders use: the global batch, the sampler's seed and the loader processes
+    on CUDA."""
 
     batch_size: int
     train_seed: int
     workers: int
 
+
+def model_keys() -> tuple[str, ...]:
+    """The params.yaml keys the model code reads (as a mapping): ``arch``, ``head`` and the keys
+    every registered head declares (:attr:`~headpose.models.head.Head.params_defaults`)."""
+    heads = dict.fromkeys(key for cls in HEADS.values() for key in cls.params_defaults)
+    return ("arch", "head", *heads)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything a training run takes from ``params.yaml``, built once by :meth:`from_params`
+    (the one place training reads params): the model's keys checked by the models and turned
+    into a :class:`~headpose.models.head.Head`, the framing augmentation, the loaders, the two
+    phases and their schedule, the step's numerics, and ``record``, the whole file as the run's
+    record (the checkpoints' ``params``, hashed into the run fingerprint)."""
+
+    arch: str
+    pretrained: str
+    head: Head
+    image_size: int
+    crop_protocol: str
+    framing: FramingAugmentation
+    loader: LoaderSettings
+    train_seed: int
+    epochs: int
+    lr: float
+    finetune_epochs: int
+    finetune_lr: float
+    schedule: LRSchedule
+    precision: str
+    compile: bool
+    record: dict[str, Any]
+
     @classmethod
-    def from_params(cls, params: dict) -> LoaderSettings:
-        return cls(params["batch_size"], params["train_seed"], params["workers"])
+    def from_params(cls, params: Params) -> TrainSettings:
+        """The settings of validated ``params``; the model keys are checked against the models
+        (:func:`~headpose.models.keys.validate_model_params`) first."""
+        model = validate_model_params(params.as_dict(model_keys()))
+        return cls(
+            arch=params.arch,
+            pretrained=params.pretrained,
+            head=head_from_params(model),
+            image_size=params.image_size,
+            crop_protocol=params.crop_protocol,
+            framing=FramingAugmentation.from_params(params.as_dict(FRAMING_KEYS)),
+            loader=LoaderSettings(params.batch_size, params.train_seed, params.workers),
+            train_seed=params.train_seed,
+            epochs=params.epochs,
+            lr=params.lr,
+            finetune_epochs=params.finetune_epochs,
+            finetune_lr=params.finetune_lr,
+            schedule=LRSchedule(
+                params.lr_schedule, params.lr_decay, params.lr_steps, params.lr_step_gamma
+            ),
+            precision=params.precision,
+            compile=params.compile,
+            record=params.record(),
+        )
+
+    def phases(self) -> list[Phase]:
+        """The run's phases (:func:`phases`)."""
+        return phases(self.epochs, self.lr, self.finetune_epochs, self.finetune_lr)
 
 
 # --- Reproducibility ----------------------------------------------------------------------------
@@ -367,23 +418,22 @@ def _loader_options(workers: int, device: torch.device, prefetch: int) -> dict:
 
 
 def checkpoint_meta(
-    params: dict,
-    head: Head,
+    settings: TrainSettings,
     training_mean_deg: np.ndarray,
     fingerprint: str,
     precision: Precision,
 ) -> dict:
     """What is stored beside the weights: what evaluation and prediction need to use them, the
-    training-set mean angles (the evaluation's baseline), the params, the run fingerprint and
-    the precision the training step ran in."""
+    training-set mean angles (the evaluation's baseline), the params (the run's record), the run
+    fingerprint and the precision the training step ran in."""
     return {
-        "arch": params["arch"],
-        **head.meta(),
-        "image_size": params["image_size"],
-        "crop_protocol": params["crop_protocol"],
-        **get_arch(params["arch"]).normalization.meta(),
+        "arch": settings.arch,
+        **settings.head.meta(),
+        "image_size": settings.image_size,
+        "crop_protocol": settings.crop_protocol,
+        **get_arch(settings.arch).normalization.meta(),
         "training_mean_deg": [float(angle) for angle in training_mean_deg],
-        "params": params,
+        "params": settings.record,
         "fingerprint": fingerprint,
         "training_precision": precision.name,
     }
@@ -393,11 +443,10 @@ def checkpoint_meta(
 class Trainer:
     """Everything one run uses; :meth:`run_phase` trains one phase from where the run stands."""
 
-    params: dict
+    settings: TrainSettings
     paths: TrainPaths
     fingerprint: str
     device: torch.device
-    head: Head
     model: HeadPoseNet
     train_set: TrainingRegions
     train_loader: DataLoader
@@ -412,13 +461,13 @@ class Trainer:
     @property
     def normalization(self) -> Normalization:
         """The input normalisation of the backbone (stored in the checkpoints)."""
-        return get_arch(self.params["arch"]).normalization
+        return get_arch(self.settings.arch).normalization
 
     def make_inputs(self) -> InputMaker:
         """What turns the loader's batches into the model's input."""
         return input_maker(
-            self.params["image_size"],
-            self.params["crop_protocol"],
+            self.settings.image_size,
+            self.settings.crop_protocol,
             self.normalization,
             self.device,
             self.precision,
@@ -433,7 +482,7 @@ class Trainer:
         if self.rank.distributed:
             device_ids = [self.device] if self.device.type == "cuda" else None
             network = DistributedDataParallel(self.model, device_ids=device_ids)
-        return torch.compile(network) if self.params["compile"] else network
+        return torch.compile(network) if self.settings.compile else network
 
     def run_phase(self, phase: Phase, saved: dict | None) -> None:
         """Train the phase's remaining epochs (``saved``: a resume checkpoint's content)."""
@@ -444,11 +493,11 @@ class Trainer:
         set_stem_frozen(self.model, stem_frozen)
         network = self.wrap()
         optimizer = make_optimizer(self.model, phase)
-        scheduler = make_scheduler(optimizer, LRSchedule.from_params(self.params))
+        scheduler = make_scheduler(optimizer, self.settings.schedule)
         if saved and saved["phase"] == phase.name and self.state.epochs_done >= phase.first_epoch:
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
-        total = self.params["epochs"] + self.params["finetune_epochs"]
+        total = self.settings.epochs + self.settings.finetune_epochs
         for epoch in range(self.state.epochs_done + 1, last_epoch + 1):
             lr = optimizer.param_groups[0]["lr"]
             self.sampler.set_epoch(epoch)
@@ -459,7 +508,7 @@ class Trainer:
                 self.train_loader,
                 optimizer,
                 self.scaler,
-                self.head,
+                self.settings.head,
                 self.make_inputs(),
                 self.precision,
                 f"epoch {epoch}/{total} ({phase.name})",
@@ -492,16 +541,14 @@ class Trainer:
     def save_models(self) -> None:
         """``model.pt`` (final weights) and ``best.pt`` (best validation epoch), with meta."""
         training_mean_deg = self.train_set.crops.angles_deg.astype(np.float64).mean(axis=0)
-        meta = checkpoint_meta(
-            self.params, self.head, training_mean_deg, self.fingerprint, self.precision
-        )
+        meta = checkpoint_meta(self.settings, training_mean_deg, self.fingerprint, self.precision)
         final = self.state.history[-1]
         save_checkpoint(
             self.paths.models_dir / "model.pt",
             self.model,
             {**meta, "epoch": final["epoch"], "val_mae_mean": final["mae_mean"]},
         )
-        best_model = build_model(self.params["arch"], self.head)
+        best_model = build_model(self.settings.arch, self.settings.head)
         best_model.load_state_dict(self.state.best_state_dict)
         save_checkpoint(
             self.paths.models_dir / "best.pt",
@@ -521,59 +568,67 @@ class Trainer:
         }
 
 
-def run_training(params: dict, paths: TrainPaths, device: str | None = None) -> dict:
-    """Train as ``params`` say on ``paths.train_list``, validate on ``paths.val_list``.
+def run_training(settings: TrainSettings, paths: TrainPaths, device: str | None = None) -> dict:
+    """Train as ``settings`` say on ``paths.train_list``, validate on ``paths.val_list``.
 
     Writes ``models/model.pt`` (final) and ``models/best.pt`` (lowest validation mean MAE) and
-    the dvclive curves; returns the metrics (final and best epoch's MAEs). Bad params or lists
-    raise a HeadposeError before any work. Every process prints its peak private memory at the
-    end (:mod:`headpose.training.memory`). Continues an interrupted run of the same params and
-    lists from ``paths.resume_file``, which is deleted once the run is complete. Under
-    torchrun every process calls this; only rank 0 writes, and all return the same metrics.
+    the dvclive curves; returns the metrics (final and best epoch's MAEs). Bad lists raise a
+    HeadposeError before any work (bad params already did, in :meth:`TrainSettings.from_params`).
+    Every process prints its peak private memory at the end (:mod:`headpose.training.memory`).
+    Continues an interrupted run of the same params and lists from ``paths.resume_file``, which
+    is deleted once the run is complete. Under torchrun every process calls this; only rank 0
+    writes, and all return the same metrics.
     ``device``: a single process's device (the stage passes its claimed GPU; default: CUDA if
     present, else the CPU).
     """
-    validate_model_params(validate(params))
     train_stems = read_list(paths.train_list)
     val_stems = read_list(paths.val_list)
     with process_group(device) as rank, PeakPrivateMemory() as memory:
-        metrics = _train(params, paths, train_stems, val_stems, rank)
+        metrics = _train(settings, paths, train_stems, val_stems, rank)
     print(f"process {rank.rank + 1} of {rank.world_size}: {memory.summary()}")
     return metrics
 
 
 def _train(
-    params: dict, paths: TrainPaths, train_stems: list[str], val_stems: list[str], rank: Rank
+    settings: TrainSettings,
+    paths: TrainPaths,
+    train_stems: list[str],
+    val_stems: list[str],
+    rank: Rank,
 ) -> dict:
     device = rank.device
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fastest kernels for a fixed size
-    head = head_from_params(params)
-    precision = choose_precision(params["precision"], device)
-    if params["compile"]:
+    head = settings.head
+    precision = choose_precision(settings.precision, device)
+    if settings.compile:
         check_compiler(device)
     print(
-        f"training {params['arch']} with the {head.name} head on {device.type} in "
+        f"training {settings.arch} with the {head.name} head on {device.type} in "
         f"{precision.name}{', channels-last' if precision.channels_last else ''}"
-        f"{', compiled' if params['compile'] else ''} (process {rank.rank + 1} of "
+        f"{', compiled' if settings.compile else ''} (process {rank.rank + 1} of "
         f"{rank.world_size}): {len(train_stems)} train images, {len(val_stems)} validation images"
     )
-    size, workers, protocol = params["image_size"], params["workers"], params["crop_protocol"]
+    size, protocol = settings.image_size, settings.crop_protocol
+    loader_settings = settings.loader
+    workers = loader_settings.workers
     if device.type == "cpu":  # before any work; CUDA's allocator says so itself (see below)
-        unseeded = build_model(params["arch"], head)  # the same size as the trained one
-        check_training_step_fits(unseeded, size, params["batch_size"], precision, rank.world_size)
-    framing = FramingAugmentation.from_params(params)
+        unseeded = build_model(settings.arch, head)  # the same size as the trained one
+        batch_size = loader_settings.batch_size
+        check_training_step_fits(unseeded, size, batch_size, precision, rank.world_size)
+    framing = settings.framing
     print(framing.describe())
     train_set = training_dataset(
-        train_stems, size, protocol, params["train_seed"], workers, framing=framing
+        train_stems, size, protocol, settings.train_seed, workers, framing=framing
     )
-    loader_settings = LoaderSettings.from_params(params)
     train_loader, sampler = make_train_loader(train_set, loader_settings, device, rank)
     val_set = evaluation_dataset(val_stems, size, protocol, workers)
     val_loader = make_eval_loader(val_set, loader_settings, device, rank)
-    fingerprint = run_fingerprint(params, train_set.crops.key, val_set.crops.key)
+    fingerprint = run_fingerprint(
+        settings.record, settings.pretrained, train_set.crops.key, val_set.crops.key
+    )
 
-    seed_everything(params["train_seed"])
-    model = build_model(params["arch"], head, params["pretrained"])
+    seed_everything(settings.train_seed)
+    model = build_model(settings.arch, head, settings.pretrained)
     if rank.distributed and device.type == "cuda":  # SyncBatchNorm has no CPU implementation
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=precision.memory_format)
@@ -589,13 +644,12 @@ def _train(
         log_epoch(live, record)
 
     trainer = Trainer(
-        params, paths, fingerprint, device, head, model, train_set, train_loader, sampler,
+        settings, paths, fingerprint, device, model, train_set, train_loader, sampler,
         val_loader, live, state, precision, scaler, rank,
     )  # fmt: skip
     started = time.perf_counter()
-    plan = phases(params["epochs"], params["lr"], params["finetune_epochs"], params["finetune_lr"])
-    with memory_errors_named(params["batch_size"], size, device):
-        for phase in plan:
+    with memory_errors_named(loader_settings.batch_size, size, device):
+        for phase in settings.phases():
             trainer.run_phase(phase, saved)
     if live:
         live.end()

@@ -34,15 +34,15 @@ def pretrained_digest(pretrained: str) -> str:
         return ""
 
 
-def run_fingerprint(params: dict, train_key: str, val_key: str) -> str:
-    """A hash of everything a run's result depends on: all params, the ``pretrained:`` file's
-    bytes and both sets' crop store keys (:func:`headpose.data.store.store_key`: the lists and
-    every sample file's bytes)."""
+def run_fingerprint(record: dict, pretrained: str, train_key: str, val_key: str) -> str:
+    """A hash of everything a run's result depends on: all params (``record``, the whole
+    params.yaml as a mapping), the ``pretrained:`` file's bytes and both sets' crop store keys
+    (:func:`headpose.data.store.store_key`: the lists and every sample file's bytes)."""
     content = {
-        "params": params,
+        "params": record,
         "train": train_key,
         "val": val_key,
-        "pretrained": pretrained_digest(params["pretrained"]),
+        "pretrained": pretrained_digest(pretrained),
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
