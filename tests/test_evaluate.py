@@ -23,6 +23,8 @@ from headpose.cli import main as headpose_main
 from headpose.data.pipeline import evaluation_dataset, preprocess
 from headpose.datasets import mat as protocol
 from headpose.datasets.mat import is_real_aflw2000
+from headpose.deploy.export import export_onnx
+from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
@@ -218,6 +220,34 @@ def test_cli_overrides_and_one_line_errors(tiny_set, tiny_checkpoint, tmp_path, 
     with pytest.raises(SystemExit):
         headpose_main(["evaluate", str(tmp_path / "absent.pt"), "--data", str(folder)])
     assert f"checkpoint {tmp_path / 'absent.pt'} does not exist" in capsys.readouterr().err
+
+
+def test_the_table_scores_an_exported_onnx_file_as_its_checkpoint(
+    tiny_set, tiny_checkpoint, tmp_path, capsys
+):
+    """One loader reads both: an .onnx export gives the checkpoint's angles through the same
+    inference path; head options and the baseline are refused for it."""
+    folder, stems = tiny_set
+    loaded = load_model(tiny_checkpoint, "torch", "cpu")
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(loaded.model, onnx_path, loaded.description)
+    exported = evaluate(onnx_path, stems, "tiny", workers=1)
+    reference = evaluate(tiny_checkpoint, stems, "tiny", workers=1, device=torch.device("cpu"))
+    assert np.allclose(exported.errors.predicted_deg, reference.errors.predicted_deg, atol=1e-3)
+    model = exported.metrics["model"]
+    assert model["parameters"] is None and model["precision"] == "fp32"
+    assert model["num_bins"] == 66 and model["trained_crop_protocol"] == "visible"
+    assert evaluation_timing(exported)["latency_ms_batch1"] > 0
+    headpose_main(["evaluate", str(onnx_path), "--data", str(folder), "--workers", "1"])
+    output = capsys.readouterr().out
+    assert "shufflenet_v2_x1_0, fp32 ONNX, 66 bins of 3 deg, centers expectation, 32 px" in output
+    for arguments, message in (
+        (["--expectation", "lower_edges"], "--expectation applies to checkpoints"),
+        (["--baseline"], "holds no training-mean angles"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            headpose_main(["evaluate", str(onnx_path), "--data", str(folder), *arguments])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_the_stage_writes_metrics_csv_and_plots(

@@ -13,7 +13,7 @@ import torch
 import yaml
 from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta
-from training_fixtures import tiny_run_paths, tiny_settings, write_tiny_dataset
+from training_fixtures import tiny_params, tiny_run_paths, write_tiny_dataset
 
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import HeadposeError
@@ -23,7 +23,7 @@ from headpose.geometry import flip_angles, rotation_matrix
 from headpose.io.formats import read_annotation
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
-from headpose.models.heads import head_from_meta
+from headpose.models.heads import head_from_meta, head_with
 from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
 from headpose.models.rotation import (
@@ -164,8 +164,10 @@ def test_checkpoints_record_and_validate_the_head(tmp_path):
     images = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         assert torch.equal(loaded(images), AnglesModel(network)(images))
-    with pytest.raises(HeadposeError, match="expectation does not apply"):
-        load_angles_model(path, expectation="centers")
+    with pytest.raises(HeadposeError, match="expectation does not apply to a rotation_6d head"):
+        head_with(loaded.head, {"expectation": "centers"}, f"checkpoint {path}")
+    with pytest.raises(HeadposeError, match="holds a rotation_6d head; asked for a bins head"):
+        load_angles_model(path, head=Bins(3))
     with pytest.raises(HeadposeError, match="with head"):  # meta and model disagree
         save_checkpoint(tmp_path / "bad.pt", network, checkpoint_meta("resnet18"))
     # a file whose meta says bins but holds the rotation layer is refused on loading
@@ -195,7 +197,7 @@ def trained_rotation(tmp_path_factory) -> tuple[dict, TrainPaths, list[str]]:
     folder = tmp_path_factory.mktemp("rotation_run")
     stems = write_tiny_dataset(folder, 24)
     paths = tiny_run_paths(folder, stems)
-    return run_training(tiny_settings(head="rotation_6d"), paths), paths, stems[16:]
+    return run_training(tiny_params(head="rotation_6d"), paths), paths, stems[16:]
 
 
 def test_training_and_evaluation_run_with_the_rotation_head(trained_rotation):

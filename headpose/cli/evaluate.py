@@ -1,5 +1,9 @@
 """``headpose evaluate``: its arguments, and the call into :mod:`headpose.evaluation.evaluate`
-(or, with ``--framing-sweep``, into :mod:`headpose.evaluation.framing_sweep`)."""
+(or, with ``--framing-sweep``, into :mod:`headpose.evaluation.framing_sweep`).
+
+The head options of the table (``--expectation``, ``--bin-width``: an original HopeNet snapshot
+is evaluated as published, bin width 3 and lower edges) become one head, built here from the
+checkpoint's (:func:`evaluation_head`) and passed to the evaluation as a value."""
 
 from __future__ import annotations
 
@@ -30,10 +34,16 @@ from headpose.evaluation.framing_sweep import (
     framing_sweep,
 )
 from headpose.evaluation.protocol import evaluation_stems
+from headpose.inference.loading import is_onnx_file
 from headpose.io.files import write_json
+from headpose.models.checkpoints import checkpoint_head
+from headpose.models.head import Head
+from headpose.models.heads import head_with
 from headpose.params import AT_LEAST_ONE, SCHEMA, option
 from headpose.plots import plot_framing_sweep
 
+# Head options of the table: attribute -> the key of the head's checkpoint meta it sets or checks.
+HEAD_OPTIONS = {"expectation": "expectation", "bin_width": "bin_width"}
 # Options only --framing-sweep reads, and the table's options a sweep refuses (attribute: flag).
 SWEEP_OPTIONS = {
     "scales": "--scales",
@@ -78,7 +88,7 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     """``headpose evaluate CHECKPOINT --data FOLDER_OR_LIST [options]``."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="MAE of a checkpoint (ours or an original HopeNet .pkl) on a test set",
+        help="MAE of a model (a checkpoint, an original HopeNet .pkl, an .onnx) on a test set",
         description="Evaluate a checkpoint on a dataset of any registered format (an AFLW2000 "
         "folder, a BIWI hpdb folder, an FSA-Net .npz; scanned and filtered by --max-angle as the "
         "filelists stage does) or a sample list, and print the table of "
@@ -87,8 +97,7 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "checkpoint",
-        help="a models/*.pt checkpoint or a HopeNet .pkl snapshot (with --framing-sweep also an "
-        "exported .onnx model)",
+        help="a models/*.pt checkpoint, a HopeNet .pkl snapshot or an exported .onnx model",
     )
     parser.add_argument(
         "--data",
@@ -99,9 +108,11 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         "--frame-list",
         help="BIWI only: the frames and face boxes to take (e.g. Biwi_FSA-Net.npz, protocol 1)",
     )
-    parser.add_argument("--expectation", choices=("centers", "lower_edges"), help="bins head only")
     parser.add_argument(
-        "--bin-width", type=option(AT_LEAST_ONE), help="must match the checkpoint's bins"
+        "--expectation", choices=("centers", "lower_edges"), help="bins head only: its mode"
+    )
+    parser.add_argument(
+        "--bin-width", type=option(AT_LEAST_ONE), help="bins head only: must match its bins"
     )
     parser.add_argument(
         "--image-size", type=option(SCHEMA["image_size"]), help="input size in pixels"
@@ -174,11 +185,7 @@ def run_evaluate_command(
     ``--framing-sweep``, run the framing sweep)."""
     if parser is not None:
         check_sweep_options(parser, args)
-    if not args.framing_sweep and Path(args.checkpoint).suffix.lower() == ".onnx":
-        raise HeadposeError(
-            f"{args.checkpoint}: the MAE table scores a checkpoint (.pt, HopeNet .pkl); an .onnx "
-            "model is scored by --framing-sweep, or by headpose benchmark against its checkpoint"
-        )
+    head = None if args.framing_sweep else evaluation_head(args)
     stems, skipped = evaluation_stems(args.data, args.max_angle, args.frame_list)
     for sample, reason in skipped:
         print(f"skipped {sample}: {reason}", file=sys.stderr)
@@ -190,8 +197,7 @@ def run_evaluate_command(
         args.checkpoint,
         stems,
         args.data,
-        expectation=args.expectation,
-        bin_width=args.bin_width,
+        head=head,
         image_size=args.image_size,
         baseline=args.baseline,
         crop_protocol=crop_protocol,
@@ -200,6 +206,24 @@ def run_evaluate_command(
     )
     speed = evaluation_timing(result)
     print(format_report(result.metrics, args.checkpoint, args.data, speed, len(skipped)))
+
+
+def evaluation_head(args: argparse.Namespace) -> Head | None:
+    """The head the table reads the checkpoint's outputs with: the checkpoint's own, its options
+    among the head options given replaced and the others checked
+    (:func:`headpose.models.heads.head_with`); None when none is given."""
+    given = {name: getattr(args, name) for name in HEAD_OPTIONS}
+    settings = {HEAD_OPTIONS[name]: value for name, value in given.items() if value is not None}
+    if not settings:
+        return None
+    if is_onnx_file(args.checkpoint):
+        flags = ", ".join(NOT_WITH_SWEEP[name] for name in given if given[name] is not None)
+        raise HeadposeError(
+            f"{args.checkpoint}: {flags} applies to checkpoints; an .onnx model computes its "
+            "head's angles in its graph"
+        )
+    source = f"checkpoint {args.checkpoint}"
+    return head_with(checkpoint_head(args.checkpoint), settings, source)
 
 
 def run_framing_sweep(args: argparse.Namespace, stems: list[str]) -> FramingSweep:

@@ -7,14 +7,17 @@ ImageNet normalisation) and the metrics of :mod:`headpose.evaluation.metrics`: v
 training,
 the evaluate stage, the export stage's parity and int8 costs, and the benchmark.
 
-:func:`evaluate` scores a checkpoint (ours or an original HopeNet snapshot) on a test list: the
-mean absolute error (MAE) of yaw, pitch, roll and their mean on all samples, on the samples whose
-three |angles| are all below 30 degrees and on the rest; the MAE of always predicting the
-training-set mean angles stored in the checkpoint (the trivial baseline); parameter count and
-checkpoint size. Faces are cropped by the published ``hopenet`` protocol unless told otherwise
-(:mod:`headpose.data.crop`); ``other_protocols`` scores the same model under other crops beside
-it, so a report shows how much the crop alone moves the model. The real AFLW2000 must come as its
-1969-image protocol (:mod:`headpose.evaluation.protocol`). Speed is measured apart
+:func:`evaluate` scores a model on a test list: a checkpoint (ours or an original HopeNet
+snapshot) or an exported ``.onnx`` file, read by the one loader
+(:func:`headpose.inference.loading.read_model`; other options of a checkpoint's head, such as
+the bins' expectation mode, come as a head, never one by one). It reports the mean absolute
+error (MAE) of yaw, pitch, roll and their mean on all samples, on the samples whose three
+|angles| are all below 30 degrees and on the rest; the MAE of always predicting the
+training-set mean angles stored in the checkpoint (the trivial baseline); parameter count (of a
+checkpoint) and file size. Faces are cropped by the published ``hopenet`` protocol unless told
+otherwise (:mod:`headpose.data.crop`); ``other_protocols`` scores the same model under other
+crops beside it, so a report shows how much the crop alone moves the model. The real AFLW2000
+must come as its 1969-image protocol (:mod:`headpose.evaluation.protocol`). Speed is measured apart
 (:func:`headpose.inference.timing.measure_speed`), so the accuracy metrics of one model and test
 list are the same on every run.
 """
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL, trained_protocol
+from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
 from headpose.data.pipeline import PoseDataset, evaluation_dataset
 from headpose.datasets.registry import format_of
 from headpose.errors import HeadposeError
@@ -41,16 +44,13 @@ from headpose.evaluation.protocol import check_protocol
 from headpose.geometry import ANGLE_NAMES
 from headpose.inference import timing
 from headpose.inference.batches import predict_angles
-from headpose.inference.runtime import AngleFunction, torch_angle_function
+from headpose.inference.loading import LoadedModel, read_model
+from headpose.inference.runtime import AngleFunction
 from headpose.inference.timing import measure_speed
 from headpose.io.files import file_size_mb, write_csv
+from headpose.models.head import Head
 from headpose.models.heads import head_from_meta
-from headpose.models.network import (
-    AnglesModel,
-    count_parameters,
-    load_angles_model,
-    pick_device,
-)
+from headpose.models.network import count_parameters
 from headpose.models.registry import Normalization
 from headpose.params import IMAGE_SIZE_RANGE_PX
 
@@ -100,8 +100,7 @@ class Evaluation:
 
     errors: PoseErrors
     metrics: dict
-    model: AnglesModel
-    device: torch.device
+    loaded: LoadedModel
 
 
 def evaluate(
@@ -109,8 +108,7 @@ def evaluate(
     stems: list[str],
     source: str,
     *,
-    expectation: str | None = None,
-    bin_width: int | None = None,
+    head: Head | None = None,
     image_size: int | None = None,
     baseline: bool = False,
     training_mean: np.ndarray | None = None,
@@ -122,11 +120,13 @@ def evaluate(
     """Evaluate ``checkpoint`` on ``stems`` (named ``source`` in messages), faces cropped by
     ``crop_protocol``; the MAEs under each of ``other_protocols`` go beside them.
 
-    ``expectation`` and ``image_size`` override the checkpoint's meta; ``bin_width`` must match
-    it (both for a bins head only). Either head is scored through its angles model (fused when
-    the backbone can be, as deployed). ``baseline`` adds the MAE of the training-mean angles the
-    checkpoint stores (or of ``training_mean``, when given). The real AFLW2000 must come as its
-    1969-image protocol.
+    The model is read by the one loader, :func:`headpose.inference.loading.read_model`: a
+    checkpoint (ours or an original HopeNet snapshot) through its angles model (fused when the
+    backbone can be, as deployed), or an exported ``.onnx`` file in ONNX Runtime. ``head`` reads
+    a checkpoint's outputs with other options of its own head (see
+    :func:`headpose.models.heads.head_with`); ``image_size`` overrides the checkpoint's.
+    ``baseline`` adds the MAE of the training-mean angles the checkpoint stores (or of
+    ``training_mean``, when given). The real AFLW2000 must come as its 1969-image protocol.
     """
     real_aflw2000 = check_protocol(stems, source)
     if stems and all(format_of(stem).stores_crop_box for stem in stems):
@@ -135,19 +135,18 @@ def evaluate(
     low, high = IMAGE_SIZE_RANGE_PX
     if image_size is not None and not low <= image_size <= high:
         raise HeadposeError(f"image size {image_size} px: expected {low} to {high} px")
-    device = device or pick_device()
-    expected = None if bin_width is None else {"bin_width": bin_width}
-    model, meta = load_angles_model(checkpoint, device, expectation=expectation, expected=expected)
-    image_size = image_size or meta["image_size"]
+    loaded = read_model(checkpoint, device, head=head, image_size=image_size)
+    meta, description, device = loaded.meta or {}, loaded.description, loaded.device
+    image_size = description.image_size
     if training_mean is None and baseline:
         if "training_mean_deg" not in meta:
             raise HeadposeError(
-                f"checkpoint {checkpoint} holds no training-mean angles for the baseline "
-                "(a HopeNet snapshot, or trained before checkpoints stored them)"
+                f"{checkpoint} holds no training-mean angles for the baseline (a HopeNet "
+                "snapshot, an .onnx model, or trained before checkpoints stored them)"
             )
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
-    function = torch_angle_function(model)
-    normalization = Normalization.from_meta(meta)
+    function = loaded.predict
+    normalization = description.normalization
     protocol = PUBLISHED_CROP_PROTOCOL if crop_protocol == STORED_BOX_CROP else crop_protocol
     errors = predict_stems(
         function, stems, image_size, protocol, workers, device, normalization=normalization
@@ -169,20 +168,30 @@ def evaluate(
             for other in other_protocols
         }
     metrics["model"] = {
-        "arch": meta["arch"],
-        **model.head.meta(),
-        "fused": model.network.fused,
+        **_model_metrics(loaded),
         "image_size": image_size,
-        "parameters": count_parameters(model.network),
+        "parameters": None if loaded.model is None else count_parameters(loaded.model.network),
         "checkpoint_mb": file_size_mb(checkpoint),
-        "trained_crop_protocol": trained_protocol(meta),
+        "trained_crop_protocol": description.crop_protocol,
     }
-    return Evaluation(errors, metrics, model, device)
+    return Evaluation(errors, metrics, loaded)
+
+
+def _model_metrics(loaded: LoadedModel) -> dict:
+    """Arch and head of a loaded model (and whether a checkpoint's backbone is fused, or an
+    ``.onnx`` file's precision)."""
+    if loaded.model is None:
+        arch, head = loaded.description.arch, loaded.description.head or {}
+        return {"arch": arch, **head, "precision": loaded.description.precision}
+    model = loaded.model
+    return {"arch": loaded.meta["arch"], **model.head.meta(), "fused": model.network.fused}
 
 
 def evaluation_timing(result: Evaluation) -> dict:
     """Latency and throughput of the evaluated model on its device (not a metric: it varies)."""
-    return measure_speed(result.model, result.metrics["model"]["image_size"], result.device)
+    loaded = result.loaded
+    timed = loaded.predict if loaded.model is None else loaded.model
+    return measure_speed(timed, result.metrics["model"]["image_size"], loaded.device)
 
 
 # --- Outputs ------------------------------------------------------------------------------------
@@ -231,8 +240,13 @@ def format_report(
     samples of a scanned folder are counted in the header (and listed on stderr)."""
     model = metrics["model"]
     protocol = " (real AFLW2000-3D, 1969-image protocol)" if metrics["real_aflw2000"] else ""
-    head = head_from_meta(model, f"checkpoint {checkpoint}").label()
-    fused = ", fused" if model.get("fused") else ""
+    source_label = f"checkpoint {checkpoint}"
+    head = head_from_meta(model, source_label).label() if "head" in model else "head unknown"
+    arch = model["arch"] or "arch unknown"
+    if "precision" in model:  # an .onnx file
+        arch += f", {model['precision']} ONNX"
+    elif model.get("fused"):
+        arch += ", fused"
     crop = metrics["crop_protocol"]
     if crop == STORED_BOX_CROP:
         crop_row = "crop: each sample's stored box (the dataset's own protocol)"
@@ -241,7 +255,7 @@ def format_report(
     else:
         crop_row = f"crop protocol {crop} (not comparable to published tables)"
     rows = [
-        f"{checkpoint}: {model['arch']}{fused}, {head}, {model['image_size']} px, trained on the "
+        f"{checkpoint}: {arch}, {head}, {model['image_size']} px, trained on the "
         f"{model['trained_crop_protocol']} crop",
         f"test set {source}: {metrics['count']} samples{protocol}"
         + (f" ({skipped} skipped: invalid or beyond --max-angle, listed above)" if skipped else ""),
@@ -254,7 +268,11 @@ def format_report(
         rows.append(f"{'baseline: training mean':<24}{_cells(baseline)}")
     for other, other_metrics in metrics.get("other_protocols", {}).items():
         rows += [f"crop protocol {other}, same model", *_mae_rows(other_metrics)]
-    size = f"{model['parameters'] / 1e6:.2f} M parameters, checkpoint {model['checkpoint_mb']} MB"
+    if model["parameters"] is None:  # an .onnx file
+        size = f"file {model['checkpoint_mb']} MB"
+    else:
+        millions = model["parameters"] / 1e6
+        size = f"{millions:.2f} M parameters, checkpoint {model['checkpoint_mb']} MB"
     if speed is None:
         rows.append(size)
     else:

@@ -26,6 +26,7 @@ from torch import nn
 
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, file_problem
+from headpose.models.head import Head
 from headpose.models.heads import head_from_meta
 from headpose.models.hopenet import from_hopenet_layout
 from headpose.models.validation import (
@@ -102,6 +103,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         )
     validate_checkpoint(state_dict, meta, path)
     return dict(state_dict), dict(meta)
+
+
+def checkpoint_head(path: str | os.PathLike) -> Head:
+    """The head a checkpoint (ours or a HopeNet snapshot) records, checked against its weights."""
+    _, meta = read_checkpoint(path)
+    return head_from_meta(meta, f"checkpoint {path}")
 
 
 def shape_mismatches(model: nn.Module, state_dict: dict) -> list[str]:

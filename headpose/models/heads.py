@@ -5,9 +5,16 @@ Importing this module registers the built-in heads: ``bins`` (HopeNet's binned c
 :mod:`headpose.models.rotation`). Another head registers itself with
 :func:`headpose.models.head.register_head` in its own module. A checkpoint written before there
 was a choice holds bins and no ``head`` key.
+
+A head carries its own options (a bins head its width, expectation mode and loss weight): code
+above the heads passes a head, never one of its options. :func:`head_with` makes the head an
+evaluation asks for from a checkpoint's (options replaced, the rest checked), and
+:func:`check_same_head` checks a given head against the one a checkpoint records.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -95,3 +102,39 @@ def validate_head_meta(meta: dict, state_dict: dict, source: str) -> Head:
                 f"outputs; the file holds {shape}"
             )
     return head
+
+
+def _values(meta: dict, keys: list[str]) -> str:
+    return ", ".join(f"{key} {meta.get(key)}" for key in keys)
+
+
+def head_with(head: Head, settings: dict[str, Any], source: str) -> Head:
+    """``head`` as an evaluation asks for it. ``settings`` maps keys of the head's checkpoint meta
+    to values: those among its :attr:`~headpose.models.head.Head.options` replace its own (a bins
+    head's ``expectation``), every other must be what it holds (a bins head's ``bin_width``);
+    else a HeadposeError starting with ``source`` (e.g. ``checkpoint X holds bin_width 3; asked
+    for bin_width 1``)."""
+    held = head.meta()
+    unknown = [key for key in settings if key not in held and key not in head.options]
+    if unknown:
+        raise HeadposeError(f"{source}: {', '.join(unknown)} does not apply to a {head.name} head")
+    checked = [key for key in settings if key not in head.options and held[key] != settings[key]]
+    if checked:
+        raise HeadposeError(
+            f"{source} holds {_values(held, checked)}; asked for {_values(settings, checked)}"
+        )
+    return head.with_options(**{key: settings[key] for key in settings if key in head.options})
+
+
+def check_same_head(head: Head, recorded: Head, source: str) -> None:
+    """Refuse ``head`` unless it is ``recorded`` (a checkpoint's head) up to its options: the
+    outputs of the same layers, read with other evaluation settings."""
+    if head.name != recorded.name:
+        raise HeadposeError(f"{source} holds a {recorded.name} head; asked for a {head.name} head")
+    options = {option: getattr(head, option) for option in head.options}
+    held, asked = recorded.with_options(**options).meta(), head.meta()
+    differ = [key for key in {**held, **asked} if held.get(key) != asked.get(key)]
+    if differ:
+        raise HeadposeError(
+            f"{source} holds {_values(held, differ)}; asked for {_values(asked, differ)}"
+        )

@@ -27,7 +27,7 @@ from torch import nn
 from headpose.errors import HeadposeError
 from headpose.models.checkpoints import load_state, read_checkpoint
 from headpose.models.head import Head
-from headpose.models.heads import head_from_meta
+from headpose.models.heads import check_same_head, head_from_meta
 from headpose.models.registry import get_arch
 from headpose.models.weights import load_pretrained
 
@@ -112,7 +112,7 @@ def load_checkpoint(
 ) -> tuple[HeadPoseNet, dict]:
     """Load a checkpoint (ours or an original HopeNet snapshot) as an eval-mode model.
 
-    ``expected`` maps meta keys (e.g. ``arch``, ``head``, ``bin_width``) to the values the
+    ``expected`` maps meta keys (e.g. ``arch``, ``head``) to the values the
     caller needs; a mismatch raises a HeadposeError saying what the file holds and what was asked.
     A fused checkpoint loads as the fused network.
     """
@@ -148,21 +148,15 @@ def load_angles_model(
     checkpoint: str | os.PathLike,
     device: str | torch.device = "cpu",
     *,
-    expectation: str | None = None,
-    expected: dict | None = None,
+    head: Head | None = None,
 ) -> tuple[AnglesModel, dict]:
     """An eval-mode :class:`AnglesModel` from a checkpoint (fused for inference when its backbone
-    can be), with the checkpoint's meta. ``expectation`` overrides a bins head's expectation
-    mode; ``expected`` is as in :func:`load_checkpoint`."""
-    network, meta = load_checkpoint(checkpoint, expected=expected, device=device)
-    head = network.head
-    options = {} if expectation is None else {"expectation": expectation}
-    unknown = [key for key in options if key not in head.options]
-    if unknown:
-        raise HeadposeError(
-            f"checkpoint {checkpoint} has a {head.name} head: {', '.join(unknown)} does not apply"
-        )
-    head = head.with_options(**options)
+    can be), with the checkpoint's meta. ``head`` reads the outputs instead of the checkpoint's
+    own head: the same head up to its options (:func:`headpose.models.heads.check_same_head`),
+    e.g. a bins head with another expectation mode."""
+    network, meta = load_checkpoint(checkpoint, device=device)
+    if head is not None:
+        check_same_head(head, network.head, f"checkpoint {checkpoint}")
     network = fused_for_inference(network).to(device)
     return AnglesModel(network, head).eval(), meta
 
