@@ -13,7 +13,7 @@ import torch
 import yaml
 from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta
-from training_fixtures import tiny_params, tiny_run_paths, write_tiny_dataset
+from training_fixtures import tiny_run_paths, tiny_settings, write_tiny_dataset
 
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import HeadposeError
@@ -197,7 +197,7 @@ def trained_rotation(tmp_path_factory) -> tuple[dict, TrainPaths, list[str]]:
     folder = tmp_path_factory.mktemp("rotation_run")
     stems = write_tiny_dataset(folder, 24)
     paths = tiny_run_paths(folder, stems)
-    return run_training(tiny_params(head="rotation_6d"), paths), paths, stems[16:]
+    return run_training(tiny_settings(head="rotation_6d"), paths), paths, stems[16:]
 
 
 def test_training_and_evaluation_run_with_the_rotation_head(trained_rotation):
