@@ -275,7 +275,7 @@ class Params(_Block):
     bin_width: float = _key(_number(0, low_open=True))  # the bins check that it divides 198
     alpha: float = _key(_number(0, 100))
     image_size: int = _key(_integer(*IMAGE_SIZE_RANGE_PX))
-    crop_protocol: str = _key(_choice(*CROP_PROTOCOLS))
+    crop_protocol: str = _key(_NAME)  # the crop protocol registry checks the name
     # framing augmentation (headpose.data.framing): share of training crops re-framed, how
     # much looser they get ([low, high], log-uniform) and how far the face moves (crop sides)
     framing_probability: float = _key(_number(0, 1))

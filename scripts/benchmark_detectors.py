@@ -53,16 +53,8 @@ from headpose.app.detect import (  # noqa: E402
     make_detector,
 )
 from headpose.app.predict import STAGES, FacePosePredictor, predict_files  # noqa: E402
-from headpose.data.crop import (  # noqa: E402
-    EVAL_K,
-    PREDICT_K,
-    PUBLISHED_CROP_PROTOCOL,
-    Box,
-    face_box,
-    from_pixel_coordinates,
-    landmark_box,
-    loosen_box,
-)
+from headpose.data.crop import EVAL_K, PREDICT_K, Box, landmark_box  # noqa: E402
+from headpose.data.protocols import DEFAULT_PROTOCOL  # noqa: E402
 from headpose.io.formats import read_annotation  # noqa: E402
 
 DEFAULT_AFLW2000 = REPO_ROOT.parent / "shared" / "data" / "AFLW2000"
@@ -92,8 +84,8 @@ def truth_boxes(stem: Path) -> tuple[Box, Box]:
     published protocol builds it)."""
     points = scipy.io.loadmat(stem.with_suffix(".mat"))["pt3d_68"][:2].T - 1.0
     annotation = read_annotation(stem.with_suffix(".mat"))
-    protocol = PUBLISHED_CROP_PROTOCOL
-    evaluation_crop = loosen_box(face_box(annotation, protocol), EVAL_K, "eval", protocol)
+    protocol = DEFAULT_PROTOCOL  # the published one
+    evaluation_crop = protocol.loosen_box(protocol.face_box(annotation), EVAL_K, "eval")
     return landmark_box(points), evaluation_crop
 
 
@@ -121,11 +113,11 @@ def crop_fit(
     """IoU percentiles of predict's crop against the training-style and the evaluation crop."""
     target, evaluation, ceiling = [], [], []
     for face, truth, evaluation_crop, _ in matches:
-        protocol = PUBLISHED_CROP_PROTOCOL
+        protocol = DEFAULT_PROTOCOL  # the published one
         landmarks = protocol_landmark_box(face, calibration, protocol)
-        crop = loosen_box(landmarks, PREDICT_K, "train", protocol)
-        framed = from_pixel_coordinates(truth, protocol)
-        train_crop = loosen_box(framed, PREDICT_K, "train", protocol)
+        crop = protocol.loosen_box(landmarks, PREDICT_K, "train")
+        framed = protocol.from_pixel_coordinates(truth)
+        train_crop = protocol.loosen_box(framed, PREDICT_K, "train")
         target.append(box_iou(crop, train_crop))
         evaluation.append(box_iou(crop, evaluation_crop))
         ceiling.append(box_iou(train_crop, evaluation_crop))

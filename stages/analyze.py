@@ -14,6 +14,7 @@ from pathlib import Path
 
 from headpose.data.framing import FRAMING_KEYS, FramingAugmentation
 from headpose.data.framing_stats import framing_distributions, inside_line, measure_framing
+from headpose.data.protocols import protocol_from_params
 from headpose.datasets.analyze import dataset_angles, distributions
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         training_lists,
         read_list(filelists / "test.txt"),
         params.image_size,
-        params.crop_protocol,
+        protocol_from_params(params.crop_protocol),
         framing,
         params.seed,
         params.workers,

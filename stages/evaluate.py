@@ -22,6 +22,7 @@ import hashlib
 import sys
 
 from headpose.app.detect import DEFAULT_DETECTOR, make_detector
+from headpose.data.protocols import protocol_from_params
 from headpose.datasets.biwi import DETECTOR_FRAME_LIST
 from headpose.errors import exit_on_error
 from headpose.evaluation.evaluate import (
@@ -80,13 +81,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.data}: {len(stems)} samples, {len(skipped)} skipped", file=sys.stderr)
     else:
         stems, source = read_list(args.test_list), args.test_list
+    protocol = protocol_from_params(params.crop_protocol)
     result = evaluate(
         args.checkpoint,
         stems,
         source,
         baseline=True,
-        crop_protocol=params.crop_protocol,
-        other_protocols=other_protocols(params.crop_protocol),
+        crop_protocol=protocol,
+        other_protocols=other_protocols(protocol),
         workers=params.workers,
     )
     speed = evaluation_timing(result)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from headpose.data.protocols import protocol_from_params
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import exit_on_error
 from headpose.io.files import atomic_directory, write_json
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         read_list(args.test_list),
         workers=params.workers,
         seed=params.seed,
-        crop_protocol=params.crop_protocol,
+        crop_protocol=protocol_from_params(params.crop_protocol),
     )
     write_json(args.metrics, metrics)
     mae, sizes = metrics["mae"], metrics["file_mb"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from headpose.data.crop import Box, landmark_box, loosen_box
+from headpose.data.crop import Box, landmark_box
+from headpose.data.protocols import get_protocol
 from headpose.geometry import PITCH, ROLL, SCALE, TRANSLATION, YAW, rotation_matrix
 
 
@@ -23,4 +24,4 @@ def unproject_points(
 def loose_box(landmarks_xy: np.ndarray, k: float, mode: str) -> Box:
     """The ``visible`` protocol's loose face box: the visible landmarks' min/max box loosened by
     ``k``."""
-    return loosen_box(landmark_box(landmarks_xy), k, mode, "visible")
+    return get_protocol("visible").loosen_box(landmark_box(landmarks_xy), k, mode)

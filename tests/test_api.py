@@ -117,7 +117,7 @@ def test_a_non_imagenet_timm_model_predicts_the_same_from_pt_and_onnx(timm_model
     from_pt, from_onnx = headpose.load(timm_models["pt"]), headpose.load(timm_models["onnx"])
     assert from_onnx.runs_on == "onnxruntime (fp32)"
     for model in (from_pt, from_onnx):  # both describe themselves alike
-        assert model.image_size == IMAGE_SIZE and model.crop_protocol == "visible"
+        assert model.image_size == IMAGE_SIZE and model.crop_protocol.name == "visible"
         assert model.normalization.mean == (0.5, 0.5, 0.5)
         assert model.description.training_fingerprint == FINGERPRINT
     image = scene()
@@ -197,7 +197,8 @@ def test_given_values_must_agree_with_recorded_ones(timm_models):
     with pytest.raises(HeadposeError, match="records std"):
         headpose.load(timm_models["pt"], std=IMAGENET.std)
     # the crop protocol is a choice: it replaces the recorded one
-    assert headpose.load(timm_models["onnx"], crop_protocol="hopenet").crop_protocol == "hopenet"
+    chosen = headpose.load(timm_models["onnx"], crop_protocol="hopenet")
+    assert chosen.crop_protocol.name == "hopenet"
 
 
 def test_bad_inputs_are_one_clear_error(timm_models, tmp_path):

@@ -16,22 +16,15 @@ from geometry_helpers import loose_box
 from PIL import Image
 from torchvision import transforms
 
-from headpose.data.crop import (
-    TrainingDraw,
-    cut,
-    evaluation_crop,
-    face_box,
-    landmark_box,
-    loosen_box,
-    pixel_box,
-    training_rectangle,
-    training_region,
-)
+from headpose.data.crop import cut, landmark_box
 from headpose.data.pipeline import evaluation_dataset
+from headpose.data.protocols import TrainingDraw, get_protocol
 from headpose.data.training_batches import RegionBatch, augmented_crops, in_region
 from headpose.datasets.filelists import scan_dataset, usable_samples
 from headpose.errors import HeadposeError
 from headpose.io.formats import find_sample_stems, read_annotation, read_mat, write_mat
+
+HOPENET, VISIBLE = get_protocol("hopenet"), get_protocol("visible")
 
 
 def _raw_landmarks(mat_path) -> np.ndarray:
@@ -68,7 +61,7 @@ def _usable_aflw2000(aflw2000_dir, count: int) -> list[str]:
 @pytest.mark.parametrize("size", [224, 64])
 def test_hopenet_evaluation_crops_equal_the_original_test_code(aflw2000_dir, size):
     stems = _usable_aflw2000(aflw2000_dir, 200)
-    dataset = evaluation_dataset(stems, size, "hopenet", workers=1)
+    dataset = evaluation_dataset(stems, size, HOPENET, workers=1)
     with_placeholders = 0
     for index, stem in enumerate(stems):
         image, _ = dataset[index]
@@ -83,7 +76,7 @@ def test_hopenet_face_box_keeps_every_stored_point(aflw2000_dir):
     stems = _usable_aflw2000(aflw2000_dir, 200)
     for stem in stems:
         points = _raw_landmarks(stem + ".mat")
-        box = face_box(read_annotation(stem + ".mat"), "hopenet")
+        box = HOPENET.face_box(read_annotation(stem + ".mat"))
         assert box == (*points.min(axis=0), *points.max(axis=0))  # no shift, nothing dropped
 
 
@@ -92,9 +85,9 @@ def test_hopenet_training_box_for_fixed_k_is_the_originals(aflw2000_dir, w300lp_
     train_stems, _ = find_sample_stems(w300lp_sample_dir, recursive=True)
     stems += [str(w300lp_sample_dir / stem) for stem in train_stems]
     for stem in stems:
-        box = face_box(read_annotation(stem + ".mat"), "hopenet")
+        box = HOPENET.face_box(read_annotation(stem + ".mat"))
         for k in (0.2, 0.3, 0.4):
-            ours = pixel_box(loosen_box(box, k, "train", "hopenet"), "hopenet")
+            ours = HOPENET.pixel_box(HOPENET.loosen_box(box, k, "train"))
             assert ours == _reference_box(stem, k, (0.6, 2.0, 0.6, 0.6)), (stem, k)
 
 
@@ -105,8 +98,8 @@ def test_hopenet_training_crop_is_the_scaled_box_cropped_at_the_drawn_offset(w30
     stem = str(w300lp_sample_dir / train_stems[0])
     annotation = read_annotation(stem + ".mat")
     full = np.asarray(Image.open(stem + ".jpg").convert("RGB"))
-    box = face_box(annotation, "hopenet")
-    region = training_region(box, "hopenet")
+    box = HOPENET.face_box(annotation)
+    region = HOPENET.training_region(box)
     cached = np.asarray(Image.fromarray(cut(full, region)).resize((336, 336), Image.BILINEAR))
     size = 224
     for k, offset in ((0.2, (0.0, 0.0)), (0.3, (0.5, 0.9)), (0.4, (0.99, 0.3))):
@@ -115,7 +108,7 @@ def test_hopenet_training_crop_is_the_scaled_box_cropped_at_the_drawn_offset(w30
         room_x, room_y = scaled.width - size, scaled.height - size
         column, row = int(offset[0] * (room_x + 1)), int(offset[1] * (room_y + 1))
         reference = np.asarray(scaled.crop((column, row, column + size, row + size)))
-        rectangle = training_rectangle(box, TrainingDraw(k, offset), size, "hopenet")
+        rectangle = HOPENET.training_rectangle(box, TrainingDraw(k, offset), size)
         batch = RegionBatch(
             regions=torch.from_numpy(cached[None].copy()),
             rectangles=torch.tensor([in_region(rectangle, tuple(map(float, region)), 336)]),
@@ -123,7 +116,7 @@ def test_hopenet_training_crop_is_the_scaled_box_cropped_at_the_drawn_offset(w30
             blurred=torch.tensor([False]),
             angles_deg=torch.zeros(1, 3),
         )
-        ours = augmented_crops(batch, size, "hopenet", torch.device("cpu"))[0].permute(1, 2, 0)
+        ours = augmented_crops(batch, size, HOPENET, torch.device("cpu"))[0].permute(1, 2, 0)
         difference = np.abs(ours.numpy() - reference).mean()
         assert difference < 6, (k, offset, difference)
         # The rectangle is the crop's exact place in the original box.
@@ -157,14 +150,14 @@ def test_visible_box_drops_invisible_landmarks_and_contains_the_visible(aflw2000
 def test_margins_of_each_protocol():
     box = (100.0, 200.0, 200.0, 400.0)  # width 100, height 200
     # visible: all four edges from the original box
-    assert loosen_box(box, 0.2, "eval", "visible") == pytest.approx((60.0, 120.0, 240.0, 424.0))
-    assert loosen_box(box, 0.4, "train", "visible") == pytest.approx((76.0, 40.0, 224.0, 448.0))
+    assert VISIBLE.loosen_box(box, 0.2, "eval") == pytest.approx((60.0, 120.0, 240.0, 424.0))
+    assert VISIBLE.loosen_box(box, 0.4, "train") == pytest.approx((76.0, 40.0, 224.0, 448.0))
     # hopenet: right and bottom measured on the already moved left and top edges
-    assert loosen_box(box, 0.2, "eval", "hopenet") == pytest.approx((60.0, 120.0, 256.0, 433.6))
-    assert loosen_box(box, 0.4, "train", "hopenet") == pytest.approx((76.0, 40.0, 229.76, 486.4))
+    assert HOPENET.loosen_box(box, 0.2, "eval") == pytest.approx((60.0, 120.0, 256.0, 433.6))
+    assert HOPENET.loosen_box(box, 0.4, "train") == pytest.approx((76.0, 40.0, 229.76, 486.4))
     # int() truncates towards zero, as PIL's crop of the original; visible rounds outwards
-    assert pixel_box((-3.7, 2.5, 10.2, 11.9), "hopenet") == (-3, 2, 10, 11)
-    assert pixel_box((-3.7, 2.5, 10.2, 11.9), "visible") == (-4, 2, 11, 12)
+    assert HOPENET.pixel_box((-3.7, 2.5, 10.2, 11.9)) == (-3, 2, 10, 11)
+    assert VISIBLE.pixel_box((-3.7, 2.5, 10.2, 11.9)) == (-4, 2, 11, 12)
 
 
 def test_crops_pad_outside_the_image_with_black():
@@ -173,23 +166,23 @@ def test_crops_pad_outside_the_image_with_black():
     assert (half_out[:, :50] == 0).all() and (half_out[:, 50:] == 200).all()
     assert (cut(image, (500, 500, 520, 520)) == 0).all()
     face = (40.0, 40.0, 60.0, 60.0)
-    for protocol in ("hopenet", "visible"):
-        assert evaluation_crop(image, face, 32, protocol).shape == (32, 32, 3)
+    for protocol in (HOPENET, VISIBLE):
+        assert protocol.evaluation_crop(image, face, 32).shape == (32, 32, 3)
 
 
 def test_bad_input_is_rejected(tmp_path):
     with pytest.raises(HeadposeError, match="visible landmarks"):
         landmark_box(np.array([[-1.0, 452.0], [10.0, 10.0]]))
     with pytest.raises(HeadposeError, match="crop mode"):
-        loosen_box((0, 0, 1, 1), 0.2, "test", "hopenet")
+        HOPENET.loosen_box((0, 0, 1, 1), 0.2, "test")
     with pytest.raises(HeadposeError, match="no crop protocol"):
-        loosen_box((0, 0, 1, 1), 0.2, "eval", "tight")
+        get_protocol("tight")
     pose = np.zeros((1, 7))
     good = np.array([[10.0, 10.0], [50.0, 60.0], [-1.0, 452.0]])
     write_mat(tmp_path / "good.mat", {"Pose_Para": pose, "pt2d": good.T})
     annotation = read_annotation(tmp_path / "good.mat", (450, 450))
-    assert face_box(annotation, "hopenet") == (-1.0, 10.0, 50.0, 452.0)
-    assert face_box(annotation, "visible") == (9.0, 9.0, 49.0, 59.0)
+    assert HOPENET.face_box(annotation) == (-1.0, 10.0, 50.0, 452.0)
+    assert VISIBLE.face_box(annotation) == (9.0, 9.0, 49.0, 59.0)
     # the published box frames every point: a placeholder must be finite and near the image
     far = np.array([[10.0, 10.0], [50.0, 60.0], [-1e9, 452.0]])
     write_mat(tmp_path / "far.mat", {"Pose_Para": pose, "pt2d": far.T})

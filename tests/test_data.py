@@ -7,8 +7,8 @@ import pytest
 from geometry_helpers import loose_box
 from training_fixtures import write_list, write_tiny_dataset
 
-from headpose.data.crop import evaluation_crop, face_box
 from headpose.data.pipeline import evaluation_dataset
+from headpose.data.protocols import get_protocol
 from headpose.data.store import STORE_ENV, StoreSpec, prepare_crops
 from headpose.errors import HeadposeError
 from headpose.io.formats import find_sample_stems, read_annotation, read_image, read_list
@@ -29,19 +29,20 @@ def test_missing_sample_names_its_file(tmp_path):
         prepare_crops([str(tmp_path / "nothing_here")], StoreSpec(32, "hopenet", "eval"), 1)
 
 
-@pytest.mark.parametrize("protocol", ["hopenet", "visible"])
-def test_stored_eval_crop_is_the_direct_crop(aflw2000_dir, protocol):
+@pytest.mark.parametrize("name", ["hopenet", "visible"])
+def test_stored_eval_crop_is_the_direct_crop(aflw2000_dir, name):
+    protocol = get_protocol(name)
     stems, _ = find_sample_stems(aflw2000_dir, recursive=False)
     paths = [str(aflw2000_dir / stem) for stem in stems[:6]]
     dataset = evaluation_dataset(paths, 64, protocol, workers=1)
     for index, path in enumerate(paths):
         annotation = read_annotation(path + ".mat")
-        box = face_box(annotation, protocol)
-        direct = evaluation_crop(read_image(path + ".jpg"), box, 64, protocol)
+        box = protocol.face_box(annotation)
+        direct = protocol.evaluation_crop(read_image(path + ".jpg"), box, 64)
         image, angles = dataset[index]
         assert np.array_equal(image.numpy(), direct)
         assert angles.tolist() == pytest.approx(annotation.angles_deg, abs=1e-4)
-    if protocol == "visible":  # the visible crop frames the visible landmarks' box
+    if name == "visible":  # the visible crop frames the visible landmarks' box
         assert box == loose_box(annotation.landmarks_xy - 1.0, 0.0, "eval")
 
 

@@ -12,13 +12,7 @@ import torch
 from helpers import REPO_ROOT
 from training_fixtures import write_tiny_dataset
 
-from headpose.data.crop import (
-    draw_training_crop,
-    evaluation_rectangle,
-    face_box,
-    landmark_box,
-    training_rectangle,
-)
+from headpose.data.crop import landmark_box
 from headpose.data.framing import (
     NO_FRAMING,
     FramingAugmentation,
@@ -36,6 +30,7 @@ from headpose.data.framing_stats import (
     training_framing,
 )
 from headpose.data.pipeline import training_dataset
+from headpose.data.protocols import get_protocol
 from headpose.data.store import store_size_bytes
 from headpose.data.training_batches import augmented_crops, pyramid_levels
 from headpose.data.training_draws import draw_item
@@ -44,6 +39,7 @@ from headpose.io.formats import read_annotation, write_sample
 from headpose.params import load_params, validate
 
 CPU = torch.device("cpu")
+HOPENET = get_protocol("hopenet")
 DEFAULT = FramingAugmentation.from_params(load_params(REPO_ROOT / "params.yaml").as_dict())
 
 
@@ -125,13 +121,13 @@ def test_framing_draws_come_after_the_protocols_and_leave_them_unchanged():
     reframed = 0
     for index in range(200):
         seed = (3, 2, index)
-        plain = draw_item(seed, box, 64, "hopenet", NO_FRAMING)
-        assert draw_item(seed, box, 64, "hopenet", FramingAugmentation(0.0, (1.2, 2.0))) == plain
-        framed = draw_item(seed, box, 64, "hopenet", DEFAULT)
+        plain = draw_item(seed, box, 64, HOPENET, NO_FRAMING)
+        assert draw_item(seed, box, 64, HOPENET, FramingAugmentation(0.0, (1.2, 2.0))) == plain
+        framed = draw_item(seed, box, 64, HOPENET, DEFAULT)
         assert (framed.flipped, framed.blurred) == (plain.flipped, plain.blurred)
         rng = np.random.default_rng(seed)
-        choice = draw_training_crop(rng, "hopenet")
-        assert plain.rectangle == training_rectangle(box, choice, 64, "hopenet")
+        choice = HOPENET.draw_training_crop(rng)
+        assert plain.rectangle == HOPENET.training_rectangle(box, choice, 64)
         rng.random(), rng.random()  # flip, blur
         assert framed.rectangle == reframe(plain.rectangle, draw_framing(rng, DEFAULT))
         reframed += framed.reframed
@@ -167,12 +163,12 @@ def test_reframed_crops_show_the_image_the_rectangle_covers(tmp_path):
 
     stem = _smooth_sample(tmp_path)
     size = 64
-    dataset = training_dataset([stem] * 40, size, "hopenet", seed=5, workers=1, framing=DEFAULT)
+    dataset = training_dataset([stem] * 40, size, HOPENET, seed=5, workers=1, framing=DEFAULT)
     assert dataset.crops.spec.context_extent == DEFAULT.context_extent()
     dataset.set_epoch(1)
     batch = dataset[list(range(40))]
     assert bool(batch.reframed.any()) and not bool(batch.reframed.all())
-    crops = augmented_crops(batch, size, "hopenet", CPU).numpy()
+    crops = augmented_crops(batch, size, HOPENET, CPU).numpy()
     image = read_image(stem + ".jpg")
     for index in range(40):
         draw = dataset.draw(index)
@@ -199,8 +195,8 @@ def test_pyramid_level_keeps_about_one_region_pixel_per_output_pixel():
 
 def test_store_with_contexts_costs_twice_the_bytes(tmp_path):
     stems = write_tiny_dataset(tmp_path, 20, size=120)
-    plain = training_dataset(stems, 32, "hopenet", workers=1)
-    framed = training_dataset(stems, 32, "hopenet", workers=1, framing=DEFAULT)
+    plain = training_dataset(stems, 32, HOPENET, workers=1)
+    framed = training_dataset(stems, 32, HOPENET, workers=1, framing=DEFAULT)
     assert plain.crops.contexts is None and framed.crops.contexts.shape == plain.crops.images.shape
     assert np.array_equal(np.asarray(framed.crops.images), np.asarray(plain.crops.images))
     plain_bytes = store_size_bytes(_store_folder(plain))
@@ -222,12 +218,12 @@ def _store_folder(dataset):
 
 def test_statistics_and_the_inside_line(tmp_path):
     stems = write_tiny_dataset(tmp_path, 30, size=120)
-    measured = measure_framing({"300W_AUG": stems}, stems, 32, "hopenet", DEFAULT, seed=0)
+    measured = measure_framing({"300W_AUG": stems}, stems, 32, HOPENET, DEFAULT, seed=0)
     assert set(measured) == {"300W_AUG", "test"}
     protocol, used = measured["300W_AUG"]["protocol"], measured["300W_AUG"]["used"]
     assert protocol.shape == used.shape == (30, 3)
     assert np.median(used[:, 0]) < np.median(protocol[:, 0])  # looser crops: smaller faces
-    alone = training_framing(stems, 32, "hopenet", (NO_FRAMING,), 0)
+    alone = training_framing(stems, 32, HOPENET, (NO_FRAMING,), 0)
     assert len(alone) == 1 and np.array_equal(protocol, alone[0])
     settings = {"crop_protocol": "hopenet"}
     section = framing_distributions(measured, "300W_AUG", settings)
@@ -256,16 +252,16 @@ def test_real_aflw2000_is_framed_looser_than_the_real_300w_lp_sample(
     sample = [str(path.with_suffix("")) for path in w300lp_sample_dir.rglob("*.mat")]
     assert len(sample) == 1
     training = sample * 400  # one face, 400 independent draws
-    off = measure_framing({"300W_AUG": training}, test, 64, "hopenet", NO_FRAMING, seed=0)
+    off = measure_framing({"300W_AUG": training}, test, 64, HOPENET, NO_FRAMING, seed=0)
     section = framing_distributions(off, "300W_AUG", {})
     assert not section["test_inside"]["scale"]["inside"]
     assert 0.37 < section["test"]["used"]["scale"]["p50"] < 0.44
     assert section["300W_AUG"]["used"]["scale"]["p5"] > 0.55
-    on = measure_framing({"300W_AUG": training}, test, 64, "hopenet", DEFAULT, seed=0)
+    on = measure_framing({"300W_AUG": training}, test, 64, HOPENET, DEFAULT, seed=0)
     assert framing_distributions(on, "300W_AUG", {})["test_inside"]["scale"]["inside"]
     # the evaluation framing is that of the published rectangle around the visible face
     annotation = read_annotation(test[0] + ".mat")
     face = landmark_box(annotation.landmarks_xy - 1.0)
-    rectangle = evaluation_rectangle(face_box(annotation, "hopenet"), 64, "hopenet")
-    first = evaluation_framing(test[:1], 64, "hopenet", seed=0)[0]
+    rectangle = HOPENET.evaluation_rectangle(HOPENET.face_box(annotation), 64)
+    first = evaluation_framing(test[:1], 64, HOPENET, seed=0)[0]
     assert tuple(first) == pytest.approx(face_framing(face, rectangle))

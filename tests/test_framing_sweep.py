@@ -12,8 +12,8 @@ from model_fixtures import write_checkpoint
 from training_fixtures import write_tiny_dataset
 
 from headpose.cli import main as headpose_main
-from headpose.data.crop import evaluation_crop, evaluation_rectangle
 from headpose.data.framing import FramingDraw, reframe
+from headpose.data.protocols import get_protocol
 from headpose.deploy.export import export_onnx
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
@@ -74,7 +74,8 @@ def test_a_looser_scale_shrinks_the_face_and_a_shift_moves_it():
     image[130:170, 130:170] = 255
     face = (130.0, 130.0, 170.0, 170.0)
     size = 64
-    reference = evaluation_rectangle(face, size, "visible")
+    visible = get_protocol("visible")
+    reference = visible.evaluation_rectangle(face, size)
 
     def bright(condition: FramingDraw) -> tuple[float, float, float]:
         """(fraction of bright pixels, their centre x, y) in the condition's crop."""
@@ -83,7 +84,7 @@ def test_a_looser_scale_shrinks_the_face_and_a_shift_moves_it():
         return len(rows) / size**2, columns.mean(), rows.mean()
 
     centred = framing_crop(image, reframe(reference, FramingDraw()), size)
-    assert np.array_equal(centred, evaluation_crop(image, face, size, "visible"))
+    assert np.array_equal(centred, visible.evaluation_crop(image, face, size))
     looser = reframe(reference, FramingDraw(2.0))
     assert rectangle_side(looser) == pytest.approx(2 * rectangle_side(reference))
     fraction, x, y = bright(FramingDraw())

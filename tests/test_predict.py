@@ -26,7 +26,8 @@ from headpose.app.detect import (
 )
 from headpose.app.draw import axis_endpoints
 from headpose.app.predict import FacePosePredictor, video_frames
-from headpose.data.crop import PREDICT_K, landmark_box, loosen_box
+from headpose.data.crop import PREDICT_K, landmark_box
+from headpose.data.protocols import get_protocol
 from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
@@ -117,11 +118,12 @@ def test_haar_boxes_map_onto_the_landmark_box_and_training_crop(aflw2000_dir):
         assert box_iou(estimate, truth) > 0.6, name
         # the crop fed to the model overlaps the training-style crop of the true landmarks, in
         # either protocol (hopenet frames the stored 1-based points: the box moved by 1 pixel)
-        for protocol, shift in (("visible", 0.0), ("hopenet", 1.0)):
+        for name, shift in (("visible", 0.0), ("hopenet", 1.0)):
+            protocol = get_protocol(name)
             estimate_in = protocol_landmark_box(best, detector.calibration, protocol)
             assert estimate_in == tuple(value + shift for value in estimate)
-            crop = loosen_box(estimate_in, PREDICT_K, "train", protocol)
-            target = loosen_box(tuple(v + shift for v in truth), PREDICT_K, "train", protocol)
+            crop = protocol.loosen_box(estimate_in, PREDICT_K, "train")
+            target = protocol.loosen_box(tuple(v + shift for v in truth), PREDICT_K, "train")
             assert box_iou(crop, target) > 0.6
         # without the insets the raw Haar box would match the landmarks worse
         assert box_iou(best.box, truth) < box_iou(estimate, truth), name

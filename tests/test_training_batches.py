@@ -12,6 +12,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from training_fixtures import write_tiny_dataset
 
 from headpose.data.pipeline import training_dataset
+from headpose.data.protocols import get_protocol
 from headpose.data.store import PreparedCrops, StoreSpec
 from headpose.data.training_batches import (
     RegionBatch,
@@ -81,7 +82,8 @@ def test_blur_is_the_protocols_kernel(protocol):
     """hopenet: PIL's ImageFilter.BLUR (what the original trains with); visible: OpenCV's 3x3 box
     blur. Ours stays in float; theirs round to uint8."""
     image = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
-    ours = _blur(torch.from_numpy(image).permute(2, 0, 1)[None].float(), protocol)
+    images = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    ours = _blur(images, get_protocol(protocol))
     ours = ours[0].permute(1, 2, 0).numpy()
     if protocol == "hopenet":
         reference = np.asarray(Image.fromarray(image).filter(ImageFilter.BLUR))

@@ -44,7 +44,8 @@ from headpose.app.detect import (
     make_detector,
     usable_box,
 )
-from headpose.data.crop import Box, from_pixel_coordinates, prediction_crop
+from headpose.data.crop import Box
+from headpose.data.protocols import CropProtocol
 from headpose.deploy.loading import LoadedModel, load_model
 from headpose.errors import HeadposeError
 from headpose.inference.batches import crop_angles
@@ -90,10 +91,12 @@ def read_image(image: np.ndarray | str | os.PathLike) -> np.ndarray:
     return pixels
 
 
-def protocol_landmark_box(face: FaceBox, calibration: BoxCalibration, protocol: str) -> Box:
+def protocol_landmark_box(
+    face: FaceBox, calibration: BoxCalibration, protocol: CropProtocol
+) -> Box:
     """The tight landmark box a face stands for (its box through the detector's
     ``calibration``), in the coordinates crop ``protocol`` frames."""
-    return from_pixel_coordinates(calibration.landmark_box(face), protocol)
+    return protocol.from_pixel_coordinates(calibration.landmark_box(face))
 
 
 def detected_faces(detector: FaceDetector, image_rgb: np.ndarray) -> list[FaceBox]:
@@ -164,8 +167,9 @@ class HeadPoseModel:
         return self.description.image_size
 
     @property
-    def crop_protocol(self) -> str:
-        return self.description.crop_protocol
+    def crop_protocol(self) -> CropProtocol:
+        """The crop protocol faces are framed by (its ``name`` is what the model records)."""
+        return self.description.protocol
 
     @property
     def normalization(self) -> Normalization:
@@ -185,10 +189,10 @@ class HeadPoseModel:
         """The model's uint8 crops ``(N, S, S, 3)`` of ``faces`` in an RGB image: each face box
         (through a detector's ``calibration``; the identity for tight landmark boxes) framed as
         the training crops of the model's crop protocol framed faces, on average
-        (:func:`headpose.data.crop.prediction_crop`)."""
+        (:meth:`headpose.data.protocols.CropProtocol.prediction_crop`)."""
         size, protocol = self.image_size, self.crop_protocol
         boxes = [protocol_landmark_box(face, calibration, protocol) for face in faces]
-        crops = [prediction_crop(image_rgb, box, size, protocol) for box in boxes]
+        crops = [protocol.prediction_crop(image_rgb, box, size) for box in boxes]
         return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
 
     def predict_crops(self, crops: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> np.ndarray:
@@ -256,7 +260,7 @@ def load(
     *,
     device: str | None = None,
     runtime: str = "auto",
-    crop_protocol: str | None = None,
+    crop_protocol: CropProtocol | str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     image_size: int | None = None,

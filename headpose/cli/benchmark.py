@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
+from headpose.data.protocols import DEFAULT_PROTOCOL, protocol_names
 from headpose.deploy.benchmark import DEFAULT_ARCHS, checkpoint_rows, format_table, run_benchmark
 from headpose.io.files import write_json
 from headpose.models.heads import DEFAULT_HEAD, head_names
@@ -55,9 +55,9 @@ def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--calibration-list", help="training list for int8 calibration")
     parser.add_argument(
         "--crop-protocol",
-        choices=CROP_PROTOCOLS,
-        default=PUBLISHED_CROP_PROTOCOL,
-        help="how test and calibration faces are cropped (default: the published hopenet)",
+        choices=protocol_names(),
+        help="how test and calibration faces are cropped (default: the published "
+        f"{DEFAULT_PROTOCOL})",
     )
     parser.add_argument(
         "--threads", type=option(AT_LEAST_ONE), default=os.cpu_count(), help="CPU threads"

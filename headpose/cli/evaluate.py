@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from headpose.cli.predict import add_model_value_options
-from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
+from headpose.data.protocols import DEFAULT_PROTOCOL, choose_protocol, protocol_names
 from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import (
@@ -122,8 +122,8 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--crop-protocol",
-        choices=CROP_PROTOCOLS,
-        help="how test faces are cropped: hopenet (default, the published protocol) or visible",
+        choices=protocol_names(),
+        help=f"how test faces are cropped (default: {DEFAULT_PROTOCOL}, the published protocol)",
     )
     parser.add_argument(
         "--compare-protocols",
@@ -192,7 +192,7 @@ def run_evaluate_command(
     if args.framing_sweep:
         run_framing_sweep(args, stems)
         return
-    crop_protocol = args.crop_protocol or PUBLISHED_CROP_PROTOCOL
+    crop_protocol = choose_protocol(args.crop_protocol)
     result = evaluate(
         args.checkpoint,
         stems,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from headpose.app.detect import DEFAULT_DETECTOR, DETECTORS
 from headpose.app.predict import DEFAULT_CHECKPOINT, predict
-from headpose.data.crop import CROP_PROTOCOLS
+from headpose.data.protocols import protocol_names
 from headpose.deploy.loading import RUNTIMES
 from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
 
@@ -103,7 +103,7 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument(
         "--crop-protocol",
-        choices=CROP_PROTOCOLS,
+        choices=protocol_names(),
         help="how faces are cropped (default: the one the model records)",
     )
     add_model_value_options(parser)

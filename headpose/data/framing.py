@@ -1,6 +1,6 @@
 """Framing: where a face sits in the network's input, and the training augmentation that varies it.
 
-A crop protocol (:mod:`headpose.data.crop`) frames each face the same way up to its random
+A crop protocol (:mod:`headpose.data.protocols`) frames each face the same way up to its random
 looseness ``k``; a test set or a detector may frame it quite differently. AFLW2000's published
 crop runs to the placeholders of invisible points, so its faces fill far less of the input than
 any 300W_LP training crop, off centre. This module owns both sides of that gap:
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from headpose.data.crop import Box, pixel_box
+from headpose.data.crop import Box, PixelBox, rounded_outwards
 
 # The keys of params.yaml this module reads (all read by the train stage and the analyze stage).
 FRAMING_KEYS = ("framing_probability", "framing_scale", "framing_shift")
@@ -127,14 +127,14 @@ def reframe(rectangle: Box, draw: FramingDraw) -> Box:
     return centre_x - width / 2, centre_y - height / 2, centre_x + width / 2, centre_y + height / 2
 
 
-def context_bounds(region: Box, extent: float) -> tuple[int, int, int, int]:
+def context_bounds(region: Box, extent: float) -> PixelBox:
     """The full-image pixels a sample's context image holds: its training ``region`` grown
     ``extent`` times about its centre, rounded outwards."""
     x0, y0, x1, y1 = region
     half_w, half_h = (x1 - x0) * extent / 2, (y1 - y0) * extent / 2
     centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
     grown = (centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h)
-    return pixel_box(grown, "visible")
+    return rounded_outwards(grown)
 
 
 # --- Measuring -----------------------------------------------------------------------------------

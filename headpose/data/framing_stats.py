@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from headpose.data.crop import evaluation_rectangle, face_box
 from headpose.data.framing import FRAMING_NAMES, NO_FRAMING, FramingAugmentation, face_framing
+from headpose.data.protocols import CropProtocol
+from headpose.data.protocols.visible import Visible
 from headpose.data.training_draws import draw_item
 from headpose.datasets.analyze import percentile_summary
 from headpose.datasets.registry import format_of
@@ -31,6 +32,8 @@ from headpose.io.formats import sample_header
 from headpose.io.parallel import map_with_progress
 
 MAX_SAMPLES = 5000
+# What a face is, whatever box a protocol frames: the box of its visible landmarks (in pixels).
+FACE: CropProtocol = Visible()
 STATS_EPOCH = 1  # the training epoch whose draws are measured
 
 
@@ -38,7 +41,7 @@ def _training_item(task: tuple) -> list[tuple[float, float, float]]:
     """The framing of one sample's training crop under each of the task's augmentations."""
     stem, index, seed, image_size, protocol, augmentations = task
     annotation, _ = sample_header(stem)
-    box, face = face_box(annotation, protocol), face_box(annotation, "visible")
+    box, face = protocol.face_box(annotation), FACE.face_box(annotation)
     rows = []
     for framing in augmentations:
         draw = draw_item((seed, STATS_EPOCH, index), box, image_size, protocol, framing)
@@ -50,8 +53,8 @@ def _training_item(task: tuple) -> list[tuple[float, float, float]]:
 def _evaluation_item(task: tuple) -> tuple[float, float, float]:
     stem, image_size, protocol = task
     annotation, _ = sample_header(stem)
-    rectangle = evaluation_rectangle(face_box(annotation, protocol), image_size, protocol)
-    return face_framing(face_box(annotation, "visible"), rectangle)
+    rectangle = protocol.evaluation_rectangle(protocol.face_box(annotation), image_size)
+    return face_framing(FACE.face_box(annotation), rectangle)
 
 
 def sampled_indices(count: int, seed: int, limit: int = MAX_SAMPLES) -> list[int]:
@@ -65,7 +68,7 @@ def sampled_indices(count: int, seed: int, limit: int = MAX_SAMPLES) -> list[int
 def training_framing(
     stems: list[str],
     image_size: int,
-    protocol: str,
+    protocol: CropProtocol,
     augmentations: tuple[FramingAugmentation, ...],
     seed: int,
     workers: int = 0,
@@ -82,7 +85,7 @@ def training_framing(
 
 
 def evaluation_framing(
-    stems: list[str], image_size: int, protocol: str, seed: int, workers: int = 0
+    stems: list[str], image_size: int, protocol: CropProtocol, seed: int, workers: int = 0
 ) -> np.ndarray:
     """(N, 3) scale, offset x, offset y of the evaluation crops of (at most
     :data:`MAX_SAMPLES` of) ``stems``."""
@@ -101,7 +104,7 @@ def measure_framing(
     training_lists: dict[str, list[str]],
     test_stems: list[str],
     image_size: int,
-    protocol: str,
+    protocol: CropProtocol,
     framing: FramingAugmentation,
     seed: int,
     workers: int = 0,

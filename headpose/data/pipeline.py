@@ -1,7 +1,7 @@
 """The torch datasets on the crop store, and the one normalisation of model inputs.
 
 Every sample is decoded once into the crop store (:mod:`headpose.data.store`), under the crop
-protocol the params choose (:mod:`headpose.data.crop`), and served from it:
+protocol the params choose (a :class:`~headpose.data.protocols.CropProtocol`), and served from it:
 
 * training (a "train" store): :func:`training_dataset`, whole batches of cached regions whose
   random crop, flip and blur are made on the model's device
@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from headpose.data.framing import NO_FRAMING, FramingAugmentation
+from headpose.data.protocols import CropProtocol
 from headpose.data.store import PreparedCrops, StoreSpec, prepare_crops
 from headpose.data.training_batches import TrainingRegions, normalize
 from headpose.models.registry import Normalization
@@ -68,7 +69,7 @@ class PoseDataset(Dataset):
 def training_dataset(
     stems: list[str],
     image_size: int,
-    protocol: str,
+    protocol: CropProtocol | str,
     seed: int = 0,
     workers: int = 0,
     description: str = "training crops",
@@ -77,13 +78,14 @@ def training_dataset(
     """The random training crops of ``stems`` under crop ``protocol`` at ``image_size``, from
     their training store (built on first use; with contexts when ``framing`` re-frames crops),
     with item randomness from ``seed``: batches of cached regions, made into crops on the device
-    by :func:`headpose.data.training_batches.training_images`."""
+    by :func:`headpose.data.training_batches.training_images`. A ``protocol`` name is looked up in
+    the registry (:class:`~headpose.data.store.StoreSpec`)."""
     spec = StoreSpec(image_size, protocol, "train", framing.context_extent())
     return TrainingRegions(prepare_crops(stems, spec, workers, description), seed, framing)
 
 
 def evaluation_dataset(
-    stems: list[str], image_size: int, protocol: str, workers: int = 0
+    stems: list[str], image_size: int, protocol: CropProtocol | str, workers: int = 0
 ) -> PoseDataset:
     """The dataset the validation and the evaluate stage score a model on.
 

@@ -1,27 +1,27 @@
 """The crop store: every sample of a list decoded once into an on-disk, memory-mapped array.
 
-Decoding a 450x450 JPEG and a .mat file costs far more than a training step on a small crop, so
-each sample is decoded **once** into a small uint8 image (:class:`StoreSpec` says which): for
-training, the region every random crop of its face lies within
-(:func:`headpose.data.crop.training_region`, ``cache_side(image_size)`` pixels square), and with
-framing augmentation a second image of the same size, ``contexts.npy``, of the region's
-surroundings that re-framed crops reach (:mod:`headpose.data.framing`); for
-evaluation, the final crop of the crop protocol, cut from the full image
-(:func:`headpose.data.crop.evaluation_crop`). Training, validation and evaluation all read these
-prepared crops (:class:`PreparedCrops`) through :func:`prepare_crops`, which opens the store of a
-list, building it first when it does not exist yet.
+Decoding a 450x450 JPEG and a .mat file costs far more than a training step on a small crop, so each
+sample is decoded **once** into a small uint8 image (:class:`StoreSpec` says which): for training,
+the region every random crop of its face lies within
+(:meth:`~headpose.data.protocols.CropProtocol.training_region`, ``cache_side(image_size)`` pixels
+square), and with framing augmentation a second image of the same size, ``contexts.npy``, of the
+region's surroundings that re-framed crops reach (:mod:`headpose.data.framing`); for evaluation, the
+final crop of the crop protocol, cut from the full image
+(:meth:`~headpose.data.protocols.CropProtocol.evaluation_crop`). Training, validation and evaluation
+all read these prepared crops (:class:`PreparedCrops`) through :func:`prepare_crops`, which opens
+the store of a list, building it first when it does not exist yet.
 
-**One folder per content.** A store is the folder ``<root>/<key>/``: ``images.npy``
-(``(N, S, S, 3)`` uint8, read with ``numpy.load(mmap_mode="r")``), ``face_boxes.npy`` and
-``regions.npy`` (float64, full-image pixels), ``angles_deg.npy`` (float32) and ``meta.json``
-(count, spec, and each file's size and SHA-256, plus that of sampled image rows). The key
-(:func:`store_key`) is a SHA-256 over everything that determines the content: the list (its
-stems, in order), the bytes of every sample's ``.jpg`` and ``.mat``, the spec (image size, side,
-crop protocol, purpose), the source of the modules that compute a crop (:data:`CODE_FILES`),
-OpenCV's and Pillow's versions and :data:`FORMAT_VERSION`.
-Any change gives a new key and a new store, so nothing stale is ever read; runs that change none
-of them (another ``bin_width``, another architecture, a queued experiment in its temporary copy)
-open the same folder. Old stores are never deleted automatically: ``rm -r .cache/crops``.
+**One folder per content.** A store is the folder ``<root>/<key>/``: ``images.npy`` (``(N, S, S,
+3)`` uint8, read with ``numpy.load(mmap_mode="r")``), ``face_boxes.npy`` and ``regions.npy``
+(float64, full-image pixels), ``angles_deg.npy`` (float32) and ``meta.json`` (count, spec, and each
+file's size and SHA-256, plus that of sampled image rows). The key (:func:`store_key`) is a SHA-256
+over everything that determines the content: the list (its stems, in order), the bytes of every
+sample's ``.jpg`` and ``.mat``, the spec (image size, side, crop protocol's name, purpose), the
+source of the modules that compute a crop (:data:`CODE_FILES` and the crop protocol's module),
+OpenCV's and Pillow's versions and :data:`FORMAT_VERSION`. Any change gives a new key and a new
+store, so nothing stale is ever read; runs that change none of them (another ``bin_width``, another
+architecture, a queued experiment in its temporary copy) open the same folder. Old stores are never
+deleted automatically: ``rm -r .cache/crops``.
 
 **Checked before each use.** A store damaged after its build (zeroed pixels or angles, a file of
 another shape, truncated, or with an overwritten header) is not trusted: :func:`verify_store`
@@ -64,6 +64,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -74,20 +75,9 @@ import cv2
 import numpy as np
 import PIL
 
-from headpose.data.crop import (
-    EVAL_K,
-    box_crop,
-    cache_side,
-    check_protocol_name,
-    cut,
-    evaluation_crop,
-    face_box,
-    loosen_box,
-    pixel_box,
-    resize_square,
-    training_region,
-)
+from headpose.data.crop import box_crop, cache_side, cut, resize_square
 from headpose.data.framing import context_bounds
+from headpose.data.protocols import CropProtocol, as_protocol
 from headpose.datasets.registry import read_sample, sample_digest
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json
@@ -101,9 +91,11 @@ DEFAULT_ROOT = Path(".cache") / "crops"  # inside the DVC workspace
 FORMAT_VERSION = 4  # the files of a store; bump when they change
 PURPOSES = ("train", "eval")  # cached regions for random training crops, or final evaluation crops
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-# The modules whose code decides a stored crop and its labels: any edit gives new stores.
+# The modules whose code decides a stored crop and its labels, besides the module of the store's
+# crop protocol (:func:`code_digest`): any edit gives new stores.
 CODE_FILES = (
     "data/crop.py",
+    "data/protocols/registry.py",
     "data/framing.py",
     "data/store.py",
     "datasets/registry.py",
@@ -128,10 +120,13 @@ ROW_DIGESTS_FILE = "row_digests.npy"  # (count, image files, 32) uint8: each row
 class StoreSpec:
     """What a store holds: crops for a model input of ``image_size`` under crop ``protocol``,
     for ``purpose`` "train" (each face's training region at :func:`cache_side` pixels, cut into
-    random crops per item) or "eval" (the final evaluation crops, ``image_size`` pixels)."""
+    random crops per item) or "eval" (the final evaluation crops, ``image_size`` pixels).
+
+    ``protocol`` is the protocol object; a name given instead is looked up in the registry once,
+    here. Its name goes into the store's key and meta."""
 
     image_size: int
-    protocol: str
+    protocol: CropProtocol
     purpose: str
     # "train" only: how many times larger than each training region (about its centre) a
     # context image of the same side is stored for re-framed crops (headpose.data.framing);
@@ -139,7 +134,7 @@ class StoreSpec:
     context_extent: float = 0.0
 
     def __post_init__(self) -> None:
-        check_protocol_name(self.protocol)
+        object.__setattr__(self, "protocol", as_protocol(self.protocol))
         if self.purpose not in PURPOSES:
             raise HeadposeError(f"crop store purpose must be one of {PURPOSES}, got {self.purpose}")
         if self.context_extent and (self.purpose != "train" or self.context_extent <= 1):
@@ -226,11 +221,14 @@ def store_root() -> Path:
     return workspace_root(Path.cwd()) / DEFAULT_ROOT
 
 
-def code_digest() -> str:
-    """SHA-256 of the source of the modules that compute a stored crop (:data:`CODE_FILES`)."""
+def code_digest(protocol: CropProtocol) -> str:
+    """SHA-256 of the source of the modules that compute a stored crop: :data:`CODE_FILES` and
+    the module that defines ``protocol``."""
     digest = hashlib.sha256()
     for name in CODE_FILES:
         digest.update(name.encode() + b"\0" + (PACKAGE_DIR / name).read_bytes())
+    module = sys.modules[type(protocol).__module__]
+    digest.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
 
@@ -241,10 +239,10 @@ def store_key(stems: list[str], spec: StoreSpec, workers: int = 0) -> str:
         "format": FORMAT_VERSION,
         "image_size": spec.image_size,
         "side": spec.side,
-        "protocol": spec.protocol,
+        "protocol": spec.protocol.name,
         "purpose": spec.purpose,
         "context_extent": spec.context_extent,
-        "code": code_digest(),
+        "code": code_digest(spec.protocol),
         "opencv": cv2.__version__,
         "pillow": PIL.__version__,
         "count": len(stems),
@@ -279,17 +277,17 @@ def prepare_sample(
             bounds = context_bounds(tuple(int(edge) for edge in box), spec.context_extent)
             stored.append(resize_square(cut(image, bounds), spec.side))
         return stored, box, box.copy(), angles
-    annotation = labels.annotation
-    box = face_box(annotation, spec.protocol)
+    protocol = spec.protocol
+    box = protocol.face_box(labels.annotation)
     if spec.purpose == "train":
-        region = training_region(box, spec.protocol)
+        region = protocol.training_region(box)
         stored = [resize_square(cut(image, region), spec.side)]
         if spec.has_context:
             bounds = context_bounds(region, spec.context_extent)
             stored.append(resize_square(cut(image, bounds), spec.side))
     else:
-        region = pixel_box(loosen_box(box, EVAL_K, "eval", spec.protocol), spec.protocol)
-        stored = [evaluation_crop(image, box, spec.side, spec.protocol)]
+        region = protocol.evaluation_bounds(box)
+        stored = [protocol.evaluation_crop(image, box, spec.side)]
     return stored, np.asarray(box), np.asarray(region, dtype=np.float64), angles
 
 
@@ -369,7 +367,7 @@ def _spec_meta(spec: StoreSpec, count: int) -> dict:
         "count": count,
         "side": spec.side,
         "image_size": spec.image_size,
-        "protocol": spec.protocol,
+        "protocol": spec.protocol.name,
         "purpose": spec.purpose,
         "context_extent": spec.context_extent,
     }

@@ -41,18 +41,13 @@ from torch.utils.data import Dataset
 
 from headpose.data.crop import Box
 from headpose.data.framing import NO_FRAMING, FramingAugmentation, context_bounds
+from headpose.data.protocols import CropProtocol, as_protocol
 from headpose.data.store import PreparedCrops
 from headpose.data.training_draws import ItemDraw, draw_item
 from headpose.datasets.registry import format_of
 from headpose.geometry import flip_angles
 from headpose.models.registry import Normalization
 
-# The training blur per protocol: hopenet's is PIL's ImageFilter.BLUR (a 5x5 ring of ones over
-# 16; PIL leaves the 2-pixel edge as it was), visible's a 3x3 box (OpenCV's blur, the border
-# reflected).
-_RING = torch.ones(5, 5)
-_RING[1:4, 1:4] = 0.0
-BLUR_KERNELS = {"hopenet": (_RING / 16.0, "keep"), "visible": (torch.ones(3, 3) / 9.0, "reflect")}
 # A re-framed crop reads its face from the sharp region shrunk by a power of two (an image
 # pyramid, at most this many halvings) so that it samples about one pixel per output pixel.
 MAX_PYRAMID_LEVEL = 3
@@ -187,13 +182,14 @@ def _sampling_grid(rectangles: torch.Tensor, flipped: torch.Tensor, side: int, s
     return grid.float()
 
 
-def _blur(images: torch.Tensor, protocol: str) -> torch.Tensor:
-    """The protocol's training blur of float (N, 3, S, S) images."""
-    kernel, border = BLUR_KERNELS[protocol]
+def _blur(images: torch.Tensor, protocol: CropProtocol) -> torch.Tensor:
+    """The protocol's training blur of float (N, 3, S, S) images: its kernel over each channel,
+    its border reflected or (``keep``) left as it was where the kernel does not fit."""
+    kernel = torch.from_numpy(protocol.blur_kernel)
     reach = kernel.shape[0] // 2
     weight = kernel.to(images.device, images.dtype).expand(3, 1, *kernel.shape)
-    if border == "reflect":
-        return F.conv2d(F.pad(images, (reach,) * 4, mode=border), weight, groups=3)
+    if protocol.blur_border == "reflect":
+        return F.conv2d(F.pad(images, (reach,) * 4, mode="reflect"), weight, groups=3)
     blurred = images.clone()
     blurred[..., reach:-reach, reach:-reach] = F.conv2d(images, weight, groups=3)
     return blurred
@@ -251,9 +247,11 @@ def _reframed(
 
 
 def augmented_crops(
-    batch: RegionBatch, image_size: int, protocol: str, device: torch.device
+    batch: RegionBatch, image_size: int, protocol: CropProtocol | str, device: torch.device
 ) -> torch.Tensor:
-    """The batch's training crops on ``device``: float (B, 3, S, S), values 0..255."""
+    """The batch's training crops on ``device``: float (B, 3, S, S), values 0..255, blurred by
+    ``protocol``'s kernel where drawn (a name is looked up in the registry)."""
+    protocol = as_protocol(protocol)
     regions = batch.regions.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
     rectangles = batch.rectangles.to(device, non_blocking=True)
     flipped = batch.flipped.to(device, non_blocking=True)
@@ -284,7 +282,7 @@ def normalize(
 def training_images(
     batch: RegionBatch,
     image_size: int,
-    protocol: str,
+    protocol: CropProtocol | str,
     device: torch.device,
     normalization: Normalization,
     channels_last: bool = False,

@@ -2,12 +2,12 @@
 
 Every training crop is decided by a handful of numbers drawn from its own generator, seeded by
 ``(train_seed, epoch, index)``, in a fixed order: the protocol's looseness ``k`` and random-crop
-offset (:func:`headpose.data.crop.draw_training_crop`), the flip, the blur, then the framing
-augmentation's draws (:func:`headpose.data.framing.draw_framing`, none when it is off). The
-choices therefore do not depend on the batch, the loader's workers or the device, and an
-interrupted run replays them exactly. The training batches
-(:mod:`headpose.data.training_batches`) cut the crops these draws describe; the analyze stage's
-framing statistics (:mod:`headpose.data.framing_stats`) measure them without cutting a pixel.
+offset (:meth:`~headpose.data.protocols.CropProtocol.draw_training_crop`), the flip, the blur, then
+the framing augmentation's draws (:func:`headpose.data.framing.draw_framing`, none when it is off).
+The choices therefore do not depend on the batch, the loader's workers or the device, and an
+interrupted run replays them exactly. The training batches (:mod:`headpose.data.training_batches`)
+cut the crops these draws describe; the analyze stage's framing statistics
+(:mod:`headpose.data.framing_stats`) measure them without cutting a pixel.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from headpose.data.crop import Box, draw_training_crop, training_rectangle
+from headpose.data.crop import Box
 from headpose.data.framing import FramingAugmentation, draw_framing, reframe
+from headpose.data.protocols import CropProtocol
 
 FLIP_PROBABILITY = 0.5
 BLUR_PROBABILITY = 0.05
@@ -37,7 +38,7 @@ def draw_item(
     seed: tuple[int, ...],
     face_box: Box,
     image_size: int,
-    protocol: str,
+    protocol: CropProtocol,
     framing: FramingAugmentation,
     stored_box: bool = False,
 ) -> ItemDraw:
@@ -48,11 +49,11 @@ def draw_item(
     its box exactly, as it is evaluated; the protocol's draws are made all the same, so the
     later ones come from the same places of the stream."""
     rng = np.random.default_rng(seed)
-    choice = draw_training_crop(rng, protocol)
+    choice = protocol.draw_training_crop(rng)
     if stored_box:
         rectangle = face_box
     else:
-        rectangle = training_rectangle(face_box, choice, image_size, protocol)
+        rectangle = protocol.training_rectangle(face_box, choice, image_size)
     flipped = bool(rng.random() < FLIP_PROBABILITY)
     blurred = bool(rng.random() < BLUR_PROBABILITY)
     framing_draw = draw_framing(rng, framing)

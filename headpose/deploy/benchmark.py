@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from headpose.data.crop import PUBLISHED_CROP_PROTOCOL
+from headpose.data.protocols import CropProtocol, choose_protocol
 from headpose.deploy.export import build_runtimes, calibration_images
 from headpose.deploy.loading import load_model
 from headpose.evaluation.evaluate import predict_stems
@@ -69,12 +69,13 @@ def benchmark_backbone(
     calibration_stems: list[str] | None = None,
     timed_runs: int = 20,
     calibration_count: int = 128,
-    crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
+    crop_protocol: CropProtocol | str | None = None,
 ) -> dict:
     """Measure one backbone (from ``checkpoint``, loaded by
     :func:`headpose.deploy.loading.load_model`, or untrained with ``head``) in the three
     runtimes; calibration and test crops follow ``crop_protocol``. The ONNX files it measures
     carry the model's metadata."""
+    protocol = choose_protocol(crop_protocol)  # test crops: by default the published protocol
     device = pick_device()
     if checkpoint:
         loaded = load_model(checkpoint, "torch", device, image_size=image_size)
@@ -87,7 +88,7 @@ def benchmark_backbone(
         description = ModelDescription(
             image_size or 224,
             get_arch(arch).normalization,
-            crop_protocol,
+            protocol.name,
             model.head.meta(),
             arch,
         )
@@ -99,7 +100,7 @@ def benchmark_backbone(
         calibration = calibration_images(
             calibration_stems,
             image_size,
-            crop_protocol,
+            protocol,
             calibration_count,
             normalization=normalization,
         )
@@ -122,7 +123,7 @@ def benchmark_backbone(
         "weights": weights,
         "checkpoint": checkpoint,
         "image_size": image_size,
-        "crop_protocol": crop_protocol,
+        "crop_protocol": protocol.name,
         "parameters": count_parameters(model),
         "runtimes": {},
     }
@@ -133,7 +134,7 @@ def benchmark_backbone(
         entry = {"file_mb": sizes_mb[name], **speed}
         if test_stems and weights == "trained":
             errors = predict_stems(
-                function, test_stems, image_size, crop_protocol, normalization=normalization
+                function, test_stems, image_size, protocol, normalization=normalization
             )
             entry["mae"] = mae_summary(errors.absolute_deg)
         result["runtimes"][name] = entry
@@ -157,7 +158,7 @@ def run_benchmark(
     test_list: str | None = None,
     calibration_list: str | None = None,
     timed_runs: int = 20,
-    crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
+    crop_protocol: CropProtocol | str | None = None,
 ) -> dict:
     """Benchmark every backbone in one run: ``archs`` are row names, those in ``checkpoints``
     (row name -> checkpoint path) trained, the others untrained archs with ``head``."""

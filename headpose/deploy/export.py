@@ -34,6 +34,7 @@ import onnx
 import torch
 
 from headpose.data.pipeline import evaluation_dataset, training_dataset
+from headpose.data.protocols import CropProtocol, choose_protocol
 from headpose.data.training_batches import training_images
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_dataset
@@ -135,7 +136,7 @@ def export_torchscript(model: AnglesModel, image_size: int, path: str | os.PathL
 def calibration_images(
     stems: list[str],
     image_size: int,
-    protocol: str,
+    protocol: CropProtocol,
     count: int = 256,
     seed: int = 0,
     workers: int = 0,
@@ -285,7 +286,7 @@ def export_for_deployment(
     test_stems: list[str],
     workers: int = 0,
     seed: int = 0,
-    crop_protocol: str | None = None,
+    crop_protocol: CropProtocol | str | None = None,
 ) -> dict:
     """Write ``out_dir/model.onnx`` and ``out_dir/model_int8.onnx`` (and ``model_fused.pt``, the
     fused checkpoint, when the backbone is re-parameterised); return their metrics.
@@ -293,12 +294,13 @@ def export_for_deployment(
     The int8 model is calibrated on training crops (``calibration_stems``); both are evaluated
     on ``test_stems`` with the evaluation code, so the metrics say what int8 costs in MAE. The
     parity is the largest |PyTorch - ONNX Runtime fp32| angle over the test crops. Crops follow
-    ``crop_protocol`` (default: the one the checkpoint was trained on).
+    ``crop_protocol`` (default: the one the checkpoint was trained on,
+    :func:`headpose.data.protocols.choose_protocol`).
     """
     model, meta = load_angles_model(checkpoint)
     description = ModelDescription.from_meta(meta)
     image_size, normalization = description.image_size, description.normalization
-    protocol = crop_protocol or description.crop_protocol
+    protocol = choose_protocol(crop_protocol, meta)
     calibration = calibration_images(
         calibration_stems,
         image_size,
@@ -327,7 +329,7 @@ def export_for_deployment(
     }
     return {
         "exported": True,
-        "crop_protocol": protocol,
+        "crop_protocol": protocol.name,
         "fused": model.network.fused,
         "onnx_opset": ONNX_OPSET,
         "file_mb": {"checkpoint": file_size_mb(checkpoint), **sizes_mb},

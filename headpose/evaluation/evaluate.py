@@ -15,7 +15,7 @@ error (MAE) of yaw, pitch, roll and their mean on all samples, on the samples wh
 |angles| are all below 30 degrees and on the rest; the MAE of always predicting the
 training-set mean angles stored in the checkpoint (the trivial baseline); parameter count (of a
 checkpoint) and file size. Faces are cropped by the published ``hopenet`` protocol unless told
-otherwise (:mod:`headpose.data.crop`); ``other_protocols`` scores the same model under other
+otherwise (:mod:`headpose.data.protocols`); ``other_protocols`` scores the same model under other
 crops beside it, so a report shows how much the crop alone moves the model. The real AFLW2000
 must come as its 1969-image protocol (:mod:`headpose.evaluation.protocol`). Speed is measured apart
 (:func:`headpose.inference.timing.measure_speed`), so the accuracy metrics of one model and test
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from headpose.data.crop import CROP_PROTOCOLS, PUBLISHED_CROP_PROTOCOL
 from headpose.data.pipeline import PoseDataset, evaluation_dataset
+from headpose.data.protocols import DEFAULT_PROTOCOL, PROTOCOLS, CropProtocol, choose_protocol
 from headpose.datasets.registry import format_of
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import (
@@ -79,7 +79,7 @@ def predict_stems(
     predict: AngleFunction,
     stems: list[str],
     image_size: int,
-    crop_protocol: str,
+    crop_protocol: CropProtocol | str,
     workers: int = 0,
     device: torch.device | None = None,
     *,
@@ -112,8 +112,8 @@ def evaluate(
     image_size: int | None = None,
     baseline: bool = False,
     training_mean: np.ndarray | None = None,
-    crop_protocol: str = PUBLISHED_CROP_PROTOCOL,
-    other_protocols: tuple[str, ...] = (),
+    crop_protocol: CropProtocol | str | None = None,
+    other_protocols: tuple[CropProtocol | str, ...] = (),
     workers: int = 0,
     device: torch.device | None = None,
 ) -> Evaluation:
@@ -129,9 +129,12 @@ def evaluate(
     ``training_mean``, when given). The real AFLW2000 must come as its 1969-image protocol.
     """
     real_aflw2000 = check_protocol(stems, source)
-    if stems and all(format_of(stem).stores_crop_box for stem in stems):
+    protocol = choose_protocol(crop_protocol)  # a test set's crop: by default the published one
+    others = tuple(choose_protocol(other) for other in other_protocols)
+    stored_box = bool(stems) and all(format_of(stem).stores_crop_box for stem in stems)
+    if stored_box:
         # the dataset's own boxes are the crops (BIWI, .npz): no crop protocol applies
-        crop_protocol, other_protocols = STORED_BOX_CROP, ()
+        protocol, others = DEFAULT_PROTOCOL, ()
     low, high = IMAGE_SIZE_RANGE_PX
     if image_size is not None and not low <= image_size <= high:
         raise HeadposeError(f"image size {image_size} px: expected {low} to {high} px")
@@ -147,25 +150,24 @@ def evaluate(
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
     function = loaded.predict
     normalization = description.normalization
-    protocol = PUBLISHED_CROP_PROTOCOL if crop_protocol == STORED_BOX_CROP else crop_protocol
     errors = predict_stems(
         function, stems, image_size, protocol, workers, device, normalization=normalization
     )
     metrics = {
         "count": len(stems),
         "real_aflw2000": real_aflw2000,
-        "crop_protocol": crop_protocol,
+        "crop_protocol": STORED_BOX_CROP if stored_box else protocol.name,
         **error_metrics(errors, training_mean),
     }
-    if other_protocols:
+    if others:
         metrics["other_protocols"] = {
-            other: error_metrics(
+            other.name: error_metrics(
                 predict_stems(
                     function, stems, image_size, other, workers, device, normalization=normalization
                 ),
                 None,
             )
-            for other in other_protocols
+            for other in others
         }
     metrics["model"] = {
         **_model_metrics(loaded),
@@ -250,7 +252,7 @@ def format_report(
     crop = metrics["crop_protocol"]
     if crop == STORED_BOX_CROP:
         crop_row = "crop: each sample's stored box (the dataset's own protocol)"
-    elif crop == PUBLISHED_CROP_PROTOCOL:
+    elif crop == DEFAULT_PROTOCOL.name:
         crop_row = f"crop protocol {crop} (published)"
     else:
         crop_row = f"crop protocol {crop} (not comparable to published tables)"
@@ -289,6 +291,7 @@ def format_report(
 STORED_BOX_CROP = "stored_box"  # metrics' crop_protocol of a set cropped by its own boxes
 
 
-def other_protocols(protocol: str) -> tuple[str, ...]:
-    """Every crop protocol but ``protocol``."""
-    return tuple(other for other in CROP_PROTOCOLS if other != protocol)
+def other_protocols(protocol: CropProtocol | str) -> tuple[CropProtocol, ...]:
+    """Every registered crop protocol but ``protocol``."""
+    chosen = choose_protocol(protocol)
+    return tuple(other for other in PROTOCOLS.values() if other != chosen)

@@ -7,13 +7,14 @@ set: every sample is cut under a grid of **framing conditions** and scored throu
 inference path (:func:`headpose.inference.batches.predict_angles`) and the metrics of
 :mod:`headpose.evaluation.metrics`.
 
-The axis of the sweep is the ``visible`` protocol's evaluation crop (:mod:`headpose.data.crop`):
-its rectangle is the reference, "1.0x". A condition ``(scale, shift_x, shift_y)`` grows that
-rectangle ``scale`` times about its centre and moves the face by ``shift_x``, ``shift_y`` crop
-sides (:func:`headpose.data.framing.reframe`); its pixels are cut exactly as the ``visible``
-protocol cuts its crops (rounded outwards, black outside the image, resized to a square), so the
-condition ``(1, 0, 0)`` is the visible protocol's evaluation crop itself. Every scale is measured
-with the face centred and, for every non-zero shift, moved right, left, down and up.
+The axis of the sweep is the ``visible`` protocol's evaluation crop
+(:mod:`headpose.data.protocols.visible`): its rectangle is the reference, "1.0x". A condition
+``(scale, shift_x, shift_y)`` grows that rectangle ``scale`` times about its centre and moves the
+face by ``shift_x``, ``shift_y`` crop sides (:func:`headpose.data.framing.reframe`); its pixels are
+cut exactly as the ``visible`` protocol cuts its crops (rounded outwards, black outside the image,
+resized to a square), so the condition ``(1, 0, 0)`` is the visible protocol's evaluation crop
+itself. Every scale is measured with the face centred and, for every non-zero shift, moved right,
+left, down and up.
 
 On the same axis the sweep reports where the published ``hopenet`` evaluation crop falls: the
 median over the samples of its side (the geometric mean of width and height) over the reference
@@ -33,16 +34,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from headpose.data.crop import (
-    PUBLISHED_CROP_PROTOCOL,
-    Box,
-    cut,
-    evaluation_rectangle,
-    face_box,
-    pixel_box,
-    resize_square,
-)
+from headpose.data.crop import Box, cut
 from headpose.data.framing import FramingDraw, reframe
+from headpose.data.protocols import CropProtocol
+from headpose.data.protocols.hopenet import HopeNet
+from headpose.data.protocols.visible import Visible
 from headpose.datasets.registry import format_of
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import absolute_errors_deg, mae_summary
@@ -51,7 +47,8 @@ from headpose.inference.runtime import AngleFunction
 from headpose.io.formats import Annotation, read_sample, sample_header
 from headpose.models.registry import Normalization
 
-REFERENCE_PROTOCOL = "visible"  # the crop protocol whose evaluation crop is "1.0x"
+REFERENCE_PROTOCOL: CropProtocol = Visible()  # the crop protocol whose evaluation crop is "1.0x"
+PUBLISHED_PROTOCOL: CropProtocol = HopeNet()  # the published crop, placed on that axis
 DEFAULT_SCALES = (0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2)
 DEFAULT_SHIFTS = (0.15,)
 MAX_SHIFT = 0.5  # crop sides: a face moved further would leave the crop's centre outside it
@@ -114,15 +111,15 @@ def rectangle_side(rectangle: Box) -> float:
 def reference_rectangle(annotation: Annotation, image_size: int) -> Box:
     """The "1.0x" rectangle of a sample: the ``visible`` protocol's evaluation rectangle of the
     tight box of its visible landmarks (full-image pixel coordinates)."""
-    face = face_box(annotation, REFERENCE_PROTOCOL)  # the visible landmarks, in pixels
-    return evaluation_rectangle(face, image_size, REFERENCE_PROTOCOL)
+    face = REFERENCE_PROTOCOL.face_box(annotation)  # the visible landmarks, in pixels
+    return REFERENCE_PROTOCOL.evaluation_rectangle(face, image_size)
 
 
 def published_crop_scale(annotation: Annotation, image_size: int) -> float:
     """Where the published ``hopenet`` evaluation crop of a sample falls on the sweep's axis:
     its side over the side of the sample's :func:`reference_rectangle`."""
-    published = evaluation_rectangle(
-        face_box(annotation, PUBLISHED_CROP_PROTOCOL), image_size, PUBLISHED_CROP_PROTOCOL
+    published = PUBLISHED_PROTOCOL.evaluation_rectangle(
+        PUBLISHED_PROTOCOL.face_box(annotation), image_size
     )
     return rectangle_side(published) / rectangle_side(reference_rectangle(annotation, image_size))
 
@@ -140,7 +137,9 @@ def median_published_crop_scale(stems: Sequence[str], image_size: int) -> float:
 def framing_crop(image: np.ndarray, rectangle: Box, image_size: int) -> np.ndarray:
     """The pixels of ``rectangle`` at ``image_size`` x ``image_size``, cut as the ``visible``
     protocol cuts its crops (rounded outwards, black outside the image, resized to a square)."""
-    return resize_square(cut(image, pixel_box(rectangle, REFERENCE_PROTOCOL)), image_size)
+    return REFERENCE_PROTOCOL.finish(
+        cut(image, REFERENCE_PROTOCOL.pixel_box(rectangle)), image_size, "eval"
+    )
 
 
 # --- The sweep ----------------------------------------------------------------------------------
@@ -302,7 +301,7 @@ def format_framing_sweep(sweep: FramingSweep) -> str:
     lines = [
         f"framing sweep, {sweep.samples} samples at {sweep.image_size} px; 1.0x = the "
         f"{REFERENCE_PROTOCOL} evaluation crop, s x = s times its side",
-        f"the published {PUBLISHED_CROP_PROTOCOL} evaluation crop frames these faces at "
+        f"the published {PUBLISHED_PROTOCOL} evaluation crop frames these faces at "
         f"{sweep.published_crop_scale:.2f}x (median over samples)",
         "mean MAE (degrees): face centred, ratio to 1.0x; per shift (crop sides): mean of the 4 "
         "directions, worst",

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from headpose.data.crop import check_protocol_name, trained_protocol
+from headpose.data.protocols import CropProtocol, get_protocol, trained_protocol
 from headpose.errors import HeadposeError
 from headpose.geometry import ANGLE_NAMES
 from headpose.models.heads import head_from_meta
@@ -77,11 +77,16 @@ class ModelDescription:
 
     image_size: int
     normalization: Normalization
-    crop_protocol: str
+    crop_protocol: str  # the name, as recorded
     head: dict | None = None
     arch: str | None = None
     training_fingerprint: str | None = None
     precision: str = "fp32"
+    # The registered protocol of that name, looked up once, here (an unknown name is refused).
+    protocol: CropProtocol = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protocol", get_protocol(self.crop_protocol))
 
     @classmethod
     def from_meta(cls, meta: dict) -> ModelDescription:
@@ -89,7 +94,7 @@ class ModelDescription:
         return cls(
             image_size=int(meta["image_size"]),
             normalization=Normalization.from_meta(meta),
-            crop_protocol=trained_protocol(meta),
+            crop_protocol=trained_protocol(meta).name,
             head=head_from_meta(meta).meta(),
             arch=meta.get("arch"),
             training_fingerprint=meta.get("fingerprint"),
@@ -148,7 +153,7 @@ def check_values(values: dict[str, Any], source: str) -> None:
                 + (", all positive" if key == "std" else "")
             )
     if values.get("crop_protocol") is not None:
-        check_protocol_name(values["crop_protocol"], f"{source}: crop_protocol")
+        get_protocol(values["crop_protocol"], f"{source}: crop_protocol")
 
 
 def read_onnx_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
@@ -179,7 +184,7 @@ def describe(
     image_size: int | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
-    crop_protocol: str | None = None,
+    crop_protocol: CropProtocol | str | None = None,
     input_side: int | None = None,
 ) -> ModelDescription:
     """The description of a model from what its file records (``recorded``: the values of
@@ -194,7 +199,9 @@ def describe(
         "image_size": image_size,
         "mean": None if mean is None else [float(v) for v in mean],
         "std": None if std is None else [float(v) for v in std],
-        "crop_protocol": crop_protocol,
+        "crop_protocol": (
+            crop_protocol.name if isinstance(crop_protocol, CropProtocol) else crop_protocol
+        ),
     }
     check_values(given, f"{source} (given)")
     known = {"image_size": input_side, **{k: v for k, v in recorded.items() if v is not None}}

@@ -1,0 +1,65 @@
+"""The ``visible`` crop protocol: the tighter crop of the visible landmarks this project used
+before crop protocols existed (what a checkpoint without ``crop_protocol`` was trained on).
+Numbers measured this way do not compare with published tables.
+
+* Face box: the visible landmarks only (AFLW2000's negative placeholders dropped), shifted from
+  1-based to pixel coordinates by -1.
+* Margins: all four applied to the original box at once.
+* Pixels: the box rounded outwards, cut with black outside the image and resized to a square
+  (OpenCV); a training crop is the loosened box itself (no random position).
+* Training blur: a 3x3 box (OpenCV's ``blur``, the border reflected).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from headpose.data.crop import (
+    Box,
+    PixelBox,
+    landmark_box,
+    margins,
+    resize_square,
+    rounded_outwards,
+)
+from headpose.data.protocols.registry import CropProtocol, TrainingDraw, register_protocol
+from headpose.io.formats import Annotation
+
+
+@register_protocol
+class Visible(CropProtocol):
+    """The visible-landmark crop (see the module docstring)."""
+
+    name = "visible"
+    blur_kernel = np.ones((3, 3), dtype=np.float32) / np.float32(9.0)
+    blur_border = "reflect"
+
+    def face_box(self, annotation: Annotation) -> Box:
+        return landmark_box(annotation.landmarks_xy - 1.0)
+
+    def loosen_box(self, box: Box, k: float, mode: str) -> Box:
+        left, top, right, bottom = margins(k, mode)
+        x_min, y_min, x_max, y_max = box
+        width, height = x_max - x_min, y_max - y_min
+        return (
+            x_min - left * width,
+            y_min - top * height,
+            x_max + right * width,
+            y_max + (bottom * height),
+        )
+
+    def pixel_box(self, box: Box) -> PixelBox:
+        return rounded_outwards(box)
+
+    def finish(self, pixels: np.ndarray, size: int, mode: str) -> np.ndarray:
+        return resize_square(pixels, size)
+
+    def evaluation_rectangle(self, box: Box, size: int) -> Box:
+        """The box rounded outwards (resized to a square)."""
+        left, top, right, bottom = (float(v) for v in self.evaluation_bounds(box))
+        return left, top, right, bottom
+
+    def training_rectangle(self, box: Box, draw: TrainingDraw, size: int) -> Box:
+        """The loosened box rounded outwards."""
+        left, top, right, bottom = (float(v) for v in self.crop_bounds(box, draw.k, "train"))
+        return left, top, right, bottom
