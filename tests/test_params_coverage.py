@@ -235,3 +235,13 @@ def test_a_script_passing_params_whole_or_reading_no_key_fails_the_check(tmp_pat
     direct = tmp_path / "direct.py"
     direct.write_text("print(load_params('p').lr, load_params('p').record())\n", encoding="utf-8")
     assert set(keys_read(direct)) == {"lr"}
+
+
+def test_only_the_scripts_load_params():
+    """The library never reads params.yaml itself, so a stage's reads are all in its script."""
+    callers = [
+        str(path.relative_to(REPO_ROOT))
+        for path in sorted((REPO_ROOT / "headpose").rglob("*.py"))
+        if any(_is_load_params(node) for node in ast.walk(ast.parse(path.read_text("utf-8"))))
+    ]
+    assert callers == []
