@@ -40,8 +40,6 @@ from headpose.errors import HeadposeError
 
 # Input sizes (px) a model is built for (params.yaml's image_size) and a checkpoint may name.
 IMAGE_SIZE_RANGE_PX = (32, 1024)
-# How faces are cropped (headpose.data.crop implements them; the first is the published one).
-CROP_PROTOCOLS = ("hopenet", "visible")
 # The training step's numerics (headpose.training.precision chooses what "auto" means where).
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # The loosest framing augmentation (framing_scale): the cached context of each training face

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from headpose.data.protocols import DEFAULT_PROTOCOL
 from headpose.data.store import (
     StoreSpec,
     build_store,
@@ -53,7 +54,6 @@ from headpose.data.store import (
     store_size_bytes,
 )
 from headpose.data.training_batches import (
-    BLUR_KERNELS,
     TrainingRegions,
     augmented_crops,
     in_region,
@@ -116,7 +116,7 @@ class PerSampleCrops(Dataset):
     draws, the crop warped out of the cached region by OpenCV, flipped and blurred (a re-framed
     crop is cut from its sharp region alone: the old loader had no framing augmentation)."""
 
-    KERNEL = BLUR_KERNELS["hopenet"][0].numpy()  # the device blur's kernel, applied by OpenCV
+    KERNEL = DEFAULT_PROTOCOL.blur_kernel  # the device blur's kernel, applied by OpenCV
 
     def __init__(self, regions: TrainingRegions):
         self.regions = regions

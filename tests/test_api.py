@@ -42,7 +42,7 @@ BOXES = [(40.0, 30.0, 100.0, 110.0), (130.0, 60.0, 180.0, 120.0), (20.0, 120.0, 
 def readme_example() -> str:
     """The Python code block of the README's "Python API" section."""
     text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("### Python API", 1)[1]
+    section = text.split("## Python API", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 

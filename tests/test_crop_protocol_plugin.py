@@ -5,6 +5,7 @@ the code."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -65,13 +66,8 @@ class CentreSquare(CropProtocol):
 
 
 @pytest.fixture
-def registered(monkeypatch):
+def registered():
     register_protocol(CentreSquare)
-    # headpose/models/validation.py still checks a checkpoint's crop_protocol against the fixed
-    # params.CROP_PROTOCOLS; until it asks the registry, let it know the new name.
-    monkeypatch.setattr(
-        "headpose.models.validation.CROP_PROTOCOLS", (*protocol_names(),), raising=False
-    )
     yield PROTOCOLS[CentreSquare.name]
     del PROTOCOLS[CentreSquare.name]
 
@@ -121,3 +117,18 @@ def test_a_protocol_defined_in_one_file_trains_evaluates_exports_and_predicts(re
 def test_an_unknown_protocol_is_one_line_naming_the_known_ones():
     with pytest.raises(HeadposeError, match="expected one of hopenet, visible"):
         get_protocol("centre_square")
+
+
+@pytest.mark.parametrize(("protocol", "message"), [
+    ("centre_square", "crop_protocol: 'centre_square' is no crop protocol; expected one of"),
+    (3, "crop_protocol 3; expected a crop protocol's name"),
+])  # fmt: skip
+def test_a_checkpoint_of_an_unregistered_protocol_is_one_line(tmp_path, protocol, message):
+    from model_fixtures import write_checkpoint
+
+    from headpose.evaluation.evaluate import evaluate
+
+    stems = write_tiny_dataset(tmp_path / "data", 2)
+    checkpoint = write_checkpoint(tmp_path / "m.pt", "resnet18", crop_protocol=protocol)
+    with pytest.raises(HeadposeError, match=re.escape(message)):
+        evaluate(checkpoint, stems, "tiny", workers=1)
