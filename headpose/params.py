@@ -274,7 +274,7 @@ class Params(_Block):
     alpha: float = _key(_number(0, 100))
     image_size: int = _key(_integer(*IMAGE_SIZE_RANGE_PX))
     crop_protocol: str = _key(_NAME)  # the crop protocol registry checks the name
-    # framing augmentation (headpose.data.framing): share of training crops re-framed, how
+    # framing augmentation (headpose.crops.framing): share of training crops re-framed, how
     # much looser they get ([low, high], log-uniform) and how far the face moves (crop sides)
     framing_probability: float = _key(_number(0, 1))
     framing_scale: tuple[float, float] = _key(

@@ -53,8 +53,8 @@ from headpose.app.detect import (  # noqa: E402
     make_detector,
 )
 from headpose.app.predict import STAGES, FacePosePredictor, predict_files  # noqa: E402
-from headpose.data.crop import EVAL_K, PREDICT_K, Box, landmark_box  # noqa: E402
-from headpose.data.protocols import DEFAULT_PROTOCOL  # noqa: E402
+from headpose.crops.crop import EVAL_K, PREDICT_K, Box, landmark_box  # noqa: E402
+from headpose.crops.protocols import DEFAULT_PROTOCOL  # noqa: E402
 from headpose.io.formats import read_annotation  # noqa: E402
 
 DEFAULT_AFLW2000 = REPO_ROOT.parent / "shared" / "data" / "AFLW2000"

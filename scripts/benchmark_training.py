@@ -4,7 +4,7 @@ At the settings of params.yaml (``--set key=value`` overrides; ``precision`` and
 included) one run:
 
 1. prepares the whole ``--list`` through the crop store the train stage uses
-   (:mod:`headpose.data.store`): hashes the samples, builds the store unless it exists, opens it
+   (:mod:`headpose.crops.store`): hashes the samples, builds the store unless it exists, opens it
    memory-mapped; prints each time and the store's size on disk;
 2. times ``--batches`` batches of each of these, ``--rounds`` times, interleaved, keeping the
    best time of each:
@@ -17,7 +17,7 @@ included) one run:
    * ``per-sample loader``: the loader this one replaced, for comparison: each item's crop cut,
      flipped and blurred on the CPU in the loader (OpenCV), then collated;
    * ``device crops``: the crops, flips and blurs of loaded batches made on the device
-     (:mod:`headpose.data.training_batches`), alone;
+     (:mod:`headpose.crops.training_batches`), alone;
    * ``step alone``: the training step on batches loaded beforehand (device crops, forward,
      loss, backward, optimizer);
    * ``whole loop``: the real training loop (:func:`headpose.training.loop.train_one_epoch`)
@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from headpose.data.protocols import DEFAULT_PROTOCOL
-from headpose.data.store import (
+from headpose.crops.protocols import DEFAULT_PROTOCOL
+from headpose.crops.store import (
     StoreSpec,
     build_store,
     open_store,
@@ -53,7 +53,7 @@ from headpose.data.store import (
     store_root,
     store_size_bytes,
 )
-from headpose.data.training_batches import (
+from headpose.crops.training_batches import (
     TrainingRegions,
     augmented_crops,
     in_region,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headpose.data.framing import FRAMING_KEYS, FramingAugmentation
-from headpose.data.framing_stats import framing_distributions, inside_line, measure_framing
-from headpose.data.protocols import protocol_from_params
+from headpose.crops.framing import FRAMING_KEYS, FramingAugmentation
+from headpose.crops.framing_stats import framing_distributions, inside_line, measure_framing
+from headpose.crops.protocols import protocol_from_params
 from headpose.datasets.analyze import dataset_angles, distributions
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json

@@ -22,7 +22,7 @@ import hashlib
 import sys
 
 from headpose.app.detect import DEFAULT_DETECTOR, make_detector
-from headpose.data.protocols import protocol_from_params
+from headpose.crops.protocols import protocol_from_params
 from headpose.datasets.biwi import DETECTOR_FRAME_LIST
 from headpose.errors import exit_on_error
 from headpose.evaluation.evaluate import (

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from headpose.data.protocols import protocol_from_params
+from headpose.crops.protocols import protocol_from_params
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import exit_on_error
 from headpose.io.files import atomic_directory, write_json

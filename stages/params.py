@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from headpose.data.protocols import protocol_from_params
+from headpose.crops.protocols import protocol_from_params
 from headpose.errors import exit_on_error
 from headpose.models.keys import validate_model_params
 from headpose.params import load_params

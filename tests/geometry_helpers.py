@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from headpose.data.crop import Box, landmark_box
-from headpose.data.protocols import get_protocol
+from headpose.crops.crop import Box, landmark_box
+from headpose.crops.protocols import get_protocol
 from headpose.geometry import PITCH, ROLL, SCALE, TRANSLATION, YAW, rotation_matrix
 
 

@@ -29,7 +29,7 @@ from model_fixtures import checkpoint_meta, write_checkpoint
 from stage_fixtures import STAGES, stage_command
 from training_fixtures import write_list, write_tiny_dataset
 
-from headpose.data.store import StoreSpec, prepare_crops
+from headpose.crops.store import StoreSpec, prepare_crops
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import HeadposeError
 from headpose.io import files

@@ -15,9 +15,9 @@ from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
 from training_fixtures import tiny_settings
 
-from headpose.data.framing import NO_FRAMING
-from headpose.data.protocols import DEFAULT_PROTOCOL
-from headpose.data.training_draws import draw_item
+from headpose.crops.framing import NO_FRAMING
+from headpose.crops.protocols import DEFAULT_PROTOCOL
+from headpose.crops.training_draws import draw_item
 from headpose.datasets.augment import build_augmentation
 from headpose.datasets.biwi import (
     FormatBIWI,

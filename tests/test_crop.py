@@ -16,10 +16,10 @@ from geometry_helpers import loose_box
 from PIL import Image
 from torchvision import transforms
 
-from headpose.data.crop import cut, landmark_box
-from headpose.data.pipeline import evaluation_dataset
-from headpose.data.protocols import TrainingDraw, get_protocol
-from headpose.data.training_batches import RegionBatch, augmented_crops, in_region
+from headpose.crops.crop import cut, landmark_box
+from headpose.crops.pipeline import evaluation_dataset
+from headpose.crops.protocols import TrainingDraw, get_protocol
+from headpose.crops.training_batches import RegionBatch, augmented_crops, in_region
 from headpose.datasets.filelists import scan_dataset, usable_samples
 from headpose.errors import HeadposeError
 from headpose.io.formats import find_sample_stems, read_annotation, read_mat, write_mat

@@ -15,8 +15,15 @@ from training_fixtures import tiny_run_paths, tiny_settings, write_tiny_dataset
 
 import headpose
 from headpose.app.detect import FaceBox
-from headpose.data.crop import Box, PixelBox, landmark_box, margins, resize_square, rounded_outwards
-from headpose.data.protocols import (
+from headpose.crops.crop import (
+    Box,
+    PixelBox,
+    landmark_box,
+    margins,
+    resize_square,
+    rounded_outwards,
+)
+from headpose.crops.protocols import (
     PROTOCOLS,
     CropProtocol,
     TrainingDraw,

@@ -7,9 +7,9 @@ import pytest
 from geometry_helpers import loose_box
 from training_fixtures import write_list, write_tiny_dataset
 
-from headpose.data.pipeline import evaluation_dataset
-from headpose.data.protocols import get_protocol
-from headpose.data.store import STORE_ENV, StoreSpec, prepare_crops
+from headpose.crops.pipeline import evaluation_dataset
+from headpose.crops.protocols import get_protocol
+from headpose.crops.store import STORE_ENV, StoreSpec, prepare_crops
 from headpose.errors import HeadposeError
 from headpose.io.formats import find_sample_stems, read_annotation, read_image, read_list
 

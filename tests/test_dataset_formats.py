@@ -21,7 +21,7 @@ from model_fixtures import write_checkpoint
 from stage_fixtures import STAGES
 from training_fixtures import tiny_settings, write_tiny_dataset
 
-from headpose.data.pipeline import evaluation_dataset
+from headpose.crops.pipeline import evaluation_dataset
 from headpose.datasets import registry
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.datasets.registry import DatasetFormat, Labels, Scan, register_format
@@ -74,8 +74,8 @@ def test_evaluate_takes_an_fsa_net_npz_and_refuses_a_frame_list_for_it(
 
 
 def test_a_stored_box_sample_trains_on_its_box_as_it_is_evaluated(biwi_sample_dir):
-    from headpose.data.pipeline import training_dataset
-    from headpose.data.training_batches import augmented_crops
+    from headpose.crops.pipeline import training_dataset
+    from headpose.crops.training_batches import augmented_crops
 
     entry = f"{(biwi_sample_dir / 'hpdb').as_posix()}/01/frame_00003@270,177,146,180"
     regions = training_dataset([entry] * 8, 64, "hopenet", seed=3, workers=1)

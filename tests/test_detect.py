@@ -30,7 +30,7 @@ from headpose.app.detect import (
     fit_box_calibration,
     make_detector,
 )
-from headpose.data.crop import landmark_box
+from headpose.crops.crop import landmark_box
 from headpose.errors import HeadposeError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

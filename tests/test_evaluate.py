@@ -20,7 +20,7 @@ from stage_fixtures import stage_command
 from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.cli import main as headpose_main
-from headpose.data.pipeline import evaluation_dataset, preprocess
+from headpose.crops.pipeline import evaluation_dataset, preprocess
 from headpose.datasets import mat as protocol
 from headpose.datasets.mat import is_real_aflw2000
 from headpose.deploy.export import export_onnx

@@ -15,7 +15,7 @@ import torch
 from model_fixtures import write_checkpoint
 
 from headpose.cli import main
-from headpose.data.pipeline import evaluation_dataset, model_input
+from headpose.crops.pipeline import evaluation_dataset, model_input
 from headpose.deploy.export import CropCalibrationReader, export_for_deployment, export_torchscript
 from headpose.evaluation.evaluate import predict_stems
 from headpose.evaluation.metrics import mae_summary

@@ -12,8 +12,8 @@ import torch
 from helpers import REPO_ROOT
 from training_fixtures import write_tiny_dataset
 
-from headpose.data.crop import landmark_box
-from headpose.data.framing import (
+from headpose.crops.crop import landmark_box
+from headpose.crops.framing import (
     NO_FRAMING,
     FramingAugmentation,
     FramingDraw,
@@ -22,18 +22,18 @@ from headpose.data.framing import (
     face_framing,
     reframe,
 )
-from headpose.data.framing_stats import (
+from headpose.crops.framing_stats import (
     evaluation_framing,
     framing_distributions,
     inside_line,
     measure_framing,
     training_framing,
 )
-from headpose.data.pipeline import training_dataset
-from headpose.data.protocols import get_protocol
-from headpose.data.store import store_size_bytes
-from headpose.data.training_batches import augmented_crops, pyramid_levels
-from headpose.data.training_draws import draw_item
+from headpose.crops.pipeline import training_dataset
+from headpose.crops.protocols import get_protocol
+from headpose.crops.store import store_size_bytes
+from headpose.crops.training_batches import augmented_crops, pyramid_levels
+from headpose.crops.training_draws import draw_item
 from headpose.errors import HeadposeError
 from headpose.io.formats import read_annotation, write_sample
 from headpose.params import load_params, validate

@@ -12,8 +12,8 @@ from model_fixtures import write_checkpoint
 from training_fixtures import write_tiny_dataset
 
 from headpose.cli import main as headpose_main
-from headpose.data.framing import FramingDraw, reframe
-from headpose.data.protocols import get_protocol
+from headpose.crops.framing import FramingDraw, reframe
+from headpose.crops.protocols import get_protocol
 from headpose.deploy.export import export_onnx
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from model_fixtures import write_checkpoint
 
 from headpose.cli import main as headpose_main
-from headpose.data.store import StoreSpec, prepare_crops
+from headpose.crops.store import StoreSpec, prepare_crops
 from headpose.datasets.augment import build_augmentation
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import HeadposeError

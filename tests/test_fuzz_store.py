@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from training_fixtures import write_tiny_dataset
 
-from headpose.data import store
-from headpose.data.crop import cache_side
-from headpose.data.store import (
+from headpose.crops import store
+from headpose.crops.crop import cache_side
+from headpose.crops.store import (
     ANGLES_FILE,
     BOXES_FILE,
     IMAGES_FILE,

@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("params", "geometry"),
     ("io", "plots"),
     ("datasets", "synth", "models"),
-    ("data",),
+    ("crops",),
     ("inference",),
     ("evaluation",),
     ("training", "deploy", "compare"),

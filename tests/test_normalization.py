@@ -8,7 +8,7 @@ import torch
 from model_fixtures import write_checkpoint
 from training_fixtures import write_tiny_dataset
 
-from headpose.data.pipeline import evaluation_dataset, preprocess
+from headpose.crops.pipeline import evaluation_dataset, preprocess
 from headpose.evaluation.evaluate import evaluate
 from headpose.models.network import load_angles_model
 from headpose.models.registry import IMAGENET, Normalization, get_arch

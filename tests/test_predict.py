@@ -26,8 +26,8 @@ from headpose.app.detect import (
 )
 from headpose.app.draw import axis_endpoints
 from headpose.app.predict import FacePosePredictor, video_frames
-from headpose.data.crop import PREDICT_K, landmark_box
-from headpose.data.protocols import get_protocol
+from headpose.crops.crop import PREDICT_K, landmark_box
+from headpose.crops.protocols import get_protocol
 from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg

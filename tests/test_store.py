@@ -13,10 +13,10 @@ import torch
 from torch.utils.data import DataLoader
 from training_fixtures import write_tiny_dataset
 
-from headpose.data import store
-from headpose.data.crop import cache_side
-from headpose.data.pipeline import PoseDataset, model_input, preprocess
-from headpose.data.store import (
+from headpose.crops import store
+from headpose.crops.crop import cache_side
+from headpose.crops.pipeline import PoseDataset, model_input, preprocess
+from headpose.crops.store import (
     StoreSpec,
     build_store,
     prepare_crops,

@@ -11,10 +11,10 @@ from PIL import Image, ImageFilter
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from training_fixtures import write_tiny_dataset
 
-from headpose.data.pipeline import training_dataset
-from headpose.data.protocols import get_protocol
-from headpose.data.store import PreparedCrops, StoreSpec
-from headpose.data.training_batches import (
+from headpose.crops.pipeline import training_dataset
+from headpose.crops.protocols import get_protocol
+from headpose.crops.store import PreparedCrops, StoreSpec
+from headpose.crops.training_batches import (
     RegionBatch,
     TrainingRegions,
     _blur,

@@ -44,8 +44,8 @@ from headpose.app.detect import (
     make_detector,
     usable_box,
 )
-from headpose.data.crop import Box
-from headpose.data.protocols import CropProtocol
+from headpose.crops.crop import Box
+from headpose.crops.protocols import CropProtocol
 from headpose.deploy.loading import LoadedModel, load_model
 from headpose.errors import HeadposeError
 from headpose.inference.batches import crop_angles
@@ -189,7 +189,7 @@ class HeadPoseModel:
         """The model's uint8 crops ``(N, S, S, 3)`` of ``faces`` in an RGB image: each face box
         (through a detector's ``calibration``; the identity for tight landmark boxes) framed as
         the training crops of the model's crop protocol framed faces, on average
-        (:meth:`headpose.data.protocols.CropProtocol.prediction_crop`)."""
+        (:meth:`headpose.crops.protocols.CropProtocol.prediction_crop`)."""
         size, protocol = self.image_size, self.crop_protocol
         boxes = [protocol_landmark_box(face, calibration, protocol) for face in faces]
         crops = [protocol.prediction_crop(image_rgb, box, size) for box in boxes]

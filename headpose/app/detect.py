@@ -15,7 +15,7 @@ NAME`` picks one.
 
 Every detector carries a :class:`BoxCalibration`: the measured linear map from what it outputs
 to the tight 68-landmark box the model's training crops are built around (see
-:mod:`headpose.data.crop`). ``scripts/benchmark_detectors.py`` measures the maps on the real
+:mod:`headpose.crops.crop`). ``scripts/benchmark_detectors.py`` measures the maps on the real
 AFLW2000 with :func:`fit_box_calibration`. Boxes can also come from a file (:func:`read_box_file`).
 """
 
@@ -33,7 +33,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from headpose.data.crop import Box
+from headpose.crops.crop import Box
 from headpose.errors import HeadposeError
 from headpose.io.files import file_problem
 from headpose.io.formats import MAX_IMAGE_PIXELS

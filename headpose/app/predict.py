@@ -15,14 +15,14 @@ The model is loaded, and faces are cropped and predicted, by the Python API
 outputs and timings.
 
 From detector box to model crop. The model is trained on HopeNet's loose crops of the 68-landmark
-box under a crop protocol (:mod:`headpose.data.protocols`; the checkpoint, or an ``.onnx`` file's
+box under a crop protocol (:mod:`headpose.crops.protocols`; the checkpoint, or an ``.onnx`` file's
 metadata, records which; ``--crop-protocol`` replaces it). A detection is first mapped to
 the landmark box it stands for by the detector's measured
 :class:`headpose.app.detect.BoxCalibration` (YuNet: from its box and five landmarks; in pixel
 coordinates, to which ``hopenet`` adds the 1 of the stored 1-based points it frames), then
 framed as a training crop at the middle of the training range (k = 0.3, train margins, and under
 ``hopenet`` the centre of its random crops:
-:meth:`headpose.data.protocols.CropProtocol.prediction_crop`), so a
+:meth:`headpose.crops.protocols.CropProtocol.prediction_crop`), so a
 face arrives at the network framed as the training crops framed it on average. Boxes read from a
 ``--boxes`` file are taken as tight landmark boxes in pixel coordinates.
 
@@ -73,7 +73,7 @@ from headpose.app.detect import (
     read_box_file,
 )
 from headpose.app.draw import draw_pose
-from headpose.data.protocols import CropProtocol
+from headpose.crops.protocols import CropProtocol
 from headpose.errors import HeadposeError
 from headpose.io.files import (
     atomic_path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from headpose.data.protocols import DEFAULT_PROTOCOL, protocol_names
+from headpose.crops.protocols import DEFAULT_PROTOCOL, protocol_names
 from headpose.deploy.benchmark import DEFAULT_ARCHS, checkpoint_rows, format_table, run_benchmark
 from headpose.io.files import write_json
 from headpose.models.heads import DEFAULT_HEAD, head_names

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from headpose.cli.predict import add_model_value_options
-from headpose.data.protocols import DEFAULT_PROTOCOL, choose_protocol, protocol_names
+from headpose.crops.protocols import DEFAULT_PROTOCOL, choose_protocol, protocol_names
 from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import (

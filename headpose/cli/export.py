@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from headpose.data.protocols import trained_protocol
+from headpose.crops.protocols import trained_protocol
 from headpose.deploy.export import EXPORT_FORMATS, INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, export_file
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from headpose.app.detect import DEFAULT_DETECTOR, DETECTORS
 from headpose.app.predict import DEFAULT_CHECKPOINT, predict
-from headpose.data.protocols import protocol_names
+from headpose.crops.protocols import protocol_names
 from headpose.deploy.loading import RUNTIMES
 from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
 

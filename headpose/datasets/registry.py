@@ -9,7 +9,7 @@ heads and backbones are registered). It owns, for its datasets:
   it found but could not pair;
 * **reading** one entry: :meth:`DatasetFormat.header` (the labels, validated without decoding
   the pixels) and :meth:`DatasetFormat.read` (the RGB image and the labels). The labels say
-  where the face is: landmarks (cropped by the crop protocol, :mod:`headpose.data.crop`) or a
+  where the face is: landmarks (cropped by the crop protocol, :mod:`headpose.crops.crop`) or a
   stored *crop box* that is itself the final crop (BIWI's protocol-1 boxes, the arrays of an
   ``.npz``);
 * **grouping** entries for a train/val split (:meth:`DatasetFormat.group_key`: the photo, the

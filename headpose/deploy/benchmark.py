@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from headpose.data.protocols import CropProtocol, choose_protocol
+from headpose.crops.protocols import CropProtocol, choose_protocol
 from headpose.deploy.export import build_runtimes, calibration_images
 from headpose.deploy.loading import load_model
 from headpose.evaluation.evaluate import predict_stems

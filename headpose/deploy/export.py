@@ -33,9 +33,9 @@ import numpy as np
 import onnx
 import torch
 
-from headpose.data.pipeline import evaluation_dataset, training_dataset
-from headpose.data.protocols import CropProtocol, choose_protocol
-from headpose.data.training_batches import training_images
+from headpose.crops.pipeline import evaluation_dataset, training_dataset
+from headpose.crops.protocols import CropProtocol, choose_protocol
+from headpose.crops.training_batches import training_images
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_dataset
 from headpose.evaluation.metrics import mae_summary
@@ -295,7 +295,7 @@ def export_for_deployment(
     on ``test_stems`` with the evaluation code, so the metrics say what int8 costs in MAE. The
     parity is the largest |PyTorch - ONNX Runtime fp32| angle over the test crops. Crops follow
     ``crop_protocol`` (default: the one the checkpoint was trained on,
-    :func:`headpose.data.protocols.choose_protocol`).
+    :func:`headpose.crops.protocols.choose_protocol`).
     """
     model, meta = load_angles_model(checkpoint)
     description = ModelDescription.from_meta(meta)

@@ -2,7 +2,7 @@
 
 Every score of a model goes through :func:`headpose.inference.batches.predict_angles` (a
 runtime wrapped as an :data:`~headpose.inference.runtime.AngleFunction`, over batches of the
-evaluation crops of :func:`headpose.data.pipeline.evaluation_dataset` under a crop protocol,
+evaluation crops of :func:`headpose.crops.pipeline.evaluation_dataset` under a crop protocol,
 ImageNet normalisation) and the metrics of :mod:`headpose.evaluation.metrics`: validation in
 training,
 the evaluate stage, the export stage's parity and int8 costs, and the benchmark.
@@ -15,7 +15,7 @@ error (MAE) of yaw, pitch, roll and their mean on all samples, on the samples wh
 |angles| are all below 30 degrees and on the rest; the MAE of always predicting the
 training-set mean angles stored in the checkpoint (the trivial baseline); parameter count (of a
 checkpoint) and file size. Faces are cropped by the published ``hopenet`` protocol unless told
-otherwise (:mod:`headpose.data.protocols`); ``other_protocols`` scores the same model under other
+otherwise (:mod:`headpose.crops.protocols`); ``other_protocols`` scores the same model under other
 crops beside it, so a report shows how much the crop alone moves the model. The real AFLW2000
 must come as its 1969-image protocol (:mod:`headpose.evaluation.protocol`). Speed is measured apart
 (:func:`headpose.inference.timing.measure_speed`), so the accuracy metrics of one model and test
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from headpose.data.pipeline import PoseDataset, evaluation_dataset
-from headpose.data.protocols import DEFAULT_PROTOCOL, PROTOCOLS, CropProtocol, choose_protocol
+from headpose.crops.pipeline import PoseDataset, evaluation_dataset
+from headpose.crops.protocols import DEFAULT_PROTOCOL, PROTOCOLS, CropProtocol, choose_protocol
 from headpose.datasets.registry import format_of
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import (

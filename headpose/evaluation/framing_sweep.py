@@ -8,9 +8,9 @@ inference path (:func:`headpose.inference.batches.predict_angles`) and the metri
 :mod:`headpose.evaluation.metrics`.
 
 The axis of the sweep is the ``visible`` protocol's evaluation crop
-(:mod:`headpose.data.protocols.visible`): its rectangle is the reference, "1.0x". A condition
+(:mod:`headpose.crops.protocols.visible`): its rectangle is the reference, "1.0x". A condition
 ``(scale, shift_x, shift_y)`` grows that rectangle ``scale`` times about its centre and moves the
-face by ``shift_x``, ``shift_y`` crop sides (:func:`headpose.data.framing.reframe`); its pixels are
+face by ``shift_x``, ``shift_y`` crop sides (:func:`headpose.crops.framing.reframe`); its pixels are
 cut exactly as the ``visible`` protocol cuts its crops (rounded outwards, black outside the image,
 resized to a square), so the condition ``(1, 0, 0)`` is the visible protocol's evaluation crop
 itself. Every scale is measured with the face centred and, for every non-zero shift, moved right,
@@ -34,11 +34,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from headpose.data.crop import Box, cut
-from headpose.data.framing import FramingDraw, reframe
-from headpose.data.protocols import CropProtocol
-from headpose.data.protocols.hopenet import HopeNet
-from headpose.data.protocols.visible import Visible
+from headpose.crops.crop import Box, cut
+from headpose.crops.framing import FramingDraw, reframe
+from headpose.crops.protocols import CropProtocol
+from headpose.crops.protocols.hopenet import HopeNet
+from headpose.crops.protocols.visible import Visible
 from headpose.datasets.registry import format_of
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import absolute_errors_deg, mae_summary

@@ -1,6 +1,6 @@
 """Predictions of any runtime over uint8 crops: batches of crops and their labels, in order
 (:func:`predict_angles`, evaluation), and one array of crops (:func:`crop_angles`, prediction);
-both normalise through :func:`headpose.data.pipeline.model_input`."""
+both normalise through :func:`headpose.crops.pipeline.model_input`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from headpose.data.pipeline import model_input
+from headpose.crops.pipeline import model_input
 from headpose.inference.runtime import AngleFunction, finite_angles
 from headpose.models.registry import Normalization
 

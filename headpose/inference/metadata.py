@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from headpose.data.protocols import CropProtocol, get_protocol, trained_protocol
+from headpose.crops.protocols import CropProtocol, get_protocol, trained_protocol
 from headpose.errors import HeadposeError
 from headpose.geometry import ANGLE_NAMES
 from headpose.models.heads import head_from_meta

@@ -61,7 +61,7 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
             f"checkpoint {path}: image_size {size!r}; expected an integer in [{low}, {high}] px"
         )
     # The name only: the crop protocol registry (a layer above) checks that it is registered
-    # where the protocol is chosen (headpose.data.protocols.trained_protocol).
+    # where the protocol is chosen (headpose.crops.protocols.trained_protocol).
     protocol = meta.get("crop_protocol", "")
     if not isinstance(protocol, str) or ("crop_protocol" in meta and not protocol.strip()):
         raise HeadposeError(

@@ -25,7 +25,7 @@ CUDA is used when present (pinned memory, loader worker processes; the train sta
 GPU it claimed, :mod:`headpose.training.gpus`); otherwise the CPU, where runs are deterministic
 for a fixed ``train_seed`` (the model's seed; ``seed`` is the data's and training does not read
 it). The loader hands over whole batches of cached regions; their random crops, flips and blurs
-are made on the training device (:mod:`headpose.data.training_batches`). The step's numerics
+are made on the training device (:mod:`headpose.crops.training_batches`). The step's numerics
 (``precision``: bfloat16 or float16 autocast, channels-last, ``compile``) come from
 :mod:`headpose.training.precision`, and the loss is summed on the device and read once an epoch,
 so under bfloat16 or float32 the host does not wait for the GPU within an epoch (float16's loss
@@ -57,9 +57,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from headpose.data.framing import FRAMING_KEYS, FramingAugmentation
-from headpose.data.pipeline import PoseDataset, evaluation_dataset, training_dataset
-from headpose.data.training_batches import RegionBatch, TrainingRegions, training_images
+from headpose.crops.framing import FRAMING_KEYS, FramingAugmentation
+from headpose.crops.pipeline import PoseDataset, evaluation_dataset, training_dataset
+from headpose.crops.training_batches import RegionBatch, TrainingRegions, training_images
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import absolute_errors_deg, error_sums, mae_from_sums
 from headpose.geometry import ANGLE_NAMES

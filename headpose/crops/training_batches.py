@@ -8,7 +8,7 @@ the work, and a GPU does it for a whole batch in a few kernels. So:
 * :class:`TrainingRegions` (the loader's dataset, in loader worker processes on CUDA) takes a
   whole batch of indices at once and returns a :class:`RegionBatch`: the uint8 cached regions
   of the batch, gathered from the memory-mapped store in one indexing, and each item's random
-  choices as numbers (:func:`headpose.data.training_draws.draw_item`): the rectangle of its crop
+  choices as numbers (:func:`headpose.crops.training_draws.draw_item`): the rectangle of its crop
   (the protocol's, re-framed by the framing augmentation when drawn for it, in the pixel
   coordinates of its cached region), whether it is flipped (its yaw and roll already negated)
   and whether it is blurred; with framing augmentation also which items are re-framed, their
@@ -19,7 +19,7 @@ the work, and a GPU does it for a whole batch in a few kernels. So:
   OpenCV warp, black outside the region; a flipped item's grid runs right to left, so the flip
   costs nothing); re-framed items are made again from their sharp region (shrunk to the pyramid
   level that samples it about once per output pixel) where it covers them and their context
-  elsewhere (:mod:`headpose.data.framing`); one depthwise convolution blurs the items drawn for
+  elsewhere (:mod:`headpose.crops.framing`); one depthwise convolution blurs the items drawn for
   it (the protocol's kernel and border), then the model's normalisation and, when asked,
   channels-last memory format.
 
@@ -39,11 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from headpose.data.crop import Box
-from headpose.data.framing import NO_FRAMING, FramingAugmentation, context_bounds
-from headpose.data.protocols import CropProtocol, as_protocol
-from headpose.data.store import PreparedCrops
-from headpose.data.training_draws import ItemDraw, draw_item
+from headpose.crops.crop import Box
+from headpose.crops.framing import NO_FRAMING, FramingAugmentation, context_bounds
+from headpose.crops.protocols import CropProtocol, as_protocol
+from headpose.crops.store import PreparedCrops
+from headpose.crops.training_draws import ItemDraw, draw_item
 from headpose.datasets.registry import format_of
 from headpose.geometry import flip_angles
 from headpose.models.registry import Normalization

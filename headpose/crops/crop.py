@@ -1,7 +1,7 @@
 """Face crops: what every crop protocol shares — the looseness and margins, the face boxes built
 from landmarks, and the pixel helpers that cut and scale crops.
 
-A crop protocol (:mod:`headpose.data.protocols`: one registered object per protocol, chosen once
+A crop protocol (:mod:`headpose.crops.protocols`: one registered object per protocol, chosen once
 from ``crop_protocol`` and passed as a value) says how a face is framed for the network: its face
 box, how the margins move the box's edges, how the box becomes whole pixels and how those pixels
 become the network's square input, its random training crop and its training blur. This module

@@ -2,12 +2,12 @@
 
 Every training crop is decided by a handful of numbers drawn from its own generator, seeded by
 ``(train_seed, epoch, index)``, in a fixed order: the protocol's looseness ``k`` and random-crop
-offset (:meth:`~headpose.data.protocols.CropProtocol.draw_training_crop`), the flip, the blur, then
-the framing augmentation's draws (:func:`headpose.data.framing.draw_framing`, none when it is off).
+offset (:meth:`~headpose.crops.protocols.CropProtocol.draw_training_crop`), the flip, the blur, then
+the framing augmentation's draws (:func:`headpose.crops.framing.draw_framing`, none when it is off).
 The choices therefore do not depend on the batch, the loader's workers or the device, and an
-interrupted run replays them exactly. The training batches (:mod:`headpose.data.training_batches`)
+interrupted run replays them exactly. The training batches (:mod:`headpose.crops.training_batches`)
 cut the crops these draws describe; the analyze stage's framing statistics
-(:mod:`headpose.data.framing_stats`) measure them without cutting a pixel.
+(:mod:`headpose.crops.framing_stats`) measure them without cutting a pixel.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from headpose.data.crop import Box
-from headpose.data.framing import FramingAugmentation, draw_framing, reframe
-from headpose.data.protocols import CropProtocol
+from headpose.crops.crop import Box
+from headpose.crops.framing import FramingAugmentation, draw_framing, reframe
+from headpose.crops.protocols import CropProtocol
 
 FLIP_PROBABILITY = 0.5
 BLUR_PROBABILITY = 0.05

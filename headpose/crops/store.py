@@ -3,12 +3,12 @@
 Decoding a 450x450 JPEG and a .mat file costs far more than a training step on a small crop, so each
 sample is decoded **once** into a small uint8 image (:class:`StoreSpec` says which): for training,
 the region every random crop of its face lies within
-(:meth:`~headpose.data.protocols.CropProtocol.training_region`, ``cache_side(image_size)`` pixels
-square), and with framing augmentation a second image of the same size, ``contexts.npy``, of the
-region's surroundings that re-framed crops reach (:mod:`headpose.data.framing`); for evaluation, the
-final crop of the crop protocol, cut from the full image
-(:meth:`~headpose.data.protocols.CropProtocol.evaluation_crop`). Training, validation and evaluation
-all read these prepared crops (:class:`PreparedCrops`) through :func:`prepare_crops`, which opens
+(:meth:`~headpose.crops.protocols.CropProtocol.training_region`, ``cache_side(image_size)`` pixels
+square), and with framing augmentation a second image of the same size, ``contexts.npy``, of
+the region's surroundings that re-framed crops reach (:mod:`headpose.crops.framing`); for
+evaluation, the final crop of the crop protocol, cut from the full image
+(:meth:`~headpose.crops.protocols.CropProtocol.evaluation_crop`). Training, validation and
+evaluation all read these prepared crops (:class:`PreparedCrops`) through :func:`prepare_crops`, which opens
 the store of a list, building it first when it does not exist yet.
 
 **One folder per content.** A store is the folder ``<root>/<key>/``: ``images.npy`` (``(N, S, S,
@@ -75,9 +75,9 @@ import cv2
 import numpy as np
 import PIL
 
-from headpose.data.crop import box_crop, cache_side, cut, resize_square
-from headpose.data.framing import context_bounds
-from headpose.data.protocols import CropProtocol, as_protocol
+from headpose.crops.crop import box_crop, cache_side, cut, resize_square
+from headpose.crops.framing import context_bounds
+from headpose.crops.protocols import CropProtocol, as_protocol
 from headpose.datasets.registry import read_sample, sample_digest
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json
@@ -94,10 +94,10 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # The modules whose code decides a stored crop and its labels, besides the module of the store's
 # crop protocol (:func:`code_digest`): any edit gives new stores.
 CODE_FILES = (
-    "data/crop.py",
-    "data/protocols/registry.py",
-    "data/framing.py",
-    "data/store.py",
+    "crops/crop.py",
+    "crops/protocols/registry.py",
+    "crops/framing.py",
+    "crops/store.py",
     "datasets/registry.py",
     "datasets/mat.py",
     "datasets/biwi.py",
@@ -129,7 +129,7 @@ class StoreSpec:
     protocol: CropProtocol
     purpose: str
     # "train" only: how many times larger than each training region (about its centre) a
-    # context image of the same side is stored for re-framed crops (headpose.data.framing);
+    # context image of the same side is stored for re-framed crops (headpose.crops.framing);
     # 0 stores none
     context_extent: float = 0.0
 
@@ -162,7 +162,7 @@ class PreparedCrops:
     boxes of ``spec.protocol``; ``regions`` the full-image pixels each image was cut from (left,
     top, right, bottom): a training region, resized to a square, or the evaluation box the final
     crop was scaled and cropped from. ``contexts`` (``spec.has_context`` only, else None): each
-    training region's surroundings, the pixels :func:`headpose.data.framing.context_bounds`
+    training region's surroundings, the pixels :func:`headpose.crops.framing.context_bounds`
     names, resized to the same square.
     """
 
@@ -270,7 +270,7 @@ def prepare_sample(
     angles = np.asarray(labels.angles_deg, dtype=np.float32)
     if labels.crop_box is not None:
         # The stored box is the final crop: its face box and its region (a training crop of it
-        # is the box itself, headpose.data.training_draws).
+        # is the box itself, headpose.crops.training_draws).
         box = np.asarray(labels.crop_box, dtype=np.float64)
         stored = [box_crop(image, labels.crop_box, spec.side)]
         if spec.has_context:

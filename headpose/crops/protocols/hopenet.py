@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from headpose.data.crop import (
+from headpose.crops.crop import (
     Box,
     PixelBox,
     margins,
@@ -30,7 +30,7 @@ from headpose.data.crop import (
     scaled_size,
     stored_points,
 )
-from headpose.data.protocols.registry import CropProtocol, TrainingDraw, register_protocol
+from headpose.crops.protocols.registry import CropProtocol, TrainingDraw, register_protocol
 from headpose.io.formats import Annotation
 
 # Training scales the shorter side to 240/224 of the crop it then cuts at random.

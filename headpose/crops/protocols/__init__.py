@@ -1,10 +1,10 @@
 """The crop protocols, and the one rule that chooses one.
 
 Importing this package registers the built-in protocols: ``hopenet`` (the published crop,
-:mod:`headpose.data.protocols.hopenet`, the default) and ``visible`` (the visible-landmark crop
-used before, :mod:`headpose.data.protocols.visible`). Another protocol is one module: a
+:mod:`headpose.crops.protocols.hopenet`, the default) and ``visible`` (the visible-landmark crop
+used before, :mod:`headpose.crops.protocols.visible`). Another protocol is one module: a
 :class:`CropProtocol` subclass registered with :func:`register_protocol`
-(:mod:`headpose.data.protocols.registry`).
+(:mod:`headpose.crops.protocols.registry`).
 
 A protocol is chosen once per entry point and passed on as the object: from ``params.yaml``
 (:func:`protocol_from_params`), a checkpoint's meta (:func:`trained_protocol`) or a command-line
@@ -16,8 +16,8 @@ trained on :data:`LEGACY_PROTOCOL`, before protocols existed); else, with no mod
 
 from __future__ import annotations
 
-from headpose.data.protocols import hopenet, visible
-from headpose.data.protocols.registry import (
+from headpose.crops.protocols import hopenet, visible
+from headpose.crops.protocols.registry import (
     PROTOCOLS,
     CropProtocol,
     TrainingDraw,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from headpose.data.crop import (
+from headpose.crops.crop import (
     Box,
     PixelBox,
     landmark_box,
@@ -22,7 +22,7 @@ from headpose.data.crop import (
     resize_square,
     rounded_outwards,
 )
-from headpose.data.protocols.registry import CropProtocol, TrainingDraw, register_protocol
+from headpose.crops.protocols.registry import CropProtocol, TrainingDraw, register_protocol
 from headpose.io.formats import Annotation
 
 

@@ -1,11 +1,11 @@
 """The torch datasets on the crop store, and the one normalisation of model inputs.
 
-Every sample is decoded once into the crop store (:mod:`headpose.data.store`), under the crop
-protocol the params choose (a :class:`~headpose.data.protocols.CropProtocol`), and served from it:
+Every sample is decoded once into the crop store (:mod:`headpose.crops.store`), under the crop
+protocol the params choose (a :class:`~headpose.crops.protocols.CropProtocol`), and served from it:
 
 * training (a "train" store): :func:`training_dataset`, whole batches of cached regions whose
   random crop, flip and blur are made on the model's device
-  (:mod:`headpose.data.training_batches`);
+  (:mod:`headpose.crops.training_batches`);
 * evaluation (an "eval" store): :class:`PoseDataset`, the stored final crop of the protocol
   (k = 0.2, eval margins), item by item.
 
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from headpose.data.framing import NO_FRAMING, FramingAugmentation
-from headpose.data.protocols import CropProtocol
-from headpose.data.store import PreparedCrops, StoreSpec, prepare_crops
-from headpose.data.training_batches import TrainingRegions, normalize
+from headpose.crops.framing import NO_FRAMING, FramingAugmentation
+from headpose.crops.protocols import CropProtocol
+from headpose.crops.store import PreparedCrops, StoreSpec, prepare_crops
+from headpose.crops.training_batches import TrainingRegions, normalize
 from headpose.models.registry import Normalization
 
 
@@ -78,8 +78,8 @@ def training_dataset(
     """The random training crops of ``stems`` under crop ``protocol`` at ``image_size``, from
     their training store (built on first use; with contexts when ``framing`` re-frames crops),
     with item randomness from ``seed``: batches of cached regions, made into crops on the device
-    by :func:`headpose.data.training_batches.training_images`. A ``protocol`` name is looked up in
-    the registry (:class:`~headpose.data.store.StoreSpec`)."""
+    by :func:`headpose.crops.training_batches.training_images`. A ``protocol`` name is looked up in
+    the registry (:class:`~headpose.crops.store.StoreSpec`)."""
     spec = StoreSpec(image_size, protocol, "train", framing.context_extent())
     return TrainingRegions(prepare_crops(stems, spec, workers, description), seed, framing)
 

@@ -12,11 +12,11 @@ random training crop (:meth:`~CropProtocol.draw_training_crop`), its training bl
 frames (:meth:`~CropProtocol.from_pixel_coordinates`). The crops every caller uses are made here
 from those, once for all protocols (:meth:`~CropProtocol.evaluation_crop`,
 :meth:`~CropProtocol.prediction_crop`, :meth:`~CropProtocol.training_region`). The shared rules
-and pixel helpers are :mod:`headpose.data.crop`'s.
+and pixel helpers are :mod:`headpose.crops.crop`'s.
 
 A protocol registers itself with :func:`register_protocol` in its own module; :func:`get_protocol`
 finds it by name. The built-in protocols, the default and the one rule that chooses a protocol
-are in :mod:`headpose.data.protocols`.
+are in :mod:`headpose.crops.protocols`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from headpose.data.crop import (
+from headpose.crops.crop import (
     EVAL_K,
     PREDICT_K,
     TRAIN_K_RANGE,
@@ -83,7 +83,7 @@ class CropProtocol(ABC):
     @abstractmethod
     def loosen_box(self, box: Box, k: float, mode: str) -> Box:
         """A tight face box loosened by ``k`` with the margins of ``mode`` ("train" or "eval",
-        :func:`headpose.data.crop.margins`)."""
+        :func:`headpose.crops.crop.margins`)."""
 
     @abstractmethod
     def pixel_box(self, box: Box) -> PixelBox:
@@ -107,7 +107,7 @@ class CropProtocol(ABC):
 
     def draw_training_crop(self, rng: np.random.Generator) -> TrainingDraw:
         """The random choices of one training crop, from ``rng``: ``k`` uniform in
-        :data:`~headpose.data.crop.TRAIN_K_RANGE` (a protocol that draws more draws it after)."""
+        :data:`~headpose.crops.crop.TRAIN_K_RANGE` (a protocol that draws more draws it after)."""
         return TrainingDraw(float(rng.uniform(*TRAIN_K_RANGE)))
 
     def from_pixel_coordinates(self, box: Box) -> Box:

@@ -1,12 +1,12 @@
 """Framing statistics of sample lists: how faces sit in the crops that training and evaluation make.
 
 The analyze stage reports, beside the angle percentiles, where the face lies in the network's
-input (:func:`headpose.data.framing.face_framing`: its scale and its centre's offset) for the
+input (:func:`headpose.crops.framing.face_framing`: its scale and its centre's offset) for the
 training list, 300W_AUG and the test list, under the ``crop_protocol`` and ``image_size`` of
 ``params.yaml``:
 
 * training lists (:func:`training_framing`): the crops one training epoch draws, item by item as
-  :func:`headpose.data.training_draws.draw_item` draws them (a flipped crop shows the face
+  :func:`headpose.crops.training_draws.draw_item` draws them (a flipped crop shows the face
   mirrored, so its x offset is negated), seeded by the data's ``seed`` so a training-seed sweep
   does not re-run the analysis; ``protocol``: the crop protocol's draws alone, ``used``: with the
   framing augmentation as configured (the same numbers when it is off);
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from headpose.data.framing import FRAMING_NAMES, NO_FRAMING, FramingAugmentation, face_framing
-from headpose.data.protocols import CropProtocol
-from headpose.data.protocols.visible import Visible
-from headpose.data.training_draws import draw_item
+from headpose.crops.framing import FRAMING_NAMES, NO_FRAMING, FramingAugmentation, face_framing
+from headpose.crops.protocols import CropProtocol
+from headpose.crops.protocols.visible import Visible
+from headpose.crops.training_draws import draw_item
 from headpose.datasets.analyze import percentile_summary
 from headpose.datasets.registry import format_of
 from headpose.io.formats import sample_header

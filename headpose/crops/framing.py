@@ -1,6 +1,6 @@
 """Framing: where a face sits in the network's input, and the training augmentation that varies it.
 
-A crop protocol (:mod:`headpose.data.protocols`) frames each face the same way up to its random
+A crop protocol (:mod:`headpose.crops.protocols`) frames each face the same way up to its random
 looseness ``k``; a test set or a detector may frame it quite differently. AFLW2000's published
 crop runs to the placeholders of invisible points, so its faces fill far less of the input than
 any 300W_LP training crop, off centre. This module owns both sides of that gap:
@@ -8,7 +8,7 @@ any 300W_LP training crop, off centre. This module owns both sides of that gap:
 * **Measuring it.** :func:`face_framing` says how a face box sits in a crop rectangle: its
   ``scale`` (the face box's side over the crop's side, the geometric mean of the x and y ratios)
   and its centre's ``offset`` from the crop's centre (x and y, in crop sides). The analyze stage
-  reports these for train, 300W_AUG and test (:mod:`headpose.data.framing_stats`), with the face
+  reports these for train, 300W_AUG and test (:mod:`headpose.crops.framing_stats`), with the face
   box of the visible landmarks, whatever the protocol frames.
 * **Closing it** (:class:`FramingAugmentation`, params ``framing_*``). With probability
   ``probability`` a training crop is re-framed: its rectangle (the protocol's random crop,
@@ -21,7 +21,7 @@ A re-framed crop reaches beyond the cached training region (the loosest crop the
 The store keeps that region sharp at its usual size and, beside it, a **context** image of the
 same pixel size covering the region grown by :meth:`FramingAugmentation.context_extent` (every
 framing fits inside it); the device crop takes each pixel from the sharp region where the region
-covers it and from the context elsewhere (:mod:`headpose.data.training_batches`). The face stays
+covers it and from the context elsewhere (:mod:`headpose.crops.training_batches`). The face stays
 sharp, only the surroundings come at the context's lower resolution, and a sample costs twice the
 bytes of an unframed store, not the square of the extent.
 """
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from headpose.data.crop import Box, PixelBox, rounded_outwards
+from headpose.crops.crop import Box, PixelBox, rounded_outwards
 
 # The keys of params.yaml this module reads (all read by the train stage and the analyze stage).
 FRAMING_KEYS = ("framing_probability", "framing_scale", "framing_shift")
