@@ -8,8 +8,9 @@ square), and with framing augmentation a second image of the same size, ``contex
 the region's surroundings that re-framed crops reach (:mod:`headpose.crops.framing`); for
 evaluation, the final crop of the crop protocol, cut from the full image
 (:meth:`~headpose.crops.protocols.CropProtocol.evaluation_crop`). Training, validation and
-evaluation all read these prepared crops (:class:`PreparedCrops`) through :func:`prepare_crops`, which opens
-the store of a list, building it first when it does not exist yet.
+evaluation all read these prepared crops (:class:`PreparedCrops`) through
+:func:`prepare_crops`, which opens the store of a list, building it first when it does not
+exist yet.
 
 **One folder per content.** A store is the folder ``<root>/<key>/``: ``images.npy`` (``(N, S, S,
 3)`` uint8, read with ``numpy.load(mmap_mode="r")``), ``face_boxes.npy`` and ``regions.npy``
