@@ -21,7 +21,7 @@ import argparse
 import hashlib
 import sys
 
-from headpose.app.detect import DEFAULT_DETECTOR, make_detector
+from headpose.app.detect import face_box_finder
 from headpose.crops.protocols import protocol_from_params
 from headpose.datasets.biwi import DETECTOR_FRAME_LIST
 from headpose.errors import exit_on_error
@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         frame_list = None if args.frame_list == "none" else args.frame_list
         detect = None
         if frame_list == DETECTOR_FRAME_LIST:
-            detector = make_detector(DEFAULT_DETECTOR, args.detector_model)
-            detect = lambda image: [face.box for face in detector.detect(image)]  # noqa: E731
+            detect = face_box_finder(args.detector_model)
         stems, skipped = evaluation_stems(args.data, params.max_angle, frame_list, detect)
         source = args.data
         print(f"{args.data}: {len(stems)} samples, {len(skipped)} skipped", file=sys.stderr)

@@ -264,3 +264,17 @@ def test_the_evaluate_stage_boxes_biwi_frames_with_the_detector(
     stage.main(arguments)
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["count"] > 0 and metrics["count"] + metrics["skipped"] == 40
+
+
+def test_headpose_evaluate_boxes_biwi_frames_with_the_detector(hpdb, tmp_path, yunet_model, capsys):
+    from cli_fixtures import run_cli
+
+    checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18", image_size=64)
+    arguments = ["evaluate", str(checkpoint), "--data", str(hpdb), "--frame-list", "detector"]
+    assert run_cli([*arguments, "--detector-model", str(yunet_model)]) == 0
+    captured = capsys.readouterr()
+    skipped = captured.err.count("no detected face holds the projected head centre")
+    assert 0 < skipped < 40
+    assert f"{40 - skipped} samples ({skipped} skipped, listed above with the reason)" in (
+        captured.out
+    )

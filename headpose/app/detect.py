@@ -397,6 +397,14 @@ def make_detector(
     return DETECTORS[name](model_path, min_score)
 
 
+def face_box_finder(model_path: str | None = None) -> Callable[[np.ndarray], list[Box]]:
+    """The default detector as a function RGB image -> face boxes ``(x0, y0, x1, y1)`` (a test
+    set's ``frame_list: detector``); ``model_path``: a local model file instead of the cached
+    download."""
+    detector = make_detector(DEFAULT_DETECTOR, model_path)
+    return lambda image_rgb: [face.box for face in detector.detect(image_rgb)]
+
+
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 
 # (file as written in the box file, frame index; 0 for still images) -> boxes of that image

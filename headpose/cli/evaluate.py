@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from headpose.app.detect import face_box_finder
 from headpose.cli.predict import add_model_value_options
 from headpose.crops.protocols import DEFAULT_PROTOCOL, choose_protocol, protocol_names
+from headpose.datasets.biwi import DETECTOR_FRAME_LIST
 from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import (
@@ -106,7 +108,11 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--frame-list",
-        help="BIWI only: the frames and face boxes to take (e.g. Biwi_FSA-Net.npz, protocol 1)",
+        help="BIWI only: the frames and face boxes to take (e.g. Biwi_FSA-Net.npz, protocol 1), "
+        "or detector (boxes from the face detector)",
+    )
+    parser.add_argument(
+        "--detector-model", help="with --frame-list detector: a local YuNet .onnx file"
     )
     parser.add_argument(
         "--expectation", choices=("centers", "lower_edges"), help="bins head only: its mode"
@@ -186,7 +192,10 @@ def run_evaluate_command(
     if parser is not None:
         check_sweep_options(parser, args)
     head = None if args.framing_sweep else evaluation_head(args)
-    stems, skipped = evaluation_stems(args.data, args.max_angle, args.frame_list)
+    detect = (
+        face_box_finder(args.detector_model) if args.frame_list == DETECTOR_FRAME_LIST else None
+    )
+    stems, skipped = evaluation_stems(args.data, args.max_angle, args.frame_list, detect)
     for sample, reason in skipped:
         print(f"skipped {sample}: {reason}", file=sys.stderr)
     if args.framing_sweep:

@@ -260,7 +260,7 @@ def format_report(
         f"{checkpoint}: {arch}, {head}, {model['image_size']} px, trained on the "
         f"{model['trained_crop_protocol']} crop",
         f"test set {source}: {metrics['count']} samples{protocol}"
-        + (f" ({skipped} skipped: invalid or beyond --max-angle, listed above)" if skipped else ""),
+        + (f" ({skipped} skipped, listed above with the reason)" if skipped else ""),
         f"{'MAE (degrees)':<24}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}{'n':>7}",
         crop_row,
         *_mae_rows(metrics),
