@@ -245,3 +245,12 @@ def test_only_the_scripts_load_params():
         if any(_is_load_params(node) for node in ast.walk(ast.parse(path.read_text("utf-8"))))
     ]
     assert callers == []
+
+
+def test_every_heads_defaults_pass_the_params_rules_of_their_keys():
+    """A head declares its keys' defaults (and its own checks); params.py declares their types
+    and ranges without importing model code: the two must agree on every default."""
+    params = load_params(REPO_ROOT / "params.yaml")
+    for cls in HEADS.values():
+        changed = params.replace(**cls.params_defaults)  # validated again
+        assert {key: getattr(changed, key) for key in cls.params_defaults} == cls.params_defaults
