@@ -219,3 +219,32 @@ def test_bad_inputs_are_one_clear_error(timm_models, tmp_path):
         assert message in str(error.value) and "\n" not in str(error.value)
     assert model.predict(scene(), boxes=[]) == []
     assert model.predict_crops(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)).shape == (0, 3)
+
+
+def test_headpose_evaluate_scores_an_onnx_without_metadata_once_described(
+    timm_models, tmp_path, capsys
+):
+    """The MAE table reads an .onnx exported elsewhere when --mean and --std describe it (its
+    crop is the set's, --crop-protocol); without them, one line names what is missing."""
+    from training_fixtures import write_tiny_dataset
+
+    stems = write_tiny_dataset(tmp_path / "data", 6, size=80)
+    listed = tmp_path / "test.txt"
+    listed.write_text("".join(f"{stem}\n" for stem in stems), encoding="utf-8")
+    foreign = without_metadata(timm_models["onnx"], tmp_path / "foreign.onnx")
+    table = ["evaluate", "--data", str(listed), "--crop-protocol", "visible", "--workers", "1"]
+    capsys.readouterr()
+    assert run_cli([table[0], str(foreign), *table[1:]]) == 2
+    err = capsys.readouterr().err
+    assert "give its mean, std, crop_protocol explicitly" in err and "--mean, --std" in err, err
+    assert "Traceback" not in err
+    given = ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]
+    assert run_cli([table[0], str(foreign), *table[1:], *given]) == 0
+    described = capsys.readouterr().out
+    assert run_cli([table[0], str(timm_models["onnx"]), *table[1:]]) == 0
+    recorded = capsys.readouterr().out
+    rows = [
+        [line for line in out.splitlines() if line.startswith("all ")]
+        for out in (described, recorded)
+    ]
+    assert rows[0] and rows[0] == rows[1]

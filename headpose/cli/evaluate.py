@@ -52,8 +52,6 @@ SWEEP_OPTIONS = {
     "shifts": "--shifts",
     "json": "--json",
     "plot": "--plot",
-    "mean": "--mean",
-    "std": "--std",
 }
 NOT_WITH_SWEEP = {
     "expectation": "--expectation",
@@ -144,6 +142,7 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers", type=option(SCHEMA["workers"]), default=0, help="decode processes (0: all)"
     )
+    add_model_value_options(parser, image_size=False)
     sweep = parser.add_argument_group(
         "framing sweep",
         "MAE when faces are framed looser, tighter or off centre: every scale of the visible "
@@ -165,7 +164,6 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
         help="face shifts in crop sides, 0 to 0.5; 0 is always measured (default: "
         f"{','.join(f'{shift:g}' for shift in DEFAULT_SHIFTS)})",
     )
-    add_model_value_options(sweep, image_size=False)
     sweep.add_argument("--json", help="also write the sweep's rows as JSON to this file")
     sweep.add_argument("--plot", help="also draw MAE against scale as a PNG at this path")
     parser.set_defaults(run=lambda args: run_evaluate_command(args, parser))
@@ -212,6 +210,8 @@ def run_evaluate_command(
         crop_protocol=crop_protocol,
         other_protocols=other_protocols(crop_protocol) if args.compare_protocols else (),
         workers=args.workers,
+        mean=args.mean,
+        std=args.std,
     )
     speed = evaluation_timing(result)
     print(format_report(result.metrics, args.checkpoint, args.data, speed, len(skipped)))

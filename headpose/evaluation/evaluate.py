@@ -116,6 +116,8 @@ def evaluate(
     other_protocols: tuple[CropProtocol | str, ...] = (),
     workers: int = 0,
     device: torch.device | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
 ) -> Evaluation:
     """Evaluate ``checkpoint`` on ``stems`` (named ``source`` in messages), faces cropped by
     ``crop_protocol``; the MAEs under each of ``other_protocols`` go beside them.
@@ -127,6 +129,8 @@ def evaluate(
     :func:`headpose.models.heads.head_with`); ``image_size`` overrides the checkpoint's.
     ``baseline`` adds the MAE of the training-mean angles the checkpoint stores (or of
     ``training_mean``, when given). The real AFLW2000 must come as its 1969-image protocol.
+    ``mean`` and ``std`` describe an ``.onnx`` exported elsewhere (no headpose metadata); its
+    crop protocol is then taken to be ``crop_protocol``, the one the set is cropped by.
     """
     real_aflw2000 = check_protocol(stems, source)
     protocol = choose_protocol(crop_protocol)  # a test set's crop: by default the published one
@@ -138,7 +142,16 @@ def evaluate(
     low, high = IMAGE_SIZE_RANGE_PX
     if image_size is not None and not low <= image_size <= high:
         raise HeadposeError(f"image size {image_size} px: expected {low} to {high} px")
-    loaded = read_model(checkpoint, device, head=head, image_size=image_size)
+    described = mean is not None or std is not None  # a model file exported elsewhere
+    loaded = read_model(
+        checkpoint,
+        device,
+        head=head,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        crop_protocol=protocol.name if described else None,
+    )
     meta, description, device = loaded.meta or {}, loaded.description, loaded.device
     image_size = description.image_size
     if training_mean is None and baseline:
