@@ -3,6 +3,7 @@ as git repositories, for running stages (and real DVC) in tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import shutil
@@ -39,6 +40,15 @@ def stage_options(stage: str) -> dict[str, str]:
         for word, value in zip(words, words[1:], strict=False)
         if word.startswith("--") and "${" not in value
     }
+
+
+def load_stage(name: str):
+    """The script of dvc.yaml's stage ``name`` as a module (call its ``main(argv)``)."""
+    script, *_ = stage_command(name, {"train_data": "x", "test_data": "y"})
+    spec = importlib.util.spec_from_file_location(f"{name}_stage", REPO_ROOT / script)
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    return stage
 
 
 def git(args: list[str], cwd: Path) -> str:

@@ -11,7 +11,6 @@ tests need no real data; the fuzz test (test_fuzz_samples.py) mutates the real o
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import math
 import os
@@ -26,7 +25,7 @@ import torch
 from cli_fixtures import run_cli as exit_status
 from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta, write_checkpoint
-from stage_fixtures import STAGES, stage_command
+from stage_fixtures import STAGES, load_stage, stage_command
 from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.crops.store import StoreSpec, prepare_crops
@@ -284,14 +283,6 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path, full_disk):
     assert not target.exists()
     with pytest.raises(HeadposeError, match="train.pt: No space left on device"):
         save_resume(tmp_path / "train.pt", "x", RunState(), "phase1", model=model)
-
-
-def load_stage(name: str):
-    script, *_ = stage_command(name, {"train_data": "x", "test_data": "y"})
-    spec = importlib.util.spec_from_file_location(f"{name}_stage", REPO_ROOT / script)
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    return stage
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ written down), and training on stored-box samples (their box is their training c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +12,8 @@ import numpy as np
 import pytest
 from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
-from training_fixtures import tiny_settings
+from stage_fixtures import load_stage
+from training_fixtures import train_on_lists, write_tiny_dataset
 
 from headpose.crops.framing import NO_FRAMING
 from headpose.crops.protocols import DEFAULT_PROTOCOL
@@ -37,7 +37,6 @@ from headpose.evaluation.evaluate import evaluate
 from headpose.evaluation.protocol import evaluation_stems
 from headpose.io.formats import read_list
 from headpose.synth.biwi import generate_biwi
-from headpose.training.loop import TrainPaths, run_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -118,7 +117,6 @@ def test_a_test_set_boxed_by_the_detector_lists_the_frames_it_missed(hpdb):
 def test_a_detector_frame_list_without_a_detector_or_on_another_format_is_one_line(hpdb, tmp_path):
     with pytest.raises(HeadposeError, match="frame_list: detector needs a face detector"):
         evaluation_stems(hpdb, 99, "detector")
-    from training_fixtures import write_tiny_dataset
 
     write_tiny_dataset(tmp_path / "aflw", 3, seed=0, size=60)
     with pytest.raises(HeadposeError, match="frame_list: detector applies to BIWI folders"):
@@ -169,7 +167,6 @@ def test_the_split_names_the_people_recorded_on_both_sides():
 
 
 def test_protocol2_on_a_folder_without_sequences_or_too_few_is_one_line(hpdb, tmp_path):
-    from training_fixtures import write_tiny_dataset
 
     write_tiny_dataset(tmp_path / "w300", 4, seed=0, size=60)
     with pytest.raises(HeadposeError, match="recorded in sequences .BIWI.; 300w_lp samples"):
@@ -210,15 +207,8 @@ def test_300w_aug_rotates_landmark_samples_only(hpdb, tmp_path):
 def test_protocol2_trains_on_biwi_and_evaluates_the_held_out_sequences(hpdb, tmp_path):
     lists = build_filelists(hpdb, "unused", 99, 0.25, seed=0, workers=1, held_out_sequences=1)
     write_filelists(lists, tmp_path / "lists")
-    paths = TrainPaths(
-        tmp_path / "lists" / "train.txt",
-        tmp_path / "lists" / "val.txt",
-        tmp_path / "models",
-        tmp_path / "resume.pt",
-        tmp_path / "live",
-    )
-    run_training(tiny_settings(epochs=1, finetune_epochs=0), paths)
-    result = evaluate(paths.models_dir / "model.pt", lists.test, "test.txt", workers=1)
+    model = train_on_lists(tmp_path / "lists")
+    result = evaluate(model, lists.test, "test.txt", workers=1)
     assert result.metrics["count"] == 10 and np.isfinite(result.metrics["mae"]["mean"])
     assert result.metrics["crop_protocol"] == "stored_box"
 
@@ -231,9 +221,7 @@ def test_the_analyze_stage_leaves_framing_unmeasured_for_stored_box_lists(
     build_augmentation(lists.train, hpdb, tmp_path / "data" / "aug", True, 0.1, [10.0], 99, 0)
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location("analyze", REPO_ROOT / "stages/analyze.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    stage = load_stage("analyze")
     stage.main(
         ["--params", "params.yaml", "--filelists", "data/filelists", "--augmented", "data/aug",
          "--metrics", "metrics.json", "--plots", "plots"]
@@ -251,11 +239,7 @@ def test_the_evaluate_stage_boxes_biwi_frames_with_the_detector(
                      training_mean_deg=[0.0, 0.0, 0.0])  # fmt: skip
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_stage", REPO_ROOT / "stages/evaluate.py"
-    )
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    stage = load_stage("evaluate")
     arguments = [
         "--params", "params.yaml", "--checkpoint", "model.pt", "--data", str(hpdb),
         "--frame-list", "detector", "--detector-model", str(yunet_model),

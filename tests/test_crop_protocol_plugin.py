@@ -17,16 +17,12 @@ import headpose
 from headpose.app.detect import FaceBox
 from headpose.crops.crop import (
     Box,
-    PixelBox,
     landmark_box,
     margins,
-    resize_square,
-    rounded_outwards,
 )
 from headpose.crops.protocols import (
     PROTOCOLS,
     CropProtocol,
-    TrainingDraw,
     choose_protocol,
     get_protocol,
     protocol_names,
@@ -40,8 +36,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 class CentreSquare(CropProtocol):
     """A square about the centre of the visible landmarks' box: its side the box's longer side,
-    grown by the largest margin of the mode on each side; resized as it is (no random position),
-    blurred by a 3x3 box."""
+    grown by the largest margin of the mode on each side; the base class's pixels (the whole box
+    resized to a square, no random position), blurred by a 3x3 box."""
 
     name = "centre_square"
     blur_kernel = np.full((3, 3), 1 / 9, dtype=np.float32)
@@ -56,20 +52,6 @@ class CentreSquare(CropProtocol):
     def loosen_box(self, box: Box, k: float, mode: str) -> Box:
         grow = max(margins(k, mode)) * (box[2] - box[0])
         return box[0] - grow, box[1] - grow, box[2] + grow, box[3] + grow
-
-    def pixel_box(self, box: Box) -> PixelBox:
-        return rounded_outwards(box)
-
-    def finish(self, pixels: np.ndarray, size: int, mode: str) -> np.ndarray:
-        return resize_square(pixels, size)
-
-    def evaluation_rectangle(self, box: Box, size: int) -> Box:
-        left, top, right, bottom = (float(v) for v in self.evaluation_bounds(box))
-        return left, top, right, bottom
-
-    def training_rectangle(self, box: Box, draw: TrainingDraw, size: int) -> Box:
-        left, top, right, bottom = (float(v) for v in self.crop_bounds(box, draw.k, "train"))
-        return left, top, right, bottom
 
 
 @pytest.fixture

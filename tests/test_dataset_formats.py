@@ -4,7 +4,6 @@ registration) running filelists -> train -> evaluate."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shlex
@@ -18,8 +17,8 @@ import torch
 from cli_fixtures import run_cli
 from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
-from stage_fixtures import STAGES
-from training_fixtures import tiny_settings, write_tiny_dataset
+from stage_fixtures import STAGES, load_stage
+from training_fixtures import train_on_lists, write_tiny_dataset
 
 from headpose.crops.pipeline import evaluation_dataset
 from headpose.datasets import registry
@@ -28,7 +27,6 @@ from headpose.datasets.registry import DatasetFormat, Labels, Scan, register_for
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
 from headpose.io.formats import read_list, read_sample, sample_header
-from headpose.training.loop import TrainPaths, run_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -166,16 +164,9 @@ def test_a_format_in_one_module_runs_filelists_train_and_evaluate(tmp_path):
     assert all(entry.endswith(".pose") for entry in lists.train + lists.val + lists.test)
     groups = {Path(entry).name.split("_")[0] for entry in lists.val}
     assert groups and not groups & {Path(entry).name.split("_")[0] for entry in lists.train}
-    paths = TrainPaths(
-        tmp_path / "lists" / "train.txt",
-        tmp_path / "lists" / "val.txt",
-        tmp_path / "models",
-        tmp_path / "resume.pt",
-        tmp_path / "live",
-    )
-    run_training(tiny_settings(epochs=1, finetune_epochs=0), paths)
+    model = train_on_lists(tmp_path / "lists")
     test = read_list(tmp_path / "lists" / "test.txt")
-    result = evaluate(paths.models_dir / "model.pt", test, "test.txt", workers=1)
+    result = evaluate(model, test, "test.txt", workers=1)
     assert result.metrics["count"] == 6 and np.isfinite(result.metrics["mae"]["mean"])
 
 
@@ -225,11 +216,7 @@ def test_the_evaluate_stage_scores_a_test_set_of_another_format(tmp_path, monkey
                      training_mean_deg=[0.0, 0.0, 0.0])  # fmt: skip
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_stage", REPO_ROOT / "stages/evaluate.py"
-    )
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    stage = load_stage("evaluate")
     stage.main(
         ["--params", "params.yaml", "--checkpoint", "models/model.pt", "--data", "BIWI/hpdb",
          "--frame-list", "none", "--metrics", "metrics/test_sets/biwi.json",

@@ -74,6 +74,22 @@ def tiny_run_paths(folder: Path, stems: list[str]):
     )
 
 
+def train_on_lists(folder: Path) -> Path:
+    """Train a tiny model (one epoch) on ``folder``'s ``train.txt`` and ``val.txt`` (as the
+    filelists stage writes them), in that folder; return its final checkpoint."""
+    from headpose.training.loop import TrainPaths, run_training
+
+    paths = TrainPaths(
+        folder / "train.txt",
+        folder / "val.txt",
+        folder / "models",
+        folder / "resume.pt",
+        folder / "live",
+    )
+    run_training(tiny_settings(epochs=1, finetune_epochs=0), paths)
+    return paths.models_dir / "model.pt"
+
+
 def check_head_end_to_end(head: str, folder: Path) -> dict:
     """Train a tiny model with ``head`` (random data, 32 px, 2 + 1 epochs), then load its
     checkpoint, evaluate it and export it to ONNX (fp32 + int8), checking each step against the

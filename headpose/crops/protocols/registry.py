@@ -34,6 +34,7 @@ from headpose.crops.crop import (
     Box,
     PixelBox,
     cut,
+    resize_square,
     rounded_outwards,
 )
 from headpose.errors import HeadposeError
@@ -85,25 +86,33 @@ class CropProtocol(ABC):
         """A tight face box loosened by ``k`` with the margins of ``mode`` ("train" or "eval",
         :func:`headpose.crops.crop.margins`)."""
 
-    @abstractmethod
+    # The pixels: by default the whole loosened box, rounded outwards and resized to a square
+    # (a training crop is the loosened box itself); a protocol that cuts part of the box (the
+    # published one scales and crops) overrides these four together.
+
     def pixel_box(self, box: Box) -> PixelBox:
         """The whole pixels (left, top, right, bottom; right and bottom exclusive) it cuts for
-        a loosened ``box``."""
+        a loosened ``box`` (default: rounded outwards)."""
+        return rounded_outwards(box)
 
-    @abstractmethod
     def finish(self, pixels: np.ndarray, size: int, mode: str) -> np.ndarray:
         """The cut ``pixels`` of a deterministic crop of ``mode`` as the ``size`` x ``size``
-        uint8 input (for "train", the centre of its random crops)."""
+        uint8 input (for "train", the centre of its random crops; default: resized to a
+        square)."""
+        return resize_square(pixels, size)
 
-    @abstractmethod
     def evaluation_rectangle(self, box: Box, size: int) -> Box:
         """The rectangle of the full image that the evaluation crop of face ``box`` shows (edges
-        of the outer pixels)."""
+        of the outer pixels; default: its whole pixel box)."""
+        left, top, right, bottom = (float(v) for v in self.evaluation_bounds(box))
+        return left, top, right, bottom
 
-    @abstractmethod
     def training_rectangle(self, box: Box, draw: TrainingDraw, size: int) -> Box:
         """The rectangle of the full image that the training crop ``draw`` of face ``box``
-        shows (edges of the outer pixels); the training batches cut it on the device."""
+        shows (edges of the outer pixels; default: its whole pixel box); the training batches
+        cut it on the device."""
+        left, top, right, bottom = (float(v) for v in self.crop_bounds(box, draw.k, "train"))
+        return left, top, right, bottom
 
     def draw_training_crop(self, rng: np.random.Generator) -> TrainingDraw:
         """The random choices of one training crop, from ``rng``: ``k`` uniform in

@@ -16,13 +16,10 @@ import numpy as np
 
 from headpose.crops.crop import (
     Box,
-    PixelBox,
     landmark_box,
     margins,
-    resize_square,
-    rounded_outwards,
 )
-from headpose.crops.protocols.registry import CropProtocol, TrainingDraw, register_protocol
+from headpose.crops.protocols.registry import CropProtocol, register_protocol
 from headpose.io.formats import Annotation
 
 
@@ -47,19 +44,3 @@ class Visible(CropProtocol):
             x_max + right * width,
             y_max + (bottom * height),
         )
-
-    def pixel_box(self, box: Box) -> PixelBox:
-        return rounded_outwards(box)
-
-    def finish(self, pixels: np.ndarray, size: int, mode: str) -> np.ndarray:
-        return resize_square(pixels, size)
-
-    def evaluation_rectangle(self, box: Box, size: int) -> Box:
-        """The box rounded outwards (resized to a square)."""
-        left, top, right, bottom = (float(v) for v in self.evaluation_bounds(box))
-        return left, top, right, bottom
-
-    def training_rectangle(self, box: Box, draw: TrainingDraw, size: int) -> Box:
-        """The loosened box rounded outwards."""
-        left, top, right, bottom = (float(v) for v in self.crop_bounds(box, draw.k, "train"))
-        return left, top, right, bottom
