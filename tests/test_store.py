@@ -86,7 +86,7 @@ def test_key_follows_every_input_and_nothing_else(samples, tmp_path, monkeypatch
     # the crop code: an edited crop.py (other margins, another looseness) gives another key
     package = tmp_path / "package"
     shutil.copytree(store.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
-    crop_source = package / "data" / "crop.py"
+    crop_source = package / "crops" / "crop.py"
     crop_source.write_text(crop_source.read_text().replace("EVAL_K = 0.2", "EVAL_K = 0.25"))
     monkeypatch.setattr(store, "PACKAGE_DIR", package)
     assert store_key(copies, TRAIN, workers=1) != changed
