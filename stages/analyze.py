@@ -60,21 +60,13 @@ def main(argv: list[str] | None = None) -> None:
         "image_size": params.image_size,
         **params.as_dict(FRAMING_KEYS),
     }
-    if measured is None:
-        reason = (
-            "a list holds no landmark sample (stored-box datasets such as BIWI have no face box)"
-        )
-        section = {**settings, "measured": False, "reason": reason}
-    else:
-        section = framing_distributions(measured, REFERENCE, settings)
+    section = framing_distributions(measured, REFERENCE, settings)
     write_json(args.metrics, {**distributions(angles), "framing": section})
     used = {dataset: subsets["used"] for dataset, subsets in angles.items()}
     paths = plot_angle_histograms(used, args.plots)
-    if measured is None:
-        print(f"framing not measured: {reason}")
-    else:
+    if measured is not None:
         paths.append(plot_framing_histograms(measured, Path(args.plots) / "framing.png"))
-        print(inside_line(section))
+    print(inside_line(section))
     print(f"analyze: wrote {args.metrics} and {len(paths)} histograms in {args.plots}")
 
 

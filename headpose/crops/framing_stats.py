@@ -35,6 +35,8 @@ MAX_SAMPLES = 5000
 # What a face is, whatever box a protocol frames: the box of its visible landmarks (in pixels).
 FACE: CropProtocol = Visible()
 STATS_EPOCH = 1  # the training epoch whose draws are measured
+# Why a framing section holds no numbers (measure_framing found a list without landmark samples).
+UNMEASURED = "a list holds no landmark sample (stored-box datasets such as BIWI have no face box)"
 
 
 def _training_item(task: tuple) -> list[tuple[float, float, float]]:
@@ -128,12 +130,14 @@ def measure_framing(
 
 
 def framing_distributions(
-    measured: dict[str, dict[str, np.ndarray]], reference: str, settings: dict
+    measured: dict[str, dict[str, np.ndarray]] | None, reference: str, settings: dict
 ) -> dict:
     """The ``framing`` section of ``metrics/distributions.json``: ``settings`` (what was
     measured under), the percentiles of each set, and ``test_inside`` ``reference`` (the list
     training reads): per dimension whether the test set's 5-95 % range lies inside the
     reference's and the share of test samples inside it, and ``inside`` for all three."""
+    if measured is None:  # see measure_framing
+        return {**settings, "measured": False, "reason": UNMEASURED}
     section: dict = {**settings, "sampled_at_most": MAX_SAMPLES}
     for dataset, subsets in measured.items():
         section[dataset] = {
@@ -156,6 +160,8 @@ def framing_distributions(
 
 def inside_line(section: dict) -> str:
     """One line: whether the test framing lies inside the training framing's 5-95 % range."""
+    if section.get("measured") is False:
+        return f"framing not measured: {section['reason']}"
     verdict = section["test_inside"]
     reference = verdict["reference"]
     parts = []
