@@ -16,7 +16,7 @@ from geometry_helpers import loose_box
 from PIL import Image
 from torchvision import transforms
 
-from headpose.crops.crop import cut, landmark_box
+from headpose.crops.crop import cut, landmark_box, resize_square, shrunk_cut
 from headpose.crops.pipeline import evaluation_dataset
 from headpose.crops.protocols import TrainingDraw, get_protocol
 from headpose.crops.training_batches import RegionBatch, augmented_crops, in_region
@@ -168,6 +168,46 @@ def test_crops_pad_outside_the_image_with_black():
     face = (40.0, 40.0, 60.0, 60.0)
     for protocol in (HOPENET, VISIBLE):
         assert protocol.evaluation_crop(image, face, 32).shape == (32, 32, 3)
+
+
+def test_shrunk_cut_resamples_only_the_image_part_of_a_large_canvas(aflw2000_dir):
+    """A framing context: a canvas up to several times the image, black outside it. The fast
+    path places the image block's edges to the nearest source pixel, so its cells may sit up to
+    half a source pixel off the whole canvas's: a cell changes by at most that share of the
+    grey range, black cells stay black, and the average change is small."""
+    rng = np.random.default_rng(0)
+    images = sorted(aflw2000_dir.glob("*.jpg"))[:20]
+    mean_differences = []
+    for path in images:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        white = np.full_like(image, 255)
+        for _ in range(5):
+            side = int(rng.integers(200, 2500))
+            left, top = (int(v) for v in rng.integers(-side + 10, 440, size=2))
+            bounds = (left, top, left + side, top + side + int(rng.integers(-5, 6)))
+            exact = resize_square(cut(image, bounds), 64).astype(int)
+            fast = shrunk_cut(image, bounds, 64)
+            assert fast.shape == exact.shape and fast.dtype == np.uint8
+            outside = resize_square(cut(white, bounds), 64).max(axis=2) == 0
+            assert (fast[outside & ~_grown(~outside)] == 0).all()
+            cell = min(bounds[2] - bounds[0], bounds[3] - bounds[1]) / 64
+            assert np.abs(fast - exact).max() <= 255 * 0.5 / cell + 2
+            mean_differences.append(np.abs(fast - exact).mean())
+    assert np.mean(mean_differences) < 0.2
+    # a canvas inside the image, one smaller than the output, or one beside the image: exact
+    image = np.asarray(Image.open(images[0]).convert("RGB"))
+    for bounds in [(10, 20, 400, 410), (100, 100, 140, 150), (-30, -30, 30, 30)]:
+        assert np.array_equal(shrunk_cut(image, bounds, 64), resize_square(cut(image, bounds), 64))
+    assert (shrunk_cut(image, (500, 0, 900, 400), 64) == 0).all()
+
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by one cell in each of the eight directions."""
+    grown = mask.copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            grown |= np.roll(np.roll(mask, dy, 0), dx, 1)
+    return grown
 
 
 def test_bad_input_is_rejected(tmp_path):

@@ -14,6 +14,7 @@ holds the rules and helpers those protocols share:
 * the face boxes landmarks give (:func:`landmark_box`, the visible ones; :func:`stored_points`,
   every stored point);
 * the pixels: :func:`cut` (black outside the image, as PIL's crop), :func:`resize_square`,
+  :func:`shrunk_cut` (the two at the cost of the image's part of a large canvas),
   :func:`scaled_size` and :func:`scale_and_center_crop` (torchvision's ``Resize(int)`` +
   ``CenterCrop`` on PIL images), :func:`rounded_outwards`, and :func:`box_crop` for datasets that
   store their final crop box (no protocol applies);
@@ -112,6 +113,55 @@ def resize_square(crop: np.ndarray, size: int) -> np.ndarray:
     shrinking = crop.shape[0] > size or crop.shape[1] > size
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+def shrunk_cut(image: np.ndarray, bounds: PixelBox, size: int) -> np.ndarray:
+    """``resize_square(cut(image, bounds), size)`` at the cost of the image's part of ``bounds``
+    rather than of all of it (a framing context's canvas is mostly black outside the image).
+
+    When ``bounds`` is larger than ``size`` both ways, only the output pixels that see the image
+    are resampled (area interpolation), from the source pixels they cover: each edge of that
+    block is placed at the nearest source pixel, so its cells may sit up to half a source pixel
+    (a small part of a cell) off the exact resampling of the whole canvas; the other output
+    pixels are black, as they would be.
+    Otherwise the exact ``resize_square(cut(...))``."""
+    left, top, right, bottom = bounds
+    width, height = right - left, bottom - top
+    if width <= size or height <= size:
+        return resize_square(cut(image, bounds), size)
+    image_height, image_width = image.shape[:2]
+    columns = _seen_cells(left, width, image_width, size)
+    rows = _seen_cells(top, height, image_height, size)
+    if columns is None or rows is None:
+        return np.zeros((size, size) + image.shape[2:], image.dtype)
+    if columns == (0, size) and rows == (0, size):
+        return resize_square(cut(image, bounds), size)
+    (first_column, end_column), (first_row, end_row) = columns, rows
+    source = (
+        left + round(first_column * width / size),
+        top + round(first_row * height / size),
+        left + round(end_column * width / size),
+        top + round(end_row * height / size),
+    )
+    out = np.zeros((size, size) + image.shape[2:], image.dtype)
+    out[first_row:end_row, first_column:end_column] = cv2.resize(
+        cut(image, source),
+        (end_column - first_column, end_row - first_row),
+        interpolation=cv2.INTER_AREA,
+    ).reshape((end_row - first_row, end_column - first_column) + image.shape[2:])
+    return out
+
+
+def _seen_cells(start: int, length: int, image_length: int, size: int) -> tuple[int, int] | None:
+    """The output cells ``[first, end)`` of ``size`` cells over the source span ``[start, start +
+    length)`` that hold some of the image's ``[0, image_length)``; None when none does."""
+    inside_from, inside_to = max(start, 0), min(start + length, image_length)
+    if inside_to <= inside_from:
+        return None
+    cell = length / size
+    first = max(math.floor((inside_from - start) / cell), 0)
+    end = min(math.ceil((inside_to - start) / cell), size)
+    return first, end
 
 
 def scaled_size(width: int, height: int, shorter: int) -> tuple[int, int]:

@@ -76,7 +76,7 @@ import cv2
 import numpy as np
 import PIL
 
-from headpose.crops.crop import box_crop, cache_side, cut, resize_square
+from headpose.crops.crop import box_crop, cache_side, cut, resize_square, shrunk_cut
 from headpose.crops.framing import context_bounds
 from headpose.crops.protocols import CropProtocol, as_protocol
 from headpose.datasets.registry import read_sample, sample_digest
@@ -276,7 +276,7 @@ def prepare_sample(
         stored = [box_crop(image, labels.crop_box, spec.side)]
         if spec.has_context:
             bounds = context_bounds(tuple(int(edge) for edge in box), spec.context_extent)
-            stored.append(resize_square(cut(image, bounds), spec.side))
+            stored.append(shrunk_cut(image, bounds, spec.side))
         return stored, box, box.copy(), angles
     protocol = spec.protocol
     box = protocol.face_box(labels.annotation)
@@ -285,7 +285,7 @@ def prepare_sample(
         stored = [resize_square(cut(image, region), spec.side)]
         if spec.has_context:
             bounds = context_bounds(region, spec.context_extent)
-            stored.append(resize_square(cut(image, bounds), spec.side))
+            stored.append(shrunk_cut(image, bounds, spec.side))
     else:
         region = protocol.evaluation_bounds(box)
         stored = [protocol.evaluation_crop(image, box, spec.side)]
