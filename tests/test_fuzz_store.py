@@ -279,6 +279,23 @@ def test_fuzz_any_damaged_store_file_is_rebuilt_never_used(
         assert_rebuilt(lines, folder)
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_a_damaged_rows_digest_in_meta_is_rebuilt_under_either_check(
+    full, samples, pristine, tmp_path, monkeypatch, capsys
+):
+    """Found by the fuzz test above: the full check hashed whole image files but skipped the
+    recorded row digest, so a meta.json damaged there was reused."""
+    pristine_folder, arrays = pristine
+    folder = damaged_copy(pristine_folder, tmp_path / "root")
+    meta = json.loads((folder / META_FILE).read_text())
+    digest = meta["files"][IMAGES_FILE]["rows_sha256"]
+    meta["files"][IMAGES_FILE]["rows_sha256"] = ("1" if digest[0] == "0" else "0") + digest[1:]
+    (folder / META_FILE).write_text(json.dumps(meta))
+    crops, lines = reopened(samples, tmp_path / "root", monkeypatch, capsys, full=full)
+    assert_fresh(crops, arrays)
+    assert_rebuilt(lines, folder)
+
+
 # --- A full disk --------------------------------------------------------------------------------
 
 
