@@ -174,6 +174,29 @@ def test_variants_share_the_face_but_not_the_pose(settings):
     assert jobs[0].face_key != jobs[2].face_key
 
 
+def test_a_variant_renders_the_same_after_its_face_was_built_for_another(settings):
+    """Variants of one face reuse its built head, background and stream (one worker renders
+    them in a row); an image must not depend on which variant came first."""
+    jobs = synth.w300lp_jobs(dict(_tiny_settings(settings), mirror=False), 0)
+    first, second = jobs[0], jobs[1]
+    assert first.face_key == second.face_key
+
+    def render(job):
+        return synth.render_sample(
+            job.seed, job.face_key, job.image_key, job.pose_deg, job.image_size
+        ).image
+
+    synth._face.cache_clear()
+    alone = render(second)
+    synth._face.cache_clear()
+    render(first)
+    assert synth._face.cache_info().currsize == 1
+    after_first = render(second)
+    assert synth._face.cache_info().hits >= 1
+    assert np.array_equal(alone, after_first)
+    assert not np.array_equal(render(first), after_first)
+
+
 def test_real_files_read_with_the_expected_shapes_and_units(aflw2000_dir, w300lp_sample_dir):
     """The reader handles the real formats; the synthetic files copy their shapes and types."""
     real = read_mat(aflw2000_dir / "image00002.mat")

@@ -22,6 +22,8 @@ whatever the number of worker processes.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import os
 import time
@@ -43,8 +45,15 @@ from headpose.io.files import atomic_directory
 from headpose.io.formats import find_sample_stems, read_annotation, read_image, write_sample
 from headpose.io.parallel import map_with_progress, worker_count
 from headpose.plots import plot_contact_sheet
-from headpose.synth.head import MIRRORED_68, build_head, sample_identity
-from headpose.synth.scene import background, degrade, draw_head, draw_torso, sample_lighting
+from headpose.synth.head import MIRRORED_68, Head, Identity, build_head, sample_identity
+from headpose.synth.scene import (
+    Lighting,
+    background,
+    degrade,
+    draw_head,
+    draw_torso,
+    sample_lighting,
+)
 
 LABEL_LIMIT_DEG = 99.0  # HopeNet's labelled range; regular poses stay inside it
 
@@ -179,6 +188,35 @@ class RenderedSample:
     jpeg_quality: int
 
 
+@dataclass(frozen=True)
+class _Face:
+    """What a face's own stream (``face_key``) draws before its pose: shared by its variants."""
+
+    identity: Identity
+    head: Head
+    lighting: Lighting
+    scale: float
+    shift_xy: np.ndarray
+    background: np.ndarray
+    rng: np.random.Generator  # the face's stream after these draws (the torso draws next)
+
+
+@functools.lru_cache(maxsize=1)
+def _face(seed: int, face_key: tuple[int, ...], image_size: int) -> _Face:
+    """The face ``face_key``, built once for its consecutive pose variants (a worker renders
+    them in one chunk); each variant copies its background and generator, so every image is
+    byte-identical to one rendered on its own."""
+    face_rng = rng_for(seed, *face_key)
+    identity = sample_identity(face_rng)
+    head = build_head(identity, face_rng)
+    lighting = sample_lighting(face_rng)
+    scale = face_rng.uniform(1.2, 1.7) * image_size / 450
+    shift_xy = face_rng.normal(0.0, 0.04 * image_size, size=2)
+    image = background(face_rng, image_size)
+    shift_xy.flags.writeable = image.flags.writeable = False
+    return _Face(identity, head, lighting, scale, shift_xy, image, face_rng)
+
+
 def render_sample(
     seed: int, face_key: tuple[int, ...], image_key: tuple[int, ...], pose_deg, image_size: int
 ) -> RenderedSample:
@@ -187,14 +225,17 @@ def render_sample(
     Identity, scale, position, lighting and background come from ``face_key`` (shared by the
     pose variants of one face); blur, noise and JPEG quality from ``image_key``.
     """
-    face_rng = rng_for(seed, *face_key)
+    face = _face(seed, tuple(face_key), image_size)
+    identity, head, lighting, scale, shift_xy = (
+        face.identity,
+        face.head,
+        face.lighting,
+        face.scale,
+        face.shift_xy,
+    )
+    face_rng = copy.deepcopy(face.rng)  # where the face's stream stood after the background
+    image = face.background.copy()
     image_rng = rng_for(seed, *image_key)
-    identity = sample_identity(face_rng)
-    head = build_head(identity, face_rng)
-    lighting = sample_lighting(face_rng)
-    scale = face_rng.uniform(1.2, 1.7) * image_size / 450
-    shift_xy = face_rng.normal(0.0, 0.04 * image_size, size=2)
-    image = background(face_rng, image_size)
 
     yaw_deg, pitch_deg, roll_deg = pose_deg
     angles_rad = [math.radians(a) for a in (pitch_deg, yaw_deg, roll_deg)]
