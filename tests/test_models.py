@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
+import time
 import urllib.error
 from collections import OrderedDict
 
@@ -207,6 +210,40 @@ def test_imagenet_offline_names_file_and_folder(tmp_path, monkeypatch):
     assert str(tmp_path / "checkpoints") in message
     assert "\n" not in message
     assert not expected.exists()
+
+
+@pytest.mark.parametrize("stall", ["before the answer", "in the body"])
+def test_a_stalled_download_times_out_in_one_line_and_leaves_nothing(stall, tmp_path, monkeypatch):
+    """torch.hub's downloader sets no timeout: a server that accepts and then goes quiet would
+    hang the stage. It is no network after DOWNLOAD_TIMEOUT_S."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    held = []
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        held.append(connection)
+        connection.recv(4096)
+        if stall == "in the body":
+            connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(weights, "DOWNLOAD_TIMEOUT_S", 0.5)
+    target = tmp_path / "weights" / "model.pth"
+    started = time.monotonic()
+    try:
+        with pytest.raises(weights.DownloadUnavailable) as error:
+            weights.fetch_file(f"http://127.0.0.1:{port}/model.pth", target, "00", "test weights")
+    finally:
+        for connection in held:
+            connection.close()
+        server.close()
+    assert time.monotonic() - started < 20
+    message = str(error.value)
+    assert "timed out" in message and f"127.0.0.1:{port}/model.pth" in message
+    assert str(target) in message and "\n" not in message
+    assert sorted(target.parent.iterdir()) == []
+    assert socket.getdefaulttimeout() is None  # restored for the rest of the process
 
 
 def _serve_weights_from_a_file_url(tmp_path, monkeypatch, name_hash: str | None = None):

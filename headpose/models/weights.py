@@ -16,6 +16,9 @@ temporary file beside the target, checks the hash and moves it into place.
 from __future__ import annotations
 
 import hashlib
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -27,6 +30,9 @@ from headpose.models.heads import head_from_meta
 from headpose.models.registry import Arch, get_arch
 
 TIMM_WEIGHTS_SUFFIX = ".safetensors"
+# A download that connects to nothing, or receives nothing, for this long fails (one line) rather
+# than hang: torch.hub's downloader sets no timeout of its own.
+DOWNLOAD_TIMEOUT_S = 30.0
 
 
 def imagenet_weight_sources(arch: str) -> list[tuple[str, Path]]:
@@ -67,7 +73,8 @@ def fetch_file(
     file beside ``path``, its SHA-256 checked, then moved into place (a failed or refused
     download leaves nothing). No network raises :class:`DownloadUnavailable` and a download that
     fails its check a HeadposeError, each one line naming ``what``, the URL and where to put the
-    file by hand.
+    file by hand. A server that does not answer, or stalls, for :data:`DOWNLOAD_TIMEOUT_S` is
+    no network.
     """
     if path.is_file() and (not check_cached or file_sha256(path).startswith(sha256)):
         return path
@@ -75,7 +82,8 @@ def fetch_file(
     by_hand = f"download it by hand to {path}"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256, progress=progress)
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256, progress=progress)
     except RuntimeError as error:  # torch's hash check
         reason = _first_line(error)
         raise HeadposeError(
@@ -87,6 +95,18 @@ def fetch_file(
             f"{what}: could not download {url} ({reason}){stale}; {by_hand}"
         ) from None
     return path
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """New sockets time out after ``seconds`` while this holds (urllib, under torch.hub, takes
+    the default), restored after."""
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
 
 
 def _first_line(error: BaseException) -> str:
