@@ -38,7 +38,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import scipy.io
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -55,7 +54,7 @@ from headpose.app.detect import (  # noqa: E402
 from headpose.app.predict import STAGES, FacePosePredictor, predict_files  # noqa: E402
 from headpose.crops.crop import EVAL_K, PREDICT_K, Box, landmark_box  # noqa: E402
 from headpose.crops.protocols import DEFAULT_PROTOCOL  # noqa: E402
-from headpose.io.formats import read_annotation  # noqa: E402
+from headpose.datasets.registry import resolve  # noqa: E402
 
 DEFAULT_AFLW2000 = REPO_ROOT.parent / "shared" / "data" / "AFLW2000"
 FOUND_IOU = 0.3
@@ -82,10 +81,10 @@ class RecordingDetector:
 def truth_boxes(stem: Path) -> tuple[Box, Box]:
     """(68-landmark box from pt3d_68 in pixel coordinates, evaluation crop box exactly as the
     published protocol builds it)."""
-    points = scipy.io.loadmat(stem.with_suffix(".mat"))["pt3d_68"][:2].T - 1.0
-    annotation = read_annotation(stem.with_suffix(".mat"))
+    labels = resolve(stem.as_posix()).header()
+    points = labels.landmarks_3d[:, :2] - 1.0
     protocol = DEFAULT_PROTOCOL  # the published one
-    evaluation_crop = protocol.loosen_box(protocol.face_box(annotation), EVAL_K, "eval")
+    evaluation_crop = protocol.loosen_box(protocol.face_box(labels), EVAL_K, "eval")
     return landmark_box(points), evaluation_crop
 
 
@@ -147,7 +146,7 @@ def run_images(predictor: FacePosePredictor, stems: list[Path]) -> dict:
         if face is None:
             continue
         matches.append((face, truth, evaluation_crop, stem))
-        true_deg = np.asarray(read_annotation(stem.with_suffix(".mat")).angles_deg)
+        true_deg = np.asarray(resolve(stem.as_posix()).header().angles_deg)
         predicted = [r for r in results if (r.x0, r.y0, r.x1, r.y1) == face.box]
         if predicted and np.all(np.abs(true_deg) <= PROTOCOL_MAX_ANGLE_DEG):
             result = predicted[0]

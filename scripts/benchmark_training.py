@@ -58,9 +58,9 @@ from headpose.crops.training_batches import (
     augmented_crops,
     in_region,
 )
+from headpose.datasets.registry import read_samples
 from headpose.errors import exit_on_error
 from headpose.geometry import flip_angles
-from headpose.io.formats import read_list
 from headpose.models.network import build_model, pick_device
 from headpose.models.registry import get_arch
 from headpose.params import load_params, parse_yaml
@@ -152,18 +152,18 @@ def benchmark(settings: TrainSettings, args: argparse.Namespace) -> None:
         check_compiler(device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     size, workers, protocol = settings.image_size, settings.loader.workers, settings.crop_protocol
-    stems = read_list(args.list)
+    samples = read_samples(args.list)
 
     framing = settings.framing
     spec = StoreSpec(size, protocol, "train", framing.context_extent())
-    key, hash_s = _run_timed(lambda: store_key(stems, spec, workers))
-    folder, build_s = build_store(stems, spec, key, store_root(), workers)
-    crops, open_s = _run_timed(lambda: open_store(folder, stems, spec))
+    key, hash_s = _run_timed(lambda: store_key(samples, spec, workers))
+    folder, build_s = build_store(samples, spec, key, store_root(), workers)
+    crops, open_s = _run_timed(lambda: open_store(folder, samples, spec))
     print(
-        f"crop store {folder}: {len(stems)} samples, "
+        f"crop store {folder}: {len(samples)} samples, "
         f"{store_size_bytes(folder) / 2**30:.2f} GiB on disk; data preparation "
         f"{hash_s + build_s + open_s:.1f} s = hash {hash_s:.1f} s + build {build_s:.1f} s "
-        f"({'reused' if build_s == 0 else f'{len(stems) / build_s:.0f} samples/s'}) "
+        f"({'reused' if build_s == 0 else f'{len(samples) / build_s:.0f} samples/s'}) "
         f"+ open {open_s:.2f} s"
     )
 

@@ -16,9 +16,9 @@ from headpose.crops.framing import FRAMING_KEYS, FramingAugmentation
 from headpose.crops.framing_stats import framing_distributions, inside_line, measure_framing
 from headpose.crops.protocols import protocol_from_params
 from headpose.datasets.analyze import dataset_angles, distributions
+from headpose.datasets.registry import read_samples
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json
-from headpose.io.formats import read_list
 from headpose.params import load_params
 from headpose.plots import plot_angle_histograms, plot_framing_histograms
 
@@ -43,12 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     angles = dataset_angles(filelists, augmented)
     framing = FramingAugmentation.from_params(params.as_dict(FRAMING_KEYS))
     training_lists = {
-        "train": read_list(filelists / "train.txt"),
-        REFERENCE: read_list(augmented / "train.txt"),
+        "train": read_samples(filelists / "train.txt"),
+        REFERENCE: read_samples(augmented / "train.txt"),
     }
     measured = measure_framing(
         training_lists,
-        read_list(filelists / "test.txt"),
+        read_samples(filelists / "test.txt"),
         params.image_size,
         protocol_from_params(params.crop_protocol),
         framing,

@@ -12,9 +12,9 @@ import argparse
 from pathlib import Path
 
 from headpose.datasets.augment import build_augmentation
+from headpose.datasets.registry import read_samples
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json
-from headpose.io.formats import read_list
 from headpose.params import load_params
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
     augmentation = build_augmentation(
-        read_list(args.train_list),
+        read_samples(args.train_list),
         args.train_data,
         args.out,
         enabled=params.augment,

@@ -24,6 +24,7 @@ import sys
 from headpose.app.detect import face_box_finder
 from headpose.crops.protocols import protocol_from_params
 from headpose.datasets.biwi import DETECTOR_FRAME_LIST
+from headpose.datasets.registry import Sample, read_samples
 from headpose.errors import exit_on_error
 from headpose.evaluation.evaluate import (
     evaluate,
@@ -32,9 +33,8 @@ from headpose.evaluation.evaluate import (
     other_protocols,
     write_per_image_csv,
 )
-from headpose.evaluation.protocol import evaluation_stems
+from headpose.evaluation.test_sets import test_set_samples
 from headpose.io.files import atomic_outputs, write_json
-from headpose.io.formats import read_list
 from headpose.params import load_params
 from headpose.plots import plot_errors_vs_angle
 
@@ -60,9 +60,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def list_sha256(stems: list[str]) -> str:
-    """The SHA-256 of a sample list's names, one per line, in order."""
-    return hashlib.sha256("".join(stem + "\n" for stem in stems).encode("utf-8")).hexdigest()
+def list_sha256(samples: list[Sample]) -> str:
+    """The SHA-256 of a sample list's entries, one per line, in order."""
+    text = "".join(sample.entry + "\n" for sample in samples)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @exit_on_error
@@ -75,15 +76,15 @@ def main(argv: list[str] | None = None) -> None:
         detect = None
         if frame_list == DETECTOR_FRAME_LIST:
             detect = face_box_finder(args.detector_model)
-        stems, skipped = evaluation_stems(args.data, params.max_angle, frame_list, detect)
+        samples, skipped = test_set_samples(args.data, params.max_angle, frame_list, detect)
         source = args.data
-        print(f"{args.data}: {len(stems)} samples, {len(skipped)} skipped", file=sys.stderr)
+        print(f"{args.data}: {len(samples)} samples, {len(skipped)} skipped", file=sys.stderr)
     else:
-        stems, source = read_list(args.test_list), args.test_list
+        samples, source = read_samples(args.test_list), args.test_list
     protocol = protocol_from_params(params.crop_protocol)
     result = evaluate(
         args.checkpoint,
-        stems,
+        samples,
         source,
         baseline=True,
         crop_protocol=protocol,
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     speed = evaluation_timing(result)
     outputs = (args.metrics, args.per_image, args.plots, args.timing)
     with atomic_outputs(*outputs) as (metrics, per_image, plots, timing):
-        listed = {"test_list": {"sha256": list_sha256(stems)}}
+        listed = {"test_list": {"sha256": list_sha256(samples)}}
         write_json(
             metrics,
             {**result.metrics, **listed, **({"skipped": len(skipped)} if args.data else {})},

@@ -13,10 +13,10 @@ import argparse
 from pathlib import Path
 
 from headpose.crops.protocols import protocol_from_params
+from headpose.datasets.registry import read_samples
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import exit_on_error
 from headpose.io.files import atomic_directory, write_json
-from headpose.io.formats import read_list
 from headpose.params import load_params
 
 
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = export_for_deployment(
         args.checkpoint,
         args.out,
-        read_list(args.calibration_list),
-        read_list(args.test_list),
+        read_samples(args.calibration_list),
+        read_samples(args.test_list),
         workers=params.workers,
         seed=params.seed,
         crop_protocol=protocol_from_params(params.crop_protocol),

@@ -179,7 +179,7 @@ def test_a_malformed_npz_is_one_line_naming_it(tmp_path):
         with pytest.raises(HeadposeError, match=f"{name}.npz: .*{expected}"):
             FormatFSANetNpz.scan(tmp_path / f"{name}.npz")
     np.savez(tmp_path / "d.npz", image=np.zeros((1, 8, 8, 3), np.uint8), pose=[[1e9, 0, 0]])
-    with pytest.raises(HeadposeError, match="d.npz#0: pose .* is no angle triple"):
+    with pytest.raises(HeadposeError, match=r"d.npz#0: pose .* is no \(yaw, pitch, roll\)"):
         registry.sample_labels(f"{tmp_path.as_posix()}/d.npz#0")
     with pytest.raises(HeadposeError, match="holds 1 rows"):
         registry.sample_labels(f"{tmp_path.as_posix()}/d.npz#5")

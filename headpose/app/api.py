@@ -51,7 +51,7 @@ from headpose.errors import HeadposeError
 from headpose.inference.batches import crop_angles
 from headpose.inference.metadata import ModelDescription
 from headpose.io.files import file_problem
-from headpose.io.formats import decode_rgb
+from headpose.io.images import decode_rgb
 from headpose.models.registry import Normalization
 
 DEFAULT_BATCH_SIZE = 32

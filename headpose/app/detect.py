@@ -36,7 +36,7 @@ import numpy as np
 from headpose.crops.crop import Box
 from headpose.errors import HeadposeError
 from headpose.io.files import file_problem
-from headpose.io.formats import MAX_IMAGE_PIXELS
+from headpose.io.images import MAX_IMAGE_PIXELS
 from headpose.models.weights import DownloadUnavailable, fetch_file
 
 

@@ -83,7 +83,7 @@ from headpose.io.files import (
     write_csv,
     write_json,
 )
-from headpose.io.formats import decode_rgb, write_jpeg
+from headpose.io.images import decode_rgb, write_jpeg
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

@@ -11,13 +11,11 @@ holds the rules and helpers those protocols share:
   evaluation, :data:`PREDICT_K` for prediction) and the margins of each crop mode, (left, top,
   right, bottom) multiples of ``k`` (:data:`MARGINS`: (2, 2, 2, 0.6) k for evaluation, (0.6, 2,
   0.6, 0.6) k for training);
-* the face boxes landmarks give (:func:`landmark_box`, the visible ones; :func:`stored_points`,
-  every stored point);
+* the face box of the visible landmarks (:func:`landmark_box`);
 * the pixels: :func:`cut` (black outside the image, as PIL's crop), :func:`resize_square`,
   :func:`shrunk_cut` (the two at the cost of the image's part of a large canvas),
   :func:`scaled_size` and :func:`scale_and_center_crop` (torchvision's ``Resize(int)`` +
-  ``CenterCrop`` on PIL images), :func:`rounded_outwards`, and :func:`box_crop` for datasets that
-  store their final crop box (no protocol applies);
+  ``CenterCrop`` on PIL images) and :func:`rounded_outwards`;
 * the side of the crop store's cached training regions (:func:`cache_side`).
 
 Everything is in the pixel coordinates of the full image (origin at the top-left corner, boxes
@@ -33,8 +31,8 @@ import numpy as np
 from PIL import Image
 from torchvision.transforms import functional as tvf
 
+from headpose.datasets.labels import Box, visible_landmarks
 from headpose.errors import HeadposeError
-from headpose.io.formats import Annotation, visible_landmarks
 
 TRAIN_K_RANGE = (0.2, 0.4)  # looseness drawn uniformly per training sample
 EVAL_K = 0.2  # fixed looseness of evaluation crops
@@ -48,7 +46,6 @@ CROP_MODES = tuple(MARGINS)
 # holds keeps about image_size pixels.
 CACHE_SCALE = 1.5
 
-Box = tuple[float, float, float, float]
 PixelBox = tuple[int, int, int, int]
 
 
@@ -61,7 +58,7 @@ def margins(k: float, mode: str) -> Box:
     return left, top, right, bottom
 
 
-# --- Face boxes from landmarks ------------------------------------------------------------------
+# --- The face box of landmarks ------------------------------------------------------------------
 
 
 def landmark_box(landmarks_xy: np.ndarray) -> Box:
@@ -76,13 +73,6 @@ def landmark_box(landmarks_xy: np.ndarray) -> Box:
     x_min, y_min = visible.min(axis=0)
     x_max, y_max = visible.max(axis=0)
     return float(x_min), float(y_min), float(x_max), float(y_max)
-
-
-def stored_points(annotation: Annotation) -> np.ndarray:
-    """Every 2D landmark as stored, ``(N, 2)``: ``pt2d`` (``pt3d_68[:2]`` when it is absent)."""
-    arrays = annotation.arrays
-    points = arrays["pt2d"] if "pt2d" in arrays else arrays["pt3d_68"][:2]
-    return np.asarray(points, dtype=np.float64).T
 
 
 # --- Pixels -------------------------------------------------------------------------------------
@@ -179,16 +169,6 @@ def scale_and_center_crop(crop: np.ndarray, shorter: int, size: int) -> np.ndarr
         Image.fromarray(crop), shorter, interpolation=tvf.InterpolationMode.BILINEAR
     )
     return np.array(tvf.center_crop(scaled, [size, size]))
-
-
-def box_crop(image: np.ndarray, crop_box: Box, size: int) -> np.ndarray:
-    """The crop of a dataset's stored crop box (whole pixels ``x0, y0, x1, y1``, x1 and y1
-    exclusive; BIWI's protocol-1 boxes, the arrays of an FSA-Net ``.npz``): those pixels, black
-    beyond the image, resized to ``size`` x ``size`` with OpenCV's default bilinear
-    interpolation, as FSA-Net's preprocessing made the published protocol-1 crops. No crop
-    protocol applies: the dataset's protocol made the box."""
-    bounds = tuple(int(edge) for edge in crop_box)
-    return cv2.resize(cut(image, bounds), (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def cache_side(image_size: int) -> int:

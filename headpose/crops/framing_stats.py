@@ -27,8 +27,7 @@ from headpose.crops.protocols import CropProtocol
 from headpose.crops.protocols.visible import Visible
 from headpose.crops.training_draws import draw_item
 from headpose.datasets.analyze import percentile_summary
-from headpose.datasets.registry import format_of
-from headpose.io.formats import sample_header
+from headpose.datasets.registry import Sample
 from headpose.io.parallel import map_with_progress
 
 MAX_SAMPLES = 5000
@@ -41,9 +40,9 @@ UNMEASURED = "a list holds no landmark sample (stored-box datasets such as BIWI 
 
 def _training_item(task: tuple) -> list[tuple[float, float, float]]:
     """The framing of one sample's training crop under each of the task's augmentations."""
-    stem, index, seed, image_size, protocol, augmentations = task
-    annotation, _ = sample_header(stem)
-    box, face = protocol.face_box(annotation), FACE.face_box(annotation)
+    sample, index, seed, image_size, protocol, augmentations = task
+    labels = sample.header()
+    box, face = protocol.face_box(labels), FACE.face_box(labels)
     rows = []
     for framing in augmentations:
         draw = draw_item((seed, STATS_EPOCH, index), box, image_size, protocol, framing)
@@ -53,10 +52,10 @@ def _training_item(task: tuple) -> list[tuple[float, float, float]]:
 
 
 def _evaluation_item(task: tuple) -> tuple[float, float, float]:
-    stem, image_size, protocol = task
-    annotation, _ = sample_header(stem)
-    rectangle = protocol.evaluation_rectangle(protocol.face_box(annotation), image_size)
-    return face_framing(FACE.face_box(annotation), rectangle)
+    sample, image_size, protocol = task
+    labels = sample.header()
+    rectangle = protocol.evaluation_rectangle(protocol.face_box(labels), image_size)
+    return face_framing(FACE.face_box(labels), rectangle)
 
 
 def sampled_indices(count: int, seed: int, limit: int = MAX_SAMPLES) -> list[int]:
@@ -68,7 +67,7 @@ def sampled_indices(count: int, seed: int, limit: int = MAX_SAMPLES) -> list[int
 
 
 def training_framing(
-    stems: list[str],
+    samples: list[Sample],
     image_size: int,
     protocol: CropProtocol,
     augmentations: tuple[FramingAugmentation, ...],
@@ -76,10 +75,10 @@ def training_framing(
     workers: int = 0,
 ) -> list[np.ndarray]:
     """Per augmentation, (N, 3) scale, offset x, offset y of the training crops drawn for (at
-    most :data:`MAX_SAMPLES` of) ``stems`` (each sample is read once)."""
+    most :data:`MAX_SAMPLES` of) ``samples`` (each sample is read once)."""
     tasks = [
-        (stems[index], index, seed, image_size, protocol, augmentations)
-        for index in sampled_indices(len(stems), seed)
+        (samples[index], index, seed, image_size, protocol, augmentations)
+        for index in sampled_indices(len(samples), seed)
     ]
     rows = map_with_progress(_training_item, tasks, workers, "framing of training crops")
     table = np.asarray(rows, dtype=np.float64).reshape(-1, len(augmentations), 3)
@@ -87,24 +86,25 @@ def training_framing(
 
 
 def evaluation_framing(
-    stems: list[str], image_size: int, protocol: CropProtocol, seed: int, workers: int = 0
+    samples: list[Sample], image_size: int, protocol: CropProtocol, seed: int, workers: int = 0
 ) -> np.ndarray:
     """(N, 3) scale, offset x, offset y of the evaluation crops of (at most
-    :data:`MAX_SAMPLES` of) ``stems``."""
-    tasks = [(stems[index], image_size, protocol) for index in sampled_indices(len(stems), seed)]
+    :data:`MAX_SAMPLES` of) ``samples``."""
+    indices = sampled_indices(len(samples), seed)
+    tasks = [(samples[index], image_size, protocol) for index in indices]
     rows = map_with_progress(_evaluation_item, tasks, workers, "framing of evaluation crops")
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
 
 
-def landmark_samples(stems: list[str]) -> list[str]:
+def landmark_samples(samples: list[Sample]) -> list[Sample]:
     """The samples framed by landmarks (a stored-box sample, BIWI's or an ``.npz``'s, has no
     face box the framing could be measured against)."""
-    return [stem for stem in stems if not format_of(stem).stores_crop_box]
+    return [sample for sample in samples if not sample.stores_crop_box]
 
 
 def measure_framing(
-    training_lists: dict[str, list[str]],
-    test_stems: list[str],
+    training_lists: dict[str, list[Sample]],
+    test_samples: list[Sample],
     image_size: int,
     protocol: CropProtocol,
     framing: FramingAugmentation,
@@ -113,18 +113,18 @@ def measure_framing(
 ) -> dict[str, dict[str, np.ndarray]] | None:
     """{dataset: {"protocol"|"used": (N, 3) framing}} for each training list and "test", of
     their landmark samples (:func:`landmark_samples`); None when a list has none."""
-    lists = {**training_lists, "test": test_stems}
-    lists = {name: landmark_samples(stems) for name, stems in lists.items()}
+    lists = {**training_lists, "test": test_samples}
+    lists = {name: landmark_samples(samples) for name, samples in lists.items()}
     if not all(lists.values()):
         return None
     measured: dict[str, dict[str, np.ndarray]] = {}
     augmentations = (NO_FRAMING, framing) if framing.enabled else (NO_FRAMING,)
-    for name, stems in lists.items():
+    for name, samples in lists.items():
         if name == "test":
-            used = evaluation_framing(stems, image_size, protocol, seed, workers)
+            used = evaluation_framing(samples, image_size, protocol, seed, workers)
             measured[name] = {"used": used}
             continue
-        tables = training_framing(stems, image_size, protocol, augmentations, seed, workers)
+        tables = training_framing(samples, image_size, protocol, augmentations, seed, workers)
         measured[name] = {"protocol": tables[0], "used": tables[-1]}
     return measured
 

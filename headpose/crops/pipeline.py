@@ -14,8 +14,8 @@ Items are uint8 ``(S, S, 3)`` RGB crops: batches travel as bytes (a quarter of f
 normalisation (its checkpoint's ``mean`` and ``std``, from its backbone's registry entry);
 :func:`preprocess` is the same for one crop (prediction).
 
-Sample lists hold one stem per line (``NAME`` for ``NAME.jpg`` + ``NAME.mat``), as written by the
-filelists and augment stages.
+The samples come as :class:`~headpose.datasets.registry.Sample` values (an entry with its format,
+resolved where the list was read: :func:`headpose.datasets.registry.read_samples`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from headpose.crops.framing import NO_FRAMING, FramingAugmentation
 from headpose.crops.protocols import CropProtocol
 from headpose.crops.store import PreparedCrops, StoreSpec, prepare_crops
 from headpose.crops.training_batches import TrainingRegions, normalize
+from headpose.datasets.registry import Sample
 from headpose.models.registry import Normalization
 
 
@@ -67,32 +68,31 @@ class PoseDataset(Dataset):
 
 
 def training_dataset(
-    stems: list[str],
+    samples: list[Sample],
     image_size: int,
-    protocol: CropProtocol | str,
+    protocol: CropProtocol,
     seed: int = 0,
     workers: int = 0,
     description: str = "training crops",
     framing: FramingAugmentation = NO_FRAMING,
 ) -> TrainingRegions:
-    """The random training crops of ``stems`` under crop ``protocol`` at ``image_size``, from
+    """The random training crops of ``samples`` under crop ``protocol`` at ``image_size``, from
     their training store (built on first use; with contexts when ``framing`` re-frames crops),
     with item randomness from ``seed``: batches of cached regions, made into crops on the device
-    by :func:`headpose.crops.training_batches.training_images`. A ``protocol`` name is looked up in
-    the registry (:class:`~headpose.crops.store.StoreSpec`)."""
+    by :func:`headpose.crops.training_batches.training_images`."""
     spec = StoreSpec(image_size, protocol, "train", framing.context_extent())
-    return TrainingRegions(prepare_crops(stems, spec, workers, description), seed, framing)
+    return TrainingRegions(prepare_crops(samples, spec, workers, description), seed, framing)
 
 
 def evaluation_dataset(
-    stems: list[str], image_size: int, protocol: CropProtocol | str, workers: int = 0
+    samples: list[Sample], image_size: int, protocol: CropProtocol, workers: int = 0
 ) -> PoseDataset:
     """The dataset the validation and the evaluate stage score a model on.
 
-    Reads ``stems`` (sample paths without extension, e.g. from :func:`read_list`) from their
-    evaluation store (built on first use): each the fixed evaluation crop of ``protocol`` (k = 0.2,
-    eval margins) at ``image_size``. Items are ``(image uint8, angles_deg)``;
-    ``dataset.crops.stems[i]`` names item ``i``.
+    Reads ``samples`` from their evaluation store (built on first use): each the fixed
+    evaluation crop of ``protocol`` (k = 0.2, eval margins; a stored-box sample its box) at
+    ``image_size``. Items are ``(image uint8, angles_deg)``; ``dataset.crops.entries[i]`` names
+    item ``i``.
     """
     spec = StoreSpec(image_size, protocol, "eval")
-    return PoseDataset(prepare_crops(stems, spec, workers, "evaluation crops"))
+    return PoseDataset(prepare_crops(samples, spec, workers, "evaluation crops"))

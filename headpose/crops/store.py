@@ -16,9 +16,11 @@ exist yet.
 3)`` uint8, read with ``numpy.load(mmap_mode="r")``), ``face_boxes.npy`` and ``regions.npy``
 (float64, full-image pixels), ``angles_deg.npy`` (float32) and ``meta.json`` (count, spec, and each
 file's size and SHA-256, plus that of sampled image rows). The key (:func:`store_key`) is a SHA-256
-over everything that determines the content: the list (its stems, in order), the bytes of every
-sample's ``.jpg`` and ``.mat``, the spec (image size, side, crop protocol's name, purpose), the
-source of the modules that compute a crop (:data:`CODE_FILES` and the crop protocol's module),
+over everything that determines the content: the list (its entries, in order), each sample's
+content digest (its format's: the bytes of a ``.jpg`` and ``.mat``, a BIWI frame's files), the
+spec (image size, side, crop protocol's name, purpose), the source of the modules that compute a
+crop (:func:`code_files`: :data:`CODE_FILES`, and the modules defining the crop protocol and the
+dataset formats of the list's samples, derived from their classes, never listed by hand),
 OpenCV's and Pillow's versions and :data:`FORMAT_VERSION`. Any change gives a new key and a new
 store, so nothing stale is ever read; runs that change none of them (another ``bin_width``, another
 architecture, a queued experiment in its temporary copy) open the same folder. Old stores are never
@@ -76,10 +78,11 @@ import cv2
 import numpy as np
 import PIL
 
-from headpose.crops.crop import box_crop, cache_side, cut, resize_square, shrunk_cut
+from headpose.crops.crop import cache_side, shrunk_cut
 from headpose.crops.framing import context_bounds
-from headpose.crops.protocols import CropProtocol, as_protocol
-from headpose.datasets.registry import read_sample, sample_digest
+from headpose.crops.protocols import CropProtocol
+from headpose.crops.protocols.stored_box import sample_protocol
+from headpose.datasets.registry import DatasetFormat, Sample
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json
 from headpose.io.parallel import imap_with_progress, map_with_progress
@@ -92,18 +95,16 @@ DEFAULT_ROOT = Path(".cache") / "crops"  # inside the DVC workspace
 FORMAT_VERSION = 4  # the files of a store; bump when they change
 PURPOSES = ("train", "eval")  # cached regions for random training crops, or final evaluation crops
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-# The modules whose code decides a stored crop and its labels, besides the module of the store's
-# crop protocol (:func:`code_digest`): any edit gives new stores.
+# The modules whose code decides a stored crop and its labels besides those that define the
+# store's crop protocol and its samples' dataset formats (:func:`code_files`): any edit gives
+# new stores.
 CODE_FILES = (
     "crops/crop.py",
-    "crops/protocols/registry.py",
     "crops/framing.py",
+    "crops/protocols/stored_box.py",
     "crops/store.py",
-    "datasets/registry.py",
-    "datasets/mat.py",
-    "datasets/biwi.py",
-    "datasets/biwi_npz.py",
-    "io/formats.py",
+    "datasets/labels.py",
+    "io/images.py",
     "geometry.py",
 )
 IMAGES_FILE, CONTEXTS_FILE, BOXES_FILE, REGIONS_FILE, ANGLES_FILE, META_FILE = (
@@ -122,9 +123,7 @@ class StoreSpec:
     """What a store holds: crops for a model input of ``image_size`` under crop ``protocol``,
     for ``purpose`` "train" (each face's training region at :func:`cache_side` pixels, cut into
     random crops per item) or "eval" (the final evaluation crops, ``image_size`` pixels).
-
-    ``protocol`` is the protocol object; a name given instead is looked up in the registry once,
-    here. Its name goes into the store's key and meta."""
+    The protocol's name goes into the store's key and meta."""
 
     image_size: int
     protocol: CropProtocol
@@ -135,7 +134,6 @@ class StoreSpec:
     context_extent: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", as_protocol(self.protocol))
         if self.purpose not in PURPOSES:
             raise HeadposeError(f"crop store purpose must be one of {PURPOSES}, got {self.purpose}")
         if self.context_extent and (self.purpose != "train" or self.context_extent <= 1):
@@ -159,15 +157,16 @@ class PreparedCrops:
     """Decoded samples: square uint8 images (training regions or final evaluation crops, as
     ``spec.purpose`` says), with each face's box and region in full-image pixels, and labels.
 
-    ``images`` is memory-mapped when it comes from a store. ``face_boxes`` are the tight face
-    boxes of ``spec.protocol``; ``regions`` the full-image pixels each image was cut from (left,
-    top, right, bottom): a training region, resized to a square, or the evaluation box the final
-    crop was scaled and cropped from. ``contexts`` (``spec.has_context`` only, else None): each
-    training region's surroundings, the pixels :func:`headpose.crops.framing.context_bounds`
+    ``images`` is memory-mapped when it comes from a store. ``face_boxes`` are the tight face boxes
+    of each sample's crop (:func:`~headpose.crops.protocols.stored_box.sample_protocol`:
+    ``spec.protocol``'s, or the stored box); ``regions`` the full-image pixels each image was cut
+    from (left, top, right, bottom): a training region, resized to a square, or the evaluation box
+    the final crop was scaled and cropped from. ``contexts`` (``spec.has_context`` only, else None):
+    each training region's surroundings, the pixels :func:`headpose.crops.framing.context_bounds`
     names, resized to the same square.
     """
 
-    stems: list[str]
+    samples: list[Sample]
     images: np.ndarray  # (N, S, S, 3) uint8
     face_boxes: np.ndarray  # (N, 4) float64: x_min, y_min, x_max, y_max
     regions: np.ndarray  # (N, 4) float64: whole pixels
@@ -177,7 +176,12 @@ class PreparedCrops:
     contexts: np.ndarray | None = None  # (N, S, S, 3) uint8, spec.has_context only
 
     def __len__(self) -> int:
-        return len(self.stems)
+        return len(self.samples)
+
+    @property
+    def entries(self) -> list[str]:
+        """The samples' list entries, in order (item ``i`` is ``entries[i]``)."""
+        return [sample.entry for sample in self.samples]
 
     def __getstate__(self) -> dict:
         """Memory-mapped ``images`` and ``contexts`` travel as their file names (a worker
@@ -222,20 +226,49 @@ def store_root() -> Path:
     return workspace_root(Path.cwd()) / DEFAULT_ROOT
 
 
-def code_digest(protocol: CropProtocol) -> str:
-    """SHA-256 of the source of the modules that compute a stored crop: :data:`CODE_FILES` and
-    the module that defines ``protocol``."""
+def _defining_modules(classes: list[type]) -> list[str]:
+    """The modules that define ``classes`` and the classes they derive from (the standard
+    library's ``abc`` and ``builtins`` left out), by name, sorted."""
+    return sorted(
+        {
+            base.__module__
+            for cls in classes
+            for base in cls.__mro__
+            if base.__module__ not in ("builtins", "abc")
+        }
+    )
+
+
+def code_files(protocol: CropProtocol, formats: list[type[DatasetFormat]]) -> list[Path]:
+    """The source files whose code decides a store's crops: :data:`CODE_FILES` and the modules
+    defining ``protocol``'s class and the dataset ``formats`` of its samples (with their base
+    classes: the registries, a format's parent format), derived from the classes themselves."""
+    files = [PACKAGE_DIR / name for name in CODE_FILES]
+    for module in _defining_modules([type(protocol), *formats]):
+        path = Path(sys.modules[module].__file__).resolve()
+        if path not in files:
+            files.append(path)
+    return files
+
+
+def code_digest(protocol: CropProtocol, formats: list[type[DatasetFormat]]) -> str:
+    """SHA-256 of the source of :func:`code_files`, each named by its path inside the package
+    (or its module's file name outside it, for a plugin)."""
     digest = hashlib.sha256()
-    for name in CODE_FILES:
-        digest.update(name.encode() + b"\0" + (PACKAGE_DIR / name).read_bytes())
-    module = sys.modules[type(protocol).__module__]
-    digest.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes())
+    for path in code_files(protocol, formats):
+        name = (
+            path.relative_to(PACKAGE_DIR).as_posix()
+            if path.is_relative_to(PACKAGE_DIR)
+            else path.name
+        )
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
-def store_key(stems: list[str], spec: StoreSpec, workers: int = 0) -> str:
-    """The content key of the store of ``stems`` for ``spec`` (hashes every sample file in
+def store_key(samples: list[Sample], spec: StoreSpec, workers: int = 0) -> str:
+    """The content key of the store of ``samples`` for ``spec`` (hashes every sample's files in
     ``workers`` processes; a missing one raises a HeadposeError naming it)."""
+    formats = sorted({sample.format for sample in samples}, key=lambda f: f.name)
     header = {
         "format": FORMAT_VERSION,
         "image_size": spec.image_size,
@@ -243,16 +276,15 @@ def store_key(stems: list[str], spec: StoreSpec, workers: int = 0) -> str:
         "protocol": spec.protocol.name,
         "purpose": spec.purpose,
         "context_extent": spec.context_extent,
-        "code": code_digest(spec.protocol),
+        "code": code_digest(spec.protocol, formats),
         "opencv": cv2.__version__,
         "pillow": PIL.__version__,
-        "count": len(stems),
+        "count": len(samples),
     }
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
-    for stem, sample in zip(
-        stems, map_with_progress(sample_digest, stems, workers, "hash samples"), strict=True
-    ):
-        digest.update(f"{stem}\0{sample}\n".encode())
+    contents = map_with_progress(Sample.digest, samples, workers, "hash samples")
+    for sample, content in zip(samples, contents, strict=True):
+        digest.update(f"{sample.entry}\0{content}\n".encode())
     return digest.hexdigest()[:32]
 
 
@@ -260,36 +292,27 @@ def store_key(stems: list[str], spec: StoreSpec, workers: int = 0) -> str:
 
 
 def prepare_sample(
-    task: tuple[str, StoreSpec],
+    task: tuple[Sample, StoreSpec],
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Decode one sample ``(entry, spec)`` into (stored images: the crop or training region,
-    then its context when the spec has one; face box, region, angles). A sample whose format
-    stores its final crop box (BIWI, FSA-Net ``.npz``) is cropped to that box, for training as
-    for evaluation."""
-    stem, spec = task
-    image, labels = read_sample(stem)  # validated by its format: bounded image and box
-    angles = np.asarray(labels.angles_deg, dtype=np.float32)
-    if labels.crop_box is not None:
-        # The stored box is the final crop: its face box and its region (a training crop of it
-        # is the box itself, headpose.crops.training_draws).
-        box = np.asarray(labels.crop_box, dtype=np.float64)
-        stored = [box_crop(image, labels.crop_box, spec.side)]
-        if spec.has_context:
-            bounds = context_bounds(tuple(int(edge) for edge in box), spec.context_extent)
-            stored.append(shrunk_cut(image, bounds, spec.side))
-        return stored, box, box.copy(), angles
-    protocol = spec.protocol
-    box = protocol.face_box(labels.annotation)
+    """Decode one sample ``(sample, spec)`` into (stored images: the crop or training region,
+    then its context when the spec has one; face box, region, angles), under the sample's crop
+    (:func:`~headpose.crops.protocols.stored_box.sample_protocol`: the spec's protocol, or the
+    stored box of a dataset that stores its final crop, for training as for evaluation)."""
+    sample, spec = task
+    image, labels = sample.read()  # validated by its format: bounded image and box
+    protocol = sample_protocol(spec.protocol, sample)
+    box = protocol.face_box(labels)
     if spec.purpose == "train":
         region = protocol.training_region(box)
-        stored = [resize_square(cut(image, region), spec.side)]
+        stored = [protocol.training_region_pixels(image, region, spec.side)]
         if spec.has_context:
             bounds = context_bounds(region, spec.context_extent)
             stored.append(shrunk_cut(image, bounds, spec.side))
     else:
         region = protocol.evaluation_bounds(box)
         stored = [protocol.evaluation_crop(image, box, spec.side)]
-    return stored, np.asarray(box), np.asarray(region, dtype=np.float64), angles
+    angles = np.asarray(labels.angles_deg, dtype=np.float32)
+    return stored, np.asarray(box, dtype=np.float64), np.asarray(region, dtype=np.float64), angles
 
 
 @contextmanager
@@ -390,8 +413,8 @@ def _reserve(handle, size: int, folder: Path) -> None:
             raise
 
 
-def _write_store(folder: Path, stems: list[str], spec: StoreSpec, workers: int) -> None:
-    """Decode ``stems`` into the files of a store in ``folder`` (streamed, in parallel).
+def _write_store(folder: Path, samples: list[Sample], spec: StoreSpec, workers: int) -> None:
+    """Decode ``samples`` into the files of a store in ``folder`` (streamed, in parallel).
 
     Each image file is reserved on disk first (``posix_fallocate``: a full disk is an OSError
     now, not later) and filled with ordinary writes, never through a memory map, whose write to
@@ -399,14 +422,14 @@ def _write_store(folder: Path, stems: list[str], spec: StoreSpec, workers: int) 
     """
     side = spec.side
     folder.chmod(0o755)  # readable by every user of a shared store (mkdtemp makes 0700)
-    header = _images_header(len(stems), side)
-    face_boxes = np.empty((len(stems), 4), dtype=np.float64)
-    regions = np.empty((len(stems), 4), dtype=np.float64)
-    angles = np.empty((len(stems), 3), dtype=np.float32)
-    tasks = [(stem, spec) for stem in stems]
+    header = _images_header(len(samples), side)
+    face_boxes = np.empty((len(samples), 4), dtype=np.float64)
+    regions = np.empty((len(samples), 4), dtype=np.float64)
+    angles = np.empty((len(samples), 3), dtype=np.float32)
+    tasks = [(sample, spec) for sample in samples]
     names = _image_files(spec)
-    row_digests = np.empty((len(stems), len(names), 32), dtype=np.uint8)
-    size = len(header) + len(stems) * side * side * 3
+    row_digests = np.empty((len(samples), len(names), 32), dtype=np.uint8)
+    size = len(header) + len(samples) * side * side * 3
     with ExitStack() as stack:
         handles = [stack.enter_context(open(folder / name, "wb")) for name in names]
         for handle in handles:
@@ -437,7 +460,7 @@ def _write_store(folder: Path, stems: list[str], spec: StoreSpec, workers: int) 
     }
     for name in (BOXES_FILE, REGIONS_FILE, ANGLES_FILE, ROW_DIGESTS_FILE):
         files[name] = _file_checksums(folder / name)
-    meta = {**_spec_meta(spec, len(stems)), "files": files}
+    meta = {**_spec_meta(spec, len(samples)), "files": files}
     write_json(folder / META_FILE, meta)
 
 
@@ -452,7 +475,7 @@ def _discard(folder: Path) -> None:
 
 
 def build_store(
-    stems: list[str], spec: StoreSpec, key: str, root: Path, workers: int = 0
+    samples: list[Sample], spec: StoreSpec, key: str, root: Path, workers: int = 0
 ) -> tuple[Path, float]:
     """Make sure the store ``root/key`` exists and passes :func:`verify_store`; return its
     folder and the seconds spent building it here (0 when it already existed or another process
@@ -465,18 +488,18 @@ def build_store(
     with _build_lock(root / f"{key}.lock"):
         if folder.exists():
             try:
-                verify_store(folder, len(stems), spec, full=os.environ.get(VERIFY_ENV) == "full")
+                verify_store(folder, len(samples), spec, full=os.environ.get(VERIFY_ENV) == "full")
                 return folder, 0.0
             except StoreDamaged as damage:
                 print(f"crop store {folder} fails its check ({damage}); rebuilding it")
                 _discard(folder)
         for leftover in root.glob(f".{key}.*.tmp"):  # an interrupted build: never trusted
             shutil.rmtree(leftover, ignore_errors=True)
-        _check_free_space(root, len(stems) * spec.side * spec.side * 3 * len(_image_files(spec)))
+        _check_free_space(root, len(samples) * spec.side * spec.side * 3 * len(_image_files(spec)))
         started = time.perf_counter()
         try:
             with atomic_directory(folder) as temp:
-                _write_store(temp, stems, spec, workers)
+                _write_store(temp, samples, spec, workers)
         except OSError as error:
             raise HeadposeError(f"cannot write the crop store {folder}: {error}") from None
         return folder, time.perf_counter() - started
@@ -576,20 +599,20 @@ def _check_random_rows(folder: Path, image_files: tuple[str, ...], count: int) -
                 raise StoreDamaged(f"{name}: row {row} differs from what its build wrote")
 
 
-def open_store(folder: Path, stems: list[str], spec: StoreSpec) -> PreparedCrops:
+def open_store(folder: Path, samples: list[Sample], spec: StoreSpec) -> PreparedCrops:
     """The crops of a built (and verified) store, images memory-mapped read-only."""
     images = np.load(folder / IMAGES_FILE, mmap_mode="r")
     face_boxes = np.load(folder / BOXES_FILE)
     regions = np.load(folder / REGIONS_FILE)
     angles = np.load(folder / ANGLES_FILE)
     contexts = np.load(folder / CONTEXTS_FILE, mmap_mode="r") if spec.has_context else None
-    if not len(images) == len(face_boxes) == len(regions) == len(angles) == len(stems):
+    if not len(images) == len(face_boxes) == len(regions) == len(angles) == len(samples):
         raise HeadposeError(
-            f"crop store {folder} holds {len(images)} samples, expected {len(stems)}: "
+            f"crop store {folder} holds {len(images)} samples, expected {len(samples)}: "
             "delete the folder to rebuild it"
         )
     return PreparedCrops(
-        list(stems), images, face_boxes, regions, angles, spec, folder.name, contexts
+        list(samples), images, face_boxes, regions, angles, spec, folder.name, contexts
     )
 
 
@@ -599,20 +622,20 @@ def store_size_bytes(folder: Path) -> int:
 
 
 def prepare_crops(
-    stems: list[str], spec: StoreSpec, workers: int = 0, description: str = "crops"
+    samples: list[Sample], spec: StoreSpec, workers: int = 0, description: str = "crops"
 ) -> PreparedCrops:
-    """The prepared crops of ``stems`` (sample paths without extension) for ``spec``, from
+    """The prepared crops of ``samples`` for ``spec``, from
     their store, built first if needed (``workers`` processes, 0 = one per CPU core).
 
     A missing or corrupt sample raises a HeadposeError naming its file.
     """
     started = time.perf_counter()
-    key = store_key(stems, spec, workers)
-    folder, build_s = build_store(stems, spec, key, store_root(), workers)
-    crops = open_store(folder, stems, spec)
+    key = store_key(samples, spec, workers)
+    folder, build_s = build_store(samples, spec, key, store_root(), workers)
+    crops = open_store(folder, samples, spec)
     action = f"built in {build_s:.1f} s" if build_s else "reused"
     print(
-        f"{description}: crop store {folder} {action} ({len(stems)} samples, "
+        f"{description}: crop store {folder} {action} ({len(samples)} samples, "
         f"{store_size_bytes(folder) / 2**20:.0f} MiB; key and open "
         f"{time.perf_counter() - started - build_s:.1f} s)"
     )

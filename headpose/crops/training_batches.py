@@ -41,10 +41,10 @@ from torch.utils.data import Dataset
 
 from headpose.crops.crop import Box
 from headpose.crops.framing import NO_FRAMING, FramingAugmentation, context_bounds
-from headpose.crops.protocols import CropProtocol, as_protocol
+from headpose.crops.protocols import CropProtocol
+from headpose.crops.protocols.stored_box import sample_protocol
 from headpose.crops.store import PreparedCrops
 from headpose.crops.training_draws import ItemDraw, draw_item
-from headpose.datasets.registry import format_of
 from headpose.geometry import flip_angles
 from headpose.models.registry import Normalization
 
@@ -107,8 +107,8 @@ class TrainingRegions(Dataset):
         self.protocol = crops.spec.protocol
         self.seed = seed
         self.framing = framing
-        # Samples whose dataset stores their final crop box are trained on that box.
-        self.stored_box = [format_of(stem).stores_crop_box for stem in crops.stems]
+        # each sample's crop: the protocol's, or its stored box (trained on that box)
+        self.item_protocols = [sample_protocol(self.protocol, s) for s in crops.samples]
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @property
@@ -128,9 +128,8 @@ class TrainingRegions(Dataset):
             (self.seed, self.epoch, index),
             face_box,
             self.image_size,
-            self.protocol,
+            self.item_protocols[index],
             self.framing,
-            self.stored_box[index],
         )
 
     def __getitem__(self, indices: list[int]) -> RegionBatch:
@@ -247,11 +246,10 @@ def _reframed(
 
 
 def augmented_crops(
-    batch: RegionBatch, image_size: int, protocol: CropProtocol | str, device: torch.device
+    batch: RegionBatch, image_size: int, protocol: CropProtocol, device: torch.device
 ) -> torch.Tensor:
     """The batch's training crops on ``device``: float (B, 3, S, S), values 0..255, blurred by
-    ``protocol``'s kernel where drawn (a name is looked up in the registry)."""
-    protocol = as_protocol(protocol)
+    ``protocol``'s kernel where drawn."""
     regions = batch.regions.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
     rectangles = batch.rectangles.to(device, non_blocking=True)
     flipped = batch.flipped.to(device, non_blocking=True)
@@ -282,7 +280,7 @@ def normalize(
 def training_images(
     batch: RegionBatch,
     image_size: int,
-    protocol: CropProtocol | str,
+    protocol: CropProtocol,
     device: torch.device,
     normalization: Normalization,
     channels_last: bool = False,

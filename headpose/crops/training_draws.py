@@ -40,20 +40,14 @@ def draw_item(
     image_size: int,
     protocol: CropProtocol,
     framing: FramingAugmentation,
-    stored_box: bool = False,
 ) -> ItemDraw:
-    """The random choices of one training crop of ``face_box`` (the protocol's tight box), from
+    """The random choices of one training crop of ``face_box`` (the tight box of the sample's
+    crop ``protocol``: a stored-box sample's is its box, cropped exactly as it is evaluated), from
     a generator seeded by ``seed`` ((train seed, epoch, index) in training): the protocol's k
-    and offset, the flip, the blur, then the framing augmentation's draws. A ``stored_box``
-    sample (BIWI, an FSA-Net ``.npz``: ``face_box`` is the dataset's final crop) is cropped to
-    its box exactly, as it is evaluated; the protocol's draws are made all the same, so the
-    later ones come from the same places of the stream."""
+    and offset, the flip, the blur, then the framing augmentation's draws."""
     rng = np.random.default_rng(seed)
     choice = protocol.draw_training_crop(rng)
-    if stored_box:
-        rectangle = face_box
-    else:
-        rectangle = protocol.training_rectangle(face_box, choice, image_size)
+    rectangle = protocol.training_rectangle(face_box, choice, image_size)
     flipped = bool(rng.random() < FLIP_PROBABILITY)
     blurred = bool(rng.random() < BLUR_PROBABILITY)
     framing_draw = draw_framing(rng, framing)

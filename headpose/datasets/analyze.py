@@ -24,7 +24,7 @@ import numpy as np
 from headpose.datasets.filelists import read_angles_table
 from headpose.errors import HeadposeError
 from headpose.geometry import ANGLE_NAMES
-from headpose.io.formats import read_list
+from headpose.io.lists import read_list
 
 PERCENTILES = (5, 25, 50, 75, 95)
 

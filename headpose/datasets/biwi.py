@@ -38,11 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-from headpose.datasets.registry import DatasetFormat, Labels, Scan, register_format
+from headpose.datasets.labels import Labels
+from headpose.datasets.registry import DatasetFormat, Scan, register_format
 from headpose.errors import HeadposeError
 from headpose.geometry import rotation_matrix
 from headpose.io.files import write_text
-from headpose.io.formats import image_header_size, read_image
+from headpose.io.images import image_header_size, read_image
 
 SEQUENCE_SUBJECTS = {
     "01": "F01", "02": "F02", "03": "F03", "04": "F04", "05": "F05", "06": "F06",

@@ -17,16 +17,15 @@ file is a test set, one group per row.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from headpose.datasets.registry import DatasetFormat, Labels, Scan, register_format
+from headpose.datasets.labels import Labels, check_angles
+from headpose.datasets.registry import DatasetFormat, Scan, register_format
 from headpose.errors import HeadposeError
-from headpose.io.formats import MAX_ABS_ANGLE_DEG
 
 ENTRY = re.compile(r"(?P<file>.+\.npz)#(?P<row>\d+)(?::(?P<order>bgr|rgb))?")
 CHANNEL_ORDERS = ("bgr", "rgb")
@@ -104,9 +103,7 @@ class FormatFSANetNpz(DatasetFormat):
     def header(cls, entry: str) -> Labels:
         path, row, _ = _row(entry)
         images, poses = load_arrays(path)
-        angles = tuple(float(angle) for angle in poses[row])
-        if not all(math.isfinite(angle) and abs(angle) <= MAX_ABS_ANGLE_DEG for angle in angles):
-            raise HeadposeError(f"{entry}: pose {list(angles)} is no angle triple in degrees")
+        angles = check_angles(tuple(poses[row].tolist()), entry)
         side = images.shape[1]
         return Labels(angles, crop_box=(0, 0, side, side))
 

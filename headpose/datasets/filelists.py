@@ -38,10 +38,12 @@ import cv2
 import numpy as np
 
 from headpose.datasets import registry
-from headpose.datasets.registry import format_of, group_key
+from headpose.datasets.labels import angles_within
+from headpose.datasets.mat import ANNOTATION_SUFFIX, IMAGE_SUFFIX
+from headpose.datasets.registry import Sample, entries_of, resolve
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json, write_text
-from headpose.io.formats import ANNOTATION_SUFFIX, IMAGE_SUFFIX, angles_within, listable_name
+from headpose.io.lists import listable_name
 from headpose.io.parallel import map_with_progress
 
 ANGLE_COLUMNS = ("yaw_deg", "pitch_deg", "roll_deg")
@@ -51,11 +53,16 @@ SKIPPED_HEADER = "sample\tdataset\treason"
 
 @dataclass(frozen=True)
 class SampleCheck:
-    """The outcome of checking one pair: its angles (if the annotation is valid) and a problem."""
+    """The outcome of checking one sample: its angles (if its labels are valid) and a problem."""
 
-    path: str  # the list entry: dataset root / stem, without extension
-    angles_deg: tuple[float, float, float] | None  # (yaw, pitch, roll); None: no valid annotation
+    sample: Sample
+    angles_deg: tuple[float, float, float] | None  # (yaw, pitch, roll); None: no valid labels
     problem: str | None  # why the sample is unusable; None when it is usable
+
+    @property
+    def path(self) -> str:
+        """The list entry (for 300W_LP and AFLW2000: dataset root / stem, no extension)."""
+        return self.sample.entry
 
 
 @dataclass
@@ -94,18 +101,20 @@ def _image_problem(image_path: str) -> str | None:
     return None if decoded is not None else f"image is not a decodable {kind}"
 
 
-def check_sample(path: str) -> SampleCheck:
+def check_sample(entry: str) -> SampleCheck:
     """Validate one sample entry with its format; never raises for bad data."""
-    if not listable_name(path):
-        return SampleCheck(path, None, "the file name holds a line break or tab (lists are lines)")
-    dataset_format = format_of(path)
+    sample = resolve(entry)
+    if not listable_name(entry):
+        return SampleCheck(
+            sample, None, "the file name holds a line break or tab (lists are lines)"
+        )
     try:
-        labels = dataset_format.header(path)
+        labels = sample.header()
     except HeadposeError as error:
-        message = str(error).removeprefix(f"{path}{ANNOTATION_SUFFIX}: ")
-        return SampleCheck(path, None, message.removeprefix(f"{path}: "))
-    image = dataset_format.image_file(path)
-    return SampleCheck(path, labels.angles_deg, _image_problem(image) if image else None)
+        message = str(error).removeprefix(f"{entry}{ANNOTATION_SUFFIX}: ")
+        return SampleCheck(sample, None, message.removeprefix(f"{entry}: "))
+    image = sample.image_file()
+    return SampleCheck(sample, labels.angles_deg, _image_problem(image) if image else None)
 
 
 def scan_dataset(
@@ -130,7 +139,7 @@ def scan_dataset(
             f"{name} data folder {root} holds no samples ({dataset_format.description}); check "
             "train_data/test_data in params.yaml"
         )
-    unpaired = [SampleCheck(entry, None, reason) for entry, reason in found.unpaired]
+    unpaired = [SampleCheck(resolve(entry), None, reason) for entry, reason in found.unpaired]
     checks = map_with_progress(check_sample, found.entries, workers, f"checking {name} samples")
     return DatasetScan(name, checks, unpaired)
 
@@ -142,14 +151,15 @@ def _group_position(key: str, seed: int) -> float:
 
 
 def split_train_val(
-    samples: list[str], seed: int, val_fraction: float
-) -> tuple[list[str], list[str]]:
+    samples: list[Sample], seed: int, val_fraction: float
+) -> tuple[list[Sample], list[Sample]]:
     """Split samples into (train, val) by group, keeping every group on one side.
 
     With ``val_fraction > 0`` and at least two groups, neither side is left empty: if the hash
     put every group on one side, the group nearest the threshold moves over.
     """
-    keys = sorted({group_key(sample) for sample in samples})
+    groups = [sample.group_key() for sample in samples]
+    keys = sorted(set(groups))
     positions = {key: _group_position(key, seed) for key in keys}
     val_keys = {key for key in keys if positions[key] < val_fraction}
     if val_fraction > 0 and len(keys) >= 2:
@@ -157,14 +167,14 @@ def split_train_val(
             val_keys = {min(keys, key=positions.__getitem__)}
         elif len(val_keys) == len(keys):
             val_keys.remove(max(keys, key=positions.__getitem__))
-    train = [sample for sample in samples if group_key(sample) not in val_keys]
-    val = [sample for sample in samples if group_key(sample) in val_keys]
+    train = [sample for sample, key in zip(samples, groups, strict=True) if key not in val_keys]
+    val = [sample for sample, key in zip(samples, groups, strict=True) if key in val_keys]
     return train, val
 
 
 def usable_samples(
     scan: DatasetScan, max_angle_deg: float
-) -> tuple[list[str], list[tuple], Counter]:
+) -> tuple[list[Sample], list[tuple], Counter]:
     """Usable samples of a scan, the skipped ones with reasons, and counts per kind of skip."""
     skipped = [(check.path, scan.name, check.problem) for check in scan.unpaired]
     counts = Counter(unpaired=len(scan.unpaired))
@@ -182,11 +192,13 @@ def usable_samples(
             skipped.append((check.path, scan.name, reason))
             counts["out_of_range"] += 1
         else:
-            usable.append(check.path)
+            usable.append(check.sample)
     return usable, skipped, counts
 
 
-def _require_usable(usable: list[str], skipped: list[tuple], counts: Counter, root, name) -> None:
+def _require_usable(
+    usable: list[Sample], skipped: list[tuple], counts: Counter, root, name
+) -> None:
     """Raise when a dataset has no usable sample, saying why the samples were skipped."""
     if usable:
         return
@@ -209,8 +221,8 @@ def held_out_split(
     every sequence found, usable samples or not, so a damaged frame never changes it.
     """
     checks = scan.checks + scan.unpaired
-    kinds = {format_of(check.path).name for check in checks}
-    sequences = {format_of(check.path).sequence(check.path) for check in checks}
+    kinds = {check.sample.format.name for check in checks}
+    sequences = {check.sample.sequence() for check in checks}
     if None in sequences:
         raise HeadposeError(
             f"held_out_sequences needs a train_data recorded in sequences (BIWI); "
@@ -225,12 +237,12 @@ def held_out_split(
     test = set(np.random.default_rng(seed).choice(ordered, size=count, replace=False).tolist())
 
     def side(checks: list[SampleCheck], held_out: bool) -> list[SampleCheck]:
-        return [c for c in checks if (format_of(c.path).sequence(c.path) in test) == held_out]
+        return [c for c in checks if (c.sample.sequence() in test) == held_out]
 
     train_scan = DatasetScan("train", side(scan.checks, False), side(scan.unpaired, False))
     test_scan = DatasetScan("test", side(scan.checks, True), side(scan.unpaired, True))
     people = {
-        name: {group_key(check.path) for check in part.checks + part.unpaired}
+        name: {check.sample.group_key() for check in part.checks + part.unpaired}
         for name, part in (("train", train_scan), ("test", test_scan))
     }
     split = {
@@ -281,7 +293,7 @@ def build_filelists(
         )
     }
     metrics["train"].update(
-        groups=len({group_key(sample) for sample in train_usable}), train=len(train), val=len(val)
+        groups=len({sample.group_key() for sample in train_usable}), train=len(train), val=len(val)
     )
     angles = [
         (check.path, scan.name, check.angles_deg)
@@ -291,7 +303,8 @@ def build_filelists(
     ]
     if split:
         metrics["split"] = split
-    return FileLists(train, val, test_usable, train_skipped + test_skipped, angles, metrics, split)
+    train, val, test = (entries_of(part) for part in (train, val, test_usable))
+    return FileLists(train, val, test, train_skipped + test_skipped, angles, metrics, split)
 
 
 def _lines(rows: list[str]) -> str:

@@ -8,20 +8,23 @@ heads and backbones are registered). It owns, for its datasets:
   ``.../NN/frame_XXXXX`` for BIWI, ``file.npz#row`` for a preprocessed array file), plus what
   it found but could not pair;
 * **reading** one entry: :meth:`DatasetFormat.header` (the labels, validated without decoding
-  the pixels) and :meth:`DatasetFormat.read` (the RGB image and the labels). The labels say
-  where the face is: landmarks (cropped by the crop protocol, :mod:`headpose.crops.crop`) or a
-  stored *crop box* that is itself the final crop (BIWI's protocol-1 boxes, the arrays of an
-  ``.npz``);
+  the pixels) and :meth:`DatasetFormat.read` (the RGB image and the labels), both in the one
+  format-neutral value :class:`~headpose.datasets.labels.Labels`: the pose, and where the face
+  is (landmarks, framed by the crop protocol, or a stored *crop box* that is itself the final
+  crop: BIWI's protocol-1 boxes, the arrays of an ``.npz``);
 * **grouping** entries for a train/val split (:meth:`DatasetFormat.group_key`: the photo, the
   person or the sequence), and the **guard** of its published test set
   (:meth:`DatasetFormat.check_test_set`, e.g. AFLW2000's 1969 images);
 * the **content digest** of an entry (:meth:`DatasetFormat.digest`) the crop store is keyed by.
 
 An entry names its format by its form (:meth:`DatasetFormat.owns`), so a list mixing datasets
-reads each line with the right format, and the 300W_LP/AFLW2000 lists are unchanged. A folder's
-format is recognised from its layout (:func:`recognise`) or named. Adding a format is one module
-that subclasses :class:`DatasetFormat` and registers it; ``FORMAT_MODULES`` lists the built-in
-ones, imported on first use.
+reads each line with the right format, and the 300W_LP/AFLW2000 lists are unchanged. **The one
+door to a sample** is :class:`Sample`: an entry with its format, resolved once where the entry
+enters (:func:`resolve`, :func:`read_samples` for a list file, a format's scan) and carried
+with it; everything above the datasets reads, hashes and groups samples through it and never
+asks for a format again. A folder's format is recognised from its layout (:func:`recognise`)
+or named. Adding a format is one module that subclasses :class:`DatasetFormat` and registers
+it; ``FORMAT_MODULES`` lists the built-in ones, imported on first use.
 """
 
 from __future__ import annotations
@@ -29,38 +32,20 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from headpose.datasets.labels import Labels
 from headpose.errors import HeadposeError
-from headpose.io.formats import Annotation
+from headpose.io.lists import read_list
 
 # Built-in formats (imported on first use; see formats() for the order they are matched in).
 FORMAT_MODULES = ("headpose.datasets.biwi", "headpose.datasets.biwi_npz", "headpose.datasets.mat")
 _FORMATS: dict[str, type[DatasetFormat]] = {}
-
-Box = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class Labels:
-    """What a sample says about its face: the pose, and where the face is.
-
-    Exactly one of ``annotation`` (landmarks, 300W_LP/AFLW2000: the crop protocol frames them)
-    and ``crop_box`` (a box in pixels, ``(x0, y0, x1, y1)`` with x1, y1 exclusive, that is the
-    final crop as the dataset's protocol defines it) is set.
-    """
-
-    angles_deg: tuple[float, float, float]  # yaw, pitch, roll
-    annotation: Annotation | None = None
-    crop_box: Box | None = None
-
-    def __post_init__(self) -> None:
-        if (self.annotation is None) == (self.crop_box is None):
-            raise ValueError("Labels need exactly one of annotation and crop_box")
 
 
 @dataclass
@@ -79,7 +64,8 @@ class DatasetFormat(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     # Whether its samples' crops are their stored boxes (Labels.crop_box), whatever the crop
-    # protocol: BIWI with a frame list or projected boxes, an FSA-Net .npz.
+    # protocol (BIWI with a frame list or projected boxes, an FSA-Net .npz), rather than
+    # framed from landmarks (Labels.landmarks_2d / landmarks_3d).
     stores_crop_box: ClassVar[bool] = False
     # Whether its folders can look like another format's (300W_LP and AFLW2000 differ only by
     # nesting): a stage's default format then wins over recognition (:func:`dataset_format`).
@@ -186,21 +172,73 @@ def recognise(root: str | os.PathLike) -> type[DatasetFormat]:
 
 
 def format_of(entry: str) -> type[DatasetFormat]:
-    """The format a list entry belongs to, by its form."""
+    """The format a list entry belongs to, by its form (:meth:`DatasetFormat.owns`)."""
     for dataset_format in formats().values():
         if dataset_format.owns(entry):
             return dataset_format
     raise HeadposeError(f"{entry}: no dataset format reads this entry")
 
 
-def read_sample(entry: str) -> tuple[np.ndarray, Labels]:
-    """(RGB image, labels) of any entry, by its format."""
-    return format_of(entry).read(entry)
+@dataclass(frozen=True)
+class Sample:
+    """One sample: its list ``entry`` and the ``format`` that reads it, resolved once
+    (:func:`resolve`). The only way the layers above the datasets read, hash and group a
+    sample."""
+
+    entry: str
+    format: type[DatasetFormat]
+
+    def __str__(self) -> str:
+        return self.entry
+
+    @property
+    def stores_crop_box(self) -> bool:
+        """Whether its crop is its stored box (else a crop protocol frames its landmarks)."""
+        return self.format.stores_crop_box
+
+    def read(self) -> tuple[np.ndarray, Labels]:
+        """(RGB uint8 image, validated labels)."""
+        return self.format.read(self.entry)
+
+    def header(self) -> Labels:
+        """The validated labels, pixels not decoded."""
+        return self.format.header(self.entry)
+
+    def digest(self) -> str:
+        """A digest of everything its crop and labels are made from (the crop store's key)."""
+        return self.format.digest(self.entry)
+
+    def group_key(self) -> str:
+        """The group it belongs to for a train/val split (photo, person or itself)."""
+        return self.format.group_key(self.entry)
+
+    def sequence(self) -> str | None:
+        """Its recording sequence (BIWI's ``NN``), or None."""
+        return self.format.sequence(self.entry)
+
+    def image_file(self) -> str | None:
+        """Its image file (None: its pixels are no file of their own)."""
+        return self.format.image_file(self.entry)
 
 
-def sample_labels(entry: str) -> Labels:
-    """The validated labels of any entry, by its format, pixels not decoded."""
-    return format_of(entry).header(entry)
+def resolve(entry: str) -> Sample:
+    """The sample a list entry names, its format found by the entry's form."""
+    return Sample(entry, format_of(entry))
+
+
+def resolve_all(entries: Iterable[str]) -> list[Sample]:
+    """:func:`resolve` for every entry, in order."""
+    return [resolve(entry) for entry in entries]
+
+
+def read_samples(path: str | os.PathLike, allow_empty: bool = False) -> list[Sample]:
+    """The samples of a list file (:func:`headpose.io.lists.read_list`), each resolved."""
+    return resolve_all(read_list(path, allow_empty))
+
+
+def entries_of(samples: Iterable[Sample]) -> list[str]:
+    """The list entries of ``samples``, in order (what a list file holds)."""
+    return [sample.entry for sample in samples]
 
 
 def dataset_format(root: str | os.PathLike, default: str) -> type[DatasetFormat]:
@@ -215,20 +253,11 @@ def dataset_format(root: str | os.PathLike, default: str) -> type[DatasetFormat]
     return fallback if found.shared_layout and fallback.shared_layout else found
 
 
-def sample_digest(entry: str) -> str:
-    """The content digest of any entry, by its format."""
-    return format_of(entry).digest(entry)
-
-
-def group_key(entry: str) -> str:
-    """The train/val group of any entry, by its format."""
-    return format_of(entry).group_key(entry)
-
-
-def check_test_set(entries: list[str], source: str) -> list[str]:
+def check_test_set(samples: list[Sample], source: str) -> list[str]:
     """Apply every format's published-test-set guard to the entries it owns (each guard runs:
     one may refuse the list, naming ``source``); return the names of the formats whose
     published set the entries are."""
+    entries = entries_of(samples)
     return [
         dataset_format.name
         for dataset_format in formats().values()

@@ -9,7 +9,7 @@ For each backbone, one run measures parameter count, file sizes, latency per ima
 * ``onnx_int8``: the static QDQ int8 quantisation of that export (:func:`quantize_onnx`), CPU.
 
 With a test list and trained checkpoints, each runtime's MAE is measured too, through the same
-evaluation code as the evaluate stage (:func:`headpose.evaluation.evaluate.predict_stems`). A
+evaluation code as the evaluate stage (:func:`headpose.evaluation.evaluate.predict_samples`). A
 backbone without a checkpoint (any registered arch or ``timm/<name>``) is built with untrained
 weights and the head of ``--head`` and labelled ``untrained`` (timing only; its int8 model is
 calibrated on random inputs unless a calibration list is given). Either head runs inside the
@@ -30,14 +30,14 @@ from pathlib import Path
 import torch
 
 from headpose.crops.protocols import CropProtocol, choose_protocol
+from headpose.datasets.registry import Sample, read_samples
 from headpose.deploy.export import build_runtimes, calibration_images
 from headpose.deploy.loading import load_model
-from headpose.evaluation.evaluate import predict_stems
+from headpose.evaluation.evaluate import predict_samples
 from headpose.evaluation.metrics import mae_summary
 from headpose.inference.metadata import ModelDescription
 from headpose.inference.timing import measure_speed
 from headpose.io.files import file_size_mb
-from headpose.io.formats import read_list
 from headpose.models.heads import DEFAULT_HEAD, default_head
 from headpose.models.network import (
     AnglesModel,
@@ -65,11 +65,11 @@ def benchmark_backbone(
     work_dir: Path,
     *,
     head: str = DEFAULT_HEAD,
-    test_stems: list[str] | None = None,
-    calibration_stems: list[str] | None = None,
+    test_samples: list[Sample] | None = None,
+    calibration_samples: list[Sample] | None = None,
     timed_runs: int = 20,
     calibration_count: int = 128,
-    crop_protocol: CropProtocol | str | None = None,
+    crop_protocol: CropProtocol | None = None,
 ) -> dict:
     """Measure one backbone (from ``checkpoint``, loaded by
     :func:`headpose.deploy.loading.load_model`, or untrained with ``head``) in the three
@@ -96,9 +96,9 @@ def benchmark_backbone(
     name = row_name(arch, model.head.name)
     file_stem = name.replace("/", "_").replace(" ", "_")
     onnx_path, int8_path = work_dir / f"{file_stem}.onnx", work_dir / f"{file_stem}_int8.onnx"
-    if calibration_stems:
+    if calibration_samples:
         calibration = calibration_images(
-            calibration_stems,
+            calibration_samples,
             image_size,
             protocol,
             calibration_count,
@@ -132,9 +132,9 @@ def benchmark_backbone(
         speed_device = device if name == "torch_fp32" else torch.device("cpu")
         speed = measure_speed(speed_model, image_size, speed_device, timed_runs)
         entry = {"file_mb": sizes_mb[name], **speed}
-        if test_stems and weights == "trained":
-            errors = predict_stems(
-                function, test_stems, image_size, protocol, normalization=normalization
+        if test_samples and weights == "trained":
+            errors = predict_samples(
+                function, test_samples, image_size, protocol, normalization=normalization
             )
             entry["mae"] = mae_summary(errors.absolute_deg)
         result["runtimes"][name] = entry
@@ -158,13 +158,13 @@ def run_benchmark(
     test_list: str | None = None,
     calibration_list: str | None = None,
     timed_runs: int = 20,
-    crop_protocol: CropProtocol | str | None = None,
+    crop_protocol: CropProtocol | None = None,
 ) -> dict:
     """Benchmark every backbone in one run: ``archs`` are row names, those in ``checkpoints``
     (row name -> checkpoint path) trained, the others untrained archs with ``head``."""
     torch.set_num_threads(threads)
-    test_stems = read_list(test_list) if test_list else None
-    calibration_stems = read_list(calibration_list) if calibration_list else None
+    test_samples = read_samples(test_list) if test_list else None
+    calibration_samples = read_samples(calibration_list) if calibration_list else None
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for arch in archs:
@@ -175,8 +175,8 @@ def run_benchmark(
                     image_size,
                     Path(work),
                     head=head,
-                    test_stems=test_stems,
-                    calibration_stems=calibration_stems,
+                    test_samples=test_samples,
+                    calibration_samples=calibration_samples,
                     timed_runs=timed_runs,
                     crop_protocol=crop_protocol,
                 )

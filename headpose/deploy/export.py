@@ -36,6 +36,7 @@ import torch
 from headpose.crops.pipeline import evaluation_dataset, training_dataset
 from headpose.crops.protocols import CropProtocol, choose_protocol
 from headpose.crops.training_batches import training_images
+from headpose.datasets.registry import Sample
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_dataset
 from headpose.evaluation.metrics import mae_summary
@@ -134,7 +135,7 @@ def export_torchscript(model: AnglesModel, image_size: int, path: str | os.PathL
 
 
 def calibration_images(
-    stems: list[str],
+    samples: list[Sample],
     image_size: int,
     protocol: CropProtocol,
     count: int = 256,
@@ -146,10 +147,10 @@ def calibration_images(
     """``count`` training crops of crop ``protocol`` (random crops and flips, as in training),
     normalised by the model's ``normalization``.
 
-    The samples are an evenly spaced subset of ``stems`` (a training list), so the activation
+    The samples are an evenly spaced subset of ``samples`` (a training list), so the activation
     ranges are fixed on the distribution the model was trained on.
     """
-    chosen = stems[:: max(len(stems) // count, 1)][:count]
+    chosen = samples[:: max(len(samples) // count, 1)][:count]
     dataset = training_dataset(chosen, image_size, protocol, seed, workers, "calibration crops")
     batch = dataset[list(range(len(dataset)))]
     images, _ = training_images(batch, image_size, protocol, torch.device("cpu"), normalization)
@@ -282,17 +283,17 @@ def build_runtimes(
 def export_for_deployment(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
-    calibration_stems: list[str],
-    test_stems: list[str],
+    calibration_samples: list[Sample],
+    test_samples: list[Sample],
     workers: int = 0,
     seed: int = 0,
-    crop_protocol: CropProtocol | str | None = None,
+    crop_protocol: CropProtocol | None = None,
 ) -> dict:
     """Write ``out_dir/model.onnx`` and ``out_dir/model_int8.onnx`` (and ``model_fused.pt``, the
     fused checkpoint, when the backbone is re-parameterised); return their metrics.
 
-    The int8 model is calibrated on training crops (``calibration_stems``); both are evaluated
-    on ``test_stems`` with the evaluation code, so the metrics say what int8 costs in MAE. The
+    The int8 model is calibrated on training crops (``calibration_samples``); both are evaluated
+    on ``test_samples`` with the evaluation code, so the metrics say what int8 costs in MAE. The
     parity is the largest |PyTorch - ONNX Runtime fp32| angle over the test crops. Crops follow
     ``crop_protocol`` (default: the one the checkpoint was trained on,
     :func:`headpose.crops.protocols.choose_protocol`).
@@ -302,14 +303,14 @@ def export_for_deployment(
     image_size, normalization = description.image_size, description.normalization
     protocol = choose_protocol(crop_protocol, meta)
     calibration = calibration_images(
-        calibration_stems,
+        calibration_samples,
         image_size,
         protocol,
         seed=seed,
         workers=workers,
         normalization=normalization,
     )
-    test_set = evaluation_dataset(test_stems, image_size, protocol, workers)
+    test_set = evaluation_dataset(test_samples, image_size, protocol, workers)
     with atomic_directory(out_dir) as temp:
         functions = build_runtimes(
             model, description, temp / "model.onnx", temp / "model_int8.onnx", calibration

@@ -17,7 +17,7 @@ training-set mean angles stored in the checkpoint (the trivial baseline); parame
 checkpoint) and file size. Faces are cropped by the published ``hopenet`` protocol unless told
 otherwise (:mod:`headpose.crops.protocols`); ``other_protocols`` scores the same model under other
 crops beside it, so a report shows how much the crop alone moves the model. The real AFLW2000
-must come as its 1969-image protocol (:mod:`headpose.evaluation.protocol`). Speed is measured apart
+must come as its 1969-image protocol (:mod:`headpose.evaluation.test_sets`). Speed is measured apart
 (:func:`headpose.inference.timing.measure_speed`), so the accuracy metrics of one model and test
 list are the same on every run.
 """
@@ -33,14 +33,15 @@ from torch.utils.data import DataLoader
 
 from headpose.crops.pipeline import PoseDataset, evaluation_dataset
 from headpose.crops.protocols import DEFAULT_PROTOCOL, PROTOCOLS, CropProtocol, choose_protocol
-from headpose.datasets.registry import format_of
+from headpose.crops.protocols.stored_box import STORED_BOX_NAME
+from headpose.datasets.registry import Sample
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import (
     NEAR_FRONTAL_LIMIT_DEG,
     PoseErrors,
     error_metrics,
 )
-from headpose.evaluation.protocol import check_protocol
+from headpose.evaluation.test_sets import check_published_test_set
 from headpose.geometry import ANGLE_NAMES
 from headpose.inference import timing
 from headpose.inference.batches import predict_angles
@@ -72,22 +73,22 @@ def predict_dataset(
     the model's ``normalization`` on ``device``, default the CPU)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     predicted, true = predict_angles(predict, loader, normalization, device=device)
-    return PoseErrors(dataset.crops.stems, true, predicted)
+    return PoseErrors(dataset.crops.entries, true, predicted)
 
 
-def predict_stems(
+def predict_samples(
     predict: AngleFunction,
-    stems: list[str],
+    samples: list[Sample],
     image_size: int,
-    crop_protocol: CropProtocol | str,
+    crop_protocol: CropProtocol,
     workers: int = 0,
     device: torch.device | None = None,
     *,
     normalization: Normalization,
 ) -> PoseErrors:
-    """Read ``stems`` as evaluation crops of ``crop_protocol`` at ``image_size`` (crop store)
+    """Read ``samples`` as evaluation crops of ``crop_protocol`` at ``image_size`` (crop store)
     and predict them all (inputs normalised by the model's ``normalization``)."""
-    dataset = evaluation_dataset(stems, image_size, crop_protocol, workers)
+    dataset = evaluation_dataset(samples, image_size, crop_protocol, workers)
     return predict_dataset(predict, dataset, device=device, normalization=normalization)
 
 
@@ -105,21 +106,21 @@ class Evaluation:
 
 def evaluate(
     checkpoint: str | os.PathLike,
-    stems: list[str],
+    samples: list[Sample],
     source: str,
     *,
     head: Head | None = None,
     image_size: int | None = None,
     baseline: bool = False,
     training_mean: np.ndarray | None = None,
-    crop_protocol: CropProtocol | str | None = None,
-    other_protocols: tuple[CropProtocol | str, ...] = (),
+    crop_protocol: CropProtocol | None = None,
+    other_protocols: tuple[CropProtocol, ...] = (),
     workers: int = 0,
     device: torch.device | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
 ) -> Evaluation:
-    """Evaluate ``checkpoint`` on ``stems`` (named ``source`` in messages), faces cropped by
+    """Evaluate ``checkpoint`` on ``samples`` (named ``source`` in messages), faces cropped by
     ``crop_protocol``; the MAEs under each of ``other_protocols`` go beside them.
 
     The model is read by the one loader, :func:`headpose.inference.loading.read_model`: a
@@ -132,10 +133,10 @@ def evaluate(
     ``mean`` and ``std`` describe an ``.onnx`` exported elsewhere (no headpose metadata); its
     crop protocol is then taken to be ``crop_protocol``, the one the set is cropped by.
     """
-    real_aflw2000 = check_protocol(stems, source)
+    real_aflw2000 = check_published_test_set(samples, source)
     protocol = choose_protocol(crop_protocol)  # a test set's crop: by default the published one
-    others = tuple(choose_protocol(other) for other in other_protocols)
-    stored_box = bool(stems) and all(format_of(stem).stores_crop_box for stem in stems)
+    others = other_protocols
+    stored_box = bool(samples) and all(sample.stores_crop_box for sample in samples)
     if stored_box:
         # the dataset's own boxes are the crops (BIWI, .npz): no crop protocol applies
         protocol, others = DEFAULT_PROTOCOL, ()
@@ -163,20 +164,26 @@ def evaluate(
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
     function = loaded.predict
     normalization = description.normalization
-    errors = predict_stems(
-        function, stems, image_size, protocol, workers, device, normalization=normalization
+    errors = predict_samples(
+        function, samples, image_size, protocol, workers, device, normalization=normalization
     )
     metrics = {
-        "count": len(stems),
+        "count": len(samples),
         "real_aflw2000": real_aflw2000,
-        "crop_protocol": STORED_BOX_CROP if stored_box else protocol.name,
+        "crop_protocol": STORED_BOX_NAME if stored_box else protocol.name,
         **error_metrics(errors, training_mean),
     }
     if others:
         metrics["other_protocols"] = {
             other.name: error_metrics(
-                predict_stems(
-                    function, stems, image_size, other, workers, device, normalization=normalization
+                predict_samples(
+                    function,
+                    samples,
+                    image_size,
+                    other,
+                    workers,
+                    device,
+                    normalization=normalization,
                 ),
                 None,
             )
@@ -263,7 +270,7 @@ def format_report(
     elif model.get("fused"):
         arch += ", fused"
     crop = metrics["crop_protocol"]
-    if crop == STORED_BOX_CROP:
+    if crop == STORED_BOX_NAME:
         crop_row = "crop: each sample's stored box (the dataset's own protocol)"
     elif crop == DEFAULT_PROTOCOL.name:
         crop_row = f"crop protocol {crop} (published)"
@@ -301,10 +308,6 @@ def format_report(
     return "\n".join(rows)
 
 
-STORED_BOX_CROP = "stored_box"  # metrics' crop_protocol of a set cropped by its own boxes
-
-
-def other_protocols(protocol: CropProtocol | str) -> tuple[CropProtocol, ...]:
+def other_protocols(protocol: CropProtocol) -> tuple[CropProtocol, ...]:
     """Every registered crop protocol but ``protocol``."""
-    chosen = choose_protocol(protocol)
-    return tuple(other for other in PROTOCOLS.values() if other != chosen)
+    return tuple(other for other in PROTOCOLS.values() if other != protocol)

@@ -39,12 +39,12 @@ from headpose.crops.framing import FramingDraw, reframe
 from headpose.crops.protocols import CropProtocol
 from headpose.crops.protocols.hopenet import HopeNet
 from headpose.crops.protocols.visible import Visible
-from headpose.datasets.registry import format_of
+from headpose.datasets.labels import Labels
+from headpose.datasets.registry import Sample
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import absolute_errors_deg, mae_summary
 from headpose.inference.batches import predict_angles
 from headpose.inference.runtime import AngleFunction
-from headpose.io.formats import Annotation, read_sample, sample_header
 from headpose.models.registry import Normalization
 
 REFERENCE_PROTOCOL: CropProtocol = Visible()  # the crop protocol whose evaluation crop is "1.0x"
@@ -108,29 +108,29 @@ def rectangle_side(rectangle: Box) -> float:
     return math.sqrt((rectangle[2] - rectangle[0]) * (rectangle[3] - rectangle[1]))
 
 
-def reference_rectangle(annotation: Annotation, image_size: int) -> Box:
+def reference_rectangle(labels: Labels, image_size: int) -> Box:
     """The "1.0x" rectangle of a sample: the ``visible`` protocol's evaluation rectangle of the
     tight box of its visible landmarks (full-image pixel coordinates)."""
-    face = REFERENCE_PROTOCOL.face_box(annotation)  # the visible landmarks, in pixels
+    face = REFERENCE_PROTOCOL.face_box(labels)  # the visible landmarks, in pixels
     return REFERENCE_PROTOCOL.evaluation_rectangle(face, image_size)
 
 
-def published_crop_scale(annotation: Annotation, image_size: int) -> float:
+def published_crop_scale(labels: Labels, image_size: int) -> float:
     """Where the published ``hopenet`` evaluation crop of a sample falls on the sweep's axis:
     its side over the side of the sample's :func:`reference_rectangle`."""
     published = PUBLISHED_PROTOCOL.evaluation_rectangle(
-        PUBLISHED_PROTOCOL.face_box(annotation), image_size
+        PUBLISHED_PROTOCOL.face_box(labels), image_size
     )
-    return rectangle_side(published) / rectangle_side(reference_rectangle(annotation, image_size))
+    return rectangle_side(published) / rectangle_side(reference_rectangle(labels, image_size))
 
 
-def median_published_crop_scale(stems: Sequence[str], image_size: int) -> float:
-    """The median of :func:`published_crop_scale` over ``stems`` (labels and image headers only:
-    no pixel is decoded)."""
-    if not stems:
+def median_published_crop_scale(samples: Sequence[Sample], image_size: int) -> float:
+    """The median of :func:`published_crop_scale` over ``samples`` (labels and image headers
+    only: no pixel is decoded)."""
+    if not samples:
         raise HeadposeError("no samples to measure the published crop's framing on")
     return float(
-        np.median([published_crop_scale(sample_header(stem)[0], image_size) for stem in stems])
+        np.median([published_crop_scale(sample.header(), image_size) for sample in samples])
     )
 
 
@@ -215,14 +215,14 @@ class FramingSweep:
         }
 
 
-def _chunks(stems: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(stems), size):
-        yield stems[start : start + size]
+def _chunks(samples: list[Sample], size: int) -> Iterator[list[Sample]]:
+    for start in range(0, len(samples), size):
+        yield samples[start : start + size]
 
 
 def framing_sweep(
     predict: AngleFunction,
-    stems: list[str],
+    samples: list[Sample],
     image_size: int,
     normalization: Normalization,
     scales: Sequence[float] = DEFAULT_SCALES,
@@ -232,16 +232,16 @@ def framing_sweep(
     chunk_images: int = CHUNK_IMAGES,
 ) -> FramingSweep:
     """Score ``predict`` (a model at ``image_size`` px, inputs normalised by ``normalization`` on
-    ``device``) on ``stems`` under every condition of ``scales`` x ``shifts``
+    ``device``) on ``samples`` under every condition of ``scales`` x ``shifts``
     (:func:`sweep_conditions`); rows in that order. Each image is decoded once, ``chunk_images``
     at a time, and its crops made a batch of at most ``batch_size`` at a time."""
-    if not stems:
+    if not samples:
         raise HeadposeError("the framing sweep needs at least one sample")
-    without_landmarks = [stem for stem in stems if format_of(stem).stores_crop_box]
+    without_landmarks = [sample for sample in samples if sample.stores_crop_box]
     if without_landmarks:
         raise HeadposeError(
             f"{without_landmarks[0]}: the framing sweep frames faces by their landmarks; "
-            f"{format_of(without_landmarks[0]).name} samples have a fixed crop box"
+            f"{without_landmarks[0].format.name} samples have a fixed crop box"
         )
     if batch_size < 1 or chunk_images < 1:
         raise HeadposeError(f"batch size {batch_size} and chunk {chunk_images}: expected >= 1")
@@ -250,9 +250,9 @@ def framing_sweep(
     published_scales: list[float] = []
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for chunk in _chunks(list(stems), chunk_images):
-            images, labels = zip(*(read_sample(stem) for stem in chunk), strict=True)
-            references = [reference_rectangle(annotation, image_size) for annotation in labels]
+        for chunk in _chunks(list(samples), chunk_images):
+            images, labels = zip(*(sample.read() for sample in chunk), strict=True)
+            references = [reference_rectangle(one, image_size) for one in labels]
             published_scales.extend(published_crop_scale(one, image_size) for one in labels)
             # float32 labels, as the crop store keeps them: the (1, 0, 0) row is then exactly the
             # visible protocol's evaluation
@@ -286,7 +286,7 @@ def framing_sweep(
                 summary["count"],
             )
         )
-    return FramingSweep(rows, float(np.median(published_scales)), image_size, len(stems))
+    return FramingSweep(rows, float(np.median(published_scales)), image_size, len(samples))
 
 
 # --- Report -------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from scipy import optimize, stats
 
+from headpose.datasets.mat import find_sample_stems, read_pair, write_sample
 from headpose.errors import HeadposeError
 from headpose.geometry import (
     ANGLE_NAMES,
@@ -42,7 +43,6 @@ from headpose.geometry import (
     rotation_matrix,
 )
 from headpose.io.files import atomic_directory
-from headpose.io.formats import find_sample_stems, read_annotation, read_image, write_sample
 from headpose.io.parallel import map_with_progress, worker_count
 from headpose.plots import plot_contact_sheet
 from headpose.synth.head import MIRRORED_68, Head, Identity, build_head, sample_identity
@@ -485,9 +485,9 @@ def write_contact_sheet(
             .astype(int)
         ]
         for position, stem in enumerate(picks):
-            annotation = read_annotation(root / f"{stem}.mat")
-            yaw_deg, pitch_deg, roll_deg = annotation.angles_deg
-            images.append(read_image(root / f"{stem}.jpg"))
+            image, labels = read_pair(root / stem)
+            yaw_deg, pitch_deg, roll_deg = labels.angles_deg
+            images.append(image)
             titles.append(f"{Path(stem).name}\ny{yaw_deg:.0f} p{pitch_deg:.0f} r{roll_deg:.0f}")
-            landmarks.append(annotation.landmarks_xy if position < with_landmarks else None)
+            landmarks.append(labels.visible_points_xy if position < with_landmarks else None)
     return plot_contact_sheet(images, titles, landmarks, path)

@@ -59,13 +59,14 @@ from tqdm import tqdm
 
 from headpose.crops.framing import FRAMING_KEYS, FramingAugmentation
 from headpose.crops.pipeline import PoseDataset, evaluation_dataset, training_dataset
+from headpose.crops.protocols import CropProtocol, protocol_from_params
 from headpose.crops.training_batches import RegionBatch, TrainingRegions, training_images
+from headpose.datasets.registry import Sample, read_samples
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import absolute_errors_deg, error_sums, mae_from_sums
 from headpose.geometry import ANGLE_NAMES
 from headpose.inference.batches import predict_angles
 from headpose.inference.runtime import torch_angle_function
-from headpose.io.formats import read_list
 from headpose.io.parallel import worker_count
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.head import HEADS, Head
@@ -157,7 +158,7 @@ class TrainSettings:
     pretrained: str
     head: Head
     image_size: int
-    crop_protocol: str
+    crop_protocol: CropProtocol
     framing: FramingAugmentation
     loader: LoaderSettings
     train_seed: int
@@ -180,7 +181,7 @@ class TrainSettings:
             pretrained=params.pretrained,
             head=head_from_params(model),
             image_size=params.image_size,
-            crop_protocol=params.crop_protocol,
+            crop_protocol=protocol_from_params(params.crop_protocol),
             framing=FramingAugmentation.from_params(params.as_dict(FRAMING_KEYS)),
             loader=LoaderSettings(params.batch_size, params.train_seed, params.workers),
             train_seed=params.train_seed,
@@ -270,7 +271,7 @@ InputMaker = Callable[[RegionBatch], tuple[torch.Tensor, torch.Tensor]]
 
 def input_maker(
     image_size: int,
-    protocol: str,
+    protocol: CropProtocol,
     normalization: Normalization,
     device: torch.device,
     precision: Precision,
@@ -430,7 +431,7 @@ def checkpoint_meta(
         "arch": settings.arch,
         **settings.head.meta(),
         "image_size": settings.image_size,
-        "crop_protocol": settings.crop_protocol,
+        "crop_protocol": settings.crop_protocol.name,
         **get_arch(settings.arch).normalization.meta(),
         "training_mean_deg": [float(angle) for angle in training_mean_deg],
         "params": settings.record,
@@ -581,10 +582,10 @@ def run_training(settings: TrainSettings, paths: TrainPaths, device: str | None 
     ``device``: a single process's device (the stage passes its claimed GPU; default: CUDA if
     present, else the CPU).
     """
-    train_stems = read_list(paths.train_list)
-    val_stems = read_list(paths.val_list)
+    train_samples = read_samples(paths.train_list)
+    val_samples = read_samples(paths.val_list)
     with process_group(device) as rank, PeakPrivateMemory() as memory:
-        metrics = _train(settings, paths, train_stems, val_stems, rank)
+        metrics = _train(settings, paths, train_samples, val_samples, rank)
     print(f"process {rank.rank + 1} of {rank.world_size}: {memory.summary()}")
     return metrics
 
@@ -592,8 +593,8 @@ def run_training(settings: TrainSettings, paths: TrainPaths, device: str | None 
 def _train(
     settings: TrainSettings,
     paths: TrainPaths,
-    train_stems: list[str],
-    val_stems: list[str],
+    train_samples: list[Sample],
+    val_samples: list[Sample],
     rank: Rank,
 ) -> dict:
     device = rank.device
@@ -606,7 +607,8 @@ def _train(
         f"training {settings.arch} with the {head.name} head on {device.type} in "
         f"{precision.name}{', channels-last' if precision.channels_last else ''}"
         f"{', compiled' if settings.compile else ''} (process {rank.rank + 1} of "
-        f"{rank.world_size}): {len(train_stems)} train images, {len(val_stems)} validation images"
+        f"{rank.world_size}): {len(train_samples)} train images, "
+        f"{len(val_samples)} validation images"
     )
     size, protocol = settings.image_size, settings.crop_protocol
     loader_settings = settings.loader
@@ -618,10 +620,10 @@ def _train(
     framing = settings.framing
     print(framing.describe())
     train_set = training_dataset(
-        train_stems, size, protocol, settings.train_seed, workers, framing=framing
+        train_samples, size, protocol, settings.train_seed, workers, framing=framing
     )
     train_loader, sampler = make_train_loader(train_set, loader_settings, device, rank)
-    val_set = evaluation_dataset(val_stems, size, protocol, workers)
+    val_set = evaluation_dataset(val_samples, size, protocol, workers)
     val_loader = make_eval_loader(val_set, loader_settings, device, rank)
     fingerprint = run_fingerprint(
         settings.record, settings.pretrained, train_set.crops.key, val_set.crops.key

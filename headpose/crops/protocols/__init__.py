@@ -4,14 +4,18 @@ Importing this package registers the built-in protocols: ``hopenet`` (the publis
 :mod:`headpose.crops.protocols.hopenet`, the default) and ``visible`` (the visible-landmark crop
 used before, :mod:`headpose.crops.protocols.visible`). Another protocol is one module: a
 :class:`CropProtocol` subclass registered with :func:`register_protocol`
-(:mod:`headpose.crops.protocols.registry`).
+(:mod:`headpose.crops.protocols.registry`). A sample whose dataset stores its final crop box gets
+the unregistered :class:`~headpose.crops.protocols.stored_box.StoredBox` crop instead, decided
+in one place (:func:`~headpose.crops.protocols.stored_box.sample_protocol`).
 
-A protocol is chosen once per entry point and passed on as the object: from ``params.yaml``
-(:func:`protocol_from_params`), a checkpoint's meta (:func:`trained_protocol`) or a command-line
-or API value (:func:`choose_protocol`). The one rule for the default: a value given (a name or a
-protocol) wins; else a model's own protocol (its meta's ``crop_protocol``; a meta without it was
-trained on :data:`LEGACY_PROTOCOL`, before protocols existed); else, with no model to ask
-(scoring a test set), :data:`DEFAULT_PROTOCOL`, the published crop.
+A protocol is an object from params to pixels: its name becomes the object once, where it
+enters (``params.yaml``: :func:`protocol_from_params`; a checkpoint's meta:
+:func:`trained_protocol`; a command-line option or an API argument: :func:`get_protocol`), and
+the object is passed everywhere below; files store its name only. The one rule for the default
+(:func:`choose_protocol`): a protocol given wins; else a model's own protocol (its meta's
+``crop_protocol``; a meta without it was trained on :data:`LEGACY_PROTOCOL`, before protocols
+existed); else, with no model to ask (scoring a test set), :data:`DEFAULT_PROTOCOL`, the
+published crop.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ __all__ = [
     "PROTOCOLS",
     "CropProtocol",
     "TrainingDraw",
-    "as_protocol",
     "choose_protocol",
     "get_protocol",
     "protocol_from_params",
@@ -45,14 +48,6 @@ __all__ = [
 DEFAULT_PROTOCOL: CropProtocol = PROTOCOLS[hopenet.HopeNet.name]
 # What a checkpoint saved before crop protocols existed was trained on.
 LEGACY_PROTOCOL: CropProtocol = PROTOCOLS[visible.Visible.name]
-
-
-def as_protocol(protocol: CropProtocol | str, source: str = "crop_protocol") -> CropProtocol:
-    """``protocol`` itself, or the registered protocol of that name (``source`` starts the
-    error)."""
-    if isinstance(protocol, CropProtocol):
-        return protocol
-    return get_protocol(protocol, source)
 
 
 def protocol_from_params(crop_protocol: str) -> CropProtocol:
@@ -69,15 +64,11 @@ def trained_protocol(meta: dict, source: str = "checkpoint") -> CropProtocol:
     return get_protocol(meta["crop_protocol"], f"{source}: crop_protocol")
 
 
-def choose_protocol(
-    given: CropProtocol | str | None,
-    meta: dict | None = None,
-    source: str = "crop_protocol",
-) -> CropProtocol:
+def choose_protocol(given: CropProtocol | None, meta: dict | None = None) -> CropProtocol:
     """The one rule (module docstring): ``given`` when set; else the protocol of the model whose
     checkpoint ``meta`` this is; else :data:`DEFAULT_PROTOCOL`."""
     if given is not None:
-        return as_protocol(given, source)
+        return given
     if meta is not None:
         return trained_protocol(meta)
     return DEFAULT_PROTOCOL

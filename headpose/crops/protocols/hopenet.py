@@ -2,8 +2,8 @@
 which copies it) measured every published AFLW2000 number (``docs/conventions.md``, "Face
 crops").
 
-* Face box: the min/max of **all** ``pt2d`` points as stored (no 1-based shift; AFLW2000's
-  negative placeholders of invisible points included).
+* Face box: the min/max of **all** landmarks as stored (``pt2d``; no 1-based shift;
+  AFLW2000's negative placeholders of invisible points included).
 * Margins: one edge after the other, each measured on the box as already moved (so the right
   margin is ``m_right * k * (1 + m_left * k)`` of the width).
 * Pixels: the box truncated to ``int`` (towards zero), cut with black outside the image, then the
@@ -22,16 +22,9 @@ import math
 
 import numpy as np
 
-from headpose.crops.crop import (
-    Box,
-    PixelBox,
-    margins,
-    scale_and_center_crop,
-    scaled_size,
-    stored_points,
-)
+from headpose.crops.crop import Box, PixelBox, margins, scale_and_center_crop, scaled_size
 from headpose.crops.protocols.registry import CropProtocol, TrainingDraw, register_protocol
-from headpose.io.formats import Annotation
+from headpose.datasets.labels import Labels
 
 # Training scales the shorter side to 240/224 of the crop it then cuts at random.
 TRAIN_SCALE = 240 / 224
@@ -62,9 +55,9 @@ class HopeNet(CropProtocol):
     blur_kernel = _RING / np.float32(16.0)
     blur_border = "keep"
 
-    def face_box(self, annotation: Annotation) -> Box:
-        # read_annotation checked the stored points are finite and near the image
-        points = stored_points(annotation)
+    def face_box(self, labels: Labels) -> Box:
+        # the format's reader checked the stored points are finite and near the image
+        points = labels.points_xy
         x_min, y_min = points.min(axis=0)
         x_max, y_max = points.max(axis=0)
         return float(x_min), float(y_min), float(x_max), float(y_max)

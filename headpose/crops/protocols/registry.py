@@ -37,8 +37,8 @@ from headpose.crops.crop import (
     resize_square,
     rounded_outwards,
 )
+from headpose.datasets.labels import Labels
 from headpose.errors import HeadposeError
-from headpose.io.formats import Annotation
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ class CropProtocol(ABC):
     # --- What each protocol decides -------------------------------------------------------------
 
     @abstractmethod
-    def face_box(self, annotation: Annotation) -> Box:
-        """The tight face box of a sample (full-image pixel coordinates)."""
+    def face_box(self, labels: Labels) -> Box:
+        """The tight face box of a sample's landmark labels (full-image pixel coordinates)."""
 
     @abstractmethod
     def loosen_box(self, box: Box, k: float, mode: str) -> Box:
@@ -100,6 +100,11 @@ class CropProtocol(ABC):
         uint8 input (for "train", the centre of its random crops; default: resized to a
         square)."""
         return resize_square(pixels, size)
+
+    def training_region_pixels(self, image: np.ndarray, region: PixelBox, side: int) -> np.ndarray:
+        """The pixels of a :meth:`training_region` as the crop store caches them: ``side`` x
+        ``side`` (default: cut, black outside the image, and resized to a square)."""
+        return resize_square(cut(image, region), side)
 
     def evaluation_rectangle(self, box: Box, size: int) -> Box:
         """The rectangle of the full image that the evaluation crop of face ``box`` shows (edges

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from headpose.crops.crop import (
-    Box,
-    landmark_box,
-    margins,
-)
+from headpose.crops.crop import Box, landmark_box, margins
 from headpose.crops.protocols.registry import CropProtocol, register_protocol
-from headpose.io.formats import Annotation
+from headpose.datasets.labels import Labels
 
 
 @register_protocol
@@ -31,8 +27,8 @@ class Visible(CropProtocol):
     blur_kernel = np.ones((3, 3), dtype=np.float32) / np.float32(9.0)
     blur_border = "reflect"
 
-    def face_box(self, annotation: Annotation) -> Box:
-        return landmark_box(annotation.landmarks_xy - 1.0)
+    def face_box(self, labels: Labels) -> Box:
+        return landmark_box(labels.visible_points_xy - 1.0)
 
     def loosen_box(self, box: Box, k: float, mode: str) -> Box:
         left, top, right, bottom = margins(k, mode)
