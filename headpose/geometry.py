@@ -182,7 +182,8 @@ def rotate_pose_in_plane(
     The image rotation is a rotation about the camera's viewing axis. In the y-up projection
     space it is the standard CCW matrix Q, so the new pose has R' = Q @ R and t' = Q (t - c) + c
     (c: the centre in projection space). The new Euler angles are decomposed from R' and chosen
-    on the branch nearest the original ones. Scale and depth translation are unchanged.
+    on the branch nearest the original ones. Scale and depth translation are unchanged; a
+    ``pose_para`` of the 3 angles alone gets its angles rotated.
     """
     pose = np.asarray(pose_para, dtype=np.float64).ravel()
     angle_rad = math.radians(angle_deg)
@@ -190,9 +191,9 @@ def rotate_pose_in_plane(
     q = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     rotation = q @ rotation_matrix(pose[PITCH], pose[YAW], pose[ROLL])
     pitch, yaw, roll = euler_from_matrix(rotation, near_rad=(pose[PITCH], pose[YAW], pose[ROLL]))
-    center = np.array([center_xy[0], image_height + 1.0 - center_xy[1], 0.0])
-    translation = q @ (pose[TRANSLATION] - center) + center
     rotated = pose.copy()
     rotated[[PITCH, YAW, ROLL]] = (pitch, yaw, roll)
-    rotated[TRANSLATION] = translation
+    if pose.size > 3:  # a pose of the angles alone has no translation to move
+        center = np.array([center_xy[0], image_height + 1.0 - center_xy[1], 0.0])
+        rotated[TRANSLATION] = q @ (pose[TRANSLATION] - center) + center
     return rotated

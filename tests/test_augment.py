@@ -11,20 +11,17 @@ from geometry_helpers import unproject_points
 
 from headpose.datasets.augment import build_augmentation, choose_samples, rotate_sample
 from headpose.datasets.filelists import read_angles_table
+from headpose.datasets.labels import Labels
+from headpose.datasets.mat import find_sample_stems, read_mat, read_mat_labels, write_sample
+from headpose.datasets.registry import Sample, resolve, resolve_all
 from headpose.geometry import (
     apply_affine,
     in_plane_rotation_affine,
     pose_angles_deg,
     project_points,
 )
-from headpose.io.formats import (
-    find_sample_stems,
-    read_annotation,
-    read_image,
-    read_list,
-    read_mat,
-    write_sample,
-)
+from headpose.io.images import read_image
+from headpose.io.lists import read_list
 
 IMAGE_SIZE = 120
 
@@ -43,6 +40,11 @@ def blob_image(center_xy_1based: np.ndarray, sigma_px: float = 2.5) -> np.ndarra
     x0, y0 = center_xy_1based - 1.0  # pixel (column, row) of a 1-based coordinate
     dot = np.exp(-((columns - x0) ** 2 + (rows - y0) ** 2) / (2 * sigma_px**2))
     return np.repeat((255 * dot).astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+def head_labels(pose: np.ndarray, landmarks: np.ndarray) -> Labels:
+    """The labels of a sample with a 7-value pose and 2D landmarks, as a .mat reader gives them."""
+    return Labels(pose_angles_deg(pose), landmarks_2d=landmarks, pose=pose.ravel())
 
 
 def bright_centroid_1based(image_rgb: np.ndarray) -> np.ndarray:
@@ -64,7 +66,7 @@ def test_written_sample_rotates_pixels_landmarks_and_pose_together(tmp_path):
     out = tmp_path / "aug"
     angle_deg = 40.0  # large, so a half-pixel origin slip is measurable
     result = build_augmentation(
-        [source.as_posix()], tmp_path / "lp", out, True, 1.0, [angle_deg], 99, seed=0
+        [resolve(source.as_posix())], tmp_path / "lp", out, True, 1.0, [angle_deg], 99, seed=0
     )
     entry = (out / "AFW" / "AFW_7_1_0_rot40").as_posix()
     assert result.combined == [source.as_posix(), entry]
@@ -100,11 +102,10 @@ def test_real_aflw2000_3d_landmarks_reproject_with_the_new_pose(aflw2000_dir, an
         if max(abs(a) for a in pose_angles_deg(pose)) > 99:
             continue
         image = np.zeros((450, 450, 3), np.uint8)  # pixels are checked in the test above
-        landmarks = read_annotation(f"{path}.mat").landmarks_xy
-        rotated = rotate_sample(image, mat, landmarks, angle_deg).arrays
+        rotated = rotate_sample(image, read_mat_labels(f"{path}.mat"), angle_deg).labels
         head = unproject_points(mat["pt3d_68"].T.astype(np.float64), pose, 450)
-        reprojected = project_points(head, rotated["Pose_Para"].ravel().astype(np.float64), 450)
-        np.testing.assert_allclose(reprojected[:, :2], rotated["pt3d_68"][:2].T, atol=0.01)
+        reprojected = project_points(head, rotated.pose, 450)
+        np.testing.assert_allclose(reprojected[:, :2], rotated.landmarks_3d[:, :2], atol=0.01)
         np.testing.assert_allclose(reprojected[:, 2], mat["pt3d_68"][2], atol=0.01)
         checked += 1
     assert checked >= 15
@@ -118,10 +119,9 @@ def test_rotating_there_and_back_restores_the_angles(yaw_deg, pitch_deg, roll_de
     +-90 degrees of yaw and roll."""
     vertices, pose = synthetic_head(yaw_deg, pitch_deg, roll_deg)
     landmarks = project_points(vertices, pose, IMAGE_SIZE)[:, :2]
-    mat = {"Pose_Para": pose[None, :], "pt2d": landmarks.T}
     image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    there = rotate_sample(image, mat, landmarks, 20)
-    back = rotate_sample(there.image_rgb, there.arrays, there.arrays["pt2d"].T, -20)
+    there = rotate_sample(image, head_labels(pose, landmarks), 20)
+    back = rotate_sample(there.image_rgb, there.labels, -20)
     np.testing.assert_allclose(back.angles_deg, (yaw_deg, pitch_deg, roll_deg), atol=1e-4)
     assert abs(there.angles_deg[2] - roll_deg) > 5  # the rotation did change the pose
 
@@ -131,16 +131,15 @@ def test_frontal_face_rotation_changes_roll_only(angle_deg):
     """(d) For a frontal face the in-plane rotation is pure roll; CCW on screen is -roll."""
     vertices, pose = synthetic_head(0, 0, 0)
     landmarks = project_points(vertices, pose, IMAGE_SIZE)[:, :2]
-    mat = {"Pose_Para": pose[None, :], "pt2d": landmarks.T}
     rotated = rotate_sample(
-        np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8), mat, landmarks, angle_deg
+        np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8), head_labels(pose, landmarks), angle_deg
     )
     yaw, pitch, roll = rotated.angles_deg
     assert abs(yaw) < 1e-4 and abs(pitch) < 1e-4
     assert roll == pytest.approx(-angle_deg, abs=1e-4)
 
 
-def _fixture_training_set(root: Path, count: int, height: int = IMAGE_SIZE) -> list[str]:
+def _fixture_training_set(root: Path, count: int, height: int = IMAGE_SIZE) -> list[Sample]:
     vertices, pose = synthetic_head()
     entries = []
     for index in range(count):
@@ -150,7 +149,7 @@ def _fixture_training_set(root: Path, count: int, height: int = IMAGE_SIZE) -> l
         image = np.full((height, IMAGE_SIZE, 3), 100, np.uint8)
         write_sample(stem, image, {"Pose_Para": pose[None, :], "pt2d": landmarks.T})
         entries.append(stem.as_posix())
-    return entries
+    return resolve_all(entries)
 
 
 def test_choice_is_seeded_and_off_switch_keeps_only_originals(tmp_path):
@@ -161,7 +160,7 @@ def test_choice_is_seeded_and_off_switch_keeps_only_originals(tmp_path):
     for enabled, fraction in ((False, 0.25), (True, 0.0)):
         out = tmp_path / f"off_{enabled}"
         result = build_augmentation(train, tmp_path / "lp", out, enabled, fraction, [10], 99, 0)
-        assert read_list(out / "train.txt") == train
+        assert read_list(out / "train.txt") == [sample.entry for sample in train]
         assert result.metrics["rotated_written"] == 0 and not result.metrics["enabled"]
         assert sorted(p.name for p in out.iterdir()) == ["angles.tsv", "skipped.tsv", "train.txt"]
 
@@ -191,17 +190,26 @@ def test_rotated_copy_beyond_max_angle_is_skipped_and_reported(tmp_path):
     assert (out / "AFW" / "AFW_0_1_0_rot5.jpg").exists()
 
 
-def test_pose_without_translation_is_a_reported_skip(tmp_path):
-    train = _fixture_training_set(tmp_path / "lp", 1)
-    mat = read_mat(train[0] + ".mat")
-    write_sample(
-        Path(train[0]),
-        read_image(train[0] + ".jpg"),
-        {"Pose_Para": mat["Pose_Para"][:, :3], "pt2d": mat["pt2d"]},
-    )
+def test_pose_of_angles_alone_rotates_them_and_a_partial_pose_is_a_reported_skip(tmp_path):
+    """A pose of the 3 angles alone (no translation, as a landmark format without a 3DDFA pose
+    gives it) gets its angles rotated; 5 values (a translation cut short) cannot be rotated
+    exactly and are skipped with the reason."""
+    train = _fixture_training_set(tmp_path / "lp", 2)
+    full = build_augmentation(train[:1], tmp_path / "lp", tmp_path / "full", True, 1.0, [10], 99, 0)
+    for sample, size in zip(train, (3, 5), strict=True):
+        mat = read_mat(sample.entry + ".mat")
+        write_sample(
+            Path(sample.entry),
+            read_image(sample.entry + ".jpg"),
+            {"Pose_Para": mat["Pose_Para"][:, :size], "pt2d": mat["pt2d"]},
+        )
     result = build_augmentation(train, tmp_path / "lp", tmp_path / "aug", True, 1.0, [10], 99, 0)
-    assert result.metrics["rotated_skipped"] == 1
-    assert "Pose_Para has 3 values" in result.skipped[0][2]
+    assert result.metrics["rotated_written"] == 1 and result.metrics["rotated_skipped"] == 1
+    [(entry, _, angles)] = result.angles
+    written = read_mat(entry + ".mat")["Pose_Para"]
+    assert written.shape == (1, 3)
+    np.testing.assert_allclose(angles, full.angles[0][2], atol=1e-4)  # the angles of the full pose
+    assert "the pose has 5 values" in result.skipped[0][2]
 
 
 def test_output_is_byte_identical_when_run_again(tmp_path):

@@ -32,7 +32,7 @@ from headpose.crops.store import StoreSpec, prepare_crops
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import HeadposeError
 from headpose.io import files
-from headpose.io.formats import MAX_IMAGE_PIXELS
+from headpose.io.images import MAX_IMAGE_PIXELS
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.network import build_model
@@ -334,7 +334,7 @@ def test_an_unexpected_os_error_is_one_line(tmp_path, capsys, monkeypatch):
     def refuse(*_args, **_kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.jpg"))
 
-    monkeypatch.setattr(evaluation, "evaluation_stems", refuse)
+    monkeypatch.setattr(evaluation, "test_set_samples", refuse)
     code, _, err = run_cli(["evaluate", str(tmp_path / "m.pt"), "--data", str(tmp_path)], capsys)
     assert code == 2
     assert "Permission denied" in one_error_line(err, tmp_path / "x.jpg")

@@ -51,11 +51,11 @@ def frame_list(biwi_sample_dir) -> Path:
 def test_the_genuine_frame_reads_to_its_listed_angles(hpdb):
     (entry,) = FormatBIWI.scan(hpdb).entries
     assert entry == f"{hpdb.as_posix()}/01/frame_00003"
-    labels = registry.sample_labels(entry)
+    labels = registry.resolve(entry).header()
     assert labels.angles_deg == pytest.approx(LISTED_ANGLES_DEG, abs=5e-6)
     assert registry.recognise(hpdb) is FormatBIWI
     assert registry.recognise(hpdb.parent) is FormatBIWI  # the folder holding hpdb/ too
-    assert registry.group_key(entry) == "F01"
+    assert registry.resolve(entry).group_key() == "F01"
 
 
 @pytest.mark.parametrize("angles_deg", [(30.0, -20.0, 10.0), (-70.0, 45.0, -35.0), (5, 80, 60)])
@@ -102,7 +102,7 @@ def test_the_protocol1_list_holds_its_13219_frames_and_boxes(hpdb, frame_list):
     assert frames["01/frame_00003"] == FSA_BOX
     with np.load(frame_list) as arrays:  # the list's own labels: the benchmark formula's
         assert tuple(arrays["ypr"][0]) == pytest.approx(
-            registry.sample_labels(f"{hpdb.as_posix()}/01/frame_00003").angles_deg, abs=1e-9
+            registry.resolve(f"{hpdb.as_posix()}/01/frame_00003").header().angles_deg, abs=1e-9
         )
 
     scan = FormatBIWI.scan(hpdb, frame_list=frame_list)
@@ -110,7 +110,7 @@ def test_the_protocol1_list_holds_its_13219_frames_and_boxes(hpdb, frame_list):
     assert scan.entries == [f"{hpdb.as_posix()}/01/frame_00003@270,177,146,180"]
     assert len(scan.unpaired) == PROTOCOL1_COUNT - 1  # listed, not in the one-frame sample
     assert all("not found" in reason for _, reason in scan.unpaired)
-    image, labels = registry.read_sample(scan.entries[0])
+    image, labels = registry.resolve(scan.entries[0]).read()
     assert image.shape == (480, 640, 3)
     assert labels.crop_box == (270, 177, 416, 357)  # pixels 270..415 and 177..356
 
@@ -135,7 +135,7 @@ def test_a_bad_pose_file_is_one_line_naming_it(hpdb, tmp_path):
     ]:
         pose.write_text(text)
         with pytest.raises(HeadposeError, match=f"^{pose}: .*{expected}"):
-            registry.sample_labels(entry)
+            registry.resolve(entry).header()
     pose.unlink()
     scan = FormatBIWI.scan(tmp_path / "hpdb")
     assert scan.entries == [] and scan.unpaired == [(entry, "no _pose.txt beside the image")]
@@ -157,16 +157,16 @@ def test_an_fsa_net_npz_reads_as_the_raw_frame_cropped_by_its_list_box(hpdb, tmp
 
     assert registry.recognise(path) is FormatFSANetNpz
     (entry,) = FormatFSANetNpz.scan(path).entries
-    image, labels = registry.read_sample(entry)
+    image, labels = registry.resolve(entry).read()
 
-    raw, raw_labels = registry.read_sample(f"{hpdb.as_posix()}/01/frame_00003@270,177,146,180")
+    raw, raw_labels = registry.resolve(f"{hpdb.as_posix()}/01/frame_00003@270,177,146,180").read()
     x0, y0, x1, y1 = raw_labels.crop_box
     assert np.array_equal(image, cv2.resize(raw[y0:y1, x0:x1], (64, 64)))  # RGB, as raw
     assert labels.angles_deg == pytest.approx(raw_labels.angles_deg, abs=1e-5)
     assert labels.crop_box == (0, 0, 64, 64)
     (swapped,) = FormatFSANetNpz.scan(path, channel_order="rgb").entries
-    assert np.array_equal(registry.read_sample(swapped)[0], crop_bgr)  # 6DRepNet's quirk
-    assert registry.sample_digest(entry) != registry.sample_digest(swapped)
+    assert np.array_equal(registry.resolve(swapped).read()[0], crop_bgr)  # 6DRepNet's quirk
+    assert registry.resolve(entry).digest() != registry.resolve(swapped).digest()
 
 
 def test_a_malformed_npz_is_one_line_naming_it(tmp_path):
@@ -180,9 +180,9 @@ def test_a_malformed_npz_is_one_line_naming_it(tmp_path):
             FormatFSANetNpz.scan(tmp_path / f"{name}.npz")
     np.savez(tmp_path / "d.npz", image=np.zeros((1, 8, 8, 3), np.uint8), pose=[[1e9, 0, 0]])
     with pytest.raises(HeadposeError, match=r"d.npz#0: pose .* is no \(yaw, pitch, roll\)"):
-        registry.sample_labels(f"{tmp_path.as_posix()}/d.npz#0")
+        registry.resolve(f"{tmp_path.as_posix()}/d.npz#0").header()
     with pytest.raises(HeadposeError, match="holds 1 rows"):
-        registry.sample_labels(f"{tmp_path.as_posix()}/d.npz#5")
+        registry.resolve(f"{tmp_path.as_posix()}/d.npz#5").header()
 
 
 def test_unknown_formats_and_layouts_are_one_line(tmp_path):

@@ -34,8 +34,8 @@ from headpose.datasets.filelists import (
 )
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
-from headpose.evaluation.protocol import evaluation_stems
-from headpose.io.formats import read_list
+from headpose.evaluation.test_sets import test_set_samples
+from headpose.io.lists import read_list
 from headpose.synth.biwi import generate_biwi
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -106,21 +106,21 @@ def test_detector_boxes_of_the_genuine_frame_are_near_its_protocol1_box(
 
 
 def test_a_test_set_boxed_by_the_detector_lists_the_frames_it_missed(hpdb):
-    stems, skipped = evaluation_stems(
+    stems, skipped = test_set_samples(
         hpdb, 99, "detector", lambda image: [(0.0, 0.0, 640.0, 480.0)]
     )
     assert len(stems) == 40 and all("@" in stem for stem in stems) and not skipped
     with pytest.raises(HeadposeError, match="no detected face holds the projected head centre"):
-        evaluation_stems(hpdb, 99, "detector", lambda image: [])
+        test_set_samples(hpdb, 99, "detector", lambda image: [])
 
 
 def test_a_detector_frame_list_without_a_detector_or_on_another_format_is_one_line(hpdb, tmp_path):
     with pytest.raises(HeadposeError, match="frame_list: detector needs a face detector"):
-        evaluation_stems(hpdb, 99, "detector")
+        test_set_samples(hpdb, 99, "detector")
 
     write_tiny_dataset(tmp_path / "aflw", 3, seed=0, size=60)
     with pytest.raises(HeadposeError, match="frame_list: detector applies to BIWI folders"):
-        evaluation_stems(tmp_path / "aflw", 99, "detector", lambda image: [])
+        test_set_samples(tmp_path / "aflw", 99, "detector", lambda image: [])
 
 
 # --- Protocol 2 ---------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from headpose.crops.pipeline import evaluation_dataset
 from headpose.crops.protocols import TrainingDraw, get_protocol
 from headpose.crops.training_batches import RegionBatch, augmented_crops, in_region
 from headpose.datasets.filelists import scan_dataset, usable_samples
+from headpose.datasets.mat import find_sample_stems, read_mat, read_mat_labels, write_mat
 from headpose.errors import HeadposeError
-from headpose.io.formats import find_sample_stems, read_annotation, read_mat, write_mat
 
 HOPENET, VISIBLE = get_protocol("hopenet"), get_protocol("visible")
 
@@ -76,7 +76,7 @@ def test_hopenet_face_box_keeps_every_stored_point(aflw2000_dir):
     stems = _usable_aflw2000(aflw2000_dir, 200)
     for stem in stems:
         points = _raw_landmarks(stem + ".mat")
-        box = HOPENET.face_box(read_annotation(stem + ".mat"))
+        box = HOPENET.face_box(read_mat_labels(stem + ".mat"))
         assert box == (*points.min(axis=0), *points.max(axis=0))  # no shift, nothing dropped
 
 
@@ -85,7 +85,7 @@ def test_hopenet_training_box_for_fixed_k_is_the_originals(aflw2000_dir, w300lp_
     train_stems, _ = find_sample_stems(w300lp_sample_dir, recursive=True)
     stems += [str(w300lp_sample_dir / stem) for stem in train_stems]
     for stem in stems:
-        box = HOPENET.face_box(read_annotation(stem + ".mat"))
+        box = HOPENET.face_box(read_mat_labels(stem + ".mat"))
         for k in (0.2, 0.3, 0.4):
             ours = HOPENET.pixel_box(HOPENET.loosen_box(box, k, "train"))
             assert ours == _reference_box(stem, k, (0.6, 2.0, 0.6, 0.6)), (stem, k)
@@ -96,7 +96,7 @@ def test_hopenet_training_crop_is_the_scaled_box_cropped_at_the_drawn_offset(w30
     the drawn offset of the original's int() box shows (other resampler: close, not equal)."""
     train_stems, _ = find_sample_stems(w300lp_sample_dir, recursive=True)
     stem = str(w300lp_sample_dir / train_stems[0])
-    annotation = read_annotation(stem + ".mat")
+    annotation = read_mat_labels(stem + ".mat")
     full = np.asarray(Image.open(stem + ".jpg").convert("RGB"))
     box = HOPENET.face_box(annotation)
     region = HOPENET.training_region(box)
@@ -220,15 +220,15 @@ def test_bad_input_is_rejected(tmp_path):
     pose = np.zeros((1, 7))
     good = np.array([[10.0, 10.0], [50.0, 60.0], [-1.0, 452.0]])
     write_mat(tmp_path / "good.mat", {"Pose_Para": pose, "pt2d": good.T})
-    annotation = read_annotation(tmp_path / "good.mat", (450, 450))
+    annotation = read_mat_labels(tmp_path / "good.mat", (450, 450))
     assert HOPENET.face_box(annotation) == (-1.0, 10.0, 50.0, 452.0)
     assert VISIBLE.face_box(annotation) == (9.0, 9.0, 49.0, 59.0)
     # the published box frames every point: a placeholder must be finite and near the image
     far = np.array([[10.0, 10.0], [50.0, 60.0], [-1e9, 452.0]])
     write_mat(tmp_path / "far.mat", {"Pose_Para": pose, "pt2d": far.T})
     with pytest.raises(HeadposeError, match=r"far\.mat: pt2d point \(-1e\+09, 452\) lies far"):
-        read_annotation(tmp_path / "far.mat", (450, 450))
+        read_mat_labels(tmp_path / "far.mat", (450, 450))
     nan = np.array([[10.0, 10.0], [50.0, 60.0], [math.nan, 452.0]])
     write_mat(tmp_path / "nan.mat", {"Pose_Para": pose, "pt2d": nan.T})
     with pytest.raises(HeadposeError, match=r"nan\.mat: pt2d holds values that are not finite"):
-        read_annotation(tmp_path / "nan.mat")
+        read_mat_labels(tmp_path / "nan.mat")

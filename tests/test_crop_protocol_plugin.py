@@ -28,8 +28,9 @@ from headpose.crops.protocols import (
     protocol_names,
     register_protocol,
 )
+from headpose.datasets.labels import Labels
 from headpose.errors import HeadposeError
-from headpose.io.formats import Annotation, read_image
+from headpose.io.images import read_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,8 +44,8 @@ class CentreSquare(CropProtocol):
     blur_kernel = np.full((3, 3), 1 / 9, dtype=np.float32)
     blur_border = "reflect"
 
-    def face_box(self, annotation: Annotation) -> Box:
-        x0, y0, x1, y1 = landmark_box(annotation.landmarks_xy - 1.0)
+    def face_box(self, annotation: Labels) -> Box:
+        x0, y0, x1, y1 = landmark_box(annotation.visible_points_xy - 1.0)
         half = max(x1 - x0, y1 - y0) / 2
         centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
         return centre_x - half, centre_y - half, centre_x + half, centre_y + half

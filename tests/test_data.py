@@ -10,8 +10,10 @@ from training_fixtures import write_list, write_tiny_dataset
 from headpose.crops.pipeline import evaluation_dataset
 from headpose.crops.protocols import get_protocol
 from headpose.crops.store import STORE_ENV, StoreSpec, prepare_crops
+from headpose.datasets.mat import find_sample_stems, read_mat_labels
 from headpose.errors import HeadposeError
-from headpose.io.formats import find_sample_stems, read_annotation, read_image, read_list
+from headpose.io.images import read_image
+from headpose.io.lists import read_list
 
 
 def test_read_list_rejects_missing_and_empty_lists(tmp_path):
@@ -36,14 +38,14 @@ def test_stored_eval_crop_is_the_direct_crop(aflw2000_dir, name):
     paths = [str(aflw2000_dir / stem) for stem in stems[:6]]
     dataset = evaluation_dataset(paths, 64, protocol, workers=1)
     for index, path in enumerate(paths):
-        annotation = read_annotation(path + ".mat")
+        annotation = read_mat_labels(path + ".mat")
         box = protocol.face_box(annotation)
         direct = protocol.evaluation_crop(read_image(path + ".jpg"), box, 64)
         image, angles = dataset[index]
         assert np.array_equal(image.numpy(), direct)
         assert angles.tolist() == pytest.approx(annotation.angles_deg, abs=1e-4)
     if name == "visible":  # the visible crop frames the visible landmarks' box
-        assert box == loose_box(annotation.landmarks_xy - 1.0, 0.0, "eval")
+        assert box == loose_box(annotation.visible_points_xy - 1.0, 0.0, "eval")
 
 
 def test_parallel_decoding_equals_serial(tmp_path, monkeypatch):

@@ -23,10 +23,11 @@ from training_fixtures import train_on_lists, write_tiny_dataset
 from headpose.crops.pipeline import evaluation_dataset
 from headpose.datasets import registry
 from headpose.datasets.filelists import build_filelists, write_filelists
+from headpose.datasets.mat import read_pair, read_pair_header
 from headpose.datasets.registry import DatasetFormat, Labels, Scan, register_format
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
-from headpose.io.formats import read_list, read_sample, sample_header
+from headpose.io.lists import read_list
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -116,7 +117,7 @@ class PngJsonFormat(DatasetFormat):
     def _labels(cls, entry: str) -> Labels:
         # Reuses the .mat validation through a converted copy: the point is the plumbing.
         content = json.loads(Path(entry + ".json").read_text())
-        annotation, _ = sample_header(content["mat_twin"])
+        annotation, _ = read_pair_header(content["mat_twin"])
         return Labels(annotation.angles_deg, annotation=annotation)
 
     @classmethod
@@ -146,7 +147,7 @@ def write_png_json_set(folder: Path, count: int, seed: int) -> Path:
     out = folder / "png_json"
     out.mkdir()
     for index, stem in enumerate(stems):
-        image, _ = read_sample(stem)
+        image, _ = read_pair(stem)
         name = f"g{index % 4}_{index:03d}"
         cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         (out / f"{name}.pose.json").write_text(json.dumps({"mat_twin": stem}))

@@ -23,7 +23,7 @@ from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
 import headpose.training.loop as training
 from headpose.errors import HeadposeError
-from headpose.io.formats import read_list
+from headpose.io.lists import read_list
 from headpose.training.distributed import BACKEND_VARIABLE, Rank, relaunch_under_torchrun
 from headpose.training.loop import TrainPaths, make_train_loader, run_training
 

@@ -22,15 +22,14 @@ from training_fixtures import write_list, write_tiny_dataset
 from headpose.cli import main as headpose_main
 from headpose.crops.pipeline import evaluation_dataset, preprocess
 from headpose.datasets import mat as protocol
-from headpose.datasets.mat import is_real_aflw2000
+from headpose.datasets.mat import is_real_aflw2000, read_mat_labels, write_sample
 from headpose.deploy.export import export_onnx
 from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
-from headpose.evaluation.protocol import check_protocol, evaluation_stems
+from headpose.evaluation.test_sets import check_published_test_set, test_set_samples
 from headpose.inference import timing
-from headpose.io.formats import read_annotation, write_sample
 from headpose.models.bins import Bins
 from headpose.models.network import build_model, load_checkpoint
 from headpose.models.registry import IMAGENET
@@ -99,51 +98,51 @@ def test_the_guard_refuses_a_recognised_aflw2000_without_1969_samples(tmp_path, 
         Path(stem + ".jpg").write_bytes(b"")
         Path(stem + ".mat").write_bytes(b"")
     assert not is_real_aflw2000(stems)
-    assert check_protocol(stems, "test.txt") is False  # other sets: any count is fine
+    assert check_published_test_set(stems, "test.txt") is False  # other sets: any count is fine
     names_digest = hashlib.sha256(b"image00002\nimage00004\nimage00006\n").hexdigest()
     monkeypatch.setattr(protocol, "AFLW2000_NAMES_SHA256", names_digest)
     assert is_real_aflw2000(stems)
     with pytest.raises(HeadposeError, match="test.txt holds 3 samples .* of the real AFLW2000-3D"):
-        check_protocol(stems, "test.txt")
+        check_published_test_set(stems, "test.txt")
     protocol_digest = hashlib.sha256(b"image00002\nimage00004\n").hexdigest()
     monkeypatch.setattr(protocol, "AFLW2000_PROTOCOL_NAMES_SHA256", protocol_digest)
-    assert check_protocol(stems[:2], "test.txt") is True
+    assert check_published_test_set(stems[:2], "test.txt") is True
     with pytest.raises(HeadposeError, match="listed more than once"):
-        check_protocol([stems[0], stems[0], stems[1]], "test.txt")
+        check_published_test_set([stems[0], stems[0], stems[1]], "test.txt")
 
 
 def test_the_real_aflw2000_is_recognised_and_needs_its_1969_images_once(aflw2000_dir):
     """Counting lines is not enough: the 1969 protocol images, each once, and nothing else."""
     stems = sorted(str(path.with_suffix("")) for path in aflw2000_dir.glob("*.jpg"))
     assert len(stems) == 2000 and is_real_aflw2000(stems)
-    protocol_stems, skipped = evaluation_stems(aflw2000_dir)
+    protocol_stems, skipped = test_set_samples(aflw2000_dir)
     assert len(protocol_stems) == 1969 and len(skipped) == 31
-    assert check_protocol(protocol_stems, "real") is True
+    assert check_published_test_set(protocol_stems, "real") is True
     with pytest.raises(HeadposeError, match="holds 2000 samples"):
-        check_protocol(stems, "real")
+        check_published_test_set(stems, "real")
     # 1969 lines, one image twice and one missing
     with pytest.raises(HeadposeError, match=r"1969 samples \(1968 distinct, 1 listed more"):
-        check_protocol(protocol_stems[:-1] + protocol_stems[:1], "real")
+        check_published_test_set(protocol_stems[:-1] + protocol_stems[:1], "real")
     # 1969 distinct images, but one of them out of the protocol's range
     outside = sorted(set(stems) - set(protocol_stems))[0]
     with pytest.raises(HeadposeError, match="1969 distinct images"):
-        check_protocol(protocol_stems[:-1] + [outside], "real")
+        check_published_test_set(protocol_stems[:-1] + [outside], "real")
     assert not is_real_aflw2000(stems[:10] + ["elsewhere/image00002"])
 
 
 def test_folder_data_is_scanned_and_filtered_like_the_filelists_stage(tiny_set):
     folder, stems = tiny_set
-    kept, skipped = evaluation_stems(folder)
+    kept, skipped = test_set_samples(folder)
     assert kept == sorted(stems)  # the yaw-120 outlier is dropped, and said why
     assert [reason.startswith("an angle beyond") for _, reason in skipped] == [True]
-    assert len(evaluation_stems(folder, max_angle_deg=130)[0]) == 7
+    assert len(test_set_samples(folder, max_angle_deg=130)[0]) == 7
 
 
 def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoint):
     _, stems = tiny_set
     result = evaluate(tiny_checkpoint, stems, "tiny", training_mean=np.zeros(3))
     assert result.errors.stems == stems
-    truth = np.array([read_annotation(stem + ".mat").angles_deg for stem in stems])
+    truth = np.array([read_mat_labels(stem + ".mat").angles_deg for stem in stems])
     assert np.allclose(result.errors.true_deg, truth, atol=1e-4)
     # one sample through the model by hand: same crop, same expectation
     model, _ = load_checkpoint(tiny_checkpoint)
@@ -277,7 +276,7 @@ def test_the_stage_writes_metrics_csv_and_plots(
     assert metrics["test_list"]["sha256"] == hashlib.sha256(listed).hexdigest()
     timing = json.loads((tmp_path / "timing" / "evaluation.json").read_text())
     assert timing["latency_ms_batch1"] > 0
-    truth = np.array([read_annotation(stem + ".mat").angles_deg for stem in stems])
+    truth = np.array([read_mat_labels(stem + ".mat").angles_deg for stem in stems])
     expected_baseline = np.abs(truth - np.array([10.0, -5.0, 2.0])).mean(axis=0)
     assert metrics["baseline_training_mean_mae"]["yaw"] == pytest.approx(expected_baseline[0], 1e-3)
     with open(tmp_path / "data" / "evaluation" / "per_image.csv", newline="") as handle:

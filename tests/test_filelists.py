@@ -20,9 +20,10 @@ from headpose.datasets.filelists import (
     split_train_val,
     write_filelists,
 )
+from headpose.datasets.mat import write_mat, write_sample
 from headpose.datasets.naming import group_key, rotated_name
 from headpose.errors import HeadposeError
-from headpose.io.formats import read_list, write_mat, write_sample
+from headpose.io.lists import read_list
 
 
 def write_fixture_sample(stem: Path, yaw_deg: float = 10.0, pitch_deg: float = -5.0, **extra):

@@ -34,8 +34,8 @@ from headpose.crops.protocols import get_protocol
 from headpose.crops.store import store_size_bytes
 from headpose.crops.training_batches import augmented_crops, pyramid_levels
 from headpose.crops.training_draws import draw_item
+from headpose.datasets.mat import read_mat_labels, write_sample
 from headpose.errors import HeadposeError
-from headpose.io.formats import read_annotation, write_sample
 from headpose.params import load_params, validate
 
 CPU = torch.device("cpu")
@@ -159,7 +159,7 @@ def test_reframed_crops_show_the_image_the_rectangle_covers(tmp_path):
     sharp region (pyramid level chosen per crop), the surroundings from the context."""
     import cv2
 
-    from headpose.io.formats import read_image
+    from headpose.io.images import read_image
 
     stem = _smooth_sample(tmp_path)
     size = 64
@@ -260,8 +260,8 @@ def test_real_aflw2000_is_framed_looser_than_the_real_300w_lp_sample(
     on = measure_framing({"300W_AUG": training}, test, 64, HOPENET, DEFAULT, seed=0)
     assert framing_distributions(on, "300W_AUG", {})["test_inside"]["scale"]["inside"]
     # the evaluation framing is that of the published rectangle around the visible face
-    annotation = read_annotation(test[0] + ".mat")
-    face = landmark_box(annotation.landmarks_xy - 1.0)
+    annotation = read_mat_labels(test[0] + ".mat")
+    face = landmark_box(annotation.visible_points_xy - 1.0)
     rectangle = HOPENET.evaluation_rectangle(HOPENET.face_box(annotation), 64)
     first = evaluation_framing(test[:1], 64, HOPENET, seed=0)[0]
     assert tuple(first) == pytest.approx(face_framing(face, rectangle))

@@ -27,7 +27,7 @@ from headpose.evaluation.framing_sweep import (
     rectangle_side,
     sweep_conditions,
 )
-from headpose.evaluation.protocol import evaluation_stems
+from headpose.evaluation.test_sets import test_set_samples
 from headpose.inference.metadata import ModelDescription
 from headpose.inference.runtime import torch_angle_function
 from headpose.models.network import load_angles_model
@@ -194,7 +194,7 @@ def test_an_onnx_model_keeps_its_input_size(tiny_set, tiny_models, capsys):
 
 
 def test_the_published_crop_frames_real_aflw2000_faces_looser(aflw2000_dir):
-    stems, _ = evaluation_stems(aflw2000_dir)
+    stems, _ = test_set_samples(aflw2000_dir)
     # Measured: 1.443 over the first 200 usable images at 224 px (1.484 over all 1969). The
     # published crop's full box is about 1.76x the reference's side, but CenterCrop keeps only
     # the square of its shorter side, which is what the network sees.

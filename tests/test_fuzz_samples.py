@@ -27,9 +27,9 @@ from headpose.cli import main as headpose_main
 from headpose.crops.store import StoreSpec, prepare_crops
 from headpose.datasets.augment import build_augmentation
 from headpose.datasets.filelists import build_filelists, write_filelists
+from headpose.datasets.mat import read_pair
 from headpose.errors import HeadposeError
 from headpose.inference import timing
-from headpose.io.formats import read_sample
 
 TRAIN_REAL = ("image00002", "image00006")  # AFLW2000 pairs in a 300W_LP-layout folder
 TEST_REAL = ("image00008", "image00013", "image00004")
@@ -160,7 +160,7 @@ def test_data_stages_skip_and_name_damaged_samples_and_use_every_good_one(
         train_all, test_all = good_stems(root)
         # the one validation: the sample is read, or refused naming its file
         try:
-            read_sample(damaged)
+            read_pair(damaged)
         except HeadposeError as error:
             assert named(error, damaged), str(error)
         # the filelists stage finishes; every good sample is listed, the damaged one is either

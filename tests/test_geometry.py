@@ -9,7 +9,8 @@ import pytest
 from geometry_helpers import unproject_points
 
 from headpose import geometry as g
-from headpose.io.formats import angles_within, find_sample_stems, read_mat
+from headpose.datasets.labels import angles_within
+from headpose.datasets.mat import find_sample_stems, read_mat
 
 
 def test_elementary_matrices_follow_the_convention():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from headpose.errors import HeadposeError
-from headpose.io.formats import MAX_IMAGE_PIXELS, image_header_size
+from headpose.io.images import MAX_IMAGE_PIXELS, image_header_size
 
 
 def encoded(suffix: str, width: int = 7, height: int = 5) -> bytes:

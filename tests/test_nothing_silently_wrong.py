@@ -102,7 +102,7 @@ def test_a_fifo_named_like_a_sample_file_is_skipped_with_its_reason(tmp_path, sp
     alike)."""
     import os
 
-    from headpose.evaluation.protocol import evaluation_stems
+    from headpose.evaluation.test_sets import test_set_samples
 
     good = write_tiny_dataset(tmp_path, 2, size=60)
     bad = tmp_path / "x"
@@ -113,7 +113,7 @@ def test_a_fifo_named_like_a_sample_file_is_skipped_with_its_reason(tmp_path, sp
     os.mkfifo(str(bad) + special)
     _fail_instead_of_hanging(30)
     try:
-        stems, skipped = evaluation_stems(tmp_path)
+        stems, skipped = test_set_samples(tmp_path)
     finally:
         import signal
 
@@ -124,7 +124,7 @@ def test_a_fifo_named_like_a_sample_file_is_skipped_with_its_reason(tmp_path, sp
 
 
 def test_a_list_of_file_names_says_to_drop_the_extension(tmp_path):
-    from headpose.io.formats import read_list
+    from headpose.io.lists import read_list
 
     path = tmp_path / "list.txt"
     path.write_text("data/a\ndata/b.jpg\n")
@@ -148,20 +148,20 @@ def _exif_rotated_jpeg(path: Path) -> np.ndarray:
 def test_dataset_images_are_their_stored_pixels_whatever_exif_says(tmp_path):
     """A sample's landmarks and pose refer to the stored pixels (the published code reads them
     so): an EXIF orientation must not turn the image under its labels."""
-    from headpose.io.formats import read_sample, write_mat
+    from headpose.datasets.mat import read_pair, write_mat
 
     stored = _exif_rotated_jpeg(tmp_path / "s.jpg")
     landmarks = np.array([[5.0, 30.0, 30.0], [5.0, 5.0, 30.0]])
     pose = np.array([[0.1, 0.2, 0.3, 20.0, 20.0, 0.0, 1e-3]])
     write_mat(tmp_path / "s.mat", {"Pose_Para": pose, "pt2d": landmarks})
-    image, _ = read_sample(tmp_path / "s")
+    image, _ = read_pair(tmp_path / "s")
     assert image.shape == (40, 60, 3)
     assert image[:, :15].mean() > 200 and image[:, 25:].mean() < 50  # not turned
     assert np.abs(image.astype(int) - stored).mean() < 3  # the stored pixels (JPEG-rounded)
 
 
 def test_photos_given_to_predict_are_turned_upright(tmp_path):
-    from headpose.io.formats import decode_rgb
+    from headpose.io.images import decode_rgb
 
     _exif_rotated_jpeg(tmp_path / "p.jpg")
     upright = decode_rgb(tmp_path / "p.jpg", upright=True)

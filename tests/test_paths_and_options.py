@@ -23,7 +23,8 @@ from training_fixtures import write_tiny_dataset
 
 from headpose.app.detect import usable_box
 from headpose.errors import HeadposeError
-from headpose.io.formats import read_list, write_jpeg
+from headpose.io.images import write_jpeg
+from headpose.io.lists import read_list
 from headpose.params import PRETRAINED_DIR, load_params, validate
 
 HOSTILE_DATASET_PATHS = {

@@ -15,12 +15,12 @@ from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta
 from training_fixtures import tiny_run_paths, tiny_settings, write_tiny_dataset
 
+from headpose.datasets.mat import read_mat_labels
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, format_report
-from headpose.evaluation.protocol import evaluation_stems
+from headpose.evaluation.test_sets import test_set_samples
 from headpose.geometry import flip_angles, rotation_matrix
-from headpose.io.formats import read_annotation
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.heads import head_from_meta, head_with
@@ -49,9 +49,9 @@ def six_d(rotations: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def aflw2000_labels_deg(aflw2000_dir) -> np.ndarray:
     """(1969, 3) yaw, pitch, roll of the real AFLW2000 protocol set (|angles| <= 99)."""
-    stems, _ = evaluation_stems(aflw2000_dir)
+    stems, _ = test_set_samples(aflw2000_dir)
     assert len(stems) == 1969
-    return np.array([read_annotation(stem + ".mat").angles_deg for stem in stems])
+    return np.array([read_mat_labels(stem + ".mat").angles_deg for stem in stems])
 
 
 def test_gram_schmidt_gives_proper_rotations():
@@ -208,7 +208,7 @@ def test_training_and_evaluation_run_with_the_rotation_head(trained_rotation):
     meta = torch.load(paths.models_dir / "model.pt", weights_only=True)["meta"]
     assert meta["head"] == "rotation_6d" and "bin_width" not in meta
     result = evaluate(paths.models_dir / "model.pt", val_stems, "val", baseline=True)
-    truth = np.array([read_annotation(stem + ".mat").angles_deg for stem in val_stems])
+    truth = np.array([read_mat_labels(stem + ".mat").angles_deg for stem in val_stems])
     # MAE is the plain absolute Euler difference
     np.testing.assert_allclose(
         result.errors.absolute_deg, np.abs(result.errors.predicted_deg - truth), atol=1e-4

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from headpose.datasets.mat import find_sample_stems, read_mat, read_mat_labels, write_sample
 from headpose.errors import HeadposeError
 from headpose.geometry import flip_pose_horizontally, project_points, rotation_matrix
-from headpose.io.formats import find_sample_stems, read_annotation, read_mat, write_sample
 from headpose.params import load_params
 from headpose.synth import render as synth
 from headpose.synth.head import MIRRORED_68
@@ -56,7 +56,7 @@ def test_stored_test_labels_follow_aflw2000(tmp_path, index):
     np.testing.assert_allclose(pt2d[visible], projected[visible], atol=1e-3)
     assert np.all(pt2d[~visible] == [-1.0, SIZE + 2.0])  # AFLW2000's (-1, 452) placeholder
     assert visible.sum() >= synth.MIN_VISIBLE
-    assert read_annotation(tmp_path / "image00000.mat").landmarks_xy.shape == (visible.sum(), 2)
+    assert read_mat_labels(tmp_path / "image00000.mat").visible_points_xy.shape == (visible.sum(), 2)
 
 
 def test_profile_hides_the_far_side_landmarks():
@@ -201,9 +201,9 @@ def test_real_files_read_with_the_expected_shapes_and_units(aflw2000_dir, w300lp
     """The reader handles the real formats; the synthetic files copy their shapes and types."""
     real = read_mat(aflw2000_dir / "image00002.mat")
     assert real["pt2d"].shape == (2, 21) and real["pt3d_68"].shape == (3, 68)
-    annotation = read_annotation(aflw2000_dir / "image00004.mat")
-    assert annotation.landmarks_xy.shape[1] == 2 and len(annotation.landmarks_xy) < 21
-    assert np.all((annotation.landmarks_xy > 0) & (annotation.landmarks_xy < 451))
+    annotation = read_mat_labels(aflw2000_dir / "image00004.mat")
+    assert annotation.visible_points_xy.shape[1] == 2 and len(annotation.visible_points_xy) < 21
+    assert np.all((annotation.visible_points_xy > 0) & (annotation.visible_points_xy < 451))
     yaw_deg, _, _ = annotation.angles_deg  # radians on disk, degrees here
     assert 60 < yaw_deg < 75 and abs(annotation.pose_para[1]) < math.pi
     hidden = real["pt2d"].T[np.any(real["pt2d"].T < 0, axis=1)]

@@ -52,7 +52,7 @@ def test_poses_read_back_through_the_benchmark_formula(hpdb):
     jobs = biwi_jobs(2, 8, seed=0)
     entries = FormatBIWI.scan(hpdb).entries
     assert len(entries) == len(jobs) == 16
-    read = np.array([registry.sample_labels(entry).angles_deg for entry in entries])
+    read = np.array([registry.resolve(entry).header().angles_deg for entry in entries])
     written = np.array([job.pose_deg for job in sorted(jobs, key=lambda j: (j.sequence, j.frame))])
     assert np.abs(read - written).max() < 2e-3  # pose.txt keeps about 6 digits
 

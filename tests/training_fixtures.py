@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import REPO_ROOT
 
-from headpose.io.formats import write_sample
+from headpose.datasets.mat import write_sample
 from headpose.params import Params, load_params
 
 

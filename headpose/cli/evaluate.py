@@ -17,8 +17,14 @@ import numpy as np
 
 from headpose.app.detect import face_box_finder
 from headpose.cli.predict import add_model_value_options
-from headpose.crops.protocols import DEFAULT_PROTOCOL, choose_protocol, protocol_names
+from headpose.crops.protocols import (
+    DEFAULT_PROTOCOL,
+    choose_protocol,
+    get_protocol,
+    protocol_names,
+)
 from headpose.datasets.biwi import DETECTOR_FRAME_LIST
+from headpose.datasets.registry import Sample
 from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import (
@@ -35,7 +41,7 @@ from headpose.evaluation.framing_sweep import (
     format_framing_sweep,
     framing_sweep,
 )
-from headpose.evaluation.protocol import evaluation_stems
+from headpose.evaluation.test_sets import test_set_samples
 from headpose.inference.loading import is_onnx_file
 from headpose.io.files import write_json
 from headpose.models.checkpoints import checkpoint_head
@@ -193,16 +199,17 @@ def run_evaluate_command(
     detect = (
         face_box_finder(args.detector_model) if args.frame_list == DETECTOR_FRAME_LIST else None
     )
-    stems, skipped = evaluation_stems(args.data, args.max_angle, args.frame_list, detect)
-    for sample, reason in skipped:
-        print(f"skipped {sample}: {reason}", file=sys.stderr)
+    samples, skipped = test_set_samples(args.data, args.max_angle, args.frame_list, detect)
+    for entry, reason in skipped:
+        print(f"skipped {entry}: {reason}", file=sys.stderr)
     if args.framing_sweep:
-        run_framing_sweep(args, stems)
+        run_framing_sweep(args, samples)
         return
-    crop_protocol = choose_protocol(args.crop_protocol)
+    given = args.crop_protocol
+    crop_protocol = choose_protocol(given and get_protocol(given, "--crop-protocol"))
     result = evaluate(
         args.checkpoint,
-        stems,
+        samples,
         args.data,
         head=head,
         image_size=args.image_size,
@@ -235,7 +242,7 @@ def evaluation_head(args: argparse.Namespace) -> Head | None:
     return head_with(checkpoint_head(args.checkpoint), settings, source)
 
 
-def run_framing_sweep(args: argparse.Namespace, stems: list[str]) -> FramingSweep:
+def run_framing_sweep(args: argparse.Namespace, samples: list[Sample]) -> FramingSweep:
     """``headpose evaluate MODEL --framing-sweep``: load a checkpoint or an .onnx model (through
     :func:`headpose.deploy.loading.load_model`, as the Python API does), sweep, print the table,
     write the JSON and the plot when asked."""
@@ -244,7 +251,7 @@ def run_framing_sweep(args: argparse.Namespace, stems: list[str]) -> FramingSwee
     image_size = loaded.description.image_size
     sweep = framing_sweep(
         loaded.predict,
-        stems,
+        samples,
         image_size,
         loaded.description.normalization,
         DEFAULT_SCALES if args.scales is None else args.scales,
