@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from protocol_fixtures import VISIBLE
 
 from headpose.crops.crop import Box, landmark_box
-from headpose.crops.protocols import get_protocol
 from headpose.geometry import PITCH, ROLL, SCALE, TRANSLATION, YAW, rotation_matrix
 
 
@@ -24,4 +24,4 @@ def unproject_points(
 def loose_box(landmarks_xy: np.ndarray, k: float, mode: str) -> Box:
     """The ``visible`` protocol's loose face box: the visible landmarks' min/max box loosened by
     ``k``."""
-    return get_protocol("visible").loosen_box(landmark_box(landmarks_xy), k, mode)
+    return VISIBLE.loosen_box(landmark_box(landmarks_xy), k, mode)

@@ -5,3 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def samples(entries) -> list:
+    """The :class:`~headpose.datasets.registry.Sample` of each list entry, in order."""
+    from headpose.datasets.registry import resolve_all
+
+    return resolve_all(str(entry) for entry in entries)

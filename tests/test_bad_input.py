@@ -25,6 +25,7 @@ import torch
 from cli_fixtures import run_cli as exit_status
 from helpers import REPO_ROOT
 from model_fixtures import checkpoint_meta, write_checkpoint
+from protocol_fixtures import HOPENET
 from stage_fixtures import STAGES, load_stage, stage_command
 from training_fixtures import write_list, write_tiny_dataset
 
@@ -40,7 +41,7 @@ from headpose.params import validate
 from headpose.training.resume import RunState, load_resume, save_resume
 
 IMAGE_SIZE = 32
-TRAIN_STORE = StoreSpec(IMAGE_SIZE, "hopenet", "train")
+TRAIN_STORE = StoreSpec(IMAGE_SIZE, HOPENET, "train")
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "few_timing_runs")
 
 

@@ -17,6 +17,7 @@ from training_fixtures import train_on_lists, write_tiny_dataset
 
 from headpose.crops.framing import NO_FRAMING
 from headpose.crops.protocols import DEFAULT_PROTOCOL
+from headpose.crops.protocols.stored_box import StoredBox
 from headpose.crops.training_draws import draw_item
 from headpose.datasets.augment import build_augmentation
 from headpose.datasets.biwi import (
@@ -189,7 +190,7 @@ def test_the_held_out_sequences_param_is_checked_in_one_line():
 def test_a_stored_box_sample_is_trained_on_its_box():
     box = (270.0, 177.0, 416.0, 357.0)
     for seed in range(5):
-        draw = draw_item((0, 1, seed), box, 64, DEFAULT_PROTOCOL, NO_FRAMING, stored_box=True)
+        draw = draw_item((0, 1, seed), box, 64, StoredBox(DEFAULT_PROTOCOL), NO_FRAMING)
         landmark = draw_item((0, 1, seed), box, 64, DEFAULT_PROTOCOL, NO_FRAMING)
         assert draw.rectangle == box and landmark.rectangle != box
         assert (draw.flipped, draw.blurred) == (landmark.flipped, landmark.blurred)

@@ -14,6 +14,7 @@ import scipy.io
 import torch
 from geometry_helpers import loose_box
 from PIL import Image
+from protocol_fixtures import HOPENET, VISIBLE
 from torchvision import transforms
 
 from headpose.crops.crop import cut, landmark_box, resize_square, shrunk_cut
@@ -23,8 +24,6 @@ from headpose.crops.training_batches import RegionBatch, augmented_crops, in_reg
 from headpose.datasets.filelists import scan_dataset, usable_samples
 from headpose.datasets.mat import find_sample_stems, read_mat, read_mat_labels, write_mat
 from headpose.errors import HeadposeError
-
-HOPENET, VISIBLE = get_protocol("hopenet"), get_protocol("visible")
 
 
 def _raw_landmarks(mat_path) -> np.ndarray:

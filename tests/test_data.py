@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from geometry_helpers import loose_box
+from protocol_fixtures import HOPENET
 from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.crops.pipeline import evaluation_dataset
@@ -28,7 +29,7 @@ def test_read_list_rejects_missing_and_empty_lists(tmp_path):
 
 def test_missing_sample_names_its_file(tmp_path):
     with pytest.raises(HeadposeError, match=r"nothing_here\.(jpg|mat): .*file not found"):
-        prepare_crops([str(tmp_path / "nothing_here")], StoreSpec(32, "hopenet", "eval"), 1)
+        prepare_crops([str(tmp_path / "nothing_here")], StoreSpec(32, HOPENET, "eval"), 1)
 
 
 @pytest.mark.parametrize("name", ["hopenet", "visible"])
@@ -51,7 +52,7 @@ def test_stored_eval_crop_is_the_direct_crop(aflw2000_dir, name):
 def test_parallel_decoding_equals_serial(tmp_path, monkeypatch):
     stems = write_tiny_dataset(tmp_path, 70)
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "serial"))
-    spec = StoreSpec(32, "hopenet", "train")
+    spec = StoreSpec(32, HOPENET, "train")
     serial = prepare_crops(stems, spec, workers=1)
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "parallel"))
     parallel = prepare_crops(stems, spec, workers=2)

@@ -1,9 +1,11 @@
 """Dataset formats in the pipeline: ``headpose evaluate --data`` on every built-in format, the
-crop a stored box gives, and a new format added in one test module (its class and its
-registration) running filelists -> train -> evaluate."""
+crop a stored box gives, and a new landmark format with its own file layout added in one test
+module (its class and its registration) running filelists -> augment -> analyze -> train ->
+evaluate and the framing sweep."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -18,16 +20,17 @@ from cli_fixtures import run_cli
 from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
 from stage_fixtures import STAGES, load_stage
-from training_fixtures import train_on_lists, write_tiny_dataset
+from training_fixtures import train_on_lists, write_list
 
+from headpose.crops.framing import NO_FRAMING
 from headpose.crops.pipeline import evaluation_dataset
+from headpose.crops.protocols import DEFAULT_PROTOCOL
 from headpose.datasets import registry
 from headpose.datasets.filelists import build_filelists, write_filelists
-from headpose.datasets.mat import read_pair, read_pair_header
-from headpose.datasets.registry import DatasetFormat, Labels, Scan, register_format
+from headpose.datasets.labels import Labels, check_angles, check_landmarks
+from headpose.datasets.registry import DatasetFormat, Scan, read_samples, register_format, resolve
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
-from headpose.io.lists import read_list
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,7 +42,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 def test_a_listed_box_is_the_crop_as_fsa_net_made_it(biwi_sample_dir):
     entry = f"{(biwi_sample_dir / 'hpdb').as_posix()}/01/frame_00003@270,177,146,180"
-    crops = evaluation_dataset([entry], 64, "hopenet", workers=1).crops
+    crops = evaluation_dataset([resolve(entry)], 64, DEFAULT_PROTOCOL, workers=1).crops
     image = cv2.cvtColor(
         cv2.imread(str(biwi_sample_dir / "hpdb/01/frame_00003_rgb.png")), cv2.COLOR_BGR2RGB
     )
@@ -77,62 +80,71 @@ def test_a_stored_box_sample_trains_on_its_box_as_it_is_evaluated(biwi_sample_di
     from headpose.crops.training_batches import augmented_crops
 
     entry = f"{(biwi_sample_dir / 'hpdb').as_posix()}/01/frame_00003@270,177,146,180"
-    regions = training_dataset([entry] * 8, 64, "hopenet", seed=3, workers=1)
+    regions = training_dataset([resolve(entry)] * 8, 64, DEFAULT_PROTOCOL, seed=3, workers=1)
     assert np.array_equal(regions.crops.regions[0], [270, 177, 416, 357])
     batch = regions[list(range(8))]
     plain = ~(batch.flipped | batch.blurred)
     assert plain.any()
-    crops = augmented_crops(batch, 64, "hopenet", torch.device("cpu"))[plain]
-    evaluation = torch.as_tensor(evaluation_dataset([entry], 64, "hopenet", workers=1)[0][0])
+    crops = augmented_crops(batch, 64, DEFAULT_PROTOCOL, torch.device("cpu"))[plain]
+    evaluation = evaluation_dataset([resolve(entry)], 64, DEFAULT_PROTOCOL, workers=1)
+    evaluation = torch.as_tensor(evaluation[0][0])
     expected = evaluation.permute(2, 0, 1).float().expand_as(crops)
     # the same box, resampled once more from the cached region: equal up to interpolation
     assert (crops - expected).abs().mean() < 4.0
 
 
-# --- A format added in one place ----------------------------------------------------------------
+# --- A landmark format added in one place -------------------------------------------------------
 
 
 @register_format
-class PngJsonFormat(DatasetFormat):
-    """A made-up format: ``NAME.png`` beside ``NAME.pose.json`` (angles and landmarks),
-    entries ``<folder>/NAME.pose``."""
+class PtsFormat(DatasetFormat):
+    """A made-up landmark format with its own layout (no ``.mat``): ``NAME.png``, ``NAME.pts``
+    (iBUG's text layout: ``version: 1``, ``n_points: N``, ``{``, one ``x y`` per line in 0-based
+    pixel coordinates, ``}``) and ``NAME.angles`` (yaw pitch roll in degrees); the entry is
+    ``<folder>/NAME.pts``. Its reader turns these into the project's labels (landmarks 1-based)
+    and checks them with the checks every format shares."""
 
-    name = "png_json_test"
-    description = "NAME.png + NAME.pose.json"
+    name = "pts_test"
+    description = "NAME.png + NAME.pts + NAME.angles"
 
     @classmethod
     def recognises(cls, root: Path) -> bool:
-        return root.is_dir() and any(root.glob("*.pose.json"))
+        return root.is_dir() and any(root.glob("*.pts"))
 
     @classmethod
     def owns(cls, entry: str) -> bool:
-        return entry.endswith(".pose")
+        return entry.endswith(".pts")
 
     @classmethod
     def scan(cls, root: Path) -> Scan:
-        names = sorted(path.name.removesuffix(".json") for path in root.glob("*.pose.json"))
-        return Scan([(root / name).as_posix() for name in names])
-
-    @classmethod
-    def _labels(cls, entry: str) -> Labels:
-        # Reuses the .mat validation through a converted copy: the point is the plumbing.
-        content = json.loads(Path(entry + ".json").read_text())
-        annotation, _ = read_pair_header(content["mat_twin"])
-        return Labels(annotation.angles_deg, annotation=annotation)
+        return Scan(sorted(path.as_posix() for path in root.glob("*.pts")))
 
     @classmethod
     def header(cls, entry: str) -> Labels:
-        return cls._labels(entry)
+        lines = Path(entry).read_text().split("\n")
+        count = int(lines[1].split(":")[1])
+        points = np.array([line.split() for line in lines[3 : 3 + count]], dtype=np.float64)
+        stem = entry.removesuffix(".pts")
+        angles = check_angles(tuple(map(float, Path(stem + ".angles").read_text().split())), entry)
+        height, width = cv2.imread(stem + ".png").shape[:2]
+        check_landmarks(points + 1.0, entry, (width, height))
+        return Labels(angles, landmarks_2d=points + 1.0)
 
     @classmethod
     def read(cls, entry: str) -> tuple[np.ndarray, Labels]:
-        image = cv2.cvtColor(cv2.imread(entry.removesuffix(".pose") + ".png"), cv2.COLOR_BGR2RGB)
-        return image, cls._labels(entry)
+        image = cv2.imread(entry.removesuffix(".pts") + ".png")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), cls.header(entry)
+
+    @classmethod
+    def image_file(cls, entry: str) -> str:
+        return entry.removesuffix(".pts") + ".png"
 
     @classmethod
     def digest(cls, entry: str) -> str:
-        return Path(entry + ".json").read_text() + str(
-            Path(entry.removesuffix(".pose") + ".png").stat().st_size
+        stem = entry.removesuffix(".pts")
+        return "".join(
+            hashlib.sha256(Path(stem + suffix).read_bytes()).hexdigest()
+            for suffix in (".pts", ".angles", ".png")
         )
 
     @classmethod
@@ -140,35 +152,70 @@ class PngJsonFormat(DatasetFormat):
         return Path(entry).name.split("_")[0]
 
 
-def write_png_json_set(folder: Path, count: int, seed: int) -> Path:
-    """``count`` samples of the made-up format, converted from tiny .jpg + .mat samples."""
-    source = folder / "source"
-    stems = write_tiny_dataset(source, count, seed=seed, size=60)
-    out = folder / "png_json"
-    out.mkdir()
-    for index, stem in enumerate(stems):
-        image, _ = read_pair(stem)
-        name = f"g{index % 4}_{index:03d}"
-        cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        (out / f"{name}.pose.json").write_text(json.dumps({"mat_twin": stem}))
-    return out
+def write_pts_set(folder: Path, count: int, seed: int) -> Path:
+    """``count`` samples of the made-up format (random pixels, 68 points, angles)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for index in range(count):
+        name = folder / f"g{index % 4}_{index:03d}"
+        cv2.imwrite(f"{name}.png", rng.integers(0, 256, (60, 60, 3), dtype=np.uint8))
+        points = rng.uniform(18, 42, (68, 2))
+        rows = "".join(f"{x:.3f} {y:.3f}\n" for x, y in points)
+        Path(f"{name}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{rows}}}\n")
+        Path(f"{name}.angles").write_text(" ".join(f"{a:.3f}" for a in rng.uniform(-40, 40, 3)))
+    return folder
 
 
-def test_a_format_in_one_module_runs_filelists_train_and_evaluate(tmp_path):
-    train_root = write_png_json_set(tmp_path / "train", 24, seed=0)
-    test_root = write_png_json_set(tmp_path / "test", 6, seed=1)
-    assert registry.recognise(train_root) is PngJsonFormat
+def test_a_landmark_format_in_one_module_runs_the_whole_pipeline_and_the_sweep(tmp_path):
+    """filelists, augment (300W_AUG copies written as .jpg + .mat), analyze (its framing),
+    train, evaluate and the framing sweep, all through the format's Labels."""
+    from headpose.crops.framing_stats import framing_distributions, measure_framing
+    from headpose.crops.protocols import DEFAULT_PROTOCOL
+    from headpose.crops.store import code_files
+    from headpose.datasets.augment import build_augmentation
+    from headpose.evaluation.framing_sweep import framing_sweep
+    from headpose.inference.loading import read_model
+
+    train_root = write_pts_set(tmp_path / "train", 24, seed=0)
+    test_root = write_pts_set(tmp_path / "test", 6, seed=1)
+    assert registry.recognise(train_root) is PtsFormat
+    assert Path(__file__).resolve() in code_files(DEFAULT_PROTOCOL, [PtsFormat])
 
     lists = build_filelists(train_root, test_root, 99, 0.25, 0, workers=1)
     write_filelists(lists, tmp_path / "lists")
-
-    assert all(entry.endswith(".pose") for entry in lists.train + lists.val + lists.test)
+    assert all(entry.endswith(".pts") for entry in lists.train + lists.val + lists.test)
     groups = {Path(entry).name.split("_")[0] for entry in lists.val}
     assert groups and not groups & {Path(entry).name.split("_")[0] for entry in lists.train}
+
+    train = read_samples(tmp_path / "lists" / "train.txt")
+    augmented = build_augmentation(train, train_root, tmp_path / "aug", True, 0.5, [-10, 10], 99, 0)
+    assert augmented.metrics["rotated_written"] == 2 * round(0.5 * len(train))
+    rotated = read_samples(tmp_path / "aug" / "train.txt")[len(train) :]
+    assert {sample.format.name for sample in rotated} == {"300w_lp"}  # 300W_AUG's own format
+    first = augmented.angles[0]
+    assert rotated[0].header().angles_deg == pytest.approx(first[2], abs=1e-4)
+
+    test = read_samples(tmp_path / "lists" / "test.txt")
+    measured = measure_framing(
+        {"300W_AUG": read_samples(tmp_path / "aug" / "train.txt")}, test, 64, DEFAULT_PROTOCOL,
+        NO_FRAMING, seed=0,
+    )  # fmt: skip
+    section = framing_distributions(measured, "300W_AUG", {})
+    assert section["test"]["used"]["count"] == 6 and "inside" in section["test_inside"]
+
+    write_list(
+        tmp_path / "lists" / "train.txt",
+        [s.entry for s in train] + augmented.combined[len(train) :],
+    )
     model = train_on_lists(tmp_path / "lists")
-    test = read_list(tmp_path / "lists" / "test.txt")
     result = evaluate(model, test, "test.txt", workers=1)
     assert result.metrics["count"] == 6 and np.isfinite(result.metrics["mae"]["mean"])
+    loaded = read_model(model)
+    sweep = framing_sweep(
+        loaded.predict, test, loaded.description.image_size, loaded.description.normalization,
+        scales=(1.0, 1.5), shifts=(),
+    )  # fmt: skip
+    assert sweep.samples == 6 and all(np.isfinite(row.mae_mean) for row in sweep.rows)
 
 
 # --- Several test sets in the pipeline ----------------------------------------------------------

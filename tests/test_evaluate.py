@@ -16,6 +16,7 @@ import pytest
 import torch
 from helpers import REPO_ROOT
 from model_fixtures import write_checkpoint
+from protocol_fixtures import HOPENET
 from stage_fixtures import stage_command
 from training_fixtures import write_list, write_tiny_dataset
 
@@ -146,7 +147,7 @@ def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoi
     assert np.allclose(result.errors.true_deg, truth, atol=1e-4)
     # one sample through the model by hand: same crop, same expectation
     model, _ = load_checkpoint(tiny_checkpoint)
-    image, _ = evaluation_dataset(stems[3:4], IMAGE_SIZE, "hopenet", workers=1)[0]
+    image, _ = evaluation_dataset(stems[3:4], IMAGE_SIZE, HOPENET, workers=1)[0]
     with torch.inference_mode():
         logits = model(preprocess(image.numpy(), IMAGENET).unsqueeze(0))
     by_hand = [Bins(3, "centers").expectation_deg(angle_logits).item() for angle_logits in logits]

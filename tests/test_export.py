@@ -13,11 +13,12 @@ import onnx
 import pytest
 import torch
 from model_fixtures import write_checkpoint
+from protocol_fixtures import HOPENET
 
 from headpose.cli import main
 from headpose.crops.pipeline import evaluation_dataset, model_input
 from headpose.deploy.export import CropCalibrationReader, export_for_deployment, export_torchscript
-from headpose.evaluation.evaluate import predict_stems
+from headpose.evaluation.evaluate import predict_samples
 from headpose.evaluation.metrics import mae_summary
 from headpose.inference.runtime import (
     onnx_angle_function,
@@ -41,7 +42,7 @@ def real_stems(aflw2000_dir) -> list[str]:
 
 @pytest.fixture(scope="module")
 def real_crops(real_stems) -> torch.Tensor:
-    dataset = evaluation_dataset(real_stems, IMAGE_SIZE, "hopenet", workers=1)
+    dataset = evaluation_dataset(real_stems, IMAGE_SIZE, HOPENET, workers=1)
     images = torch.stack([dataset[index][0] for index in range(len(dataset))])
     return model_input(images, torch.device("cpu"), IMAGENET)
 
@@ -118,19 +119,19 @@ def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, 
     assert int8.stat().st_size < 0.35 * fp32.stat().st_size
     graph = onnx.load(str(int8)).graph
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
-    int8_errors = predict_stems(
+    int8_errors = predict_samples(
         onnx_angle_function(onnx_session(int8)),
         real_stems,
         IMAGE_SIZE,
-        "hopenet",
+        HOPENET,
         1,
         normalization=IMAGENET,
     )
-    fp32_errors = predict_stems(
+    fp32_errors = predict_samples(
         onnx_angle_function(onnx_session(fp32)),
         real_stems,
         IMAGE_SIZE,
-        "hopenet",
+        HOPENET,
         1,
         normalization=IMAGENET,
     )
@@ -143,14 +144,14 @@ def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, 
 def test_predict_with_onnx_equals_the_pytorch_evaluation(exported, real_stems):
     network, meta = load_checkpoint(exported["model.pt"])
     model = AnglesModel(network, Bins(3, "centers"))
-    pytorch = predict_stems(
-        torch_angle_function(model), real_stems, IMAGE_SIZE, "hopenet", 1, normalization=IMAGENET
+    pytorch = predict_samples(
+        torch_angle_function(model), real_stems, IMAGE_SIZE, HOPENET, 1, normalization=IMAGENET
     )
-    onnx_run = predict_stems(
+    onnx_run = predict_samples(
         onnx_angle_function(onnx_session(exported["model.onnx"])),
         real_stems,
         IMAGE_SIZE,
-        "hopenet",
+        HOPENET,
         1,
         normalization=IMAGENET,
     )

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import REPO_ROOT
+from protocol_fixtures import HOPENET
 from training_fixtures import write_tiny_dataset
 
 from headpose.crops.crop import landmark_box
@@ -30,7 +31,6 @@ from headpose.crops.framing_stats import (
     training_framing,
 )
 from headpose.crops.pipeline import training_dataset
-from headpose.crops.protocols import get_protocol
 from headpose.crops.store import store_size_bytes
 from headpose.crops.training_batches import augmented_crops, pyramid_levels
 from headpose.crops.training_draws import draw_item
@@ -39,7 +39,6 @@ from headpose.errors import HeadposeError
 from headpose.params import load_params, validate
 
 CPU = torch.device("cpu")
-HOPENET = get_protocol("hopenet")
 DEFAULT = FramingAugmentation.from_params(load_params(REPO_ROOT / "params.yaml").as_dict())
 
 

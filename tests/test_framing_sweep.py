@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from model_fixtures import write_checkpoint
+from protocol_fixtures import VISIBLE
 from training_fixtures import write_tiny_dataset
 
 from headpose.cli import main as headpose_main
 from headpose.crops.framing import FramingDraw, reframe
-from headpose.crops.protocols import get_protocol
 from headpose.deploy.export import export_onnx
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
@@ -74,7 +74,7 @@ def test_a_looser_scale_shrinks_the_face_and_a_shift_moves_it():
     image[130:170, 130:170] = 255
     face = (130.0, 130.0, 170.0, 170.0)
     size = 64
-    visible = get_protocol("visible")
+    visible = VISIBLE
     reference = visible.evaluation_rectangle(face, size)
 
     def bright(condition: FramingDraw) -> tuple[float, float, float]:

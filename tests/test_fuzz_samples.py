@@ -22,6 +22,7 @@ import scipy.io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_fixtures import write_checkpoint
+from protocol_fixtures import HOPENET
 
 from headpose.cli import main as headpose_main
 from headpose.crops.store import StoreSpec, prepare_crops
@@ -174,7 +175,7 @@ def test_data_stages_skip_and_name_damaged_samples_and_use_every_good_one(
         if damaged in skipped:
             assert skipped[damaged].strip(), "a skip always says why"
         # whatever the lists accept, the training / evaluation input decodes
-        crops = prepare_crops(sorted(listed), StoreSpec(IMAGE_SIZE, "hopenet", "train"), 1)
+        crops = prepare_crops(sorted(listed), StoreSpec(IMAGE_SIZE, HOPENET, "train"), 1)
         assert len(crops) == len(listed)
         # 300W_AUG rotates or skips (naming it) every training sample; it never stops
         train = lists.train + lists.val

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from protocol_fixtures import HOPENET
 from training_fixtures import write_tiny_dataset
 
 from headpose.crops import store
@@ -39,7 +40,7 @@ from headpose.crops.store import (
 from headpose.errors import HeadposeError
 
 IMAGE_SIZE = 32
-SPEC = StoreSpec(IMAGE_SIZE, "hopenet", "train")
+SPEC = StoreSpec(IMAGE_SIZE, HOPENET, "train")
 COUNT = 12
 
 
@@ -213,7 +214,7 @@ def test_the_quick_check_finds_rows_its_fixed_sample_skips(tmp_path, monkeypatch
 
 def test_an_evaluation_store_is_hashed_whole_on_every_open(tmp_path):
     stems = write_tiny_dataset(tmp_path / "samples", 8, size=24)
-    spec = StoreSpec(IMAGE_SIZE, "hopenet", "eval")
+    spec = StoreSpec(IMAGE_SIZE, HOPENET, "eval")
     folder, _ = store.build_store(stems, spec, store_key(stems, spec, 1), tmp_path / "root", 1)
     store.verify_store(folder, 8, spec)
     images = np.load(folder / IMAGES_FILE, mmap_mode="r+")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from model_fixtures import write_checkpoint
+from protocol_fixtures import HOPENET
 from training_fixtures import write_tiny_dataset
 
 from headpose.crops.pipeline import evaluation_dataset, preprocess
@@ -30,7 +31,7 @@ def test_evaluation_normalises_by_the_checkpoints_stored_values(tmp_path):
     checkpoint = write_checkpoint(tmp_path / "half.pt", "resnet18", **HALF.meta())
     result = evaluate(checkpoint, stems, "tiny", workers=1)
     model, _ = load_angles_model(checkpoint)
-    image, _ = evaluation_dataset(stems[:1], 32, "hopenet", workers=1)[0]
+    image, _ = evaluation_dataset(stems[:1], 32, HOPENET, workers=1)[0]
     with torch.inference_mode():
         stored = model(preprocess(image.numpy(), HALF)[None])[0].numpy()
         imagenet = model(preprocess(image.numpy(), IMAGENET)[None])[0].numpy()

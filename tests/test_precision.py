@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from protocol_fixtures import HOPENET
 from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
 import headpose.training.precision as precision_module
@@ -76,7 +77,7 @@ def test_compile_without_a_compiler_is_one_line(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def loader_and_dataset(tmp_path_factory):
     stems = write_tiny_dataset(tmp_path_factory.mktemp("samples"), 16)
-    dataset = training_dataset(stems, 32, "hopenet", seed=0, workers=1)
+    dataset = training_dataset(stems, 32, HOPENET, seed=0, workers=1)
     dataset.set_epoch(1)
     settings = LoaderSettings(batch_size=8, train_seed=0, workers=1)
     loader, sampler = make_train_loader(dataset, settings, CPU)
@@ -92,7 +93,7 @@ def _one_epoch(loader, precision: Precision, compile_network: bool = False):
     scaler = precision.grad_scaler()
     set_train_mode(model, stem_frozen=True)
     network = torch.compile(model) if compile_network else model
-    make_inputs = input_maker(32, "hopenet", IMAGENET, CPU, precision)
+    make_inputs = input_maker(32, HOPENET, IMAGENET, CPU, precision)
     loss = train_one_epoch(network, loader, optimizer, scaler, Bins(3), make_inputs, precision, "t")
     changed = [
         name for name, value in model.state_dict().items() if not torch.equal(value, before[name])

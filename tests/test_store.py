@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from protocol_fixtures import HOPENET, VISIBLE
 from torch.utils.data import DataLoader
 from training_fixtures import write_tiny_dataset
 
@@ -27,7 +28,7 @@ from headpose.crops.store import (
 )
 from headpose.models.registry import IMAGENET, IMAGENET_MEAN, IMAGENET_STD
 
-TRAIN = StoreSpec(32, "hopenet", "train")
+TRAIN = StoreSpec(32, HOPENET, "train")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,9 @@ def samples(tmp_path_factory) -> list[str]:
     "spec",
     [
         TRAIN,
-        StoreSpec(32, "hopenet", "eval"),
-        StoreSpec(32, "visible", "train"),
-        StoreSpec(32, "hopenet", "train", context_extent=3.5),  # framing augmentation
+        StoreSpec(32, HOPENET, "eval"),
+        StoreSpec(32, VISIBLE, "train"),
+        StoreSpec(32, HOPENET, "train", context_extent=3.5),  # framing augmentation
     ],
 )
 def test_store_holds_exactly_the_direct_crops(samples, spec):
@@ -75,9 +76,9 @@ def test_key_follows_every_input_and_nothing_else(samples, tmp_path, monkeypatch
     assert store_key(copies, TRAIN, workers=2) == key
     assert store_key(copies[::-1], TRAIN, workers=1) != key  # the list's order
     assert store_key(copies[:-1], TRAIN, workers=1) != key  # the list's samples
-    assert store_key(copies, StoreSpec(48, "hopenet", "train"), workers=1) != key  # the size
-    assert store_key(copies, StoreSpec(32, "visible", "train"), workers=1) != key  # protocol
-    assert store_key(copies, StoreSpec(32, "hopenet", "eval"), workers=1) != key  # purpose
+    assert store_key(copies, StoreSpec(48, HOPENET, "train"), workers=1) != key  # the size
+    assert store_key(copies, StoreSpec(32, VISIBLE, "train"), workers=1) != key  # protocol
+    assert store_key(copies, StoreSpec(32, HOPENET, "eval"), workers=1) != key  # purpose
     data = bytearray(Path(copies[3] + ".jpg").read_bytes())
     data[-3] ^= 1  # one bit of one image
     Path(copies[3] + ".jpg").write_bytes(bytes(data))
@@ -139,7 +140,7 @@ def _old_preprocess(crop_rgb: np.ndarray) -> torch.Tensor:
 
 
 def test_uint8_batches_normalised_on_the_device_equal_the_float_path(samples):
-    dataset = PoseDataset(prepare_crops(samples, StoreSpec(32, "hopenet", "eval"), workers=1))
+    dataset = PoseDataset(prepare_crops(samples, StoreSpec(32, HOPENET, "eval"), workers=1))
     batch, _ = next(iter(DataLoader(dataset, batch_size=6)))
     assert batch.dtype == torch.uint8 and batch.shape == (6, 32, 32, 3)
     normalised = model_input(batch, torch.device("cpu"), IMAGENET)

@@ -56,7 +56,8 @@ def test_stored_test_labels_follow_aflw2000(tmp_path, index):
     np.testing.assert_allclose(pt2d[visible], projected[visible], atol=1e-3)
     assert np.all(pt2d[~visible] == [-1.0, SIZE + 2.0])  # AFLW2000's (-1, 452) placeholder
     assert visible.sum() >= synth.MIN_VISIBLE
-    assert read_mat_labels(tmp_path / "image00000.mat").visible_points_xy.shape == (visible.sum(), 2)
+    labels = read_mat_labels(tmp_path / "image00000.mat")
+    assert labels.visible_points_xy.shape == (visible.sum(), 2)
 
 
 def test_profile_hides_the_far_side_landmarks():

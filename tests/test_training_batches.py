@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
+from protocol_fixtures import HOPENET, VISIBLE
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from training_fixtures import write_tiny_dataset
 
@@ -48,7 +49,7 @@ def test_crops_sample_the_rectangle_at_pixel_centres():
     region = np.stack([ramp, ramp, 255 - ramp], -1).astype(np.uint8)
     rectangles = [(4.0, 6.5, 36.0, 30.5), (10.25, 3.0, 20.25, 44.0)]
     batch = _one_region_batch(region, rectangles + rectangles, flipped=[False, False, True, True])
-    crops = augmented_crops(batch, size, "hopenet", CPU).numpy()
+    crops = augmented_crops(batch, size, HOPENET, CPU).numpy()
     assert crops.shape == (4, 3, size, size) and crops.dtype == np.float32
     centres = (np.arange(size) + 0.5) / size
     for index, (x0, y0, x1, y1) in enumerate(rectangles):
@@ -67,7 +68,7 @@ def test_crops_equal_the_per_item_warp_they_replace():
     side, size = 96, 64
     region = cv2.GaussianBlur(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), (7, 7), 2)
     rectangles = [(5.3, 7.9, 80.1, 82.7), (-6.0, 20.0, 70.0, 96.0), (30.0, 30.0, 101.5, 101.5)]
-    crops = augmented_crops(_one_region_batch(region, rectangles), size, "hopenet", CPU)
+    crops = augmented_crops(_one_region_batch(region, rectangles), size, HOPENET, CPU)
     for crop, (x0, y0, x1, y1) in zip(crops.numpy(), rectangles, strict=True):
         step_x, step_y = (x1 - x0) / size, (y1 - y0) / size
         warp = np.array([[step_x, 0, x0 + step_x / 2 - 0.5], [0, step_y, y0 + step_y / 2 - 0.5]])
@@ -113,7 +114,7 @@ def test_flip_negates_yaw_and_roll_and_mirrors_the_image():
     for epoch in range(20):
         dataset.set_epoch(epoch)
         batch = dataset[[0]]
-        image = augmented_crops(batch, 32, "hopenet", CPU)[0]
+        image = augmented_crops(batch, 32, HOPENET, CPU)[0]
         left, right = image[..., :8].mean(), image[..., -8:].mean()
         flipped = bool(batch.flipped[0])
         expected = [-30.0, 10.0, 20.0] if flipped else [30.0, 10.0, -20.0]
@@ -161,7 +162,7 @@ def tiny_store(tmp_path_factory) -> list[str]:
 def test_loader_workers_give_the_batches_of_the_training_process(tiny_store):
     """Batches gathered by persistent worker processes equal those gathered in the training
     process, epoch after epoch (the epoch lives in shared memory)."""
-    dataset = training_dataset(tiny_store, 32, "hopenet", seed=1, workers=1)
+    dataset = training_dataset(tiny_store, 32, HOPENET, seed=1, workers=1)
     batches = BatchSampler(SequentialSampler(dataset), 5, drop_last=True)
     loader = DataLoader(
         dataset, batch_size=None, sampler=batches, num_workers=1, persistent_workers=True
@@ -181,14 +182,14 @@ def test_loader_workers_give_the_batches_of_the_training_process(tiny_store):
 
 
 def test_model_input_is_normalised_and_in_the_asked_memory_format(tiny_store):
-    dataset = training_dataset(tiny_store, 32, "visible", seed=2, workers=1)
+    dataset = training_dataset(tiny_store, 32, VISIBLE, seed=2, workers=1)
     batch = dataset[[0, 1, 2, 3]]
-    crops = augmented_crops(batch, 32, "visible", CPU)
-    images, angles = training_images(batch, 32, "visible", CPU, IMAGENET, channels_last=True)
+    crops = augmented_crops(batch, 32, VISIBLE, CPU)
+    images, angles = training_images(batch, 32, VISIBLE, CPU, IMAGENET, channels_last=True)
     assert images.shape == (4, 3, 32, 32) and angles.shape == (4, 3)
     assert images.is_contiguous(memory_format=torch.channels_last)
     mean = torch.tensor(IMAGENET.mean).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET.std).view(1, 3, 1, 1)
     torch.testing.assert_close(images, (crops / 255.0 - mean) / std)
-    plain, _ = training_images(batch, 32, "visible", CPU, IMAGENET)
+    plain, _ = training_images(batch, 32, VISIBLE, CPU, IMAGENET)
     assert plain.is_contiguous() and torch.equal(plain, images.contiguous())
