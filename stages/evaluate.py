@@ -33,7 +33,7 @@ from headpose.evaluation.evaluate import (
     other_protocols,
     write_per_image_csv,
 )
-from headpose.evaluation.test_sets import test_set_samples
+from headpose.evaluation.test_sets import evaluation_samples
 from headpose.io.files import atomic_outputs, write_json
 from headpose.params import load_params
 from headpose.plots import plot_errors_vs_angle
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         detect = None
         if frame_list == DETECTOR_FRAME_LIST:
             detect = face_box_finder(args.detector_model)
-        samples, skipped = test_set_samples(args.data, params.max_angle, frame_list, detect)
+        samples, skipped = evaluation_samples(args.data, params.max_angle, frame_list, detect)
         source = args.data
         print(f"{args.data}: {len(samples)} samples, {len(skipped)} skipped", file=sys.stderr)
     else:

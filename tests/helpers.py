@@ -7,7 +7,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def samples(entries) -> list:
+def as_samples(entries) -> list:
     """The :class:`~headpose.datasets.registry.Sample` of each list entry, in order."""
     from headpose.datasets.registry import resolve_all
 

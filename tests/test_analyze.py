@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import as_samples
 
 from headpose.datasets.analyze import angle_summary, dataset_angles, distributions
 from headpose.datasets.augment import build_augmentation
@@ -37,7 +38,8 @@ def real_pipeline(aflw2000_dir, w300lp_sample_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     lists = build_filelists(w300lp_sample_dir, aflw2000_dir, 99, val_fraction=0.1, seed=0)
     write_filelists(lists, root / "filelists")
-    build_augmentation(lists.train, w300lp_sample_dir, root / "aug", False, 0.1, [10], 99, seed=0)
+    train = as_samples(lists.train)
+    build_augmentation(train, w300lp_sample_dir, root / "aug", False, 0.1, [10], 99, seed=0)
     return root, dataset_angles(root / "filelists", root / "aug")
 
 

@@ -23,9 +23,9 @@ import pytest
 import scipy.io
 import torch
 from cli_fixtures import run_cli as exit_status
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, as_samples
 from model_fixtures import checkpoint_meta, write_checkpoint
-from protocol_fixtures import HOPENET
+from protocol_fixtures import HOPENET, VISIBLE
 from stage_fixtures import STAGES, load_stage, stage_command
 from training_fixtures import write_list, write_tiny_dataset
 
@@ -146,8 +146,8 @@ def test_samples_that_would_crash_training_are_skipped_and_named(tmp_path):
     # out-of-memory resize, no "empty crop box")
     for stem, name in ((huge, ".jpg"), (far, ".mat"), (point, ".mat")):
         with pytest.raises(HeadposeError, match=Path(stem).name + name.replace(".", r"\.")):
-            prepare_crops([stem], TRAIN_STORE, workers=1)
-    assert len(prepare_crops(lists.train + lists.val, TRAIN_STORE, workers=1)) == 3
+            prepare_crops(as_samples([stem]), TRAIN_STORE, workers=1)
+    assert len(prepare_crops(as_samples(lists.train + lists.val), TRAIN_STORE, workers=1)) == 3
 
 
 # --- Checkpoints whose meta disagrees with their weights ------------------------------------------
@@ -298,8 +298,8 @@ def evaluate_stage_workspace(small_set, tmp_path, monkeypatch):
     (tmp_path / "data" / "filelists").mkdir(parents=True)
     write_list(tmp_path / "data" / "filelists" / "test.txt", stems)
     # the crop stores exist before the disk fills
-    for protocol in ("hopenet", "visible"):
-        prepare_crops(stems, StoreSpec(IMAGE_SIZE, protocol, "eval"), workers=1)
+    for crop in (HOPENET, VISIBLE):
+        prepare_crops(as_samples(stems), StoreSpec(IMAGE_SIZE, crop, "eval"), workers=1)
     old = {
         "metrics/evaluation.json": "old metrics\n",
         "data/evaluation/per_image.csv": "old csv\n",
@@ -335,7 +335,7 @@ def test_an_unexpected_os_error_is_one_line(tmp_path, capsys, monkeypatch):
     def refuse(*_args, **_kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.jpg"))
 
-    monkeypatch.setattr(evaluation, "test_set_samples", refuse)
+    monkeypatch.setattr(evaluation, "evaluation_samples", refuse)
     code, _, err = run_cli(["evaluate", str(tmp_path / "m.pt"), "--data", str(tmp_path)], capsys)
     assert code == 2
     assert "Permission denied" in one_error_line(err, tmp_path / "x.jpg")

@@ -117,9 +117,11 @@ def test_the_protocol1_list_holds_its_13219_frames_and_boxes(hpdb, frame_list):
 
 def test_the_protocol1_guard_recognises_exactly_its_frames(frame_list):
     boxed = [f"/d/hpdb/{name}@1,2,3,4" for name in read_frame_list(frame_list)]
-    assert registry.check_test_set(boxed, "list")
-    assert not registry.check_test_set(boxed[:-1], "list")  # one frame short: another set
-    assert not registry.check_test_set([e.split("@")[0] for e in boxed], "list")  # no boxes
+    check = registry.check_test_set
+    assert check(registry.resolve_all(boxed), "list")
+    assert not check(registry.resolve_all(boxed[:-1]), "list")  # one frame short: another set
+    unboxed = registry.resolve_all(e.split("@")[0] for e in boxed)
+    assert not check(unboxed, "list")  # no boxes
 
 
 def test_a_bad_pose_file_is_one_line_naming_it(hpdb, tmp_path):

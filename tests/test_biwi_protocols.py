@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, as_samples
 from model_fixtures import write_checkpoint
 from stage_fixtures import load_stage
 from training_fixtures import train_on_lists, write_tiny_dataset
@@ -33,9 +33,10 @@ from headpose.datasets.filelists import (
     held_out_split,
     write_filelists,
 )
+from headpose.datasets.registry import resolve
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
-from headpose.evaluation.test_sets import test_set_samples
+from headpose.evaluation.test_sets import evaluation_samples
 from headpose.io.lists import read_list
 from headpose.synth.biwi import generate_biwi
 
@@ -107,21 +108,21 @@ def test_detector_boxes_of_the_genuine_frame_are_near_its_protocol1_box(
 
 
 def test_a_test_set_boxed_by_the_detector_lists_the_frames_it_missed(hpdb):
-    stems, skipped = test_set_samples(
+    stems, skipped = evaluation_samples(
         hpdb, 99, "detector", lambda image: [(0.0, 0.0, 640.0, 480.0)]
     )
-    assert len(stems) == 40 and all("@" in stem for stem in stems) and not skipped
+    assert len(stems) == 40 and all("@" in stem.entry for stem in stems) and not skipped
     with pytest.raises(HeadposeError, match="no detected face holds the projected head centre"):
-        test_set_samples(hpdb, 99, "detector", lambda image: [])
+        evaluation_samples(hpdb, 99, "detector", lambda image: [])
 
 
 def test_a_detector_frame_list_without_a_detector_or_on_another_format_is_one_line(hpdb, tmp_path):
     with pytest.raises(HeadposeError, match="frame_list: detector needs a face detector"):
-        test_set_samples(hpdb, 99, "detector")
+        evaluation_samples(hpdb, 99, "detector")
 
     write_tiny_dataset(tmp_path / "aflw", 3, seed=0, size=60)
     with pytest.raises(HeadposeError, match="frame_list: detector applies to BIWI folders"):
-        test_set_samples(tmp_path / "aflw", 99, "detector", lambda image: [])
+        evaluation_samples(tmp_path / "aflw", 99, "detector", lambda image: [])
 
 
 # --- Protocol 2 ---------------------------------------------------------------------------------
@@ -150,13 +151,14 @@ def test_protocol2_holds_out_whole_sequences_drawn_by_the_seed(hpdb, tmp_path):
 
 def scan_of(hpdb: Path) -> DatasetScan:
     entries = FormatBIWI.scan(hpdb).entries
-    return DatasetScan("train", [SampleCheck(entry, (0.0, 0.0, 0.0), None) for entry in entries])
+    checks = [SampleCheck(resolve(entry), (0.0, 0.0, 0.0), None) for entry in entries]
+    return DatasetScan("train", checks)
 
 
 def test_the_split_names_the_people_recorded_on_both_sides():
     # Sequences 03 and 15 are the same person (F03): on opposite sides, they are named.
     checks = [
-        SampleCheck(f"/data/hpdb/{sequence}/frame_00001", (0.0, 0.0, 0.0), None)
+        SampleCheck(resolve(f"/data/hpdb/{sequence}/frame_00001"), (0.0, 0.0, 0.0), None)
         for sequence in ("03", "15", "07")
     ]
     splits = [held_out_split(DatasetScan("train", checks), 1, seed)[2] for seed in range(20)]
@@ -199,7 +201,7 @@ def test_a_stored_box_sample_is_trained_on_its_box():
 def test_300w_aug_rotates_landmark_samples_only(hpdb, tmp_path):
     entries = FormatBIWI.scan(hpdb).entries[:5]
     augmentation = build_augmentation(
-        entries, hpdb, tmp_path / "aug", True, 0.5, [10.0], 99, seed=0, workers=1
+        as_samples(entries), hpdb, tmp_path / "aug", True, 0.5, [10.0], 99, seed=0, workers=1
     )
     assert augmentation.metrics["chosen"] == 0 and augmentation.metrics["not_rotatable"] == 5
     assert read_list(tmp_path / "aug" / "train.txt") == entries
@@ -209,7 +211,7 @@ def test_protocol2_trains_on_biwi_and_evaluates_the_held_out_sequences(hpdb, tmp
     lists = build_filelists(hpdb, "unused", 99, 0.25, seed=0, workers=1, held_out_sequences=1)
     write_filelists(lists, tmp_path / "lists")
     model = train_on_lists(tmp_path / "lists")
-    result = evaluate(model, lists.test, "test.txt", workers=1)
+    result = evaluate(model, as_samples(lists.test), "test.txt", workers=1)
     assert result.metrics["count"] == 10 and np.isfinite(result.metrics["mae"]["mean"])
     assert result.metrics["crop_protocol"] == "stored_box"
 
@@ -219,7 +221,8 @@ def test_the_analyze_stage_leaves_framing_unmeasured_for_stored_box_lists(
 ):
     lists = build_filelists(hpdb, "unused", 99, 0.25, seed=0, workers=1, held_out_sequences=1)
     write_filelists(lists, tmp_path / "data" / "filelists")
-    build_augmentation(lists.train, hpdb, tmp_path / "data" / "aug", True, 0.1, [10.0], 99, 0)
+    train = as_samples(lists.train)
+    build_augmentation(train, hpdb, tmp_path / "data" / "aug", True, 0.1, [10.0], 99, 0)
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     stage = load_stage("analyze")

@@ -13,6 +13,7 @@ import pytest
 import scipy.io
 import torch
 from geometry_helpers import loose_box
+from helpers import as_samples
 from PIL import Image
 from protocol_fixtures import HOPENET, VISIBLE
 from torchvision import transforms
@@ -60,7 +61,7 @@ def _usable_aflw2000(aflw2000_dir, count: int) -> list[str]:
 @pytest.mark.parametrize("size", [224, 64])
 def test_hopenet_evaluation_crops_equal_the_original_test_code(aflw2000_dir, size):
     stems = _usable_aflw2000(aflw2000_dir, 200)
-    dataset = evaluation_dataset(stems, size, HOPENET, workers=1)
+    dataset = evaluation_dataset(as_samples(stems), size, HOPENET, workers=1)
     with_placeholders = 0
     for index, stem in enumerate(stems):
         image, _ = dataset[index]

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import as_samples
 from training_fixtures import tiny_run_paths, tiny_settings, write_tiny_dataset
 
 import headpose
@@ -77,14 +78,16 @@ def test_a_protocol_defined_in_one_file_trains_evaluates_exports_and_predicts(re
     assert choose_protocol(None, meta) == registered  # the model's own protocol
 
     # evaluated under its crop, the model scores as its validation did
-    result = evaluate(checkpoint, stems[16:], "val", crop_protocol=registered)
+    result = evaluate(checkpoint, as_samples(stems[16:]), "val", crop_protocol=registered)
     assert result.metrics["crop_protocol"] == CentreSquare.name
     assert result.metrics["model"]["trained_crop_protocol"] == CentreSquare.name
     assert result.metrics["mae"]["mean"] == pytest.approx(metrics["final"]["mae_mean"], abs=1e-3)
     assert f"crop protocol {CentreSquare.name}" in format_report(result.metrics, checkpoint, "val")
 
     # exported: calibration and test crops follow the trained protocol, the file records it
-    exported = export_for_deployment(checkpoint, tmp_path / "deploy", stems, stems[16:], workers=1)
+    exported = export_for_deployment(
+        checkpoint, tmp_path / "deploy", as_samples(stems), as_samples(stems[16:]), workers=1
+    )
     assert exported["crop_protocol"] == CentreSquare.name
     assert exported["parity_max_abs_deg"] < 0.01
     onnx_file = tmp_path / "deploy" / "model.onnx"
@@ -121,4 +124,4 @@ def test_a_checkpoint_of_an_unregistered_protocol_is_one_line(tmp_path, protocol
     stems = write_tiny_dataset(tmp_path / "data", 2)
     checkpoint = write_checkpoint(tmp_path / "m.pt", "resnet18", crop_protocol=protocol)
     with pytest.raises(HeadposeError, match=re.escape(message)):
-        evaluate(checkpoint, stems, "tiny", workers=1)
+        evaluate(checkpoint, as_samples(stems), "tiny", workers=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from geometry_helpers import loose_box
+from helpers import as_samples
 from protocol_fixtures import HOPENET
 from training_fixtures import write_list, write_tiny_dataset
 
@@ -29,7 +30,7 @@ def test_read_list_rejects_missing_and_empty_lists(tmp_path):
 
 def test_missing_sample_names_its_file(tmp_path):
     with pytest.raises(HeadposeError, match=r"nothing_here\.(jpg|mat): .*file not found"):
-        prepare_crops([str(tmp_path / "nothing_here")], StoreSpec(32, HOPENET, "eval"), 1)
+        prepare_crops(as_samples([tmp_path / "nothing_here"]), StoreSpec(32, HOPENET, "eval"), 1)
 
 
 @pytest.mark.parametrize("name", ["hopenet", "visible"])
@@ -37,7 +38,7 @@ def test_stored_eval_crop_is_the_direct_crop(aflw2000_dir, name):
     protocol = get_protocol(name)
     stems, _ = find_sample_stems(aflw2000_dir, recursive=False)
     paths = [str(aflw2000_dir / stem) for stem in stems[:6]]
-    dataset = evaluation_dataset(paths, 64, protocol, workers=1)
+    dataset = evaluation_dataset(as_samples(paths), 64, protocol, workers=1)
     for index, path in enumerate(paths):
         annotation = read_mat_labels(path + ".mat")
         box = protocol.face_box(annotation)
@@ -53,9 +54,9 @@ def test_parallel_decoding_equals_serial(tmp_path, monkeypatch):
     stems = write_tiny_dataset(tmp_path, 70)
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "serial"))
     spec = StoreSpec(32, HOPENET, "train")
-    serial = prepare_crops(stems, spec, workers=1)
+    serial = prepare_crops(as_samples(stems), spec, workers=1)
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "parallel"))
-    parallel = prepare_crops(stems, spec, workers=2)
+    parallel = prepare_crops(as_samples(stems), spec, workers=2)
     assert serial.images.filename != parallel.images.filename  # two builds
     assert np.array_equal(serial.images, parallel.images)
     assert np.array_equal(serial.angles_deg, parallel.angles_deg)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing
+from helpers import as_samples
 from protocol_fixtures import HOPENET
 from torch import nn
 from training_fixtures import tiny_settings, write_list, write_tiny_dataset
@@ -100,7 +101,7 @@ def test_two_processes_train_like_one(lists, tmp_path, monkeypatch, one_torch_th
 
 
 def test_ranks_share_each_global_batch(lists):
-    dataset = training.training_dataset(read_list(lists[0]), 32, HOPENET, 0)
+    dataset = training.training_dataset(as_samples(read_list(lists[0])), 32, HOPENET, 0)
     params = tiny_settings(batch_size=8).loader
     device = torch.device("cpu")
     single, single_sampler = make_train_loader(dataset, params, device)

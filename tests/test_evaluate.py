@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, as_samples
 from model_fixtures import write_checkpoint
-from protocol_fixtures import HOPENET
+from protocol_fixtures import HOPENET, VISIBLE
 from stage_fixtures import stage_command
 from training_fixtures import write_list, write_tiny_dataset
 
@@ -29,7 +29,7 @@ from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
-from headpose.evaluation.test_sets import check_published_test_set, test_set_samples
+from headpose.evaluation.test_sets import check_published_test_set, evaluation_samples
 from headpose.inference import timing
 from headpose.models.bins import Bins
 from headpose.models.network import build_model, load_checkpoint
@@ -99,55 +99,59 @@ def test_the_guard_refuses_a_recognised_aflw2000_without_1969_samples(tmp_path, 
         Path(stem + ".jpg").write_bytes(b"")
         Path(stem + ".mat").write_bytes(b"")
     assert not is_real_aflw2000(stems)
-    assert check_published_test_set(stems, "test.txt") is False  # other sets: any count is fine
+    assert (
+        check_published_test_set(as_samples(stems), "test.txt") is False
+    )  # other sets: any count is fine
     names_digest = hashlib.sha256(b"image00002\nimage00004\nimage00006\n").hexdigest()
     monkeypatch.setattr(protocol, "AFLW2000_NAMES_SHA256", names_digest)
     assert is_real_aflw2000(stems)
     with pytest.raises(HeadposeError, match="test.txt holds 3 samples .* of the real AFLW2000-3D"):
-        check_published_test_set(stems, "test.txt")
+        check_published_test_set(as_samples(stems), "test.txt")
     protocol_digest = hashlib.sha256(b"image00002\nimage00004\n").hexdigest()
     monkeypatch.setattr(protocol, "AFLW2000_PROTOCOL_NAMES_SHA256", protocol_digest)
-    assert check_published_test_set(stems[:2], "test.txt") is True
+    assert check_published_test_set(as_samples(stems[:2]), "test.txt") is True
     with pytest.raises(HeadposeError, match="listed more than once"):
-        check_published_test_set([stems[0], stems[0], stems[1]], "test.txt")
+        check_published_test_set(as_samples([stems[0], stems[0], stems[1]]), "test.txt")
 
 
 def test_the_real_aflw2000_is_recognised_and_needs_its_1969_images_once(aflw2000_dir):
     """Counting lines is not enough: the 1969 protocol images, each once, and nothing else."""
     stems = sorted(str(path.with_suffix("")) for path in aflw2000_dir.glob("*.jpg"))
     assert len(stems) == 2000 and is_real_aflw2000(stems)
-    protocol_stems, skipped = test_set_samples(aflw2000_dir)
+    protocol_stems, skipped = evaluation_samples(aflw2000_dir)
     assert len(protocol_stems) == 1969 and len(skipped) == 31
     assert check_published_test_set(protocol_stems, "real") is True
     with pytest.raises(HeadposeError, match="holds 2000 samples"):
-        check_published_test_set(stems, "real")
+        check_published_test_set(as_samples(stems), "real")
     # 1969 lines, one image twice and one missing
     with pytest.raises(HeadposeError, match=r"1969 samples \(1968 distinct, 1 listed more"):
         check_published_test_set(protocol_stems[:-1] + protocol_stems[:1], "real")
     # 1969 distinct images, but one of them out of the protocol's range
-    outside = sorted(set(stems) - set(protocol_stems))[0]
+    outside = sorted(set(stems) - {sample.entry for sample in protocol_stems})[0]
     with pytest.raises(HeadposeError, match="1969 distinct images"):
-        check_published_test_set(protocol_stems[:-1] + [outside], "real")
+        check_published_test_set(protocol_stems[:-1] + as_samples([outside]), "real")
     assert not is_real_aflw2000(stems[:10] + ["elsewhere/image00002"])
 
 
 def test_folder_data_is_scanned_and_filtered_like_the_filelists_stage(tiny_set):
     folder, stems = tiny_set
-    kept, skipped = test_set_samples(folder)
-    assert kept == sorted(stems)  # the yaw-120 outlier is dropped, and said why
+    kept, skipped = evaluation_samples(folder)
+    assert [sample.entry for sample in kept] == sorted(
+        stems
+    )  # the yaw-120 outlier is dropped, and said why
     assert [reason.startswith("an angle beyond") for _, reason in skipped] == [True]
-    assert len(test_set_samples(folder, max_angle_deg=130)[0]) == 7
+    assert len(evaluation_samples(folder, max_angle_deg=130)[0]) == 7
 
 
 def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoint):
     _, stems = tiny_set
-    result = evaluate(tiny_checkpoint, stems, "tiny", training_mean=np.zeros(3))
+    result = evaluate(tiny_checkpoint, as_samples(stems), "tiny", training_mean=np.zeros(3))
     assert result.errors.stems == stems
     truth = np.array([read_mat_labels(stem + ".mat").angles_deg for stem in stems])
     assert np.allclose(result.errors.true_deg, truth, atol=1e-4)
     # one sample through the model by hand: same crop, same expectation
     model, _ = load_checkpoint(tiny_checkpoint)
-    image, _ = evaluation_dataset(stems[3:4], IMAGE_SIZE, HOPENET, workers=1)[0]
+    image, _ = evaluation_dataset(as_samples(stems[3:4]), IMAGE_SIZE, HOPENET, workers=1)[0]
     with torch.inference_mode():
         logits = model(preprocess(image.numpy(), IMAGENET).unsqueeze(0))
     by_hand = [Bins(3, "centers").expectation_deg(angle_logits).item() for angle_logits in logits]
@@ -231,8 +235,10 @@ def test_the_table_scores_an_exported_onnx_file_as_its_checkpoint(
     loaded = load_model(tiny_checkpoint, "torch", "cpu")
     onnx_path = tmp_path / "model.onnx"
     export_onnx(loaded.model, onnx_path, loaded.description)
-    exported = evaluate(onnx_path, stems, "tiny", workers=1)
-    reference = evaluate(tiny_checkpoint, stems, "tiny", workers=1, device=torch.device("cpu"))
+    exported = evaluate(onnx_path, as_samples(stems), "tiny", workers=1)
+    reference = evaluate(
+        tiny_checkpoint, as_samples(stems), "tiny", workers=1, device=torch.device("cpu")
+    )
     assert np.allclose(exported.errors.predicted_deg, reference.errors.predicted_deg, atol=1e-3)
     model = exported.metrics["model"]
     assert model["parameters"] is None and model["precision"] == "fp32"
@@ -289,7 +295,9 @@ def test_the_stage_writes_metrics_csv_and_plots(
     assert metrics["crop_protocol"] == "hopenet" and list(metrics["other_protocols"]) == ["visible"]
     assert "crop protocol hopenet (published)" in output
     assert "crop protocol visible, same model" in output
-    by_hand = evaluate(tmp_path / "models" / "model.pt", stems, "x", crop_protocol="visible")
+    by_hand = evaluate(
+        tmp_path / "models" / "model.pt", as_samples(stems), "x", crop_protocol=VISIBLE
+    )
     assert metrics["other_protocols"]["visible"]["mae"] == by_hand.metrics["mae"]
 
 

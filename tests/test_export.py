@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import as_samples
 from model_fixtures import write_checkpoint
 from protocol_fixtures import HOPENET
 
@@ -36,8 +37,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def real_stems(aflw2000_dir) -> list[str]:
-    return [str(path.with_suffix("")) for path in sorted(aflw2000_dir.glob("*.jpg"))[:12]]
+def real_stems(aflw2000_dir) -> list:
+    return as_samples(
+        path.with_suffix("").as_posix() for path in sorted(aflw2000_dir.glob("*.jpg"))[:12]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +158,7 @@ def test_predict_with_onnx_equals_the_pytorch_evaluation(exported, real_stems):
         1,
         normalization=IMAGENET,
     )
-    assert onnx_run.stems == pytorch.stems
+    assert onnx_run.stems == pytorch.stems == [sample.entry for sample in real_stems]
     assert np.abs(onnx_run.predicted_deg - pytorch.predicted_deg).max() < 0.1
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, as_samples
 from stage_fixtures import stage_command
 
 from headpose.datasets.filelists import (
@@ -67,15 +67,16 @@ def _lp_names(photos: range) -> list[str]:
 
 
 def test_split_keeps_every_photo_on_one_side_and_is_stable():
-    names = _lp_names(range(400))
+    names = as_samples(_lp_names(range(400)))
     train, val = split_train_val(names, seed=3, val_fraction=0.1)
-    assert sorted(train + val) == sorted(names)
-    train_groups = {group_key(n) for n in train}
-    val_groups = {group_key(n) for n in val}
+    assert sorted(s.entry for s in train + val) == sorted(s.entry for s in names)
+    train_groups = {group_key(n.entry) for n in train}
+    val_groups = {group_key(n.entry) for n in val}
     assert not train_groups & val_groups
     assert 0.05 < len(val_groups) / 400 < 0.15
     # Adding unrelated photos does not move anything already placed.
-    more_train, more_val = split_train_val(names + _lp_names(range(400, 900)), 3, 0.1)
+    more = names + as_samples(_lp_names(range(400, 900)))
+    more_train, more_val = split_train_val(more, 3, 0.1)
     assert set(val) <= set(more_val) and set(train) <= set(more_train)
     # Another seed gives another split; zero fraction gives no validation set.
     assert split_train_val(names, seed=4, val_fraction=0.1)[1] != val
@@ -83,7 +84,7 @@ def test_split_keeps_every_photo_on_one_side_and_is_stable():
 
 
 def test_split_of_two_photos_leaves_neither_side_empty():
-    train, val = split_train_val(_lp_names(range(2)), seed=0, val_fraction=0.1)
+    train, val = split_train_val(as_samples(_lp_names(range(2))), seed=0, val_fraction=0.1)
     assert train and val
 
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, as_samples
 from protocol_fixtures import HOPENET
 from training_fixtures import write_tiny_dataset
 
@@ -162,7 +162,9 @@ def test_reframed_crops_show_the_image_the_rectangle_covers(tmp_path):
 
     stem = _smooth_sample(tmp_path)
     size = 64
-    dataset = training_dataset([stem] * 40, size, HOPENET, seed=5, workers=1, framing=DEFAULT)
+    dataset = training_dataset(
+        as_samples([stem] * 40), size, HOPENET, seed=5, workers=1, framing=DEFAULT
+    )
     assert dataset.crops.spec.context_extent == DEFAULT.context_extent()
     dataset.set_epoch(1)
     batch = dataset[list(range(40))]
@@ -193,7 +195,7 @@ def test_pyramid_level_keeps_about_one_region_pixel_per_output_pixel():
 
 
 def test_store_with_contexts_costs_twice_the_bytes(tmp_path):
-    stems = write_tiny_dataset(tmp_path, 20, size=120)
+    stems = as_samples(write_tiny_dataset(tmp_path, 20, size=120))
     plain = training_dataset(stems, 32, HOPENET, workers=1)
     framed = training_dataset(stems, 32, HOPENET, workers=1, framing=DEFAULT)
     assert plain.crops.contexts is None and framed.crops.contexts.shape == plain.crops.images.shape
@@ -216,7 +218,7 @@ def _store_folder(dataset):
 
 
 def test_statistics_and_the_inside_line(tmp_path):
-    stems = write_tiny_dataset(tmp_path, 30, size=120)
+    stems = as_samples(write_tiny_dataset(tmp_path, 30, size=120))
     measured = measure_framing({"300W_AUG": stems}, stems, 32, HOPENET, DEFAULT, seed=0)
     assert set(measured) == {"300W_AUG", "test"}
     protocol, used = measured["300W_AUG"]["protocol"], measured["300W_AUG"]["used"]
@@ -247,8 +249,10 @@ def test_real_aflw2000_is_framed_looser_than_the_real_300w_lp_sample(
     0.405 (0.32-0.65 over 5-95 %; measured on all 2000 files), the real 300W_LP sample's
     training crops at 0.69-0.83 (5-95 %). The default framing augmentation brings the training
     range over the test range; without it the test framing lies outside."""
-    test = sorted(str(path.with_suffix("")) for path in aflw2000_dir.glob("image0*.mat"))[:400]
-    sample = [str(path.with_suffix("")) for path in w300lp_sample_dir.rglob("*.mat")]
+    test = as_samples(
+        sorted(str(p.with_suffix("")) for p in aflw2000_dir.glob("image0*.mat"))[:400]
+    )
+    sample = as_samples(path.with_suffix("") for path in w300lp_sample_dir.rglob("*.mat"))
     assert len(sample) == 1
     training = sample * 400  # one face, 400 independent draws
     off = measure_framing({"300W_AUG": training}, test, 64, HOPENET, NO_FRAMING, seed=0)
@@ -259,7 +263,7 @@ def test_real_aflw2000_is_framed_looser_than_the_real_300w_lp_sample(
     on = measure_framing({"300W_AUG": training}, test, 64, HOPENET, DEFAULT, seed=0)
     assert framing_distributions(on, "300W_AUG", {})["test_inside"]["scale"]["inside"]
     # the evaluation framing is that of the published rectangle around the visible face
-    annotation = read_mat_labels(test[0] + ".mat")
+    annotation = read_mat_labels(test[0].entry + ".mat")
     face = landmark_box(annotation.visible_points_xy - 1.0)
     rectangle = HOPENET.evaluation_rectangle(HOPENET.face_box(annotation), 64)
     first = evaluation_framing(test[:1], 64, HOPENET, seed=0)[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import as_samples
 from model_fixtures import write_checkpoint
 from protocol_fixtures import VISIBLE
 from training_fixtures import write_tiny_dataset
@@ -27,7 +28,7 @@ from headpose.evaluation.framing_sweep import (
     rectangle_side,
     sweep_conditions,
 )
-from headpose.evaluation.test_sets import test_set_samples
+from headpose.evaluation.test_sets import evaluation_samples
 from headpose.inference.metadata import ModelDescription
 from headpose.inference.runtime import torch_angle_function
 from headpose.models.network import load_angles_model
@@ -104,16 +105,16 @@ def test_the_reference_row_is_the_visible_protocols_evaluation(tiny_set, tiny_mo
     checkpoint, _ = tiny_models
     model, _ = load_angles_model(checkpoint, "cpu")
     sweep = framing_sweep(
-        torch_angle_function(model), stems, IMAGE_SIZE, IMAGENET, [1.0, 2.0], [0.15], 4,
+        torch_angle_function(model), as_samples(stems), IMAGE_SIZE, IMAGENET, [1.0, 2.0], [0.15], 4,
         chunk_images=4,
     )  # fmt: skip
     assert len(sweep.rows) == 10 and {row.count for row in sweep.rows} == {6}
     reference = next(row for row in sweep.rows if (row.scale, row.shift) == (1.0, 0.0))
-    expected = evaluate(checkpoint, stems, "tiny", crop_protocol="visible").metrics["mae"]
+    expected = evaluate(checkpoint, as_samples(stems), "tiny", crop_protocol=VISIBLE).metrics["mae"]
     for name in ("yaw", "pitch", "roll", "mean"):
         assert getattr(reference, f"mae_{name}") == pytest.approx(expected[name], abs=1e-6)
     assert sweep.ratio_to_reference(1.0) == 1.0
-    assert sweep.published_crop_scale == median_published_crop_scale(stems, IMAGE_SIZE)
+    assert sweep.published_crop_scale == median_published_crop_scale(as_samples(stems), IMAGE_SIZE)
 
 
 def test_the_table_has_a_row_per_scale_with_its_ratio_and_shift_columns():
@@ -194,7 +195,7 @@ def test_an_onnx_model_keeps_its_input_size(tiny_set, tiny_models, capsys):
 
 
 def test_the_published_crop_frames_real_aflw2000_faces_looser(aflw2000_dir):
-    stems, _ = test_set_samples(aflw2000_dir)
+    stems, _ = evaluation_samples(aflw2000_dir)
     # Measured: 1.443 over the first 200 usable images at 224 px (1.484 over all 1969). The
     # published crop's full box is about 1.76x the reference's side, but CenterCrop keeps only
     # the square of its shorter side, which is what the network sees.

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from helpers import as_samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_fixtures import write_checkpoint
@@ -175,10 +176,11 @@ def test_data_stages_skip_and_name_damaged_samples_and_use_every_good_one(
         if damaged in skipped:
             assert skipped[damaged].strip(), "a skip always says why"
         # whatever the lists accept, the training / evaluation input decodes
-        crops = prepare_crops(sorted(listed), StoreSpec(IMAGE_SIZE, HOPENET, "train"), 1)
+        spec = StoreSpec(IMAGE_SIZE, HOPENET, "train")
+        crops = prepare_crops(as_samples(sorted(listed)), spec, 1)
         assert len(crops) == len(listed)
         # 300W_AUG rotates or skips (naming it) every training sample; it never stops
-        train = lists.train + lists.val
+        train = as_samples(lists.train + lists.val)
         augmentation = build_augmentation(
             train, root / "train", root / "aug", True, 1.0, [15.0], 99, 0, workers=1
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import as_samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from protocol_fixtures import HOPENET
@@ -45,8 +46,8 @@ COUNT = 12
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> list[str]:
-    return write_tiny_dataset(tmp_path_factory.mktemp("samples"), COUNT)
+def samples(tmp_path_factory) -> list:
+    return as_samples(write_tiny_dataset(tmp_path_factory.mktemp("samples"), COUNT))
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +198,7 @@ def test_the_quick_check_finds_rows_its_fixed_sample_skips(tmp_path, monkeypatch
     """Damage in rows the evenly spread sample does not read used to pass (MAE 40.58 instead of
     21.64 on a real run): the rows drawn afresh on every open catch a damaged fifth of the rows
     with probability 1 - 0.8 ** 256."""
-    many = write_tiny_dataset(tmp_path / "samples", 150, size=24)
+    many = as_samples(write_tiny_dataset(tmp_path / "samples", 150, size=24))
     root = tmp_path / "root"
     key = store_key(many, SPEC, workers=1)
     folder, _ = store.build_store(many, SPEC, key, root, workers=1)
@@ -213,7 +214,7 @@ def test_the_quick_check_finds_rows_its_fixed_sample_skips(tmp_path, monkeypatch
 
 
 def test_an_evaluation_store_is_hashed_whole_on_every_open(tmp_path):
-    stems = write_tiny_dataset(tmp_path / "samples", 8, size=24)
+    stems = as_samples(write_tiny_dataset(tmp_path / "samples", 8, size=24))
     spec = StoreSpec(IMAGE_SIZE, HOPENET, "eval")
     folder, _ = store.build_store(stems, spec, store_key(stems, spec, 1), tmp_path / "root", 1)
     store.verify_store(folder, 8, spec)

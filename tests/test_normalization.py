@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from helpers import as_samples
 from model_fixtures import write_checkpoint
 from protocol_fixtures import HOPENET
 from training_fixtures import write_tiny_dataset
@@ -29,9 +30,9 @@ def test_torchvision_backbones_keep_imagenet_and_timm_ones_take_their_pretrained
 def test_evaluation_normalises_by_the_checkpoints_stored_values(tmp_path):
     stems = write_tiny_dataset(tmp_path / "data", 4, size=40)
     checkpoint = write_checkpoint(tmp_path / "half.pt", "resnet18", **HALF.meta())
-    result = evaluate(checkpoint, stems, "tiny", workers=1)
+    result = evaluate(checkpoint, as_samples(stems), "tiny", workers=1)
     model, _ = load_angles_model(checkpoint)
-    image, _ = evaluation_dataset(stems[:1], 32, HOPENET, workers=1)[0]
+    image, _ = evaluation_dataset(as_samples(stems[:1]), 32, HOPENET, workers=1)[0]
     with torch.inference_mode():
         stored = model(preprocess(image.numpy(), HALF)[None])[0].numpy()
         imagenet = model(preprocess(image.numpy(), IMAGENET)[None])[0].numpy()

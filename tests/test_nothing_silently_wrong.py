@@ -102,7 +102,7 @@ def test_a_fifo_named_like_a_sample_file_is_skipped_with_its_reason(tmp_path, sp
     alike)."""
     import os
 
-    from headpose.evaluation.test_sets import test_set_samples
+    from headpose.evaluation.test_sets import evaluation_samples
 
     good = write_tiny_dataset(tmp_path, 2, size=60)
     bad = tmp_path / "x"
@@ -113,12 +113,12 @@ def test_a_fifo_named_like_a_sample_file_is_skipped_with_its_reason(tmp_path, sp
     os.mkfifo(str(bad) + special)
     _fail_instead_of_hanging(30)
     try:
-        stems, skipped = test_set_samples(tmp_path)
+        stems, skipped = evaluation_samples(tmp_path)
     finally:
         import signal
 
         signal.alarm(0)
-    assert sorted(stems) == sorted(good)
+    assert sorted(sample.entry for sample in stems) == sorted(good)
     assert [sample for sample, _ in skipped] == ["x"] or [s for s, _ in skipped][0].endswith("x")
     assert "not a regular file" in skipped[0][1]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import as_samples
 from protocol_fixtures import HOPENET
 from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
@@ -77,7 +78,7 @@ def test_compile_without_a_compiler_is_one_line(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def loader_and_dataset(tmp_path_factory):
     stems = write_tiny_dataset(tmp_path_factory.mktemp("samples"), 16)
-    dataset = training_dataset(stems, 32, HOPENET, seed=0, workers=1)
+    dataset = training_dataset(as_samples(stems), 32, HOPENET, seed=0, workers=1)
     dataset.set_epoch(1)
     settings = LoaderSettings(batch_size=8, train_seed=0, workers=1)
     loader, sampler = make_train_loader(dataset, settings, CPU)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, as_samples
 from model_fixtures import checkpoint_meta
 from training_fixtures import tiny_run_paths, tiny_settings, write_tiny_dataset
 
@@ -19,7 +19,7 @@ from headpose.datasets.mat import read_mat_labels
 from headpose.deploy.export import export_for_deployment
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, format_report
-from headpose.evaluation.test_sets import test_set_samples
+from headpose.evaluation.test_sets import evaluation_samples
 from headpose.geometry import flip_angles, rotation_matrix
 from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
@@ -49,7 +49,7 @@ def six_d(rotations: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def aflw2000_labels_deg(aflw2000_dir) -> np.ndarray:
     """(1969, 3) yaw, pitch, roll of the real AFLW2000 protocol set (|angles| <= 99)."""
-    stems, _ = test_set_samples(aflw2000_dir)
+    stems, _ = evaluation_samples(aflw2000_dir)
     assert len(stems) == 1969
     return np.array([read_mat_labels(stem + ".mat").angles_deg for stem in stems])
 
@@ -207,7 +207,7 @@ def test_training_and_evaluation_run_with_the_rotation_head(trained_rotation):
     assert 0 < metrics["final"]["train_loss"] <= math.pi
     meta = torch.load(paths.models_dir / "model.pt", weights_only=True)["meta"]
     assert meta["head"] == "rotation_6d" and "bin_width" not in meta
-    result = evaluate(paths.models_dir / "model.pt", val_stems, "val", baseline=True)
+    result = evaluate(paths.models_dir / "model.pt", as_samples(val_stems), "val", baseline=True)
     truth = np.array([read_mat_labels(stem + ".mat").angles_deg for stem in val_stems])
     # MAE is the plain absolute Euler difference
     np.testing.assert_allclose(
@@ -221,7 +221,11 @@ def test_training_and_evaluation_run_with_the_rotation_head(trained_rotation):
 def test_export_and_int8_of_the_rotation_head(trained_rotation, tmp_path):
     _, paths, val_stems = trained_rotation
     metrics = export_for_deployment(
-        paths.models_dir / "model.pt", tmp_path / "deploy", val_stems, val_stems, workers=1
+        paths.models_dir / "model.pt",
+        tmp_path / "deploy",
+        as_samples(val_stems),
+        as_samples(val_stems),
+        workers=1,
     )
     assert metrics["parity_max_abs_deg"] < 0.01
     assert abs(metrics["mae"]["onnx_fp32"]["mean"] - metrics["mae"]["pytorch_fp32"]["mean"]) < 0.01

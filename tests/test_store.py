@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import as_samples
 from protocol_fixtures import HOPENET, VISIBLE
 from torch.utils.data import DataLoader
 from training_fixtures import write_tiny_dataset
@@ -26,14 +27,15 @@ from headpose.crops.store import (
     store_root,
     workspace_root,
 )
+from headpose.datasets.registry import Sample
 from headpose.models.registry import IMAGENET, IMAGENET_MEAN, IMAGENET_STD
 
 TRAIN = StoreSpec(32, HOPENET, "train")
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> list[str]:
-    return write_tiny_dataset(tmp_path_factory.mktemp("samples"), 12)
+def samples(tmp_path_factory) -> list[Sample]:
+    return as_samples(write_tiny_dataset(tmp_path_factory.mktemp("samples"), 12))
 
 
 @pytest.mark.parametrize(
@@ -67,21 +69,21 @@ def test_store_holds_exactly_the_direct_crops(samples, spec):
 
 
 def test_key_follows_every_input_and_nothing_else(samples, tmp_path, monkeypatch):
-    copies = [str(tmp_path / Path(stem).name) for stem in samples]
-    for stem, copy in zip(samples, copies, strict=True):
+    copies = as_samples(tmp_path / Path(sample.entry).name for sample in samples)
+    for sample, copy in zip(samples, copies, strict=True):
         for suffix in (".jpg", ".mat"):
-            shutil.copy(stem + suffix, copy + suffix)
+            shutil.copy(sample.entry + suffix, copy.entry + suffix)
     key = store_key(copies, TRAIN, workers=1)
-    Path(copies[0] + ".jpg").touch()  # a new mtime, the same bytes
+    Path(copies[0].entry + ".jpg").touch()  # a new mtime, the same bytes
     assert store_key(copies, TRAIN, workers=2) == key
     assert store_key(copies[::-1], TRAIN, workers=1) != key  # the list's order
     assert store_key(copies[:-1], TRAIN, workers=1) != key  # the list's samples
     assert store_key(copies, StoreSpec(48, HOPENET, "train"), workers=1) != key  # the size
     assert store_key(copies, StoreSpec(32, VISIBLE, "train"), workers=1) != key  # protocol
     assert store_key(copies, StoreSpec(32, HOPENET, "eval"), workers=1) != key  # purpose
-    data = bytearray(Path(copies[3] + ".jpg").read_bytes())
+    data = bytearray(Path(copies[3].entry + ".jpg").read_bytes())
     data[-3] ^= 1  # one bit of one image
-    Path(copies[3] + ".jpg").write_bytes(bytes(data))
+    Path(copies[3].entry + ".jpg").write_bytes(bytes(data))
     changed = store_key(copies, TRAIN, workers=1)
     assert changed != key
     # the crop code: an edited crop.py (other margins, another looseness) gives another key

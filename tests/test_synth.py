@@ -206,7 +206,7 @@ def test_real_files_read_with_the_expected_shapes_and_units(aflw2000_dir, w300lp
     assert annotation.visible_points_xy.shape[1] == 2 and len(annotation.visible_points_xy) < 21
     assert np.all((annotation.visible_points_xy > 0) & (annotation.visible_points_xy < 451))
     yaw_deg, _, _ = annotation.angles_deg  # radians on disk, degrees here
-    assert 60 < yaw_deg < 75 and abs(annotation.pose_para[1]) < math.pi
+    assert 60 < yaw_deg < 75 and abs(annotation.pose[1]) < math.pi
     hidden = real["pt2d"].T[np.any(real["pt2d"].T < 0, axis=1)]
     assert np.all(hidden == [-1.0, 452.0])  # the placeholder synth.aflw2000_labels copies
     lp = read_mat(w300lp_sample_dir / "IBUG" / "IBUG_image_008_1_0.mat")

@@ -7,13 +7,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import as_samples
 from PIL import Image, ImageFilter
 from protocol_fixtures import HOPENET, VISIBLE
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from training_fixtures import write_tiny_dataset
 
 from headpose.crops.pipeline import training_dataset
-from headpose.crops.protocols import get_protocol
+from headpose.crops.protocols import CropProtocol, get_protocol
 from headpose.crops.store import PreparedCrops, StoreSpec
 from headpose.crops.training_batches import (
     RegionBatch,
@@ -93,13 +94,13 @@ def test_blur_is_the_protocols_kernel(protocol):
     assert np.abs(ours - reference).max() <= 0.5 + 1e-3
 
 
-def _half_bright_crops(protocol: str = "hopenet", count: int = 1) -> PreparedCrops:
+def _half_bright_crops(protocol: CropProtocol = HOPENET, count: int = 1) -> PreparedCrops:
     """Face boxes (116, 116)-(132, 132) whose region (100, 100)-(148, 148) is stored at 48 px,
     its left half bright."""
     image = np.zeros((count, 48, 48, 3), dtype=np.uint8)
     image[:, :, :24] = 255  # left half bright
     return PreparedCrops(
-        stems=[f"x{index}" for index in range(count)],
+        samples=as_samples(f"x{index}" for index in range(count)),
         images=image,
         face_boxes=np.tile([[116.0, 116.0, 132.0, 132.0]], (count, 1)),
         regions=np.tile([[100.0, 100.0, 148.0, 148.0]], (count, 1)),
@@ -126,7 +127,7 @@ def test_flip_negates_yaw_and_roll_and_mirrors_the_image():
 
 @pytest.mark.parametrize("protocol", ["hopenet", "visible"])
 def test_draws_are_seeded_by_epoch_and_index_not_by_the_batch(protocol):
-    dataset = TrainingRegions(_half_bright_crops(protocol, count=6), seed=3)
+    dataset = TrainingRegions(_half_bright_crops(get_protocol(protocol), count=6), seed=3)
     dataset.set_epoch(5)
     whole = dataset[[0, 1, 2, 3, 4, 5]]
     for index in (0, 3, 5):
@@ -155,8 +156,8 @@ def test_rectangles_are_given_in_the_cached_regions_pixels():
 
 
 @pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> list[str]:
-    return write_tiny_dataset(tmp_path_factory.mktemp("samples"), 12)
+def tiny_store(tmp_path_factory) -> list:
+    return as_samples(write_tiny_dataset(tmp_path_factory.mktemp("samples"), 12))
 
 
 def test_loader_workers_give_the_batches_of_the_training_process(tiny_store):

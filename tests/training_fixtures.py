@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, as_samples
 
 from headpose.datasets.mat import write_sample
 from headpose.params import Params, load_params
@@ -107,12 +107,14 @@ def check_head_end_to_end(head: str, folder: Path) -> dict:
     meta = torch.load(checkpoint, weights_only=True)["meta"]
     loaded_head = head_from_meta(meta)
     assert meta["head"] == head and loaded_head.meta().items() <= meta.items()
-    result = evaluate(checkpoint, stems[16:], "val")
+    result = evaluate(checkpoint, as_samples(stems[16:]), "val")
     assert result.metrics["mae"]["count"] == 8
     # the evaluation scores the model as validation did, and its report names the head
     assert result.metrics["mae"]["mean"] == pytest.approx(metrics["final"]["mae_mean"], abs=1e-3)
     assert loaded_head.label() in format_report(result.metrics, checkpoint, "val")
-    exported = export_for_deployment(checkpoint, folder / "deploy", stems, stems[16:], workers=1)
+    exported = export_for_deployment(
+        checkpoint, folder / "deploy", as_samples(stems), as_samples(stems[16:]), workers=1
+    )
     assert exported["parity_max_abs_deg"] < 0.01
     assert math.isfinite(exported["mae"]["onnx_int8"]["mean"])
     assert (folder / "deploy" / "model.onnx").is_file()

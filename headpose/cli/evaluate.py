@@ -41,7 +41,7 @@ from headpose.evaluation.framing_sweep import (
     format_framing_sweep,
     framing_sweep,
 )
-from headpose.evaluation.test_sets import test_set_samples
+from headpose.evaluation.test_sets import evaluation_samples
 from headpose.inference.loading import is_onnx_file
 from headpose.io.files import write_json
 from headpose.models.checkpoints import checkpoint_head
@@ -199,7 +199,7 @@ def run_evaluate_command(
     detect = (
         face_box_finder(args.detector_model) if args.frame_list == DETECTOR_FRAME_LIST else None
     )
-    samples, skipped = test_set_samples(args.data, args.max_angle, args.frame_list, detect)
+    samples, skipped = evaluation_samples(args.data, args.max_angle, args.frame_list, detect)
     for entry, reason in skipped:
         print(f"skipped {entry}: {reason}", file=sys.stderr)
     if args.framing_sweep:

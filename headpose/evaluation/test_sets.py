@@ -1,7 +1,7 @@
 """Which samples a test set holds, and the guard of published test sets.
 
 A test set is a sample list, or a dataset (folder or file) of any registered format scanned and
-filtered as the filelists stage does (:func:`test_set_samples`). Before a number is reported, each
+filtered as the filelists stage does (:func:`evaluation_samples`). Before a number is reported, each
 format's guard checks the set (:func:`check_published_test_set`): the real AFLW2000-3D must come as
 its 1969 protocol images, each once (:class:`headpose.datasets.mat.FormatAFLW2000`), and a BIWI set
 is recognised as protocol 1 when it is exactly its 13,219 frames with their boxes
@@ -35,7 +35,7 @@ def check_published_test_set(samples: list[Sample], source: str) -> bool:
     return FormatAFLW2000.name in check_test_set(samples, source)
 
 
-def test_set_samples(
+def evaluation_samples(
     data: str | os.PathLike,
     max_angle_deg: float = 99,
     frame_list: str | os.PathLike | None = None,
