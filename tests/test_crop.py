@@ -55,7 +55,7 @@ def _reference_test_crop(stem: str, size: int) -> np.ndarray:
 def _usable_aflw2000(aflw2000_dir, count: int) -> list[str]:
     stems, skipped, _ = usable_samples(scan_dataset(aflw2000_dir, "test", "aflw2000"), 99)
     assert len(stems) == 1969 and len(skipped) == 31  # the published protocol's count
-    return stems[:count]
+    return [sample.entry for sample in stems[:count]]
 
 
 @pytest.mark.parametrize("size", [224, 64])

@@ -51,7 +51,7 @@ def aflw2000_labels_deg(aflw2000_dir) -> np.ndarray:
     """(1969, 3) yaw, pitch, roll of the real AFLW2000 protocol set (|angles| <= 99)."""
     stems, _ = evaluation_samples(aflw2000_dir)
     assert len(stems) == 1969
-    return np.array([read_mat_labels(stem + ".mat").angles_deg for stem in stems])
+    return np.array([sample.header().angles_deg for sample in stems])
 
 
 def test_gram_schmidt_gives_proper_rotations():
