@@ -31,7 +31,7 @@ from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, 
 from headpose.evaluation.protocol import check_protocol, evaluation_stems
 from headpose.inference import timing
 from headpose.io.formats import read_annotation, write_sample
-from headpose.models.bins import Bins
+from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model, load_checkpoint
 from headpose.models.registry import IMAGENET
 from headpose.plots import plot_errors_vs_angle

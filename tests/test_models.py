@@ -15,9 +15,9 @@ from model_fixtures import checkpoint_meta
 
 from headpose.errors import HeadposeError
 from headpose.models import checkpoints, weights
-from headpose.models.bins import Bins
 from headpose.models.cbam import CBAM, ChannelAttention, SpatialAttention
 from headpose.models.checkpoints import save_checkpoint
+from headpose.models.heads.bins import Bins
 from headpose.models.hopenet import HOPENET_META
 from headpose.models.network import (
     build_model,
