@@ -89,13 +89,12 @@ class Registry(Generic[T]):
                 f"{self._module_of(entry)} registers a {self.kind} without a name "
                 f"(name is {name!r}; expected a non-empty string)"
             )
-        held = self._entries.get(name)
-        if held is not None and held != entry:
+        held = self._entries.setdefault(name, entry)
+        if held != entry:
             raise HeadposeError(
                 f"{self.kind} {name!r} is registered twice: by {self._module_of(held)}, then by "
                 f"{self._module_of(entry)}; rename one"
             )
-        self._entries[name] = entry
         return entry
 
     def unregister(self, name: str) -> T:
