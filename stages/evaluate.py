@@ -37,6 +37,7 @@ from headpose.io.files import atomic_outputs, write_json
 from headpose.io.formats import read_list
 from headpose.params import load_params
 from headpose.plots import plot_errors_vs_angle
+from headpose.registry import load_plugins
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +70,7 @@ def list_sha256(stems: list[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    load_plugins(params.plugins)  # before anything is looked up
     skipped: list = []
     if args.data:
         frame_list = None if args.frame_list == "none" else args.frame_list
