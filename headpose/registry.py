@@ -141,15 +141,16 @@ def _cannot_import(what: str, error: BaseException) -> HeadposeError:
 
 def import_entry_points() -> None:
     """Import every installed plugin (the entry points of :data:`PLUGIN_GROUP`), once per
-    process."""
+    process (again after a failure, which is one line)."""
     global _entry_points_imported
     if _entry_points_imported:
         return
-    _entry_points_imported = True
+    _entry_points_imported = True  # a plugin listing a registry while it is imported: no loop
     for point in metadata.entry_points(group=PLUGIN_GROUP):
         try:
             point.load()
         except (ImportError, SyntaxError) as error:
+            _entry_points_imported = False
             raise _cannot_import(
                 f"entry point {point.name} = {point.value} of {PLUGIN_GROUP}", error
             ) from None
