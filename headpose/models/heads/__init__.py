@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from headpose.errors import HeadposeError
-from headpose.models.heads import bins, rotation  # noqa: F401  (registered in this order: the default first)
+from headpose.models.heads import bins, rotation  # noqa: F401  (registered, the default first)
 from headpose.models.heads.base import HEADS, Head, register_head
 
 __all__ = [
