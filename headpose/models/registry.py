@@ -110,6 +110,7 @@ class Arch:
 
 
 def _defining_module(arch: Arch) -> str:
+    """The module a backbone comes from: its constructor's (every entry is an :class:`Arch`)."""
     return arch.constructor.__module__
 
 
