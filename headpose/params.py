@@ -9,6 +9,9 @@ once, as a field of its block carrying its rule (:func:`_key`); :data:`SCHEMA`, 
 and :data:`TEST_SET_SCHEMA` are derived from those fields. The commands' numeric options are
 checked by the same rules (:func:`option`). Dataset roots may hold only characters no shell
 changes (:data:`SAFE_PATH`), and a ``pretrained`` checkpoint lies in :data:`PRETRAINED_DIR`.
+``plugins`` names modules of :data:`headpose.registry.PLUGINS_DIR`; that each is there and
+imports is checked where they are imported (:func:`headpose.registry.load_plugins`, which the
+``params`` stage calls first).
 
 A stage reads the fields it uses (``params.<key>``) and passes values on, never the whole
 object, so the keys a stage reads are visible in its script (``tests/test_params_coverage.py``
@@ -37,6 +40,7 @@ from typing import Any
 import yaml
 
 from headpose.errors import HeadposeError
+from headpose.registry import PLUGINS_DIR
 
 # Input sizes (px) a model is built for (params.yaml's image_size) and a checkpoint may name.
 IMAGE_SIZE_RANGE_PX = (32, 1024)
@@ -127,6 +131,14 @@ _FRAME_LIST = Rule(
     "none, detector, or the path of a frame list (letters, digits and _ . , + = @ / : - only)",
 )
 TEST_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_PLUGINS = Rule(
+    list,
+    lambda v: (
+        all(isinstance(name, str) and name.isidentifier() for name in v) and len(set(v)) == len(v)
+    ),
+    f"a list of module names (no repeats) of the folder {PLUGINS_DIR}/, imported by every stage "
+    "but synth before it works (headpose.registry.load_plugins)",
+)
 
 
 def _key(
@@ -311,6 +323,7 @@ class Params(_Block):
     precision: str = _key(_choice(*PRECISIONS))
     compile: bool = _key(_FLAG)
     export: bool = _key(_FLAG)
+    plugins: tuple[str, ...] = _key(_PLUGINS)  # the plugin modules exist: load_plugins checks
     synth: SynthParams = _key(
         Rule(dict, None, "a mapping of synthetic-data settings"), SynthParams.from_checked
     )

@@ -21,6 +21,7 @@ from headpose.errors import exit_on_error
 from headpose.io.files import write_json
 from headpose.params import load_params
 from headpose.plots import plot_angle_histograms, plot_framing_histograms
+from headpose.registry import load_plugins
 
 REFERENCE = "300W_AUG"  # the list the train stage reads
 
@@ -39,6 +40,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    load_plugins(params.plugins)  # before anything is looked up
     filelists, augmented = Path(args.filelists), Path(args.augmented)
     angles = dataset_angles(filelists, augmented)
     framing = FramingAugmentation.from_params(params.as_dict(FRAMING_KEYS))

@@ -16,6 +16,7 @@ from headpose.datasets.registry import read_samples
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json
 from headpose.params import load_params
+from headpose.registry import load_plugins
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +33,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    load_plugins(params.plugins)  # before anything is looked up
     augmentation = build_augmentation(
         read_samples(args.train_list),
         args.train_data,

@@ -37,6 +37,7 @@ from headpose.evaluation.test_sets import evaluation_samples
 from headpose.io.files import atomic_outputs, write_json
 from headpose.params import load_params
 from headpose.plots import plot_errors_vs_angle
+from headpose.registry import load_plugins
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -70,6 +71,7 @@ def list_sha256(samples: list[Sample]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    load_plugins(params.plugins)  # before anything is looked up
     skipped: list = []
     if args.data:
         frame_list = None if args.frame_list == "none" else args.frame_list

@@ -18,6 +18,7 @@ from headpose.deploy.export import export_for_deployment
 from headpose.errors import exit_on_error
 from headpose.io.files import atomic_directory, write_json
 from headpose.params import load_params
+from headpose.registry import load_plugins
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +36,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    load_plugins(params.plugins)  # before anything is looked up
     if not params.export:
         with atomic_directory(args.out) as temp:
             (temp / "SKIPPED.txt").write_text("export: false in params.yaml\n", encoding="utf-8")

@@ -14,6 +14,7 @@ from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json
 from headpose.params import load_params
+from headpose.registry import load_plugins
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -30,6 +31,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    load_plugins(params.plugins)  # before anything is looked up
     lists = build_filelists(
         args.train_data,
         args.test_data,

@@ -21,6 +21,7 @@ from pathlib import Path
 from headpose.errors import exit_on_error
 from headpose.io.files import write_json
 from headpose.params import load_params
+from headpose.registry import load_plugins
 from headpose.training.distributed import is_main_process, relaunch_under_torchrun
 from headpose.training.gpus import claim_gpus
 from headpose.training.loop import TrainPaths, TrainSettings, run_training
@@ -42,6 +43,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     params = load_params(args.params)
+    load_plugins(params.plugins)  # before anything is looked up
     settings = TrainSettings.from_params(params)  # checks the model keys against the models
     claim = claim_gpus(params.gpus)  # empty without CUDA; held until the process ends
     if claim.indices:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
+from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model
 from headpose.models.registry import IMAGENET
 

@@ -25,8 +25,8 @@ from headpose.deploy.export import quantize_onnx
 from headpose.errors import HeadposeError
 from headpose.inference.batches import crop_angles
 from headpose.inference.metadata import ONNX_KEYS, PREFIX
-from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
+from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model
 from headpose.models.registry import IMAGENET, get_arch
 

@@ -34,8 +34,8 @@ from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import HeadposeError
 from headpose.io import files
 from headpose.io.images import MAX_IMAGE_PIXELS
-from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
+from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model
 from headpose.params import validate
 from headpose.training.resume import RunState, load_resume, save_resume

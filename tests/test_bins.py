@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from headpose.errors import HeadposeError
-from headpose.models.bins import Bins
+from headpose.models.heads.bins import Bins
 
 
 @pytest.mark.parametrize("width", [1, 3, 33])
@@ -50,7 +50,7 @@ def test_expectation_and_loss_stay_float32_under_autocast():
     """Mixed precision (CUDA AMP; here the CPU's bfloat16 autocast, which lowers matmuls the
     same way) must not lower the soft-argmax or the bins loss: half-precision logits are cast to
     float32 and the expectation's matmul runs outside autocast, so the numbers match float32."""
-    from headpose.models.bins import binned_loss
+    from headpose.models.heads.bins import binned_loss
 
     bins = Bins(3)
     logits, angles = _bins_loss_inputs()

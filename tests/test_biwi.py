@@ -188,7 +188,7 @@ def test_a_malformed_npz_is_one_line_naming_it(tmp_path):
 
 
 def test_unknown_formats_and_layouts_are_one_line(tmp_path):
-    with pytest.raises(HeadposeError, match="dataset format 'biwii' is unknown; known formats: "):
+    with pytest.raises(HeadposeError, match="unknown dataset format 'biwii'; expected one of "):
         registry.get_format("biwii")
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(HeadposeError, match=f"{tmp_path}: no known dataset layout"):

@@ -215,7 +215,7 @@ def test_bad_input_is_rejected(tmp_path):
         landmark_box(np.array([[-1.0, 452.0], [10.0, 10.0]]))
     with pytest.raises(HeadposeError, match="crop mode"):
         HOPENET.loosen_box((0, 0, 1, 1), 0.2, "test")
-    with pytest.raises(HeadposeError, match="no crop protocol"):
+    with pytest.raises(HeadposeError, match="unknown crop protocol .tight."):
         get_protocol("tight")
     pose = np.zeros((1, 7))
     good = np.array([[10.0, 10.0], [50.0, 60.0], [-1.0, 452.0]])

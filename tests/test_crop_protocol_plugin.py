@@ -59,8 +59,8 @@ class CentreSquare(CropProtocol):
 @pytest.fixture
 def registered():
     register_protocol(CentreSquare)
-    yield PROTOCOLS[CentreSquare.name]
-    del PROTOCOLS[CentreSquare.name]
+    yield PROTOCOLS.get(CentreSquare.name)
+    PROTOCOLS.unregister(CentreSquare.name)
 
 
 def test_a_protocol_defined_in_one_file_trains_evaluates_exports_and_predicts(registered, tmp_path):
@@ -113,7 +113,7 @@ def test_an_unknown_protocol_is_one_line_naming_the_known_ones():
 
 
 @pytest.mark.parametrize(("protocol", "message"), [
-    ("centre_square", "crop_protocol: 'centre_square' is no crop protocol; expected one of"),
+    ("centre_square", "crop_protocol: unknown crop protocol 'centre_square'; expected one of"),
     (3, "crop_protocol 3; expected a crop protocol's name"),
 ])  # fmt: skip
 def test_a_checkpoint_of_an_unregistered_protocol_is_one_line(tmp_path, protocol, message):

@@ -31,7 +31,7 @@ from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
 from headpose.evaluation.test_sets import check_published_test_set, evaluation_samples
 from headpose.inference import timing
-from headpose.models.bins import Bins
+from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model, load_checkpoint
 from headpose.models.registry import IMAGENET
 from headpose.plots import plot_errors_vs_angle

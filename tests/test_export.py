@@ -26,7 +26,7 @@ from headpose.inference.runtime import (
     onnx_session,
     torch_angle_function,
 )
-from headpose.models.bins import Bins
+from headpose.models.heads.bins import Bins
 from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
 from headpose.models.registry import IMAGENET
 
@@ -186,7 +186,7 @@ EXPORT_SCRIPT = """
 import sys, torch
 from headpose.deploy.export import export_onnx, quantize_onnx
 from headpose.inference.metadata import ModelDescription
-from headpose.models.bins import Bins
+from headpose.models.heads.bins import Bins
 from headpose.models.network import AnglesModel, build_model
 from headpose.models.registry import IMAGENET
 torch.set_num_threads(1)

@@ -10,8 +10,7 @@ import pytest
 import torch
 from training_fixtures import check_head_end_to_end
 
-from headpose.models.head import HEADS, Head, register_head
-from headpose.models.heads import head_names
+from headpose.models.heads import HEADS, Head, head_names, register_head
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,7 +50,7 @@ class DirectAngles(Head):
 def registered():
     register_head(DirectAngles)
     yield
-    del HEADS[DirectAngles.name]
+    HEADS.unregister(DirectAngles.name)
 
 
 def test_a_head_defined_in_one_file_trains_evaluates_and_exports(registered, tmp_path):

@@ -10,10 +10,10 @@ from training_fixtures import check_head_end_to_end
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
 from headpose.inference.loading import read_model
-from headpose.models.bins import Bins
 from headpose.models.heads import check_same_head, head_names, head_with
+from headpose.models.heads.bins import Bins
+from headpose.models.heads.rotation import Rotation6D
 from headpose.models.network import build_model, load_angles_model
-from headpose.models.rotation import Rotation6D
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,6 +14,7 @@ PACKAGE = REPO_ROOT / "headpose"
 # Lowest first. A unit is a folder of headpose/ or one of its top-level modules.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
+    ("registry",),
     ("params", "geometry"),
     ("io", "plots"),
     ("datasets", "synth", "models"),

@@ -15,15 +15,15 @@ from model_fixtures import checkpoint_meta
 
 from headpose.errors import HeadposeError
 from headpose.models import checkpoints, weights
-from headpose.models.bins import Bins
 from headpose.models.cbam import CBAM, ChannelAttention, SpatialAttention
 from headpose.models.checkpoints import save_checkpoint
+from headpose.models.heads.bins import Bins
 from headpose.models.hopenet import HOPENET_META
 from headpose.models.network import (
     build_model,
     load_checkpoint,
 )
-from headpose.models.registry import ARCHS
+from headpose.models.registry import arch_names
 from headpose.models.weights import imagenet_weight_files
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -43,7 +43,7 @@ def test_every_fast_arch_gives_three_bin_logits(arch):
     assert not torch.equal(outputs[0], outputs[1])  # three separate heads
 
 
-@pytest.mark.parametrize("arch", sorted(set(ARCHS) - set(FAST_ARCHS)))
+@pytest.mark.parametrize("arch", sorted(set(arch_names()) - set(FAST_ARCHS)))
 def test_the_big_archs_build_with_heads_of_the_right_size(arch):
     model = build_model(arch, Bins(6))
     assert model.fc_yaw.out_features == 33 and model.fc_roll.out_features == 33

@@ -35,7 +35,7 @@ import pytest
 import yaml
 from helpers import REPO_ROOT
 
-from headpose.models.head import HEADS
+from headpose.models.heads import HEADS
 from headpose.params import PARAMS_KEYS, Params, load_params
 
 PARAMS_FILE = "params.yaml"

@@ -12,7 +12,7 @@ from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 import headpose.training.precision as precision_module
 from headpose.crops.pipeline import training_dataset
 from headpose.errors import HeadposeError
-from headpose.models.bins import Bins
+from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model
 from headpose.models.registry import IMAGENET
 from headpose.params import PRECISIONS

@@ -21,18 +21,18 @@ from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, format_report
 from headpose.evaluation.test_sets import evaluation_samples
 from headpose.geometry import flip_angles, rotation_matrix
-from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.heads import head_from_meta, head_with
-from headpose.models.keys import validate_model_params
-from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
-from headpose.models.rotation import (
+from headpose.models.heads.bins import Bins
+from headpose.models.heads.rotation import (
     Rotation6D,
     geodesic_distance_rad,
     gram_schmidt,
     label_rotations,
     rotation_angles_deg,
 )
+from headpose.models.keys import validate_model_params
+from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
 from headpose.params import validate
 from headpose.training.loop import TrainPaths, run_training
 
@@ -147,7 +147,8 @@ def test_params_head_key_and_the_bins_only_keys():
         assert key in message and "does not apply to head rotation_6d" in message
         assert "\n" not in message
         validate_model_params(validate({**params, key: value}))  # fine with bins
-    with pytest.raises(HeadposeError, match="head is 'quaternion'; expected one of bins, rot"):
+    unknown = "params.yaml: head: unknown head 'quaternion'; expected one of bins, rotation_6d"
+    with pytest.raises(HeadposeError, match=unknown):
         validate_model_params(validate({**params, "head": "quaternion"}))
 
 

@@ -12,8 +12,9 @@ from helpers import REPO_ROOT
 
 from headpose.deploy.benchmark import run_benchmark
 from headpose.errors import HeadposeError
-from headpose.models.bins import Bins
 from headpose.models.checkpoints import save_checkpoint
+from headpose.models.heads.bins import Bins
+from headpose.models.heads.rotation import Rotation6D
 from headpose.models.keys import validate_model_params
 from headpose.models.network import (
     AnglesModel,
@@ -23,7 +24,6 @@ from headpose.models.network import (
     load_checkpoint,
 )
 from headpose.models.registry import get_arch
-from headpose.models.rotation import Rotation6D
 from headpose.models.weights import timm_weight_source
 from headpose.params import validate
 from headpose.training.loop import Phase, make_optimizer, set_stem_frozen

@@ -14,7 +14,7 @@ from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
 import headpose.training.loop as training
 from headpose.errors import HeadposeError
-from headpose.models.bins import Bins
+from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model
 from headpose.training.loop import (
     Phase,

@@ -45,8 +45,7 @@ from headpose.evaluation.test_sets import evaluation_samples
 from headpose.inference.loading import is_onnx_file
 from headpose.io.files import write_json
 from headpose.models.checkpoints import checkpoint_head
-from headpose.models.head import Head
-from headpose.models.heads import head_with
+from headpose.models.heads import Head, head_with
 from headpose.params import AT_LEAST_ONE, SCHEMA, option
 from headpose.plots import plot_framing_sweep
 

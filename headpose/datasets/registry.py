@@ -23,13 +23,14 @@ door to a sample** is :class:`Sample`: an entry with its format, resolved once w
 enters (:func:`resolve`, :func:`read_samples` for a list file, a format's scan) and carried
 with it; everything above the datasets reads, hashes and groups samples through it and never
 asks for a format again. A folder's format is recognised from its layout (:func:`recognise`)
-or named. Adding a format is one module that subclasses :class:`DatasetFormat` and registers
-it; ``FORMAT_MODULES`` lists the built-in ones, imported on first use.
+or named. Adding a format is one module that subclasses :class:`DatasetFormat` and registers it
+(in :data:`FORMATS`, a :class:`headpose.registry.Registry`: a name is taken once; a plugin may
+register one); ``FORMAT_MODULES`` lists the built-in ones, imported when the registry is first
+used.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -42,10 +43,11 @@ import numpy as np
 from headpose.datasets.labels import Labels
 from headpose.errors import HeadposeError
 from headpose.io.lists import read_list
+from headpose.registry import Registry
 
-# Built-in formats (imported on first use; see formats() for the order they are matched in).
+# Built-in formats: imported when the registry is first used (they import this module; see
+# formats() for the order they are matched in).
 FORMAT_MODULES = ("headpose.datasets.biwi", "headpose.datasets.biwi_npz", "headpose.datasets.mat")
-_FORMATS: dict[str, type[DatasetFormat]] = {}
 
 
 @dataclass
@@ -127,36 +129,26 @@ class DatasetFormat(ABC):
         return False
 
 
+FORMATS: Registry[type[DatasetFormat]] = Registry("dataset format", builtins=FORMAT_MODULES)
+
+
 def register_format(cls: type[DatasetFormat]) -> type[DatasetFormat]:
     """Class decorator: make a format known by its ``name``."""
-    if cls.name in _FORMATS and _FORMATS[cls.name] is not cls:
-        raise ValueError(f"dataset format {cls.name!r} is registered twice")
-    _FORMATS[cls.name] = cls
-    return cls
-
-
-def _load_builtin_formats() -> None:
-    for module in FORMAT_MODULES:
-        importlib.import_module(module)
+    return FORMATS.register(cls)
 
 
 def formats() -> dict[str, type[DatasetFormat]]:
     """Every registered format by name, in the order entries and folders are matched: those
     with a layout of their own first, then the ``.jpg`` + ``.mat`` ones, which read every entry
     no other format claims."""
-    _load_builtin_formats()
-    ordered = sorted(_FORMATS.values(), key=lambda dataset_format: dataset_format.shared_layout)
+    ordered = sorted(FORMATS.values(), key=lambda dataset_format: dataset_format.shared_layout)
     return {dataset_format.name: dataset_format for dataset_format in ordered}
 
 
-def get_format(name: str) -> type[DatasetFormat]:
-    """The format registered as ``name``, or a HeadposeError listing the known ones."""
-    known = formats()
-    if name not in known:
-        raise HeadposeError(
-            f"dataset format {name!r} is unknown; known formats: {', '.join(sorted(known))}"
-        )
-    return known[name]
+def get_format(name: str, source: str = "") -> type[DatasetFormat]:
+    """The format registered as ``name``, or a HeadposeError (starting with ``source``) listing
+    the known ones."""
+    return FORMATS.get(name, source)
 
 
 def recognise(root: str | os.PathLike) -> type[DatasetFormat]:

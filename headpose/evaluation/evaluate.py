@@ -49,8 +49,7 @@ from headpose.inference.loading import LoadedModel, read_model
 from headpose.inference.runtime import AngleFunction
 from headpose.inference.timing import measure_speed
 from headpose.io.files import file_size_mb, write_csv
-from headpose.models.head import Head
-from headpose.models.heads import head_from_meta
+from headpose.models.heads import Head, head_from_meta
 from headpose.models.network import count_parameters
 from headpose.models.registry import Normalization
 from headpose.params import IMAGE_SIZE_RANGE_PX

@@ -33,7 +33,7 @@ from headpose.inference.runtime import (
     torch_angle_function,
 )
 from headpose.io.files import file_problem
-from headpose.models.head import Head
+from headpose.models.heads import Head
 from headpose.models.network import AnglesModel, load_angles_model, pick_device
 
 

@@ -4,7 +4,7 @@ Our checkpoints (:func:`save_checkpoint`) are weights-only files ``{"state_dict"
 {...}}`` holding tensors and plain values only, so they load with ``torch.load(...,
 weights_only=True)``. The meta says how to use the weights: arch, input size and normalisation
 (:data:`headpose.models.validation.META_KEYS`), the head (its
-:meth:`~headpose.models.head.Head.meta`; a checkpoint without ``head`` holds bins, as all did
+:meth:`~headpose.models.heads.Head.meta`; a checkpoint without ``head`` holds bins, as all did
 before there was a choice), whether the backbone is fused for inference (``fused``) and the crop
 protocol it was trained on (``crop_protocol``; absent in checkpoints saved before there was a
 choice, which were trained on the ``visible`` crop); training adds what the run knew (the
@@ -26,8 +26,7 @@ from torch import nn
 
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, file_problem
-from headpose.models.head import Head
-from headpose.models.heads import head_from_meta
+from headpose.models.heads import Head, head_from_meta
 from headpose.models.hopenet import from_hopenet_layout
 from headpose.models.validation import (
     CHECKPOINT_FORMAT_VERSION,

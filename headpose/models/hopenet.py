@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from headpose.errors import HeadposeError
-from headpose.models.bins import RANGE_DEG, Bins
+from headpose.models.heads.bins import RANGE_DEG, Bins
 from headpose.models.registry import IMAGENET
 
 # How the original HopeNet snapshots were trained and must be evaluated.

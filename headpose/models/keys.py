@@ -10,7 +10,6 @@ heads stay at their defaults). The ``params`` stage and training call it before 
 
 from __future__ import annotations
 
-from headpose.errors import HeadposeError
 from headpose.models.heads import validate_head_params
 from headpose.models.registry import get_arch
 
@@ -18,9 +17,6 @@ from headpose.models.registry import get_arch
 def validate_model_params(params: dict) -> dict:
     """Check the model keys of params already checked by :func:`headpose.params.validate`;
     return them unchanged or raise a HeadposeError naming the key and what was expected."""
-    try:
-        get_arch(params["arch"])  # a timm name must name a timm model
-    except HeadposeError as error:
-        raise HeadposeError(f"params.yaml: arch: {error}") from None
+    get_arch(params["arch"], "params.yaml: arch")  # a timm name must name a timm model
     validate_head_params(params)
     return params

@@ -26,8 +26,7 @@ from torch import nn
 
 from headpose.errors import HeadposeError
 from headpose.models.checkpoints import load_state, read_checkpoint
-from headpose.models.head import Head
-from headpose.models.heads import check_same_head, head_from_meta
+from headpose.models.heads import Head, check_same_head, head_from_meta
 from headpose.models.registry import get_arch
 from headpose.models.weights import load_pretrained
 

@@ -4,7 +4,9 @@ As in timm and torchvision, a name (the ``arch`` key of params.yaml, the ``arch`
 is looked up here, and this is the only list of names: params validation
 (:mod:`headpose.models.keys`), the network (:mod:`headpose.models.network`) and the weight loaders
 (:mod:`headpose.models.weights`) all read it. A torchvision backbone is added with one
-:func:`register` call giving its :class:`Arch`.
+:func:`register` call giving its :class:`Arch` (:data:`ARCHS` is a
+:class:`headpose.registry.Registry`: a name is taken once, and a module outside the package may
+register one, as a plugin).
 
 ``timm/<model name>`` names any timm model (``timm/repvgg_a0``, ``timm/efficientnet_b0``...):
 :func:`get_arch` builds its :class:`Arch` on demand, the feature extractor being
@@ -33,6 +35,7 @@ from torchvision.models import WeightsEnum
 
 from headpose.errors import HeadposeError
 from headpose.models.cbam import cbam_resnet50
+from headpose.registry import Registry
 
 # The input normalisation of torchvision's ImageNet weights (and of timm models without their own).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -106,33 +109,35 @@ class Arch:
         return reparameterize_model(backbone.eval())
 
 
-ARCHS: dict[str, Arch] = {}
+def _defining_module(arch: Arch) -> str:
+    """The module a backbone comes from: its constructor's (every entry is an :class:`Arch`)."""
+    return arch.constructor.__module__
+
+
+ARCHS: Registry[Arch] = Registry(
+    "arch", module_of=_defining_module, hint=f" or {TIMM_PREFIX}<timm model name>"
+)
 
 
 def register(arch: Arch) -> Arch:
-    """Add a backbone to the registry (names are unique)."""
-    if arch.name in ARCHS:
-        raise ValueError(f"arch {arch.name} is registered twice")
-    ARCHS[arch.name] = arch
-    return arch
+    """Add a backbone to the registry (a name taken by another module's backbone is refused)."""
+    return ARCHS.register(arch)
 
 
 def arch_names() -> tuple[str, ...]:
     """Every registered name, in registration order."""
-    return tuple(ARCHS)
+    return ARCHS.names()
 
 
-def get_arch(name: str) -> Arch:
-    """The backbone called ``name`` (registered, or ``timm/<model name>``), or a HeadposeError:
-    the known names, or for an unknown timm model the close matches."""
-    if name.startswith(TIMM_PREFIX):
+def get_arch(name: str, source: str = "") -> Arch:
+    """The backbone called ``name`` (registered, or ``timm/<model name>``), or a HeadposeError
+    starting with ``source``: the known names, or for an unknown timm model the close matches."""
+    if not name.startswith(TIMM_PREFIX):
+        return ARCHS.get(name, source)
+    try:
         return _timm_arch(name.removeprefix(TIMM_PREFIX))
-    if name not in ARCHS:
-        raise HeadposeError(
-            f"unknown arch {name!r}; expected one of {', '.join(ARCHS)} or "
-            f"{TIMM_PREFIX}<timm model name>"
-        )
-    return ARCHS[name]
+    except HeadposeError as error:
+        raise HeadposeError(f"{source}: {error}" if source else str(error)) from None
 
 
 @functools.cache

@@ -50,10 +50,7 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
         raise HeadposeError(f"checkpoint {path}: meta lacks {', '.join(missing)}")
     if not isinstance(meta["arch"], str):
         raise HeadposeError(f"checkpoint {path}: arch {meta['arch']!r} is not a name")
-    try:
-        get_arch(meta["arch"])
-    except HeadposeError as error:
-        raise HeadposeError(f"checkpoint {path}: {error}") from None
+    get_arch(meta["arch"], f"checkpoint {path}")
     low, high = IMAGE_SIZE_RANGE_PX
     size = meta["image_size"]
     if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:

@@ -2,7 +2,7 @@
 
 The recipe (``params.yaml`` keys in brackets):
 
-* the loss of the ``head`` (its :meth:`~headpose.models.head.Head.loss`): for ``bins``, per angle,
+* the loss of the ``head`` (its :meth:`~headpose.models.heads.Head.loss`): for ``bins``, per angle,
   cross-entropy over the bins + ``alpha`` x MSE between the softmax expectation (bin centres, or
   lower edges with ``expectation: lower_edges``) and the true angle; for ``rotation_6d``, the
   geodesic distance between the predicted rotation matrix and the label's;
@@ -69,8 +69,7 @@ from headpose.inference.batches import predict_angles
 from headpose.inference.runtime import torch_angle_function
 from headpose.io.parallel import worker_count
 from headpose.models.checkpoints import save_checkpoint
-from headpose.models.head import HEADS, Head
-from headpose.models.heads import head_from_params
+from headpose.models.heads import HEADS, Head, head_from_params
 from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, HeadPoseNet, build_model
 from headpose.models.registry import Normalization, get_arch
@@ -141,7 +140,7 @@ class LoaderSettings:
 
 def model_keys() -> tuple[str, ...]:
     """The params.yaml keys the model code reads (as a mapping): ``arch``, ``head`` and the keys
-    every registered head declares (:attr:`~headpose.models.head.Head.params_defaults`)."""
+    every registered head declares (:attr:`~headpose.models.heads.Head.params_defaults`)."""
     heads = dict.fromkeys(key for cls in HEADS.values() for key in cls.params_defaults)
     return ("arch", "head", *heads)
 
@@ -150,7 +149,7 @@ def model_keys() -> tuple[str, ...]:
 class TrainSettings:
     """Everything a training run takes from ``params.yaml``, built once by :meth:`from_params`
     (the one place training reads params): the model's keys checked by the models and turned
-    into a :class:`~headpose.models.head.Head`, the framing augmentation, the loaders, the two
+    into a :class:`~headpose.models.heads.Head`, the framing augmentation, the loaders, the two
     phases and their schedule, the step's numerics, and ``record``, the whole file as the run's
     record (the checkpoints' ``params``, hashed into the run fingerprint)."""
 

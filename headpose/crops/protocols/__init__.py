@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 # The published crop: the params.yaml default, and the crop a test set is scored under.
-DEFAULT_PROTOCOL: CropProtocol = PROTOCOLS[hopenet.HopeNet.name]
+DEFAULT_PROTOCOL: CropProtocol = PROTOCOLS.get(hopenet.HopeNet.name)
 # What a checkpoint saved before crop protocols existed was trained on.
-LEGACY_PROTOCOL: CropProtocol = PROTOCOLS[visible.Visible.name]
+LEGACY_PROTOCOL: CropProtocol = PROTOCOLS.get(visible.Visible.name)
 
 
 def protocol_from_params(crop_protocol: str) -> CropProtocol:

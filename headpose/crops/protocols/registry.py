@@ -14,9 +14,10 @@ from those, once for all protocols (:meth:`~CropProtocol.evaluation_crop`,
 :meth:`~CropProtocol.prediction_crop`, :meth:`~CropProtocol.training_region`). The shared rules
 and pixel helpers are :mod:`headpose.crops.crop`'s.
 
-A protocol registers itself with :func:`register_protocol` in its own module; :func:`get_protocol`
-finds it by name. The built-in protocols, the default and the one rule that chooses a protocol
-are in :mod:`headpose.crops.protocols`.
+A protocol registers itself with :func:`register_protocol` in its own module (in :data:`PROTOCOLS`,
+a :class:`headpose.registry.Registry`: a name is taken once; a plugin may register one);
+:func:`get_protocol` finds it by name. The built-in protocols, the default and the one rule that
+chooses a protocol are in :mod:`headpose.crops.protocols`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from headpose.crops.crop import (
 )
 from headpose.datasets.labels import Labels
 from headpose.errors import HeadposeError
+from headpose.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -161,13 +163,11 @@ class CropProtocol(ABC):
         return rounded_outwards(self.loosen_box(box, TRAIN_K_RANGE[1], "train"))
 
 
-PROTOCOLS: dict[str, CropProtocol] = {}
+PROTOCOLS: Registry[CropProtocol] = Registry("crop protocol")
 
 
 def register_protocol(cls: type[CropProtocol]) -> type[CropProtocol]:
     """Register an instance of ``cls`` under ``cls.name`` (usable as a class decorator)."""
-    if cls.name in PROTOCOLS:
-        raise HeadposeError(f"crop protocol {cls.name!r} is registered already")
     kernel = np.asarray(cls.blur_kernel)
     if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 != 1:
         raise HeadposeError(f"crop protocol {cls.name}: blur_kernel must be square, odd-sized")
@@ -176,20 +176,16 @@ def register_protocol(cls: type[CropProtocol]) -> type[CropProtocol]:
             f"crop protocol {cls.name}: blur_border {cls.blur_border!r}; expected one of "
             + ", ".join(CropProtocol.BLUR_BORDERS)
         )
-    PROTOCOLS[cls.name] = cls()
+    PROTOCOLS.register(cls())
     return cls
 
 
 def protocol_names() -> tuple[str, ...]:
     """The names of the registered crop protocols, in registration order."""
-    return tuple(PROTOCOLS)
+    return PROTOCOLS.names()
 
 
 def get_protocol(name: object, source: str = "crop_protocol") -> CropProtocol:
     """The registered protocol called ``name``; else one line naming ``source`` and the known
     protocols."""
-    if not isinstance(name, str) or name not in PROTOCOLS:
-        raise HeadposeError(
-            f"{source}: {name!r} is no crop protocol; expected one of {', '.join(PROTOCOLS)}"
-        )
-    return PROTOCOLS[name]
+    return PROTOCOLS.get(name, source)

@@ -13,7 +13,7 @@ is the flipped rotation).
 
 The head has no parameters of its own beyond the network's one linear layer ``fc_rotation``
 (6 outputs), and owns no params.yaml key; :class:`Rotation6D` is the registered ``rotation_6d``
-head (:mod:`headpose.models.head`).
+head (:mod:`headpose.models.heads`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from headpose.geometry import euler_from_matrices, rotation_matrices
-from headpose.models.head import Head, register_head
+from headpose.models.heads.base import Head, register_head
 
 # acos is clamped just inside [-1, 1]: its gradient is infinite at the ends.
 ACOS_CLAMP = 1.0 - 1e-7

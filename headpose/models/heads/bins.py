@@ -6,7 +6,7 @@ expectation over the bins' **centres**; the original HopeNet code used the bins'
 (``sum(p * idx) * 3 - 99``), a systematic -width/2 bias, kept as ``expectation="lower_edges"`` so
 the original snapshots can be evaluated exactly as published.
 
-A :class:`Bins` is the registered ``bins`` head (:mod:`headpose.models.head`): the range, the
+A :class:`Bins` is the registered ``bins`` head (:mod:`headpose.models.heads`): the range, the
 width and the expectation mode travel together (and are stored in checkpoints as
 :meth:`Bins.meta`, checked against the three angle layers by :meth:`Bins.validate_meta`). It owns
 the params.yaml keys ``bin_width``, ``expectation`` and ``alpha`` and the bin-width rule
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
-from headpose.models.head import Head, register_head
+from headpose.models.heads.base import Head, register_head
 
 RANGE_DEG = 198  # HopeNet bins cover [-99, 99)
 RANGE_START_DEG = -RANGE_DEG / 2  # -99

@@ -1,4 +1,4 @@
-"""What a head is, and the registry of heads: the one place a head plugs in.
+"""What a head is (the :class:`Head` interface), and the registry of heads: where a head plugs in.
 
 A head turns a backbone's pooled features into angles. Its module owns everything about it:
 the network's output layers (:meth:`Head.layer_sizes`), what a checkpoint records about it
@@ -9,9 +9,11 @@ the conversion of outputs to degrees (:meth:`Head.angles_deg`, exported into ONN
 network) and its label in reports (:meth:`Head.label`). Training, evaluation, export, the
 benchmark and checkpoints only call these.
 
-A head class registers itself with :func:`register_head` under its params.yaml ``head`` value;
-:mod:`headpose.models.heads` imports the built-in heads and looks them up. Adding a head is one
-module defining a :class:`Head` subclass decorated with ``@register_head``.
+A head class registers itself with :func:`register_head` under its params.yaml ``head`` value
+(in :data:`HEADS`, a :class:`headpose.registry.Registry`: a name taken by another module's head
+is refused); :mod:`headpose.models.heads` imports the built-in heads and looks them up. Adding a
+head is one module defining a :class:`Head` subclass decorated with ``@register_head``, in the
+package or outside it (a plugin: :mod:`headpose.registry`).
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from typing import Any, ClassVar
 import torch
 
 from headpose.errors import HeadposeError
+from headpose.registry import Registry
 
-HEADS: dict[str, type[Head]] = {}
+HEADS: Registry[type[Head]] = Registry("head")
 
 
 def register_head(cls: type[Head]) -> type[Head]:
     """Class decorator: make ``cls`` the head named ``cls.name`` in params.yaml and checkpoints."""
-    HEADS[cls.name] = cls
-    return cls
+    return HEADS.register(cls)
 
 
 class Head(ABC):

@@ -1,10 +1,13 @@
-"""The registered heads, looked up by the ``head`` key of params.yaml or a checkpoint's meta.
+"""The heads: the registered ones, looked up by the ``head`` key of params.yaml or a checkpoint's
+meta.
 
-Importing this module registers the built-in heads: ``bins`` (HopeNet's binned classification,
-:mod:`headpose.models.bins`, the default) and ``rotation_6d`` (the 6D rotation with Gram-Schmidt,
-:mod:`headpose.models.rotation`). Another head registers itself with
-:func:`headpose.models.head.register_head` in its own module. A checkpoint written before there
-was a choice holds bins and no ``head`` key.
+The package holds the interface and the registry (:mod:`headpose.models.heads.base`: :class:`Head`,
+:data:`HEADS`, :func:`register_head`) and one module per built-in head, registered by importing
+this package: ``bins`` (HopeNet's binned classification, :mod:`headpose.models.heads.bins`, the
+default) and ``rotation_6d`` (the 6D rotation with Gram-Schmidt,
+:mod:`headpose.models.heads.rotation`). Another head registers itself with :func:`register_head`
+in its own module (a plugin: :mod:`headpose.registry`). A checkpoint written before there was a
+choice holds bins and no ``head`` key.
 
 A head carries its own options (a bins head its width, expectation mode and loss weight): code
 above the heads passes a head, never one of its options. :func:`head_with` makes the head an
@@ -19,24 +22,37 @@ from typing import Any
 import torch
 
 from headpose.errors import HeadposeError
-from headpose.models import bins, rotation  # noqa: F401  (registers the built-in heads)
-from headpose.models.head import HEADS, Head
+from headpose.models.heads import bins, rotation  # noqa: F401  (registered, the default first)
+from headpose.models.heads.base import HEADS, Head, register_head
 
-DEFAULT_HEAD = "bins"  # the params.yaml default, and what a meta without ``head`` holds
+__all__ = [
+    "DEFAULT_HEAD",
+    "HEADS",
+    "Head",
+    "check_meta_keys",
+    "check_same_head",
+    "default_head",
+    "head_class",
+    "head_from_meta",
+    "head_from_params",
+    "head_names",
+    "head_with",
+    "register_head",
+    "validate_head_meta",
+    "validate_head_params",
+]
+
+DEFAULT_HEAD = bins.Bins.name  # the params.yaml default, and what a meta without ``head`` holds
 
 
 def head_names() -> tuple[str, ...]:
-    """The names of the registered heads, the default first."""
-    return (DEFAULT_HEAD, *(name for name in HEADS if name != DEFAULT_HEAD))
+    """The names of the registered heads, the default first (it is registered first)."""
+    return HEADS.names()
 
 
 def head_class(name: object, source: str) -> type[Head]:
     """The registered head called ``name`` (``source`` starts the error)."""
-    if name not in HEADS:
-        raise HeadposeError(
-            f"{source}: unknown head {name!r}; expected one of {', '.join(head_names())}"
-        )
-    return HEADS[name]
+    return HEADS.get(name, source)
 
 
 def default_head(name: str) -> Head:
@@ -47,18 +63,14 @@ def default_head(name: str) -> Head:
 
 def head_from_params(params: dict) -> Head:
     """The head that ``params`` (a validated params.yaml) train."""
-    return head_class(params["head"], "params.yaml").from_params(params)
+    return head_class(params["head"], "params.yaml: head").from_params(params)
 
 
 def validate_head_params(params: dict) -> None:
     """Check the params.yaml keys the heads own: each head's rules on its keys, then that the
     keys of the heads not chosen stay at their defaults, so a variant never silently ignores a
     knob."""
-    chosen = params["head"]
-    if chosen not in HEADS:
-        raise HeadposeError(
-            f"params.yaml: head is {chosen!r}; expected one of " + ", ".join(head_names())
-        )
+    chosen = head_class(params["head"], "params.yaml: head").name
     for cls in HEADS.values():
         cls.validate_params(params)
     for cls in HEADS.values():
@@ -110,7 +122,7 @@ def _values(meta: dict, keys: list[str]) -> str:
 
 def head_with(head: Head, settings: dict[str, Any], source: str) -> Head:
     """``head`` as an evaluation asks for it. ``settings`` maps keys of the head's checkpoint meta
-    to values: those among its :attr:`~headpose.models.head.Head.options` replace its own (a bins
+    to values: those among its :attr:`~headpose.models.heads.Head.options` replace its own (a bins
     head's ``expectation``), every other must be what it holds (a bins head's ``bin_width``);
     else a HeadposeError starting with ``source`` (e.g. ``checkpoint X holds bin_width 3; asked
     for bin_width 1``)."""
