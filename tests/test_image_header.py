@@ -1,4 +1,4 @@
-"""The image header check (``headpose.io.formats.image_header_size``, read by Pillow): the sizes
+"""The image header check (``headpose.io.images.image_header_size``, read by Pillow): the sizes
 of JPEG, PNG and BMP files without decoding, None for another format, and one line naming the
 file for a truncated or corrupt header or a size beyond this project's limits, never Pillow's
 own decompression-bomb error or warning."""
