@@ -26,6 +26,7 @@ from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.datasets.registry import DatasetFormat, Labels, Scan, register_format
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
+from headpose.inference.loading import open_model
 from headpose.io.formats import read_list, read_sample, sample_header
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -166,7 +167,7 @@ def test_a_format_in_one_module_runs_filelists_train_and_evaluate(tmp_path):
     assert groups and not groups & {Path(entry).name.split("_")[0] for entry in lists.train}
     model = train_on_lists(tmp_path / "lists")
     test = read_list(tmp_path / "lists" / "test.txt")
-    result = evaluate(model, test, "test.txt", workers=1)
+    result = evaluate(open_model(model), test, "test.txt", workers=1)
     assert result.metrics["count"] == 6 and np.isfinite(result.metrics["mae"]["mean"])
 
 
