@@ -2,17 +2,17 @@
 ``test_sets`` (``evaluate_set@<name>``: ``--data`` and ``--frame-list`` instead of
 ``--test-list``, the dataset scanned and filtered by ``max_angle`` as the filelists stage does).
 
-Reads the final checkpoint (``headpose evaluate models/best.pt --data data/filelists/test.txt``
-scores the best-by-validation one; the checkpoint holds the training-set mean angles for the
-baseline) and the test list; uses the ``crop_protocol`` and ``workers`` params. The metrics'
-main figures are under ``crop_protocol`` (default the published ``hopenet``), the other
-protocol's beside them (``other_protocols``), measured on the same model. Writes the metrics,
-the per-image CSV and the ``{yaw,pitch,roll}_error.png`` plots (main protocol), and prints the
-table; the model's speed goes to the timing file (not a DVC output: it varies from run to run).
-All four outputs are written first and moved into place together, so a failure replaces none.
-The metrics record the SHA-256 of the test list (its sample names, in order) as
-``test_list.sha256``: ``headpose compare`` refuses to set runs of different test lists against
-each other.
+Reads the final checkpoint (opened by :func:`headpose.inference.loading.open_model`; ``headpose
+evaluate models/best.pt --data data/filelists/test.txt`` scores the best-by-validation one; the
+checkpoint holds the training-set mean angles for the baseline) and the test list; uses the
+``crop_protocol`` and ``workers`` params. The metrics' main figures are under ``crop_protocol``
+(default the published ``hopenet``), the other protocol's beside them (``other_protocols``),
+measured on the same model. Writes the metrics, the per-image CSV and the
+``{yaw,pitch,roll}_error.png`` plots (main protocol), and prints the table; the model's speed goes
+to the timing file (not a DVC output: it varies from run to run). All four outputs are written first
+and moved into place together, so a failure replaces none. The metrics record the SHA-256 of the
+test list (its sample names, in order) as ``test_list.sha256``: ``headpose compare`` refuses to set
+runs of different test lists against each other.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from headpose.evaluation.evaluate import (
     write_per_image_csv,
 )
 from headpose.evaluation.test_sets import evaluation_samples
+from headpose.inference.loading import open_model
 from headpose.io.files import atomic_outputs, write_json
 from headpose.params import load_params
 from headpose.plots import plot_errors_vs_angle
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         samples, source = read_samples(args.test_list), args.test_list
     protocol = protocol_from_params(params.crop_protocol)
     result = evaluate(
-        args.checkpoint,
+        open_model(args.checkpoint),
         samples,
         source,
         baseline=True,

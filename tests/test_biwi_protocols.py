@@ -37,6 +37,7 @@ from headpose.datasets.registry import resolve
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
 from headpose.evaluation.test_sets import evaluation_samples
+from headpose.inference.loading import open_model
 from headpose.io.lists import read_list
 from headpose.synth.biwi import generate_biwi
 
@@ -211,7 +212,7 @@ def test_protocol2_trains_on_biwi_and_evaluates_the_held_out_sequences(hpdb, tmp
     lists = build_filelists(hpdb, "unused", 99, 0.25, seed=0, workers=1, held_out_sequences=1)
     write_filelists(lists, tmp_path / "lists")
     model = train_on_lists(tmp_path / "lists")
-    result = evaluate(model, as_samples(lists.test), "test.txt", workers=1)
+    result = evaluate(open_model(model), as_samples(lists.test), "test.txt", workers=1)
     assert result.metrics["count"] == 10 and np.isfinite(result.metrics["mae"]["mean"])
     assert result.metrics["crop_protocol"] == "stored_box"
 

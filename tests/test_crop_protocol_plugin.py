@@ -66,6 +66,7 @@ def registered():
 def test_a_protocol_defined_in_one_file_trains_evaluates_exports_and_predicts(registered, tmp_path):
     from headpose.deploy.export import export_for_deployment
     from headpose.evaluation.evaluate import evaluate, format_report
+    from headpose.inference.loading import open_model
     from headpose.training.loop import run_training
 
     assert CentreSquare.name in protocol_names() and get_protocol(CentreSquare.name) == registered
@@ -78,7 +79,9 @@ def test_a_protocol_defined_in_one_file_trains_evaluates_exports_and_predicts(re
     assert choose_protocol(None, meta) == registered  # the model's own protocol
 
     # evaluated under its crop, the model scores as its validation did
-    result = evaluate(checkpoint, as_samples(stems[16:]), "val", crop_protocol=registered)
+    result = evaluate(
+        open_model(checkpoint), as_samples(stems[16:]), "val", crop_protocol=registered
+    )
     assert result.metrics["crop_protocol"] == CentreSquare.name
     assert result.metrics["model"]["trained_crop_protocol"] == CentreSquare.name
     assert result.metrics["mae"]["mean"] == pytest.approx(metrics["final"]["mae_mean"], abs=1e-3)
@@ -119,9 +122,8 @@ def test_an_unknown_protocol_is_one_line_naming_the_known_ones():
 def test_a_checkpoint_of_an_unregistered_protocol_is_one_line(tmp_path, protocol, message):
     from model_fixtures import write_checkpoint
 
-    from headpose.evaluation.evaluate import evaluate
+    from headpose.inference.loading import open_model
 
-    stems = write_tiny_dataset(tmp_path / "data", 2)
     checkpoint = write_checkpoint(tmp_path / "m.pt", "resnet18", crop_protocol=protocol)
     with pytest.raises(HeadposeError, match=re.escape(message)):
-        evaluate(checkpoint, as_samples(stems), "tiny", workers=1)
+        open_model(checkpoint)

@@ -31,6 +31,7 @@ from headpose.datasets.labels import Labels, check_angles, check_landmarks
 from headpose.datasets.registry import DatasetFormat, Scan, read_samples, register_format, resolve
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
+from headpose.inference.loading import open_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -174,7 +175,7 @@ def test_a_landmark_format_in_one_module_runs_the_whole_pipeline_and_the_sweep(t
     from headpose.crops.store import code_files
     from headpose.datasets.augment import build_augmentation
     from headpose.evaluation.framing_sweep import framing_sweep
-    from headpose.inference.loading import read_model
+    from headpose.inference.loading import open_model
 
     train_root = write_pts_set(tmp_path / "train", 24, seed=0)
     test_root = write_pts_set(tmp_path / "test", 6, seed=1)
@@ -208,9 +209,9 @@ def test_a_landmark_format_in_one_module_runs_the_whole_pipeline_and_the_sweep(t
         [s.entry for s in train] + augmented.combined[len(train) :],
     )
     model = train_on_lists(tmp_path / "lists")
-    result = evaluate(model, test, "test.txt", workers=1)
+    result = evaluate(open_model(model), test, "test.txt", workers=1)
     assert result.metrics["count"] == 6 and np.isfinite(result.metrics["mae"]["mean"])
-    loaded = read_model(model)
+    loaded = open_model(model)
     sweep = framing_sweep(
         loaded.predict, test, loaded.description.image_size, loaded.description.normalization,
         scales=(1.0, 1.5), shifts=(),

@@ -24,15 +24,15 @@ from headpose.cli import main as headpose_main
 from headpose.crops.pipeline import evaluation_dataset, preprocess
 from headpose.datasets import mat as protocol
 from headpose.datasets.mat import is_real_aflw2000, read_mat_labels, write_sample
-from headpose.deploy.export import export_onnx
-from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
 from headpose.evaluation.metrics import PoseErrors, error_metrics, mae_summary, near_frontal_mask
 from headpose.evaluation.test_sets import check_published_test_set, evaluation_samples
 from headpose.inference import timing
+from headpose.inference.loading import open_model
+from headpose.inference.onnx_export import export_onnx
 from headpose.models.heads.bins import Bins
-from headpose.models.network import build_model, load_checkpoint
+from headpose.models.network import build_model
 from headpose.models.registry import IMAGENET
 from headpose.plots import plot_errors_vs_angle
 
@@ -145,12 +145,13 @@ def test_folder_data_is_scanned_and_filtered_like_the_filelists_stage(tiny_set):
 
 def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoint):
     _, stems = tiny_set
-    result = evaluate(tiny_checkpoint, as_samples(stems), "tiny", training_mean=np.zeros(3))
+    loaded = open_model(tiny_checkpoint, device="cpu")
+    result = evaluate(loaded, as_samples(stems), "tiny", training_mean=np.zeros(3))
     assert result.errors.stems == stems
     truth = np.array([read_mat_labels(stem + ".mat").angles_deg for stem in stems])
     assert np.allclose(result.errors.true_deg, truth, atol=1e-4)
     # one sample through the model by hand: same crop, same expectation
-    model, _ = load_checkpoint(tiny_checkpoint)
+    model = loaded.model.network
     image, _ = evaluation_dataset(as_samples(stems[3:4]), IMAGE_SIZE, HOPENET, workers=1)[0]
     with torch.inference_mode():
         logits = model(preprocess(image.numpy(), IMAGENET).unsqueeze(0))
@@ -232,13 +233,11 @@ def test_the_table_scores_an_exported_onnx_file_as_its_checkpoint(
     """One loader reads both: an .onnx export gives the checkpoint's angles through the same
     inference path; head options and the baseline are refused for it."""
     folder, stems = tiny_set
-    loaded = load_model(tiny_checkpoint, "torch", "cpu")
+    loaded = open_model(tiny_checkpoint, "torch", "cpu")
     onnx_path = tmp_path / "model.onnx"
     export_onnx(loaded.model, onnx_path, loaded.description)
-    exported = evaluate(onnx_path, as_samples(stems), "tiny", workers=1)
-    reference = evaluate(
-        tiny_checkpoint, as_samples(stems), "tiny", workers=1, device=torch.device("cpu")
-    )
+    exported = evaluate(open_model(onnx_path), as_samples(stems), "tiny", workers=1)
+    reference = evaluate(loaded, as_samples(stems), "tiny", workers=1)
     assert np.allclose(exported.errors.predicted_deg, reference.errors.predicted_deg, atol=1e-3)
     model = exported.metrics["model"]
     assert model["parameters"] is None and model["precision"] == "fp32"
@@ -295,9 +294,8 @@ def test_the_stage_writes_metrics_csv_and_plots(
     assert metrics["crop_protocol"] == "hopenet" and list(metrics["other_protocols"]) == ["visible"]
     assert "crop protocol hopenet (published)" in output
     assert "crop protocol visible, same model" in output
-    by_hand = evaluate(
-        tmp_path / "models" / "model.pt", as_samples(stems), "x", crop_protocol=VISIBLE
-    )
+    model = open_model(tmp_path / "models" / "model.pt")
+    by_hand = evaluate(model, as_samples(stems), "x", crop_protocol=VISIBLE)
     assert metrics["other_protocols"]["visible"]["mae"] == by_hand.metrics["mae"]
 
 

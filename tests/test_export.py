@@ -21,13 +21,14 @@ from headpose.crops.pipeline import evaluation_dataset, model_input
 from headpose.deploy.export import CropCalibrationReader, export_for_deployment, export_torchscript
 from headpose.evaluation.evaluate import predict_samples
 from headpose.evaluation.metrics import mae_summary
+from headpose.inference.loading import open_model
 from headpose.inference.runtime import (
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
 )
 from headpose.models.heads.bins import Bins
-from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
+from headpose.models.network import AnglesModel, build_model
 from headpose.models.registry import IMAGENET
 
 IMAGE_SIZE = 96
@@ -91,7 +92,7 @@ def test_angles_model_is_the_bins_expectation_of_each_head():
 
 
 def test_onnx_matches_pytorch_on_real_crops_at_any_batch(exported, real_crops):
-    model, _ = load_angles_model(exported["model.pt"])
+    model = open_model(exported["model.pt"], "torch", "cpu").model
     reference = torch_angle_function(model)(real_crops)
     onnx_angles = onnx_angle_function(onnx_session(exported["model.onnx"]))
     assert np.abs(onnx_angles(real_crops) - reference).max() < 0.1
@@ -110,7 +111,7 @@ def test_onnx_graph_has_named_dynamic_io(exported):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_matches_pytorch(tmp_path, exported, real_crops):
-    model, _ = load_angles_model(exported["model.pt"])
+    model = open_model(exported["model.pt"], "torch", "cpu").model
     export_torchscript(model, IMAGE_SIZE, tmp_path / "model.ts")
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
     with torch.no_grad():
@@ -145,7 +146,7 @@ def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, 
 
 
 def test_predict_with_onnx_equals_the_pytorch_evaluation(exported, real_stems):
-    network, meta = load_checkpoint(exported["model.pt"])
+    network = open_model(exported["model.pt"], "torch", "cpu").model.network
     model = AnglesModel(network, Bins(3, "centers"))
     pytorch = predict_samples(
         torch_angle_function(model), real_stems, IMAGE_SIZE, HOPENET, 1, normalization=IMAGENET
@@ -184,15 +185,19 @@ def test_export_command_and_its_errors(tmp_path, exported, capsys):
 
 EXPORT_SCRIPT = """
 import sys, torch
-from headpose.deploy.export import export_onnx, quantize_onnx
+from headpose.crops.protocols import get_protocol
+from headpose.deploy.export import quantize_onnx
 from headpose.inference.metadata import ModelDescription
+from headpose.inference.onnx_export import export_onnx
 from headpose.models.heads.bins import Bins
 from headpose.models.network import AnglesModel, build_model
 from headpose.models.registry import IMAGENET
 torch.set_num_threads(1)
 torch.manual_seed(0)
 model = AnglesModel(build_model("mobilenet_v2", Bins(3)).eval())
-description = ModelDescription(32, IMAGENET, "hopenet", Bins(3).meta(), "mobilenet_v2", "f00d")
+description = ModelDescription(
+    32, IMAGENET, get_protocol("hopenet"), Bins(3).meta(), "mobilenet_v2", "f00d"
+)
 export_onnx(model, sys.argv[1] + "/model.onnx", description)
 images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 quantize_onnx(sys.argv[1] + "/model.onnx", sys.argv[1] + "/model_int8.onnx", images)

@@ -1,5 +1,6 @@
 """The framing sweep: its conditions and crops, the reference row against the visible protocol's
-evaluation, the CLI on a checkpoint and its ONNX export, option errors, the real AFLW2000."""
+evaluation, ``headpose sweep`` on a checkpoint and its ONNX export, option errors, the real
+AFLW2000."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from training_fixtures import write_tiny_dataset
 
 from headpose.cli import main as headpose_main
 from headpose.crops.framing import FramingDraw, reframe
-from headpose.deploy.export import export_onnx
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
 from headpose.evaluation.framing_sweep import (
@@ -29,9 +29,8 @@ from headpose.evaluation.framing_sweep import (
     sweep_conditions,
 )
 from headpose.evaluation.test_sets import evaluation_samples
-from headpose.inference.metadata import ModelDescription
-from headpose.inference.runtime import torch_angle_function
-from headpose.models.network import load_angles_model
+from headpose.inference.loading import open_model
+from headpose.inference.onnx_export import export_onnx
 from headpose.models.registry import IMAGENET
 
 IMAGE_SIZE = 32
@@ -51,8 +50,8 @@ def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     """A 32 px ResNet18 checkpoint and its ONNX export."""
     folder = tmp_path_factory.mktemp("models")
     checkpoint = write_checkpoint(folder / "model.pt", "resnet18", image_size=IMAGE_SIZE)
-    model, meta = load_angles_model(checkpoint, "cpu")
-    export_onnx(model, folder / "model.onnx", ModelDescription.from_meta(meta))
+    opened = open_model(checkpoint, "torch", "cpu")
+    export_onnx(opened.model, folder / "model.onnx", opened.description)
     return checkpoint, folder / "model.onnx"
 
 
@@ -103,14 +102,14 @@ def test_a_looser_scale_shrinks_the_face_and_a_shift_moves_it():
 def test_the_reference_row_is_the_visible_protocols_evaluation(tiny_set, tiny_models):
     _, stems = tiny_set
     checkpoint, _ = tiny_models
-    model, _ = load_angles_model(checkpoint, "cpu")
+    model = open_model(checkpoint, "torch", "cpu")
     sweep = framing_sweep(
-        torch_angle_function(model), as_samples(stems), IMAGE_SIZE, IMAGENET, [1.0, 2.0], [0.15], 4,
+        model.predict, as_samples(stems), IMAGE_SIZE, IMAGENET, [1.0, 2.0], [0.15], 4,
         chunk_images=4,
     )  # fmt: skip
     assert len(sweep.rows) == 10 and {row.count for row in sweep.rows} == {6}
     reference = next(row for row in sweep.rows if (row.scale, row.shift) == (1.0, 0.0))
-    expected = evaluate(checkpoint, as_samples(stems), "tiny", crop_protocol=VISIBLE).metrics["mae"]
+    expected = evaluate(model, as_samples(stems), "tiny", crop_protocol=VISIBLE).metrics["mae"]
     for name in ("yaw", "pitch", "roll", "mean"):
         assert getattr(reference, f"mae_{name}") == pytest.approx(expected[name], abs=1e-6)
     assert sweep.ratio_to_reference(1.0) == 1.0
@@ -142,7 +141,7 @@ def test_the_cli_sweeps_a_checkpoint_and_its_onnx_export_alike(
     for model in tiny_models:
         json_path, plot_path = tmp_path / f"{model.suffix}.json", tmp_path / f"{model.suffix}.png"
         headpose_main(
-            ["evaluate", str(model), "--data", str(folder), "--framing-sweep"]
+            ["sweep", str(model), "--data", str(folder)]
             + ["--scales", "1,2", "--shifts", "0.15", "--json", str(json_path)]
             + ["--plot", str(plot_path)]
         )
@@ -163,18 +162,19 @@ def test_the_cli_sweeps_a_checkpoint_and_its_onnx_export_alike(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--framing-sweep", "--scales", "0"], "argument --scales: '0'; expected"),
-        (["--framing-sweep", "--scales", "abc"], "argument --scales: 'abc'; expected"),
-        (["--framing-sweep", "--scales", "1,,2"], "argument --scales: '1,,2'; expected"),
-        (["--framing-sweep", "--shifts", "0.9"], "argument --shifts: '0.9'; expected"),
-        (["--json", "sweep.json"], "--json needs --framing-sweep"),
-        (["--scales", "1,2"], "--scales needs --framing-sweep"),
-        (["--framing-sweep", "--baseline"], "--baseline does not apply to --framing-sweep"),
+        (["sweep", "--scales", "0"], "argument --scales: '0'; expected"),
+        (["sweep", "--scales", "abc"], "argument --scales: 'abc'; expected"),
+        (["sweep", "--scales", "1,,2"], "argument --scales: '1,,2'; expected"),
+        (["sweep", "--shifts", "0.9"], "argument --shifts: '0.9'; expected"),
+        (["sweep", "--baseline"], "unrecognized arguments: --baseline"),
+        (["evaluate", "--scales", "1,2"], "unrecognized arguments: --scales"),
+        (["evaluate", "--framing-sweep"], "unrecognized arguments: --framing-sweep"),
     ],
 )
 def test_bad_sweep_options_are_one_error_line(arguments, message, tmp_path, capsys):
+    command, *options = arguments
     with pytest.raises(SystemExit) as exit_info:
-        headpose_main(["evaluate", "model.pt", "--data", str(tmp_path), *arguments])
+        headpose_main([command, "model.pt", "--data", str(tmp_path), *options])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
@@ -185,10 +185,7 @@ def test_an_onnx_model_keeps_its_input_size(tiny_set, tiny_models, capsys):
     folder, _ = tiny_set
     _, onnx_model = tiny_models
     with pytest.raises(SystemExit):
-        headpose_main(
-            ["evaluate", str(onnx_model), "--data", str(folder), "--framing-sweep"]
-            + ["--image-size", "64"]
-        )
+        headpose_main(["sweep", str(onnx_model), "--data", str(folder), "--image-size", "64"])
     assert "takes 32 px inputs; image size 64 (--image-size) applies to checkpoints only" in (
         capsys.readouterr().err
     )

@@ -9,11 +9,11 @@ from training_fixtures import check_head_end_to_end
 
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate
-from headpose.inference.loading import read_model
+from headpose.inference.loading import open_model
 from headpose.models.heads import check_same_head, head_names, head_with
 from headpose.models.heads.bins import Bins
 from headpose.models.heads.rotation import Rotation6D
-from headpose.models.network import build_model, load_angles_model
+from headpose.models.network import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,5 +43,5 @@ def test_an_evaluation_asks_for_a_head_never_for_its_options():
 
 def test_generic_code_takes_no_bins_option():
     """Generic code never takes a bins-only option as an argument of its own."""
-    for function in (evaluate, load_angles_model, read_model, build_model):
+    for function in (evaluate, open_model, build_model):
         assert not {"expectation", "bin_width"} & set(inspect.signature(function).parameters)

@@ -12,7 +12,7 @@ from training_fixtures import write_tiny_dataset
 
 from headpose.crops.pipeline import evaluation_dataset, preprocess
 from headpose.evaluation.evaluate import evaluate
-from headpose.models.network import load_angles_model
+from headpose.inference.loading import open_model
 from headpose.models.registry import IMAGENET, Normalization, get_arch
 
 HALF = Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -30,8 +30,9 @@ def test_torchvision_backbones_keep_imagenet_and_timm_ones_take_their_pretrained
 def test_evaluation_normalises_by_the_checkpoints_stored_values(tmp_path):
     stems = write_tiny_dataset(tmp_path / "data", 4, size=40)
     checkpoint = write_checkpoint(tmp_path / "half.pt", "resnet18", **HALF.meta())
-    result = evaluate(checkpoint, as_samples(stems), "tiny", workers=1)
-    model, _ = load_angles_model(checkpoint)
+    loaded = open_model(checkpoint, device="cpu")
+    result = evaluate(loaded, as_samples(stems), "tiny", workers=1)
+    model = loaded.model
     image, _ = evaluation_dataset(as_samples(stems[:1]), 32, HOPENET, workers=1)[0]
     with torch.inference_mode():
         stored = model(preprocess(image.numpy(), HALF)[None])[0].numpy()

@@ -15,7 +15,7 @@ from training_fixtures import write_tiny_dataset
 from headpose.errors import HeadposeError
 from headpose.inference.batches import predict_angles
 from headpose.inference.runtime import finite_angles
-from headpose.models.network import load_checkpoint
+from headpose.models.checkpoints import read_checkpoint
 from headpose.models.registry import IMAGENET
 from headpose.training.resume import pretrained_digest, run_fingerprint
 
@@ -41,18 +41,18 @@ def test_a_checkpoint_of_a_newer_format_is_refused(tmp_path, version):
     path = write_checkpoint(tmp_path / "model.pt", "resnet18")
     content = torch.load(path, weights_only=True)
     assert content["meta"]["format_version"] == 1
-    load_checkpoint(path)  # ours reads
+    read_checkpoint(path)  # ours reads
     content["meta"]["format_version"] = version
     torch.save(content, path)
     with pytest.raises(HeadposeError, match=f"format_version {version}, written by a newer"):
-        load_checkpoint(path)
+        read_checkpoint(path)
     content["meta"]["format_version"] = "1"
     torch.save(content, path)
     with pytest.raises(HeadposeError, match="format_version '1' is not a version"):
-        load_checkpoint(path)
+        read_checkpoint(path)
     del content["meta"]["format_version"]  # checkpoints from before the key: version 1
     torch.save(content, path)
-    load_checkpoint(path)
+    read_checkpoint(path)
 
 
 def test_a_checkpoint_with_nan_weights_is_refused_naming_it(tmp_path):
@@ -62,7 +62,7 @@ def test_a_checkpoint_with_nan_weights_is_refused_naming_it(tmp_path):
     content["state_dict"][name] = torch.full_like(content["state_dict"][name], float("nan"))
     torch.save(content, path)
     with pytest.raises(HeadposeError, match=f"checkpoint {path}: weights {name} hold NaN"):
-        load_checkpoint(path)
+        read_checkpoint(path)
 
 
 def test_non_finite_outputs_stop_every_report():

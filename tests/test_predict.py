@@ -28,9 +28,9 @@ from headpose.app.draw import axis_endpoints
 from headpose.app.predict import FacePosePredictor, video_frames
 from headpose.crops.crop import PREDICT_K, landmark_box
 from headpose.crops.protocols import get_protocol
-from headpose.deploy.loading import load_model
 from headpose.errors import HeadposeError
 from headpose.geometry import pose_angles_deg
+from headpose.inference.loading import open_model
 
 IMAGE_SIZE = 64
 SCALE = 0.5  # AFLW2000 images are 450 px; tests use 225 px copies
@@ -258,7 +258,7 @@ def test_missing_checkpoint_is_one_clear_message(tmp_path, aflw2000_dir, capsys)
 
 
 def test_batching_the_faces_of_a_frame_does_not_change_results(aflw2000_dir, checkpoint):
-    loaded = load_model(checkpoint, "torch", "cpu")
+    loaded = open_model(checkpoint, "torch", "cpu")
     frame = np.concatenate([small_image(aflw2000_dir, name) for name in FRONTAL], axis=1)
     boxes = {("group", 0): [FaceBox(60 + 225 * i, 60, 160 + 225 * i, 170) for i in range(4)]}
 

@@ -21,6 +21,7 @@ from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, format_report
 from headpose.evaluation.test_sets import evaluation_samples
 from headpose.geometry import flip_angles, rotation_matrix
+from headpose.inference.loading import open_model
 from headpose.models.checkpoints import save_checkpoint
 from headpose.models.heads import head_from_meta, head_with
 from headpose.models.heads.bins import Bins
@@ -32,7 +33,7 @@ from headpose.models.heads.rotation import (
     rotation_angles_deg,
 )
 from headpose.models.keys import validate_model_params
-from headpose.models.network import AnglesModel, build_model, load_angles_model, load_checkpoint
+from headpose.models.network import AnglesModel, build_model
 from headpose.params import validate
 from headpose.training.loop import TrainPaths, run_training
 
@@ -160,7 +161,8 @@ def test_checkpoints_record_and_validate_the_head(tmp_path):
         del meta[key]
     path = tmp_path / "rotation.pt"
     save_checkpoint(path, network, meta)
-    loaded, loaded_meta = load_angles_model(path)
+    opened = open_model(path, "torch", "cpu")
+    loaded, loaded_meta = opened.model, opened.meta
     assert loaded_meta["head"] == "rotation_6d" and isinstance(loaded.head, Rotation6D)
     images = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
@@ -168,7 +170,7 @@ def test_checkpoints_record_and_validate_the_head(tmp_path):
     with pytest.raises(HeadposeError, match="expectation does not apply to a rotation_6d head"):
         head_with(loaded.head, {"expectation": "centers"}, f"checkpoint {path}")
     with pytest.raises(HeadposeError, match="holds a rotation_6d head; asked for a bins head"):
-        load_angles_model(path, head=Bins(3))
+        opened.with_head(Bins(3))
     with pytest.raises(HeadposeError, match="with head"):  # meta and model disagree
         save_checkpoint(tmp_path / "bad.pt", network, checkpoint_meta("resnet18"))
     # a file whose meta says bins but holds the rotation layer is refused on loading
@@ -176,11 +178,11 @@ def test_checkpoints_record_and_validate_the_head(tmp_path):
     content["meta"] = {**content["meta"], **checkpoint_meta("resnet18"), "head": "bins"}
     torch.save(content, tmp_path / "mislabelled.pt")
     with pytest.raises(HeadposeError, match="mislabelled.pt: no 2-D fc_yaw/fc_pitch/fc_roll"):
-        load_checkpoint(tmp_path / "mislabelled.pt")
+        open_model(tmp_path / "mislabelled.pt", "torch", "cpu")
     content["meta"]["head"] = "quaternion"
     torch.save(content, tmp_path / "unknown.pt")
     with pytest.raises(HeadposeError, match="unknown head 'quaternion'"):
-        load_checkpoint(tmp_path / "unknown.pt")
+        open_model(tmp_path / "unknown.pt", "torch", "cpu")
     # checkpoints from before the head key hold bins
     assert head_from_meta(checkpoint_meta("resnet18")) == Bins(3)
     # a bins checkpoint as pretrained weights for a rotation model: backbone only
@@ -208,7 +210,9 @@ def test_training_and_evaluation_run_with_the_rotation_head(trained_rotation):
     assert 0 < metrics["final"]["train_loss"] <= math.pi
     meta = torch.load(paths.models_dir / "model.pt", weights_only=True)["meta"]
     assert meta["head"] == "rotation_6d" and "bin_width" not in meta
-    result = evaluate(paths.models_dir / "model.pt", as_samples(val_stems), "val", baseline=True)
+    result = evaluate(
+        open_model(paths.models_dir / "model.pt"), as_samples(val_stems), "val", baseline=True
+    )
     truth = np.array([read_mat_labels(stem + ".mat").angles_deg for stem in val_stems])
     # MAE is the plain absolute Euler difference
     np.testing.assert_allclose(

@@ -12,7 +12,8 @@ from helpers import REPO_ROOT
 
 from headpose.deploy.benchmark import run_benchmark
 from headpose.errors import HeadposeError
-from headpose.models.checkpoints import save_checkpoint
+from headpose.inference.loading import open_model
+from headpose.models.checkpoints import read_checkpoint, save_checkpoint
 from headpose.models.heads.bins import Bins
 from headpose.models.heads.rotation import Rotation6D
 from headpose.models.keys import validate_model_params
@@ -20,8 +21,7 @@ from headpose.models.network import (
     AnglesModel,
     build_model,
     fused_for_inference,
-    load_angles_model,
-    load_checkpoint,
+    network_from_checkpoint,
 )
 from headpose.models.registry import get_arch
 from headpose.models.weights import timm_weight_source
@@ -179,10 +179,12 @@ def test_fused_and_unfused_give_the_same_angles(arch, head, tmp_path):
     # the checkpoint of the trained (unfused) model loads fused for inference; a fused
     # checkpoint records it, loads into the fused structure and is refused for training
     save_checkpoint(tmp_path / "model.pt", network, _meta(arch, head))
-    inference, meta = load_angles_model(tmp_path / "model.pt")
+    opened = open_model(tmp_path / "model.pt", "torch", "cpu")
+    inference, meta = opened.model, opened.meta
     assert inference.network.fused and not meta["fused"]
     save_checkpoint(tmp_path / "fused.pt", fused, _meta(arch, head))
-    reloaded, fused_meta = load_checkpoint(tmp_path / "fused.pt")
+    state_dict, fused_meta = read_checkpoint(tmp_path / "fused.pt")
+    reloaded = network_from_checkpoint(state_dict, fused_meta, tmp_path / "fused.pt")
     assert fused_meta["fused"] and reloaded.fused
     with torch.inference_mode():
         assert torch.equal(inference(images), fused_deg)

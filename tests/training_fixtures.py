@@ -96,6 +96,7 @@ def check_head_end_to_end(head: str, folder: Path) -> dict:
     previous one; return the checkpoint's meta."""
     from headpose.deploy.export import export_for_deployment
     from headpose.evaluation.evaluate import evaluate, format_report
+    from headpose.inference.loading import open_model
     from headpose.models.heads import head_from_meta
     from headpose.training.loop import run_training
 
@@ -107,7 +108,7 @@ def check_head_end_to_end(head: str, folder: Path) -> dict:
     meta = torch.load(checkpoint, weights_only=True)["meta"]
     loaded_head = head_from_meta(meta)
     assert meta["head"] == head and loaded_head.meta().items() <= meta.items()
-    result = evaluate(checkpoint, as_samples(stems[16:]), "val")
+    result = evaluate(open_model(checkpoint), as_samples(stems[16:]), "val")
     assert result.metrics["mae"]["count"] == 8
     # the evaluation scores the model as validation did, and its report names the head
     assert result.metrics["mae"]["mean"] == pytest.approx(metrics["final"]["mae_mean"], abs=1e-3)

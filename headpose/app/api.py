@@ -6,10 +6,10 @@
     for pose in model.predict("face.jpg"):    # every face the detector finds
         print(pose.yaw_deg, pose.pitch_deg, pose.roll_deg, pose.box)
 
-:func:`load` reads a ``.pt`` checkpoint or an ``.onnx`` file through
-:func:`headpose.deploy.loading.load_model` (PyTorch on CUDA when available, else the CPU; an
-``.onnx`` file in ONNX Runtime on the CPU; the file's own input size, normalisation and crop
-protocol). A :class:`HeadPoseModel` then predicts:
+:func:`load` opens a ``.pt`` checkpoint or an ``.onnx`` file through the one opener of model
+files, :func:`headpose.inference.loading.open_model` (PyTorch on CUDA when available, else the
+CPU; an ``.onnx`` file in ONNX Runtime on the CPU; the file's own input size, normalisation and
+crop protocol). A :class:`HeadPoseModel` then predicts:
 
 * :meth:`HeadPoseModel.predict`: the faces of an image (an RGB uint8 array ``(H, W, 3)`` or an
   image file), found by a detector (:mod:`headpose.app.detect`; YuNet by default, Haar when
@@ -45,10 +45,10 @@ from headpose.app.detect import (
     usable_box,
 )
 from headpose.crops.crop import Box
-from headpose.crops.protocols import CropProtocol
-from headpose.deploy.loading import LoadedModel, load_model
+from headpose.crops.protocols import CropProtocol, get_protocol
 from headpose.errors import HeadposeError
 from headpose.inference.batches import crop_angles
+from headpose.inference.loading import LoadedModel, open_model
 from headpose.inference.metadata import ModelDescription
 from headpose.io.files import file_problem
 from headpose.io.images import decode_rgb
@@ -169,7 +169,7 @@ class HeadPoseModel:
     @property
     def crop_protocol(self) -> CropProtocol:
         """The crop protocol faces are framed by (its ``name`` is what the model records)."""
-        return self.description.protocol
+        return self.description.crop_protocol
 
     @property
     def normalization(self) -> Normalization:
@@ -260,7 +260,7 @@ def load(
     *,
     device: str | None = None,
     runtime: str = "auto",
-    crop_protocol: CropProtocol | str | None = None,
+    crop_protocol: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     image_size: int | None = None,
@@ -270,18 +270,19 @@ def load(
 
     ``device``: ``cpu``, ``cuda``, ``cuda:1`` ... (default: CUDA when available, else the CPU;
     ONNX Runtime runs on the CPU); ``runtime``: ``auto`` (ONNX Runtime for ``.onnx`` files, else
-    PyTorch), ``torch`` or ``onnx`` (a checkpoint is exported first). ``crop_protocol`` replaces
-    the one the model was trained on; ``mean``, ``std`` (and ``crop_protocol``, and
-    ``image_size`` for an input of free size) are needed only for an ``.onnx`` exported
-    elsewhere, which records none of them.
+    PyTorch), ``torch`` or ``onnx`` (a checkpoint is exported first). ``crop_protocol``, the name
+    of a registered crop protocol, replaces the one the model was trained on; ``mean``, ``std``
+    (and ``crop_protocol``, and ``image_size`` for an input of free size) are needed only for an
+    ``.onnx`` exported elsewhere, which records none of them.
     """
-    loaded = load_model(
+    protocol = None if crop_protocol is None else get_protocol(crop_protocol, "crop_protocol")
+    loaded = open_model(
         path,
         runtime,
         device,
         image_size=image_size,
         mean=None if mean is None else tuple(mean),
         std=None if std is None else tuple(std),
-        crop_protocol=crop_protocol,
+        crop_protocol=protocol,
     )
     return HeadPoseModel(loaded, batch_size)

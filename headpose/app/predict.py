@@ -10,9 +10,9 @@ Faces come from a detector (:mod:`headpose.app.detect`; YuNet by default, whose 
 once; offline without it, a warning line and the Haar detector) or from a ``--boxes`` file. Each
 face is predicted; an image or frame may hold several.
 
-The model is loaded, and faces are cropped and predicted, by the Python API
-(:mod:`headpose.app.api`); this module adds the files: inputs, the detector or box file, drawing,
-outputs and timings.
+The model is opened by the one opener of model files (:mod:`headpose.inference.loading`), and
+faces are cropped and predicted by the Python API (:mod:`headpose.app.api`); this module adds the
+files: inputs, the detector or box file, drawing, outputs and timings.
 
 From detector box to model crop. The model is trained on HopeNet's loose crops of the 68-landmark
 box under a crop protocol (:mod:`headpose.crops.protocols`; the checkpoint, or an ``.onnx`` file's
@@ -59,7 +59,6 @@ from headpose.app.api import (
     HeadPoseModel,
     build_detector,
     detected_faces,
-    load,
     protocol_landmark_box,
 )
 from headpose.app.detect import (
@@ -75,9 +74,9 @@ from headpose.app.detect import (
 from headpose.app.draw import draw_pose
 from headpose.crops.protocols import CropProtocol
 from headpose.errors import HeadposeError
+from headpose.inference.loading import open_model
 from headpose.io.files import (
     atomic_path,
-    file_problem,
     staging_folder,
     update_folder,
     write_csv,
@@ -432,33 +431,30 @@ def predict(
     batch_size: int = 32,
     max_frames: int | None = None,
     device: str | None = None,
-    crop_protocol: CropProtocol | str | None = None,
+    crop_protocol: CropProtocol | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     image_size: int | None = None,
 ) -> list[str]:
     """Predict every face of ``paths`` (images, folders, videos, camera indices) into
     ``out_dir``, print the timings and problems; return the problems (one line each). The model
-    is loaded by the Python API (:func:`headpose.app.api.load`: ``runtime``, ``device``, and the
-    values an ``.onnx`` exported elsewhere needs)."""
+    is opened by the one opener (:func:`headpose.inference.loading.open_model`: ``runtime``,
+    ``device``, and the values an ``.onnx`` exported elsewhere needs) and predicts as the Python
+    API's :class:`~headpose.app.api.HeadPoseModel`."""
     if not boxes:
         check_min_score(detector, min_score)
     files, errors = collect_inputs(paths)
     refuse_writing_over_inputs(files, out_dir)
-    problem = file_problem(checkpoint)
-    if problem:
-        hint = " (train one with `dvc repro`)" if checkpoint == DEFAULT_CHECKPOINT else ""
-        raise HeadposeError(f"checkpoint {checkpoint} {problem}{hint}")
-    model = load(
+    loaded = open_model(
         checkpoint,
-        device=device,
-        runtime=runtime,
-        crop_protocol=crop_protocol,
+        runtime,
+        device,
+        image_size=image_size,
         mean=mean,
         std=std,
-        image_size=image_size,
-        batch_size=batch_size,
+        crop_protocol=crop_protocol,
     )
+    model = HeadPoseModel(loaded, batch_size)
     box_table = read_box_file(boxes) if boxes else None
     face_detector = build_detector(boxes, detector, detector_model, min_score)
     predictor = FacePosePredictor(model, face_detector, box_table)

@@ -1,7 +1,7 @@
 """The ``headpose`` command: one sub-command per user-facing task.
 
 Every command's arguments live in this package, one module per command (``evaluate``,
-``export``, ``benchmark``, ``predict``, ``compare``): each adds its sub-parser with an
+``sweep``, ``export``, ``benchmark``, ``predict``, ``compare``): each adds its sub-parser with an
 ``add_*_command(subparsers)`` function and turns the parsed options into a call of typed library
 functions, which never parse argv themselves. The stage scripts (``stages/``) parse only the
 paths dvc.yaml gives them.
@@ -16,6 +16,7 @@ from headpose.cli.compare import add_compare_command
 from headpose.cli.evaluate import add_evaluate_command
 from headpose.cli.export import add_export_command
 from headpose.cli.predict import add_predict_command
+from headpose.cli.sweep import add_sweep_command
 from headpose.errors import exit_on_error
 
 COMMANDS = (
@@ -23,6 +24,7 @@ COMMANDS = (
     add_export_command,
     add_benchmark_command,
     add_evaluate_command,
+    add_sweep_command,
     add_compare_command,
 )
 

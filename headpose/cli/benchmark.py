@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from headpose.cli.predict import chosen_protocol
 from headpose.crops.protocols import DEFAULT_PROTOCOL, protocol_names
 from headpose.deploy.benchmark import DEFAULT_ARCHS, checkpoint_rows, format_table, run_benchmark
 from headpose.io.files import write_json
@@ -14,7 +15,7 @@ from headpose.params import AT_LEAST_ONE, SCHEMA, option
 
 def run_benchmark_command(args: argparse.Namespace) -> None:
     """``headpose benchmark``: the trained checkpoints' rows, then the untrained archs."""
-    checkpoints = checkpoint_rows(args.checkpoints)
+    checkpoints = checkpoint_rows(args.checkpoints, args.image_size)
     listed = DEFAULT_ARCHS if args.archs is None else args.archs  # `--archs` alone: none extra
     archs = list(dict.fromkeys([*checkpoints, *listed]))
     report = run_benchmark(
@@ -26,7 +27,7 @@ def run_benchmark_command(args: argparse.Namespace) -> None:
         args.test_list,
         args.calibration_list,
         args.runs,
-        args.crop_protocol,
+        chosen_protocol(args.crop_protocol),
     )
     print(format_table(report))
     if args.out:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from headpose.crops.protocols import trained_protocol
-from headpose.deploy.export import EXPORT_FORMATS, INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, export_file
+from headpose.deploy.export import EXPORT_FORMATS, export_file
+from headpose.inference.metadata import INPUT_NAME, OUTPUT_NAME
+from headpose.inference.onnx_export import ONNX_OPSET
 
 
 def run_export_command(args: argparse.Namespace) -> None:
     """``headpose export``: write the file, then say what it holds and how to feed it."""
-    meta, parity = export_file(args.checkpoint, args.out, args.format)
+    description, parity = export_file(args.checkpoint, args.out, args.format)
     if parity is not None:
         print(
             f"wrote {args.out} (ONNX opset {ONNX_OPSET}); max |torch - onnxruntime| = "
@@ -19,15 +20,16 @@ def run_export_command(args: argparse.Namespace) -> None:
         )
     else:
         print(f"wrote {args.out} (TorchScript)")
+    size, normalization = description.image_size, description.normalization
     print(
-        f"input {INPUT_NAME!r}: float (N, 3, {meta['image_size']}, {meta['image_size']}) RGB "
-        f"crops, (x / 255 - mean) / std with mean {meta['mean']}, std {meta['std']}; output "
+        f"input {INPUT_NAME!r}: float (N, 3, {size}, {size}) RGB crops, (x / 255 - mean) / std "
+        f"with mean {list(normalization.mean)}, std {list(normalization.std)}; output "
         f"{OUTPUT_NAME!r}: (N, 3) yaw, pitch, roll in degrees"
     )
     if parity is not None:
         print(
             "the file's metadata (headpose.* keys) records them, the crop protocol "
-            f"{trained_protocol(meta)}, the head and the training fingerprint: headpose.load, "
+            f"{description.crop_protocol}, the head and the training fingerprint: headpose.load, "
             "headpose predict and evaluate read it"
         )
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from headpose.app.detect import DEFAULT_DETECTOR, DETECTORS
 from headpose.app.predict import DEFAULT_CHECKPOINT, predict
-from headpose.crops.protocols import protocol_names
-from headpose.deploy.loading import RUNTIMES
+from headpose.crops.protocols import CropProtocol, get_protocol, protocol_names
+from headpose.inference.loading import RUNTIMES
 from headpose.params import AT_LEAST_ONE, FINITE_NUMBER, SCHEMA, option
 
 
@@ -27,13 +27,19 @@ def run_predict_command(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         max_frames=args.max_frames,
         device=args.device,
-        crop_protocol=args.crop_protocol,
+        crop_protocol=chosen_protocol(args.crop_protocol),
         mean=args.mean,
         std=args.std,
         image_size=args.image_size,
     )
     if errors:
         raise SystemExit(1)
+
+
+def chosen_protocol(name: str | None) -> CropProtocol | None:
+    """The crop protocol a ``--crop-protocol NAME`` option names, as the object (None when the
+    option is not given): commands turn the name into the protocol here, once."""
+    return None if name is None else get_protocol(name, "--crop-protocol")
 
 
 def rgb_values(text: str) -> tuple[float, float, float]:
@@ -73,7 +79,8 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint",
         default=str(DEFAULT_CHECKPOINT),
-        help="model checkpoint (.pt) or exported model (.onnx, e.g. deploy/model_int8.onnx)",
+        help="model checkpoint (.pt) or exported model (.onnx, e.g. deploy/model_int8.onnx); "
+        f"default {DEFAULT_CHECKPOINT}, which `dvc repro` trains",
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(

@@ -4,18 +4,20 @@ For each backbone, one run measures parameter count, file sizes, latency per ima
 (median after warm-up) and throughput at batch 32 of three runtimes:
 
 * ``torch_fp32``: the PyTorch model in eager mode (on the current device: CUDA if available);
-* ``onnx_fp32``: its ONNX export (:func:`headpose.deploy.export.export_onnx`) in ONNX Runtime,
-  on the CPU;
+* ``onnx_fp32``: its ONNX export (:func:`headpose.inference.onnx_export.export_onnx`) in ONNX
+  Runtime, on the CPU;
 * ``onnx_int8``: the static QDQ int8 quantisation of that export (:func:`quantize_onnx`), CPU.
 
-With a test list and trained checkpoints, each runtime's MAE is measured too, through the same
-evaluation code as the evaluate stage (:func:`headpose.evaluation.evaluate.predict_samples`). A
-backbone without a checkpoint (any registered arch or ``timm/<name>``) is built with untrained
-weights and the head of ``--head`` and labelled ``untrained`` (timing only; its int8 model is
-calibrated on random inputs unless a calibration list is given). Either head runs inside the
-model, so all runtimes output degrees; re-parameterisable backbones (RepVGG, MobileOne) are
-measured fused, as deployed. Rows are named by arch, with the head added when it is not bins
-(``resnet18 (rotation_6d)``), so two heads on one backbone compare side by side.
+Trained checkpoints are opened once each, by the one opener
+(:func:`headpose.inference.loading.open_model`, :func:`checkpoint_rows`). With a test list, each
+runtime's MAE is measured too, through the same evaluation code as the evaluate stage
+(:func:`headpose.evaluation.evaluate.predict_samples`). A backbone without a checkpoint (any
+registered arch or ``timm/<name>``) is built with untrained weights and the head of ``--head``
+and labelled ``untrained`` (timing only; its int8 model is calibrated on random inputs unless a
+calibration list is given). Either head runs inside the model, so all runtimes output degrees;
+re-parameterisable backbones (RepVGG, MobileOne) are measured fused, as deployed. Rows are named
+by arch, with the head added when it is not bins (``resnet18 (rotation_6d)``), so two heads on
+one backbone compare side by side.
 
 PyTorch and ONNX Runtime get the same number of threads (``threads``). Timings on a shared
 machine vary between runs: compare the ratios within one run.
@@ -32,9 +34,9 @@ import torch
 from headpose.crops.protocols import CropProtocol, choose_protocol
 from headpose.datasets.registry import Sample, read_samples
 from headpose.deploy.export import build_runtimes, calibration_images
-from headpose.deploy.loading import load_model
 from headpose.evaluation.evaluate import predict_samples
 from headpose.evaluation.metrics import mae_summary
+from headpose.inference.loading import LoadedModel, open_model
 from headpose.inference.metadata import ModelDescription
 from headpose.inference.timing import measure_speed
 from headpose.io.files import file_size_mb
@@ -60,7 +62,7 @@ def row_name(arch: str, head: str) -> str:
 
 def benchmark_backbone(
     arch: str,
-    checkpoint: str | None,
+    checkpoint: LoadedModel | None,
     image_size: int | None,
     work_dir: Path,
     *,
@@ -71,27 +73,18 @@ def benchmark_backbone(
     calibration_count: int = 128,
     crop_protocol: CropProtocol | None = None,
 ) -> dict:
-    """Measure one backbone (from ``checkpoint``, loaded by
-    :func:`headpose.deploy.loading.load_model`, or untrained with ``head``) in the three
+    """Measure one backbone (a trained ``checkpoint`` opened in PyTorch by
+    :func:`checkpoint_rows`, or ``arch`` untrained with ``head`` at ``image_size``) in the three
     runtimes; calibration and test crops follow ``crop_protocol``. The ONNX files it measures
     carry the model's metadata."""
     protocol = choose_protocol(crop_protocol)  # test crops: by default the published protocol
-    device = pick_device()
-    if checkpoint:
-        loaded = load_model(checkpoint, "torch", device, image_size=image_size)
-        model, description = loaded.model, loaded.description
-        arch, weights = loaded.meta["arch"], "trained"
+    if checkpoint is not None:
+        model, description, device = checkpoint.model, checkpoint.description, checkpoint.device
+        arch, weights = checkpoint.meta["arch"], "trained"
     else:
-        network = fused_for_inference(build_model(arch, default_head(head)))
-        model = AnglesModel(network).to(device).eval()
+        device = pick_device()
+        model, description = untrained_model(arch, head, image_size or 224, protocol, device)
         weights = "untrained"
-        description = ModelDescription(
-            image_size or 224,
-            get_arch(arch).normalization,
-            protocol.name,
-            model.head.meta(),
-            arch,
-        )
     image_size, normalization = description.image_size, description.normalization
     name = row_name(arch, model.head.name)
     file_stem = name.replace("/", "_").replace(" ", "_")
@@ -111,7 +104,7 @@ def benchmark_backbone(
         model, description, onnx_path, int8_path, calibration, device, torch.get_num_threads()
     )
     sizes_mb = {
-        "torch_fp32": file_size_mb(checkpoint) if checkpoint else None,
+        "torch_fp32": file_size_mb(checkpoint.path) if checkpoint is not None else None,
         "onnx_fp32": file_size_mb(onnx_path),
         "onnx_int8": file_size_mb(int8_path),
     }
@@ -121,7 +114,7 @@ def benchmark_backbone(
         "head": model.head.name,
         "fused": model.network.fused,
         "weights": weights,
-        "checkpoint": checkpoint,
+        "checkpoint": None if checkpoint is None else str(checkpoint.path),
         "image_size": image_size,
         "crop_protocol": protocol.name,
         "parameters": count_parameters(model),
@@ -138,20 +131,37 @@ def benchmark_backbone(
             )
             entry["mae"] = mae_summary(errors.absolute_deg)
         result["runtimes"][name] = entry
-    reference = result["runtimes"]["torch_fp32"]
-    for entry in result["runtimes"].values():
+    add_ratios(result["runtimes"])
+    return result
+
+
+def untrained_model(
+    arch: str, head: str, image_size: int, protocol: CropProtocol, device: torch.device
+) -> tuple[AnglesModel, ModelDescription]:
+    """``arch`` with untrained weights and the head ``head`` (fused as deployed, on ``device``),
+    and its description: ``image_size`` px, the arch's normalisation, crops of ``protocol``."""
+    network = fused_for_inference(build_model(arch, default_head(head)))
+    model = AnglesModel(network).to(device).eval()
+    normalization = get_arch(arch).normalization
+    return model, ModelDescription(image_size, normalization, protocol, model.head.meta(), arch)
+
+
+def add_ratios(runtimes: dict[str, dict]) -> None:
+    """Add to each runtime's entry its speed-ups over ``torch_fp32`` at batch 1 and 32, and its
+    mean MAE's increase over it (when measured)."""
+    reference = runtimes["torch_fp32"]
+    for entry in runtimes.values():
         entry["speedup_batch1"] = round(reference[LATENCY_KEY] / entry[LATENCY_KEY], 3)
         entry["speedup_batch32"] = round(entry[THROUGHPUT_KEY] / reference[THROUGHPUT_KEY], 3)
         if "mae" in entry:
             entry["mae_mean_increase_deg"] = round(
                 entry["mae"]["mean"] - reference["mae"]["mean"], 4
             )
-    return result
 
 
 def run_benchmark(
     archs: list[str],
-    checkpoints: dict[str, str],
+    checkpoints: dict[str, LoadedModel],
     threads: int,
     head: str = DEFAULT_HEAD,
     image_size: int | None = None,
@@ -161,7 +171,8 @@ def run_benchmark(
     crop_protocol: CropProtocol | None = None,
 ) -> dict:
     """Benchmark every backbone in one run: ``archs`` are row names, those in ``checkpoints``
-    (row name -> checkpoint path) trained, the others untrained archs with ``head``."""
+    (row name -> the opened checkpoint, :func:`checkpoint_rows`) trained, the others untrained
+    archs with ``head``."""
     torch.set_num_threads(threads)
     test_samples = read_samples(test_list) if test_list else None
     calibration_samples = read_samples(calibration_list) if calibration_list else None
@@ -215,10 +226,11 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def checkpoint_rows(paths: list[str]) -> dict[str, str]:
-    """Row name -> path of each trained checkpoint (named by its arch and head)."""
-    rows: dict[str, str] = {}
+def checkpoint_rows(paths: list[str], image_size: int | None = None) -> dict[str, LoadedModel]:
+    """Row name -> each trained checkpoint (named by its arch and head), opened once in PyTorch
+    on the default device (CUDA when available) at ``image_size`` (default: its own)."""
+    rows: dict[str, LoadedModel] = {}
     for path in paths:
-        loaded = load_model(path, "torch", "cpu")
-        rows[row_name(loaded.meta["arch"], loaded.model.head.name)] = path
+        loaded = open_model(path, "torch", image_size=image_size)
+        rows[row_name(loaded.meta["arch"], loaded.model.head.name)] = loaded
     return rows

@@ -1,17 +1,18 @@
 """Deployment files: ONNX and TorchScript export with parity checks, and int8 quantisation.
 
-Both exports hold the whole :class:`headpose.models.network.AnglesModel`: input ``image`` is a
-float batch ``(N, 3, S, S)`` of face crops, RGB, normalised as the backbone expects (``(x / 255
-- mean) / std`` with the mean/std stored in the checkpoint meta); output ``angles_deg`` is ``(N,
-3)``: yaw, pitch, roll in degrees (the head's conversion included: the bins' softmax
-expectation, or the 6D rotation's Gram-Schmidt and Euler decomposition). The batch axis is
-dynamic. So a deployment needs no post-processing beyond reading three numbers per face.
-Every ONNX file, fp32 and int8, describes itself: its ``metadata_props`` hold the input side,
-mean and std, the crop protocol, the head, the output's order and unit and the training run's
-fingerprint (:mod:`headpose.inference.metadata`), which every reader uses
-(:func:`headpose.deploy.loading.load_model`). Backbones that can be re-parameterised
-(RepVGG, MobileOne) are exported fused (:func:`headpose.models.network.load_angles_model`), and
-the export stage also writes the fused checkpoint (``model_fused.pt``).
+The plain ONNX export (graph and metadata) is :func:`headpose.inference.onnx_export.export_onnx`;
+this module adds what a deployment needs around it. Both exports hold the whole
+:class:`headpose.models.network.AnglesModel`: input ``image`` is a float batch ``(N, 3, S, S)`` of
+face crops, RGB, normalised as the backbone expects (``(x / 255 - mean) / std`` with the mean/std
+stored in the checkpoint meta); output ``angles_deg`` is ``(N, 3)``: yaw, pitch, roll in degrees
+(the head's conversion included: the bins' softmax expectation, or the 6D rotation's Gram-Schmidt
+and Euler decomposition). The batch axis is dynamic. So a deployment needs no post-processing beyond
+reading three numbers per face. Every ONNX file, fp32 and int8, describes itself: its
+``metadata_props`` hold the input side, mean and std, the crop protocol, the head, the output's
+order and unit and the training run's fingerprint (:mod:`headpose.inference.metadata`), which every
+reader uses (:func:`headpose.inference.loading.open_model`). Checkpoints are opened by that one
+opener, so backbones that can be re-parameterised (RepVGG, MobileOne) are exported fused, and the
+export stage also writes the fused checkpoint (``model_fused.pt``).
 
 int8: ONNX Runtime static post-training quantisation (QDQ format, per-channel int8 weights, uint8
 activations, calibrated with MinMax on training crops through a CalibrationDataReader). Static
@@ -34,20 +35,15 @@ import onnx
 import torch
 
 from headpose.crops.pipeline import evaluation_dataset, training_dataset
-from headpose.crops.protocols import CropProtocol, choose_protocol
+from headpose.crops.protocols import CropProtocol
 from headpose.crops.training_batches import training_images
 from headpose.datasets.registry import Sample
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import predict_dataset
 from headpose.evaluation.metrics import mae_summary
-from headpose.inference.metadata import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    PRECISION_KEY,
-    PREFIX,
-    ModelDescription,
-    onnx_metadata,
-)
+from headpose.inference.loading import open_model
+from headpose.inference.metadata import INPUT_NAME, PRECISION_KEY, PREFIX, ModelDescription
+from headpose.inference.onnx_export import ONNX_OPSET, example_batch, export_onnx, set_metadata
 from headpose.inference.runtime import (
     AngleFunction,
     onnx_angle_function,
@@ -56,73 +52,11 @@ from headpose.inference.runtime import (
 )
 from headpose.io.files import atomic_directory, atomic_path, file_size_mb
 from headpose.models.checkpoints import save_checkpoint
-from headpose.models.network import AnglesModel, load_angles_model
+from headpose.models.network import AnglesModel
 from headpose.models.registry import Normalization
 
 # metrics/export.json has always called the PyTorch runtime "pytorch_fp32"
 METRIC_NAMES = {"torch_fp32": "pytorch_fp32"}
-ONNX_OPSET = 18  # the torch.export-based exporter's native opset; ORT 1.18+ runs it
-
-
-def _example_batch(image_size: int, batch: int = 2) -> torch.Tensor:
-    return torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
-
-
-def export_onnx(model: AnglesModel, path: str | os.PathLike, description: ModelDescription) -> None:
-    """Write ``model`` (on the CPU) as a self-contained ONNX file with a dynamic batch axis, its
-    input ``description.image_size`` pixels square, and ``description`` as its metadata."""
-    model = model.cpu().eval()
-    image_size = description.image_size
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    with atomic_path(path) as temp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            model,
-            (_example_batch(image_size),),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: batch},),
-            opset_version=ONNX_OPSET,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-        proto = program.model_proto
-        drop_source_paths(proto)
-        set_metadata(proto, onnx_metadata(description))
-        onnx.save(proto, str(temp))
-        onnx.checker.check_model(str(temp))
-
-
-def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
-    """Set ``props`` in the model's ``metadata_props`` (replacing entries of the same keys)."""
-    kept = [entry for entry in model.metadata_props if entry.key not in props]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
-
-
-# Node metadata holding the Python stack of each node: absolute paths of the checkout and of the
-# environment, so the same model exported from another folder would differ in its bytes.
-SOURCE_PATH_KEYS = ("pkg.torch.onnx.stack_trace",)
-
-
-def drop_source_paths(model: onnx.ModelProto) -> None:
-    """Remove :data:`SOURCE_PATH_KEYS` from every node (graph, subgraphs and functions), so an
-    export is byte-identical wherever the project and its environment live."""
-    graphs = [model.graph]
-    nodes = [node for function in model.functions for node in function.node]
-    while graphs:
-        graph = graphs.pop()
-        nodes.extend(graph.node)
-        for node in graph.node:
-            graphs.extend(attribute.g for attribute in node.attribute if attribute.HasField("g"))
-            graphs.extend(sub for attribute in node.attribute for sub in attribute.graphs)
-    for node in nodes:
-        kept = [entry for entry in node.metadata_props if entry.key not in SOURCE_PATH_KEYS]
-        del node.metadata_props[:]
-        node.metadata_props.extend(kept)
 
 
 def export_torchscript(model: AnglesModel, image_size: int, path: str | os.PathLike) -> None:
@@ -130,7 +64,7 @@ def export_torchscript(model: AnglesModel, image_size: int, path: str | os.PathL
     model = model.cpu().eval()
     with atomic_path(path) as temp, warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, _example_batch(image_size))
+        traced = torch.jit.trace(model, example_batch(image_size))
         traced.save(str(temp))
 
 
@@ -295,13 +229,12 @@ def export_for_deployment(
     The int8 model is calibrated on training crops (``calibration_samples``); both are evaluated
     on ``test_samples`` with the evaluation code, so the metrics say what int8 costs in MAE. The
     parity is the largest |PyTorch - ONNX Runtime fp32| angle over the test crops. Crops follow
-    ``crop_protocol`` (default: the one the checkpoint was trained on,
-    :func:`headpose.crops.protocols.choose_protocol`).
+    ``crop_protocol`` (default: the one the checkpoint was trained on).
     """
-    model, meta = load_angles_model(checkpoint)
-    description = ModelDescription.from_meta(meta)
+    opened = open_model(checkpoint, "torch", "cpu")
+    model, meta, description = opened.model, opened.meta, opened.description
     image_size, normalization = description.image_size, description.normalization
-    protocol = choose_protocol(crop_protocol, meta)
+    protocol = description.crop_protocol if crop_protocol is None else crop_protocol
     calibration = calibration_images(
         calibration_samples,
         image_size,
@@ -345,12 +278,15 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 
 def export_file(
     checkpoint: str | os.PathLike, out: str | os.PathLike, file_format: str
-) -> tuple[dict, float | None]:
+) -> tuple[ModelDescription, float | None]:
     """Export ``checkpoint`` as one ``file_format`` file (see :data:`EXPORT_FORMATS`) to ``out``;
-    return its meta and, for ONNX, the largest |PyTorch - ONNX Runtime| angle on random inputs."""
-    model, meta = load_angles_model(checkpoint)
+    return the model's description and, for ONNX, the largest |PyTorch - ONNX Runtime| angle on
+    random inputs."""
+    opened = open_model(checkpoint, "torch", "cpu")
+    model, description = opened.model, opened.description
     if file_format == "onnx":
-        export_onnx(model, out, ModelDescription.from_meta(meta))
-        return meta, max_parity_error_deg(model, out, _example_batch(meta["image_size"], 4))
-    export_torchscript(model, meta["image_size"], out)
-    return meta, None
+        export_onnx(model, out, description)
+        parity = max_parity_error_deg(model, out, example_batch(description.image_size, 4))
+        return description, parity
+    export_torchscript(model, description.image_size, out)
+    return description, None

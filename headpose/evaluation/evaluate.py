@@ -8,8 +8,8 @@ training,
 the evaluate stage, the export stage's parity and int8 costs, and the benchmark.
 
 :func:`evaluate` scores a model on a test list: a checkpoint (ours or an original HopeNet
-snapshot) or an exported ``.onnx`` file, read by the one loader
-(:func:`headpose.inference.loading.read_model`; other options of a checkpoint's head, such as
+snapshot) or an exported ``.onnx`` file, opened by its caller through the one opener
+(:func:`headpose.inference.loading.open_model`; other options of a checkpoint's head, such as
 the bins' expectation mode, come as a head, never one by one). It reports the mean absolute
 error (MAE) of yaw, pitch, roll and their mean on all samples, on the samples whose three
 |angles| are all below 30 degrees and on the rest; the MAE of always predicting the
@@ -45,14 +45,13 @@ from headpose.evaluation.test_sets import check_published_test_set
 from headpose.geometry import ANGLE_NAMES
 from headpose.inference import timing
 from headpose.inference.batches import predict_angles
-from headpose.inference.loading import LoadedModel, read_model
+from headpose.inference.loading import LoadedModel
 from headpose.inference.runtime import AngleFunction
 from headpose.inference.timing import measure_speed
 from headpose.io.files import file_size_mb, write_csv
-from headpose.models.heads import Head, head_from_meta
+from headpose.models.heads import head_from_meta
 from headpose.models.network import count_parameters
 from headpose.models.registry import Normalization
-from headpose.params import IMAGE_SIZE_RANGE_PX
 
 EVAL_BATCH_SIZE = 64
 
@@ -104,60 +103,40 @@ class Evaluation:
 
 
 def evaluate(
-    checkpoint: str | os.PathLike,
+    loaded: LoadedModel,
     samples: list[Sample],
     source: str,
     *,
-    head: Head | None = None,
-    image_size: int | None = None,
     baseline: bool = False,
     training_mean: np.ndarray | None = None,
     crop_protocol: CropProtocol | None = None,
     other_protocols: tuple[CropProtocol, ...] = (),
     workers: int = 0,
-    device: torch.device | None = None,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
 ) -> Evaluation:
-    """Evaluate ``checkpoint`` on ``samples`` (named ``source`` in messages), faces cropped by
+    """Evaluate ``loaded`` on ``samples`` (named ``source`` in messages), faces cropped by
     ``crop_protocol``; the MAEs under each of ``other_protocols`` go beside them.
 
-    The model is read by the one loader, :func:`headpose.inference.loading.read_model`: a
-    checkpoint (ours or an original HopeNet snapshot) through its angles model (fused when the
-    backbone can be, as deployed), or an exported ``.onnx`` file in ONNX Runtime. ``head`` reads
-    a checkpoint's outputs with other options of its own head (see
-    :func:`headpose.models.heads.head_with`); ``image_size`` overrides the checkpoint's.
-    ``baseline`` adds the MAE of the training-mean angles the checkpoint stores (or of
-    ``training_mean``, when given). The real AFLW2000 must come as its 1969-image protocol.
-    ``mean`` and ``std`` describe an ``.onnx`` exported elsewhere (no headpose metadata); its
-    crop protocol is then taken to be ``crop_protocol``, the one the set is cropped by.
+    ``loaded`` is a model file opened by the one opener,
+    :func:`headpose.inference.loading.open_model`: a checkpoint (ours or an original HopeNet
+    snapshot) through its angles model (fused when the backbone can be, as deployed; its outputs
+    possibly read with other options of its head,
+    :meth:`~headpose.inference.loading.LoadedModel.with_head`), or an exported ``.onnx`` file in
+    ONNX Runtime. ``baseline`` adds the MAE of the training-mean angles the checkpoint stores (or
+    of ``training_mean``, when given). The real AFLW2000 must come as its 1969-image protocol.
     """
     real_aflw2000 = check_published_test_set(samples, source)
     protocol = choose_protocol(crop_protocol)  # a test set's crop: by default the published one
-    others = other_protocols
+    others = tuple(other_protocols)
     stored_box = bool(samples) and all(sample.stores_crop_box for sample in samples)
     if stored_box:
         # the dataset's own boxes are the crops (BIWI, .npz): no crop protocol applies
         protocol, others = DEFAULT_PROTOCOL, ()
-    low, high = IMAGE_SIZE_RANGE_PX
-    if image_size is not None and not low <= image_size <= high:
-        raise HeadposeError(f"image size {image_size} px: expected {low} to {high} px")
-    described = mean is not None or std is not None  # a model file exported elsewhere
-    loaded = read_model(
-        checkpoint,
-        device,
-        head=head,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        crop_protocol=protocol.name if described else None,
-    )
     meta, description, device = loaded.meta or {}, loaded.description, loaded.device
     image_size = description.image_size
     if training_mean is None and baseline:
         if "training_mean_deg" not in meta:
             raise HeadposeError(
-                f"{checkpoint} holds no training-mean angles for the baseline (a HopeNet "
+                f"{loaded.path} holds no training-mean angles for the baseline (a HopeNet "
                 "snapshot, an .onnx model, or trained before checkpoints stored them)"
             )
         training_mean = np.asarray(meta["training_mean_deg"], dtype=np.float64)
@@ -192,8 +171,8 @@ def evaluate(
         **_model_metrics(loaded),
         "image_size": image_size,
         "parameters": None if loaded.model is None else count_parameters(loaded.model.network),
-        "checkpoint_mb": file_size_mb(checkpoint),
-        "trained_crop_protocol": description.crop_protocol,
+        "checkpoint_mb": file_size_mb(loaded.path),
+        "trained_crop_protocol": description.crop_protocol.name,
     }
     return Evaluation(errors, metrics, loaded)
 

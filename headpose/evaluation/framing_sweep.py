@@ -42,7 +42,7 @@ from headpose.crops.protocols.visible import Visible
 from headpose.datasets.labels import Labels
 from headpose.datasets.registry import Sample
 from headpose.errors import HeadposeError
-from headpose.evaluation.metrics import absolute_errors_deg, mae_summary
+from headpose.evaluation.metrics import MAE_KEYS, absolute_errors_deg, mae_summary
 from headpose.inference.batches import predict_angles
 from headpose.inference.runtime import AngleFunction
 from headpose.models.registry import Normalization
@@ -54,8 +54,6 @@ DEFAULT_SHIFTS = (0.15,)
 MAX_SHIFT = 0.5  # crop sides: a face moved further would leave the crop's centre outside it
 CHUNK_IMAGES = 128  # images decoded at a time
 SWEEP_BATCH_SIZE = 64
-
-MAE_KEYS = ("mae_yaw", "mae_pitch", "mae_roll", "mae_mean")
 
 
 # --- Conditions ---------------------------------------------------------------------------------

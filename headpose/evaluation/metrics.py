@@ -15,6 +15,8 @@ import numpy as np
 from headpose.geometry import ANGLE_NAMES
 
 NEAR_FRONTAL_LIMIT_DEG = 30  # the "|angles| < 30" subset
+# The names of the MAEs of one set as validation records and the framing sweep reports them.
+MAE_KEYS = (*(f"mae_{angle}" for angle in ANGLE_NAMES), "mae_mean")
 
 
 @dataclass

@@ -3,9 +3,9 @@
 A :class:`ModelDescription` is what it takes to feed a model and read its answer: the input side,
 the normalisation (``(x / 255 - mean) / std`` on RGB), the crop protocol it was trained on, its
 head, and where it came from (arch, the training run's fingerprint). A checkpoint's meta holds
-it (:meth:`ModelDescription.from_meta`); an exported ONNX file carries it in its
-``metadata_props`` (:func:`onnx_metadata`, written by :mod:`headpose.deploy.export`), one
-JSON value under each :data:`ONNX_KEYS` key::
+it (:func:`checkpoint_values`); an exported ONNX file carries it in its ``metadata_props``
+(:func:`onnx_metadata`, written by :mod:`headpose.inference.onnx_export`), one JSON value under
+each :data:`ONNX_KEYS` key::
 
     headpose.metadata_version  1
     headpose.image_size        64                      input (N, 3, S, S), S pixels
@@ -19,16 +19,18 @@ JSON value under each :data:`ONNX_KEYS` key::
     headpose.training_fingerprint  "ab12..." or null (not trained by this project's pipeline)
     headpose.precision         "fp32" or "int8"
 
-:func:`describe_onnx` reads it back. A file exported elsewhere carries none of it: the values it
-needs (``mean``, ``std``, ``crop_protocol``, and ``image_size`` when its input side is not fixed)
-must be given explicitly, else one line names those missing.
+:func:`read_onnx_metadata` reads it back, and :func:`describe` makes the description of what a
+file records and the values given explicitly. The description holds the crop protocol as the
+registered object; files record its name. A file exported elsewhere carries none of it: the
+values it needs (``mean``, ``std``, ``crop_protocol``, and ``image_size`` when its input side is
+not fixed) must be given explicitly, else one line names those missing.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from headpose.crops.protocols import CropProtocol, get_protocol, trained_protocol
@@ -77,37 +79,20 @@ class ModelDescription:
 
     image_size: int
     normalization: Normalization
-    crop_protocol: str  # the name, as recorded
+    crop_protocol: CropProtocol  # the registered protocol; files record its name
     head: dict | None = None
     arch: str | None = None
     training_fingerprint: str | None = None
     precision: str = "fp32"
-    # The registered protocol of that name, looked up once, here (an unknown name is refused).
-    protocol: CropProtocol = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", get_protocol(self.crop_protocol))
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> ModelDescription:
-        """The description a (validated) checkpoint meta holds."""
-        return cls(
-            image_size=int(meta["image_size"]),
-            normalization=Normalization.from_meta(meta),
-            crop_protocol=trained_protocol(meta).name,
-            head=head_from_meta(meta).meta(),
-            arch=meta.get("arch"),
-            training_fingerprint=meta.get("fingerprint"),
-        )
 
     def values(self) -> dict[str, Any]:
-        """Every :data:`ONNX_KEYS` key's value (plain JSON types)."""
+        """Every :data:`ONNX_KEYS` key's value (plain JSON types: the crop protocol's name)."""
         return {
             "metadata_version": METADATA_VERSION,
             "image_size": self.image_size,
             "mean": list(self.normalization.mean),
             "std": list(self.normalization.std),
-            "crop_protocol": self.crop_protocol,
+            "crop_protocol": self.crop_protocol.name,
             "input": INPUT,
             "output": OUTPUT,
             "head": self.head,
@@ -115,6 +100,20 @@ class ModelDescription:
             "training_fingerprint": self.training_fingerprint,
             "precision": self.precision,
         }
+
+
+def checkpoint_values(meta: dict) -> dict[str, Any]:
+    """What a (validated) checkpoint meta records of its description, as :func:`describe` reads
+    it: the crop protocol it was trained on as the object
+    (:func:`headpose.crops.protocols.trained_protocol`), its head as the head's meta."""
+    return {
+        "image_size": int(meta["image_size"]),
+        **Normalization.from_meta(meta).meta(),
+        "crop_protocol": trained_protocol(meta),
+        "head": head_from_meta(meta).meta(),
+        "arch": meta.get("arch"),
+        "training_fingerprint": meta.get("fingerprint"),
+    }
 
 
 def onnx_metadata(description: ModelDescription) -> dict[str, str]:
@@ -138,8 +137,8 @@ def _three_numbers(value: Any, positive: bool) -> bool:
 
 
 def check_values(values: dict[str, Any], source: str) -> None:
-    """Refuse, in one line naming ``source`` and the key, a value of :data:`REQUIRED` that is
-    out of range (values absent from ``values`` are not checked)."""
+    """Refuse, in one line naming ``source`` and the key, an ``image_size``, ``mean`` or ``std``
+    that is out of range (values absent from ``values`` are not checked)."""
     low, high = IMAGE_SIZE_RANGE_PX
     size = values.get("image_size")
     if size is not None and not (
@@ -152,13 +151,12 @@ def check_values(values: dict[str, Any], source: str) -> None:
                 f"{source}: {key} {values[key]!r}; expected 3 finite numbers (R, G, B)"
                 + (", all positive" if key == "std" else "")
             )
-    if values.get("crop_protocol") is not None:
-        get_protocol(values["crop_protocol"], f"{source}: crop_protocol")
 
 
 def read_onnx_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
-    """The ``headpose.*`` values of a file's ``metadata_props`` (decoded JSON); a value that is
-    no JSON, or of a newer metadata version, is refused naming ``source``."""
+    """The ``headpose.*`` values of a file's ``metadata_props`` (decoded JSON; the crop protocol
+    as the registered object its name names); a value that is no JSON, out of range, or of a
+    newer metadata version, or an unknown crop protocol, is refused naming ``source``."""
     values = {}
     for key, text in props.items():
         if not key.startswith(PREFIX):
@@ -174,6 +172,8 @@ def read_onnx_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
             f"one reads up to {METADATA_VERSION}"
         )
     check_values(values, source)
+    if values.get("crop_protocol") is not None:
+        values["crop_protocol"] = get_protocol(values["crop_protocol"], f"{source}: crop_protocol")
     return values
 
 
@@ -184,11 +184,12 @@ def describe(
     image_size: int | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
-    crop_protocol: CropProtocol | str | None = None,
+    crop_protocol: CropProtocol | None = None,
     input_side: int | None = None,
 ) -> ModelDescription:
     """The description of a model from what its file records (``recorded``: the values of
-    :data:`ONNX_KEYS`, possibly none) and the values given explicitly.
+    :data:`ONNX_KEYS` as :func:`read_onnx_metadata` or :func:`checkpoint_values` give them,
+    possibly none) and the values given explicitly.
 
     A given ``crop_protocol`` replaces the recorded one (a deliberate choice, as for a
     checkpoint); given ``mean``, ``std`` or ``image_size`` must agree with recorded ones (and
@@ -199,9 +200,6 @@ def describe(
         "image_size": image_size,
         "mean": None if mean is None else [float(v) for v in mean],
         "std": None if std is None else [float(v) for v in std],
-        "crop_protocol": (
-            crop_protocol.name if isinstance(crop_protocol, CropProtocol) else crop_protocol
-        ),
     }
     check_values(given, f"{source} (given)")
     known = {"image_size": input_side, **{k: v for k, v in recorded.items() if v is not None}}
@@ -212,6 +210,8 @@ def describe(
                 f"{source} records {key} {recorded_value}; {given[key]} was given (leave it out)"
             )
     values = {**known, **{k: v for k, v in given.items() if v is not None}}
+    if crop_protocol is not None:
+        values["crop_protocol"] = crop_protocol
     missing = [key for key in REQUIRED if values.get(key) is None]
     if missing:
         what = (

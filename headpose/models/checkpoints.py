@@ -10,7 +10,10 @@ protocol it was trained on (``crop_protocol``; absent in checkpoints saved befor
 choice, which were trained on the ``visible`` crop); training adds what the run knew (the
 training-set mean angles, the params, the run fingerprint, the epoch). :func:`read_checkpoint`
 also reads the original HopeNet snapshots (:mod:`headpose.models.hopenet`), and every read is
-validated (:mod:`headpose.models.validation`).
+validated (:mod:`headpose.models.validation`). A model file to predict with is opened by
+:func:`headpose.inference.loading.open_model`, which reads a checkpoint through
+:func:`read_checkpoint`; every torch file is read weights-only inside
+:func:`readable_weights_file` (one line naming a bad file).
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_path, file_problem
-from headpose.models.heads import Head, head_from_meta
+from headpose.models.heads import head_from_meta
 from headpose.models.hopenet import from_hopenet_layout
 from headpose.models.validation import (
     CHECKPOINT_FORMAT_VERSION,
@@ -60,16 +64,18 @@ def save_torch(path: str | os.PathLike, content: dict) -> None:
         torch.save(content, handle)
 
 
-def torch_load(path: str | os.PathLike) -> Any:
-    """The content of a weights-only torch file, or a HeadposeError naming it and why not."""
-    file = Path(path)
-    problem = file_problem(file)
+@contextmanager
+def readable_weights_file(path: Path) -> Iterator[None]:
+    """Around one ``torch.load(path, ..., weights_only=True)``: refuse, before it, a path that is
+    no regular file (a FIFO would block the read), and turn whatever torch raises into one
+    HeadposeError line naming the file and why."""
+    problem = file_problem(path)
     if problem:
-        raise HeadposeError(f"checkpoint {file} {problem}")
+        raise HeadposeError(f"checkpoint {path} {problem}")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        yield
     except OSError as error:
-        raise HeadposeError(f"cannot read checkpoint {file}: {error.strerror or error}") from None
+        raise HeadposeError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
     except Exception as error:  # torch raises many types for truncated or foreign files
         # torch's own message advises weights_only=False, which would run the file's code: it
         # is never repeated, only what the file holds.
@@ -77,20 +83,23 @@ def torch_load(path: str | os.PathLike) -> Any:
         found = re.search(r"GLOBAL ([\w.]+)", text)
         if found:
             raise HeadposeError(
-                f"{file} is refused: it holds Python objects, not only tensors and plain values "
+                f"{path} is refused: it holds Python objects, not only tensors and plain values "
                 f"(such as {found.group(1)}); only weights-only checkpoints are loaded"
             ) from None
         detail = text.split("WeightsUnpickler error:", 1)[-1]
         lines = [line.strip() for line in detail.splitlines() if line.strip()]
         raise HeadposeError(
-            f"{file} is not a readable weights-only PyTorch checkpoint ({type(error).__name__}: "
+            f"{path} is not a readable weights-only PyTorch checkpoint ({type(error).__name__}: "
             f"{lines[0] if lines else 'no detail'})"
         ) from None
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(state dict in HeadPoseNet key layout, meta) of our format or a bare HopeNet state dict."""
-    content = torch_load(path)
+    """(state dict in HeadPoseNet key layout, meta) of our format or a bare HopeNet state dict,
+    validated; the file is checked and read here, once (:func:`readable_weights_file`)."""
+    file = Path(path)
+    with readable_weights_file(file):
+        content = torch.load(file, map_location="cpu", weights_only=True)
     if isinstance(content, dict) and "state_dict" in content and "meta" in content:
         state_dict, meta = content["state_dict"], content["meta"]
     elif isinstance(content, dict) and "fc_yaw.weight" in content:
@@ -102,12 +111,6 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         )
     validate_checkpoint(state_dict, meta, path)
     return dict(state_dict), dict(meta)
-
-
-def checkpoint_head(path: str | os.PathLike) -> Head:
-    """The head a checkpoint (ours or a HopeNet snapshot) records, checked against its weights."""
-    _, meta = read_checkpoint(path)
-    return head_from_meta(meta, f"checkpoint {path}")
 
 
 def shape_mismatches(model: nn.Module, state_dict: dict) -> list[str]:

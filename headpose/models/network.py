@@ -7,13 +7,14 @@
 :class:`AnglesModel` puts the head's conversion to degrees after the network, so it maps a
 ``(N, 3, S, S)`` batch of normalised crops straight to ``(N, 3)`` angles in degrees: validation,
 evaluation, prediction, the benchmark and the exported ONNX/TorchScript files all run this
-module, whatever the head. :func:`load_checkpoint` and :func:`load_angles_model` rebuild them
-from a checkpoint (:mod:`headpose.models.checkpoints`).
+module, whatever the head. :func:`network_from_checkpoint` rebuilds the network from a
+checkpoint's weights and meta (:mod:`headpose.models.checkpoints`).
 
 Backbones that can be re-parameterised for inference (timm's RepVGG and MobileOne) are fused by
-:func:`fused_for_inference`: :func:`load_angles_model` always returns the fused form, so
-evaluation, prediction, export and the benchmark run (and count the parameters of) what is
-deployed. A fused checkpoint (``meta["fused"]``) loads into the fused structure.
+:func:`fused_for_inference`: the one opener of model files
+(:func:`headpose.inference.loading.open_model`) always runs the fused form, so evaluation,
+prediction, export and the benchmark run (and count the parameters of) what is deployed. A fused
+checkpoint (``meta["fused"]``) loads into the fused structure.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
-from headpose.models.checkpoints import load_state, read_checkpoint
-from headpose.models.heads import Head, check_same_head, head_from_meta
+from headpose.models.checkpoints import load_state
+from headpose.models.heads import Head, head_from_meta
 from headpose.models.registry import get_arch
 from headpose.models.weights import load_pretrained
 
@@ -106,28 +107,17 @@ def fused_for_inference(network: HeadPoseNet) -> HeadPoseNet:
     return fused
 
 
-def load_checkpoint(
-    path: str | os.PathLike, expected: dict | None = None, device: str | torch.device = "cpu"
-) -> tuple[HeadPoseNet, dict]:
-    """Load a checkpoint (ours or an original HopeNet snapshot) as an eval-mode model.
-
-    ``expected`` maps meta keys (e.g. ``arch``, ``head``) to the values the
-    caller needs; a mismatch raises a HeadposeError saying what the file holds and what was asked.
-    A fused checkpoint loads as the fused network.
-    """
-    state_dict, meta = read_checkpoint(path)
-    mismatched = {key: value for key, value in (expected or {}).items() if meta.get(key) != value}
-    if mismatched:
-        asked = ", ".join(f"{key} {value}" for key, value in mismatched.items())
-        holds = ", ".join(f"{key} {meta.get(key)}" for key in mismatched)
-        raise HeadposeError(f"checkpoint {path} holds {holds}; asked for {asked}")
+def network_from_checkpoint(state_dict: dict, meta: dict, path: str | os.PathLike) -> HeadPoseNet:
+    """The eval-mode network a checkpoint's weights and meta describe (as
+    :func:`headpose.models.checkpoints.read_checkpoint` returns them; ``path`` names the file in
+    messages). A fused checkpoint loads as the fused network."""
     model = HeadPoseNet(meta["arch"], head_from_meta(meta, f"checkpoint {path}"))
     if meta.get("fused"):
         model.fuse_backbone()
         if not model.fused:
             raise HeadposeError(f"checkpoint {path} says fused, but {meta['arch']} has no fusion")
     load_state(model, state_dict, path, allow_missing_heads=False)
-    return model.to(device).eval(), meta
+    return model.eval()
 
 
 class AnglesModel(nn.Module):
@@ -141,23 +131,6 @@ class AnglesModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head.angles_deg(self.network(images))
-
-
-def load_angles_model(
-    checkpoint: str | os.PathLike,
-    device: str | torch.device = "cpu",
-    *,
-    head: Head | None = None,
-) -> tuple[AnglesModel, dict]:
-    """An eval-mode :class:`AnglesModel` from a checkpoint (fused for inference when its backbone
-    can be), with the checkpoint's meta. ``head`` reads the outputs instead of the checkpoint's
-    own head: the same head up to its options (:func:`headpose.models.heads.check_same_head`),
-    e.g. a bins head with another expectation mode."""
-    network, meta = load_checkpoint(checkpoint, device=device)
-    if head is not None:
-        check_same_head(head, network.head, f"checkpoint {checkpoint}")
-    network = fused_for_inference(network).to(device)
-    return AnglesModel(network, head).eval(), meta
 
 
 def count_parameters(model: nn.Module) -> int:

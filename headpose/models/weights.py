@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
-from headpose.models.checkpoints import load_state, read_checkpoint, torch_load
+from headpose.models.checkpoints import load_state, read_checkpoint, readable_weights_file
 from headpose.models.heads import head_from_meta
 from headpose.models.registry import Arch, get_arch
 
@@ -195,7 +195,8 @@ def load_imagenet_weights(model: nn.Module) -> None:
         _load_timm_imagenet_weights(model, arch)
         return
     weight_file = _fetch_imagenet_weights(model.arch)
-    state_dict = torch_load(weight_file)
+    with readable_weights_file(weight_file):
+        state_dict = torch.load(weight_file, map_location="cpu", weights_only=True)
     classifier = ("fc.", "classifier.")
     backbone_state = {k: v for k, v in state_dict.items() if not k.startswith(classifier)}
     missing, unexpected = model.backbone.load_state_dict(backbone_state, strict=False)

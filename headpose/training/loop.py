@@ -63,7 +63,7 @@ from headpose.crops.protocols import CropProtocol, protocol_from_params
 from headpose.crops.training_batches import RegionBatch, TrainingRegions, training_images
 from headpose.datasets.registry import Sample, read_samples
 from headpose.errors import HeadposeError
-from headpose.evaluation.metrics import absolute_errors_deg, error_sums, mae_from_sums
+from headpose.evaluation.metrics import MAE_KEYS, absolute_errors_deg, error_sums, mae_from_sums
 from headpose.geometry import ANGLE_NAMES
 from headpose.inference.batches import predict_angles
 from headpose.inference.runtime import torch_angle_function
@@ -85,7 +85,6 @@ from headpose.training.resume import RunState, load_resume, run_fingerprint, sav
 
 HEAD_LR_FACTOR = 5.0  # phase 1: heads learn 5x faster than the backbone (original HopeNet)
 LOSS_SHOWN_EVERY = 50  # steps between progress-bar loss updates (each waits for the device)
-MAE_KEYS = (*(f"mae_{angle}" for angle in ANGLE_NAMES), "mae_mean")
 
 
 @dataclass(frozen=True)
