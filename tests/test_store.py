@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,33 @@ def test_store_root_is_shared_by_queued_experiments(tmp_path, monkeypatch):
     assert store_root() == workspace.resolve() / ".cache" / "crops"
     monkeypatch.setenv(store.STORE_ENV, str(tmp_path / "elsewhere"))
     assert store_root() == tmp_path / "elsewhere"
+
+
+def test_the_code_digest_covers_every_registered_format_and_protocol_module():
+    """The modules a store's crops come from are derived from the classes, never listed by
+    hand: every registered dataset format's module (and its parents') and every registered crop
+    protocol's module is hashed for the stores that use it, and editing one changes the key."""
+    from headpose.crops.protocols import PROTOCOLS
+    from headpose.datasets.registry import formats
+
+    for dataset_format in formats().values():
+        for protocol in PROTOCOLS.values():
+            files = store.code_files(protocol, [dataset_format])
+            defining = {Path(sys.modules[cls.__module__].__file__).resolve()
+                        for cls in (type(protocol), dataset_format)}  # fmt: skip
+            assert defining <= set(files), (protocol, dataset_format)
+    assert Path(store.__file__).resolve() in files  # the fixed part
+
+
+def test_editing_a_format_module_gives_another_key(samples, monkeypatch):
+    key = store_key(samples, TRAIN, workers=1)
+    mat_module = sys.modules[samples[0].format.__module__]
+    source = Path(mat_module.__file__).read_bytes()
+    original = Path.read_bytes
+
+    def edited(path: Path) -> bytes:
+        data = original(path)
+        return data + b"\n# edited\n" if data == source else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert store_key(samples, TRAIN, workers=1) != key
