@@ -153,6 +153,7 @@ def write_png_json_set(folder: Path, count: int, seed: int) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_format_in_one_module_runs_filelists_train_and_evaluate(tmp_path):
     train_root = write_png_json_set(tmp_path / "train", 24, seed=0)
     test_root = write_png_json_set(tmp_path / "test", 6, seed=1)

@@ -13,7 +13,7 @@ from training_fixtures import check_head_end_to_end
 from headpose.models.head import HEADS, Head, register_head
 from headpose.models.heads import head_names
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 SCALE_DEG = 90.0  # the outputs are angles in units of 90 degrees
 
