@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import slow_guard
 import torch
 from helpers import REPO_ROOT
 
@@ -45,6 +46,16 @@ def yunet_model() -> Path:
     if not YUNET_TEST_MODEL.is_file():
         pytest.skip(f"YuNet test model not available: {YUNET_TEST_MODEL} is missing")
     return YUNET_TEST_MODEL
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test not marked ``slow`` (its fixtures included) may not train, export ONNX or run
+    dvc / torchrun: tests/slow_guard.py fails it, naming the marker it lacks."""
+    if item.get_closest_marker("slow") is not None:
+        return (yield)
+    with slow_guard.guard():
+        return (yield)
 
 
 @pytest.fixture(autouse=True)

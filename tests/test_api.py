@@ -92,6 +92,7 @@ def timm_models(tmp_path_factory) -> dict[str, Path]:
     return {"pt": folder / "model.pt", "onnx": folder / "model.onnx", "folder": folder}
 
 
+@pytest.mark.slow
 def test_export_writes_the_metadata_every_reader_needs(timm_models):
     props = {p.key: p.value for p in onnx.load(str(timm_models["onnx"])).metadata_props}
     assert {PREFIX + key for key in ONNX_KEYS} <= set(props)
@@ -113,6 +114,7 @@ def scene() -> np.ndarray:
     return cv2.resize(small, (200, 200), interpolation=cv2.INTER_CUBIC)
 
 
+@pytest.mark.slow
 def test_a_non_imagenet_timm_model_predicts_the_same_from_pt_and_onnx(timm_models):
     from_pt, from_onnx = headpose.load(timm_models["pt"]), headpose.load(timm_models["onnx"])
     assert from_onnx.runs_on == "onnxruntime (fp32)"
@@ -140,6 +142,7 @@ def test_a_non_imagenet_timm_model_predicts_the_same_from_pt_and_onnx(timm_model
     assert np.abs(imagenet - angles["onnx"]).max() > 0.5
 
 
+@pytest.mark.slow
 def test_int8_quantisation_keeps_the_metadata(timm_models):
     fp32, int8 = timm_models["onnx"], timm_models["folder"] / "model_int8.onnx"
     images = torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
@@ -165,6 +168,7 @@ def without_metadata(source: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_an_onnx_without_metadata_needs_its_values_given(timm_models, tmp_path, capsys):
     foreign = without_metadata(timm_models["onnx"], tmp_path / "foreign.onnx")
     with pytest.raises(HeadposeError) as refused:
@@ -191,6 +195,7 @@ def test_an_onnx_without_metadata_needs_its_values_given(timm_models, tmp_path, 
     np.testing.assert_array_equal(given.predict_crops(crops), recorded.predict_crops(crops))
 
 
+@pytest.mark.slow
 def test_given_values_must_agree_with_recorded_ones(timm_models):
     with pytest.raises(HeadposeError, match=r"records mean \[0.5, 0.5, 0.5\]; \[0.485"):
         headpose.load(timm_models["onnx"], mean=IMAGENET.mean)
@@ -201,6 +206,7 @@ def test_given_values_must_agree_with_recorded_ones(timm_models):
     assert chosen.crop_protocol.name == "hopenet"
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_clear_error(timm_models, tmp_path):
     model = headpose.load(timm_models["pt"], device="cpu")
     (tmp_path / "notes.jpg").write_text("not an image")
@@ -221,6 +227,7 @@ def test_bad_inputs_are_one_clear_error(timm_models, tmp_path):
     assert model.predict_crops(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)).shape == (0, 3)
 
 
+@pytest.mark.slow
 def test_headpose_evaluate_scores_an_onnx_without_metadata_once_described(
     timm_models, tmp_path, capsys
 ):

@@ -14,6 +14,8 @@ from model_fixtures import write_checkpoint
 from headpose.cli import main
 from headpose.deploy.benchmark import format_table, run_benchmark
 
+pytestmark = pytest.mark.slow  # each test exports the model to ONNX
+
 IMAGE_SIZE = 32
 
 

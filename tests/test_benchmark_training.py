@@ -8,8 +8,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO_ROOT
 from training_fixtures import write_list, write_tiny_dataset
+
+pytestmark = pytest.mark.slow  # a child python times training steps
 
 
 def test_prints_loader_step_and_loop_rates(tmp_path):

@@ -208,6 +208,7 @@ def test_300w_aug_rotates_landmark_samples_only(hpdb, tmp_path):
     assert read_list(tmp_path / "aug" / "train.txt") == entries
 
 
+@pytest.mark.slow
 def test_protocol2_trains_on_biwi_and_evaluates_the_held_out_sequences(hpdb, tmp_path):
     lists = build_filelists(hpdb, "unused", 99, 0.25, seed=0, workers=1, held_out_sequences=1)
     write_filelists(lists, tmp_path / "lists")

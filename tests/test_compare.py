@@ -259,6 +259,7 @@ def experiments(tmp_path_factory) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_compare_reads_the_experiments_and_prints_intervals(experiments, tmp_path, capsys):
     figure = tmp_path / "out" / "intervals.png"
     main(["compare", "--repo", str(experiments), "--plot", str(figure)])
@@ -277,6 +278,7 @@ def test_compare_reads_the_experiments_and_prints_intervals(experiments, tmp_pat
     assert sorted(run["seed"] for run in data["groups"][1]["runs"]) == ["0", "1", "2"]
 
 
+@pytest.mark.slow
 def test_excluded_runs_are_left_out_and_unknown_names_refused(experiments, capsys):
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=experiments, capture_output=True, text=True, check=True

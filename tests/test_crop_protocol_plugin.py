@@ -63,6 +63,7 @@ def registered():
     PROTOCOLS.unregister(CentreSquare.name)
 
 
+@pytest.mark.slow
 def test_a_protocol_defined_in_one_file_trains_evaluates_exports_and_predicts(registered, tmp_path):
     from headpose.deploy.export import export_for_deployment
     from headpose.evaluation.evaluate import evaluate, format_report

@@ -167,6 +167,7 @@ def write_pts_set(folder: Path, count: int, seed: int) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_landmark_format_in_one_module_runs_the_whole_pipeline_and_the_sweep(tmp_path):
     """filelists, augment (300W_AUG copies written as .jpg + .mat), analyze (its framing),
     train, evaluate and the framing sweep, all through the format's Labels."""

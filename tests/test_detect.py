@@ -177,6 +177,7 @@ def test_haar_insets_are_a_one_row_calibration():
 # --- predict with ONNX Runtime -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_predict_with_onnx_runtime_matches_torch(tmp_path, aflw2000_dir, yunet_model):
     group = np.concatenate([read_rgb(aflw2000_dir, name) for name in TWO_FACES], axis=1)
     image = tmp_path / "group.jpg"

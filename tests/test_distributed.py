@@ -80,6 +80,7 @@ def lists(tmp_path_factory) -> tuple[Path, Path]:
     return write_list(folder / "train.txt", stems[:16]), write_list(folder / "val.txt", stems[16:])
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(lists, tmp_path, monkeypatch, one_torch_thread):
     params = tiny_settings(**PARAMS)
     monkeypatch.setattr(training, "set_train_mode", _train_mode_with_fixed_batchnorm)

@@ -227,6 +227,7 @@ def test_cli_overrides_and_one_line_errors(tiny_set, tiny_checkpoint, tmp_path, 
     assert f"checkpoint {tmp_path / 'absent.pt'} does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_table_scores_an_exported_onnx_file_as_its_checkpoint(
     tiny_set, tiny_checkpoint, tmp_path, capsys
 ):

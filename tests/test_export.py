@@ -68,6 +68,7 @@ def exported(tmp_path_factory, real_stems) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_export_metrics_report_parity_sizes_and_int8_cost(exported, real_stems):
     metrics = exported["metrics"]
     assert metrics["exported"] and metrics["parity_max_abs_deg"] < 0.1
@@ -91,6 +92,7 @@ def test_angles_model_is_the_bins_expectation_of_each_head():
             torch.testing.assert_close(angles, expected)
 
 
+@pytest.mark.slow
 def test_onnx_matches_pytorch_on_real_crops_at_any_batch(exported, real_crops):
     model = open_model(exported["model.pt"], "torch", "cpu").model
     reference = torch_angle_function(model)(real_crops)
@@ -100,6 +102,7 @@ def test_onnx_matches_pytorch_on_real_crops_at_any_batch(exported, real_crops):
     assert np.ptp(reference, axis=0).min() > 0  # the crops do give different angles
 
 
+@pytest.mark.slow
 def test_onnx_graph_has_named_dynamic_io(exported):
     graph = onnx.load(str(exported["model.onnx"])).graph
     assert [i.name for i in graph.input] == ["image"]
@@ -109,6 +112,7 @@ def test_onnx_graph_has_named_dynamic_io(exported):
     assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_matches_pytorch(tmp_path, exported, real_crops):
     model = open_model(exported["model.pt"], "torch", "cpu").model
@@ -118,6 +122,7 @@ def test_torchscript_matches_pytorch(tmp_path, exported, real_crops):
         torch.testing.assert_close(scripted(real_crops), model(real_crops), atol=1e-3, rtol=0)
 
 
+@pytest.mark.slow
 def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, real_stems):
     fp32, int8 = exported["model.onnx"], exported["model_int8.onnx"]
     assert int8.stat().st_size < 0.35 * fp32.stat().st_size
@@ -145,6 +150,7 @@ def test_int8_model_is_quantised_smaller_and_evaluates_like_any_model(exported, 
     assert mae_summary(int8_errors.absolute_deg)["count"] == len(real_stems)
 
 
+@pytest.mark.slow
 def test_predict_with_onnx_equals_the_pytorch_evaluation(exported, real_stems):
     network = open_model(exported["model.pt"], "torch", "cpu").model.network
     model = AnglesModel(network, Bins(3, "centers"))
@@ -171,6 +177,7 @@ def test_calibration_reader_serves_every_batch_then_rewinds():
     assert reader.get_next()["image"].dtype == np.float32
 
 
+@pytest.mark.slow
 def test_export_command_and_its_errors(tmp_path, exported, capsys):
     out = tmp_path / "cli.onnx"
     main(["export", str(exported["model.pt"]), "--format", "onnx", "--out", str(out)])
@@ -204,6 +211,7 @@ quantize_onnx(sys.argv[1] + "/model.onnx", sys.argv[1] + "/model_int8.onnx", ima
 """
 
 
+@pytest.mark.slow  # a child python exports
 def test_onnx_files_are_byte_identical_from_another_checkout(tmp_path):
     # the exporter stores each node's Python stack (absolute paths of the checkout): dropped
     repo = Path(__file__).resolve().parents[1]

@@ -99,6 +99,7 @@ def test_a_looser_scale_shrinks_the_face_and_a_shift_moves_it():
     assert y_up - y == pytest.approx(-0.15 * size, abs=1) and x_up == pytest.approx(x, abs=1)
 
 
+@pytest.mark.slow
 def test_the_reference_row_is_the_visible_protocols_evaluation(tiny_set, tiny_models):
     _, stems = tiny_set
     checkpoint, _ = tiny_models
@@ -133,6 +134,7 @@ def test_the_table_has_a_row_per_scale_with_its_ratio_and_shift_columns():
     assert lines[-2].split() == ["1.00x", "4.00", "1.00x", "6.00", "7.00"]
 
 
+@pytest.mark.slow
 def test_the_cli_sweeps_a_checkpoint_and_its_onnx_export_alike(
     tiny_set, tiny_models, tmp_path, capsys
 ):
@@ -181,6 +183,7 @@ def test_bad_sweep_options_are_one_error_line(arguments, message, tmp_path, caps
     assert "Traceback" not in err and len(errors) == 1 and message in errors[0], err
 
 
+@pytest.mark.slow
 def test_an_onnx_model_keeps_its_input_size(tiny_set, tiny_models, capsys):
     folder, _ = tiny_set
     _, onnx_model = tiny_models

@@ -12,7 +12,7 @@ from training_fixtures import check_head_end_to_end
 
 from headpose.models.heads import HEADS, Head, head_names, register_head
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 SCALE_DEG = 90.0  # the outputs are angles in units of 90 degrees
 

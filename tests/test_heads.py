@@ -18,6 +18,7 @@ from headpose.models.network import build_model
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", head_names())
 def test_every_registered_head_trains_evaluates_and_exports(head, tmp_path):
     meta = check_head_end_to_end(head, tmp_path)

@@ -116,6 +116,7 @@ def test_a_batch_beyond_the_cgroup_limit_is_refused_before_any_work(
     assert "lower batch_size" in message and not tiny_run.models_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_batch_that_fits_trains(tmp_path, monkeypatch, tiny_run):
     fake_proc(
         tmp_path,
@@ -143,6 +144,7 @@ def test_an_out_of_memory_error_in_training_is_one_line(tiny_run, monkeypatch):
         training.run_training(tiny_settings(), tiny_run)
 
 
+@pytest.mark.slow  # a child python trains
 def test_under_ulimit_v_a_batch_too_large_is_refused_in_one_line(tiny_run):
     """A real limit: the child process lowers its own address-space limit to 3 GiB above what
     it has mapped, then trains at batch 4096 and 224 px (tens of GiB by the estimate)."""

@@ -72,6 +72,7 @@ def test_ordinary_dataset_paths_pass():
         validate(default_params(train_data=value, test_data=value))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="not a git checkout")
 def test_dvc_repro_stops_before_any_command_runs_an_injected_path(tmp_path):
     project = tmp_path / "project"
@@ -107,6 +108,7 @@ def test_a_pretrained_checkpoint_must_lie_in_the_tracked_folder():
             validate(default_params(pretrained=value))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="not a git checkout")
 def test_dvc_status_notices_a_replaced_pretrained_checkpoint(tmp_path):
     # the train stage's own deps on the pretrained folder, with a trivial command

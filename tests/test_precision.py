@@ -102,6 +102,7 @@ def _one_epoch(loader, precision: Precision, compile_network: bool = False):
     return loss, model, scaler, changed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "precision",
     [
@@ -124,6 +125,7 @@ def test_the_step_trains_in_each_precision(loader_and_dataset, precision):
     assert conv.is_contiguous(memory_format=torch.channels_last) == precision.channels_last
 
 
+@pytest.mark.slow
 def test_the_same_precision_gives_the_same_step(loader_and_dataset):
     bf16 = Precision("bfloat16", "cpu", channels_last=True)
     first, _, _, _ = _one_epoch(loader_and_dataset, bf16)
@@ -139,6 +141,7 @@ def _cpu_compiler_present() -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _cpu_compiler_present(), reason="no C++ compiler for torch.compile here")
 def test_a_compiled_network_trains_like_the_plain_one(loader_and_dataset):
     fp32 = Precision("float32", "cpu", channels_last=False)
@@ -148,6 +151,7 @@ def test_a_compiled_network_trains_like_the_plain_one(loader_and_dataset):
     assert any(name.startswith("backbone.layer4") for name in changed)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _cpu_compiler_present(), reason="no C++ compiler for torch.compile here")
 def test_a_whole_run_with_compile_true_saves_plain_checkpoints(tmp_path):
     stems = write_tiny_dataset(tmp_path / "samples", 20)

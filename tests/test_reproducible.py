@@ -20,6 +20,8 @@ import yaml
 from helpers import REPO_ROOT
 from stage_fixtures import commit_all, copy_source_tree
 
+pytestmark = pytest.mark.slow
+
 DATA_STAGES = ("synth", "filelists", "augment", "analyze")
 
 

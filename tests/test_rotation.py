@@ -203,6 +203,7 @@ def trained_rotation(tmp_path_factory) -> tuple[dict, TrainPaths, list[str]]:
     return run_training(tiny_settings(head="rotation_6d"), paths), paths, stems[16:]
 
 
+@pytest.mark.slow
 def test_training_and_evaluation_run_with_the_rotation_head(trained_rotation):
     metrics, paths, val_stems = trained_rotation
     assert metrics["final"]["epoch"] == 3 and math.isfinite(metrics["final"]["train_loss"])
@@ -223,6 +224,7 @@ def test_training_and_evaluation_run_with_the_rotation_head(trained_rotation):
     assert "resnet18, rotation_6d head, 32 px" in format_report(result.metrics, "m.pt", "val")
 
 
+@pytest.mark.slow
 def test_export_and_int8_of_the_rotation_head(trained_rotation, tmp_path):
     _, paths, val_stems = trained_rotation
     metrics = export_for_deployment(

@@ -198,6 +198,7 @@ def test_torchvision_archs_have_nothing_to_fuse():
     assert fused_for_inference(network) is network and not network.fused
 
 
+@pytest.mark.slow
 def test_benchmark_accepts_a_timm_arch_with_either_head():
     report = run_benchmark(
         ["timm/repvgg_a0"], {}, threads=1, head="rotation_6d", image_size=32, timed_runs=2

@@ -46,6 +46,7 @@ def reference_run(lists, tmp_path_factory) -> tuple[dict, TrainPaths]:
     return run_training(tiny_settings(), paths), paths
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_results(lists, reference_run, tmp_path):
     metrics, reference = reference_run
     paths = _paths(lists, tmp_path)
@@ -58,6 +59,7 @@ def test_same_seed_gives_identical_results(lists, reference_run, tmp_path):
     assert not paths.resume_file.exists()  # removed once the run is complete
 
 
+@pytest.mark.slow
 def test_train_seed_moves_the_model_and_the_data_seed_does_not(lists, reference_run, tmp_path):
     _, reference = reference_run
     first = _weights(reference.models_dir / "model.pt")
@@ -71,6 +73,7 @@ def test_train_seed_moves_the_model_and_the_data_seed_does_not(lists, reference_
     assert not torch.equal(other["fc_yaw.weight"], first["fc_yaw.weight"])
 
 
+@pytest.mark.slow
 def test_outputs_hold_meta_and_curves(reference_run):
     metrics, paths = reference_run
     content = torch.load(paths.models_dir / "best.pt", weights_only=True)
@@ -86,6 +89,7 @@ def test_outputs_hold_meta_and_curves(reference_run):
     assert lrs == pytest.approx([1e-3, 1e-3 * 0.95, 3e-4])
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_path, monkeypatch):
     metrics, reference = reference_run
@@ -119,6 +123,7 @@ def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_pa
     assert all(torch.equal(resumed[key], first[key]) for key in first)
 
 
+@pytest.mark.slow
 def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
     params = tiny_settings(epochs=1, finetune_epochs=0)
     torch.manual_seed(params.train_seed)
@@ -191,6 +196,7 @@ def test_bad_lists_get_a_clear_message(lists, tmp_path):
         run_training(tiny_settings(), _paths((lists[0], tmp_path / "no_val.txt"), tmp_path))
 
 
+@pytest.mark.slow  # a whole run but for the epochs' steps
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 @pytest.mark.parametrize("relabel", [False, True], ids=["same files", "same names, new labels"])
 def test_resume_follows_the_sample_files_contents(relabel, tmp_path, monkeypatch, capsys):
