@@ -66,6 +66,7 @@ def torch_loads(monkeypatch) -> list[tuple[Path, int, dict]]:
     return calls
 
 
+@pytest.mark.slow
 def test_headpose_load_reaches_torch_load_in_at_most_three_calls(model_files, torch_loads):
     model = headpose.load(model_files["pt"], device="cpu")
     assert model.runs_on == "cpu"
@@ -76,6 +77,7 @@ def test_headpose_load_reaches_torch_load_in_at_most_three_calls(model_files, to
     assert kwargs["weights_only"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["pt", "onnx"])
 def test_a_model_file_is_checked_once(model_files, kind, monkeypatch):
     """Every module's ``file_problem`` (the readability check) is counted: one call names the
@@ -96,6 +98,7 @@ def test_a_model_file_is_checked_once(model_files, kind, monkeypatch):
     assert checked.count(model_files[kind]) == 1, checked
 
 
+@pytest.mark.slow
 def test_evaluate_with_head_options_reads_the_checkpoint_once(
     model_files, torch_loads, tmp_path, capsys
 ):
@@ -170,6 +173,7 @@ BAD_FILES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
 def test_every_bad_model_file_is_one_line_naming_it(name, model_files, tmp_path):
     make, message = BAD_FILES[name]
