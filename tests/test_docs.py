@@ -512,3 +512,37 @@ def test_names_that_exist_pass():
 )
 def test_code_spans_follow_markdown(text, expected):
     assert [span.text for span in code_spans(text)] == expected
+
+
+def _architecture_table() -> list[tuple[int, str]]:
+    """(layer, unit) of each row of docs/design.md's "Architecture" table."""
+    text = (REPO_ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    section = text.split("\n## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    return [
+        (int(match.group(1)), match.group(2))
+        for match in re.finditer(r"^\| (\d+) \| `(\w+)` \|", section, re.MULTILINE)
+    ]
+
+
+def test_the_architecture_table_is_the_layer_table():
+    """docs/design.md draws the layers tests/test_layers.py checks: the same units, in order."""
+    from test_layers import LAYERS
+
+    expected = [(level, unit) for level, units in enumerate(LAYERS) for unit in units]
+    assert _architecture_table() == expected
+
+
+# A stage of dvc.yaml named in a comment of params.yaml or dvc.yaml as ``name@<key>``.
+STAGE_IN_COMMENT = re.compile(r"(?<![\w@])([a-z_][a-z0-9_]*@(?:<[^<>\s]+>|[a-z0-9_-]+))")
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "dvc.yaml"])
+def test_the_yaml_comments_name_foreach_stages_that_exist(name):
+    """``evaluate_set@<name>`` in a comment (params.yaml once said ``evaluate@<name>``)."""
+    stale = []
+    for number, line in enumerate((REPO_ROOT / name).read_text(encoding="utf-8").splitlines()):
+        comment = line.partition("#")[2]
+        for stage in STAGE_IN_COMMENT.findall(comment):
+            span = Span(name, number + 1, stage)
+            stale += [str(found) for found in _check_stage(span, stage)]
+    assert stale == []
