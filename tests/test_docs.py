@@ -1,6 +1,8 @@
-"""The docs name only what exists: every code name in backquotes in README.md and docs/*.md that
-looks like a module, a function or attribute, a stage, a script, a ``headpose`` sub-command or a
-params key is looked up in the code, dvc.yaml, the command's parser or the params schema.
+"""The docs name only what exists: every code name in backquotes in README.md, CONTRIBUTING.md
+and docs/*.md that looks like a module, a function or attribute, a stage, a script, a
+``headpose`` sub-command or a params key is looked up in the code, dvc.yaml, the command's parser
+or the params schema; docs/design.md's layer table is tests/test_layers.py's, and the stages
+named in the comments of params.yaml and dvc.yaml exist.
 
 What "looks like" means, span by span (a span is the text between backquotes; a shell line of a
 ```` ```bash ```` block counts as one span too; other fenced blocks are not read):
@@ -28,9 +30,10 @@ What "looks like" means, span by span (a span is the text between backquotes; a 
   ``foreach`` stage of dvc.yaml, and a concrete key one of its expanded keys; a span followed by
   the word "stage" or "stages", and a span in the first column of a table whose header's first
   cell is "stage", is a stage of dvc.yaml.
-* **params key**: ``key: value`` or ``key:`` (lower-case snake-case key) is a key of the params
-  schema at any level, or a field of a dvc.yaml stage (``params:``); ``key=value`` words, alone
-  or comma-separated (``compile=false, precision=auto``), are params keys.
+* **params key**: ``key: value`` (one word or a ``[list]``) or ``key:`` (a lower-case
+  snake-case key) is a key of the params schema at any level, or a field of a dvc.yaml stage
+  (``params:``); ``key=value`` words, alone or comma-separated (``compile=false,
+  precision=auto``), are params keys.
 
 A bare word (``train``, ``read_checkpoint``, ``Labels``) is not checked: it cannot be told from
 an English word, a key of a JSON file or another library's name. The test prints every stale
@@ -53,7 +56,11 @@ import pytest
 import yaml
 from helpers import REPO_ROOT
 
-DOC_FILES = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")))
+DOC_FILES = (
+    REPO_ROOT / "README.md",
+    REPO_ROOT / "CONTRIBUTING.md",
+    *sorted((REPO_ROOT / "docs").glob("*.md")),
+)
 # Folders whose files the docs name as code (paths starting with one must exist).
 CODE_FOLDERS = ("headpose", "stages", "scripts", "tests", "docs")
 # Fenced blocks read line by line as shell commands.
@@ -63,7 +70,7 @@ IDENTIFIER = r"[A-Za-z_]\w*"
 DOTTED = re.compile(rf"@?({IDENTIFIER}(?:\.{IDENTIFIER})+)(?:\([^()]*\))?")
 DECORATOR = re.compile(rf"@({IDENTIFIER})")
 STAGE_AT = re.compile(r"([a-z_][a-z0-9_]*)@(<[^<>\s]+>|[\w.-]+)")
-YAML_KEY = re.compile(r"([a-z_][a-z0-9_]*):(?:\s.*)?", re.DOTALL)
+YAML_KEY = re.compile(r"([a-z_][a-z0-9_]*):(?: \S+| \[[^\]]*\])?")
 ASSIGNMENT = re.compile(r"[a-z_][a-z0-9_.]*=\S+(?:,\s*[a-z_][a-z0-9_.]*=\S+)*")
 ASSIGNED_KEY = re.compile(r"(?:^|,\s*)([a-z_][a-z0-9_.]*)=")
 # A dotted word ending so is a file name (``registry.py``, ``params.yaml``), not an attribute.
