@@ -1,2 +1,3 @@
-"""Files on disk: atomic outputs, the 300W_LP/AFLW2000 sample format and sample lists, and
-the process pool the data stages share."""
+"""Files on disk, in no dataset's layout: atomic outputs, image headers and decoding, sample
+list files, and the process pool the data stages share. A dataset's own files are read by its
+format (:mod:`headpose.datasets`)."""
