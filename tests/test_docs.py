@@ -51,6 +51,7 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import pytest
 import yaml
@@ -553,3 +554,64 @@ def test_the_yaml_comments_name_foreach_stages_that_exist(name):
             span = Span(name, number + 1, stage)
             stale += [str(found) for found in _check_stage(span, stage)]
     assert stale == []
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a markdown ``text`` (lower case, punctuation
+    dropped, spaces to hyphens; a repeated heading gets ``-1``, ``-2`` ...)."""
+    anchors: set[str] = set()
+    prose = re.sub(r"^(```|~~~).*?^\1", "", text, flags=re.MULTILINE | re.DOTALL)
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", prose, re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchor, count = slug, 0
+        while anchor in anchors:
+            count += 1
+            anchor = f"{slug}-{count}"
+        anchors.add(anchor)
+    return anchors
+
+
+# A link target ``](file.md#anchor)`` or ``](#anchor)``, or a bare ``dir/file.md#anchor``.
+LINK = re.compile(r"\]\(([^()\s#]*)(?:#([\w-]+))?\)|(?<![\w/])((?:[\w-]+/)*[\w-]+\.md)#([\w-]+)")
+
+
+def stale_links(text: str, source: Path) -> list[str]:
+    """Every link of ``text`` (the file ``source``) to a missing markdown file or heading."""
+    stale = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for match in LINK.finditer(line):
+            is_link = match.group(0).startswith("]")
+            target, anchor = match.group(*((1, 2) if is_link else (3, 4)))
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            # A link is relative to its page; a path in the text may be the repository's too.
+            bases = (source.parent,) if is_link else (source.parent, REPO_ROOT)
+            paths = [(base / target).resolve() for base in bases] if target else [source]
+            path = next((path for path in paths if path.exists()), None)
+            if path is None:
+                stale.append(f"{source.name}:{number}: {target} does not exist")
+            elif anchor and anchor not in heading_anchors(path.read_text(encoding="utf-8")):
+                stale.append(f"{source.name}:{number}: {target}#{anchor}: no such heading")
+    return stale
+
+
+def test_the_docs_link_to_files_and_headings_that_exist():
+    stale = [
+        found for path in DOC_FILES for found in stale_links(path.read_text(encoding="utf-8"), path)
+    ]
+    assert stale == []
+
+
+def test_a_link_to_a_missing_heading_is_reported(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Comparing runs: what `compare` does\n\n"
+        "[ok](#comparing-runs-what-compare-does), [gone](#nowhere), [file](other.md), "
+        "see page.md#nothing\n",
+        encoding="utf-8",
+    )
+    assert stale_links(page.read_text(encoding="utf-8"), page) == [
+        "page.md:3: #nowhere: no such heading",
+        "page.md:3: other.md does not exist",
+        "page.md:3: page.md#nothing: no such heading",
+    ]
