@@ -488,7 +488,7 @@ def test_made_up_names_are_reported_with_file_and_line():
 
 
 GOOD = """\
-The `headpose/crops/store.py` module (`headpose.crops.store`, `crops.store.code_files`),
+The `headpose/crops/crop.py` module (`headpose.crops.crop`, `crops.crop.shrunk_cut`),
 `headpose.load(path)`, `geometry.ANGLE_NAMES`, `params.bin_width`, `params.record()`,
 `TrainSettings.from_params`, `@register_head`, `app/predict.py`, the `train` stage and
 `evaluate_set@<name>`, `evaluate_set@biwi`, `headpose sweep MODEL
