@@ -191,8 +191,9 @@ def test_runs_of_other_test_lists_or_protocols_are_refused_naming_the_difference
 def test_per_image_csv_is_parsed_and_bad_ones_named():
     header = "stem,true_yaw_deg,true_pitch_deg,true_roll_deg,abs_error_yaw_deg,"
     header += "abs_error_pitch_deg,abs_error_roll_deg\n"
-    stems, true, errors = parse_per_image(header + "x,1,2,3,0.5,0.25,1\n", "f.csv")
+    stems, true, errors, rotation = parse_per_image(header + "x,1,2,3,0.5,0.25,1\n", "f.csv")
     assert stems == ("x",) and true.tolist() == [[1, 2, 3]] and errors.tolist() == [[0.5, 0.25, 1]]
+    assert rotation is None  # neither the rotation columns nor the predicted angles
     with pytest.raises(
         HeadposeError, match="f.csv lacks the column\\(s\\) true_pitch_deg, true_roll_deg, abs_"
     ):
