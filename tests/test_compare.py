@@ -280,6 +280,16 @@ def test_compare_reads_the_experiments_and_prints_intervals(experiments, tmp_pat
 
 
 @pytest.mark.slow
+def test_compare_by_a_rotation_error_needs_csvs_that_give_it(experiments, capsys):
+    """The scratch stage's CSVs hold neither the rotation columns nor predicted angles."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["compare", "--repo", str(experiments), "--metric", "geodesic"])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and len(error.strip().splitlines()) == 1
+    assert "error: --metric geodesic: the per-image CSV of " in error
+
+
+@pytest.mark.slow
 def test_excluded_runs_are_left_out_and_unknown_names_refused(experiments, capsys):
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=experiments, capture_output=True, text=True, check=True
