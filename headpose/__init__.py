@@ -15,9 +15,9 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["HeadPoseModel", "Pose", "__version__", "load"]
+__all__ = ["HeadPoseModel", "Pose", "PoseError", "__version__", "load"]
 
-_API_NAMES = ("HeadPoseModel", "Pose", "load")
+_API_NAMES = ("HeadPoseModel", "Pose", "PoseError", "load")
 
 
 def __getattr__(name: str) -> Any:

@@ -191,8 +191,9 @@ def test_runs_of_other_test_lists_or_protocols_are_refused_naming_the_difference
 def test_per_image_csv_is_parsed_and_bad_ones_named():
     header = "stem,true_yaw_deg,true_pitch_deg,true_roll_deg,abs_error_yaw_deg,"
     header += "abs_error_pitch_deg,abs_error_roll_deg\n"
-    stems, true, errors = parse_per_image(header + "x,1,2,3,0.5,0.25,1\n", "f.csv")
+    stems, true, errors, rotation = parse_per_image(header + "x,1,2,3,0.5,0.25,1\n", "f.csv")
     assert stems == ("x",) and true.tolist() == [[1, 2, 3]] and errors.tolist() == [[0.5, 0.25, 1]]
+    assert rotation is None  # neither the rotation columns nor the predicted angles
     with pytest.raises(
         HeadposeError, match="f.csv lacks the column\\(s\\) true_pitch_deg, true_roll_deg, abs_"
     ):
@@ -276,6 +277,16 @@ def test_compare_reads_the_experiments_and_prints_intervals(experiments, tmp_pat
     assert data["groups"][1]["group"] == "head=bins"
     assert data["groups"][1]["difference_mean_mae"]["value"] == pytest.approx(1.0)
     assert sorted(run["seed"] for run in data["groups"][1]["runs"]) == ["0", "1", "2"]
+
+
+@pytest.mark.slow
+def test_compare_by_a_rotation_error_needs_csvs_that_give_it(experiments, capsys):
+    """The scratch stage's CSVs hold neither the rotation columns nor predicted angles."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["compare", "--repo", str(experiments), "--metric", "geodesic"])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and len(error.strip().splitlines()) == 1
+    assert "error: --metric geodesic: the per-image CSV of " in error
 
 
 @pytest.mark.slow

@@ -170,15 +170,20 @@ def test_evaluate_predicts_each_sample_as_the_model_does(tiny_set, tiny_checkpoi
 
 
 def test_per_image_csv_and_error_plots(tmp_path):
-    true = np.array([[10.0, -5.0, 2.0], [50.0, 20.0, -3.0]])
-    errors = PoseErrors(["a/b", "c,d"], true, true + 1.5)
+    true = np.array([[10.0, -5.0, 2.0], [50.0, 20.0, -3.0], [10.0, 30.0, 0.0]])
+    # the third: a pure 10 degree yaw error with roll 0, GE 10 and MAEV 2 * 10 / 3
+    errors = PoseErrors(["a/b", "c,d", "e"], true, true + [[1.5] * 3, [1.5] * 3, [10, 0, 0]])
     write_per_image_csv(tmp_path / "per_image.csv", errors)
     with open(tmp_path / "per_image.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [row["stem"] for row in rows] == ["a/b", "c,d"]
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames[-2:] == ["geodesic_error_deg", "maev_deg"]  # added at the end
+    assert [row["stem"] for row in rows] == ["a/b", "c,d", "e"]
     assert float(rows[1]["true_yaw_deg"]) == 50.0
     assert float(rows[1]["predicted_pitch_deg"]) == 21.5
     assert float(rows[0]["abs_error_roll_deg"]) == 1.5
+    assert (rows[2]["geodesic_error_deg"], rows[2]["maev_deg"]) == ("10.0000", "6.6667")
+    assert float(rows[0]["geodesic_error_deg"]) == pytest.approx(errors.rotation_deg[0, 0], 1e-4)
     paths = plot_errors_vs_angle(errors.true_deg, errors.absolute_deg, tmp_path / "plots")
     assert [path.name for path in paths] == ["yaw_error.png", "pitch_error.png", "roll_error.png"]
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in paths)
@@ -191,6 +196,10 @@ def test_cli_prints_the_table_for_a_folder(tiny_set, tiny_checkpoint, capsys):
     assert "shufflenet_v2_x1_0, 66 bins of 3 deg, centers expectation, 32 px" in output
     assert f"test set {folder}: 6 samples" in output
     assert output.count("\nall ") == 1 and "|angles| < 30" in output and "\nrest " in output
+    header = next(line for line in output.splitlines() if line.startswith("MAE, GE, MAEV"))
+    assert header.split()[-7:] == ["yaw", "pitch", "roll", "mean", "GE", "MAEV", "n"]
+    all_row = next(line for line in output.splitlines() if line.startswith("all "))
+    assert len(all_row.split()) == 8  # all, 4 MAE cells, GE, MAEV, n
     # the published crop unless told otherwise, whatever the checkpoint was trained on
     assert "crop protocol hopenet (published)" in output and "trained on the visible" in output
     headpose_main(
@@ -286,8 +295,23 @@ def test_the_stage_writes_metrics_csv_and_plots(
     truth = np.array([read_mat_labels(stem + ".mat").angles_deg for stem in stems])
     expected_baseline = np.abs(truth - np.array([10.0, -5.0, 2.0])).mean(axis=0)
     assert metrics["baseline_training_mean_mae"]["yaw"] == pytest.approx(expected_baseline[0], 1e-3)
+    # the rotation errors only add keys beside the MAE ones (dvc metrics diff shows them)
+    suffixes = ("", "_within_30", "_beyond_30")
+    protocol_keys = {f"mae{suffix}" for suffix in suffixes}
+    rotation_keys = {f"{name}{suffix}" for name in ("geodesic", "maev") for suffix in suffixes}
+    before = {"count", "real_aflw2000", "crop_protocol", "baseline_training_mean_mae"}
+    before |= {"other_protocols", "model", "test_list", *protocol_keys}
+    added = {*rotation_keys, "baseline_training_mean_geodesic", "baseline_training_mean_maev"}
+    assert set(metrics) == before | added
+    assert set(metrics["other_protocols"]["visible"]) == protocol_keys | rotation_keys
+    assert set(metrics["mae"]) == {"count", "yaw", "pitch", "roll", "mean"}
     with open(tmp_path / "data" / "evaluation" / "per_image.csv", newline="") as handle:
-        assert len(list(csv.DictReader(handle))) == len(stems)
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(stems)
+    geodesic = np.mean([float(row["geodesic_error_deg"]) for row in rows])
+    maev = np.mean([float(row["maev_deg"]) for row in rows])
+    assert metrics["geodesic"] == {"count": len(stems), "mean": pytest.approx(geodesic, abs=1e-3)}
+    assert metrics["maev"]["mean"] == pytest.approx(maev, abs=1e-3)
     assert len(list((tmp_path / "plots" / "evaluation").glob("*.png"))) == 3
     output = capsys.readouterr().out
     assert "baseline: training mean" in output

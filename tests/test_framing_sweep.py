@@ -35,6 +35,7 @@ from headpose.models.registry import IMAGENET
 
 IMAGE_SIZE = 32
 ROW_KEYS = {"scale", "shift_x", "shift_y", "mae_yaw", "mae_pitch", "mae_roll", "mae_mean", "count"}
+ROW_KEYS |= {"geodesic_mean", "maev_mean"}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -110,16 +111,19 @@ def test_the_reference_row_is_the_visible_protocols_evaluation(tiny_set, tiny_mo
     )  # fmt: skip
     assert len(sweep.rows) == 10 and {row.count for row in sweep.rows} == {6}
     reference = next(row for row in sweep.rows if (row.scale, row.shift) == (1.0, 0.0))
-    expected = evaluate(model, as_samples(stems), "tiny", crop_protocol=VISIBLE).metrics["mae"]
+    metrics = evaluate(model, as_samples(stems), "tiny", crop_protocol=VISIBLE).metrics
+    expected = metrics["mae"]
     for name in ("yaw", "pitch", "roll", "mean"):
         assert getattr(reference, f"mae_{name}") == pytest.approx(expected[name], abs=1e-6)
+    for key in ("geodesic", "maev"):
+        assert getattr(reference, f"{key}_mean") == pytest.approx(metrics[key]["mean"], abs=1e-6)
     assert sweep.ratio_to_reference(1.0) == 1.0
     assert sweep.published_crop_scale == median_published_crop_scale(as_samples(stems), IMAGE_SIZE)
 
 
 def test_the_table_has_a_row_per_scale_with_its_ratio_and_shift_columns():
     rows = [
-        FramingRow(scale, shift_x, 0.0, 1.0, 1.0, 1.0, mae, 3)
+        FramingRow(scale, shift_x, 0.0, 1.0, 1.0, 1.0, mae, 3, 2.0, 1.5)
         for scale, shift_x, mae in (
             (1.0, 0.0, 4.0), (1.0, 0.2, 5.0), (1.0, -0.2, 7.0),
             (1.8, 0.0, 5.2), (1.8, 0.2, 6.0), (1.8, -0.2, 6.0),

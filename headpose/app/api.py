@@ -17,6 +17,10 @@ crop protocol). A :class:`HeadPoseModel` then predicts:
   (:meth:`HeadPoseModel.crops`, the crop code of ``headpose predict``);
 * :meth:`HeadPoseModel.predict_crops`: a batch of ready crops, uint8 RGB ``(N, S, S, 3)``.
 
+Where a label is given (``predict(image, boxes, labels=...)``, or :meth:`Pose.error_against`),
+a pose carries its :class:`PoseError`: the absolute error of each angle, their mean, and the
+geodesic error and MAEV, computed by :mod:`headpose.evaluation.metrics` as the evaluation does.
+
 Angles are degrees in the project's convention (``docs/conventions.md``): yaw, pitch, roll, as
 the datasets label them. Bad input (a missing or unreadable file, an array of the wrong shape, an
 ``.onnx`` file that records no metadata and was given no values) is one HeadposeError line.
@@ -24,6 +28,7 @@ the datasets label them. Bad input (a missing or unreadable file, an array of th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -47,6 +52,7 @@ from headpose.app.detect import (
 from headpose.crops.crop import Box
 from headpose.crops.protocols import CropProtocol, get_protocol
 from headpose.errors import HeadposeError
+from headpose.evaluation.metrics import absolute_errors_deg, rotation_errors_deg
 from headpose.inference.batches import crop_angles
 from headpose.inference.loading import LoadedModel, open_model
 from headpose.inference.metadata import ModelDescription
@@ -58,16 +64,57 @@ DEFAULT_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
+class PoseError:
+    """How far a predicted pose is from its label, in degrees: the absolute error of each angle
+    and their mean (Euler MAE), the geodesic error (the angle of ``R_true^T R_pred``) and MAEV
+    (the mean angle between the matching columns of the two rotation matrices); see
+    ``docs/conventions.md``."""
+
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float
+    mae_deg: float
+    geodesic_deg: float
+    maev_deg: float
+
+
+def _label(label: Sequence[float]) -> np.ndarray:
+    """A label ``(yaw, pitch, roll)`` in degrees as a (3,) float64 array, checked."""
+    values: list[float] = []
+    if isinstance(label, (Sequence, np.ndarray)) and not isinstance(label, str):
+        try:
+            values = [float(v) for v in label]
+        except (TypeError, ValueError):
+            values = []
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise HeadposeError(
+            f"a label is 3 finite numbers (yaw, pitch, roll degrees), got {label!r}"
+        )
+    return np.asarray(values, dtype=np.float64)
+
+
+@dataclass(frozen=True)
 class Pose:
     """One face's head pose in degrees; ``box`` is the face's box ``(x0, y0, x1, y1)`` in pixels
-    (the detector's or the one given) and ``score`` the detector's confidence (None for a given
-    box)."""
+    (the detector's or the one given), ``score`` the detector's confidence (None for a given
+    box) and ``error`` its :class:`PoseError` against the label given with it (None without)."""
 
     yaw_deg: float
     pitch_deg: float
     roll_deg: float
     box: tuple[float, float, float, float] | None = None
     score: float | None = None
+    error: PoseError | None = None
+
+    def error_against(self, label: Sequence[float]) -> PoseError:
+        """This pose's :class:`PoseError` against ``label``, the true ``(yaw, pitch, roll)``
+        in degrees (the datasets' convention)."""
+        true_deg = _label(label)[None]
+        predicted_deg = np.array([[self.yaw_deg, self.pitch_deg, self.roll_deg]])
+        absolute = absolute_errors_deg(predicted_deg, true_deg)[0]
+        geodesic, maev = rotation_errors_deg(predicted_deg, true_deg)[0]
+        return PoseError(*(float(v) for v in absolute), float(absolute.mean()), float(geodesic),
+                         float(maev))  # fmt: skip
 
 
 def read_image(image: np.ndarray | str | os.PathLike) -> np.ndarray:
@@ -232,18 +279,34 @@ class HeadPoseModel:
         *,
         detector: str | FaceDetector = DEFAULT_DETECTOR,
         min_score: float | None = None,
+        labels: Iterable[Sequence[float]] | None = None,
     ) -> list[Pose]:
         """The pose of every face in ``image`` (an RGB uint8 array or an image file): the faces
         ``detector`` (a name, or a detector object) finds, or ``boxes``, tight face boxes ``(x0,
-        y0, x1, y1)`` in pixels (the box of the 68 landmarks: brow to chin, ear to ear)."""
+        y0, x1, y1)`` in pixels (the box of the 68 landmarks: brow to chin, ear to ear).
+        ``labels``, one true ``(yaw, pitch, roll)`` in degrees per box (with ``boxes`` only),
+        give each pose its :class:`PoseError` (``Pose.error``)."""
         pixels = read_image(image)
+        given_labels = None
+        if labels is not None:
+            if boxes is None:
+                raise HeadposeError(
+                    "labels: given with boxes only, one (yaw, pitch, roll) per box (a detector's "
+                    "faces have no known order)"
+                )
+            given_labels = [_label(label) for label in labels]
         if boxes is not None:
             faces, calibration = [_given_face(box) for box in boxes], IDENTITY_CALIBRATION
+            if given_labels is not None and len(given_labels) != len(faces):
+                raise HeadposeError(
+                    f"labels: {len(given_labels)} given for {len(faces)} boxes; expected one per "
+                    "box"
+                )
         else:
             found = self.detector(detector, min_score) if isinstance(detector, str) else detector
             faces, calibration = detected_faces(found, pixels), found.calibration
         angles = self.predict_crops(self.crops(pixels, faces, calibration))
-        return [
+        poses = [
             Pose(
                 float(yaw),
                 float(pitch),
@@ -252,6 +315,12 @@ class HeadPoseModel:
                 None if math.isnan(face.score) else float(face.score),
             )
             for face, (yaw, pitch, roll) in zip(faces, angles, strict=True)
+        ]
+        if given_labels is None:
+            return poses
+        return [
+            dataclasses.replace(pose, error=pose.error_against(label))
+            for pose, label in zip(poses, given_labels, strict=True)
         ]
 
 

@@ -7,12 +7,13 @@ import json
 import sys
 
 from headpose.compare.report import compare, format_markdown, plot_report, report_json
-from headpose.compare.stats import REPLICATES
+from headpose.compare.stats import COMPARED_METRICS, REPLICATES, check_metric
 from headpose.errors import HeadposeError
 
 
 def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
-    """``headpose compare [--baseline NAME|KEY=VALUE] [--json] [--plot FILE]``."""
+    """``headpose compare [--baseline NAME|KEY=VALUE] [--metric mae|geodesic|maev] [--json]
+    [--plot FILE]``."""
     parser = subparsers.add_parser(
         "compare",
         help="test MAE of the repository's experiments grouped by training seed, with "
@@ -48,6 +49,13 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="compare on the test_sets entry NAME (evaluate_set@NAME; default: test_data)",
     )
+    parser.add_argument(
+        "--metric",
+        default="mae",
+        help=f"what groups are compared by: {', '.join(COMPARED_METRICS)} (default: mae, the "
+        "mean of the yaw, pitch and roll MAE; geodesic: the angle of R_true^T R_pred; maev: the "
+        "mean angle between the matching columns of the two rotation matrices)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--plot", metavar="FILE", help="also draw the intervals into FILE")
     parser.set_defaults(run=run_compare_command)
@@ -67,13 +75,14 @@ def run_compare_command(args: argparse.Namespace) -> None:
     """``headpose compare``: load the runs, compare them, print (and plot) the report."""
     from headpose.compare.runs import WORKSPACE, load_runs
 
+    metric = check_metric(args.metric)  # before the runs are read
     loaded = load_runs(args.repo, args.num, args.test_set)
     for reason in loaded.skipped:
         print(f"skipped {reason}", file=sys.stderr)
     runs = exclude_runs(loaded.runs, args.exclude)
     if not runs:
         raise HeadposeError(f"no evaluated runs in {args.repo} (run dvc repro or dvc exp run)")
-    report = compare(runs, args.baseline, WORKSPACE, args.replicates)
+    report = compare(runs, args.baseline, WORKSPACE, args.replicates, metric=metric)
     if args.plot:
         plot_report(report, args.plot)
     print(json.dumps(report_json(report), indent=2) if args.json else format_markdown(report))

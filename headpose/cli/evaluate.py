@@ -35,7 +35,8 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     """``headpose evaluate CHECKPOINT --data FOLDER_OR_LIST [options]``."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="MAE of a model (a checkpoint, an original HopeNet .pkl, an .onnx) on a test set",
+        help="MAE, geodesic error and MAEV of a model (a checkpoint, an original HopeNet .pkl, "
+        "an .onnx) on a test set",
         description="Evaluate a checkpoint on a dataset of any registered format (an AFLW2000 "
         "folder, a BIWI hpdb folder, an FSA-Net .npz; scanned and filtered by --max-angle as the "
         "filelists stage does) or a sample list, and print the table of "

@@ -95,7 +95,11 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
         help="face shifts in crop sides, 0 to 0.5; 0 is always measured (default: "
         f"{','.join(f'{shift:g}' for shift in DEFAULT_SHIFTS)})",
     )
-    parser.add_argument("--json", help="also write the sweep's rows as JSON to this file")
+    parser.add_argument(
+        "--json",
+        help="also write the sweep's rows (MAE, mean geodesic error and MAEV per condition) as "
+        "JSON to this file",
+    )
     parser.add_argument("--plot", help="also draw MAE against scale as a PNG at this path")
     add_model_value_options(parser)
     parser.set_defaults(run=run_sweep_command)

@@ -3,10 +3,11 @@
 :func:`compare` turns runs (:mod:`headpose.compare.runs`) into a :class:`Report`: one row per
 seed group with its runs, mean and standard deviation of test MAE, and the difference of mean
 MAE against the baseline group with its paired-bootstrap interval
-(:mod:`headpose.compare.stats`). :func:`format_markdown` prints it as a Markdown table,
-:func:`report_json` as JSON, :func:`plot_report` draws each group's difference and interval
-(written atomically). The sub-command's options are parsed in :mod:`headpose.cli.compare` and
-passed on as plain values.
+(:mod:`headpose.compare.stats`); with ``metric="geodesic"`` or ``"maev"`` the same for the mean
+geodesic error or MAEV of each run instead of its MAE. :func:`format_markdown` prints it as a
+Markdown table, :func:`report_json` as JSON, :func:`plot_report` draws each group's difference
+and interval (written atomically). The sub-command's options are parsed in
+:mod:`headpose.cli.compare` and passed on as plain values.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from headpose.compare.stats import (
     Interval,
     Run,
     check_comparable,
+    check_metric,
     group_label,
     group_runs,
     paired_bootstrap,
@@ -73,6 +75,10 @@ def runs_text(count: int) -> str:
     return f"{count} run" if count == 1 else f"{count} runs"
 
 
+# How each metric of ``--metric`` is named in the report.
+METRIC_LABELS = {"mae": "mean MAE", "geodesic": "geodesic error", "maev": "MAEV"}
+
+
 @dataclass(frozen=True)
 class Report:
     rows: list[Row]
@@ -80,6 +86,12 @@ class Report:
     protocol: dict[str, str]
     replicates: int
     bootstrap_seed: int
+    metric: str = "mae"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The spread's columns: yaw, pitch, roll and mean for ``mae``, else the metric."""
+        return METRIC_NAMES if self.metric == "mae" else (self.metric,)
 
 
 def compare(
@@ -88,24 +100,29 @@ def compare(
     workspace: str = "workspace",
     replicates: int = REPLICATES,
     bootstrap_seed: int = BOOTSTRAP_SEED,
+    metric: str = "mae",
 ) -> Report:
     """Group ``runs`` by params without the training seed, check they are comparable, and set
-    each group against the baseline (see :func:`headpose.compare.stats.select_baseline`)."""
+    each group against the baseline (see :func:`headpose.compare.stats.select_baseline`) by
+    ``metric``: ``mae`` (the mean of the three angles' absolute errors), ``geodesic`` or
+    ``maev`` (:data:`headpose.compare.stats.COMPARED_METRICS`)."""
+    check_metric(metric)
     check_comparable(runs)
     groups = group_runs(runs)
     base = select_baseline(groups, baseline, workspace)
     ordered = [base] + [group for group in groups if group is not base]
+    per_image = "mean" if metric == "mae" else metric  # the errors of one image
     rows = []
     for group in ordered:
         interval = None
         if group is not base:
             interval = paired_bootstrap(
-                base.errors("mean"), group.errors("mean"), replicates, bootstrap_seed
+                base.errors(per_image), group.errors(per_image), replicates, bootstrap_seed
             )
         label = group_label(group, base, groups)
-        rows.append(Row(label, group, group.mae_spread(), interval, len(base.runs)))
+        rows.append(Row(label, group, group.spread(metric), interval, len(base.runs)))
     first = runs[0]
-    return Report(rows, len(first.stems), dict(first.protocol), replicates, bootstrap_seed)
+    return Report(rows, len(first.stems), dict(first.protocol), replicates, bootstrap_seed, metric)
 
 
 def _cell(mean: float, std: float | None) -> str:
@@ -115,12 +132,14 @@ def _cell(mean: float, std: float | None) -> str:
 def format_markdown(report: Report) -> str:
     """The report as a Markdown table with a line saying how to read it."""
     percent = round(CONFIDENCE * 100)
+    label = METRIC_LABELS[report.metric]
+    headers = ["yaw", "pitch", "roll", "mean MAE"] if report.metric == "mae" else [label]
     lines = [
-        f"| group | runs | yaw | pitch | roll | mean MAE | difference [{percent} % CI] | |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| group | runs | {' | '.join(headers)} | difference [{percent} % CI] | |",
+        "|---" * (len(headers) + 4) + "|",
     ]
     for row in report.rows:
-        cells = [_cell(*row.spread[name]) for name in METRIC_NAMES]
+        cells = [_cell(*row.spread[name]) for name in report.columns]
         if row.interval is None:
             difference, verdict = "", ""
         else:
@@ -132,9 +151,10 @@ def format_markdown(report: Report) -> str:
             + f" | {difference} | {verdict} |"
         )  # fmt: skip
     lines.append("")
+    measured = "Test MAE" if report.metric == "mae" else f"Mean test {label}"
     lines.append(
-        f"Test MAE in degrees on {report.images} test images: mean ± standard deviation over "
-        f"the runs (training seeds) of each group. Difference: mean MAE minus the baseline's, "
+        f"{measured} in degrees on {report.images} test images: mean ± standard deviation over "
+        f"the runs (training seeds) of each group. Difference: {label} minus the baseline's, "
         f"{percent} % interval of a paired bootstrap over test images and seeds "
         f'({report.replicates} replicates, seed {report.bootstrap_seed}); "not '
         'distinguishable" when it covers 0.'
@@ -164,10 +184,12 @@ def report_json(report: Report) -> dict:
             "runs": [
                 {"name": run.name, "rev": run.rev, "seed": run.seed} for run in row.group.runs
             ],
-            "mae": {name: {"mean": mean, "std": std} for name, (mean, std) in row.spread.items()},
         }
+        spread = {name: {"mean": mean, "std": std} for name, (mean, std) in row.spread.items()}
+        # mae: per angle and their mean; a rotation error: its one mean and std
+        entry[report.metric] = spread if report.metric == "mae" else spread[report.metric]
         if row.interval is not None:
-            entry["difference_mean_mae"] = {
+            entry[f"difference_mean_{report.metric}"] = {
                 "value": row.interval.difference,
                 "ci_low": row.interval.low,
                 "ci_high": row.interval.high,
@@ -178,6 +200,7 @@ def report_json(report: Report) -> dict:
             }
         rows.append(entry)
     return {
+        "metric": report.metric,
         "test_images": report.images,
         "protocol": {key: json.loads(value) for key, value in report.protocol.items()},
         "bootstrap": {"replicates": report.replicates, "seed": report.bootstrap_seed},
@@ -216,7 +239,8 @@ def plot_report(report: Report, path: str | Path) -> None:
     title = f"against {baseline.label} ({runs_text(len(baseline.group.runs))})"
     axes.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     axes.set_xlabel(
-        f"mean MAE difference, degrees\n({round(CONFIDENCE * 100)} % paired bootstrap interval; "
+        f"{METRIC_LABELS[report.metric]} difference, degrees\n"
+        f"({round(CONFIDENCE * 100)} % paired bootstrap interval; "
         f"grey: not distinguishable or fewer than {MIN_SEEDS_FOR_VERDICT} seeds)"
     )
     try:

@@ -28,6 +28,7 @@ import numpy as np
 
 from headpose.compare.stats import Run, flatten
 from headpose.errors import HeadposeError
+from headpose.evaluation.metrics import ROTATION_ERROR_COLUMNS, rotation_errors_deg
 from headpose.geometry import ANGLE_NAMES
 
 PARAMS_FILE = "params.yaml"
@@ -121,8 +122,8 @@ def _run(
     if text is None:
         skipped.append(f"{name}: no {per_image_csv} in the DVC cache (dvc pull / dvc exp pull)")
         return None
-    stems, true_deg, errors_deg = parse_per_image(text, f"{per_image_csv} of {name}")
-    return Run(name, rev, params, protocol, stems, true_deg, errors_deg)
+    stems, true_deg, errors_deg, rotation_deg = parse_per_image(text, f"{per_image_csv} of {name}")
+    return Run(name, rev, params, protocol, stems, true_deg, errors_deg, rotation_deg)
 
 
 def _read_per_image(repo_root: str | Path, rev: str | None, path: str) -> str | None:
@@ -135,21 +136,36 @@ def _read_per_image(repo_root: str | Path, rev: str | None, path: str) -> str | 
         return None
 
 
-def parse_per_image(text: str, source: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-    """Stems, (N, 3) true angles and (N, 3) absolute errors of a per-image CSV's text."""
+def parse_per_image(
+    text: str, source: str
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray | None]:
+    """Stems, (N, 3) true angles, (N, 3) absolute errors and (N, 2) geodesic error and MAEV of a
+    per-image CSV's text. The rotation errors are its ``geodesic_error_deg`` and ``maev_deg``
+    columns; a CSV written before they existed gives them from its predicted angles
+    (:func:`headpose.evaluation.metrics.rotation_errors_deg`), or None without those."""
     true_columns = [f"true_{angle}_deg" for angle in ANGLE_NAMES]
     error_columns = [f"abs_error_{angle}_deg" for angle in ANGLE_NAMES]
+    predicted_columns = [f"predicted_{angle}_deg" for angle in ANGLE_NAMES]
     rows = list(csv.DictReader(io.StringIO(text)))
     if not rows:
         raise HeadposeError(f"{source} holds no rows")
     missing = [c for c in ("stem", *true_columns, *error_columns) if c not in rows[0]]
     if missing:
         raise HeadposeError(f"{source} lacks the column(s) {', '.join(missing)}")
-    try:
-        true_deg = np.array([[float(row[c]) for c in true_columns] for row in rows])
-        errors_deg = np.array([[float(row[c]) for c in error_columns] for row in rows])
-    except (TypeError, ValueError):
-        raise HeadposeError(f"{source} holds a value that is not a number") from None
-    if not np.isfinite(errors_deg).all():
-        raise HeadposeError(f"{source} holds a non-finite error")
-    return tuple(row["stem"] for row in rows), true_deg, errors_deg
+
+    def numbers(columns: list[str] | tuple[str, ...]) -> np.ndarray:
+        try:
+            return np.array([[float(row[c]) for c in columns] for row in rows])
+        except (TypeError, ValueError):
+            raise HeadposeError(f"{source} holds a value that is not a number") from None
+
+    true_deg, errors_deg = numbers(true_columns), numbers(error_columns)
+    rotation_deg = None
+    if all(column in rows[0] for column in ROTATION_ERROR_COLUMNS):
+        rotation_deg = numbers(ROTATION_ERROR_COLUMNS)
+    elif all(column in rows[0] for column in predicted_columns):
+        rotation_deg = rotation_errors_deg(numbers(predicted_columns), true_deg)
+    for values in (errors_deg, rotation_deg):
+        if values is not None and not np.isfinite(values).all():
+            raise HeadposeError(f"{source} holds a non-finite error")
+    return tuple(row["stem"] for row in rows), true_deg, errors_deg, rotation_deg

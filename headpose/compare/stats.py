@@ -7,8 +7,10 @@ All runs compared must have been evaluated on the same test images (names and tr
 the test-list hash and protocol keys they record): :func:`check_comparable` refuses otherwise,
 naming what differs.
 
-Per group: the runs' test MAE (yaw, pitch, roll and their mean), as mean and sample standard
-deviation over runs. Against a baseline group: the difference of mean MAE with a 95 % interval
+Per group: the runs' test MAE (yaw, pitch, roll and their mean), or with another
+:data:`COMPARED_METRICS` entry the runs' mean geodesic error or MAEV, as mean and sample standard
+deviation over runs. Against a baseline group: the difference of the mean error (the mean MAE,
+or the mean geodesic error or MAEV) with a 95 % interval
 from a paired bootstrap over test images and seeds (:func:`paired_bootstrap`): each replicate
 draws the test images once with replacement (the same images for both groups: the pairing) and
 each group's runs with replacement, and takes the difference of the two groups' mean error over
@@ -26,10 +28,13 @@ from typing import Any
 import numpy as np
 
 from headpose.errors import HeadposeError
+from headpose.evaluation.metrics import ROTATION_ERROR_KEYS
 from headpose.geometry import ANGLE_NAMES
 
 SEED_KEY = "train_seed"
 METRIC_NAMES = (*ANGLE_NAMES, "mean")  # yaw, pitch, roll and their mean
+# What ``headpose compare --metric`` compares: Euler MAE (default) or a rotation error.
+COMPARED_METRICS = ("mae", *ROTATION_ERROR_KEYS)
 REPLICATES = 2000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
@@ -39,7 +44,8 @@ CONFIDENCE = 0.95
 class Run:
     """One evaluated model: ``params`` flattened (``synth.train_faces``) with JSON-text values,
     ``protocol`` the recorded keys that define the evaluation (test-list hash, protocol names),
-    the test images in order with their true angles, and the (images, 3) absolute errors."""
+    the test images in order with their true angles, the (images, 3) absolute errors and the
+    (images, 2) geodesic error and MAEV (None for a per-image CSV that can give neither)."""
 
     name: str
     rev: str
@@ -48,6 +54,7 @@ class Run:
     stems: tuple[str, ...]
     true_deg: np.ndarray
     errors_deg: np.ndarray
+    rotation_deg: np.ndarray | None = None
 
     @property
     def mae(self) -> dict[str, float]:
@@ -75,19 +82,52 @@ class Group:
     def mae_spread(self) -> dict[str, tuple[float, float | None]]:
         """Per metric: mean over runs and sample standard deviation (None for one run)."""
         table = np.array([[run.mae[name] for name in METRIC_NAMES] for run in self.runs])
-        means = table.mean(axis=0)
-        stds = table.std(axis=0, ddof=1) if len(self.runs) > 1 else [None] * len(METRIC_NAMES)
-        return {
-            name: (float(mean), None if std is None else float(std))
-            for name, mean, std in zip(METRIC_NAMES, means, stds, strict=True)
-        }
+        return _spread(METRIC_NAMES, table)
+
+    def spread(self, metric: str = "mae") -> dict[str, tuple[float, float | None]]:
+        """:meth:`mae_spread` for ``mae``; for a rotation error, ``{metric: (mean over runs of
+        the runs' mean error, sample standard deviation)}``."""
+        if metric == "mae":
+            return self.mae_spread()
+        table = self.errors(metric).mean(axis=1, keepdims=True)  # (runs, 1)
+        return _spread((metric,), table)
 
     def errors(self, metric: str) -> np.ndarray:
-        """(runs, images) absolute errors of one angle, or their mean over angles."""
+        """(runs, images) absolute errors of one angle, or their mean over angles (``mean``), or
+        the geodesic error or MAEV (``geodesic``, ``maev``) of each image."""
+        if metric in ROTATION_ERROR_KEYS:
+            missing = [run.name for run in self.runs if run.rotation_deg is None]
+            if missing:
+                raise HeadposeError(
+                    f"--metric {metric}: the per-image CSV of {missing[0]} holds neither the "
+                    "rotation errors nor the predicted angles to compute them from (re-run its "
+                    "evaluate stage)"
+                )
+            stacked = np.stack([run.rotation_deg for run in self.runs])
+            return stacked[:, :, ROTATION_ERROR_KEYS.index(metric)]
         stacked = np.stack([run.errors_deg for run in self.runs])
         if metric == "mean":
             return stacked.mean(axis=2)
         return stacked[:, :, ANGLE_NAMES.index(metric)]
+
+
+def _spread(names: tuple[str, ...], table: np.ndarray) -> dict[str, tuple[float, float | None]]:
+    """Per column of a (runs, metrics) table: mean and sample standard deviation (None for one
+    run)."""
+    means = table.mean(axis=0)
+    stds = table.std(axis=0, ddof=1) if len(table) > 1 else [None] * len(names)
+    return {
+        name: (float(mean), None if std is None else float(std))
+        for name, mean, std in zip(names, means, stds, strict=True)
+    }
+
+
+def check_metric(metric: str) -> str:
+    """``metric`` if ``headpose compare`` can compare by it (:data:`COMPARED_METRICS`), else a
+    HeadposeError naming the choices."""
+    if metric not in COMPARED_METRICS:
+        raise HeadposeError(f"--metric {metric}: expected one of {', '.join(COMPARED_METRICS)}")
+    return metric
 
 
 @dataclass(frozen=True)

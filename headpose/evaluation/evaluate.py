@@ -11,8 +11,9 @@ the evaluate stage, the export stage's parity and int8 costs, and the benchmark.
 snapshot) or an exported ``.onnx`` file, opened by its caller through the one opener
 (:func:`headpose.inference.loading.open_model`; other options of a checkpoint's head, such as
 the bins' expectation mode, come as a head, never one by one). It reports the mean absolute
-error (MAE) of yaw, pitch, roll and their mean on all samples, on the samples whose three
-|angles| are all below 30 degrees and on the rest; the MAE of always predicting the
+error (MAE) of yaw, pitch, roll and their mean, and the mean geodesic error and MAEV
+(:func:`headpose.evaluation.metrics.rotation_errors_deg`), on all samples, on the samples whose
+three |angles| are all below 30 degrees and on the rest; the same errors of always predicting the
 training-set mean angles stored in the checkpoint (the trivial baseline); parameter count (of a
 checkpoint) and file size. Faces are cropped by the published ``hopenet`` protocol unless told
 otherwise (:mod:`headpose.crops.protocols`); ``other_protocols`` scores the same model under other
@@ -38,6 +39,8 @@ from headpose.datasets.registry import Sample
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import (
     NEAR_FRONTAL_LIMIT_DEG,
+    ROTATION_ERROR_COLUMNS,
+    ROTATION_ERROR_KEYS,
     PoseErrors,
     error_metrics,
 )
@@ -201,12 +204,16 @@ PER_IMAGE_COLUMNS = (
     *(f"true_{name}_deg" for name in ANGLE_NAMES),
     *(f"predicted_{name}_deg" for name in ANGLE_NAMES),
     *(f"abs_error_{name}_deg" for name in ANGLE_NAMES),
+    *ROTATION_ERROR_COLUMNS,
 )
 
 
 def write_per_image_csv(path: str | os.PathLike, errors: PoseErrors) -> None:
-    """One row per sample: stem, true, predicted and absolute error of each angle (degrees)."""
-    values = np.concatenate([errors.true_deg, errors.predicted_deg, errors.absolute_deg], axis=1)
+    """One row per sample: stem, true, predicted and absolute error of each angle, then the
+    sample's geodesic error and MAEV (degrees)."""
+    values = np.concatenate(
+        [errors.true_deg, errors.predicted_deg, errors.absolute_deg, errors.rotation_deg], axis=1
+    )
     rows = (
         [stem, *(f"{value:.4f}" for value in row)]
         for stem, row in zip(errors.stems, values, strict=True)
@@ -215,16 +222,24 @@ def write_per_image_csv(path: str | os.PathLike, errors: PoseErrors) -> None:
 
 
 def _mae_rows(metrics: dict, label: str = "") -> list[str]:
-    """The rows of one protocol's MAEs: all, near-frontal, rest."""
-    return [
-        f"{label + 'all':<24}{_cells(metrics['mae'])}",
-        f"{label + '|angles| < 30':<24}{_cells(metrics[f'mae_within_{NEAR_FRONTAL_LIMIT_DEG}'])}",
-        f"{label + 'rest':<24}{_cells(metrics[f'mae_beyond_{NEAR_FRONTAL_LIMIT_DEG}'])}",
-    ]
+    """The rows of one protocol's errors: all, near-frontal, rest."""
+    subsets = (
+        ("all", ""),
+        ("|angles| < 30", f"_within_{NEAR_FRONTAL_LIMIT_DEG}"),
+        ("rest", f"_beyond_{NEAR_FRONTAL_LIMIT_DEG}"),
+    )
+    return [f"{label + name:<24}{_cells(metrics, suffix)}" for name, suffix in subsets]
 
 
-def _cells(summary: dict) -> str:
+def _cells(metrics: dict, suffix: str = "", prefix: str = "") -> str:
+    """The MAE cells (yaw, pitch, roll, mean), the geodesic and MAEV cells and the count of the
+    metrics ``{prefix}mae{suffix}`` and ``{prefix}geodesic{suffix}`` ... (``-`` where missing:
+    metrics written before the rotation errors existed)."""
+    summary = metrics[f"{prefix}mae{suffix}"]
     numbers = [summary[name] for name in (*ANGLE_NAMES, "mean")]
+    numbers += [
+        metrics.get(f"{prefix}{key}{suffix}", {}).get("mean") for key in ROTATION_ERROR_KEYS
+    ]
     shown = "".join(f"{'-':>8}" if v is None else f"{v:8.2f}" for v in numbers)
     return f"{shown}{summary['count']:7d}"
 
@@ -236,8 +251,9 @@ def format_report(
     speed: dict | None = None,
     skipped: int = 0,
 ) -> str:
-    """The printed table: MAE rows, then model size (and ``speed``, when measured); ``skipped``
-    samples of a scanned folder are counted in the header (and listed on stderr)."""
+    """The printed table: rows of MAE per angle and their mean, mean geodesic error (GE) and
+    MAEV, then model size (and ``speed``, when measured); ``skipped`` samples of a scanned folder
+    are counted in the header (and listed on stderr)."""
     model = metrics["model"]
     protocol = " (real AFLW2000-3D, 1969-image protocol)" if metrics["real_aflw2000"] else ""
     source_label = f"checkpoint {checkpoint}"
@@ -259,13 +275,14 @@ def format_report(
         f"{model['trained_crop_protocol']} crop",
         f"test set {source}: {metrics['count']} samples{protocol}"
         + (f" ({skipped} skipped, listed above with the reason)" if skipped else ""),
-        f"{'MAE (degrees)':<24}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}{'n':>7}",
+        f"{'MAE, GE, MAEV (degrees)':<24}{'yaw':>8}{'pitch':>8}{'roll':>8}{'mean':>8}"
+        f"{'GE':>8}{'MAEV':>8}{'n':>7}",
         crop_row,
         *_mae_rows(metrics),
     ]
     if "baseline_training_mean_mae" in metrics:
-        baseline = metrics["baseline_training_mean_mae"]
-        rows.append(f"{'baseline: training mean':<24}{_cells(baseline)}")
+        baseline = _cells(metrics, prefix="baseline_training_mean_")
+        rows.append(f"{'baseline: training mean':<24}{baseline}")
     for other, other_metrics in metrics.get("other_protocols", {}).items():
         rows += [f"crop protocol {other}, same model", *_mae_rows(other_metrics)]
     if model["parameters"] is None:  # an .onnx file

@@ -42,7 +42,14 @@ from headpose.crops.protocols.visible import Visible
 from headpose.datasets.labels import Labels
 from headpose.datasets.registry import Sample
 from headpose.errors import HeadposeError
-from headpose.evaluation.metrics import MAE_KEYS, absolute_errors_deg, mae_summary
+from headpose.evaluation.metrics import (
+    MAE_KEYS,
+    ROTATION_ERROR_KEYS,
+    absolute_errors_deg,
+    mae_summary,
+    rotation_errors_deg,
+    rotation_summary,
+)
 from headpose.inference.batches import predict_angles
 from headpose.inference.runtime import AngleFunction
 from headpose.models.registry import Normalization
@@ -145,7 +152,8 @@ def framing_crop(image: np.ndarray, rectangle: Box, image_size: int) -> np.ndarr
 
 @dataclass(frozen=True)
 class FramingRow:
-    """The MAEs (degrees) of one framing condition over the sweep's samples."""
+    """The MAEs, mean geodesic error and MAEV (degrees) of one framing condition over the
+    sweep's samples."""
 
     scale: float
     shift_x: float
@@ -155,6 +163,8 @@ class FramingRow:
     mae_roll: float
     mae_mean: float
     count: int
+    geodesic_mean: float
+    maev_mean: float
 
     @property
     def shift(self) -> float:
@@ -272,9 +282,11 @@ def framing_sweep(
     )
     rows_condition = np.concatenate(condition_of_row)
     absolute = absolute_errors_deg(predicted, true)
+    rotation = rotation_errors_deg(predicted, true)
     rows = []
     for index, condition in enumerate(conditions):
         summary = mae_summary(absolute[rows_condition == index])
+        rotation_means = rotation_summary(rotation[rows_condition == index])
         rows.append(
             FramingRow(
                 condition.scale,
@@ -282,6 +294,7 @@ def framing_sweep(
                 condition.shift_y,
                 *(summary[key.removeprefix("mae_")] for key in MAE_KEYS),
                 summary["count"],
+                *(rotation_means[key]["mean"] for key in ROTATION_ERROR_KEYS),
             )
         )
     return FramingSweep(rows, float(np.median(published_scales)), image_size, len(samples))
