@@ -45,14 +45,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from headpose.crops.protocols import DEFAULT_PROTOCOL
-from headpose.crops.store import (
-    StoreSpec,
-    build_store,
-    open_store,
-    store_key,
-    store_root,
-    store_size_bytes,
-)
+from headpose.crops.store.build import build_store
+from headpose.crops.store.key import store_key, store_root
+from headpose.crops.store.read import open_store, store_size_bytes
+from headpose.crops.store.spec import StoreSpec
 from headpose.crops.training_batches import (
     TrainingRegions,
     augmented_crops,
