@@ -60,7 +60,7 @@ DEFAULT_AFLW2000 = REPO_ROOT.parent / "shared" / "data" / "AFLW2000"
 FOUND_IOU = 0.3
 PERCENTILES = (5, 25, 50, 75, 95)
 VIDEO_SIZE = (640, 480)
-PROTOCOL_MAX_ANGLE_DEG = 99  # the 1969-image AFLW2000 protocol
+AFLW2000_TEST_MAX_ANGLE_DEG = 99  # the 1969-image AFLW2000 protocol
 ANGLES = ("yaw", "pitch", "roll")
 
 
@@ -148,7 +148,7 @@ def run_images(predictor: FacePosePredictor, stems: list[Path]) -> dict:
         matches.append((face, truth, evaluation_crop, stem))
         true_deg = np.asarray(resolve(stem.as_posix()).header().angles_deg)
         predicted = [r for r in results if (r.x0, r.y0, r.x1, r.y1) == face.box]
-        if predicted and np.all(np.abs(true_deg) <= PROTOCOL_MAX_ANGLE_DEG):
+        if predicted and np.all(np.abs(true_deg) <= AFLW2000_TEST_MAX_ANGLE_DEG):
             result = predicted[0]
             angles = np.array([result.yaw_deg, result.pitch_deg, result.roll_deg])
             errors.append(np.abs(angles - true_deg))

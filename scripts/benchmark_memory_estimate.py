@@ -36,9 +36,9 @@ def measure(arch: str, image_size: int, batch_size: int, precision_name: str) ->
 
     from headpose.models.network import build_model
     from headpose.params import load_params
-    from headpose.training.loop import TrainSettings
     from headpose.training.memory import PeakPrivateMemory, status_mib, step_bytes
     from headpose.training.precision import choose_precision
+    from headpose.training.settings import TrainSettings
 
     head = TrainSettings.from_params(load_params(REPO / "params.yaml")).head
     model = build_model(arch, head)

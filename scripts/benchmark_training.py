@@ -20,7 +20,7 @@ included) one run:
      (:mod:`headpose.crops.training_batches`), alone;
    * ``step alone``: the training step on batches loaded beforehand (device crops, forward,
      loss, backward, optimizer);
-   * ``whole loop``: the real training loop (:func:`headpose.training.loop.train_one_epoch`)
+   * ``whole loop``: the real training loop (:func:`headpose.training.epoch.train_one_epoch`)
      over the loader;
 
 3. prints each as images/s and as a ratio to the reference step, then the process's peak
@@ -45,14 +45,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from headpose.crops.protocols import DEFAULT_PROTOCOL
-from headpose.crops.store import (
-    StoreSpec,
-    build_store,
-    open_store,
-    store_key,
-    store_root,
-    store_size_bytes,
-)
+from headpose.crops.store.build import build_store
+from headpose.crops.store.key import store_key, store_root
+from headpose.crops.store.read import open_store, store_size_bytes
+from headpose.crops.store.spec import StoreSpec
 from headpose.crops.training_batches import (
     TrainingRegions,
     augmented_crops,
@@ -64,17 +60,12 @@ from headpose.geometry import flip_angles
 from headpose.models.network import build_model, pick_device
 from headpose.models.registry import get_arch
 from headpose.params import load_params, parse_yaml
-from headpose.training.loop import (
-    Phase,
-    TrainSettings,
-    input_maker,
-    make_optimizer,
-    make_train_loader,
-    set_train_mode,
-    train_one_epoch,
-)
+from headpose.training.epoch import input_maker, train_one_epoch
+from headpose.training.loaders import make_train_loader
 from headpose.training.memory import PeakPrivateMemory
 from headpose.training.precision import check_compiler, choose_precision
+from headpose.training.schedule import Phase, make_optimizer, set_train_mode
+from headpose.training.settings import TrainSettings
 
 
 def _timed(function) -> float:

@@ -1,7 +1,7 @@
 """Stage ``train``: train the model on the augmented training list, validate every epoch.
 
-Reads every training key of params.yaml (:meth:`headpose.training.loop.TrainSettings.from_params`)
-and ``gpus``, the training list
+Reads every training key of params.yaml
+(:meth:`headpose.training.settings.TrainSettings.from_params`) and ``gpus``, the training list
 (300W_AUG's) and the validation list; writes the models folder (``model.pt``, ``best.pt``), the
 dvclive folder and the metrics. An interrupted run resumes from the resume file (outside every
 DVC output, git-ignored) when re-run with the same params.
@@ -24,7 +24,8 @@ from headpose.params import load_params
 from headpose.registry import load_plugins
 from headpose.training.distributed import is_main_process, relaunch_under_torchrun
 from headpose.training.gpus import claim_gpus
-from headpose.training.loop import TrainPaths, TrainSettings, run_training
+from headpose.training.run import run_training
+from headpose.training.settings import TrainPaths, TrainSettings
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -71,10 +71,10 @@ def offline_model_cache(tmp_path_factory, monkeypatch):
 def private_crop_store(tmp_path_factory):
     """Crop stores go to a temporary folder, never into the repo's .cache/crops (session-wide,
     so module-scoped fixtures that train or evaluate see it too)."""
-    from headpose.crops import store
+    from headpose.crops.store.key import STORE_ENV
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(store.STORE_ENV, str(tmp_path_factory.mktemp("crop_store")))
+        patch.setenv(STORE_ENV, str(tmp_path_factory.mktemp("crop_store")))
         yield
 
 

@@ -29,7 +29,8 @@ from protocol_fixtures import HOPENET, VISIBLE
 from stage_fixtures import STAGES, load_stage, stage_command
 from training_fixtures import write_list, write_tiny_dataset
 
-from headpose.crops.store import StoreSpec, prepare_crops
+from headpose.crops.store import prepare_crops
+from headpose.crops.store.spec import StoreSpec
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.errors import HeadposeError
 from headpose.io import files

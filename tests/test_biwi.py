@@ -15,7 +15,7 @@ import pytest
 
 from headpose.datasets import registry
 from headpose.datasets.biwi import (
-    PROTOCOL1_COUNT,
+    FSANET_FRAME_COUNT,
     FormatBIWI,
     benchmark_angles_deg,
     biwi_matrix,
@@ -31,7 +31,7 @@ from headpose.geometry import pose_angles_deg, rotation_matrix
 
 LISTED_ANGLES_DEG = (3.29099, 7.60722, -1.56663)  # 01/frame_00003, as biwi.md lists them
 # Frames per sequence kept by FSA-Net's protocol 1 (biwi.md, section 1, last column).
-PROTOCOL1_PER_SEQUENCE = [
+FSANET_FRAMES_PER_SEQUENCE = [
     431, 362, 569, 689, 881, 399, 699, 738, 831, 688, 570, 727,
     484, 653, 475, 692, 315, 476, 335, 471, 450, 530, 395, 359,
 ]  # fmt: skip
@@ -94,11 +94,11 @@ def test_the_head_centre_projects_onto_the_face_through_the_rgb_calibration(hpdb
     assert np.array_equal(depth.rotation, np.eye(3))
 
 
-def test_the_protocol1_list_holds_its_13219_frames_and_boxes(hpdb, frame_list):
+def test_the_fsanet_frame_list_holds_its_13219_frames_and_boxes(hpdb, frame_list):
     frames = read_frame_list(frame_list)
-    assert len(frames) == PROTOCOL1_COUNT
+    assert len(frames) == FSANET_FRAME_COUNT
     per_sequence = Counter(name[:2] for name in frames)
-    assert [per_sequence[f"{n:02d}"] for n in range(1, 25)] == PROTOCOL1_PER_SEQUENCE
+    assert [per_sequence[f"{n:02d}"] for n in range(1, 25)] == FSANET_FRAMES_PER_SEQUENCE
     assert frames["01/frame_00003"] == FSA_BOX
     with np.load(frame_list) as arrays:  # the list's own labels: the benchmark formula's
         assert tuple(arrays["ypr"][0]) == pytest.approx(
@@ -108,14 +108,14 @@ def test_the_protocol1_list_holds_its_13219_frames_and_boxes(hpdb, frame_list):
     scan = FormatBIWI.scan(hpdb, frame_list=frame_list)
 
     assert scan.entries == [f"{hpdb.as_posix()}/01/frame_00003@270,177,146,180"]
-    assert len(scan.unpaired) == PROTOCOL1_COUNT - 1  # listed, not in the one-frame sample
+    assert len(scan.unpaired) == FSANET_FRAME_COUNT - 1  # listed, not in the one-frame sample
     assert all("not found" in reason for _, reason in scan.unpaired)
     image, labels = registry.resolve(scan.entries[0]).read()
     assert image.shape == (480, 640, 3)
     assert labels.crop_box == (270, 177, 416, 357)  # pixels 270..415 and 177..356
 
 
-def test_the_protocol1_guard_recognises_exactly_its_frames(frame_list):
+def test_the_fsanet_frame_guard_recognises_exactly_its_frames(frame_list):
     boxed = [f"/d/hpdb/{name}@1,2,3,4" for name in read_frame_list(frame_list)]
     check = registry.check_test_set
     assert check(registry.resolve_all(boxed), "list")
@@ -195,8 +195,8 @@ def test_unknown_formats_and_layouts_are_one_line(tmp_path):
         registry.recognise(tmp_path)
 
 
-def test_protocol1_frame_digest_constant_is_the_lists(frame_list):
+def test_the_fsanet_frames_digest_constant_is_the_lists(frame_list):
     text = "".join(f"{name}\n" for name in sorted(read_frame_list(frame_list)))
-    from headpose.datasets.biwi import PROTOCOL1_FRAMES_SHA256
+    from headpose.datasets.biwi import FSANET_FRAMES_SHA256
 
-    assert hashlib.sha256(text.encode()).hexdigest() == PROTOCOL1_FRAMES_SHA256
+    assert hashlib.sha256(text.encode()).hexdigest() == FSANET_FRAMES_SHA256

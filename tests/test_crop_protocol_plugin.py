@@ -68,7 +68,7 @@ def test_a_protocol_defined_in_one_file_trains_evaluates_exports_and_predicts(re
     from headpose.deploy.export import export_for_deployment
     from headpose.evaluation.evaluate import evaluate, format_report
     from headpose.inference.loading import open_model
-    from headpose.training.loop import run_training
+    from headpose.training.run import run_training
 
     assert CentreSquare.name in protocol_names() and get_protocol(CentreSquare.name) == registered
     stems = write_tiny_dataset(tmp_path, 24)

@@ -11,7 +11,9 @@ from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.crops.pipeline import evaluation_dataset
 from headpose.crops.protocols import get_protocol
-from headpose.crops.store import STORE_ENV, StoreSpec, prepare_crops
+from headpose.crops.store import prepare_crops
+from headpose.crops.store.key import STORE_ENV
+from headpose.crops.store.spec import StoreSpec
 from headpose.datasets.mat import find_sample_stems, read_mat_labels
 from headpose.errors import HeadposeError
 from headpose.io.images import read_image

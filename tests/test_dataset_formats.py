@@ -173,7 +173,7 @@ def test_a_landmark_format_in_one_module_runs_the_whole_pipeline_and_the_sweep(t
     train, evaluate and the framing sweep, all through the format's Labels."""
     from headpose.crops.framing_stats import framing_distributions, measure_framing
     from headpose.crops.protocols import DEFAULT_PROTOCOL
-    from headpose.crops.store import code_files
+    from headpose.crops.store.key import code_files
     from headpose.datasets.augment import build_augmentation
     from headpose.evaluation.framing_sweep import framing_sweep
 

@@ -23,11 +23,13 @@ from protocol_fixtures import HOPENET
 from torch import nn
 from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
-import headpose.training.loop as training
+import headpose.training.run as training
 from headpose.errors import HeadposeError
 from headpose.io.lists import read_list
 from headpose.training.distributed import BACKEND_VARIABLE, Rank, relaunch_under_torchrun
-from headpose.training.loop import TrainPaths, make_train_loader, run_training
+from headpose.training.loaders import make_train_loader
+from headpose.training.run import run_training
+from headpose.training.settings import TrainPaths
 
 # 16 training images, global batch 16: one step per epoch, so each epoch's loss is one step's.
 # float32: two ranks' halves of a batch equal the whole batch only up to the step's rounding.

@@ -22,7 +22,7 @@ from training_fixtures import write_list, write_tiny_dataset
 
 from headpose.cli import main as headpose_main
 from headpose.crops.pipeline import evaluation_dataset, preprocess
-from headpose.datasets import mat as protocol
+from headpose.datasets import mat as mat_format
 from headpose.datasets.mat import is_real_aflw2000, read_mat_labels, write_sample
 from headpose.errors import HeadposeError
 from headpose.evaluation.evaluate import evaluate, evaluation_timing, write_per_image_csv
@@ -103,12 +103,12 @@ def test_the_guard_refuses_a_recognised_aflw2000_without_1969_samples(tmp_path, 
         check_published_test_set(as_samples(stems), "test.txt") is False
     )  # other sets: any count is fine
     names_digest = hashlib.sha256(b"image00002\nimage00004\nimage00006\n").hexdigest()
-    monkeypatch.setattr(protocol, "AFLW2000_NAMES_SHA256", names_digest)
+    monkeypatch.setattr(mat_format, "AFLW2000_NAMES_SHA256", names_digest)
     assert is_real_aflw2000(stems)
     with pytest.raises(HeadposeError, match="test.txt holds 3 samples .* of the real AFLW2000-3D"):
         check_published_test_set(as_samples(stems), "test.txt")
-    protocol_digest = hashlib.sha256(b"image00002\nimage00004\n").hexdigest()
-    monkeypatch.setattr(protocol, "AFLW2000_PROTOCOL_NAMES_SHA256", protocol_digest)
+    test_names_digest = hashlib.sha256(b"image00002\nimage00004\n").hexdigest()
+    monkeypatch.setattr(mat_format, "AFLW2000_TEST_NAMES_SHA256", test_names_digest)
     assert check_published_test_set(as_samples(stems[:2]), "test.txt") is True
     with pytest.raises(HeadposeError, match="listed more than once"):
         check_published_test_set(as_samples([stems[0], stems[0], stems[1]]), "test.txt")

@@ -31,7 +31,7 @@ from headpose.crops.framing_stats import (
     training_framing,
 )
 from headpose.crops.pipeline import training_dataset
-from headpose.crops.store import store_size_bytes
+from headpose.crops.store.read import store_size_bytes
 from headpose.crops.training_batches import augmented_crops, pyramid_levels
 from headpose.crops.training_draws import draw_item
 from headpose.datasets.mat import read_mat_labels, write_sample

@@ -26,7 +26,8 @@ from model_fixtures import write_checkpoint
 from protocol_fixtures import HOPENET
 
 from headpose.cli import main as headpose_main
-from headpose.crops.store import StoreSpec, prepare_crops
+from headpose.crops.store import prepare_crops
+from headpose.crops.store.spec import StoreSpec
 from headpose.datasets.augment import build_augmentation
 from headpose.datasets.filelists import build_filelists, write_filelists
 from headpose.datasets.mat import read_pair

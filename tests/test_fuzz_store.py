@@ -22,21 +22,21 @@ from hypothesis import strategies as st
 from protocol_fixtures import HOPENET
 from training_fixtures import write_tiny_dataset
 
-from headpose.crops import store
 from headpose.crops.crop import cache_side
-from headpose.crops.store import (
+from headpose.crops.store import build as build_module
+from headpose.crops.store import prepare_crops
+from headpose.crops.store import read as read_module
+from headpose.crops.store.build import size_text
+from headpose.crops.store.key import STORE_ENV, store_key
+from headpose.crops.store.read import VERIFY_ENV
+from headpose.crops.store.spec import (
     ANGLES_FILE,
     BOXES_FILE,
     IMAGES_FILE,
     META_FILE,
     REGIONS_FILE,
     ROW_DIGESTS_FILE,
-    STORE_ENV,
-    VERIFY_ENV,
     StoreSpec,
-    prepare_crops,
-    size_text,
-    store_key,
 )
 from headpose.errors import HeadposeError
 
@@ -55,8 +55,8 @@ def pristine(samples, tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     """A built store (its folder) and the arrays a fresh build holds."""
     root = tmp_path_factory.mktemp("pristine_root")
     key = store_key(samples, SPEC, workers=1)
-    folder, _ = store.build_store(samples, SPEC, key, root, workers=1)
-    crops = store.open_store(folder, samples, SPEC)
+    folder, _ = build_module.build_store(samples, SPEC, key, root, workers=1)
+    crops = read_module.open_store(folder, samples, SPEC)
     arrays = {
         "images": np.array(crops.images),
         "boxes": crops.face_boxes,
@@ -201,29 +201,31 @@ def test_the_quick_check_finds_rows_its_fixed_sample_skips(tmp_path, monkeypatch
     many = as_samples(write_tiny_dataset(tmp_path / "samples", 150, size=24))
     root = tmp_path / "root"
     key = store_key(many, SPEC, workers=1)
-    folder, _ = store.build_store(many, SPEC, key, root, workers=1)
-    sampled = set(store._sampled_rows(150))
+    folder, _ = build_module.build_store(many, SPEC, key, root, workers=1)
+    sampled = set(read_module.sampled_rows(150))
     unsampled = [row for row in range(150) if row not in sampled]
     images = np.load(folder / IMAGES_FILE, mmap_mode="r+")
     for row in unsampled[::3]:  # 29 of 150 rows, none of the fixed sample
         images[row] = 255 - images[row]
     images.flush()
     del images
-    with pytest.raises(store.StoreDamaged, match=r"images.npy: row \d+ differs"):
-        store.verify_store(folder, 150, SPEC)
+    with pytest.raises(read_module.StoreDamaged, match=r"images.npy: row \d+ differs"):
+        read_module.verify_store(folder, 150, SPEC)
 
 
 def test_an_evaluation_store_is_hashed_whole_on_every_open(tmp_path):
     stems = as_samples(write_tiny_dataset(tmp_path / "samples", 8, size=24))
     spec = StoreSpec(IMAGE_SIZE, HOPENET, "eval")
-    folder, _ = store.build_store(stems, spec, store_key(stems, spec, 1), tmp_path / "root", 1)
-    store.verify_store(folder, 8, spec)
+    folder, _ = build_module.build_store(
+        stems, spec, store_key(stems, spec, 1), tmp_path / "root", 1
+    )
+    read_module.verify_store(folder, 8, spec)
     images = np.load(folder / IMAGES_FILE, mmap_mode="r+")
     images[5, 3, 4, 1] ^= 1  # one bit of one pixel
     images.flush()
     del images
-    with pytest.raises(store.StoreDamaged, match="images.npy: SHA-256 differs"):
-        store.verify_store(folder, 8, spec)  # no HEADPOSE_CROP_STORE_VERIFY needed
+    with pytest.raises(read_module.StoreDamaged, match="images.npy: SHA-256 differs"):
+        read_module.verify_store(folder, 8, spec)  # no HEADPOSE_CROP_STORE_VERIFY needed
 
 
 # --- Fuzz: any damage to any file -----------------------------------------------------------------
@@ -311,7 +313,7 @@ def test_no_room_to_reserve_the_store_is_one_line_and_leaves_nothing(
     root = tmp_path / "root"
     key = store_key(samples, SPEC, workers=1)
     with pytest.raises(HeadposeError) as error:
-        store.build_store(samples, SPEC, key, root, workers=1)
+        build_module.build_store(samples, SPEC, key, root, workers=1)
     message = str(error.value)
     assert message.startswith(f"crop store {root}: needs ") and "free space" in message
     assert "0.0 GiB" not in message and "\n" not in message
@@ -328,12 +330,12 @@ def test_a_write_failing_mid_build_is_one_line_and_leaves_nothing(samples, tmp_p
             return real_open("/dev/full", mode, *args, **kwargs)
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(store, "open", images_on_a_full_disk, raising=False)
+    monkeypatch.setattr(build_module, "open", images_on_a_full_disk, raising=False)
     monkeypatch.setattr(os, "posix_fallocate", lambda fd, offset, length: None)
     root = tmp_path / "root"
     key = store_key(samples, SPEC, workers=1)
     with pytest.raises(HeadposeError) as error:
-        store.build_store(samples, SPEC, key, root, workers=1)
+        build_module.build_store(samples, SPEC, key, root, workers=1)
     message = str(error.value)
     assert str(root / key) in message and "No space left on device" in message
     assert "\n" not in message
@@ -345,7 +347,7 @@ def test_too_little_free_space_is_said_in_readable_units(samples, tmp_path, monk
     key = store_key(samples, SPEC, workers=1)
     needed = COUNT * cache_side(IMAGE_SIZE) ** 2 * 3
     with pytest.raises(HeadposeError, match=f"needs {size_text(needed)}, only 5 KiB free"):
-        store.build_store(samples, SPEC, key, tmp_path / "root", workers=1)
+        build_module.build_store(samples, SPEC, key, tmp_path / "root", workers=1)
     assert size_text(needed).endswith("KiB") or size_text(needed).endswith("MiB")
 
 

@@ -17,8 +17,8 @@ from training_fixtures import tiny_run_paths, tiny_settings, write_tiny_dataset
 
 from headpose.errors import HeadposeError
 from headpose.models.network import build_model
-from headpose.training import loop as training
 from headpose.training import memory
+from headpose.training import run as training
 from headpose.training.precision import choose_precision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +153,8 @@ def test_under_ulimit_v_a_batch_too_large_is_refused_in_one_line(tiny_run):
         from pathlib import Path
         from headpose.errors import exit_on_error
         from headpose.training import memory
-        from headpose.training.loop import TrainPaths, run_training
+        from headpose.training.run import run_training
+        from headpose.training.settings import TrainPaths
         sys.path.insert(0, {str(REPO / "tests")!r})
         from training_fixtures import tiny_settings
 

@@ -174,7 +174,8 @@ def test_a_one_sample_training_list_is_refused_in_one_line(tmp_path):
     than 1 value per channel" deep in the first step."""
     from training_fixtures import tiny_settings, write_list
 
-    from headpose.training.loop import TrainPaths, run_training
+    from headpose.training.run import run_training
+    from headpose.training.settings import TrainPaths
 
     stems = write_tiny_dataset(tmp_path, 3, size=60)
     paths = TrainPaths(

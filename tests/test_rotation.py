@@ -35,7 +35,8 @@ from headpose.models.heads.rotation import (
 from headpose.models.keys import validate_model_params
 from headpose.models.network import AnglesModel, build_model
 from headpose.params import validate
-from headpose.training.loop import TrainPaths, run_training
+from headpose.training.run import run_training
+from headpose.training.settings import TrainPaths
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

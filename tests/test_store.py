@@ -19,15 +19,12 @@ from training_fixtures import write_tiny_dataset
 from headpose.crops import store
 from headpose.crops.crop import cache_side
 from headpose.crops.pipeline import PoseDataset, model_input, preprocess
-from headpose.crops.store import (
-    StoreSpec,
-    build_store,
-    prepare_crops,
-    prepare_sample,
-    store_key,
-    store_root,
-    workspace_root,
-)
+from headpose.crops.store import build as build_module
+from headpose.crops.store import key as key_module
+from headpose.crops.store import prepare_crops
+from headpose.crops.store.build import build_store, prepare_sample
+from headpose.crops.store.key import store_key, store_root, workspace_root
+from headpose.crops.store.spec import StoreSpec
 from headpose.datasets.registry import Sample
 from headpose.models.registry import IMAGENET, IMAGENET_MEAN, IMAGENET_STD
 
@@ -89,10 +86,10 @@ def test_key_follows_every_input_and_nothing_else(samples, tmp_path, monkeypatch
     assert changed != key
     # the crop code: an edited crop.py (other margins, another looseness) gives another key
     package = tmp_path / "package"
-    shutil.copytree(store.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(key_module.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
     crop_source = package / "crops" / "crop.py"
     crop_source.write_text(crop_source.read_text().replace("EVAL_K = 0.2", "EVAL_K = 0.25"))
-    monkeypatch.setattr(store, "PACKAGE_DIR", package)
+    monkeypatch.setattr(key_module, "PACKAGE_DIR", package)
     assert store_key(copies, TRAIN, workers=1) != changed
 
 
@@ -107,7 +104,7 @@ def test_interrupted_build_is_never_trusted(samples, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return prepare_sample(task)
 
-    monkeypatch.setattr(store, "prepare_sample", interrupted)
+    monkeypatch.setattr(build_module, "prepare_sample", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_store(samples, TRAIN, key, root, workers=1)
     assert not (root / key).exists()
@@ -116,7 +113,7 @@ def test_interrupted_build_is_never_trusted(samples, tmp_path, monkeypatch):
     leftover = root / f".{key}.killed.tmp"
     leftover.mkdir()
     (leftover / "images.npy").write_bytes(b"half")
-    monkeypatch.setattr(store, "prepare_sample", prepare_sample)
+    monkeypatch.setattr(build_module, "prepare_sample", prepare_sample)
     folder, build_s = build_store(samples, TRAIN, key, root, workers=1)
     assert folder == root / key and build_s > 0 and not leftover.exists()
     assert build_store(samples, TRAIN, key, root, workers=1) == (folder, 0.0)
@@ -160,10 +157,10 @@ def test_store_root_is_shared_by_queued_experiments(tmp_path, monkeypatch):
     assert workspace_root(copy / "nested") == workspace.resolve()
     assert workspace_root(workspace / "stages") == workspace.resolve()
     assert workspace_root(tmp_path) == tmp_path.resolve()  # no workspace: the folder itself
-    monkeypatch.delenv(store.STORE_ENV)
+    monkeypatch.delenv(key_module.STORE_ENV)
     monkeypatch.chdir(copy)
     assert store_root() == workspace.resolve() / ".cache" / "crops"
-    monkeypatch.setenv(store.STORE_ENV, str(tmp_path / "elsewhere"))
+    monkeypatch.setenv(key_module.STORE_ENV, str(tmp_path / "elsewhere"))
     assert store_root() == tmp_path / "elsewhere"
 
 
@@ -176,11 +173,13 @@ def test_the_code_digest_covers_every_registered_format_and_protocol_module():
 
     for dataset_format in formats().values():
         for protocol in PROTOCOLS.values():
-            files = store.code_files(protocol, [dataset_format])
+            files = key_module.code_files(protocol, [dataset_format])
             defining = {Path(sys.modules[cls.__module__].__file__).resolve()
                         for cls in (type(protocol), dataset_format)}  # fmt: skip
             assert defining <= set(files), (protocol, dataset_format)
-    assert Path(store.__file__).resolve() in files  # the fixed part
+    # the fixed part: every module of the store package
+    package = {Path(module.__file__).resolve() for module in (store, build_module, key_module)}
+    assert package <= set(files)
 
 
 def test_editing_a_format_module_gives_another_key(samples, monkeypatch):

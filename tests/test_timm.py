@@ -26,7 +26,7 @@ from headpose.models.network import (
 from headpose.models.registry import get_arch
 from headpose.models.weights import timm_weight_source
 from headpose.params import validate
-from headpose.training.loop import Phase, make_optimizer, set_stem_frozen
+from headpose.training.schedule import Phase, make_optimizer, set_stem_frozen
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

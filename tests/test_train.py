@@ -12,17 +12,13 @@ import pytest
 import torch
 from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 
-import headpose.training.loop as training
+import headpose.training.run as training
 from headpose.errors import HeadposeError
 from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model
-from headpose.training.loop import (
-    Phase,
-    TrainPaths,
-    make_optimizer,
-    make_scheduler,
-    run_training,
-)
+from headpose.training.run import run_training
+from headpose.training.schedule import Phase, make_optimizer, make_scheduler
+from headpose.training.settings import TrainPaths
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from training_fixtures import write_tiny_dataset
 
 from headpose.crops.pipeline import training_dataset
 from headpose.crops.protocols import CropProtocol, get_protocol
-from headpose.crops.store import PreparedCrops, StoreSpec
+from headpose.crops.store.spec import PreparedCrops, StoreSpec
 from headpose.crops.training_batches import (
     RegionBatch,
     TrainingRegions,

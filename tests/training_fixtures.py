@@ -56,14 +56,14 @@ def tiny_params(**overrides) -> Params:
 
 def tiny_settings(**overrides):
     """The training settings of :func:`tiny_params` (``overrides`` included)."""
-    from headpose.training.loop import TrainSettings
+    from headpose.training.settings import TrainSettings
 
     return TrainSettings.from_params(tiny_params(**overrides))
 
 
 def tiny_run_paths(folder: Path, stems: list[str]):
     """TrainPaths in ``folder`` for training on ``stems[:16]`` and validating on the rest."""
-    from headpose.training.loop import TrainPaths
+    from headpose.training.settings import TrainPaths
 
     return TrainPaths(
         write_list(folder / "train.txt", stems[:16]),
@@ -77,7 +77,8 @@ def tiny_run_paths(folder: Path, stems: list[str]):
 def train_on_lists(folder: Path) -> Path:
     """Train a tiny model (one epoch) on ``folder``'s ``train.txt`` and ``val.txt`` (as the
     filelists stage writes them), in that folder; return its final checkpoint."""
-    from headpose.training.loop import TrainPaths, run_training
+    from headpose.training.run import run_training
+    from headpose.training.settings import TrainPaths
 
     paths = TrainPaths(
         folder / "train.txt",
@@ -98,7 +99,7 @@ def check_head_end_to_end(head: str, folder: Path) -> dict:
     from headpose.evaluation.evaluate import evaluate, format_report
     from headpose.inference.loading import open_model
     from headpose.models.heads import head_from_meta
-    from headpose.training.loop import run_training
+    from headpose.training.run import run_training
 
     stems = write_tiny_dataset(folder, 24)
     paths = tiny_run_paths(folder, stems)

@@ -26,7 +26,8 @@ from torch.utils.data import Dataset
 
 from headpose.crops.framing import NO_FRAMING, FramingAugmentation
 from headpose.crops.protocols import CropProtocol
-from headpose.crops.store import PreparedCrops, StoreSpec, prepare_crops
+from headpose.crops.store import prepare_crops
+from headpose.crops.store.spec import PreparedCrops, StoreSpec
 from headpose.crops.training_batches import TrainingRegions, normalize
 from headpose.datasets.registry import Sample
 from headpose.models.registry import Normalization

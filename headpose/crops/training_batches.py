@@ -43,7 +43,7 @@ from headpose.crops.crop import Box
 from headpose.crops.framing import NO_FRAMING, FramingAugmentation, context_bounds
 from headpose.crops.protocols import CropProtocol
 from headpose.crops.protocols.stored_box import sample_protocol
-from headpose.crops.store import PreparedCrops
+from headpose.crops.store.spec import PreparedCrops
 from headpose.crops.training_draws import ItemDraw, draw_item
 from headpose.geometry import flip_angles
 from headpose.models.registry import Normalization

@@ -23,7 +23,7 @@ its frame set nor its crops, so its numbers do not compare with published ones).
 
 Groups: the person (:data:`SEQUENCE_SUBJECTS`; four people were recorded twice, so a split by
 sequence is not a split by person). Guard: a set whose frames are exactly the 13,219 of
-protocol 1 is recognised as the published set (:data:`PROTOCOL1_FRAMES_SHA256`).
+protocol 1 is recognised as the published set (:data:`FSANET_FRAMES_SHA256`).
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ SEQUENCE_SUBJECTS = {
     "13": "M07", "14": "M08", "15": "F03", "16": "M09", "17": "M10", "18": "F05",
     "19": "M11", "20": "M12", "21": "F02", "22": "M01", "23": "M13", "24": "M14",
 }  # fmt: skip
-PROTOCOL1_NAME = "BIWI protocol 1 (FSA-Net's 13,219 frames)"
-PROTOCOL1_COUNT = 13219
-# The 13,219 protocol-1 frames as "NN/frame_XXXXX", sorted, one per line.
-PROTOCOL1_FRAMES_SHA256 = "4b44a0b49a835a8101c66cbe5a0d950c56cef03125ec96a080a2d9ef84795b2d"
+# The frame list FSA-Net published (the literature's BIWI protocol 1): its name, its size and
+# the SHA-256 of its frames as "NN/frame_XXXXX", sorted, one per line (the test-set guard's).
+FSANET_FRAME_LIST_NAME = "BIWI protocol 1 (FSA-Net's 13,219 frames)"
+FSANET_FRAME_COUNT = 13219
+FSANET_FRAMES_SHA256 = "4b44a0b49a835a8101c66cbe5a0d950c56cef03125ec96a080a2d9ef84795b2d"
 RGB_SUFFIX, POSE_SUFFIX = "_rgb.png", "_pose.txt"
 ENTRY = re.compile(
     r"(?P<frame>(?:.*/)?(?P<sequence>\d\d)/frame_(?P<number>\d{5}))(?:@(?P<box>[^@/]*))?"
@@ -437,9 +438,10 @@ class FormatBIWI(DatasetFormat):
 
     @classmethod
     def check_test_set(cls, entries: list[str], source: str) -> bool:
-        """Whether the entries are exactly the protocol-1 frames, each once, with boxes."""
+        """Whether the entries are exactly FSA-Net's 13,219 frames (protocol 1), each once, with
+        boxes."""
         names = [f"{m['sequence']}/frame_{m['number']}" for m in map(_parse, entries)]
-        if len(names) != PROTOCOL1_COUNT or any(_parse(e)["box"] is None for e in entries):
+        if len(names) != FSANET_FRAME_COUNT or any(_parse(e)["box"] is None for e in entries):
             return False
         text = "".join(f"{name}\n" for name in sorted(names))
-        return hashlib.sha256(text.encode()).hexdigest() == PROTOCOL1_FRAMES_SHA256
+        return hashlib.sha256(text.encode()).hexdigest() == FSANET_FRAMES_SHA256

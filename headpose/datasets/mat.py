@@ -26,7 +26,7 @@ angles are within :data:`~headpose.datasets.labels.MAX_ABS_ANGLE_DEG`; the image
   recognised as the real AFLW2000-3D when all its samples lie in one folder whose pairs are
   exactly the 2000 of the real set (the SHA-256 of their sorted names,
   :data:`AFLW2000_NAMES_SHA256`); then it must hold exactly the 1969 protocol images, each once
-  (:data:`AFLW2000_PROTOCOL_NAMES_SHA256`), so no number is reported under another protocol by
+  (:data:`AFLW2000_TEST_NAMES_SHA256`), so no number is reported under another protocol by
   mistake. A partial copy of the set is not recognised.
 """
 
@@ -51,10 +51,10 @@ from headpose.io.images import image_header_size, read_image, refuse_special_fil
 IMAGE_SUFFIX = ".jpg"
 ANNOTATION_SUFFIX = ".mat"
 MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by headpose"
-AFLW2000_PROTOCOL_COUNT = 1969
+AFLW2000_TEST_COUNT = 1969  # the standard test set: the images with every |angle| <= 99 deg
 AFLW2000_NAMES_SHA256 = "acb1af9f109532c8cbb1c8a5a8e402c7acaf11402375c186dd343bf922704d70"
 # The 1969 names whose angles all lie within +-99 degrees, sorted, one per line.
-AFLW2000_PROTOCOL_NAMES_SHA256 = "039b5d774142a6e25e03b473b8b492e45d4ab374dd08599945c0d33409faf488"
+AFLW2000_TEST_NAMES_SHA256 = "039b5d774142a6e25e03b473b8b492e45d4ab374dd08599945c0d33409faf488"
 IGNORED_FOLDERS = ("landmarks",)  # 300W_LP's landmark folder holds no samples
 
 
@@ -339,17 +339,14 @@ class FormatAFLW2000(MatPairFormat):
             return False
         names = [Path(entry).name for entry in entries]
         distinct = set(names)
-        if (
-            len(names) == len(distinct)
-            and _names_digest(distinct) == AFLW2000_PROTOCOL_NAMES_SHA256
-        ):
+        if len(names) == len(distinct) and _names_digest(distinct) == AFLW2000_TEST_NAMES_SHA256:
             return True
         repeated = len(names) - len(distinct)
         what = f"{len(entries)} samples ({len(distinct)} distinct"
         what += f", {repeated} listed more than once)" if repeated else ")"
         raise HeadposeError(
             f"{source} holds {what} of the real AFLW2000-3D, but the standard protocol (drop any "
-            f"|angle| > 99 deg) is {AFLW2000_PROTOCOL_COUNT} distinct images: refusing to report "
+            f"|angle| > 99 deg) is {AFLW2000_TEST_COUNT} distinct images: refusing to report "
             "a number that would not compare with published results; check max_angle, the "
             "skipped samples and the list"
         )

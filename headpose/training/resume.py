@@ -37,7 +37,7 @@ def pretrained_digest(pretrained: str) -> str:
 def run_fingerprint(record: dict, pretrained: str, train_key: str, val_key: str) -> str:
     """A hash of everything a run's result depends on: all params (``record``, the whole
     params.yaml as a mapping), the ``pretrained:`` file's bytes and both sets' crop store keys
-    (:func:`headpose.crops.store.store_key`: the lists and every sample file's bytes)."""
+    (:func:`headpose.crops.store.key.store_key`: the lists and every sample file's bytes)."""
     content = {
         "params": record,
         "train": train_key,

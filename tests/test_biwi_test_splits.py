@@ -64,7 +64,7 @@ def iou(first: tuple, second: tuple) -> float:
 # --- Detector boxes -----------------------------------------------------------------------------
 
 
-def test_a_detection_is_enlarged_as_protocol1_enlarged_mtcnn_boxes_and_clipped():
+def test_a_detection_is_enlarged_as_fsanet_enlarged_its_mtcnn_boxes_and_clipped():
     assert detection_crop_box((100.0, 50.0, 200.0, 150.0), (640, 480)) == (60, 10, 181, 181)
     # 0.4 of the size beyond each side, truncated, clipped to the 640 x 480 image
     assert detection_crop_box((10.0, 400.0, 110.0, 470.0), (640, 480)) == (0, 372, 151, 108)
@@ -95,9 +95,7 @@ def test_the_detection_holding_the_projected_head_centre_is_kept(hpdb):
     ]
 
 
-def test_detector_boxes_of_the_genuine_frame_are_near_its_protocol1_box(
-    biwi_sample_dir, yunet_model
-):
+def test_detector_boxes_of_the_genuine_frame_are_near_its_fsanet_box(biwi_sample_dir, yunet_model):
     from headpose.app.detect import make_detector
 
     detector = make_detector("yunet", str(yunet_model))
@@ -129,7 +127,7 @@ def test_a_detector_frame_list_without_a_detector_or_on_another_format_is_one_li
 # --- Protocol 2 ---------------------------------------------------------------------------------
 
 
-def test_protocol2_holds_out_whole_sequences_drawn_by_the_seed(hpdb, tmp_path):
+def test_held_out_sequences_are_whole_sequences_drawn_by_the_seed(hpdb, tmp_path):
     lists = build_filelists(hpdb, "unused", 99, 0.3, seed=0, workers=1, held_out_sequences=1)
     split = lists.split
     assert split["held_out_sequences"] == 1 and len(split["test_sequences"]) == 1
@@ -170,7 +168,7 @@ def test_the_split_names_the_people_recorded_on_both_sides():
     assert all(s["people_on_both_sides"] == [] for s in together)
 
 
-def test_protocol2_on_a_folder_without_sequences_or_too_few_is_one_line(hpdb, tmp_path):
+def test_held_out_sequences_on_a_folder_without_sequences_or_too_few_is_one_line(hpdb, tmp_path):
 
     write_tiny_dataset(tmp_path / "w300", 4, seed=0, size=60)
     with pytest.raises(HeadposeError, match="recorded in sequences .BIWI.; 300w_lp samples"):
@@ -209,7 +207,7 @@ def test_300w_aug_rotates_landmark_samples_only(hpdb, tmp_path):
 
 
 @pytest.mark.slow
-def test_protocol2_trains_on_biwi_and_evaluates_the_held_out_sequences(hpdb, tmp_path):
+def test_a_held_out_sequence_split_trains_on_biwi_and_evaluates_them(hpdb, tmp_path):
     lists = build_filelists(hpdb, "unused", 99, 0.25, seed=0, workers=1, held_out_sequences=1)
     write_filelists(lists, tmp_path / "lists")
     model = train_on_lists(tmp_path / "lists")
