@@ -305,6 +305,32 @@ def test_load_refuses_a_path_that_is_no_str_path(path):
         headpose.load(path)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"mean": 0.5}, r"^mean 0.5; expected 3 numbers"),
+        ({"mean": "0.5,0.5,0.5"}, r"^mean '0.5,0.5,0.5'; expected 3 numbers"),
+        ({"mean": [0.5, 0.5, "a"]}, r"^mean \[0.5, 0.5, 'a'\]; expected 3 numbers"),
+        ({"std": [0.5, True, 0.5]}, r"^std \[0.5, True, 0.5\]; expected 3 numbers"),
+        ({"std": [0.5, 0.5]}, r"std \[0.5, 0.5\]; expected 3 finite numbers"),
+        ({"runtime": 5}, r"^runtime 5: expected one of"),
+        ({"crop_protocol": 5}, r"unknown crop protocol 5"),
+    ],
+    ids=[
+        "mean-number",
+        "mean-text",
+        "mean-text-item",
+        "std-bool",
+        "std-two",
+        "runtime",
+        "protocol",
+    ],
+)
+def test_load_arguments_of_the_wrong_kind_are_one_line(arguments, message, model_file):
+    with pytest.raises(HeadposeError, match=message):
+        headpose.load(model_file, **arguments)
+
+
 @pytest.mark.parametrize("batch_size", ["4", 1.5, True, 0, -3, 5000, None], ids=repr)
 def test_a_batch_size_the_cli_refuses_is_refused_at_load(batch_size, model_file):
     with pytest.raises(HeadposeError, match=rf"^batch_size {batch_size!r}; expected an integer"):

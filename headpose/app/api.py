@@ -339,7 +339,12 @@ def load(
     check_argument("batch_size", batch_size, SCHEMA["batch_size"])
     for name, values in (("mean", mean), ("std", std)):
         if values is not None and (
-            isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray))
+            isinstance(values, (str, bytes))
+            or not isinstance(values, (Sequence, np.ndarray))
+            or not all(
+                isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+                for v in values
+            )
         ):
             raise HeadposeError(f"{name} {shown(values)}; expected 3 numbers (R, G, B)")
     protocol = None if crop_protocol is None else get_protocol(crop_protocol, "crop_protocol")
