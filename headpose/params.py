@@ -7,7 +7,8 @@ frozen :class:`Params` whose field names are the keys (``params.bin_width``; lis
 the ``synth`` block a :class:`SynthParams`, each test set a :class:`TestSet`). Each key is declared
 once, as a field of its block carrying its rule (:func:`_key`); :data:`SCHEMA`, :data:`SYNTH_SCHEMA`
 and :data:`TEST_SET_SCHEMA` are derived from those fields. The commands' numeric options are
-checked by the same rules (:func:`option`). Dataset roots may hold only characters no shell
+checked by the same rules (:func:`option`), and so are the Python API's
+arguments (:func:`check_argument`). Dataset roots may hold only characters no shell
 changes (:data:`SAFE_PATH`), and a ``pretrained`` checkpoint lies in :data:`PRETRAINED_DIR`.
 ``plugins`` names modules of :data:`headpose.registry.PLUGINS_DIR`; that each is there and
 imports is checked where they are imported (:func:`headpose.registry.load_plugins`, which the
@@ -32,6 +33,7 @@ import difflib
 import math
 import os
 import re
+import reprlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -354,6 +356,33 @@ def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kind)
 
 
+def accepts(rule: Rule, value: Any) -> bool:
+    """Whether ``value`` passes ``rule``: its type (a boolean is never a number) and its check.
+    The one test of a value against a rule: params.yaml's keys, command-line options
+    (:func:`option`) and the Python API's arguments (:func:`check_argument`)."""
+    return _type_ok(value, rule.kind) and (rule.check is None or rule.check(value))
+
+
+def check_argument(name: str, value: Any, rule: Rule) -> Any:
+    """``value`` when it passes ``rule``, else a HeadposeError naming the argument ``name`` and
+    what was expected (``image_size 8; expected an integer in [32, 1024]``), its value shown
+    at most :data:`SHOWN_CHARACTERS` long."""
+    if not accepts(rule, value):
+        raise HeadposeError(f"{name} {shown(value)}; expected {rule.expected}")
+    return value
+
+
+SHOWN_CHARACTERS = 80  # a value quoted in a message: never unbounded
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to :data:`SHOWN_CHARACTERS` (a message never prints a value whole)."""
+    brief = reprlib.Repr()
+    brief.maxstring = brief.maxother = SHOWN_CHARACTERS
+    text = brief.repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 3] + "..."
+
+
 def _check_block(params: dict, schema: dict[str, Rule], prefix: str) -> None:
     unknown = sorted(set(params) - set(schema), key=str)
     if unknown:
@@ -370,7 +399,7 @@ def _check_block(params: dict, schema: dict[str, Rule], prefix: str) -> None:
         raise HeadposeError(f"params.yaml is missing the key {prefix}{missing[0]}")
     for key, rule in schema.items():
         value = params[key]
-        if not _type_ok(value, rule.kind) or (rule.check is not None and not rule.check(value)):
+        if not accepts(rule, value):
             expected = rule.expected or f"a value of type {rule.kind}"
             raise HeadposeError(f"params.yaml: {prefix}{key} is {value!r}; expected {expected}")
 
@@ -433,7 +462,7 @@ def option(rule: Rule) -> Callable[[str], Any]:
             value = parse(text)
         except ValueError:
             value = None
-        if value is None or not math.isfinite(value) or (rule.check and not rule.check(value)):
+        if value is None or not math.isfinite(value) or not accepts(rule, value):
             raise argparse.ArgumentTypeError(f"{text!r}; expected {rule.expected}")
         return value
 

@@ -22,8 +22,20 @@ a pose carries its :class:`PoseError`: the absolute error of each angle, their m
 geodesic error and MAEV, computed by :mod:`headpose.evaluation.metrics` as the evaluation does.
 
 Angles are degrees in the project's convention (``docs/conventions.md``): yaw, pitch, roll, as
-the datasets label them. Bad input (a missing or unreadable file, an array of the wrong shape, an
-``.onnx`` file that records no metadata and was given no values) is one HeadposeError line.
+the datasets label them. Bad input is one HeadposeError line naming the argument, checked where
+it enters: a missing or unreadable file, a path that is not ``str`` or ``os.PathLike``, an
+``image_size`` or ``batch_size`` outside the rules ``params.yaml`` and the CLI apply
+(:func:`headpose.params.check_argument`; a boolean is no number), an image that is not RGB uint8
+``(H, W, 3)`` with pixels, crops of another side or dtype (a list of crops of mixed sizes names
+the first that differs: crops are not resized, :meth:`HeadPoseModel.crops` makes them), a face
+box that is empty, wholly outside the image or more than one image size beyond its edge
+(:func:`headpose.datasets.labels.check_box`, the bound ``headpose predict --boxes`` applies too),
+an ``.onnx`` file that records no metadata and was given no values.
+
+A model may be used from several threads at once (a web server's handlers): the model runs
+without shared state, and each detector serialises its own calls (OpenCV's detectors are not
+thread-safe), so concurrent calls give the results of the same calls made one after another.
+A detector object of your own passed to :meth:`HeadPoseModel.predict` must be thread-safe itself.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import dataclasses
 import math
 import os
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +64,7 @@ from headpose.app.detect import (
 )
 from headpose.crops.crop import Box
 from headpose.crops.protocols import CropProtocol, get_protocol
+from headpose.datasets.labels import check_box
 from headpose.errors import HeadposeError
 from headpose.evaluation.metrics import absolute_errors_deg, rotation_errors_deg
 from headpose.inference.batches import crop_angles
@@ -59,6 +73,7 @@ from headpose.inference.metadata import ModelDescription
 from headpose.io.files import file_problem
 from headpose.io.images import decode_rgb
 from headpose.models.registry import Normalization
+from headpose.params import FINITE_NUMBER, SCHEMA, check_argument, shown
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -118,16 +133,18 @@ class Pose:
 
 
 def read_image(image: np.ndarray | str | os.PathLike) -> np.ndarray:
-    """An RGB uint8 ``(H, W, 3)`` image: the array itself, or a file decoded upright (as a
-    viewer shows it)."""
+    """An RGB uint8 ``(H, W, 3)`` image with pixels: the array itself (C-contiguous), or a file
+    decoded upright (as a viewer shows it)."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise HeadposeError(
                 f"an image array must be RGB uint8 of shape (H, W, 3), got {image.dtype} "
                 f"{image.shape}"
             )
-        return image
-    if not isinstance(image, (str, os.PathLike)):
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise HeadposeError(f"the image array {image.shape} has no pixels")
+        return np.ascontiguousarray(image)
+    if not isinstance(image, (str, os.PathLike)) or not isinstance(os.fspath(image), str):
         raise HeadposeError(f"expected an image file or an RGB array, got {type(image).__name__}")
     problem = file_problem(image)
     if problem:
@@ -172,9 +189,12 @@ def build_detector(
 
 def _given_face(box: Sequence[float]) -> FaceBox:
     """A given box ``(x0, y0, x1, y1)`` as a face, checked."""
-    values = [float(v) for v in box] if isinstance(box, (Sequence, np.ndarray)) else []
+    try:
+        values = [float(v) for v in box] if isinstance(box, (Sequence, np.ndarray)) else []
+    except (TypeError, ValueError):
+        values = []
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise HeadposeError(f"a face box is 4 finite numbers (x0, y0, x1, y1), got {box!r}")
+        raise HeadposeError(f"a face box is 4 finite numbers (x0, y0, x1, y1), got {shown(box)}")
     x0, y0, x1, y1 = values
     if x1 <= x0 or y1 <= y0:
         raise HeadposeError(f"face box {tuple(values)} is empty (x1 <= x0 or y1 <= y0)")
@@ -187,11 +207,10 @@ class HeadPoseModel:
     model call."""
 
     def __init__(self, loaded: LoadedModel, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        if batch_size < 1:
-            raise HeadposeError(f"batch_size {batch_size}: expected at least 1")
         self.loaded = loaded
-        self.batch_size = batch_size
+        self.batch_size = check_argument("batch_size", batch_size, SCHEMA["batch_size"])
         self._detectors: dict[tuple[str, float | None], FaceDetector] = {}
+        self._detectors_lock = threading.Lock()  # two threads asking at once make one detector
 
     def __repr__(self) -> str:
         return (
@@ -232,31 +251,46 @@ class HeadPoseModel:
         image_rgb: np.ndarray,
         faces: Iterable[FaceBox],
         calibration: BoxCalibration = IDENTITY_CALIBRATION,
+        source: str = "image",
     ) -> np.ndarray:
         """The model's uint8 crops ``(N, S, S, 3)`` of ``faces`` in an RGB image: each face box
         (through a detector's ``calibration``; the identity for tight landmark boxes) framed as
         the training crops of the model's crop protocol framed faces, on average
-        (:meth:`headpose.crops.protocols.CropProtocol.prediction_crop`)."""
+        (:meth:`headpose.crops.protocols.CropProtocol.prediction_crop`). A face box wholly
+        outside the image, or more than one image size beyond its edge, is refused before any
+        pixel is cut (:func:`headpose.datasets.labels.check_box`; the message names ``source``
+        and the box)."""
         size, protocol = self.image_size, self.crop_protocol
+        faces = list(faces)
+        height, width = image_rgb.shape[:2]
+        for face in faces:
+            check_box(face.box, (width, height), source, "face box")
         boxes = [protocol_landmark_box(face, calibration, protocol) for face in faces]
         crops = [protocol.prediction_crop(image_rgb, box, size) for box in boxes]
         return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
 
     def predict_crops(self, crops: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> np.ndarray:
         """``(N, 3)`` yaw, pitch, roll degrees of ready crops: uint8 RGB ``(N, S, S, 3)`` (or one
-        ``(S, S, 3)``, or a list of them) at the model's side ``S`` (:attr:`image_size`)."""
-        if isinstance(crops, (list, tuple)):
-            crops = np.stack([np.asarray(crop) for crop in crops]) if crops else np.zeros((0,))
-        batch = crops if isinstance(crops, torch.Tensor) else np.asarray(crops)
-        if batch.ndim == 3:
-            batch = batch[None]
+        ``(S, S, 3)``, or a list of them) at the model's side ``S`` (:attr:`image_size`).
+
+        Crops are not resized: a crop of another side (in a list, the first one that differs,
+        by its index) is one HeadposeError line; :meth:`crops` makes crops of any face."""
         size = self.image_size
-        if len(batch) == 0:
+        expected = f"uint8 RGB of shape (N, {size}, {size}, 3) for this model"
+        hint = "(HeadPoseModel.crops makes them from an image)"
+        if isinstance(crops, (list, tuple)):
+            crops = _same_side_crops(crops, size, hint)
+        elif not isinstance(crops, (np.ndarray, torch.Tensor)):
+            raise HeadposeError(
+                f"crops must be {expected}, or a list of (S, S, 3) crops; got "
+                f"{type(crops).__name__} {hint}"
+            )
+        batch = crops[None] if crops.ndim == 3 else crops
+        if batch.ndim > 0 and len(batch) == 0:
             return np.zeros((0, 3))
         if tuple(batch.shape[1:]) != (size, size, 3) or batch.dtype not in (np.uint8, torch.uint8):
             raise HeadposeError(
-                f"crops must be uint8 RGB of shape (N, {size}, {size}, 3) for this model, got "
-                f"{batch.dtype} {tuple(batch.shape)} (HeadPoseModel.crops makes them from an image)"
+                f"crops must be {expected}, got {batch.dtype} {tuple(batch.shape)} {hint}"
             )
         return crop_angles(
             self.loaded.predict, batch, self.normalization, self.loaded.device, self.batch_size
@@ -267,10 +301,15 @@ class HeadPoseModel:
     ) -> FaceDetector:
         """The face detector ``name`` (made once per model; YuNet is downloaded on first use,
         and offline without a cached copy the Haar detector stands in, with a warning line)."""
+        if not isinstance(name, str):
+            raise HeadposeError(f"detector {shown(name)}; expected a detector's name or object")
+        if min_score is not None:
+            check_argument("min_score", min_score, FINITE_NUMBER)
         key = (name, min_score)
-        if key not in self._detectors:
-            self._detectors[key] = build_detector(None, name, None, min_score)
-        return self._detectors[key]
+        with self._detectors_lock:
+            if key not in self._detectors:
+                self._detectors[key] = build_detector(None, name, None, min_score)
+            return self._detectors[key]
 
     def predict(
         self,
@@ -283,9 +322,11 @@ class HeadPoseModel:
     ) -> list[Pose]:
         """The pose of every face in ``image`` (an RGB uint8 array or an image file): the faces
         ``detector`` (a name, or a detector object) finds, or ``boxes``, tight face boxes ``(x0,
-        y0, x1, y1)`` in pixels (the box of the 68 landmarks: brow to chin, ear to ear).
-        ``labels``, one true ``(yaw, pitch, roll)`` in degrees per box (with ``boxes`` only),
-        give each pose its :class:`PoseError` (``Pose.error``)."""
+        y0, x1, y1)`` in pixels (the box of the 68 landmarks: brow to chin, ear to ear). A box
+        may lie partly outside the image, not wholly, nor more than one image size beyond its
+        edge (:meth:`crops`). ``labels``, one true ``(yaw, pitch, roll)`` in degrees per box
+        (with ``boxes`` only), give each pose its :class:`PoseError` (``Pose.error``). Safe to
+        call from several threads at once (see the module docstring)."""
         pixels = read_image(image)
         given_labels = None
         if labels is not None:
@@ -296,6 +337,11 @@ class HeadPoseModel:
                 )
             given_labels = [_label(label) for label in labels]
         if boxes is not None:
+            if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Iterable):
+                raise HeadposeError(
+                    f"boxes {shown(boxes)}; expected face boxes (x0, y0, x1, y1), e.g. [(10, 20, "
+                    "110, 140)]"
+                )
             faces, calibration = [_given_face(box) for box in boxes], IDENTITY_CALIBRATION
             if given_labels is not None and len(given_labels) != len(faces):
                 raise HeadposeError(
@@ -304,8 +350,14 @@ class HeadPoseModel:
                 )
         else:
             found = self.detector(detector, min_score) if isinstance(detector, str) else detector
+            if not callable(getattr(found, "detect", None)):
+                raise HeadposeError(
+                    f"detector {shown(detector)}; expected a detector's name or an object with "
+                    "detect(image_rgb) and calibration"
+                )
             faces, calibration = detected_faces(found, pixels), found.calibration
-        angles = self.predict_crops(self.crops(pixels, faces, calibration))
+        source = "image array" if isinstance(image, np.ndarray) else os.fspath(image)
+        angles = self.predict_crops(self.crops(pixels, faces, calibration, source))
         poses = [
             Pose(
                 float(yaw),
@@ -342,8 +394,27 @@ def load(
     PyTorch), ``torch`` or ``onnx`` (a checkpoint is exported first). ``crop_protocol``, the name
     of a registered crop protocol, replaces the one the model was trained on; ``mean``, ``std``
     (and ``crop_protocol``, and ``image_size`` for an input of free size) are needed only for an
-    ``.onnx`` exported elsewhere, which records none of them.
+    ``.onnx`` exported elsewhere, which records none of them. ``image_size`` (32 to 1024) and
+    ``batch_size`` (1 to 4096) follow the rules of ``params.yaml`` and the CLI's options.
     """
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise HeadposeError(
+            f"path {shown(path)}; expected a model file's path as a str or os.PathLike, got "
+            f"{type(path).__name__}"
+        )
+    if image_size is not None:
+        check_argument("image_size", image_size, SCHEMA["image_size"])
+    check_argument("batch_size", batch_size, SCHEMA["batch_size"])
+    for name, values in (("mean", mean), ("std", std)):
+        if values is not None and (
+            isinstance(values, (str, bytes))
+            or not isinstance(values, (Sequence, np.ndarray))
+            or not all(
+                isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+                for v in values
+            )
+        ):
+            raise HeadposeError(f"{name} {shown(values)}; expected 3 numbers (R, G, B)")
     protocol = None if crop_protocol is None else get_protocol(crop_protocol, "crop_protocol")
     loaded = open_model(
         path,
@@ -355,3 +426,21 @@ def load(
         crop_protocol=protocol,
     )
     return HeadPoseModel(loaded, batch_size)
+
+
+def _same_side_crops(crops: Sequence, size: int, hint: str) -> np.ndarray:
+    """A list of ``(S, S, 3)`` uint8 crops as one batch; the first crop of another shape or
+    dtype refused by its index (crops are not resized)."""
+    arrays = []
+    for index, crop in enumerate(crops):
+        try:
+            array = np.asarray(crop)
+        except (TypeError, ValueError):
+            array = np.zeros(())
+        if array.shape != (size, size, 3) or array.dtype != np.uint8:
+            raise HeadposeError(
+                f"crops[{index}] is {array.dtype} {array.shape}; every crop must be uint8 "
+                f"({size}, {size}, 3) for this model, crops are not resized {hint}"
+            )
+        arrays.append(array)
+    return np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)

@@ -17,6 +17,11 @@ Every detector carries a :class:`BoxCalibration`: the measured linear map from w
 to the tight 68-landmark box the model's training crops are built around (see
 :mod:`headpose.crops.crop`). ``scripts/benchmark_detectors.py`` measures the maps on the real
 AFLW2000 with :func:`fit_box_calibration`. Boxes can also come from a file (:func:`read_box_file`).
+
+OpenCV's detector objects are not thread-safe (YuNet's input size is state set before each call;
+from several threads at once they crash the process or return other threads' faces): each
+detector here runs one ``detect`` at a time (a lock per detector object), so one detector may be
+shared by threads and gives the results of the same calls made one after another.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import csv
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,8 +266,13 @@ class YuNetFaceDetector:
                 f"{model_path} is not a YuNet face detection model that OpenCV can load"
             ) from None
         self.max_side_px = max_side_px
+        self._lock = threading.Lock()  # one detect at a time: cv2.FaceDetectorYN keeps state
 
     def detect(self, image_rgb: np.ndarray) -> list[FaceBox]:
+        with self._lock:
+            return self._detect(image_rgb)
+
+    def _detect(self, image_rgb: np.ndarray) -> list[FaceBox]:
         height, width = image_rgb.shape[:2]
         scale = min(1.0, self.max_side_px / max(height, width))
         image = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
@@ -309,8 +320,13 @@ class HaarFaceDetector:
         self.min_size_fraction = min_size_fraction
         self.iou_threshold = iou_threshold
         self.min_score = min_score
+        self._lock = threading.Lock()  # one detect at a time: cv2.CascadeClassifier keeps state
 
     def detect(self, image_rgb: np.ndarray) -> list[FaceBox]:
+        with self._lock:
+            return self._detect(image_rgb)
+
+    def _detect(self, image_rgb: np.ndarray) -> list[FaceBox]:
         gray = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
         width = gray.shape[1]
         faces = self._run(self.frontal, gray) + self._run(self.profile, gray)

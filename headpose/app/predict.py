@@ -134,20 +134,11 @@ class FacePosePredictor:
 
     def faces(self, image_rgb: np.ndarray, path: Path, frame: int) -> list[FaceBox]:
         """The faces of a frame: a detector's usable boxes only
-        (:func:`headpose.app.api.detected_faces`); a listed box beyond one image size of the
-        image is refused (naming the file) before any crop is made of it."""
-        height, width = image_rgb.shape[:2]
+        (:func:`headpose.app.api.detected_faces`), or the box file's (checked against the image
+        where the crops are made, :meth:`HeadPoseModel.crops`)."""
         if self.detector is not None:
             return detected_faces(self.detector, image_rgb)
-        faces = boxes_for(self.boxes, path, frame)
-        for face in faces:
-            x0, y0, x1, y1 = face.box
-            if x0 < -width or y0 < -height or x1 > 2 * width or y1 > 2 * height:
-                raise HeadposeError(
-                    f"{path}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) from the box file lies far "
-                    f"outside the {width}x{height} image"
-                )
-        return faces
+        return boxes_for(self.boxes, path, frame)
 
     def landmark_box(self, face: FaceBox) -> tuple[float, float, float, float]:
         """The landmark box the model's crop of ``face`` is framed around."""
@@ -162,7 +153,7 @@ class FacePosePredictor:
             start = time.perf_counter()
             faces = self.faces(image, path, index)
             detected = time.perf_counter()
-            crops = self.model.crops(image, faces, self.calibration)
+            crops = self.model.crops(image, faces, self.calibration, str(path))
             cropped = time.perf_counter()
             angles = self.model.predict_crops(crops)
             predicted = time.perf_counter()

@@ -24,9 +24,11 @@ from headpose.evaluation.framing_sweep import (
     DEFAULT_SCALES,
     DEFAULT_SHIFTS,
     MAX_SHIFT,
+    SCALE_EXPECTED,
     FramingSweep,
     format_framing_sweep,
     framing_sweep,
+    scale_in_range,
 )
 from headpose.evaluation.test_sets import evaluation_samples
 from headpose.inference.loading import open_model
@@ -51,7 +53,7 @@ def number_list(check: Callable[[float], bool], expected: str) -> Callable[[str]
     return convert
 
 
-SCALE_LIST = number_list(lambda scale: scale > 0, "comma-separated positive numbers, e.g. 1,1.5,2")
+SCALE_LIST = number_list(scale_in_range, f"comma-separated numbers, each {SCALE_EXPECTED}")
 SHIFT_LIST = number_list(
     lambda shift: 0 <= shift <= MAX_SHIFT, f"comma-separated numbers from 0 to {MAX_SHIFT}"
 )
@@ -85,7 +87,8 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
         "--scales",
         type=SCALE_LIST,
         default=list(DEFAULT_SCALES),
-        help="crop sides as multiples of the visible crop's; 1 is always measured (default: "
+        help=f"crop sides as multiples of the visible crop's, each {SCALE_EXPECTED}; 1 is always "
+        "measured (default: "
         f"{','.join(f'{scale:g}' for scale in DEFAULT_SCALES)})",
     )
     parser.add_argument(

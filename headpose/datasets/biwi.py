@@ -38,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from headpose.datasets.labels import Labels
+from headpose.datasets.labels import Labels, check_box
 from headpose.datasets.registry import DatasetFormat, Scan, register_format
 from headpose.errors import HeadposeError
 from headpose.geometry import rotation_matrix
+from headpose.io.arrays import read_npz
 from headpose.io.files import write_text
 from headpose.io.images import image_header_size, read_image
 
@@ -70,6 +71,9 @@ PROJECTED_BOX_MM = (248.0, 306.0)
 DETECTION_MARGIN = 0.4
 DETECTOR_FRAME_LIST = "detector"  # a frame_list value: boxes from the project's face detector
 ROTATION_TOLERANCE = 1e-3  # |M M^T - I| and |det M - 1| of six-digit matrices stay below it
+# The longest focal length (px) a calibration may give: a field of view under 0.4 degrees across
+# BIWI's 640 px (its RGB camera's is about 517 px). Beyond it a projected box is no face's size.
+MAX_FOCAL_PX = 1e5
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,12 @@ def read_calibration(path: str | Path) -> Calibration:
             f"rotation, a translation of 3 and the image size (2), got rows of {lengths} numbers"
         )
     width, height = rows[8]
+    focal = max(rows[0][0], rows[1][1])
+    if focal > MAX_FOCAL_PX:
+        raise HeadposeError(
+            f"{path}: focal length {focal:g} px; expected at most {MAX_FOCAL_PX:g} px (BIWI's "
+            "camera: about 517)"
+        )
     return Calibration(
         np.array(rows[0:3]),
         np.array(rows[3]),
@@ -262,15 +272,8 @@ def read_frame_list(path: str | Path) -> dict[str, tuple[int, int, int, int]]:
     (``NN/frame_XXXXX_rgb.png`` paths) and ``bbox`` (N x 4 integers), as the published
     protocol-1 list ``Biwi_FSA-Net.npz`` holds them."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            images, boxes = arrays["images"], arrays["bbox"]
-    except FileNotFoundError:
-        raise HeadposeError(f"{path}: frame list not found") from None
-    except KeyError as error:
-        raise HeadposeError(f"{path}: a frame list needs 'images' and 'bbox'; no {error}") from None
-    except (OSError, ValueError) as error:
-        raise HeadposeError(f"{path}: not a readable .npz frame list ({error})") from None
+    arrays = read_npz(path, ("images", "bbox"), "a BIWI frame list")
+    images, boxes = arrays["images"], arrays["bbox"]
     if images.ndim != 1 or boxes.shape != (len(images), 4) or boxes.dtype.kind not in "iu":
         raise HeadposeError(
             f"{path}: expected 'images' (N,) and integer 'bbox' (N, 4), got {images.shape} and "
@@ -338,13 +341,8 @@ def frame_labels(entry: str, image_wh: tuple[int, int] | None = None) -> Labels:
     if box is None:
         box = projected_box(centre, _calibration(str(Path(match["frame"]).parent)))
     x, y, width, height = box
-    if image_wh is not None:
-        image_width, image_height = image_wh
-        if x + width <= 0 or y + height <= 0 or x >= image_width or y >= image_height:
-            raise HeadposeError(
-                f"{entry}: the box ({x}, {y}, {width}, {height}) lies outside the "
-                f"{image_width}x{image_height} image"
-            )
+    if image_wh is not None:  # the bound every crop box and face box obeys
+        check_box((x, y, x + width, y + height), image_wh, entry, "crop box")
     return Labels(benchmark_angles_deg(matrix), crop_box=(x, y, x + width, y + height))
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from headpose.datasets.labels import Labels, check_angles
 from headpose.datasets.registry import DatasetFormat, Scan, register_format
 from headpose.errors import HeadposeError
+from headpose.io.arrays import read_npz
 
 ENTRY = re.compile(r"(?P<file>.+\.npz)#(?P<row>\d+)(?::(?P<order>bgr|rgb))?")
 CHANNEL_ORDERS = ("bgr", "rgb")
@@ -33,18 +34,10 @@ CHANNEL_ORDERS = ("bgr", "rgb")
 
 @lru_cache(maxsize=4)
 def load_arrays(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(image, pose) of an FSA-Net ``.npz``, validated; a HeadposeError naming the file."""
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            images, poses = arrays["image"], arrays["pose"]
-    except FileNotFoundError:
-        raise HeadposeError(f"{path}: file not found") from None
-    except KeyError as error:
-        raise HeadposeError(
-            f"{path}: an FSA-Net .npz holds 'image' and 'pose'; no {error}"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise HeadposeError(f"{path}: not a readable .npz file ({error})") from None
+    """(image, pose) of an FSA-Net ``.npz`` (:func:`headpose.io.arrays.read_npz`: declared
+    sizes bounded by the file's), validated; a HeadposeError naming the file."""
+    arrays = read_npz(path, ("image", "pose"), "an FSA-Net .npz")
+    images, poses = arrays["image"], arrays["pose"]
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
         raise HeadposeError(
             f"{path}: 'image' is {images.dtype} {images.shape}; expected uint8 (N, S, S, 3)"

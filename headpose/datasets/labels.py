@@ -15,8 +15,9 @@ sweep, 300W_AUG) reads only this value, never a file layout:
   protocol-1 boxes, the arrays of an FSA-Net ``.npz``).
 
 The checks every format applies to these values live here too (:func:`check_angles`,
-:func:`check_landmarks`), so a sample accepted by one format's reader obeys the same bounds as
-any other's.
+:func:`check_landmarks`, :func:`check_box`), so a sample accepted by one format's reader obeys the
+same bounds as any other's, and a face box given to the Python API or ``headpose predict`` the
+same bound as a stored one (:func:`check_box`: within one image size of the image, as landmarks).
 """
 
 from __future__ import annotations
@@ -127,4 +128,28 @@ def check_landmarks(
             f"{source}: {what} point ({worst[0]:.6g}, {worst[1]:.6g}) lies far outside the "
             f"{width}x{height} image (at most one image size beyond its edge, placeholders "
             "of invisible points included)"
+        )
+
+
+def check_box(box: Box, image_size_wh: tuple[int, int], source: str, what: str = "box") -> None:
+    """Refuse (one line naming ``source`` and the ``what`` box ``(x0, y0, x1, y1)``) a box no crop
+    of a ``width`` x ``height`` image can be made from: an image without pixels, a box empty or
+    not finite, wholly outside the image, or reaching more than one image size beyond its edge
+    (the bound :func:`check_landmarks` sets on points, which keeps a crop's canvas within a few
+    image sizes). A box partly outside the image, within that bound, passes."""
+    width, height = image_size_wh
+    x0, y0, x1, y1 = box
+    shown = f"({x0:g}, {y0:g}, {x1:g}, {y1:g})"
+    if width < 1 or height < 1:
+        raise HeadposeError(f"{source}: the image has no pixels ({width}x{height}); {what} {shown}")
+    if not all(math.isfinite(value) for value in box) or x1 <= x0 or y1 <= y0:
+        raise HeadposeError(f"{source}: {what} {shown} is empty or not finite")
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        raise HeadposeError(
+            f"{source}: {what} {shown} lies wholly outside the {width}x{height} image"
+        )
+    if x0 < -width or y0 < -height or x1 > 2 * width or y1 > 2 * height:
+        raise HeadposeError(
+            f"{source}: {what} {shown} lies far outside the {width}x{height} image (at most one "
+            "image size beyond its edge)"
         )

@@ -53,12 +53,17 @@ from headpose.evaluation.metrics import (
 from headpose.inference.batches import predict_angles
 from headpose.inference.runtime import AngleFunction
 from headpose.models.registry import Normalization
+from headpose.params import MAX_FRAMING_SCALE
 
 REFERENCE_PROTOCOL: CropProtocol = Visible()  # the crop protocol whose evaluation crop is "1.0x"
 PUBLISHED_PROTOCOL: CropProtocol = HopeNet()  # the published crop, placed on that axis
 DEFAULT_SCALES = (0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2)
 DEFAULT_SHIFTS = (0.15,)
 MAX_SHIFT = 0.5  # crop sides: a face moved further would leave the crop's centre outside it
+# The scales a sweep measures: a crop's canvas grows with the square of its scale (1e9 would ask
+# for exabytes); from a face filling a tenth of the reference crop's side to the loosest framing
+# training draws (params.yaml's framing_scale) and twice that.
+SCALE_RANGE = (0.1, 2 * MAX_FRAMING_SCALE)
 CHUNK_IMAGES = 128  # images decoded at a time
 SWEEP_BATCH_SIZE = 64
 
@@ -73,13 +78,21 @@ def _number(value: object, what: str) -> float:
         raise HeadposeError(f"framing {what} {value!r}: expected a number") from None
 
 
+def scale_in_range(scale: float) -> bool:
+    """Whether a sweep measures ``scale``: a number in :data:`SCALE_RANGE` (NaN is not)."""
+    return SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]
+
+
+SCALE_EXPECTED = f"a number from {SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g}"
+
+
 def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     """The distinct ``scales`` in ascending order, 1.0 (the reference) always among them; a
-    HeadposeError for a scale that is not a positive finite number."""
+    HeadposeError for a scale outside :data:`SCALE_RANGE`."""
     checked = {_number(scale, "scale") for scale in scales}
     for scale in checked:
-        if not (math.isfinite(scale) and scale > 0):
-            raise HeadposeError(f"framing scale {scale:g}: expected a positive finite number")
+        if not scale_in_range(scale):
+            raise HeadposeError(f"framing scale {scale:g}: expected {SCALE_EXPECTED}")
     return tuple(sorted(checked | {1.0}))
 
 

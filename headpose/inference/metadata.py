@@ -38,7 +38,7 @@ from headpose.errors import HeadposeError
 from headpose.geometry import ANGLE_NAMES
 from headpose.models.heads import head_from_meta
 from headpose.models.registry import Normalization
-from headpose.params import IMAGE_SIZE_RANGE_PX
+from headpose.params import SCHEMA, check_argument
 
 PREFIX = "headpose."
 PRECISION_KEY = PREFIX + "precision"
@@ -139,12 +139,9 @@ def _three_numbers(value: Any, positive: bool) -> bool:
 def check_values(values: dict[str, Any], source: str) -> None:
     """Refuse, in one line naming ``source`` and the key, an ``image_size``, ``mean`` or ``std``
     that is out of range (values absent from ``values`` are not checked)."""
-    low, high = IMAGE_SIZE_RANGE_PX
     size = values.get("image_size")
-    if size is not None and not (
-        isinstance(size, int) and not isinstance(size, bool) and low <= size <= high
-    ):
-        raise HeadposeError(f"{source}: image_size {size!r}; expected an integer {low} to {high}")
+    if size is not None:
+        check_argument(f"{source}: image_size", size, SCHEMA["image_size"])
     for key in ("mean", "std"):
         if values.get(key) is not None and not _three_numbers(values[key], key == "std"):
             raise HeadposeError(

@@ -1,11 +1,12 @@
 """The validation of every checkpoint read (evaluate, predict, export, benchmark, ``pretrained:``).
 
 The meta must be of a format this code reads (``format_version`` at most
-:data:`CHECKPOINT_FORMAT_VERSION`), name a known arch and head, an input size in
-:data:`IMAGE_SIZE_RANGE_PX`, a known crop protocol, a finite ``mean`` and a positive ``std`` of
-three values each, and a head that agrees with the weights (the head's own checks, then each
-output layer's size: :func:`headpose.models.heads.validate_head_meta`), so a file that
-contradicts itself is refused in one line instead of failing inside the network.
+:data:`CHECKPOINT_FORMAT_VERSION`), name a known arch and head, an input size that passes
+params.yaml's ``image_size`` rule (:data:`headpose.params.IMAGE_SIZE_RANGE_PX`), a known crop
+protocol, a finite ``mean`` and a positive ``std`` of three values each, and a head that agrees
+with the weights (the head's own checks, then each output layer's size:
+:func:`headpose.models.heads.validate_head_meta`), so a file that contradicts itself is refused
+in one line instead of failing inside the network.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from headpose.errors import HeadposeError
 from headpose.models.heads import validate_head_meta
 from headpose.models.registry import get_arch
-from headpose.params import IMAGE_SIZE_RANGE_PX
+from headpose.params import SCHEMA, check_argument
 
 # Keys every checkpoint meta holds (beside its head's: see headpose.models.heads).
 META_KEYS = ("arch", "image_size", "mean", "std")
@@ -51,12 +52,7 @@ def validate_checkpoint(state_dict: Any, meta: Any, path: str | os.PathLike) -> 
     if not isinstance(meta["arch"], str):
         raise HeadposeError(f"checkpoint {path}: arch {meta['arch']!r} is not a name")
     get_arch(meta["arch"], f"checkpoint {path}")
-    low, high = IMAGE_SIZE_RANGE_PX
-    size = meta["image_size"]
-    if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
-        raise HeadposeError(
-            f"checkpoint {path}: image_size {size!r}; expected an integer in [{low}, {high}] px"
-        )
+    check_argument(f"checkpoint {path}: image_size", meta["image_size"], SCHEMA["image_size"])
     # The name only: the crop protocol registry (a layer above) checks that it is registered
     # where the protocol is chosen (headpose.crops.protocols.trained_protocol).
     protocol = meta.get("crop_protocol", "")
