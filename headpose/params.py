@@ -156,7 +156,7 @@ _FRAME_LIST = Rule(
     lambda v: v in ("none", "detector") or bool(SAFE_PATH.fullmatch(v)),
     "none, detector, or the path of a frame list (letters, digits and _ . , + = @ / : - only)",
 )
-TEST_SET_NAME = re.compile(r"[a-z][a-z0-9_]{0,%d}" % (TEST_SET_NAME_MAX_CHARS - 1))
+TEST_SET_NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{TEST_SET_NAME_MAX_CHARS - 1}}}")
 _PLUGINS = Rule(
     list,
     lambda v: (
@@ -419,8 +419,8 @@ def validate(params: dict) -> dict:
             )
         if not isinstance(test_set, dict):
             raise HeadposeError(
-                f"params.yaml: test_sets.{name} is {shorten(test_set)}; expected a mapping with data "
-                "and frame_list"
+                f"params.yaml: test_sets.{name} is {shorten(test_set)}; expected a mapping with "
+                "data and frame_list"
             )
         _check_block(test_set, TEST_SET_SCHEMA, f"test_sets.{name}.")
     for block in ("train_pose", "test_pose"):
@@ -544,7 +544,9 @@ def _check_keys(root: yaml.Node, source: str) -> None:
                         if first.line == mark.line
                         else f"lines {first.line + 1} and {line}"
                     )
-                    raise HeadposeError(f"{source}: the key {name} is given twice ({where}); keep one")
+                    raise HeadposeError(
+                        f"{source}: the key {name} is given twice ({where}); keep one"
+                    )
                 seen[identity] = mark
             pending.append((value_node, name))
 

@@ -86,6 +86,7 @@ from headpose.datasets.registry import DatasetFormat, Sample
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json
 from headpose.io.parallel import imap_with_progress, map_with_progress
+from headpose.io.text import MIB, read_text_file
 
 STORE_ENV = "HEADPOSE_CROP_STORE"
 VERIFY_ENV = "HEADPOSE_CROP_STORE_VERIFY"  # "full": hash every byte of a store before reuse
@@ -517,6 +518,7 @@ FILE_SHAPES = {
     ANGLES_FILE: (lambda count, side, images: (count, 3), np.float32),
     ROW_DIGESTS_FILE: (lambda count, side, images: (count, images, 32), np.uint8),
 }
+META_MAX_BYTES = MIB  # the build's record: settings and a checksum per file, a few kB
 META_KEYS = {
     "format", "count", "side", "image_size", "protocol", "purpose", "context_extent", "files",
 }  # fmt: skip
@@ -533,8 +535,8 @@ class StoreDamaged(HeadposeError):
 
 def _read_meta(folder: Path, spec: StoreSpec) -> dict:
     try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        meta = json.loads(read_text_file(folder / META_FILE, META_MAX_BYTES, "crop store file"))
+    except (HeadposeError, ValueError, RecursionError) as error:
         raise StoreDamaged(f"{META_FILE} unreadable: {error}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
         raise StoreDamaged(f"{META_FILE} holds no checksums (an older or foreign store)")

@@ -44,6 +44,7 @@ from headpose.errors import HeadposeError
 from headpose.geometry import rotation_matrix
 from headpose.io.files import write_text
 from headpose.io.images import image_header_size, read_image
+from headpose.io.text import read_text_file
 
 SEQUENCE_SUBJECTS = {
     "01": "F01", "02": "F02", "03": "F03", "04": "F04", "05": "F05", "06": "F06",
@@ -69,6 +70,8 @@ PROJECTED_BOX_MM = (248.0, 306.0)
 DETECTION_MARGIN = 0.4
 DETECTOR_FRAME_LIST = "detector"  # a frame_list value: boxes from the project's face detector
 ROTATION_TOLERANCE = 1e-3  # |M M^T - I| and |det M - 1| of six-digit matrices stay below it
+# A pose file is 4 lines, a calibration file 13, of a few numbers each (about 200 bytes).
+NUMBER_FILE_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,9 @@ class Calibration:
 
 
 def _number_rows(path: Path, what: str) -> list[list[float]]:
-    """The non-empty lines of a text file as rows of numbers, or one line naming the file."""
-    try:
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise HeadposeError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise HeadposeError(f"{path}: cannot read the {what} file ({error})") from None
+    """The non-empty lines of a text file (ASCII, at most :data:`NUMBER_FILE_MAX_BYTES`) as rows
+    of numbers, or one line naming the file."""
+    text = read_text_file(path, NUMBER_FILE_MAX_BYTES, f"BIWI {what} file", encoding="ascii")
     try:
         rows = [[float(token) for token in line.split()] for line in text.splitlines()]
     except ValueError:

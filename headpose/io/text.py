@@ -67,8 +67,7 @@ def read_text_file(
             raise HeadposeError(f"{name} {problem}; expected a text file")
         if status.st_size > max_bytes:
             raise HeadposeError(
-                f"{name} is {_size_text(status.st_size)}; expected at most "
-                f"{_size_text(max_bytes)}"
+                f"{name} is {_size_text(status.st_size)}; expected at most {_size_text(max_bytes)}"
             )
         chunks: list[bytes] = []
         total = 0
