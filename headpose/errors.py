@@ -7,8 +7,8 @@ or corrupt file). Entry points (the stage scripts and the ``headpose`` command) 
 permission denied) is reported the same way, as the file and the reason. SIGINT (Ctrl-C) and
 SIGTERM (``kill``, a scheduler's stop) end the run with one line too: SIGTERM is raised as
 :class:`Terminated` where the process was, so every ``finally`` runs and temporaries go.
-A value quoted in a message goes through :func:`shorten`, so no input (a huge list, a long
-name) makes a message, or the time to build it, unbounded.
+A value quoted in a message goes through :func:`shorten` (a name: :func:`clip`), so no input
+(a huge list, a long name) makes a message, or the time to build it, unbounded.
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ _REPR = _bounded_repr()
 def shorten(value: object, limit: int = QUOTED_VALUE_CHARS) -> str:
     """``repr(value)`` for a message, at most ``limit`` characters (``...`` marks a cut): a few
     items of each list or mapping, a few levels deep, so its cost is bounded too."""
-    text = _REPR.repr(value)
+    return clip(_REPR.repr(value), limit)
+
+
+def clip(text: str, limit: int = QUOTED_VALUE_CHARS) -> str:
+    """``text`` for a message as it is (no quotes), cut to at most ``limit`` characters."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

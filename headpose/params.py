@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from headpose.errors import QUOTED_VALUE_CHARS, HeadposeError, shorten
+from headpose.errors import HeadposeError, clip, shorten
 from headpose.io.text import MIB, read_text_file
 from headpose.registry import PLUGINS_DIR
 
@@ -383,8 +383,7 @@ PARAMS_KEYS: tuple[str, ...] = tuple(SCHEMA)
 def _check_block(params: dict, schema: dict[str, Rule], prefix: str) -> None:
     unknown = sorted(set(params) - set(schema), key=str)
     if unknown:
-        key = unknown[0] if isinstance(unknown[0], str) else shorten(unknown[0])
-        key = key if len(key) <= QUOTED_VALUE_CHARS else shorten(key)
+        key = clip(unknown[0]) if isinstance(unknown[0], str) else shorten(unknown[0])
         close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
         hint = (
             f"did you mean {prefix}{close[0]}?"
@@ -535,7 +534,7 @@ def _check_keys(root: yaml.Node, source: str) -> None:
             if isinstance(key_node, yaml.ScalarNode):
                 text = key_node.value
                 name = f"{path}.{text}" if path else text
-                name = name if len(name) <= QUOTED_VALUE_CHARS else shorten(name)
+                name = clip(name)
                 identity = (key_node.tag, text)
                 if identity in seen:
                     first = seen[identity]

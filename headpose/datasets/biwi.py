@@ -350,7 +350,10 @@ def frame_labels(entry: str, image_wh: tuple[int, int] | None = None) -> Labels:
 class FormatBIWI(DatasetFormat):
     name = "biwi"
     stores_crop_box = True
-    description = "hpdb/NN/frame_XXXXX_rgb.png + _pose.txt, rgb.cal per sequence (BIWI, raw)"
+    description = (
+        "hpdb/NN/frame_XXXXX_rgb.png + _pose.txt, rgb.cal per sequence folder NN of two digits "
+        "(01, not 1) (BIWI, raw)"
+    )
 
     @classmethod
     def recognises(cls, root: Path) -> bool:

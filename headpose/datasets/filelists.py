@@ -136,8 +136,14 @@ def scan_dataset(
         )
     found = dataset_format.scan(Path(root), **options)
     if not found.entries:
+        expected = (
+            dataset_format.description
+            if dataset_format.recognises(Path(root))
+            else f"{dataset_format.description}, nor any other registered format's layout: "
+            + registry.describe_layouts(besides=dataset_format)
+        )
         raise HeadposeError(
-            f"{name} data folder {root} holds no samples ({dataset_format.description}); check "
+            f"{name} data folder {root} holds no samples ({expected}); check "
             "train_data/test_data in params.yaml"
         )
     unpaired = [SampleCheck(resolve(entry), None, reason) for entry, reason in found.unpaired]
