@@ -105,7 +105,8 @@ def _number(low: float | None = None, high: float | None = None, *, low_open=Fal
     left = "(" if low_open else "["
     low_text = "-inf" if low is None else low
     high_text = "inf" if high is None else high
-    text = f"a number in {left}{low_text}, {high_text}]"
+    right = ")" if high is None else "]"  # finite: infinity and NaN are no values
+    text = f"a number in {left}{low_text}, {high_text}{right}"
     return Rule((int, float), check, text)
 
 

@@ -24,7 +24,9 @@ _CHUNK_BYTES = MIB
 
 
 def _size_text(size: int) -> str:
-    return f"{size / MIB:g} MiB" if size >= MIB else f"{size:,} bytes"
+    if size >= MIB:
+        return f"{size // MIB} MiB" if size % MIB == 0 else f"{size / MIB:.1f} MiB"
+    return f"{size:,} bytes"
 
 
 def _not_regular(mode: int) -> str | None:
