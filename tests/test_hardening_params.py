@@ -414,3 +414,22 @@ def test_stage_scripts_use_the_one_loader():
         source = path.read_text(encoding="utf-8")
         assert "yaml" not in source.replace("params.yaml", "").replace("dvc.yaml", ""), path
         assert "load_params(args.params)" in source, path
+
+
+# Kernel files (/proc, /sys) are no input: training reads its memory limits from them.
+OUTSIDE_THE_TEXT_RULE = {"headpose/training/memory.py"}
+
+
+def test_every_text_file_goes_through_the_one_reader():
+    """No module reads a file as text but :func:`read_text_file`: a new ``read_text`` call
+    would bypass the regular-file check and the size bound."""
+    offenders = []
+    for root in ("headpose", "stages", "scripts"):
+        for path in sorted((REPO_ROOT / root).rglob("*.py")):
+            name = path.relative_to(REPO_ROOT).as_posix()
+            if name in OUTSIDE_THE_TEXT_RULE:
+                continue
+            source = path.read_text(encoding="utf-8")
+            if ".read_text(" in source or "json.load(" in source:
+                offenders.append(name)
+    assert offenders == []
