@@ -44,7 +44,10 @@ _REPR = _bounded_repr()
 def shorten(value: object, limit: int = QUOTED_VALUE_CHARS) -> str:
     """``repr(value)`` for a message, at most ``limit`` characters (``...`` marks a cut): a few
     items of each list or mapping, a few levels deep, so its cost is bounded too."""
-    return clip(_REPR.repr(value), limit)
+    try:
+        return clip(_REPR.repr(value), limit)
+    except ValueError:  # an int past Python's digit limit for str()
+        return f"<a {type(value).__name__} too long to print>"
 
 
 def clip(text: str, limit: int = QUOTED_VALUE_CHARS) -> str:

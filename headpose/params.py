@@ -1,7 +1,10 @@
 """``params.yaml``: the typed, frozen :class:`Params` every stage reads, its schema and validation.
 
 Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthetic generator's
-settings sit under ``synth``. :func:`load_params` reads the file, rejects unknown or ill-typed keys
+settings sit under ``synth``. :func:`load_params`, the one loader of every stage, reads the file
+(a regular UTF-8 file of at most :data:`PARAMS_MAX_BYTES`: :mod:`headpose.io.text`), parses it
+bounded (:func:`parse_yaml`: no anchors or aliases, at most :data:`PARAMS_MAX_NODES` nodes, no
+key twice in a mapping), rejects unknown or ill-typed keys
 and out-of-range values with one message naming the key and what was expected, and returns a
 frozen :class:`Params` whose field names are the keys (``params.bin_width``; lists become tuples,
 the ``synth`` block a :class:`SynthParams`, each test set a :class:`TestSet`). Each key is declared
@@ -70,6 +73,7 @@ TEST_SET_NAME_MAX_CHARS = 64
 # file holds about 100.
 PARAMS_MAX_BYTES = MIB
 PARAMS_MAX_NODES = 10_000
+PARAMS_MAX_DEPTH = 32  # mappings and lists within each other (the file nests 3 deep)
 
 
 def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
@@ -80,9 +84,14 @@ def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kind)
 
 
+def _finite(value: float) -> bool:
+    """Whether a number is finite (an int always is, however long: no float conversion)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
 def _is_number(value: Any) -> bool:
     """A finite int or float, not a bool."""
-    return _type_ok(value, (int, float)) and math.isfinite(value)
+    return _type_ok(value, (int, float)) and _finite(value)
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class Rule:
 
 def _number(low: float | None = None, high: float | None = None, *, low_open=False) -> Rule:
     def check(value: float) -> bool:
-        if not math.isfinite(value):
+        if not _finite(value):
             return False
         if low is not None and (value <= low if low_open else value < low):
             return False
@@ -478,11 +487,13 @@ class ParamsLoader(yaml.SafeLoader):
 
     It bounds the document while composing it, before any value is built: anchors and aliases
     (``&a`` / ``*a``, with which a few kB expand to billions of items) are refused, and so is a
-    document of more than :data:`PARAMS_MAX_NODES` nodes."""
+    document of more than :data:`PARAMS_MAX_NODES` nodes or nested more than
+    :data:`PARAMS_MAX_DEPTH` deep (the composer recurses)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.nodes_composed = 0
+        self.depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
         event = self.peek_event()
@@ -501,7 +512,18 @@ class ParamsLoader(yaml.SafeLoader):
                 f"more than {PARAMS_MAX_NODES:,} keys, values and list items",
                 event.start_mark,
             )
-        return super().compose_node(parent, index)
+        if self.depth >= PARAMS_MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"lists and mappings nested more than {PARAMS_MAX_DEPTH} deep",
+                event.start_mark,
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 ParamsLoader.add_implicit_resolver(
@@ -583,6 +605,10 @@ def parse_yaml(text: str, source: str = "params.yaml") -> Any:
         return loader.construct_document(root)
     except yaml.YAMLError as error:
         raise _yaml_error(error, source) from None
+    except (ValueError, OverflowError) as error:  # a date of month 13, an int of 5000 digits
+        raise HeadposeError(
+            f"{source} holds a value YAML cannot build: {clip(str(error))}"
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()

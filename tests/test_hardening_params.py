@@ -30,6 +30,7 @@ from headpose.io.text import read_text_file
 from headpose.params import (
     MAX_WORKERS,
     PARAMS_MAX_BYTES,
+    PARAMS_MAX_DEPTH,
     PARAMS_MAX_NODES,
     TEST_SET_NAME_MAX_CHARS,
     load_params,
@@ -248,6 +249,26 @@ def test_a_48_mb_params_file_is_refused_by_its_size_at_once(tmp_path):
     started = time.monotonic()
     _refused(lambda: load_params(path), str(path), "expected at most 1 MiB")
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[" * 2000 + "]" * 2000, f"nested more than {PARAMS_MAX_DEPTH} deep"),
+        ("a:\n" + "".join("  " * n + "b:\n" for n in range(1, 40)), "nested more than"),
+        ("epochs: " + "1" * 5000, "a value YAML cannot build"),
+        ("epochs: 2020-13-45", "a value YAML cannot build"),
+        ("epochs: 1\x00", "character U+0000"),
+    ],
+)
+def test_yaml_that_cannot_be_built_is_one_line(text, expected):
+    _refused(lambda: parse_yaml(text, "p.yaml"), "p.yaml", expected)
+
+
+def test_a_number_too_long_to_print_is_named_without_a_traceback():
+    params = yaml.safe_load(REPO_PARAMS_TEXT)
+    params["alpha"] = 10**5000
+    _refused(lambda: validate(params), "alpha is <a int too long to print>")
 
 
 @pytest.mark.parametrize("key", ["aug_angles", "lr_steps", "arch", "crop_protocol", "plugins"])
