@@ -1,2 +1,2 @@
-"""Files on disk: atomic outputs, the 300W_LP/AFLW2000 sample format and sample lists, and
-the process pool the data stages share."""
+"""Files on disk: atomic outputs, the one reader of text files (:mod:`headpose.io.text`), image
+headers, sample lists, and the process pool the data stages share."""
