@@ -7,12 +7,15 @@ or corrupt file). Entry points (the stage scripts and the ``headpose`` command) 
 permission denied) is reported the same way, as the file and the reason. SIGINT (Ctrl-C) and
 SIGTERM (``kill``, a scheduler's stop) end the run with one line too: SIGTERM is raised as
 :class:`Terminated` where the process was, so every ``finally`` runs and temporaries go.
+A value quoted in a message goes through :func:`shorten` (a name: :func:`clip`), so no input
+(a huge list, a long name) makes a message, or the time to build it, unbounded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import reprlib
 import signal
 import sys
 import threading
@@ -21,6 +24,35 @@ from functools import wraps
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+# The longest quotation of a value in a message (characters).
+QUOTED_VALUE_CHARS = 80
+
+
+def _bounded_repr() -> reprlib.Repr:
+    bounded = reprlib.Repr()
+    bounded.maxlevel = 3
+    bounded.maxlist = bounded.maxtuple = bounded.maxset = bounded.maxdict = 6
+    bounded.maxstring = bounded.maxother = bounded.maxlong = QUOTED_VALUE_CHARS
+    return bounded
+
+
+_REPR = _bounded_repr()
+
+
+def shorten(value: object, limit: int = QUOTED_VALUE_CHARS) -> str:
+    """``repr(value)`` for a message, at most ``limit`` characters (``...`` marks a cut): a few
+    items of each list or mapping, a few levels deep, so its cost is bounded too."""
+    try:
+        return clip(_REPR.repr(value), limit)
+    except ValueError:  # an int past Python's digit limit for str()
+        return f"<a {type(value).__name__} too long to print>"
+
+
+def clip(text: str, limit: int = QUOTED_VALUE_CHARS) -> str:
+    """``text`` for a message as it is (no quotes), cut to at most ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class HeadposeError(Exception):

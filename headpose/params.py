@@ -1,7 +1,10 @@
 """``params.yaml``: the typed, frozen :class:`Params` every stage reads, its schema and validation.
 
 Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthetic generator's
-settings sit under ``synth``. :func:`load_params` reads the file, rejects unknown or ill-typed keys
+settings sit under ``synth``. :func:`load_params`, the one loader of every stage, reads the file
+(a regular UTF-8 file of at most :data:`PARAMS_MAX_BYTES`: :mod:`headpose.io.text`), parses it
+bounded (:func:`parse_yaml`: no anchors or aliases, at most :data:`PARAMS_MAX_NODES` nodes, no
+key twice in a mapping), rejects unknown or ill-typed keys
 and out-of-range values with one message naming the key and what was expected, and returns a
 frozen :class:`Params` whose field names are the keys (``params.bin_width``; lists become tuples,
 the ``synth`` block a :class:`SynthParams`, each test set a :class:`TestSet`). Each key is declared
@@ -33,7 +36,6 @@ import difflib
 import math
 import os
 import re
-import reprlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -41,7 +43,8 @@ from typing import Any
 
 import yaml
 
-from headpose.errors import HeadposeError
+from headpose.errors import HeadposeError, clip, shorten
+from headpose.io.text import MIB, read_text_file
 from headpose.registry import PLUGINS_DIR
 
 # Input sizes (px) a model is built for (params.yaml's image_size) and a checkpoint may name.
@@ -61,6 +64,35 @@ SAFE_PATH = re.compile(r"[A-Za-z0-9_.,+=@/][A-Za-z0-9_.,+=@/:-]*")
 # A pretrained checkpoint lies in this folder, a dependency of the train stage: `dvc status`
 # notices a replaced file (DVC deps cannot depend on a param's value being a path).
 PRETRAINED_DIR = "pretrained_checkpoints"
+# The most processes a stage or command starts for `workers` (0: one per CPU core): a fixed cap,
+# so the file validates alike on every machine, far below where forking fails.
+MAX_WORKERS = 64
+# A test set's name becomes file names (metrics/test_sets/<name>.json) and a stage name.
+TEST_SET_NAME_MAX_CHARS = 64
+# params.yaml is read whole, at most this many bytes (headpose.io.text), and composed into at
+# most this many YAML nodes (keys, values, list items) before any value is built: the project's
+# file holds about 100.
+PARAMS_MAX_BYTES = MIB
+PARAMS_MAX_NODES = 10_000
+PARAMS_MAX_DEPTH = 32  # mappings and lists within each other (the file nests 3 deep)
+
+
+def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """Whether ``value`` is of ``kind``: the one type check of every value and list item (yaml's
+    true/false never pass as numbers)."""
+    if isinstance(value, bool) and kind is not bool:
+        return False
+    return isinstance(value, kind)
+
+
+def _finite(value: float) -> bool:
+    """Whether a number is finite (an int always is, however long: no float conversion)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float, not a bool."""
+    return _type_ok(value, (int, float)) and _finite(value)
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,8 @@ class Rule:
 
 def _number(low: float | None = None, high: float | None = None, *, low_open=False) -> Rule:
     def check(value: float) -> bool:
+        if not _finite(value):
+            return False
         if low is not None and (value <= low if low_open else value < low):
             return False
         return high is None or value <= high
@@ -81,7 +115,8 @@ def _number(low: float | None = None, high: float | None = None, *, low_open=Fal
     left = "(" if low_open else "["
     low_text = "-inf" if low is None else low
     high_text = "inf" if high is None else high
-    text = f"a number in {left}{low_text}, {high_text}]"
+    right = ")" if high is None else "]"  # finite: infinity and NaN are no values
+    text = f"a number in {left}{low_text}, {high_text}{right}"
     return Rule((int, float), check, text)
 
 
@@ -98,7 +133,7 @@ def _percentile_pair(value: Any) -> bool:
     return (
         isinstance(value, list)
         and len(value) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and all(_is_number(v) for v in value)
         and -180 <= value[0] < value[1] <= 180
     )
 
@@ -132,7 +167,7 @@ _FRAME_LIST = Rule(
     lambda v: v in ("none", "detector") or bool(SAFE_PATH.fullmatch(v)),
     "none, detector, or the path of a frame list (letters, digits and _ . , + = @ / : - only)",
 )
-TEST_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
+TEST_SET_NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{TEST_SET_NAME_MAX_CHARS - 1}}}")
 _PLUGINS = Rule(
     list,
     lambda v: (
@@ -276,11 +311,17 @@ class Params(_Block):
     aug_angles: tuple[float, ...] = _key(
         Rule(
             list,
-            lambda v: bool(v) and all(isinstance(a, (int, float)) and 0 < abs(a) <= 90 for a in v),
+            lambda v: bool(v) and all(_is_number(a) and 0 < abs(a) <= 90 for a in v),
             "a non-empty list of non-zero angles in degrees, each within [-90, 90]",
         )
     )
-    workers: int = _key(_integer(0))
+    workers: int = _key(
+        Rule(
+            int,
+            lambda v: 0 <= v <= MAX_WORKERS,
+            f"an integer in [0, {MAX_WORKERS}] (processes; 0: one per CPU core)",
+        )
+    )
     arch: str = _key(_NAME)  # the model registry checks the name (headpose.models.keys)
     head: str = _key(_NAME)  # the heads check the name
     pretrained: str = _key(_PRETRAINED)
@@ -296,7 +337,7 @@ class Params(_Block):
             list,
             lambda v: (
                 len(v) == 2
-                and all(_type_ok(x, (int, float)) and math.isfinite(x) for x in v)
+                and all(_is_number(x) for x in v)
                 and 1 <= v[0] <= v[1] <= MAX_FRAMING_SCALE
             ),
             f"[low, high] with 1 <= low <= high <= {MAX_FRAMING_SCALE} (how many times looser "
@@ -314,7 +355,7 @@ class Params(_Block):
     lr_steps: tuple[int, ...] = _key(
         Rule(
             list,
-            lambda v: all(isinstance(s, int) and s > 0 for s in v),
+            lambda v: all(_type_ok(s, int) and s > 0 for s in v),
             "a list of positive epoch numbers",
         )
     )
@@ -350,12 +391,6 @@ SCHEMA: dict[str, Rule] = Params.schema()
 PARAMS_KEYS: tuple[str, ...] = tuple(SCHEMA)
 
 
-def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and kind is not bool:
-        return False  # yaml's true/false must not pass as numbers
-    return isinstance(value, kind)
-
-
 def accepts(rule: Rule, value: Any) -> bool:
     """Whether ``value`` passes ``rule``: its type (a boolean is never a number) and its check.
     The one test of a value against a rule: params.yaml's keys, command-line options
@@ -366,27 +401,16 @@ def accepts(rule: Rule, value: Any) -> bool:
 def check_argument(name: str, value: Any, rule: Rule) -> Any:
     """``value`` when it passes ``rule``, else a HeadposeError naming the argument ``name`` and
     what was expected (``image_size 8; expected an integer in [32, 1024]``), its value shown
-    at most :data:`SHOWN_CHARACTERS` long."""
+    shortened (:func:`headpose.errors.shorten`)."""
     if not accepts(rule, value):
-        raise HeadposeError(f"{name} {shown(value)}; expected {rule.expected}")
+        raise HeadposeError(f"{name} {shorten(value)}; expected {rule.expected}")
     return value
-
-
-SHOWN_CHARACTERS = 80  # a value quoted in a message: never unbounded
-
-
-def shown(value: Any) -> str:
-    """``repr(value)`` cut to :data:`SHOWN_CHARACTERS` (a message never prints a value whole)."""
-    brief = reprlib.Repr()
-    brief.maxstring = brief.maxother = SHOWN_CHARACTERS
-    text = brief.repr(value)
-    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 3] + "..."
 
 
 def _check_block(params: dict, schema: dict[str, Rule], prefix: str) -> None:
     unknown = sorted(set(params) - set(schema), key=str)
     if unknown:
-        key = str(unknown[0])
+        key = clip(unknown[0]) if isinstance(unknown[0], str) else shorten(unknown[0])
         close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
         hint = (
             f"did you mean {prefix}{close[0]}?"
@@ -401,7 +425,9 @@ def _check_block(params: dict, schema: dict[str, Rule], prefix: str) -> None:
         value = params[key]
         if not accepts(rule, value):
             expected = rule.expected or f"a value of type {rule.kind}"
-            raise HeadposeError(f"params.yaml: {prefix}{key} is {value!r}; expected {expected}")
+            raise HeadposeError(
+                f"params.yaml: {prefix}{key} is {shorten(value)}; expected {expected}"
+            )
 
 
 def validate(params: dict) -> dict:
@@ -413,13 +439,14 @@ def validate(params: dict) -> dict:
     for name, test_set in params["test_sets"].items():
         if not (isinstance(name, str) and TEST_SET_NAME.fullmatch(name)) or name == "test":
             raise HeadposeError(
-                f"params.yaml: test_sets name {name!r}; expected lower-case letters, digits and "
-                "_ starting with a letter (a file name), other than test (test_data's)"
+                f"params.yaml: test_sets name {shorten(name)}; expected at most "
+                f"{TEST_SET_NAME_MAX_CHARS} lower-case letters, digits and _ starting with a "
+                "letter (a file name), other than test (test_data's)"
             )
         if not isinstance(test_set, dict):
             raise HeadposeError(
-                f"params.yaml: test_sets.{name} is {test_set!r}; expected a mapping with data "
-                "and frame_list"
+                f"params.yaml: test_sets.{name} is {shorten(test_set)}; expected a mapping with "
+                "data and frame_list"
             )
         _check_block(test_set, TEST_SET_SCHEMA, f"test_sets.{name}.")
     for block in ("train_pose", "test_pose"):
@@ -429,7 +456,8 @@ def validate(params: dict) -> dict:
         for angle, pair in poses.items():
             if not _PAIR.check(pair):
                 raise HeadposeError(
-                    f"params.yaml: synth.{block}.{angle} is {pair!r}; expected {_PAIR.expected}"
+                    f"params.yaml: synth.{block}.{angle} is {shorten(pair)}; expected "
+                    f"{_PAIR.expected}"
                 )
     if params["finetune_epochs"] > 0 and params["finetune_lr"] > params["lr"]:
         raise HeadposeError(
@@ -472,7 +500,47 @@ def option(rule: Rule) -> Callable[[str], Any]:
 class ParamsLoader(yaml.SafeLoader):
     """PyYAML's safe loader reading numbers as YAML 1.2 (and DVC) do: PyYAML follows YAML 1.1,
     where ``1e-5`` (no dot) and ``1.0e5`` (no exponent sign) are strings, but they are the
-    README's ``lr: 1e-5`` and DVC's own spelling of ``-S lr=1e-5`` (``1e-05``)."""
+    README's ``lr: 1e-5`` and DVC's own spelling of ``-S lr=1e-5`` (``1e-05``).
+
+    It bounds the document while composing it, before any value is built: anchors and aliases
+    (``&a`` / ``*a``, with which a few kB expand to billions of items) are refused, and so is a
+    document of more than :data:`PARAMS_MAX_NODES` nodes or nested more than
+    :data:`PARAMS_MAX_DEPTH` deep (the composer recurses)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.nodes_composed = 0
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors (&name) and aliases (*name) are not allowed; write each value out",
+                event.start_mark,
+            )
+        self.nodes_composed += 1
+        if self.nodes_composed > PARAMS_MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"more than {PARAMS_MAX_NODES:,} keys, values and list items",
+                event.start_mark,
+            )
+        if self.depth >= PARAMS_MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"lists and mappings nested more than {PARAMS_MAX_DEPTH} deep",
+                event.start_mark,
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 ParamsLoader.add_implicit_resolver(
@@ -481,10 +549,86 @@ ParamsLoader.add_implicit_resolver(
     list("-+.0123456789"),
 )
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
-def parse_yaml(text: str):
-    """``text`` as YAML, numbers read the YAML 1.2 way (:class:`ParamsLoader`)."""
-    return yaml.load(text, Loader=ParamsLoader)  # noqa: S506 - a SafeLoader subclass
+
+def _check_keys(root: yaml.Node, source: str) -> None:
+    """Refuse a key given twice in one mapping (at any depth; YAML would keep the last
+    silently) and merge keys (``<<``), naming the key's path and lines."""
+    pending: list[tuple[yaml.Node, str]] = [(root, "")]
+    while pending:
+        node, path = pending.pop()
+        if isinstance(node, yaml.SequenceNode):
+            pending += [(item, f"{path}[{index}]") for index, item in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        seen: dict[tuple[str, str], yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            mark = key_node.start_mark
+            line = mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                raise HeadposeError(
+                    f"{source} line {line}: merge keys (<<) are not allowed; write each key out"
+                )
+            name = path
+            if isinstance(key_node, yaml.ScalarNode):
+                text = key_node.value
+                name = f"{path}.{text}" if path else text
+                name = clip(name)
+                identity = (key_node.tag, text)
+                if identity in seen:
+                    first = seen[identity]
+                    where = (
+                        f"line {line}, columns {first.column + 1} and {mark.column + 1}"
+                        if first.line == mark.line
+                        else f"lines {first.line + 1} and {line}"
+                    )
+                    raise HeadposeError(
+                        f"{source}: the key {name} is given twice ({where}); keep one"
+                    )
+                seen[identity] = mark
+            pending.append((value_node, name))
+
+
+def _yaml_error(error: yaml.YAMLError, source: str) -> HeadposeError:
+    """One line for a YAML error: the file, where (line and column) and what."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = error.problem or error.context or "a syntax error"
+        return HeadposeError(f"{source} is not valid YAML{where}: {problem}")
+    if isinstance(error, yaml.reader.ReaderError):
+        code = error.character
+        character = f"U+{code:04X}" if isinstance(code, int) else shorten(code)
+        return HeadposeError(
+            f"{source} is not valid YAML: character {character} at position {error.position} "
+            f"({error.reason})"
+        )
+    text = " ".join(str(error).split())
+    return HeadposeError(f"{source} is not valid YAML: {shorten(text)[1:-1]}")
+
+
+def parse_yaml(text: str, source: str = "params.yaml") -> Any:
+    """``text`` as YAML, numbers read the YAML 1.2 way, bounded and checked before any value is
+    built (:class:`ParamsLoader`: no anchors or aliases, at most :data:`PARAMS_MAX_NODES` nodes;
+    no key twice in a mapping); a HeadposeError naming ``source`` otherwise."""
+    loader = None
+    try:
+        loader = ParamsLoader(text)  # checks the characters
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_keys(root, source)
+        return loader.construct_document(root)
+    except yaml.YAMLError as error:
+        raise _yaml_error(error, source) from None
+    except (ValueError, OverflowError) as error:  # a date of month 13, an int of 5000 digits
+        raise HeadposeError(
+            f"{source} holds a value YAML cannot build: {clip(str(error))}"
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def build_params(mapping: dict) -> Params:
@@ -493,14 +637,9 @@ def build_params(mapping: dict) -> Params:
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``."""
+    """Read and validate ``params.yaml``: a regular UTF-8 file of at most
+    :data:`PARAMS_MAX_BYTES` (:func:`headpose.io.text.read_text_file`), parsed by
+    :func:`parse_yaml`. Every stage reads its params through here."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise HeadposeError(f"cannot read {file}: {error.strerror}") from None
-    try:
-        params = parse_yaml(text)
-    except yaml.YAMLError as error:
-        raise HeadposeError(f"{file} is not valid YAML: {error}") from None
-    return build_params(params)
+    text = read_text_file(file, PARAMS_MAX_BYTES, "params file")
+    return build_params(parse_yaml(text, str(file)))

@@ -37,7 +37,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from headpose.errors import HeadposeError
+from headpose.errors import HeadposeError, shorten
 
 T = TypeVar("T")
 
@@ -112,7 +112,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         prefix = f"{source}: " if source else ""
         raise HeadposeError(
-            f"{prefix}unknown {self.kind} {name!r}; expected one of "
+            f"{prefix}unknown {self.kind} {shorten(name)}; expected one of "
             f"{', '.join(self.names())}{self._hint}"
         )
 

@@ -96,7 +96,7 @@ def main() -> None:
     params = load_params(args.params)
     for assignment in args.set:
         key, _, value = assignment.partition("=")
-        params = params.replace(**{key: parse_yaml(value)})  # validated again
+        params = params.replace(**{key: parse_yaml(value, f"--set {key}")})  # validated again
     with PeakPrivateMemory() as memory:
         benchmark(TrainSettings.from_params(params), args)
     print(memory.summary())

@@ -14,9 +14,10 @@ PACKAGE = REPO_ROOT / "headpose"
 # Lowest first. A unit is a folder of headpose/ or one of its top-level modules.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
+    ("io",),
     ("registry",),
     ("params", "geometry"),
-    ("io", "plots"),
+    ("plots",),
     ("datasets", "synth", "models"),
     ("crops",),
     ("inference",),

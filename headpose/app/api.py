@@ -65,7 +65,7 @@ from headpose.app.detect import (
 from headpose.crops.crop import Box
 from headpose.crops.protocols import CropProtocol, get_protocol
 from headpose.datasets.labels import check_box
-from headpose.errors import HeadposeError
+from headpose.errors import HeadposeError, shorten
 from headpose.evaluation.metrics import absolute_errors_deg, rotation_errors_deg
 from headpose.inference.batches import crop_angles
 from headpose.inference.loading import LoadedModel, open_model
@@ -73,7 +73,7 @@ from headpose.inference.metadata import ModelDescription
 from headpose.io.files import file_problem
 from headpose.io.images import decode_rgb
 from headpose.models.registry import Normalization
-from headpose.params import FINITE_NUMBER, SCHEMA, check_argument, shown
+from headpose.params import FINITE_NUMBER, SCHEMA, check_argument
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -194,7 +194,7 @@ def _given_face(box: Sequence[float]) -> FaceBox:
     except (TypeError, ValueError):
         values = []
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise HeadposeError(f"a face box is 4 finite numbers (x0, y0, x1, y1), got {shown(box)}")
+        raise HeadposeError(f"a face box is 4 finite numbers (x0, y0, x1, y1), got {shorten(box)}")
     x0, y0, x1, y1 = values
     if x1 <= x0 or y1 <= y0:
         raise HeadposeError(f"face box {tuple(values)} is empty (x1 <= x0 or y1 <= y0)")
@@ -302,7 +302,7 @@ class HeadPoseModel:
         """The face detector ``name`` (made once per model; YuNet is downloaded on first use,
         and offline without a cached copy the Haar detector stands in, with a warning line)."""
         if not isinstance(name, str):
-            raise HeadposeError(f"detector {shown(name)}; expected a detector's name or object")
+            raise HeadposeError(f"detector {shorten(name)}; expected a detector's name or object")
         if min_score is not None:
             check_argument("min_score", min_score, FINITE_NUMBER)
         key = (name, min_score)
@@ -339,7 +339,7 @@ class HeadPoseModel:
         if boxes is not None:
             if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Iterable):
                 raise HeadposeError(
-                    f"boxes {shown(boxes)}; expected face boxes (x0, y0, x1, y1), e.g. [(10, 20, "
+                    f"boxes {shorten(boxes)}; expected face boxes (x0, y0, x1, y1), e.g. [(10, 20, "
                     "110, 140)]"
                 )
             faces, calibration = [_given_face(box) for box in boxes], IDENTITY_CALIBRATION
@@ -352,7 +352,7 @@ class HeadPoseModel:
             found = self.detector(detector, min_score) if isinstance(detector, str) else detector
             if not callable(getattr(found, "detect", None)):
                 raise HeadposeError(
-                    f"detector {shown(detector)}; expected a detector's name or an object with "
+                    f"detector {shorten(detector)}; expected a detector's name or an object with "
                     "detect(image_rgb) and calibration"
                 )
             faces, calibration = detected_faces(found, pixels), found.calibration
@@ -399,7 +399,7 @@ def load(
     """
     if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
         raise HeadposeError(
-            f"path {shown(path)}; expected a model file's path as a str or os.PathLike, got "
+            f"path {shorten(path)}; expected a model file's path as a str or os.PathLike, got "
             f"{type(path).__name__}"
         )
     if image_size is not None:
@@ -414,7 +414,7 @@ def load(
                 for v in values
             )
         ):
-            raise HeadposeError(f"{name} {shown(values)}; expected 3 numbers (R, G, B)")
+            raise HeadposeError(f"{name} {shorten(values)}; expected 3 numbers (R, G, B)")
     protocol = None if crop_protocol is None else get_protocol(crop_protocol, "crop_protocol")
     loaded = open_model(
         path,

@@ -43,6 +43,7 @@ from headpose.crops.crop import Box
 from headpose.errors import HeadposeError
 from headpose.io.files import file_problem
 from headpose.io.images import MAX_IMAGE_PIXELS
+from headpose.io.text import MIB, read_text_file
 from headpose.models.weights import DownloadUnavailable, fetch_file
 
 
@@ -422,6 +423,7 @@ def face_box_finder(model_path: str | None = None) -> Callable[[np.ndarray], lis
 
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+BOX_FILE_MAX_BYTES = 256 * MIB  # a box per face and frame: a long video's is a few MB
 
 # (file as written in the box file, frame index; 0 for still images) -> boxes of that image
 BoxTable = dict[tuple[str, int], list[FaceBox]]
@@ -434,15 +436,16 @@ def read_box_file(path: str | os.PathLike) -> BoxTable:
     up with :func:`boxes_for`.
     """
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise HeadposeError(f"cannot read box file {file}: {error}") from None
+    text = read_text_file(file, BOX_FILE_MAX_BYTES, "box file")
     if file.suffix.lower() == ".json":
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as error:
             raise HeadposeError(f"box file {file} is not valid JSON: {error}") from None
+        except RecursionError:
+            raise HeadposeError(
+                f"box file {file} nests too deeply; expected a JSON list of objects"
+            ) from None
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise HeadposeError(f"box file {file} must hold a JSON list of objects")
     else:

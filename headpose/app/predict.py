@@ -83,6 +83,7 @@ from headpose.io.files import (
     write_json,
 )
 from headpose.io.images import decode_rgb, write_jpeg
+from headpose.io.text import MIB, read_text_file
 
 DEFAULT_CHECKPOINT = Path("models/model.pt")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -373,6 +374,7 @@ def predict_files(
 
 
 RESULT_FILES = ("predictions.json", "predictions.csv")  # the first says a set is complete
+PREDICTIONS_MAX_BYTES = 1024 * MIB  # a face and its timings per frame: a long video's is large
 
 
 def write_results(out_dir: Path, results: list[FaceResult], report: dict) -> None:
@@ -387,8 +389,9 @@ def previous_outputs(out_dir: Path) -> list[str]:
     """The files an earlier run wrote into ``out_dir``: the ``outputs`` its complete
     ``predictions.json`` lists (a missing or unreadable one lists none)."""
     try:
-        outputs = json.loads((out_dir / RESULT_FILES[0]).read_text(encoding="utf-8"))["outputs"]
-    except (OSError, ValueError, KeyError, TypeError):
+        text = read_text_file(out_dir / RESULT_FILES[0], PREDICTIONS_MAX_BYTES, "predictions")
+        outputs = json.loads(text)["outputs"]
+    except (HeadposeError, ValueError, KeyError, TypeError, RecursionError):
         return []
     return [name for name in outputs if isinstance(name, str)] if isinstance(outputs, list) else []
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from headpose.compare.stats import Run, flatten
-from headpose.errors import HeadposeError
+from headpose.errors import HeadposeError, clip
 from headpose.evaluation.metrics import ROTATION_ERROR_COLUMNS, rotation_errors_deg
 from headpose.geometry import ANGLE_NAMES
 
@@ -70,9 +70,12 @@ def load_runs(repo_root: str | Path, num: int = 1, test_set: str | None = None) 
             states = repo.experiments.show(num=num)
     except DvcException as error:
         raise HeadposeError(f"cannot list the experiments of {repo_root}: {error}") from None
+    revisions = _revisions(states)
+    if test_set is not None:
+        check_test_set_known(test_set, [data for _, _, data in revisions])
     runs: list[Run] = []
     skipped: list[str] = []
-    for name, rev, data in _revisions(states):
+    for name, rev, data in revisions:
         if data is None:
             skipped.append(f"{name}: no results (failed, queued or running)")
             continue
@@ -80,6 +83,22 @@ def load_runs(repo_root: str | Path, num: int = 1, test_set: str | None = None) 
         if run is not None:
             runs.append(run)
     return Loaded(runs, skipped)
+
+
+def check_test_set_known(test_set: str, revisions_data: list) -> None:
+    """Refuse (one line naming it and the known ones) a ``--test-set`` that no listed run's
+    params.yaml has among its ``test_sets``."""
+    known: set[str] = set()
+    for data in revisions_data:
+        params = (getattr(data, "params", None) or {}).get(PARAMS_FILE, {}).get("data") or {}
+        test_sets = params.get("test_sets")
+        if isinstance(test_sets, dict):
+            known |= {name for name in test_sets if isinstance(name, str)}
+    if test_set not in known:
+        listed = ", ".join(sorted(known)) if known else "none (no run's params.yaml has test_sets)"
+        raise HeadposeError(
+            f"--test-set {clip(test_set)}: no run has that test set; known test sets: {listed}"
+        )
 
 
 def _revisions(states: list) -> list[tuple[str, str, object]]:

@@ -45,6 +45,7 @@ from headpose.geometry import rotation_matrix
 from headpose.io.arrays import read_npz
 from headpose.io.files import write_text
 from headpose.io.images import image_header_size, read_image
+from headpose.io.text import read_text_file
 
 SEQUENCE_SUBJECTS = {
     "01": "F01", "02": "F02", "03": "F03", "04": "F04", "05": "F05", "06": "F06",
@@ -74,6 +75,8 @@ ROTATION_TOLERANCE = 1e-3  # |M M^T - I| and |det M - 1| of six-digit matrices s
 # The longest focal length (px) a calibration may give: a field of view under 0.4 degrees across
 # BIWI's 640 px (its RGB camera's is about 517 px). Beyond it a projected box is no face's size.
 MAX_FOCAL_PX = 1e5
+# A pose file is 4 lines, a calibration file 13, of a few numbers each (about 200 bytes).
+NUMBER_FILE_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -98,13 +101,9 @@ class Calibration:
 
 
 def _number_rows(path: Path, what: str) -> list[list[float]]:
-    """The non-empty lines of a text file as rows of numbers, or one line naming the file."""
-    try:
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise HeadposeError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise HeadposeError(f"{path}: cannot read the {what} file ({error})") from None
+    """The non-empty lines of a text file (ASCII, at most :data:`NUMBER_FILE_MAX_BYTES`) as rows
+    of numbers, or one line naming the file."""
+    text = read_text_file(path, NUMBER_FILE_MAX_BYTES, f"BIWI {what} file", encoding="ascii")
     try:
         rows = [[float(token) for token in line.split()] for line in text.splitlines()]
     except ValueError:
@@ -350,7 +349,10 @@ def frame_labels(entry: str, image_wh: tuple[int, int] | None = None) -> Labels:
 class FormatBIWI(DatasetFormat):
     name = "biwi"
     stores_crop_box = True
-    description = "hpdb/NN/frame_XXXXX_rgb.png + _pose.txt, rgb.cal per sequence (BIWI, raw)"
+    description = (
+        "hpdb/NN/frame_XXXXX_rgb.png + _pose.txt, rgb.cal per sequence folder NN of two digits "
+        "(01, not 1) (BIWI, raw)"
+    )
 
     @classmethod
     def recognises(cls, root: Path) -> bool:

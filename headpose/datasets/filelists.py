@@ -43,8 +43,9 @@ from headpose.datasets.mat import ANNOTATION_SUFFIX, IMAGE_SUFFIX
 from headpose.datasets.registry import Sample, entries_of, resolve
 from headpose.errors import HeadposeError
 from headpose.io.files import atomic_directory, write_json, write_text
-from headpose.io.lists import listable_name
+from headpose.io.lists import LIST_MAX_BYTES, listable_name
 from headpose.io.parallel import map_with_progress
+from headpose.io.text import read_text_file
 
 ANGLE_COLUMNS = ("yaw_deg", "pitch_deg", "roll_deg")
 ANGLES_HEADER = "\t".join(("sample", "dataset", *ANGLE_COLUMNS))
@@ -135,8 +136,14 @@ def scan_dataset(
         )
     found = dataset_format.scan(Path(root), **options)
     if not found.entries:
+        expected = (
+            dataset_format.description
+            if dataset_format.recognises(Path(root))
+            else f"{dataset_format.description}, nor any other registered format's layout: "
+            + registry.describe_layouts(besides=dataset_format)
+        )
         raise HeadposeError(
-            f"{name} data folder {root} holds no samples ({dataset_format.description}); check "
+            f"{name} data folder {root} holds no samples ({expected}); check "
             "train_data/test_data in params.yaml"
         )
     unpaired = [SampleCheck(resolve(entry), None, reason) for entry, reason in found.unpaired]
@@ -327,10 +334,7 @@ def angles_table_text(rows: list[tuple[str, str, tuple[float, float, float]]]) -
 
 def read_angles_table(path: str | os.PathLike) -> list[tuple[str, str, np.ndarray]]:
     """Read an ``angles.tsv``: rows of (sample, dataset, array of yaw, pitch, roll degrees)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise HeadposeError(f"cannot read {path}: {error.strerror}") from None
+    lines = read_text_file(path, LIST_MAX_BYTES, "angles table").splitlines()
     if not lines or lines[0] != ANGLES_HEADER:
         raise HeadposeError(f"{path}: expected a header line {ANGLES_HEADER!r}")
     rows = []

@@ -159,8 +159,13 @@ def recognise(root: str | os.PathLike) -> type[DatasetFormat]:
     for dataset_format in formats().values():
         if dataset_format.recognises(path):
             return dataset_format
-    described = "; ".join(f"{f.name}: {f.description}" for f in formats().values())
-    raise HeadposeError(f"{path}: no known dataset layout ({described})")
+    raise HeadposeError(f"{path}: no known dataset layout ({describe_layouts()})")
+
+
+def describe_layouts(besides: type[DatasetFormat] | None = None) -> str:
+    """What each registered format (but ``besides``) expects, ``name: description`` joined by
+    ``; ``: the message for a folder no format recognises."""
+    return "; ".join(f"{f.name}: {f.description}" for f in formats().values() if f is not besides)
 
 
 def format_of(entry: str) -> type[DatasetFormat]:

@@ -12,13 +12,15 @@ import os
 from pathlib import Path
 
 from headpose.errors import HeadposeError
-from headpose.io.files import file_problem
+from headpose.io.text import MIB, read_text_file
 
 # Characters that end a line for str.splitlines (and the tab of the .tsv tables): a sample
 # name holding one cannot be written to a list.
 LINE_BREAKING_CHARACTERS = "\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 # Files of a sample, by suffix: an entry naming one was meant as the sample without it.
 SAMPLE_FILE_SUFFIXES = (".jpg", ".mat")
+# The largest list (and angles.tsv) read: the full 300W_LP's 122,450 entries take about 12 MB.
+LIST_MAX_BYTES = 256 * MIB
 
 
 def listable_name(name: str) -> bool:
@@ -29,18 +31,13 @@ def listable_name(name: str) -> bool:
 def read_list(path: str | os.PathLike, allow_empty: bool = False) -> list[str]:
     """Read a sample list: one sample path without extension per line; blank lines are ignored.
 
-    Raises a HeadposeError naming the file when it is missing, unreadable or (unless
+    Raises a HeadposeError naming the file when it is missing, unreadable, no regular UTF-8
+    file of at most :data:`LIST_MAX_BYTES` (:func:`headpose.io.text.read_text_file`) or (unless
     ``allow_empty``) holds no samples.
     """
     file = Path(path)
-    problem = file_problem(file)
-    if problem:
-        hint = " (run the filelists/augment stages first)" if problem == "does not exist" else ""
-        raise HeadposeError(f"sample list {file} {problem}{hint}")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise HeadposeError(f"cannot read sample list {file}: {error}") from None
+    hint = " (run the filelists/augment stages first)"
+    text = read_text_file(file, LIST_MAX_BYTES, "sample list", missing_hint=hint)
     stems = [line.strip() for line in text.splitlines() if line.strip()]
     for number, stem in enumerate(stems, 1):
         if stem.lower().endswith(SAMPLE_FILE_SUFFIXES):

@@ -38,6 +38,7 @@ from headpose.crops.store.spec import (
 )
 from headpose.datasets.registry import Sample
 from headpose.errors import HeadposeError
+from headpose.io.text import MIB, read_text_file
 
 VERIFY_ENV = "HEADPOSE_CROP_STORE_VERIFY"  # "full": hash every byte of a store before reuse
 CHECKED_ROWS = 64  # evenly spread image rows hashed by a store's quick check (see verify_store)
@@ -77,6 +78,7 @@ FILE_SHAPES = {
     ANGLES_FILE: (lambda count, side, images: (count, 3), np.float32),
     ROW_DIGESTS_FILE: (lambda count, side, images: (count, images, 32), np.uint8),
 }
+META_MAX_BYTES = MIB  # the build's record: settings and a checksum per file, a few kB
 META_KEYS = {
     "format", "count", "side", "image_size", "protocol", "purpose", "context_extent", "files",
 }  # fmt: skip
@@ -93,8 +95,8 @@ class StoreDamaged(HeadposeError):
 
 def _read_meta(folder: Path, spec: StoreSpec) -> dict:
     try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        meta = json.loads(read_text_file(folder / META_FILE, META_MAX_BYTES, "crop store file"))
+    except (HeadposeError, ValueError, RecursionError) as error:
         raise StoreDamaged(f"{META_FILE} unreadable: {error}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
         raise StoreDamaged(f"{META_FILE} holds no checksums (an older or foreign store)")

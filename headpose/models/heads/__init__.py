@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from headpose.errors import HeadposeError
+from headpose.errors import HeadposeError, shorten
 from headpose.models.heads import bins, rotation  # noqa: F401  (registered, the default first)
 from headpose.models.heads.base import HEADS, Head, register_head
 
@@ -79,8 +79,8 @@ def validate_head_params(params: dict) -> None:
         for key, default in cls.params_defaults.items():
             if params[key] != default:
                 raise HeadposeError(
-                    f"params.yaml: {key} is {params[key]!r}, but {key} does not apply to head "
-                    f"{chosen} ({cls.name} head only); leave it at {default!r}"
+                    f"params.yaml: {key} is {shorten(params[key])}, but {key} does not apply to "
+                    f"head {chosen} ({cls.name} head only); leave it at {default!r}"
                 )
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from headpose.errors import HeadposeError
+from headpose.errors import HeadposeError, shorten
 from headpose.models.heads.base import Head, register_head
 
 RANGE_DEG = 198  # HopeNet bins cover [-99, 99)
@@ -73,7 +73,7 @@ class Bins(Head):
         if self.expectation not in EXPECTATION_MODES:
             raise HeadposeError(
                 f"expectation must be one of {', '.join(EXPECTATION_MODES)}, "
-                f"got {self.expectation!r}"
+                f"got {shorten(self.expectation)}"
             )
 
     @classmethod
@@ -85,7 +85,7 @@ class Bins(Head):
         for key, (expected, values) in allowed.items():
             if params[key] not in values:
                 raise HeadposeError(
-                    f"params.yaml: {key} is {params[key]!r}; expected {expected} "
+                    f"params.yaml: {key} is {shorten(params[key])}; expected {expected} "
                     + ", ".join(map(str, values))
                 )
 
