@@ -3,8 +3,8 @@
 Experiment knobs are top-level keys (``dvc exp run -S bin_width=1``); the synthetic generator's
 settings sit under ``synth``. :func:`load_params`, the one loader of every stage, reads the file
 (a regular UTF-8 file of at most :data:`PARAMS_MAX_BYTES`: :mod:`headpose.io.text`), parses it
-bounded (:func:`parse_yaml`: no anchors or aliases, at most :data:`PARAMS_MAX_NODES` nodes, no
-key twice in a mapping), rejects unknown or ill-typed keys
+bounded (:func:`headpose.io.yaml_text.parse_yaml`: no anchors or aliases, a node and depth
+bound, no key twice in a mapping), rejects unknown or ill-typed keys
 and out-of-range values with one message naming the key and what was expected, and returns a
 frozen :class:`Params` whose field names are the keys (``params.bin_width``; lists become tuples,
 the ``synth`` block a :class:`SynthParams`, each test set a :class:`TestSet`). Each key is declared
@@ -41,10 +41,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from headpose.errors import HeadposeError, clip, shorten
 from headpose.io.text import MIB, read_text_file
+from headpose.io.yaml_text import parse_yaml
 from headpose.registry import PLUGINS_DIR
 
 # Input sizes (px) a model is built for (params.yaml's image_size) and a checkpoint may name.
@@ -73,8 +72,6 @@ TEST_SET_NAME_MAX_CHARS = 64
 # most this many YAML nodes (keys, values, list items) before any value is built: the project's
 # file holds about 100.
 PARAMS_MAX_BYTES = MIB
-PARAMS_MAX_NODES = 10_000
-PARAMS_MAX_DEPTH = 32  # mappings and lists within each other (the file nests 3 deep)
 
 
 def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
@@ -497,140 +494,6 @@ def option(rule: Rule) -> Callable[[str], Any]:
     return convert
 
 
-class ParamsLoader(yaml.SafeLoader):
-    """PyYAML's safe loader reading numbers as YAML 1.2 (and DVC) do: PyYAML follows YAML 1.1,
-    where ``1e-5`` (no dot) and ``1.0e5`` (no exponent sign) are strings, but they are the
-    README's ``lr: 1e-5`` and DVC's own spelling of ``-S lr=1e-5`` (``1e-05``).
-
-    It bounds the document while composing it, before any value is built: anchors and aliases
-    (``&a`` / ``*a``, with which a few kB expand to billions of items) are refused, and so is a
-    document of more than :data:`PARAMS_MAX_NODES` nodes or nested more than
-    :data:`PARAMS_MAX_DEPTH` deep (the composer recurses)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.nodes_composed = 0
-        self.depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                "anchors (&name) and aliases (*name) are not allowed; write each value out",
-                event.start_mark,
-            )
-        self.nodes_composed += 1
-        if self.nodes_composed > PARAMS_MAX_NODES:
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                f"more than {PARAMS_MAX_NODES:,} keys, values and list items",
-                event.start_mark,
-            )
-        if self.depth >= PARAMS_MAX_DEPTH:
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                f"lists and mappings nested more than {PARAMS_MAX_DEPTH} deep",
-                event.start_mark,
-            )
-        self.depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-ParamsLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
-    list("-+.0123456789"),
-)
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _check_keys(root: yaml.Node, source: str) -> None:
-    """Refuse a key given twice in one mapping (at any depth; YAML would keep the last
-    silently) and merge keys (``<<``), naming the key's path and lines."""
-    pending: list[tuple[yaml.Node, str]] = [(root, "")]
-    while pending:
-        node, path = pending.pop()
-        if isinstance(node, yaml.SequenceNode):
-            pending += [(item, f"{path}[{index}]") for index, item in enumerate(node.value)]
-        if not isinstance(node, yaml.MappingNode):
-            continue
-        seen: dict[tuple[str, str], yaml.Mark] = {}
-        for key_node, value_node in node.value:
-            mark = key_node.start_mark
-            line = mark.line + 1
-            if key_node.tag == _MERGE_TAG:
-                raise HeadposeError(
-                    f"{source} line {line}: merge keys (<<) are not allowed; write each key out"
-                )
-            name = path
-            if isinstance(key_node, yaml.ScalarNode):
-                text = key_node.value
-                name = f"{path}.{text}" if path else text
-                name = clip(name)
-                identity = (key_node.tag, text)
-                if identity in seen:
-                    first = seen[identity]
-                    where = (
-                        f"line {line}, columns {first.column + 1} and {mark.column + 1}"
-                        if first.line == mark.line
-                        else f"lines {first.line + 1} and {line}"
-                    )
-                    raise HeadposeError(
-                        f"{source}: the key {name} is given twice ({where}); keep one"
-                    )
-                seen[identity] = mark
-            pending.append((value_node, name))
-
-
-def _yaml_error(error: yaml.YAMLError, source: str) -> HeadposeError:
-    """One line for a YAML error: the file, where (line and column) and what."""
-    if isinstance(error, yaml.MarkedYAMLError):
-        mark = error.problem_mark or error.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = error.problem or error.context or "a syntax error"
-        return HeadposeError(f"{source} is not valid YAML{where}: {problem}")
-    if isinstance(error, yaml.reader.ReaderError):
-        code = error.character
-        character = f"U+{code:04X}" if isinstance(code, int) else shorten(code)
-        return HeadposeError(
-            f"{source} is not valid YAML: character {character} at position {error.position} "
-            f"({error.reason})"
-        )
-    text = " ".join(str(error).split())
-    return HeadposeError(f"{source} is not valid YAML: {shorten(text)[1:-1]}")
-
-
-def parse_yaml(text: str, source: str = "params.yaml") -> Any:
-    """``text`` as YAML, numbers read the YAML 1.2 way, bounded and checked before any value is
-    built (:class:`ParamsLoader`: no anchors or aliases, at most :data:`PARAMS_MAX_NODES` nodes;
-    no key twice in a mapping); a HeadposeError naming ``source`` otherwise."""
-    loader = None
-    try:
-        loader = ParamsLoader(text)  # checks the characters
-        root = loader.get_single_node()
-        if root is None:
-            return None
-        _check_keys(root, source)
-        return loader.construct_document(root)
-    except yaml.YAMLError as error:
-        raise _yaml_error(error, source) from None
-    except (ValueError, OverflowError) as error:  # a date of month 13, an int of 5000 digits
-        raise HeadposeError(
-            f"{source} holds a value YAML cannot build: {clip(str(error))}"
-        ) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
 def build_params(mapping: dict) -> Params:
     """The :class:`Params` of a params.yaml mapping, validated first (:func:`validate`)."""
     return Params.from_checked(validate(mapping))
@@ -639,7 +502,8 @@ def build_params(mapping: dict) -> Params:
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:
     """Read and validate ``params.yaml``: a regular UTF-8 file of at most
     :data:`PARAMS_MAX_BYTES` (:func:`headpose.io.text.read_text_file`), parsed by
-    :func:`parse_yaml`. Every stage reads its params through here."""
+    :func:`headpose.io.yaml_text.parse_yaml` (bounded, no key twice). Every stage reads its
+    params through here."""
     file = Path(path)
     text = read_text_file(file, PARAMS_MAX_BYTES, "params file")
     return build_params(parse_yaml(text, str(file)))

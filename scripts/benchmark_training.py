@@ -57,9 +57,10 @@ from headpose.crops.training_batches import (
 from headpose.datasets.registry import read_samples
 from headpose.errors import exit_on_error
 from headpose.geometry import flip_angles
+from headpose.io.yaml_text import parse_yaml
 from headpose.models.network import build_model, pick_device
 from headpose.models.registry import get_arch
-from headpose.params import load_params, parse_yaml
+from headpose.params import load_params
 from headpose.training.epoch import input_maker, train_one_epoch
 from headpose.training.loaders import make_train_loader
 from headpose.training.memory import PeakPrivateMemory

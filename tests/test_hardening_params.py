@@ -27,14 +27,12 @@ from headpose.errors import QUOTED_VALUE_CHARS, HeadposeError, shorten
 from headpose.evaluation.test_sets import evaluation_samples
 from headpose.io.lists import read_list
 from headpose.io.text import read_text_file
+from headpose.io.yaml_text import YAML_MAX_DEPTH, YAML_MAX_NODES, parse_yaml
 from headpose.params import (
     MAX_WORKERS,
     PARAMS_MAX_BYTES,
-    PARAMS_MAX_DEPTH,
-    PARAMS_MAX_NODES,
     TEST_SET_NAME_MAX_CHARS,
     load_params,
-    parse_yaml,
     validate,
 )
 
@@ -94,7 +92,7 @@ def test_a_test_set_given_twice_is_refused_naming_its_path(tmp_path):
     ],
 )
 def test_keys_given_twice_at_any_depth_are_refused(text, key):
-    _refused(lambda: parse_yaml(text), f"the key {key} is given twice")
+    _refused(lambda: parse_yaml(text, "params.yaml"), f"the key {key} is given twice")
 
 
 # Item 5: booleans are no numbers, in lists as elsewhere; nor are NaN and infinity.
@@ -234,10 +232,10 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
 
 
 def test_a_document_of_too_many_nodes_is_refused_before_values_are_built(tmp_path):
-    items = ", ".join(["1"] * PARAMS_MAX_NODES)
+    items = ", ".join(["1"] * YAML_MAX_NODES)
     path = _params_file(tmp_path, REPO_PARAMS_TEXT + f"many: [{items}]\n")
     assert path.stat().st_size < PARAMS_MAX_BYTES
-    _refused(lambda: load_params(path), f"more than {PARAMS_MAX_NODES:,}")
+    _refused(lambda: load_params(path), f"more than {YAML_MAX_NODES:,}")
 
 
 def test_a_48_mb_params_file_is_refused_by_its_size_at_once(tmp_path):
@@ -254,7 +252,7 @@ def test_a_48_mb_params_file_is_refused_by_its_size_at_once(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[" * 2000 + "]" * 2000, f"nested more than {PARAMS_MAX_DEPTH} deep"),
+        ("[" * 2000 + "]" * 2000, f"nested more than {YAML_MAX_DEPTH} deep"),
         ("a:\n" + "".join("  " * n + "b:\n" for n in range(1, 40)), "nested more than"),
         ("epochs: " + "1" * 5000, "a value YAML cannot build"),
         ("epochs: 2020-13-45", "a value YAML cannot build"),
