@@ -23,8 +23,6 @@ included) one run:
    * ``whole loop``: the real training loop (:func:`headpose.training.epoch.train_one_epoch`)
      over the loader;
 
-3. prints each as images/s and as a ratio to the reference step, then the process's peak
-   private memory (RssAnon, sampled; VmHWM beside it).
 
 The machine may be shared: the numbers are taken side by side in one process, so compare their
 ratios, not absolute values.
@@ -204,6 +202,16 @@ def benchmark(settings: TrainSettings, args: argparse.Namespace) -> None:
             network, inputs, optimizer, scaler, head, lambda ready: ready, precision, "ref", False
         )
 
+    def forward_on_inputs(inputs, backward: bool) -> None:
+        for images, angles_deg in inputs:
+            with precision.autocast():
+                outputs = network(images)
+            loss = head.loss(outputs, angles_deg)
+            if backward:
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+        optimizer.zero_grad(set_to_none=True)
+
     preloaded = list(itertools.islice(loader, batches))
     resident = [make_inputs(preloaded[0])] * batches  # the reference: input already on device
 
@@ -216,6 +224,8 @@ def benchmark(settings: TrainSettings, args: argparse.Namespace) -> None:
         ),
         "step alone": synchronized(lambda: epoch(preloaded)),
         "whole loop": synchronized(lambda: epoch(itertools.islice(loader, batches))),
+        "forward": synchronized(lambda: forward_on_inputs(resident, backward=False)),
+        "forward + backward": synchronized(lambda: forward_on_inputs(resident, backward=True)),
     }
 
     synchronized(lambda: epoch(preloaded[:2]))()  # warm-up: allocator, kernels, compilation
@@ -242,6 +252,33 @@ def benchmark(settings: TrainSettings, args: argparse.Namespace) -> None:
         f"whole loop / reference step: {reference / best['whole loop']:.3f}; "
         f"loader alone / per-sample loader: {best['per-sample loader'] / best['loader alone']:.2f}"
     )
+    print_step_profile(best, batches)
+
+
+def step_profile(best: dict[str, float], batches: int) -> dict[str, float]:
+    """Where a whole-loop step's time goes, seconds per batch: each part a difference of the
+    best timings (``forward`` alone; ``backward`` = forward + backward - forward; ``optimiser``
+    = reference step - forward + backward; ``rest`` = whole loop - all the others: Python, the
+    loss sum, the inputs' conversion). Parts timed apart can overlap or share caches, so a part
+    may come out slightly negative: it is shown as measured."""
+    parts = {
+        "loader": best["loader alone"],
+        "device crops": best["device crops"],
+        "forward": best["forward"],
+        "backward": best["forward + backward"] - best["forward"],
+        "optimiser": best["reference step"] - best["forward + backward"],
+    }
+    parts["rest"] = best["whole loop"] - sum(parts.values())
+    return {name: seconds / batches for name, seconds in parts.items()}
+
+
+def print_step_profile(best: dict[str, float], batches: int) -> None:
+    """The profile of one whole-loop step (:func:`step_profile`), ms per batch and share."""
+    parts = step_profile(best, batches)
+    whole = best["whole loop"] / batches
+    print(f"profile of a whole-loop step ({whole * 1000:.1f} ms per batch):")
+    for name, seconds in parts.items():
+        print(f"{name:>18}: {seconds * 1000:8.1f} ms {seconds / whole:7.1%}")
 
 
 if __name__ == "__main__":
