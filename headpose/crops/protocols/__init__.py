@@ -2,7 +2,9 @@
 
 Importing this package registers the built-in protocols: ``hopenet`` (the published crop,
 :mod:`headpose.crops.protocols.hopenet`, the default) and ``visible`` (the visible-landmark crop
-used before, :mod:`headpose.crops.protocols.visible`). Another protocol is one module: a
+used before, :mod:`headpose.crops.protocols.visible`) and ``fsanet`` (FSA-Net's own crop, the
+crop of its published models, :mod:`headpose.crops.protocols.fsanet`; not scored beside the
+others by default). Another protocol is one module: a
 :class:`CropProtocol` subclass registered with :func:`register_protocol`
 (:mod:`headpose.crops.protocols.registry`). A sample whose dataset stores its final crop box gets
 the unregistered :class:`~headpose.crops.protocols.stored_box.StoredBox` crop instead, decided
@@ -20,7 +22,7 @@ published crop.
 
 from __future__ import annotations
 
-from headpose.crops.protocols import hopenet, visible
+from headpose.crops.protocols import fsanet, hopenet, visible
 from headpose.crops.protocols.registry import (
     PROTOCOLS,
     CropProtocol,
