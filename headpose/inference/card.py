@@ -248,6 +248,17 @@ def card_from_metadata(values: dict[str, Any], source: str) -> ModelCard | None:
     return ModelCard(card_input, output, getattr(protocol, "name", protocol), source)
 
 
+def plain_card(description: Any, source: str) -> ModelCard:
+    """The card of a file described by a :class:`~headpose.inference.metadata.ModelDescription`
+    alone (the values given for a file without metadata): RGB NCHW of x / 255 normalised by
+    its ``normalization``, answering (N, 3) yaw, pitch, roll degrees."""
+    normalization = description.normalization
+    card_input = CardInput(
+        description.image_size, mean=tuple(normalization.mean), std=tuple(normalization.std)
+    )
+    return ModelCard(card_input, CardOutput(), description.crop_protocol.name, source)
+
+
 def card_metadata(card: ModelCard) -> dict[str, Any]:
     """The ``headpose.*`` values (without the prefix) that describe a file by ``card``: its
     ``input``/``output``/``crop_protocol`` as the card says, and ``image_size``, ``mean``,

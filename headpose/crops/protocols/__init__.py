@@ -22,7 +22,7 @@ published crop.
 
 from __future__ import annotations
 
-from headpose.crops.protocols import fsanet, hopenet, visible
+from headpose.crops.protocols import hopenet, visible
 from headpose.crops.protocols.registry import (
     PROTOCOLS,
     CropProtocol,
@@ -50,6 +50,9 @@ __all__ = [
 DEFAULT_PROTOCOL: CropProtocol = PROTOCOLS.get(hopenet.HopeNet.name)
 # What a checkpoint saved before crop protocols existed was trained on.
 LEGACY_PROTOCOL: CropProtocol = PROTOCOLS.get(visible.Visible.name)
+
+# Registered after the project's own two, so they keep their places in every listing.
+from headpose.crops.protocols import fsanet  # noqa: E402, F401
 
 
 def protocol_from_params(crop_protocol: str) -> CropProtocol:
