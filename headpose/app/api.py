@@ -2,7 +2,7 @@
 
     import headpose
 
-    model = headpose.load("models/best.pt")   # or an exported .onnx (fp32 or int8)
+    model = headpose.load("models/best.pt")   # or an .onnx file, or "fsanet" (a published model)
     for pose in model.predict("face.jpg"):    # every face the detector finds
         print(pose.yaw_deg, pose.pitch_deg, pose.roll_deg, pose.box)
 
@@ -48,6 +48,7 @@ from headpose.crops.crop import Box
 from headpose.crops.protocols import CropProtocol, get_protocol
 from headpose.errors import HeadposeError
 from headpose.inference.batches import crop_angles
+from headpose.inference.card import ModelCard
 from headpose.inference.loading import LoadedModel, open_model
 from headpose.inference.metadata import ModelDescription
 from headpose.io.files import file_problem
@@ -256,7 +257,7 @@ class HeadPoseModel:
 
 
 def load(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     device: str | None = None,
     runtime: str = "auto",
@@ -265,15 +266,20 @@ def load(
     std: Sequence[float] | None = None,
     image_size: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    card: str | os.PathLike | ModelCard | None = None,
 ) -> HeadPoseModel:
-    """Load a ``.pt`` checkpoint or an ``.onnx`` file to predict head poses with.
+    """Load a ``.pt`` checkpoint, an ``.onnx`` file or a published model by name (``"fsanet"``:
+    its files fetched on first use) to predict head poses with; a list of them is averaged as
+    one model (the mean of their angles).
 
     ``device``: ``cpu``, ``cuda``, ``cuda:1`` ... (default: CUDA when available, else the CPU;
     ONNX Runtime runs on the CPU); ``runtime``: ``auto`` (ONNX Runtime for ``.onnx`` files, else
     PyTorch), ``torch`` or ``onnx`` (a checkpoint is exported first). ``crop_protocol``, the name
     of a registered crop protocol, replaces the one the model was trained on; ``mean``, ``std``
     (and ``crop_protocol``, and ``image_size`` for an input of free size) are needed only for an
-    ``.onnx`` exported elsewhere, which records none of them.
+    ``.onnx`` exported elsewhere, which records none of them; or ``card``, a model card (its
+    YAML file, or :class:`~headpose.inference.card.ModelCard`) saying how to feed the file and
+    read its answer (``docs/design.md``, "Model cards").
     """
     protocol = None if crop_protocol is None else get_protocol(crop_protocol, "crop_protocol")
     loaded = open_model(
@@ -284,5 +290,6 @@ def load(
         mean=None if mean is None else tuple(mean),
         std=None if std is None else tuple(std),
         crop_protocol=protocol,
+        card=card,
     )
     return HeadPoseModel(loaded, batch_size)

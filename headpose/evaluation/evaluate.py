@@ -289,6 +289,4 @@ def format_report(
 def other_protocols(protocol: CropProtocol) -> tuple[CropProtocol, ...]:
     """Every registered crop protocol but ``protocol`` that is scored among others
     (:attr:`~headpose.crops.protocols.CropProtocol.among_others`)."""
-    return tuple(
-        other for other in PROTOCOLS.values() if other != protocol and other.among_others
-    )
+    return tuple(other for other in PROTOCOLS.values() if other != protocol and other.among_others)
