@@ -12,6 +12,7 @@ contradicts the graph, or any other problem, is one line and writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -44,7 +45,11 @@ def adopt(
         raise HeadposeError(
             f"{source} keeps weights in external files; adopt takes a self-contained file"
         )
-    values = {"metadata_version": CARD_METADATA_VERSION, **card_metadata(loaded.card)}
+    size = loaded.description.image_size  # the graph's, where the card left it out
+    described = dataclasses.replace(
+        loaded.card, input=dataclasses.replace(loaded.card.input, size=size)
+    )
+    values = {"metadata_version": CARD_METADATA_VERSION, **card_metadata(described)}
     kept = [entry for entry in proto.metadata_props if not entry.key.startswith(PREFIX)]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
