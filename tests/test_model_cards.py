@@ -423,3 +423,105 @@ def test_a_card_over_the_size_bound_is_refused_unread(tmp_path):
     with pytest.raises(HeadposeError, match="bytes") as error:
         read_card(path)
     assert "\n" not in str(error.value)
+
+
+# --- The round trip on a model this project exports --------------------------------------------
+
+
+def _wrapped_to_nhwc_bgr_and_a_matrix(proto: onnx.ModelProto, mean, std) -> onnx.ModelProto:
+    """``proto`` (input ``image``: normalised RGB NCHW; output ``angles_deg``) made to take
+    NHWC BGR pixels 0..255 (``pixels``) and answer the rotation matrix (``matrix``, (N, 3, 3))
+    of its angles in this project's convention, with plain ONNX operators around its graph."""
+    graph = proto.graph
+    nodes, inits, count = [], [], [0]
+
+    def const(values, shape):
+        name = f"k{len(inits)}"
+        inits.append(helper.make_tensor(name, TensorProto.FLOAT, shape, list(values)))
+        return name
+
+    def op(kind, *inputs, **attributes):
+        count[0] += 1
+        out = f"w{count[0]}"
+        nodes.append(helper.make_node(kind, list(inputs), [out], **attributes))
+        return out
+
+    index = helper.make_tensor("bgr", TensorProto.INT64, [3], [2, 1, 0])
+    inits.append(index)
+    rgb = op("Gather", op("Transpose", "pixels", perm=[0, 3, 1, 2]), "bgr", axis=1)
+    scaled = op("Div", rgb, const([255.0], [1]))
+    normalised = op("Sub", scaled, const(mean, [1, 3, 1, 1]))
+    nodes.append(helper.make_node("Div", [normalised, const(std, [1, 3, 1, 1])], ["image"]))
+    pre = list(nodes)
+    nodes.clear()
+    radians = op("Mul", "angles_deg", const([math.pi / 180.0], [1]))
+    sizes = helper.make_tensor("sizes", TensorProto.INT64, [3], [1, 1, 1])
+    inits.append(sizes)
+    nodes.append(helper.make_node("Split", [radians, "sizes"], ["yaw", "pitch", "roll"], axis=1))
+    cy, sy = op("Cos", "yaw"), op("Sin", "yaw")
+    cp, sp = op("Cos", "pitch"), op("Sin", "pitch")
+    cr, sr = op("Cos", "roll"), op("Sin", "roll")
+    sy_cr, sy_sr = op("Mul", sy, cr), op("Mul", sy, sr)
+    elements = [
+        op("Mul", cy, cr),
+        op("Mul", cy, sr),
+        op("Neg", sy),
+        op("Sub", op("Mul", sp, sy_cr), op("Mul", cp, sr)),
+        op("Add", op("Mul", cp, cr), op("Mul", sp, sy_sr)),
+        op("Mul", sp, cy),
+        op("Add", op("Mul", sp, sr), op("Mul", cp, sy_cr)),
+        op("Sub", op("Mul", cp, sy_sr), op("Mul", sp, cr)),
+        op("Mul", cp, cy),
+    ]
+    shape = helper.make_tensor("shape33", TensorProto.INT64, [3], [-1, 3, 3])
+    inits.append(shape)
+    flat = op("Concat", *elements, axis=1)
+    nodes.append(helper.make_node("Reshape", [flat, "shape33"], ["matrix"]))
+    body = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(pre + body + nodes)
+    graph.initializer.extend(inits)
+    side = graph.input[0].type.tensor_type.shape.dim[2].dim_value
+    del graph.input[:]
+    graph.input.append(
+        helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", side, side, 3])
+    )
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("matrix", TensorProto.FLOAT, ["N", 3, 3]))
+    kept = [entry for entry in proto.metadata_props if not entry.key.startswith("headpose.")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)  # made elsewhere: it describes nothing
+    return proto
+
+
+@pytest.mark.slow
+def test_a_project_export_wrapped_to_nhwc_bgr_and_a_matrix_round_trips_through_its_card(tmp_path):
+    from model_fixtures import write_checkpoint
+
+    from headpose.inference.onnx_export import export_onnx
+
+    checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18", image_size=SIDE)
+    opened = open_model(checkpoint, "torch", "cpu")
+    export_onnx(opened.model, tmp_path / "model.onnx", opened.description)
+    original = headpose.load(tmp_path / "model.onnx")
+    normalization = original.normalization
+    wrapped = _wrapped_to_nhwc_bgr_and_a_matrix(
+        onnx.load(str(tmp_path / "model.onnx")), normalization.mean, normalization.std
+    )
+    onnx.save(wrapped, str(tmp_path / "wrapped.onnx"))
+    values = card(
+        input={"layout": "NHWC", "channels": "BGR", "scale": 1, "mean": [0, 0, 0]},
+        output={"kind": "rotation_matrix", "unit": None, "order": None},
+        crop_protocol=original.crop_protocol.name,
+    )
+    card_file = write_card(tmp_path / "wrapped.yaml", values)
+    described = tmp_path / "described.onnx"
+    assert run_cli(["adopt", str(tmp_path / "wrapped.onnx"), "--card", card_file,
+                    "--out", str(described)]) == 0  # fmt: skip
+    crops = np.random.default_rng(0).integers(0, 256, (12, SIDE, SIDE, 3), dtype=np.uint8)
+    expected = original.predict_crops(crops)
+    assert np.abs(expected).max() > 0.1  # the model answers something to reproduce
+    np.testing.assert_allclose(headpose.load(described).predict_crops(crops), expected, atol=0.01)
+    # the card given without adopting reads the wrapped file the same
+    by_card = headpose.load(tmp_path / "wrapped.onnx", card=card_file).predict_crops(crops)
+    np.testing.assert_allclose(by_card, expected, atol=0.01)
