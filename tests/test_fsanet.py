@@ -249,3 +249,11 @@ def test_a_published_model_offline_without_a_cached_copy_is_one_line():
         PUBLISHED_MODELS.unregister("offline_test")
     message = str(error.value)
     assert "\n" not in message and url in message and "by hand" in message
+
+
+def test_fsanet_is_not_scored_beside_the_projects_protocols_by_default():
+    from headpose.evaluation.evaluate import other_protocols
+
+    assert other_protocols(get_protocol("hopenet")) == (get_protocol("visible"),)
+    assert other_protocols(get_protocol("visible")) == (get_protocol("hopenet"),)
+    assert get_protocol("fsanet") not in other_protocols(get_protocol("fsanet"))
