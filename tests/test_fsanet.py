@@ -257,3 +257,11 @@ def test_fsanet_is_not_scored_beside_the_projects_protocols_by_default():
     assert other_protocols(get_protocol("hopenet")) == (get_protocol("visible"),)
     assert other_protocols(get_protocol("visible")) == (get_protocol("hopenet"),)
     assert get_protocol("fsanet") not in other_protocols(get_protocol("fsanet"))
+
+
+def test_an_unknown_model_name_is_one_line_listing_the_published_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HeadposeError) as error:
+        headpose.load("fsanett")
+    message = str(error.value)
+    assert "\n" not in message and "'fsanett'" in message and "fsanet" in message

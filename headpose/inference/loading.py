@@ -53,7 +53,7 @@ from headpose.inference.metadata import (
     read_onnx_metadata,
 )
 from headpose.inference.onnx_export import export_onnx
-from headpose.inference.published import published_files, published_model
+from headpose.inference.published import published_files, published_model, published_names
 from headpose.inference.runtime import (
     AngleFunction,
     averaged_angle_function,
@@ -163,6 +163,11 @@ def open_model(
             files if len(files) > 1 else files[0], runtime, device, card=chosen, **given
         )
     file = Path(path)
+    if not file.suffix and len(file.parts) == 1 and not file.exists():  # a name, not a file
+        raise HeadposeError(
+            f"model {str(path)[:60]!r}: no such file, and no published model of that name "
+            f"(published: {', '.join(published_names())})"
+        )
     if is_onnx_file(file):
         if runtime == "torch":
             raise HeadposeError(f"{file} is an ONNX model: it runs in the onnx runtime")

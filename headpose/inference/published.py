@@ -67,6 +67,11 @@ def published_model(name: str) -> PublishedModel | None:
     return PUBLISHED_MODELS.get(name) if name in PUBLISHED_MODELS.names() else None
 
 
+def published_names() -> tuple[str, ...]:
+    """The names of the registered published models."""
+    return PUBLISHED_MODELS.names()
+
+
 def published_files(model: PublishedModel) -> list[Path]:
     """The cached copies of ``model``'s files, downloaded first where missing (or failing
     their SHA-256 check)."""
