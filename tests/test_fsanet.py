@@ -265,3 +265,14 @@ def test_an_unknown_model_name_is_one_line_listing_the_published_ones(tmp_path, 
         headpose.load("fsanett")
     message = str(error.value)
     assert "\n" not in message and "'fsanett'" in message and "fsanet" in message
+
+
+def test_the_issues_command_runs_its_fixed_batch_without_a_traceback(
+    fsanet_dir, aflw_subset, capsys
+):
+    """Issue 37's first try: the values given, no card (fed as RGB, as asked), batch fixed at 1."""
+    model = fsanet_dir / FILES[0]
+    assert run_cli(["evaluate", str(model), "--data", str(aflw_subset), "--mean", "0.5,0.5,0.5",
+                    "--std", "0.50196,0.50196,0.50196", "--crop-protocol", "visible",
+                    "--image-size", "64", "--workers", "1"]) == 0  # fmt: skip
+    assert printed_mae(capsys.readouterr().out).shape == (3,)
