@@ -276,3 +276,18 @@ def test_the_issues_command_runs_its_fixed_batch_without_a_traceback(
                     "--std", "0.50196,0.50196,0.50196", "--crop-protocol", "visible",
                     "--image-size", "64", "--workers", "1"]) == 0  # fmt: skip
     assert printed_mae(capsys.readouterr().out).shape == (3,)
+
+
+def test_fsanet_predicts_through_the_detector_and_its_calibration(
+    fsanet_in_cache, aflw_subset, yunet_model
+):
+    from headpose.app.detect import make_detector
+
+    model = headpose.load("fsanet")
+    detector = make_detector("yunet", str(yunet_model))
+    image = sorted(aflw_subset.glob("*.jpg"))[0]
+    poses = model.predict(str(image), detector=detector)
+    yaw, pitch, roll = _angles_deg(image.with_suffix(".mat"))
+    assert len(poses) >= 1
+    nearest = min(poses, key=lambda pose: abs(pose.yaw_deg - yaw))
+    assert abs(nearest.yaw_deg - yaw) < 25  # a real-face model through the detector's crop
