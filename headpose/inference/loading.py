@@ -9,6 +9,12 @@ stage, ``headpose export``). It returns a :class:`LoadedModel`: the model as an
 :class:`~headpose.inference.metadata.ModelDescription` (input side, normalisation, crop
 protocol, head, fingerprint) and where it runs.
 
+An ``.onnx`` file is fed and read as its model card says (:mod:`headpose.inference.card`: the
+card given, else the one its metadata makes, else the values given), the card checked against
+the graph when the file is opened. A name that is no file may be a published model's
+(:mod:`headpose.inference.published`, fetched on first use); several files or names are averaged
+as one model (:func:`averaged`).
+
 The runtime (:data:`RUNTIMES`): ``auto`` runs an ``.onnx`` file (fp32 or int8) in ONNX Runtime
 and a checkpoint in PyTorch; ``torch`` runs a checkpoint in PyTorch on ``device`` (default: CUDA
 when available, else the CPU), fused for inference when its backbone can be; ``onnx`` on a

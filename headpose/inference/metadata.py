@@ -19,8 +19,13 @@ each :data:`ONNX_KEYS` key::
     headpose.training_fingerprint  "ab12..." or null (not trained by this project's pipeline)
     headpose.precision         "fp32" or "int8"
 
-:func:`read_onnx_metadata` reads it back, and :func:`describe` makes the description of what a
-file records and the values given explicitly. The description holds the crop protocol as the
+:func:`read_onnx_metadata` reads it back (each value at most :data:`MAX_VALUE_CHARS` of JSON
+nesting at most :data:`MAX_VALUE_DEPTH` deep), and :func:`describe` makes the description of
+what a file records and the values given explicitly. The ``input``/``output`` descriptors with
+``image_size``, ``mean``, ``std`` and ``crop_protocol`` are the file's model card
+(:func:`headpose.inference.card.card_from_metadata`); ``headpose adopt`` writes a card made
+elsewhere under ``metadata_version`` 2 (:data:`CARD_METADATA_VERSION`), its descriptors then
+holding the card's scale, channel order, layout and output kind. The description holds the crop protocol as the
 registered object; files record its name. A file exported elsewhere carries none of it: the
 values it needs (``mean``, ``std``, ``crop_protocol``, and ``image_size`` when its input side is
 not fixed) must be given explicitly, else one line names those missing.
