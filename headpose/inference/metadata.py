@@ -25,10 +25,11 @@ what a file records and the values given explicitly. The ``input``/``output`` de
 ``image_size``, ``mean``, ``std`` and ``crop_protocol`` are the file's model card
 (:func:`headpose.inference.card.card_from_metadata`); ``headpose adopt`` writes a card made
 elsewhere under ``metadata_version`` 2 (:data:`CARD_METADATA_VERSION`), its descriptors then
-holding the card's scale, channel order, layout and output kind. The description holds the crop protocol as the
-registered object; files record its name. A file exported elsewhere carries none of it: the
-values it needs (``mean``, ``std``, ``crop_protocol``, and ``image_size`` when its input side is
-not fixed) must be given explicitly, else one line names those missing.
+holding the card's scale, channel order, layout and output kind. The description holds the
+crop protocol as the registered object; files record its name. A file exported elsewhere
+carries none of it: the values it needs (``mean``, ``std``, ``crop_protocol``, and
+``image_size`` when its input side is not fixed) must be given explicitly, or a card, else one
+line names those missing.
 """
 
 from __future__ import annotations
