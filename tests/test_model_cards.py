@@ -525,3 +525,12 @@ def test_a_project_export_wrapped_to_nhwc_bgr_and_a_matrix_round_trips_through_i
     # the card given without adopting reads the wrapped file the same
     by_card = headpose.load(tmp_path / "wrapped.onnx", card=card_file).predict_crops(crops)
     np.testing.assert_allclose(by_card, expected, atol=0.01)
+
+
+def test_a_card_for_a_checkpoint_is_one_line(tmp_path):
+    from model_fixtures import write_checkpoint
+
+    checkpoint = write_checkpoint(tmp_path / "model.pt", "resnet18")
+    with pytest.raises(HeadposeError) as error:
+        headpose.load(checkpoint, card=write_card(tmp_path / "c.yaml", card()))
+    assert "\n" not in str(error.value) and str(checkpoint) in str(error.value)

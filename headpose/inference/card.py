@@ -57,6 +57,7 @@ import yaml
 from headpose.crops.protocols import get_protocol
 from headpose.errors import HeadposeError
 from headpose.geometry import ANGLE_NAMES
+from headpose.inference.metadata import ModelDescription
 from headpose.io.files import file_problem
 from headpose.models.heads.rotation import rotation_angles_deg
 from headpose.models.registry import Normalization
@@ -248,7 +249,7 @@ def card_from_metadata(values: dict[str, Any], source: str) -> ModelCard | None:
     return ModelCard(card_input, output, getattr(protocol, "name", protocol), source)
 
 
-def plain_card(description: Any, source: str) -> ModelCard:
+def plain_card(description: ModelDescription, source: str) -> ModelCard:
     """The card of a file described by a :class:`~headpose.inference.metadata.ModelDescription`
     alone (the values given for a file without metadata): RGB NCHW of x / 255 normalised by
     its ``normalization``, answering (N, 3) yaw, pitch, roll degrees."""
