@@ -2,7 +2,7 @@
 
     import headpose
 
-    model = headpose.load("models/best.pt")   # or an exported .onnx (fp32 or int8)
+    model = headpose.load("models/best.pt")   # or an .onnx file, or "fsanet" (a published model)
     for pose in model.predict("face.jpg"):    # every face the detector finds
         print(pose.yaw_deg, pose.pitch_deg, pose.roll_deg, pose.box)
 
@@ -68,6 +68,7 @@ from headpose.datasets.labels import check_box
 from headpose.errors import HeadposeError, shorten
 from headpose.evaluation.metrics import absolute_errors_deg, rotation_errors_deg
 from headpose.inference.batches import crop_angles
+from headpose.inference.card import ModelCard
 from headpose.inference.loading import LoadedModel, open_model
 from headpose.inference.metadata import ModelDescription
 from headpose.io.files import file_problem
@@ -377,7 +378,7 @@ class HeadPoseModel:
 
 
 def load(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     device: str | None = None,
     runtime: str = "auto",
@@ -386,22 +387,31 @@ def load(
     std: Sequence[float] | None = None,
     image_size: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    card: str | os.PathLike | ModelCard | None = None,
 ) -> HeadPoseModel:
-    """Load a ``.pt`` checkpoint or an ``.onnx`` file to predict head poses with.
+    """Load a ``.pt`` checkpoint, an ``.onnx`` file or a published model by name (``"fsanet"``:
+    its files fetched on first use) to predict head poses with; a list of them is averaged as
+    one model (the mean of their angles).
 
     ``device``: ``cpu``, ``cuda``, ``cuda:1`` ... (default: CUDA when available, else the CPU;
     ONNX Runtime runs on the CPU); ``runtime``: ``auto`` (ONNX Runtime for ``.onnx`` files, else
     PyTorch), ``torch`` or ``onnx`` (a checkpoint is exported first). ``crop_protocol``, the name
     of a registered crop protocol, replaces the one the model was trained on; ``mean``, ``std``
     (and ``crop_protocol``, and ``image_size`` for an input of free size) are needed only for an
-    ``.onnx`` exported elsewhere, which records none of them. ``image_size`` (32 to 1024) and
+    ``.onnx`` exported elsewhere, which records none of them; or ``card``, a model card (its
+    YAML file, or :class:`~headpose.inference.card.ModelCard`) saying how to feed the file and
+    read its answer (``docs/design.md``, "Model cards"). ``image_size`` (32 to 1024) and
     ``batch_size`` (1 to 4096) follow the rules of ``params.yaml`` and the CLI's options.
     """
-    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
-        raise HeadposeError(
-            f"path {shorten(path)}; expected a model file's path as a str or os.PathLike, got "
-            f"{type(path).__name__}"
-        )
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    for each in paths:
+        if not isinstance(each, (str, os.PathLike)) or not isinstance(os.fspath(each), str):
+            raise HeadposeError(
+                f"path {shorten(each)}; expected a model file's path (or a published model's "
+                f"name) as a str or os.PathLike, or a list of them, got {type(each).__name__}"
+            )
+    if not paths:
+        raise HeadposeError("path []; expected at least one model file to average")
     if image_size is not None:
         check_argument("image_size", image_size, SCHEMA["image_size"])
     check_argument("batch_size", batch_size, SCHEMA["batch_size"])
@@ -424,6 +434,7 @@ def load(
         mean=None if mean is None else tuple(mean),
         std=None if std is None else tuple(std),
         crop_protocol=protocol,
+        card=card,
     )
     return HeadPoseModel(loaded, batch_size)
 

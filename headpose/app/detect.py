@@ -44,7 +44,8 @@ from headpose.errors import HeadposeError
 from headpose.io.files import file_problem
 from headpose.io.images import MAX_IMAGE_PIXELS
 from headpose.io.text import MIB, read_text_file
-from headpose.models.weights import DownloadUnavailable, fetch_file
+from headpose.models.weights import CACHE_DIR_ENV as CACHE_DIR_ENV  # the cache's setting
+from headpose.models.weights import DownloadUnavailable, cache_dir, fetch_file
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,6 @@ class FaceDetector(Protocol):
 
 # --- Model files ---------------------------------------------------------------------------------
 
-CACHE_DIR_ENV = "HEADPOSE_CACHE_DIR"
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_URL = (
     "https://media.githubusercontent.com/media/opencv/opencv_zoo/main/models/"
@@ -164,14 +164,6 @@ YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4
 # Offline, the error predict turns into a warning (and the Haar detector): one line naming the
 # URL and where to put the file.
 ModelUnavailable = DownloadUnavailable
-
-
-def cache_dir() -> Path:
-    """Where downloaded model files are kept (see the module docstring)."""
-    if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "headpose"
 
 
 def fetch_model(url: str, file_name: str, sha256: str) -> Path:

@@ -429,11 +429,13 @@ def predict(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     image_size: int | None = None,
+    card: str | None = None,
 ) -> list[str]:
     """Predict every face of ``paths`` (images, folders, videos, camera indices) into
     ``out_dir``, print the timings and problems; return the problems (one line each). The model
     is opened by the one opener (:func:`headpose.inference.loading.open_model`: ``runtime``,
-    ``device``, and the values an ``.onnx`` exported elsewhere needs) and predicts as the Python
+    ``device``, and the values or model ``card`` an ``.onnx`` exported elsewhere needs; a
+    published model's name) and predicts as the Python
     API's :class:`~headpose.app.api.HeadPoseModel`."""
     if not boxes:
         check_min_score(detector, min_score)
@@ -447,6 +449,7 @@ def predict(
         mean=mean,
         std=std,
         crop_protocol=crop_protocol,
+        card=card,
     )
     model = HeadPoseModel(loaded, batch_size)
     box_table = read_box_file(boxes) if boxes else None

@@ -1,16 +1,17 @@
 """The ``headpose`` command: one sub-command per user-facing task.
 
 Every command's arguments live in this package, one module per command (``evaluate``,
-``sweep``, ``export``, ``benchmark``, ``predict``, ``compare``): each adds its sub-parser with an
-``add_*_command(subparsers)`` function and turns the parsed options into a call of typed library
-functions, which never parse argv themselves. The stage scripts (``stages/``) parse only the
-paths dvc.yaml gives them.
+``sweep``, ``export``, ``benchmark``, ``predict``, ``compare``, ``adopt``): each adds its
+sub-parser with an ``add_*_command(subparsers)`` function and turns the parsed options into a
+call of typed library functions, which never parse argv themselves. The stage scripts
+(``stages/``) parse only the paths dvc.yaml gives them.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from headpose.cli.adopt import add_adopt_command
 from headpose.cli.benchmark import add_benchmark_command
 from headpose.cli.compare import add_compare_command
 from headpose.cli.evaluate import add_evaluate_command
@@ -26,6 +27,7 @@ COMMANDS = (
     add_evaluate_command,
     add_sweep_command,
     add_compare_command,
+    add_adopt_command,
 )
 
 

@@ -45,7 +45,8 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "checkpoint",
-        help="a models/*.pt checkpoint, a HopeNet .pkl snapshot or an exported .onnx model",
+        help="a models/*.pt checkpoint, a HopeNet .pkl snapshot, an .onnx model (--card to "
+        "describe one made elsewhere) or a published model's name (fsanet)",
     )
     parser.add_argument(
         "--data",
@@ -111,6 +112,7 @@ def run_evaluate_command(args: argparse.Namespace) -> None:
         mean=args.mean,
         std=args.std,
         crop_protocol=protocol if described else None,  # its crop: the one the set is cut by
+        card=args.card,
     )
     head = evaluation_head(args, loaded)
     result = evaluate(

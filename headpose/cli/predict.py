@@ -31,6 +31,7 @@ def run_predict_command(args: argparse.Namespace) -> None:
         mean=args.mean,
         std=args.std,
         image_size=args.image_size,
+        card=args.card,
     )
     if errors:
         raise SystemExit(1)
@@ -56,6 +57,11 @@ def rgb_values(text: str) -> tuple[float, float, float]:
 def add_model_value_options(parser: argparse.ArgumentParser, image_size: bool = True) -> None:
     """The options that describe an ``.onnx`` model exported elsewhere (ours record them)."""
     parser.add_argument(
+        "--card",
+        help="a model card (YAML) saying how to feed the .onnx model and read its answer "
+        "(docs/design.md, 'Model cards'); replaces the file's own metadata",
+    )
+    parser.add_argument(
         "--mean", type=rgb_values, help="R,G,B mean of x / 255 (only for an .onnx without metadata)"
     )
     parser.add_argument(
@@ -78,9 +84,11 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--checkpoint",
+        "--model",
+        dest="checkpoint",
         default=str(DEFAULT_CHECKPOINT),
-        help="model checkpoint (.pt) or exported model (.onnx, e.g. deploy/model_int8.onnx); "
-        f"default {DEFAULT_CHECKPOINT}, which `dvc repro` trains",
+        help="model checkpoint (.pt), exported model (.onnx, e.g. deploy/model_int8.onnx) or a "
+        f"published model's name (fsanet); default {DEFAULT_CHECKPOINT}, which `dvc repro` trains",
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(

@@ -120,7 +120,9 @@ def run_sweep_command(args: argparse.Namespace) -> None:
 def sweep_model(model: Path, samples: list[Sample], args: argparse.Namespace) -> FramingSweep:
     """Open ``model``, sweep it over ``samples``, print the table, write the JSON and the plot when
     asked."""
-    loaded = open_model(model, image_size=args.image_size, mean=args.mean, std=args.std)
+    loaded = open_model(
+        model, image_size=args.image_size, mean=args.mean, std=args.std, card=args.card
+    )
     image_size = loaded.description.image_size
     sweep = framing_sweep(
         loaded.predict,

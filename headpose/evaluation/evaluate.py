@@ -304,5 +304,6 @@ def format_report(
 
 
 def other_protocols(protocol: CropProtocol) -> tuple[CropProtocol, ...]:
-    """Every registered crop protocol but ``protocol``."""
-    return tuple(other for other in PROTOCOLS.values() if other != protocol)
+    """Every registered crop protocol but ``protocol`` that is scored among others
+    (:attr:`~headpose.crops.protocols.CropProtocol.among_others`)."""
+    return tuple(other for other in PROTOCOLS.values() if other != protocol and other.among_others)

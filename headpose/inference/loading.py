@@ -9,6 +9,12 @@ stage, ``headpose export``). It returns a :class:`LoadedModel`: the model as an
 :class:`~headpose.inference.metadata.ModelDescription` (input side, normalisation, crop
 protocol, head, fingerprint) and where it runs.
 
+An ``.onnx`` file is fed and read as its model card says (:mod:`headpose.inference.card`: the
+card given, else the one its metadata makes, else the values given), the card checked against
+the graph when the file is opened. A name that is no file may be a published model's
+(:mod:`headpose.inference.published`, fetched on first use); several files or names are averaged
+as one model (:func:`averaged`).
+
 The runtime (:data:`RUNTIMES`): ``auto`` runs an ``.onnx`` file (fp32 or int8) in ONNX Runtime
 and a checkpoint in PyTorch; ``torch`` runs a checkpoint in PyTorch on ``device`` (default: CUDA
 when available, else the CPU), fused for inference when its backbone can be; ``onnx`` on a
@@ -31,13 +37,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from headpose.crops.protocols import CropProtocol
+from headpose.crops.protocols import CropProtocol, get_protocol
 from headpose.errors import HeadposeError
+from headpose.inference.card import (
+    ModelCard,
+    card_from_metadata,
+    check_graph,
+    plain_card,
+    read_card,
+)
 from headpose.inference.metadata import (
     ModelDescription,
     checkpoint_values,
@@ -45,8 +59,11 @@ from headpose.inference.metadata import (
     read_onnx_metadata,
 )
 from headpose.inference.onnx_export import export_onnx
+from headpose.inference.published import published_files, published_model, published_names
 from headpose.inference.runtime import (
     AngleFunction,
+    averaged_angle_function,
+    card_angle_function,
     onnx_angle_function,
     onnx_session,
     torch_angle_function,
@@ -77,6 +94,8 @@ class LoadedModel:
     device: torch.device  # where its inputs are made
     model: AnglesModel | None = None
     meta: dict | None = None
+    card: ModelCard | None = None  # how an .onnx file is fed and read
+    files: tuple[Path, ...] = ()  # the model files averaged as this one (none: just ``path``)
 
     def with_head(self, head: Head) -> LoadedModel:
         """The same checkpoint with its outputs read by ``head``: its own head up to the head's
@@ -102,8 +121,12 @@ def is_onnx_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
+CardArgument = ModelCard | str | os.PathLike | None
+ModelPath = str | os.PathLike | Sequence[str | os.PathLike]
+
+
 def open_model(
-    path: str | os.PathLike,
+    path: ModelPath,
     runtime: str = "auto",
     device: str | torch.device | None = None,
     *,
@@ -111,23 +134,54 @@ def open_model(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     crop_protocol: CropProtocol | None = None,
+    card: CardArgument = None,
 ) -> LoadedModel:
     """Open a ``.pt`` checkpoint (ours or an original HopeNet snapshot) or an ``.onnx`` file
-    (fp32 or int8) to predict with, in ``runtime`` (:data:`RUNTIMES`) on ``device``.
+    (fp32 or int8) to predict with, in ``runtime`` (:data:`RUNTIMES`) on ``device``; or the
+    name of a published model (:mod:`headpose.inference.published`: its files fetched on first
+    use, fed by its card); or several of those, averaged as one model (:func:`averaged`).
 
-    ``crop_protocol`` replaces the one the model records; ``mean`` and ``std`` must agree with
-    recorded ones and are needed for an ``.onnx`` exported elsewhere (as is ``crop_protocol``,
-    and ``image_size`` when its input side is not fixed); ``image_size`` sets a checkpoint's
-    input side (default: the one it was trained at).
+    ``card`` (a :class:`~headpose.inference.card.ModelCard` or the path of a card's YAML file)
+    describes an ``.onnx`` file in place of its metadata. ``crop_protocol`` replaces the one the
+    model records; ``mean`` and ``std`` must agree with recorded ones and are needed for an
+    ``.onnx`` exported elsewhere without a card (as is ``crop_protocol``, and ``image_size``
+    when its input side is not fixed); ``image_size`` sets a checkpoint's input side (default:
+    the one it was trained at).
     """
-    file = Path(path)
+    given = {"image_size": image_size, "mean": mean, "std": std, "crop_protocol": crop_protocol}
     if runtime not in RUNTIMES:
         raise HeadposeError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
-    given = {"image_size": image_size, "mean": mean, "std": std, "crop_protocol": crop_protocol}
+    if not isinstance(path, (str, os.PathLike)):
+        paths = list(path) if isinstance(path, Sequence) else []
+        if not paths or not all(isinstance(item, (str, os.PathLike)) for item in paths):
+            raise HeadposeError(
+                f"model {str(path)[:60]!r}: expected a model file, a published model's name or "
+                "a list of them"
+            )
+        if len(paths) == 1:
+            return open_model(paths[0], runtime, device, card=card, **given)
+        return averaged([open_model(item, runtime, device, card=card, **given) for item in paths])
+    named = published_model(str(path)) if not Path(path).exists() else None
+    if named is not None:
+        files = published_files(named)
+        chosen = named.card if card is None else card
+        return open_model(
+            files if len(files) > 1 else files[0], runtime, device, card=chosen, **given
+        )
+    file = Path(path)
+    if not file.suffix and len(file.parts) == 1 and not file.exists():  # a name, not a file
+        raise HeadposeError(
+            f"model {str(path)[:60]!r}: no such file, and no published model of that name "
+            f"(published: {', '.join(published_names())})"
+        )
     if is_onnx_file(file):
         if runtime == "torch":
             raise HeadposeError(f"{file} is an ONNX model: it runs in the onnx runtime")
-        return _open_onnx(file, **given)
+        return _open_onnx(file, card=_card(card), **given)
+    if card is not None:
+        raise HeadposeError(
+            f"{file}: a model card describes an .onnx file; a checkpoint describes itself"
+        )
     torch_device = pick_device(None if device is None else str(device))  # it must exist
     state_dict, meta = read_checkpoint(file)
     if runtime == "onnx":
@@ -143,6 +197,47 @@ def open_model(
         file, function, description, "torch", str(torch_device), torch_device, model, meta
     )
     return _exported(loaded) if runtime == "onnx" else loaded
+
+
+def _card(card: CardArgument) -> ModelCard | None:
+    """A card given as an object or as the path of its YAML file."""
+    if card is None or isinstance(card, ModelCard):
+        return card
+    if not isinstance(card, (str, os.PathLike)):
+        raise HeadposeError(
+            f"card {str(card)[:60]!r}: expected the path of a card's YAML file or a ModelCard"
+        )
+    return read_card(card)
+
+
+def averaged(models: list[LoadedModel]) -> LoadedModel:
+    """Several opened models as one: each fed the same crops (so they must take the same input
+    side, normalisation and crop protocol; one line names the first that differs) and the mean
+    of their decoded yaw, pitch and roll degrees its answer (each angle averaged on its own, as
+    FSA-Net's author averages its variants; fine away from +-180 degrees, where no head-pose
+    model answers)."""
+    first = models[0]
+    for other in models[1:]:
+        for what in ("image_size", "normalization", "crop_protocol"):
+            mine, theirs = getattr(first.description, what), getattr(other.description, what)
+            if mine != theirs:
+                raise HeadposeError(
+                    f"{other.path} takes {what} {theirs}, {first.path} {mine}: models averaged "
+                    "as one must be fed the same crops"
+                )
+        if other.device != first.device:
+            raise HeadposeError(
+                f"{other.path} runs on {other.device}, {first.path} on {first.device}: models "
+                "averaged as one run on one device"
+            )
+    return dataclasses.replace(
+        first,
+        predict=averaged_angle_function([model.predict for model in models]),
+        runs_on=f"{first.runs_on}, the mean of {len(models)} models",
+        files=tuple(model.path for model in models),
+        model=None,
+        meta=None,
+    )
 
 
 def _exported(checkpoint: LoadedModel) -> LoadedModel:
@@ -161,44 +256,47 @@ def _exported(checkpoint: LoadedModel) -> LoadedModel:
 def _open_onnx(
     file: Path,
     *,
+    card: ModelCard | None,
     image_size: int | None,
     mean: tuple[float, ...] | None,
     std: tuple[float, ...] | None,
     crop_protocol: CropProtocol | None,
 ) -> LoadedModel:
-    """An ``.onnx`` file in ONNX Runtime on the CPU, described by its metadata and the values
-    given; its one input and first output checked to be a square image batch and angles."""
+    """An ``.onnx`` file in ONNX Runtime on the CPU, fed and read as its card says: the card
+    given, else the one its ``headpose.*`` metadata makes (this project's exports, adopted
+    files), else the values given (an RGB NCHW file answering yaw, pitch, roll degrees). The
+    card is checked against the graph here, where the file is opened."""
     session = onnx_session(file, allow_spinning=False)
     props = dict(session.get_modelmeta().custom_metadata_map)
     recorded = read_onnx_metadata(props, str(file))
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, "3"):
-        shapes = [item.shape for item in inputs]
-        raise HeadposeError(f"{file}: expected one input of shape (N, 3, S, S), got {shapes}")
-    height, width = inputs[0].shape[2:]
-    fixed = isinstance(height, int) and height == width
-    if isinstance(height, int) and isinstance(width, int) and height != width:
-        raise HeadposeError(f"{file}: expected a square input (N, 3, S, S), got {inputs[0].shape}")
-    last = outputs[0].shape[-1] if outputs and outputs[0].shape else None
-    if last not in (3, None) and not isinstance(last, str):
+    inputs = [(item.name, list(item.shape)) for item in session.get_inputs()]
+    outputs = [(item.name, list(item.shape)) for item in session.get_outputs()]
+    if card is None:
+        card = card_from_metadata(recorded, f"{file} metadata")
+    if card is None:  # no card: the values given describe it
+        shape = inputs[0][1] if len(inputs) == 1 else []
+        side = shape[2] if len(shape) == 4 and isinstance(shape[2], int) else None
+        side = side if side is not None and shape[3] == side else None
+        given = describe(
+            recorded, str(file), image_size=image_size, mean=mean, std=std,
+            crop_protocol=crop_protocol, input_side=side,
+        )  # fmt: skip
+        card = plain_card(given, str(file))
+    fit = check_graph(card, inputs, outputs, str(file))
+    if image_size is not None and image_size != fit.side:
         raise HeadposeError(
-            f"{file}: its first output has shape {outputs[0].shape}; expected (N, 3) angles"
-        )
-    if fixed and image_size is not None and image_size != height:
-        raise HeadposeError(
-            f"{file} takes {height} px inputs; image size {image_size} (--image-size) applies "
+            f"{file} takes {fit.side} px inputs; image size {image_size} (--image-size) applies "
             "to checkpoints only"
         )
-    description = describe(
-        recorded,
-        str(file),
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        crop_protocol=crop_protocol,
-        input_side=height if fixed else None,
-    )
+    normalization = card.normalization()
+    values = {
+        **recorded,
+        "image_size": fit.side,
+        "mean": list(normalization.mean),
+        "std": list(normalization.std),
+        "crop_protocol": get_protocol(card.crop_protocol, f"{card.source}: crop_protocol"),
+    }
+    description = describe(values, str(file), mean=mean, std=std, crop_protocol=crop_protocol)
     runs_on = f"onnxruntime ({description.precision})"
-    return LoadedModel(
-        file, onnx_angle_function(session), description, "onnx", runs_on, torch.device("cpu")
-    )
+    function = card_angle_function(session, card, fit.batch, str(file))
+    return LoadedModel(file, function, description, "onnx", runs_on, torch.device("cpu"), card=card)

@@ -19,11 +19,17 @@ each :data:`ONNX_KEYS` key::
     headpose.training_fingerprint  "ab12..." or null (not trained by this project's pipeline)
     headpose.precision         "fp32" or "int8"
 
-:func:`read_onnx_metadata` reads it back, and :func:`describe` makes the description of what a
-file records and the values given explicitly. The description holds the crop protocol as the
-registered object; files record its name. A file exported elsewhere carries none of it: the
-values it needs (``mean``, ``std``, ``crop_protocol``, and ``image_size`` when its input side is
-not fixed) must be given explicitly, else one line names those missing.
+:func:`read_onnx_metadata` reads it back (each value at most :data:`MAX_VALUE_CHARS` of JSON
+nesting at most :data:`MAX_VALUE_DEPTH` deep), and :func:`describe` makes the description of
+what a file records and the values given explicitly. The ``input``/``output`` descriptors with
+``image_size``, ``mean``, ``std`` and ``crop_protocol`` are the file's model card
+(:func:`headpose.inference.card.card_from_metadata`); ``headpose adopt`` writes a card made
+elsewhere under ``metadata_version`` 2 (:data:`CARD_METADATA_VERSION`), its descriptors then
+holding the card's scale, channel order, layout and output kind. The description holds the
+crop protocol as the registered object; files record its name. A file exported elsewhere
+carries none of it: the values it needs (``mean``, ``std``, ``crop_protocol``, and
+``image_size`` when its input side is not fixed) must be given explicitly, or a card, else one
+line names those missing.
 """
 
 from __future__ import annotations
@@ -42,7 +48,14 @@ from headpose.params import SCHEMA, check_argument
 
 PREFIX = "headpose."
 PRECISION_KEY = PREFIX + "precision"
-METADATA_VERSION = 1
+METADATA_VERSION = 1  # what exports write
+# What ``headpose adopt`` writes: a model card's input/output descriptors (scale, channel order,
+# layout, output kind; :mod:`headpose.inference.card`), which a reader of version 1 would ignore.
+CARD_METADATA_VERSION = 2
+READABLE_VERSION = CARD_METADATA_VERSION
+# Bounds on one metadata value: its JSON text, and how deeply its lists and mappings nest.
+MAX_VALUE_CHARS = 64 * 1024
+MAX_VALUE_DEPTH = 8
 INPUT_NAME = "image"
 OUTPUT_NAME = "angles_deg"
 INPUT = {
@@ -158,20 +171,58 @@ def read_onnx_metadata(props: dict[str, str], source: str) -> dict[str, Any]:
     for key, text in props.items():
         if not key.startswith(PREFIX):
             continue
+        if len(text) > MAX_VALUE_CHARS:
+            raise HeadposeError(
+                f"{source}: metadata {key} holds {len(text)} characters; at most "
+                f"{MAX_VALUE_CHARS} expected"
+            )
         try:
-            values[key[len(PREFIX) :]] = json.loads(text)
+            value = json.loads(text)
         except ValueError:
             raise HeadposeError(f"{source}: metadata {key} is not JSON: {text[:60]!r}") from None
+        except RecursionError:  # deeper than Python's stack: far past the bound
+            value = _nested(MAX_VALUE_DEPTH + 1)
+        if _depth(value) > MAX_VALUE_DEPTH:
+            raise HeadposeError(
+                f"{source}: metadata {key} nests lists or mappings more than {MAX_VALUE_DEPTH} "
+                "deep; a headpose value is a number, a name, a list or a small mapping"
+            )
+        values[key[len(PREFIX) :]] = value
     version = values.get("metadata_version", METADATA_VERSION)
-    if not isinstance(version, int) or version > METADATA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > READABLE_VERSION:
         raise HeadposeError(
-            f"{source}: headpose metadata version {version!r}, written by a newer headpose; this "
-            f"one reads up to {METADATA_VERSION}"
+            f"{source}: headpose metadata version {str(version)[:20]!r}, written by a newer "
+            f"headpose; this one reads up to {READABLE_VERSION}"
         )
     check_values(values, source)
     if values.get("crop_protocol") is not None:
         values["crop_protocol"] = get_protocol(values["crop_protocol"], f"{source}: crop_protocol")
     return values
+
+
+def _nested(depth: int) -> list:
+    """A list nested ``depth`` deep (what stands for a value too deep to decode)."""
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and mappings nest in a decoded JSON ``value`` (0 for a scalar), counted
+    without recursion, and stopping once past :data:`MAX_VALUE_DEPTH`."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_VALUE_DEPTH:
+                break
+            pending.extend(
+                (child, depth) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
 
 
 def describe(
@@ -217,7 +268,8 @@ def describe(
         raise HeadposeError(
             f"{source} {what} (exported elsewhere?): give its {', '.join(missing)} explicitly "
             "(Python: headpose.load(..., " + ", ".join(f"{key}=" for key in missing) + "); "
-            "headpose predict/evaluate: " + ", ".join(_flag(key) for key in missing) + ")"
+            "headpose predict/evaluate: " + ", ".join(_flag(key) for key in missing) + "), or "
+            "a model card (headpose.load(..., card=CARD.yaml); --card CARD.yaml; headpose adopt)"
         )
     return ModelDescription(
         image_size=int(values["image_size"]),

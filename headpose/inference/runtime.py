@@ -5,6 +5,9 @@ int8) map a ``(N, 3, S, S)`` batch of normalised crops straight to ``(N, 3)`` an
 Every runtime is wrapped as an :data:`AngleFunction` (a normalised float batch to a numpy
 ``(N, 3)`` array of yaw, pitch, roll degrees), so prediction, evaluation and the benchmark treat
 PyTorch, ONNX Runtime fp32 and int8 models alike (:mod:`headpose.inference.timing` times them).
+An ``.onnx`` file is run as its model card says (:func:`card_angle_function`: input layout and
+channels, output kind, a fixed batch size), and several models may answer as one
+(:func:`averaged_angle_function`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 
 from headpose.errors import HeadposeError
+from headpose.inference.card import ModelCard, adapt_batch, decode_outputs
 from headpose.io.files import file_problem
 
 # A normalised (N, 3, S, S) float batch -> (N, 3) yaw, pitch, roll in degrees.
@@ -83,5 +87,40 @@ def onnx_angle_function(session) -> AngleFunction:
     def predict(images: torch.Tensor) -> np.ndarray:
         batch = images.detach().cpu().numpy().astype(np.float32, copy=False)
         return session.run(None, {input_name: batch})[0]
+
+    return predict
+
+
+def card_angle_function(session, card: ModelCard, batch: int | None, model: str) -> AngleFunction:
+    """Run an ONNX file as ``card`` says: the pipeline's normalised RGB NCHW batch made the
+    file's input (:func:`headpose.inference.card.adapt_batch`), fed ``batch`` at a time when the
+    graph fixes its batch size (the last chunk padded by repeating its last crop, the padding's
+    answers dropped), and its outputs read as (N, 3) degrees
+    (:func:`headpose.inference.card.decode_outputs`)."""
+    input_name = session.get_inputs()[0].name
+    wanted = 3 if card.output.kind == "bins" else 1
+    output_names = [item.name for item in session.get_outputs()[:wanted]]
+
+    def predict(images: torch.Tensor) -> np.ndarray:
+        fed = adapt_batch(card.input, images.detach().cpu().numpy().astype(np.float32, copy=False))
+        step = batch or max(len(fed), 1)
+        answers = []
+        for start in range(0, len(fed), step):
+            chunk = fed[start : start + step]
+            count = len(chunk)
+            if batch and count < batch:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - count, axis=0)])
+            outputs = session.run(output_names, {input_name: chunk})
+            answers.append(decode_outputs(card.output, [out[:count] for out in outputs], model))
+        return np.concatenate(answers) if answers else np.zeros((0, 3))
+
+    return predict
+
+
+def averaged_angle_function(functions: list[AngleFunction]) -> AngleFunction:
+    """Several models as one: the mean of their (N, 3) degrees for the same batch."""
+
+    def predict(images: torch.Tensor) -> np.ndarray:
+        return np.mean([np.asarray(f(images), dtype=np.float64) for f in functions], axis=0)
 
     return predict

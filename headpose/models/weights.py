@@ -16,6 +16,7 @@ temporary file beside the target, checks the hash and moves it into place.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,17 @@ TIMM_WEIGHTS_SUFFIX = ".safetensors"
 # A download that connects to nothing, or receives nothing, for this long fails (one line) rather
 # than hang: torch.hub's downloader sets no timeout of its own.
 DOWNLOAD_TIMEOUT_S = 30.0
+# The folder of downloaded model files (the face detector's, published head-pose models'):
+# ``$HEADPOSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/headpose``, else ``~/.cache/headpose``.
+CACHE_DIR_ENV = "HEADPOSE_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where downloaded model files are kept (:data:`CACHE_DIR_ENV`)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "headpose"
 
 
 def imagenet_weight_sources(arch: str) -> list[tuple[str, Path]]:

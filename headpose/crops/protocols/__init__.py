@@ -2,7 +2,9 @@
 
 Importing this package registers the built-in protocols: ``hopenet`` (the published crop,
 :mod:`headpose.crops.protocols.hopenet`, the default) and ``visible`` (the visible-landmark crop
-used before, :mod:`headpose.crops.protocols.visible`). Another protocol is one module: a
+used before, :mod:`headpose.crops.protocols.visible`) and ``fsanet`` (FSA-Net's own crop, the
+crop of its published models, :mod:`headpose.crops.protocols.fsanet`; not scored beside the
+others by default). Another protocol is one module: a
 :class:`CropProtocol` subclass registered with :func:`register_protocol`
 (:mod:`headpose.crops.protocols.registry`). A sample whose dataset stores its final crop box gets
 the unregistered :class:`~headpose.crops.protocols.stored_box.StoredBox` crop instead, decided
@@ -48,6 +50,9 @@ __all__ = [
 DEFAULT_PROTOCOL: CropProtocol = PROTOCOLS.get(hopenet.HopeNet.name)
 # What a checkpoint saved before crop protocols existed was trained on.
 LEGACY_PROTOCOL: CropProtocol = PROTOCOLS.get(visible.Visible.name)
+
+# Registered after the project's own two, so they keep their places in every listing.
+from headpose.crops.protocols import fsanet  # noqa: E402, F401
 
 
 def protocol_from_params(crop_protocol: str) -> CropProtocol:

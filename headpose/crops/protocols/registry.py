@@ -64,6 +64,9 @@ class CropProtocol(ABC):
     blur_kernel: ClassVar[np.ndarray]
     blur_border: ClassVar[str]
     BLUR_BORDERS: ClassVar[tuple[str, ...]] = ("keep", "reflect")
+    # Whether the evaluate stage and ``--compare-protocols`` score a model under this protocol
+    # beside the chosen one (False for the crop of one published model, such as ``fsanet``).
+    among_others: ClassVar[bool] = True
 
     def __repr__(self) -> str:
         return f"CropProtocol({self.name!r})"
