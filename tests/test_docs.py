@@ -31,8 +31,8 @@ What "looks like" means, span by span (a span is the text between backquotes; a 
   the word "stage" or "stages", and a span in the first column of a table whose header's first
   cell is "stage", is a stage of dvc.yaml.
 * **params key**: ``key: value`` (one word or a ``[list]``) or ``key:`` (a lower-case
-  snake-case key) is a key of the params schema at any level, or a field of a dvc.yaml stage
-  (``params:``); ``key=value`` words, alone or comma-separated (``compile=false,
+  snake-case key) is a key of the params schema at any level or of a model card, or a field of
+  a dvc.yaml stage (``params:``); ``key=value`` words, alone or comma-separated (``compile=false,
   precision=auto``), are params keys.
 
 A bare word (``train``, ``read_checkpoint``, ``Labels``) is not checked: it cannot be told from
@@ -206,13 +206,18 @@ def dvc_stage_fields() -> frozenset[str]:
 
 @cache
 def params_keys() -> frozenset[str]:
-    """Every key of the params schema: top-level, ``synth.<key>``, and the keys of a test set."""
+    """Every key of the params schema (top-level, ``synth.<key>``, and the keys of a test set)
+    and of a model card (``headpose.inference.card``: the other YAML the docs show)."""
     from headpose import params
+    from headpose.inference import card
 
+    card_keys = {*card.CARD_KEYS, *card.INPUT_KEYS, *card.INFORMATIONAL_INPUT_KEYS}
+    card_keys |= {key for keys in card.OUTPUT_KEYS.values() for key in keys}
     return frozenset(
         {*params.SCHEMA, *params.TEST_SET_SCHEMA}
         | {f"synth.{key}" for key in params.SYNTH_SCHEMA}
         | set(params.SYNTH_SCHEMA)
+        | card_keys
     )
 
 
