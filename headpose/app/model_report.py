@@ -9,7 +9,8 @@ For every model, one row per crop:
 * ``tight``: the ``visible`` protocol's crop of the visible landmarks;
 * ``own``: the crop protocol the model records it was trained on (its checkpoint's meta or its
   file's metadata), when it is neither of those;
-* ``given``: the protocol of ``--crop-protocol``, when it is none of those;
+* ``given``: the protocol of ``--crop-protocol``, when it is none of those (one model scored
+  with ``--compare-protocols`` also gets a row, ``other``, for each further registered protocol);
 * ``detector``: the crop ``headpose predict`` makes, from the face a detector finds. Each image
   is decoded once and the detector run once; the detected face whose box holds the centre of
   the sample's annotated face (its visible-landmark box, or its stored crop box), the nearest
@@ -143,14 +144,18 @@ def metric_columns(metrics: dict) -> dict[str, float | None]:
     return columns
 
 
-def crop_role(protocol: CropProtocol, loaded: LoadedModel) -> str:
-    """What a protocol crop is to the report: ``published``, ``tight``, the model's ``own``, or
-    ``given`` (asked for by name)."""
+def crop_role(
+    protocol: CropProtocol, loaded: LoadedModel, given: CropProtocol | None = None
+) -> str:
+    """What a protocol crop is to the report: ``published``, ``tight``, the model's ``own``,
+    the one ``given`` by name (``--crop-protocol``), or ``other``."""
     if protocol == DEFAULT_PROTOCOL:
         return "published"
     if protocol == TIGHT_PROTOCOL:
         return "tight"
-    return "own" if protocol == loaded.description.crop_protocol else "given"
+    if protocol == loaded.description.crop_protocol:
+        return "own"
+    return "given" if protocol == given else "other"
 
 
 def report_crops(loaded: LoadedModel, given: CropProtocol | None = None) -> list[CropProtocol]:
@@ -160,7 +165,9 @@ def report_crops(loaded: LoadedModel, given: CropProtocol | None = None) -> list
     return list(dict.fromkeys(protocol for protocol in crops if protocol is not None))
 
 
-def evaluation_rows(label: str, loaded: LoadedModel, metrics: dict) -> list[ReportRow]:
+def evaluation_rows(
+    label: str, loaded: LoadedModel, metrics: dict, given: CropProtocol | None = None
+) -> list[ReportRow]:
     """The rows of one evaluation's ``metrics`` (:func:`headpose.evaluation.evaluate.evaluate`):
     its crop protocol's, then each of its ``other_protocols``; one ``stored box`` row for a set
     whose samples store their crop."""
@@ -169,7 +176,7 @@ def evaluation_rows(label: str, loaded: LoadedModel, metrics: dict) -> list[Repo
         return [ReportRow(label, size, "stored box", STORED_BOX_NAME, metrics)]
     scored = {metrics["crop_protocol"]: metrics, **metrics.get("other_protocols", {})}
     return [
-        ReportRow(label, size, crop_role(get_protocol(name), loaded), name, protocol_metrics)
+        ReportRow(label, size, crop_role(get_protocol(name), loaded, given), name, protocol_metrics)
         for name, protocol_metrics in scored.items()
     ]
 
@@ -192,7 +199,7 @@ def protocol_rows(
         other_protocols=tuple(others),
         workers=workers,
     )
-    rows = evaluation_rows(model.label, model.loaded, result.metrics)
+    rows = evaluation_rows(model.label, model.loaded, result.metrics, given)
     return rows, result.metrics["real_aflw2000"]
 
 
