@@ -300,8 +300,9 @@ def test_a_model_that_does_not_open_is_one_line_and_nothing_is_written(
     ):
         argv = [command, str(tiny_models["small"]), bad, "--data", str(tiny_folder), *outputs]
         assert run_cli(argv) == 2
-        error = capsys.readouterr().err.strip().splitlines()
-        assert len(error) == 1 and named in error[0] and "Traceback" not in error[0]
+        err = capsys.readouterr().err
+        error = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and named in error[0] and "Traceback" not in err
         assert not out.exists() and not plot.exists()
 
 

@@ -132,8 +132,8 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate_command(args: argparse.Namespace) -> None:
-    """``headpose evaluate``: open every model, scan or read the test set, evaluate (one model:
-    and time), print the table, write the JSON when asked."""
+    """``headpose evaluate``: scan or read the test set, open every model (before any is
+    scored), evaluate (one model: and time), print the table, write the JSON when asked."""
     several = len(args.models) > 1
     if several:
         for flag in ("baseline", "compare_protocols"):
@@ -145,16 +145,16 @@ def run_evaluate_command(args: argparse.Namespace) -> None:
     given = chosen_protocol(args.crop_protocol)
     protocol = choose_protocol(given)
     labels = model_labels(args.models)
-    models = [
-        ReportModel(label, open_evaluated_model(path, args, protocol))
-        for label, path in zip(labels, args.models, strict=True)
-    ]
     detect = (
         face_box_finder(args.detector_model) if args.frame_list == DETECTOR_FRAME_LIST else None
     )
     samples, skipped = evaluation_samples(args.data, args.max_angle, args.frame_list, detect)
     for entry, reason in skipped:
         print(f"skipped {entry}: {reason}", file=sys.stderr)
+    models = [
+        ReportModel(label, open_evaluated_model(path, args, protocol))
+        for label, path in zip(labels, args.models, strict=True)
+    ]
     if several:
         detector = build_detector(None, args.detector, args.detector_model)
         report, missed = score_models(

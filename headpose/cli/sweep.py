@@ -109,16 +109,16 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> None:
-    """``headpose sweep``: open every model, read the test set once, sweep each, then write the
+    """``headpose sweep``: read the test set once, open every model, sweep each, then write the
     JSON and the plot (one model's as before; several models' together)."""
     labels = model_labels(args.models)
+    samples, skipped = evaluation_samples(args.data, args.max_angle)
+    for entry, reason in skipped:
+        print(f"skipped {entry}: {reason}", file=sys.stderr)
     opened = [
         open_model(model, image_size=args.image_size, mean=args.mean, std=args.std)
         for model in args.models
     ]
-    samples, skipped = evaluation_samples(args.data, args.max_angle)
-    for entry, reason in skipped:
-        print(f"skipped {entry}: {reason}", file=sys.stderr)
     if len(opened) == 1:
         sweep_model(Path(args.models[0]), samples, args, opened[0])
         return
