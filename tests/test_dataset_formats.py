@@ -176,7 +176,6 @@ def test_a_landmark_format_in_one_module_runs_the_whole_pipeline_and_the_sweep(t
     from headpose.crops.store import code_files
     from headpose.datasets.augment import build_augmentation
     from headpose.evaluation.framing_sweep import framing_sweep
-    from headpose.inference.loading import open_model
 
     train_root = write_pts_set(tmp_path / "train", 24, seed=0)
     test_root = write_pts_set(tmp_path / "test", 6, seed=1)

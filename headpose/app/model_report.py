@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from headpose.app.api import HeadPoseModel, detected_faces
 from headpose.app.detect import FaceBox, FaceDetector
@@ -248,6 +249,7 @@ def detector_errors(
     true_deg: list[tuple[float, float, float]] = []
     predicted: list[list[np.ndarray]] = [[] for _ in models]
     missed: list[tuple[str, str]] = []
+    progress = tqdm(total=len(samples), desc=f"detector crop ({detector.name})", unit="image")
     for chunk in _chunks(samples, chunk_images):
         found: list[tuple[np.ndarray, FaceBox]] = []
         for sample in chunk:
@@ -259,6 +261,7 @@ def detector_errors(
             found.append((image, face))
             stems.append(str(sample))
             true_deg.append(labels.angles_deg)
+        progress.update(len(chunk))
         if not found:
             continue
         for index, predictor in enumerate(predictors):
@@ -266,6 +269,7 @@ def detector_errors(
                 [predictor.crops(image, [face], detector.calibration) for image, face in found]
             )
             predicted[index].append(predictor.predict_crops(crops))
+    progress.close()
     true = np.asarray(true_deg, dtype=np.float64).reshape(-1, 3)
     errors = [
         PoseErrors(list(stems), true, np.concatenate(angles) if angles else np.zeros((0, 3)))
