@@ -377,3 +377,23 @@ def test_the_real_detector_crop_is_predicts(aflw2000_dir, yunet_model, tiny_mode
         ]
         errors.append(np.abs(np.subtract(pose_angles(pose), labels.angles_deg)))
     assert row.metrics["mae"]["mean"] == pytest.approx(float(np.mean(errors)), abs=1e-3)
+
+
+def test_a_set_of_stored_boxes_gives_one_stored_box_row_per_model(tiny_models, tmp_path):
+    """An FSA-Net ``.npz`` stores its crops: no protocol applies, each model gets its stored-box
+    row (at its own size) and the detector's."""
+    crops = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    np.savez(tmp_path / "BIWI_test.npz", image=crops, pose=np.zeros((3, 3)), img_size=64)
+    samples, _ = evaluation_samples(tmp_path / "BIWI_test.npz")
+    models = [ReportModel(name, open_model(tiny_models[name])) for name in ("small", "large")]
+    detector = make_detector("haar")
+    report, missed = score_models(models, samples, "npz", detector=detector, workers=1)
+    assert [(row.model, row.image_size, row.crop, row.count) for row in report.rows] == [
+        ("small", 32, "stored box", 3),
+        ("small", 32, "detector", 3 - len(missed)),
+        ("large", 48, "stored box", 3),
+        ("large", 48, "detector", 3 - len(missed)),
+    ]
+    for model, row in zip(models, report.rows[::2], strict=True):
+        alone = evaluate(model.loaded, samples, "npz", workers=1)
+        assert row.metrics["mae"] == alone.metrics["mae"]
