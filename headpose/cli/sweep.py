@@ -1,11 +1,13 @@
 """``headpose sweep``: its arguments, and the call into :mod:`headpose.evaluation.framing_sweep`.
 
-``headpose sweep MODEL --data X`` opens a checkpoint or an ``.onnx`` model by the one opener
-(:func:`headpose.inference.loading.open_model`, as the Python API does), measures its MAE on the
-test set as faces are framed looser, tighter or off centre, prints the table, and writes the
-rows as JSON and the curves as a PNG when asked. The test set is read once and each model of the
-parsed list is swept by :func:`sweep_model`; the list holds one model for now (sweeping several
-into one plot is a change of ``nargs`` and of the outputs' layout).
+``headpose sweep MODEL [MODEL ...] --data X`` opens each checkpoint or ``.onnx`` model by the one
+opener (:func:`headpose.inference.loading.open_model`, as the Python API does; every model before
+any is swept, so one that fails to open is one line naming it and nothing is written), measures
+its MAE on the test set as faces are framed looser, tighter or off centre (each model at its own
+input size and normalisation), prints the table of each, and writes the rows as JSON and the
+curves as a PNG when asked. The test set is read once. One model: the plot holds its curves with
+the face centred and moved; several: one curve per model (face centred, legend the model's name,
+:func:`headpose.app.model_report.model_labels`) and the JSON a list of each model's sweep.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headpose.app.model_report import model_labels
 from headpose.cli.predict import add_model_value_options
 from headpose.datasets.registry import Sample
 from headpose.evaluation.framing_sweep import (
@@ -31,7 +34,7 @@ from headpose.evaluation.framing_sweep import (
     scale_in_range,
 )
 from headpose.evaluation.test_sets import evaluation_samples
-from headpose.inference.loading import open_model
+from headpose.inference.loading import LoadedModel, open_model
 from headpose.io.files import write_json
 from headpose.params import SCHEMA, option
 from headpose.plots import plot_framing_sweep
@@ -71,9 +74,10 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "models",
-        nargs=1,
+        nargs="+",
         metavar="MODEL",
-        help="a models/*.pt checkpoint, a HopeNet .pkl snapshot or an exported .onnx model",
+        help="a models/*.pt checkpoint, a HopeNet .pkl snapshot or an exported .onnx model; "
+        "several: one plot with a curve per model",
     )
     parser.add_argument(
         "--data",
@@ -103,26 +107,62 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
         help="also write the sweep's rows (MAE, mean geodesic error and MAEV per condition) as "
         "JSON to this file",
     )
-    parser.add_argument("--plot", help="also draw MAE against scale as a PNG at this path")
+    parser.add_argument(
+        "--plot",
+        help="also draw MAE against scale as a PNG at this path (several models: a curve each)",
+    )
     add_model_value_options(parser)
     parser.set_defaults(run=run_sweep_command)
 
 
 def run_sweep_command(args: argparse.Namespace) -> None:
-    """``headpose sweep``: read the test set once, then sweep each model given."""
+    """``headpose sweep``: read the test set once, open every model, sweep each, then write the
+    JSON and the plot (one model's as before; several models' together)."""
+    labels = model_labels(args.models)
     samples, skipped = evaluation_samples(args.data, args.max_angle)
     for entry, reason in skipped:
         print(f"skipped {entry}: {reason}", file=sys.stderr)
-    for model in args.models:
-        sweep_model(Path(model), samples, args)
+    opened = [
+        open_model(model, image_size=args.image_size, mean=args.mean, std=args.std, card=args.card)
+        for model in args.models
+    ]
+    if len(opened) == 1:
+        sweep_model(Path(args.models[0]), samples, args, opened[0])
+        return
+    sweeps = {
+        label: sweep_model(Path(model), samples, args, loaded, write=False)
+        for label, model, loaded in zip(labels, args.models, opened, strict=True)
+    }
+    if args.json:
+        models = [
+            {"model": str(model), "label": label, **sweep.to_json()}
+            for model, (label, sweep) in zip(args.models, sweeps.items(), strict=True)
+        ]
+        write_json(args.json, {"data": str(args.data), "models": models})
+    if args.plot:
+        first = next(iter(sweeps.values()))
+        plot_framing_sweep(
+            np.array(first.scales),
+            {
+                label: [sweep.mean_mae(scale) for scale in sweep.scales]
+                for label, sweep in sweeps.items()
+            },
+            first.published_crop_scale,
+            args.plot,
+            title=f"{len(sweeps)} models on {Path(args.data).name}: MAE against framing, face "
+            f"centred ({first.samples} samples)",
+        )
 
 
-def sweep_model(model: Path, samples: list[Sample], args: argparse.Namespace) -> FramingSweep:
-    """Open ``model``, sweep it over ``samples``, print the table, write the JSON and the plot when
-    asked."""
-    loaded = open_model(
-        model, image_size=args.image_size, mean=args.mean, std=args.std, card=args.card
-    )
+def sweep_model(
+    model: Path,
+    samples: list[Sample],
+    args: argparse.Namespace,
+    loaded: LoadedModel,
+    write: bool = True,
+) -> FramingSweep:
+    """Sweep the opened ``model`` over ``samples`` and print its table; with ``write``, also
+    write its JSON and plot when asked."""
     image_size = loaded.description.image_size
     sweep = framing_sweep(
         loaded.predict,
@@ -137,9 +177,9 @@ def sweep_model(model: Path, samples: list[Sample], args: argparse.Namespace) ->
     print(f"{model}: {image_size} px, runs on {loaded.runs_on}, {trained}")
     print(f"test set {args.data}")
     print(format_framing_sweep(sweep))
-    if args.json:
+    if write and args.json:
         write_json(args.json, {"model": str(model), "data": str(args.data), **sweep.to_json()})
-    if args.plot:
+    if write and args.plot:
         curves = {"face centred": [sweep.mean_mae(scale) for scale in sweep.scales]}
         for shift in sweep.shifts:
             curves[f"face moved {shift:g} (mean of 4 directions)"] = [
