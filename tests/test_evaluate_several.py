@@ -214,6 +214,8 @@ def test_each_model_is_scored_under_each_crop_at_its_own_size(
     header = next(line for line in table.splitlines() if line.startswith("model"))
     assert header.split() == ["model", "px", "crop", "mae_yaw", "mae_pitch", "mae_roll"] + [
         "mae_mean",
+        "geodesic",
+        "maev",
         "n",
     ]
     assert "own (test_loose_visible)" in table and "published (hopenet)" in table
@@ -225,22 +227,22 @@ def pose_angles(pose) -> tuple[float, float, float]:
 
 def test_a_metric_the_evaluation_adds_becomes_a_column(tiny_folder, tiny_models, monkeypatch):
     """The columns come from the evaluation's result: a metric beside MAE (as the rotation
-    errors will be) is a column of the table and a key of every JSON row, detector's included."""
+    errors are) is a column of the table and a key of every JSON row, detector's included."""
     original = evaluate_module.error_metrics
 
-    def with_geodesic(errors, training_mean):
-        return {**original(errors, training_mean), "geodesic": {"count": 0, "mean": 7.25}}
+    def with_made_up(errors, training_mean):
+        return {**original(errors, training_mean), "made_up": {"count": 0, "mean": 7.25}}
 
-    monkeypatch.setattr(evaluate_module, "error_metrics", with_geodesic)
-    monkeypatch.setattr(model_report, "error_metrics", with_geodesic)
+    monkeypatch.setattr(evaluate_module, "error_metrics", with_made_up)
+    monkeypatch.setattr(model_report, "error_metrics", with_made_up)
     samples, _ = evaluation_samples(tiny_folder)
     models = [ReportModel("small", open_model(tiny_models["small"]))]
     report, _ = score_models(
         models, samples, "tiny", detector=BoxDetector(samples, missing=0), workers=1
     )
-    assert all(row["geodesic"] == 7.25 for row in report.to_json()["rows"])
+    assert all(row["made_up"] == 7.25 for row in report.to_json()["rows"])
     header = next(line for line in format_model_report(report).splitlines() if line[:6] == "model ")
-    assert header.split()[-2:] == ["geodesic", "n"]
+    assert header.split()[-4:] == ["geodesic", "maev", "made_up", "n"]
 
 
 def test_the_detector_keeps_the_face_holding_the_annotated_centre(tiny_folder):
@@ -270,13 +272,15 @@ def test_the_cli_prints_one_table_and_writes_json_rows(tiny_folder, tiny_models,
         ("large.pt", 48, "tight"),
         ("large.pt", 48, "detector"),
     ]
-    assert {"mae_yaw", "mae_pitch", "mae_roll", "mae_mean", "count"} <= set(rows[0])
+    assert {"mae_yaw", "mae_pitch", "mae_roll", "mae_mean", "geodesic", "maev", "count"} <= set(
+        rows[0]
+    )
     # one model keeps its table; --json gives its rows
     single = tmp_path / "single.json"
     argv = ["evaluate", str(tiny_models["small"]), "--data", str(tiny_folder)]
     assert run_cli([*argv, "--compare-protocols", "--json", str(single)]) == 0
     output = capsys.readouterr().out
-    assert "crop protocol hopenet (published)" in output and "MAE (degrees)" in output
+    assert "crop protocol hopenet (published)" in output and "MAE, GE, MAEV (degrees)" in output
     crops = [row["crop"] for row in json.loads(single.read_text())["rows"]]
     assert crops[:2] == ["published", "tight"] and set(crops[2:]) <= {"other"}
     argv += ["--crop-protocol", "visible", "--json", str(single)]
