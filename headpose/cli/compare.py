@@ -76,8 +76,8 @@ def run_compare_command(args: argparse.Namespace) -> None:
     loaded = load_runs(args.repo, args.num, args.test_set)
     for reason in loaded.skipped:
         print(f"skipped {reason}", file=sys.stderr)
-    runs = leave_out_stale(loaded.runs, loaded.stale, args.keep_stale)
-    runs = exclude_runs(runs, args.exclude)
+    runs = exclude_runs(loaded.runs, args.exclude)  # first: a stale run may be named too
+    runs = leave_out_stale(runs, loaded.stale, args.keep_stale)
     if not runs:
         raise HeadposeError(f"no evaluated runs in {args.repo} (run dvc repro or dvc exp run)")
     report = compare(runs, args.baseline, WORKSPACE, args.replicates)
@@ -89,6 +89,8 @@ def run_compare_command(args: argparse.Namespace) -> None:
 def leave_out_stale(runs: list, stale: list, keep: bool) -> list:
     """``runs`` without the stale ones (``(run, difference)`` pairs), each said in one line;
     with ``keep`` all of them, each stale one said too."""
+    present = {id(run) for run in runs}
+    stale = [(run, difference) for run, difference in stale if id(run) in present]
     for run, difference in stale:
         label = run.name if run.name in (run.rev, run.rev[:7]) else f"{run.name} ({run.rev[:7]})"
         if keep:
