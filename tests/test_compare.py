@@ -460,6 +460,25 @@ def test_what_the_compared_metrics_do_not_depend_on_is_not_checked(locked_repo):
     assert stale_dependency(tree, rev, "metrics/evaluation.json") is None
 
 
+def test_stale_runs_are_left_out_one_line_each_unless_kept(capsys):
+    from headpose.cli.compare import exclude_runs, leave_out_stale
+    from headpose.compare.lock import StaleDependency
+
+    fresh, stale, named = (_with(_run("x", [1, 2, 3]), name=n, rev=n * 8) for n in "abc")
+    difference = StaleDependency("code.py", "1" * 32, "2" * 32)
+    found = [(stale, difference), (named, difference)]
+    runs = exclude_runs([fresh, stale, named], ["c" * 7])  # a stale run named by --exclude
+    assert leave_out_stale(runs, found, keep=False) == [fresh]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "excluded c (ccccccc), as asked",
+        f"left out b (bbbbbbb): dvc.lock records {'1' * 32} for code.py, the commit holds "
+        f"{'2' * 32}; pass --keep-stale to keep it",
+    ]
+    assert leave_out_stale(runs, found, keep=True) == [fresh, stale]
+    assert capsys.readouterr().err.startswith("kept b (bbbbbbb) (--keep-stale): dvc.lock records")
+
+
 @pytest.mark.slow
 def test_compare_leaves_out_a_commit_whose_lock_predates_its_code(tmp_path, capsys):
     """A real dvc repro (a file and a folder dependency) agrees with our hashes; the next
