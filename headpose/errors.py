@@ -67,6 +67,10 @@ class _SigtermWatchdog:
                 target=self._watch, name="headpose-sigterm-watchdog", daemon=True
             )
             self.thread.start()
+        except RuntimeError:  # "can't start new thread"
+            os.close(self.read_fd)
+            os.close(self.write_fd)
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
@@ -106,7 +110,10 @@ def _arm_watchdog() -> tuple[_SigtermWatchdog | None, int]:
     the previous wakeup fd."""
     if not hasattr(signal, "pthread_sigmask"):
         return None, -1
-    watchdog = _SigtermWatchdog(SIGTERM_GRACE_S)
+    try:
+        watchdog = _SigtermWatchdog(SIGTERM_GRACE_S)
+    except (OSError, RuntimeError):  # no fd or thread to spare (a memory limit): run without
+        return None, -1
     previous = signal.set_wakeup_fd(watchdog.write_fd, warn_on_full_buffer=False)
     if previous != -1:  # someone else's: leave it in place, without a watchdog
         signal.set_wakeup_fd(previous)

@@ -202,6 +202,23 @@ def test_an_entry_point_that_ends_leaves_no_watchdog_behind():
     assert signal.set_wakeup_fd(-1) == -1
 
 
+def test_an_entry_point_runs_without_a_watchdog_where_no_thread_can_start(monkeypatch):
+    """Under a memory limit "can't start new thread": the command still runs (SIGTERM then
+    acts as before: tidily, where Python runs)."""
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+
+    @exit_on_error
+    def job() -> int:
+        return 7
+
+    assert job() == 7
+    assert signal.set_wakeup_fd(-1) == -1
+
+
 def test_a_sigkilled_writes_temporary_is_removed_by_the_next_write(tmp_path):
     target = tmp_path / "model.onnx"
     script = f"""
