@@ -6,7 +6,12 @@ or corrupt file). Entry points (the stage scripts and the ``headpose`` command) 
 2. An ``OSError`` that escaped the library (a file that cannot be read or written: disk full,
 permission denied) is reported the same way, as the file and the reason. SIGINT (Ctrl-C) and
 SIGTERM (``kill``, a scheduler's stop) end the run with one line too: SIGTERM is raised as
-:class:`Terminated` where the process was, so every ``finally`` runs and temporaries go.
+:class:`Terminated` where the process was, so every ``finally`` runs and temporaries go. Python
+runs that handler only when the main thread runs Python, which a wait in C (a pool, a join, a
+lock) may delay for ever; so a watchdog thread, woken by the signal itself (CPython's wakeup fd),
+ends the process with ``os._exit(143)`` when it is still running :data:`SIGTERM_GRACE_S` seconds
+after the first SIGTERM, or at once on a second one (temporaries left behind are removed by the
+next write, as after SIGKILL).
 A value quoted in a message goes through :func:`shorten` (a name: :func:`clip`), so no input
 (a huge list, a long name) makes a message, or the time to build it, unbounded.
 """
@@ -16,14 +21,20 @@ from __future__ import annotations
 import contextlib
 import os
 import reprlib
+import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
 T = TypeVar("T")
+
+SIGTERM_GRACE_S = 5.0
+"""Seconds a SIGTERMed entry point has for its tidy exit before the watchdog ends it."""
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
 
 
 # The longest quotation of a value in a message (characters).
@@ -67,25 +78,104 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+class _SigtermWatchdog:
+    """A daemon thread that reads the signal numbers CPython's C-level handler writes to the
+    wakeup fd, in whatever thread the signal lands and wherever the main thread is waiting.
+    After the first SIGTERM it allows ``grace_s`` seconds for the tidy exit, then ends the
+    process; a second SIGTERM ends it at once. :meth:`disarm` stops it (the entry point ended)."""
+
+    _DISARM = b"\0"  # no signal is numbered 0
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)  # CPython requires a non-blocking wakeup fd
+        # the thread is started with SIGINT and SIGTERM blocked, so it never takes them from
+        # the main thread (whose held-off renames, interruptions_held, then stay held off)
+        held = {signal.SIGINT, signal.SIGTERM}
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            self.thread = threading.Thread(
+                target=self._watch, name="headpose-sigterm-watchdog", daemon=True
+            )
+            self.thread.start()
+        except RuntimeError:  # "can't start new thread"
+            os.close(self.read_fd)
+            os.close(self.write_fd)
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+    def _watch(self) -> None:
+        deadline = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.read_fd], [], [], timeout)
+            if not ready:
+                _hard_exit(f"still running {self.grace_s:g} s after SIGTERM")
+            data = os.read(self.read_fd, 512)
+            if not data or self._DISARM[0] in data:
+                return
+            if signal.SIGTERM in data:
+                if deadline is not None or data.count(signal.SIGTERM) > 1:
+                    _hard_exit("a second SIGTERM")
+                deadline = time.monotonic() + self.grace_s
+
+    def disarm(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.write_fd, self._DISARM)
+        self.thread.join()
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+def _hard_exit(why: str) -> None:
+    """End the process now, from any thread: no handler, ``finally`` or lock is waited for."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"terminated (SIGTERM): {why}, stopped at once\n".encode())
+    os._exit(SIGTERM_EXIT_CODE)
+
+
+def _arm_watchdog() -> tuple[_SigtermWatchdog | None, int]:
+    """Start a watchdog and make its pipe the wakeup fd (main thread only); returns it (None
+    where another wakeup fd is in use, an event loop's say, or signals cannot be masked) and
+    the previous wakeup fd."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None, -1
+    try:
+        watchdog = _SigtermWatchdog(SIGTERM_GRACE_S)
+    except (OSError, RuntimeError):  # no fd or thread to spare (a memory limit): run without
+        return None, -1
+    previous = signal.set_wakeup_fd(watchdog.write_fd, warn_on_full_buffer=False)
+    if previous != -1:  # someone else's: leave it in place, without a watchdog
+        signal.set_wakeup_fd(previous)
+        watchdog.disarm()
+        return None, previous
+    return watchdog, previous
+
+
 def _default_sigterm_in_child() -> None:
     """A forked child (a pool's or a loader's worker) gets SIGTERM's default action back: its
     parent stops it with SIGTERM, which must end it even where it is blocked in C code and the
-    Python handler could never run."""
+    Python handler could never run. Its signals no longer wake the parent's watchdog."""
     if signal.getsignal(signal.SIGTERM) is _raise_terminated:
         with contextlib.suppress(ValueError):  # not the main thread: nothing installed there
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
 
 
 os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
-    """Decorate an entry point so a HeadposeError becomes one line on stderr and exit code 2."""
+    """Decorate an entry point so a HeadposeError becomes one line on stderr and exit code 2,
+    and SIGTERM ends it: tidily where Python can run, by the watchdog where it cannot."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread:
+            watchdog, previous_wakeup_fd = _arm_watchdog()
             previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return main(*args, **kwargs)
@@ -98,12 +188,15 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
             raise SystemExit(2) from None
         except Terminated:
             print("terminated (SIGTERM): no output was left half-written", file=sys.stderr)
-            raise SystemExit(128 + signal.SIGTERM) from None
+            raise SystemExit(SIGTERM_EXIT_CODE) from None
         except KeyboardInterrupt:
             print("interrupted: no output was left half-written", file=sys.stderr)
             raise SystemExit(130) from None
         finally:
             if in_main_thread:
                 signal.signal(signal.SIGTERM, previous)
+                if watchdog is not None:
+                    signal.set_wakeup_fd(previous_wakeup_fd)
+                    watchdog.disarm()
 
     return wrapper

@@ -5,6 +5,7 @@ format (channel order checked against the raw frame)."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,7 @@ from headpose.datasets.biwi import (
 )
 from headpose.datasets.biwi_npz import FormatFSANetNpz, load_arrays
 from headpose.errors import HeadposeError
+from headpose.evaluation.test_sets import evaluation_samples
 from headpose.geometry import pose_angles_deg, rotation_matrix
 
 LISTED_ANGLES_DEG = (3.29099, 7.60722, -1.56663)  # 01/frame_00003, as biwi.md lists them
@@ -141,6 +143,82 @@ def test_a_bad_pose_file_is_one_line_naming_it(hpdb, tmp_path):
     pose.unlink()
     scan = FormatBIWI.scan(tmp_path / "hpdb")
     assert scan.entries == [] and scan.unpaired == [(entry, "no _pose.txt beside the image")]
+
+
+def two_sequences(hpdb: Path, root: Path) -> Path:
+    """An hpdb of the genuine frame in sequences 01 and 02."""
+    for sequence in ("01", "02"):
+        shutil.copytree(hpdb / "01", root / "hpdb" / sequence)
+    return root / "hpdb"
+
+
+def set_focal_length(calibration: Path, fx: str, fy: str) -> None:
+    lines = calibration.read_text().splitlines()
+    lines[0] = f"{fx} 0 320 "
+    lines[1] = f"0 {fy} 240.5 "
+    calibration.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("fx", "fy", "what"),
+    [
+        ("0", "0", "fx 0 px"),
+        ("0.01", "517.679", "fx 0.01 px"),
+        ("-517.679", "517.679", "fx -517.679 px"),
+        ("517.679", "1e7", "fy 1e\\+07 px"),
+    ],
+)
+def test_a_bad_calibration_skips_its_sequences_frames_naming_the_file(hpdb, tmp_path, fx, fy, what):
+    """Focal length 0 gave an empty projected box and the whole set stopped at the crop with
+    "empty crop box (320, 240, 320, 240)"; now that sequence's frames are skipped and the
+    reason names its rgb.cal, the other sequences are evaluated."""
+    root = two_sequences(hpdb, tmp_path)
+    calibration = root / "02" / "rgb.cal"
+    set_focal_length(calibration, fx, fy)
+
+    samples, skipped = evaluation_samples(root)
+
+    assert [sample.entry for sample in samples] == [f"{root.as_posix()}/01/frame_00003"]
+    ((entry, reason),) = skipped
+    assert entry == f"{root.as_posix()}/02/frame_00003"
+    assert re.fullmatch(f"{calibration}: the focal length {what} is not a plausible .*", reason)
+    samples[0].read()  # the good sequence reads
+
+
+@pytest.mark.parametrize(
+    ("line", "value", "expected"),
+    [
+        (0, "517.679 0 9000 ", "principal point"),
+        (12, "0 480", "image size 0 x 480"),
+        (12, "640.5 480", "whole pixels"),
+        (6, "0.999947 0.00432361 5", "rotation is not a rotation"),
+    ],
+)
+def test_every_implausible_calibration_value_is_one_line_naming_the_file(
+    hpdb, tmp_path, line, value, expected
+):
+    calibration = tmp_path / "rgb.cal"
+    lines = (hpdb / "01" / "rgb.cal").read_text().splitlines()
+    lines[line] = value
+    calibration.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HeadposeError, match=f"^{calibration}: .*{expected}"):
+        read_calibration(calibration)
+
+
+def test_a_projected_box_of_no_pixels_is_a_skipped_frame_not_an_empty_crop(hpdb, tmp_path):
+    """A head centre far beyond the camera projects to a box that rounds to 0 x 0 pixels."""
+    root = two_sequences(hpdb, tmp_path)
+    pose = root / "02" / "frame_00003_pose.txt"
+    matrix, _ = read_pose_file(pose)
+    write_pose_file(pose, matrix, np.array([0.0, 0.0, 5e6]))
+
+    samples, skipped = evaluation_samples(root)
+
+    assert len(samples) == 1
+    ((entry, reason),) = skipped
+    assert entry.endswith("/02/frame_00003") and reason == (
+        "the box projected from the head centre is 0 x 0 px (empty)"
+    )
 
 
 def fsa_net_npz(path: Path, crops_bgr: list[np.ndarray], angles: list[tuple]) -> Path:

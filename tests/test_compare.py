@@ -3,16 +3,20 @@ baseline choice, the refusals, and the command on a scratch DVC repository with 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from headpose.cli import main
+from headpose.compare.lock import GitTree, stale_dependency
 from headpose.compare.report import compare, format_markdown, plot_report, report_json
 from headpose.compare.runs import parse_per_image
 from headpose.compare.stats import Run, check_comparable, group_runs, paired_bootstrap
@@ -341,3 +345,198 @@ def test_queued_and_running_experiments_are_not_runs():
     found = {name: data for name, _, data in _revisions(states)}
     assert found["workspace"] is baseline_data and found["success"] is not None
     assert found["running"] is None and found["queued"] is None
+
+
+# --- Runs whose dvc.lock predates their commit's files ------------------------------------------
+
+
+def _git(repo: Path, *arguments: str) -> str:
+    command = ["git", "-c", "user.email=t@t", "-c", "user.name=t", *arguments]
+    return subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def _dvc_file_md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _dvc_folder_md5(folder: Path) -> str:
+    """A folder's hash as DVC's own code makes it (dvc_data's Tree), the oracle for ours."""
+    from dvc_data.hashfile.tree import Tree
+
+    entries = [
+        {"md5": _dvc_file_md5(path), "relpath": path.relative_to(folder).as_posix()}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    ]
+    tree = Tree.from_list(entries)
+    tree.digest()
+    return tree.hash_info.value
+
+
+def _write_lock(repo: Path) -> None:
+    """A dvc.lock of train (code.py, the folder lib/, params epochs) -> model.pt, evaluate
+    (model.pt, evaluate.py) -> metrics/evaluation.json, and export (export.py), made from the
+    files in the working tree as dvc repro would record them."""
+
+    def dep(path: str) -> dict:
+        target = repo / path
+        md5 = _dvc_folder_md5(target) if target.is_dir() else _dvc_file_md5(target)
+        return {"path": path, "hash": "md5", "md5": md5}
+
+    epochs = yaml.safe_load((repo / "params.yaml").read_text())["epochs"]
+    model = {"path": "model.pt", "hash": "md5", "md5": "0" * 32}  # a DVC output: not in git
+    stages = {
+        "train": {
+            "cmd": "python code.py",
+            "deps": [dep("code.py"), dep("lib")],
+            "params": {"params.yaml": {"epochs": epochs}},
+            "outs": [model],
+        },
+        "evaluate": {
+            "cmd": "python evaluate.py",
+            "deps": [model, dep("evaluate.py")],
+            "outs": [{"path": "metrics/evaluation.json", "hash": "md5", "md5": "1" * 32}],
+        },
+        "export": {"cmd": "python export.py", "deps": [model, dep("export.py")], "outs": []},
+    }
+    (repo / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+
+
+@pytest.fixture
+def locked_repo(tmp_path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "lib" / "sub").mkdir(parents=True)
+    for name, text in [
+        ("code.py", "print(1)\n"), ("lib/a.py", "A = 1\n"), ("lib/sub/b.py", "B = 2\n"),
+        ("evaluate.py", "e = 1\n"), ("export.py", "x = 1\n"), ("params.yaml", "epochs: 3\n"),
+    ]:  # fmt: skip
+        (repo / name).write_text(text)
+    _git(repo, "init", "-q")
+    _write_lock(repo)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "fresh")
+    return repo
+
+
+def _commit(repo: Path, path: str, text: str) -> str:
+    (repo / path).write_text(text)
+    _git(repo, "commit", "-qam", f"edit {path}")
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "stale_path"),
+    [
+        ("lib/sub/b.py", "B = 3\n", "lib"),  # a file in a folder dependency, upstream
+        ("code.py", "print(2)\n", "code.py"),
+        ("evaluate.py", "e = 2\n", "evaluate.py"),  # the stage that writes the metrics
+        ("params.yaml", "epochs: 4\n", "params.yaml:epochs"),
+    ],
+)
+def test_a_commit_whose_lock_predates_its_files_is_stale(locked_repo, path, text, stale_path):
+    tree = GitTree(locked_repo)
+    assert stale_dependency(tree, "HEAD", "metrics/evaluation.json") is None
+    recorded = yaml.safe_load((locked_repo / "dvc.lock").read_text())
+    rev = _commit(locked_repo, path, text)
+
+    difference = stale_dependency(tree, rev, "metrics/evaluation.json")
+
+    assert difference is not None and difference.path == stale_path
+    if stale_path == "params.yaml:epochs":
+        assert (difference.recorded, difference.held) == ("3", "4")
+    else:
+        target = locked_repo / stale_path
+        held = _dvc_folder_md5(target) if target.is_dir() else _dvc_file_md5(target)
+        entries = [d for s in recorded["stages"].values() for d in s.get("deps", [])]
+        assert difference.recorded == next(d["md5"] for d in entries if d["path"] == stale_path)
+        assert difference.held == held
+    assert difference.describe() == (
+        f"dvc.lock records {difference.recorded} for {stale_path}, the commit holds "
+        f"{difference.held}"
+    )
+    _write_lock(locked_repo)  # dvc repro, committed: fresh again
+    rev = _commit(locked_repo, "dvc.lock", (locked_repo / "dvc.lock").read_text())
+    assert stale_dependency(tree, rev, "metrics/evaluation.json") is None
+
+
+def test_what_the_compared_metrics_do_not_depend_on_is_not_checked(locked_repo):
+    tree = GitTree(locked_repo)
+    rev = _commit(locked_repo, "export.py", "x = 2\n")  # export is not behind the metrics
+    assert stale_dependency(tree, rev, "metrics/evaluation.json") is None
+    lock = yaml.safe_load((locked_repo / "dvc.lock").read_text())
+    for dep in lock["stages"]["train"]["deps"]:
+        del dep["hash"]  # a DVC 2 entry: hashed after a CRLF conversion, not checked
+    (locked_repo / "code.py").write_text("print(5)\n")
+    rev = _commit(locked_repo, "dvc.lock", yaml.safe_dump(lock))
+    assert stale_dependency(tree, rev, "metrics/evaluation.json") is None
+
+
+def test_stale_runs_are_left_out_one_line_each_unless_kept(capsys):
+    from headpose.cli.compare import exclude_runs, leave_out_stale
+    from headpose.compare.lock import StaleDependency
+
+    fresh, stale, named = (_with(_run("x", [1, 2, 3]), name=n, rev=n * 8) for n in "abc")
+    difference = StaleDependency("code.py", "1" * 32, "2" * 32)
+    found = [(stale, difference), (named, difference)]
+    runs = exclude_runs([fresh, stale, named], ["c" * 7])  # a stale run named by --exclude
+    assert leave_out_stale(runs, found, keep=False) == [fresh]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "excluded c (ccccccc), as asked",
+        f"left out b (bbbbbbb): dvc.lock records {'1' * 32} for code.py, the commit holds "
+        f"{'2' * 32}; pass --keep-stale to keep it",
+    ]
+    assert leave_out_stale(runs, found, keep=True) == [fresh, stale]
+    assert capsys.readouterr().err.startswith("kept b (bbbbbbb) (--keep-stale): dvc.lock records")
+
+
+@pytest.mark.slow
+def test_compare_leaves_out_a_commit_whose_lock_predates_its_code(tmp_path, capsys):
+    """A real dvc repro (a file and a folder dependency) agrees with our hashes; the next
+    commit edits the folder and a param without re-running: its results (the older code's,
+    under the new head) are left out in one line, the workspace holding it too, and kept
+    with --keep-stale."""
+    repo = tmp_path / "repo"
+    (repo / "lib" / "sub").mkdir(parents=True)
+    (repo / "lib" / "a.py").write_text("A = 1\n")
+    (repo / "lib" / "sub" / "b.py").write_text("B = 2\n")
+    _git(repo, "init", "-q")
+    _dvc(repo, "init", "-q")
+    (repo / "params.yaml").write_text("train_seed: 0\nhead: bins\n")
+    (repo / "evaluate.py").write_text(STAGE_SCRIPT)
+    dvc_yaml = DVC_YAML.replace("deps: [evaluate.py]", "deps: [evaluate.py, lib]")
+    (repo / "dvc.yaml").write_text(dvc_yaml)
+    _dvc(repo, "repro", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "base")
+    fresh = _git(repo, "rev-parse", "HEAD").strip()
+    assert stale_dependency(GitTree(repo), fresh, "metrics/evaluation.json") is None
+    (repo / "params.yaml").write_text("train_seed: 0\nhead: rotation_6d\n")
+    stale = _commit(repo, "lib/sub/b.py", "B = 3\n")  # code and params changed, no dvc repro
+    arguments = ["compare", "--repo", str(repo), "--num", "2", "--json", "--baseline", "head=bins"]
+
+    main(arguments)
+    captured = capsys.readouterr()
+    groups = json.loads(captured.out)["groups"]
+    assert [[run["name"] for run in group["runs"]] for group in groups] == [[fresh[:7]]]
+    held = _dvc_folder_md5(repo / "lib")
+    left_out = [line for line in captured.err.splitlines() if line.startswith("left out")]
+    assert len(left_out) == 2
+    assert left_out[0] == (
+        "left out workspace: dvc status: lib modified since dvc.lock was written; pass "
+        "--keep-stale to keep it"
+    )
+    label = rf"(\w+ \({stale[:7]}\)|{stale[:7]})"  # the branch's name, or the commit
+    assert re.fullmatch(
+        rf"left out {label}: dvc.lock records \w+\.dir for lib, the commit holds {held}; "
+        "pass --keep-stale to keep it",
+        left_out[1],
+    )
+
+    main([*arguments, "--keep-stale"])
+    captured = capsys.readouterr()
+    groups = json.loads(captured.out)["groups"]
+    names = [[run["name"] for run in group["runs"]] for group in groups]
+    assert names == [[fresh[:7]], ["workspace"]]  # the stale commit is the workspace's run
+    assert re.search(rf"^kept {label} \(--keep-stale\): dvc.lock records ", captured.err, re.M)
+    assert "kept workspace (--keep-stale): dvc status: lib modified" in captured.err

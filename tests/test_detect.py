@@ -147,6 +147,21 @@ def test_yunet_boxes_and_landmarks_scale_back_from_a_shrunk_image(aflw2000_dir, 
     assert np.abs(np.subtract(full.landmarks_xy, shrunk.landmarks_xy)).max() < 10
 
 
+@pytest.mark.parametrize("height_width", [(50, 10000), (1, 640), (5, 300), (32, 100), (17, 7)])
+def test_yunet_on_an_image_a_few_pixels_high_finds_nothing_every_time(
+    aflw2000_dir, yunet_model, height_width
+):
+    """On an input 32 px high or less YuNet returned boxes of memory it never wrote, changing
+    from call to call (the 10000 x 50 panorama of test_paths_and_options, shrunk to 640 x 3,
+    sometimes held a usable "face": predict's exit 0 instead of 1)."""
+    detector = YuNetFaceDetector(yunet_model)
+    face = read_rgb(aflw2000_dir, TWO_FACES[0])
+    flat = np.full((*height_width, 3), 128, np.uint8)
+    for _ in range(20):  # between other sizes, as predict runs a folder
+        assert len(detector.detect(face)) == 1
+        assert detector.detect(flat) == []
+
+
 def test_stored_yunet_calibration_matches_a_fresh_fit_on_real_aflw2000(aflw2000_dir, yunet_model):
     detector = YuNetFaceDetector(yunet_model)
     faces, truths = [], []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing
 from helpers import as_samples
 from protocol_fixtures import HOPENET
@@ -36,10 +37,12 @@ from headpose.training.settings import TrainPaths
 PARAMS = {"batch_size": 16, "epochs": 2, "finetune_epochs": 1, "workers": 1, "precision": "float32"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _rendezvous_store() -> dist.TCPStore:
+    """The store the workers meet in, served by this process as torchrun's agent serves it, on
+    a port the system assigns as it binds (port 0). Probing for a free port, closing it and
+    letting rank 0 bind it later (as this test did) left a window in which another process on
+    a busy machine could take the port: the gloo run then failed to start, once in a while."""
+    return dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
 
 
 def _train_mode_with_fixed_batchnorm(model: nn.Module, stem_frozen: bool) -> None:
@@ -54,6 +57,7 @@ def _worker(rank: int, world_size: int, port: int, params: dict, paths: TrainPat
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
+        TORCHELASTIC_USE_AGENT_STORE="True",  # every rank a client of the parent's store
         GLOO_SOCKET_IFNAME="lo",
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -90,7 +94,8 @@ def test_two_processes_train_like_one(lists, tmp_path, monkeypatch, one_torch_th
     single_metrics = run_training(params, single)
 
     double = _paths(lists, tmp_path / "double")
-    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), params, double), nprocs=2)
+    store = _rendezvous_store()
+    torch.multiprocessing.spawn(_worker, args=(2, store.port, params, double), nprocs=2)
 
     losses = _curve(single, "train/loss")
     assert len(losses) == 3
@@ -101,6 +106,12 @@ def test_two_processes_train_like_one(lists, tmp_path, monkeypatch, one_torch_th
     meta = torch.load(double.models_dir / "model.pt", weights_only=True)["meta"]
     assert meta["val_mae_mean"] == pytest.approx(single_metrics["final"]["mae_mean"], 1e-4)
     assert not double.resume_file.exists()  # written each epoch by rank 0, removed at the end
+
+
+def test_the_rendezvous_port_is_held_from_the_moment_it_is_chosen():
+    store = _rendezvous_store()
+    with socket.socket() as other, pytest.raises(OSError, match="in use"):
+        other.bind(("127.0.0.1", store.port))  # no other process can take it
 
 
 def test_ranks_share_each_global_batch(lists):

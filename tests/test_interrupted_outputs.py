@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +56,167 @@ def test_sigterm_ends_an_entry_point_with_one_line(capsys):
     assert stopped.value.code == 128 + signal.SIGTERM
     assert capsys.readouterr().err == "terminated (SIGTERM): no output was left half-written\n"
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+# A main thread blocked in C where no signal reaches Python: a second pthread_mutex_lock of a
+# default (non-recursive) mutex by its owner waits in a futex for ever; the signal's C handler
+# runs and the wait goes on, so Python's SIGTERM handler never runs.
+BLOCKED_IN_C = """
+    import ctypes, os, signal, sys, time
+    import headpose.errors
+    from headpose.errors import exit_on_error
+    from headpose.io.files import atomic_path
+
+    headpose.errors.SIGTERM_GRACE_S = float(sys.argv[1])
+
+    @exit_on_error
+    def main():
+        libc = ctypes.CDLL(None)
+        mutex = ctypes.create_string_buffer(64)  # zeroed: PTHREAD_MUTEX_INITIALIZER
+        with atomic_path(sys.argv[2]) as temp:
+            temp.write_text("half")
+            print("blocked", flush=True)
+            libc.pthread_mutex_lock(mutex)
+            libc.pthread_mutex_lock(mutex)  # never returns
+
+    main()
+"""
+
+
+def start_blocked_in_c(grace_s: float, target: Path) -> subprocess.Popen:
+    """A child whose entry point holds a temporary output and waits in C, started and waiting."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(BLOCKED_IN_C), str(grace_s), str(target)],
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline() == "blocked\n"
+    wait_in_futex(child.pid)
+    return child
+
+
+FUTEX_SYSCALL = {"x86_64": "202", "aarch64": "98"}
+
+
+def wait_in_futex(pid: int) -> None:
+    """Return once the process's main thread waits in the futex call (a signal sent earlier
+    would find it still in Python, and take the tidy path)."""
+    number = FUTEX_SYSCALL.get(os.uname().machine)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            current = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+        except (OSError, IndexError):
+            break  # no /proc: fall back on time
+        if number is None:
+            break
+        if current == number:
+            return
+        time.sleep(0.01)
+    time.sleep(1.0)
+
+
+def test_sigterm_ends_a_main_thread_blocked_in_c_after_the_grace_period(tmp_path):
+    child = start_blocked_in_c(1.0, tmp_path / "out.txt")
+    sent = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    waited = time.monotonic() - sent
+
+    assert child.returncode == 128 + signal.SIGTERM
+    assert 0.9 < waited < 10, waited  # the grace period, then at once
+    assert stderr == "terminated (SIGTERM): still running 1 s after SIGTERM, stopped at once\n"
+    # the temporary stays (no finally ran) and goes with the next write, as after SIGKILL
+    (leftover,) = hidden(tmp_path)
+    write_text(tmp_path / "out.txt", "whole")
+    assert hidden(tmp_path) == [] and not (tmp_path / "out.txt").with_name(leftover).exists()
+
+
+def test_a_second_sigterm_ends_a_blocked_process_at_once(tmp_path):
+    child = start_blocked_in_c(600.0, tmp_path / "out.txt")
+    child.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert child.poll() is None  # still within the grace period
+    child.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        child.kill()
+
+    assert child.returncode == 128 + signal.SIGTERM
+    assert stderr == "terminated (SIGTERM): a second SIGTERM, stopped at once\n"
+
+
+def test_sigterm_where_python_runs_still_exits_tidily_and_removes_temporaries(tmp_path):
+    script = """
+        import sys, time
+        from headpose.errors import exit_on_error
+        from headpose.io.files import atomic_path
+
+        @exit_on_error
+        def main():
+            with atomic_path(sys.argv[1]) as temp:
+                temp.write_text("half")
+                print("writing", flush=True)
+                time.sleep(60)
+
+        main()
+    """
+    target = tmp_path / "out.txt"
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), str(target)],
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline() == "writing\n"
+    assert len(hidden(tmp_path)) == 1
+    child.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        child.kill()
+
+    assert child.returncode == 128 + signal.SIGTERM
+    assert stderr == "terminated (SIGTERM): no output was left half-written\n"
+    assert list(tmp_path.iterdir()) == []  # the finally ran: no temporary, no output
+
+
+def test_an_entry_point_that_ends_leaves_no_watchdog_behind():
+    """The watchdog belongs to the entry point's run: after it returns (or is stopped, in
+    the first test here) no thread waits to end this process, and the wakeup fd is back."""
+
+    @exit_on_error
+    def job() -> int:
+        assert any(t.name == "headpose-sigterm-watchdog" for t in threading.enumerate())
+        return 7
+
+    assert job() == 7
+    assert not any(t.name == "headpose-sigterm-watchdog" for t in threading.enumerate())
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_an_entry_point_runs_without_a_watchdog_where_no_thread_can_start(monkeypatch):
+    """Under a memory limit "can't start new thread": the command still runs (SIGTERM then
+    acts as before: tidily, where Python runs)."""
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+
+    @exit_on_error
+    def job() -> int:
+        return 7
+
+    assert job() == 7
+    assert signal.set_wakeup_fd(-1) == -1
 
 
 def test_a_sigkilled_writes_temporary_is_removed_by_the_next_write(tmp_path):

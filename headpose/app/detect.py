@@ -216,7 +216,11 @@ class YuNetFaceDetector:
     """OpenCV's YuNet CNN face detector (``cv2.FaceDetectorYN``): boxes, scores, five landmarks.
 
     Images whose longer side exceeds ``max_side_px`` are shrunk to it for detection (faster; the
-    boxes are scaled back). ``min_score`` drops faces below that confidence (0 to 1).
+    boxes are scaled back). A side then shorter than :attr:`min_side_px` is padded with black
+    at the bottom or right (boxes unmoved): on an input 32 px high or less OpenCV 4.14's YuNet
+    reads memory it never wrote and returns boxes that change from call to call (a 10000 x 50
+    panorama, shrunk to 640 x 3, sometimes got a "face"). ``min_score`` drops faces below that
+    confidence (0 to 1).
 
     ``calibration`` maps the box and its five landmarks to the 68-landmark box (least squares,
     rows: bias, then x and y of each landmark, in box units). It was fitted by
@@ -227,6 +231,7 @@ class YuNetFaceDetector:
     """
 
     name = "yunet"
+    min_side_px = 64
     calibration = BoxCalibration(
         (
             (0.4077, -1.1863, 0.4535, 0.904),
@@ -272,6 +277,11 @@ class YuNetFaceDetector:
         if scale < 1.0:
             size = (max(round(width * scale), 1), max(round(height * scale), 1))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        short_by = [max(self.min_side_px - side, 0) for side in image.shape[:2]]
+        if any(short_by):
+            image = cv2.copyMakeBorder(
+                image, 0, short_by[0], 0, short_by[1], cv2.BORDER_CONSTANT, value=0
+            )
         self.network.setInputSize((image.shape[1], image.shape[0]))
         _, rows = self.network.detect(image)
         faces = []

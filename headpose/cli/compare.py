@@ -12,8 +12,8 @@ from headpose.errors import HeadposeError
 
 
 def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
-    """``headpose compare [--baseline NAME|KEY=VALUE] [--metric mae|geodesic|maev] [--json]
-    [--plot FILE]``."""
+    """``headpose compare [--baseline NAME|KEY=VALUE] [--metric mae|geodesic|maev] [--keep-stale]
+    [--json] [--plot FILE]``."""
     parser = subparsers.add_parser(
         "compare",
         help="test MAE of the repository's experiments grouped by training seed, with "
@@ -41,8 +41,14 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="REV",
-        help="leave out a run: an experiment name, 'workspace', or a revision (7+ hex digits), "
-        "e.g. a commit whose dvc.lock predates its code; repeatable",
+        help="leave out a run: an experiment name, 'workspace', or a revision (7+ hex digits); "
+        "repeatable",
+    )
+    parser.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="keep the runs of commits whose dvc.lock predates their code or params (left out "
+        "by default, one line each)",
     )
     parser.add_argument(
         "--test-set",
@@ -79,13 +85,34 @@ def run_compare_command(args: argparse.Namespace) -> None:
     loaded = load_runs(args.repo, args.num, args.test_set)
     for reason in loaded.skipped:
         print(f"skipped {reason}", file=sys.stderr)
-    runs = exclude_runs(loaded.runs, args.exclude)
+    runs = exclude_runs(loaded.runs, args.exclude)  # first: a stale run may be named too
+    runs = leave_out_stale(runs, loaded.stale, args.keep_stale)
     if not runs:
         raise HeadposeError(f"no evaluated runs in {args.repo} (run dvc repro or dvc exp run)")
     report = compare(runs, args.baseline, WORKSPACE, args.replicates, metric=metric)
     if args.plot:
         plot_report(report, args.plot)
     print(json.dumps(report_json(report), indent=2) if args.json else format_markdown(report))
+
+
+def leave_out_stale(runs: list, stale: list, keep: bool) -> list:
+    """``runs`` without the stale ones (``(run, difference)`` pairs), each said in one line;
+    with ``keep`` all of them, each stale one said too."""
+    present = {id(run) for run in runs}
+    stale = [(run, difference) for run, difference in stale if id(run) in present]
+    for run, difference in stale:
+        label = run.name if run.name in (run.rev, run.rev[:7]) else f"{run.name} ({run.rev[:7]})"
+        if keep:
+            print(f"kept {label} (--keep-stale): {difference.describe()}", file=sys.stderr)
+        else:
+            print(
+                f"left out {label}: {difference.describe()}; pass --keep-stale to keep it",
+                file=sys.stderr,
+            )
+    if keep:
+        return list(runs)
+    left_out = [id(run) for run, _ in stale]
+    return [run for run in runs if id(run) not in left_out]
 
 
 def exclude_runs(runs: list, excluded: list[str]) -> list:

@@ -4,7 +4,11 @@
 the baseline commits and their experiments, queued runs finished, ``dvc exp pull``-ed ones
 included) and, for each with evaluation metrics, reads the per-image CSV of the evaluate stage at
 that revision (``dvc.api.read``; the workspace's own file for the workspace). Failed, queued or
-running experiments and revisions without the CSV are skipped and counted. What defines the
+running experiments and revisions without the CSV are skipped and counted. A commit (or
+experiment) whose ``dvc.lock`` records other hashes or params than the files it holds, for the
+stages behind the compared metrics, is returned apart with the first difference
+(:func:`headpose.compare.lock.stale_dependency`; the workspace by ``dvc status``,
+:func:`~headpose.compare.lock.stale_workspace`): its metrics belong to older code. What defines the
 evaluation (:data:`PROTOCOL_METRICS`, :data:`PROTOCOL_PARAMS`) is taken from the metrics and
 params each run recorded, for :func:`headpose.compare.stats.check_comparable`.
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headpose.compare.lock import GitTree, StaleDependency, stale_dependency, stale_workspace
 from headpose.compare.stats import Run, flatten
 from headpose.errors import HeadposeError, clip
 from headpose.evaluation.metrics import ROTATION_ERROR_COLUMNS, rotation_errors_deg
@@ -52,10 +57,12 @@ PROTOCOL_PARAMS = ("crop_protocol",)
 
 @dataclass(frozen=True)
 class Loaded:
-    """The runs found, and the revisions skipped with why."""
+    """The runs found, the revisions skipped with why, and the runs whose ``dvc.lock``
+    predates their commit's files (also in ``runs``), with the first difference."""
 
     runs: list[Run]
     skipped: list[str]
+    stale: list[tuple[Run, StaleDependency]]
 
 
 def load_runs(repo_root: str | Path, num: int = 1, test_set: str | None = None) -> Loaded:
@@ -75,14 +82,25 @@ def load_runs(repo_root: str | Path, num: int = 1, test_set: str | None = None) 
         check_test_set_known(test_set, [data for _, _, data in revisions])
     runs: list[Run] = []
     skipped: list[str] = []
+    stale: list[tuple[Run, StaleDependency]] = []
+    tree = None
+    files = evaluation_files(test_set)
     for name, rev, data in revisions:
         if data is None:
             skipped.append(f"{name}: no results (failed, queued or running)")
             continue
-        run = _run(repo_root, name, rev, data, skipped, evaluation_files(test_set))
-        if run is not None:
-            runs.append(run)
-    return Loaded(runs, skipped)
+        run = _run(repo_root, name, rev, data, skipped, files)
+        if run is None:
+            continue
+        runs.append(run)
+        if rev == WORKSPACE:
+            difference = stale_workspace(repo_root, files[0])
+        else:
+            tree = tree or GitTree(repo_root)
+            difference = stale_dependency(tree, rev, files[0])
+        if difference is not None:
+            stale.append((run, difference))
+    return Loaded(runs, skipped, stale)
 
 
 def check_test_set_known(test_set: str, revisions_data: list) -> None:

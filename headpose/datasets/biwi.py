@@ -44,7 +44,7 @@ from headpose.errors import HeadposeError
 from headpose.geometry import rotation_matrix
 from headpose.io.arrays import read_npz
 from headpose.io.files import write_text
-from headpose.io.images import image_header_size, read_image
+from headpose.io.images import MAX_IMAGE_SIDE_PX, image_header_size, read_image
 from headpose.io.text import read_text_file
 
 SEQUENCE_SUBJECTS = {
@@ -72,9 +72,9 @@ PROJECTED_BOX_MM = (248.0, 306.0)
 DETECTION_MARGIN = 0.4
 DETECTOR_FRAME_LIST = "detector"  # a frame_list value: boxes from the project's face detector
 ROTATION_TOLERANCE = 1e-3  # |M M^T - I| and |det M - 1| of six-digit matrices stay below it
-# The longest focal length (px) a calibration may give: a field of view under 0.4 degrees across
-# BIWI's 640 px (its RGB camera's is about 517 px). Beyond it a projected box is no face's size.
-MAX_FOCAL_PX = 1e5
+# A calibration's plausible focal lengths (px): the Kinect's are 517.7 (RGB) and 575.8 (depth);
+# outside this range a projected box is empty or huge (0, a negative value, 1e7 in a damaged file).
+FOCAL_RANGE_PX = (100.0, 5000.0)
 # A pose file is 4 lines, a calibration file 13, of a few numbers each (about 200 bytes).
 NUMBER_FILE_MAX_BYTES = 64 * 1024
 
@@ -127,12 +127,16 @@ def read_pose_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             f"centre), got rows of {[len(row) for row in rows]} numbers"
         )
     matrix, centre = np.array(rows[:3]), np.array(rows[3])
-    if (
-        np.abs(matrix @ matrix.T - np.eye(3)).max() > ROTATION_TOLERANCE
-        or abs(np.linalg.det(matrix) - 1) > ROTATION_TOLERANCE
-    ):
+    if not _is_rotation(matrix):
         raise HeadposeError(f"{path}: the 3x3 matrix is not a rotation (orthonormal, det 1)")
     return matrix, centre
+
+
+def _is_rotation(matrix: np.ndarray) -> bool:
+    return (
+        np.abs(matrix @ matrix.T - np.eye(3)).max() <= ROTATION_TOLERANCE
+        and abs(np.linalg.det(matrix) - 1) <= ROTATION_TOLERANCE
+    )
 
 
 def benchmark_angles_deg(matrix: np.ndarray) -> tuple[float, float, float]:
@@ -184,7 +188,8 @@ def write_calibration(path: str | Path, calibration: Calibration) -> None:
 
 
 def read_calibration(path: str | Path) -> Calibration:
-    """A ``rgb.cal`` or ``depth.cal`` (13 lines: K, distortion, R, t, image size)."""
+    """A ``rgb.cal`` or ``depth.cal`` (13 lines: K, distortion, R, t, image size), checked by
+    :func:`check_calibration`."""
     path = Path(path)
     rows = _number_rows(path, "calibration")
     lengths = [len(row) for row in rows]
@@ -194,19 +199,46 @@ def read_calibration(path: str | Path) -> Calibration:
             f"rotation, a translation of 3 and the image size (2), got rows of {lengths} numbers"
         )
     width, height = rows[8]
-    focal = max(rows[0][0], rows[1][1])
-    if focal > MAX_FOCAL_PX:
+    if not (width.is_integer() and height.is_integer()):
         raise HeadposeError(
-            f"{path}: focal length {focal:g} px; expected at most {MAX_FOCAL_PX:g} px (BIWI's "
-            "camera: about 517)"
+            f"{path}: the image size must be whole pixels, got {width:g} {height:g}"
         )
-    return Calibration(
+    calibration = Calibration(
         np.array(rows[0:3]),
         np.array(rows[3]),
         np.array(rows[4:7]),
         np.array(rows[7]),
         (int(width), int(height)),
     )
+    check_calibration(path, calibration)
+    return calibration
+
+
+def check_calibration(path: str | Path, calibration: Calibration) -> None:
+    """The one check of a camera calibration's values, a HeadposeError naming ``path``: an image
+    size of 1 to ``MAX_IMAGE_SIDE_PX`` px a side (as every image read), focal lengths in
+    :data:`FOCAL_RANGE_PX`, the principal point inside the image, the camera rotation a rotation.
+    A sequence whose ``rgb.cal`` fails it has each of its frames skipped with this reason."""
+    width, height = calibration.size_wh
+    if not (1 <= width <= MAX_IMAGE_SIDE_PX and 1 <= height <= MAX_IMAGE_SIDE_PX):
+        raise HeadposeError(
+            f"{path}: the image size {width} x {height} is not 1 to {MAX_IMAGE_SIDE_PX} px a side"
+        )
+    k = calibration.intrinsics
+    low, high = FOCAL_RANGE_PX
+    for name, value in (("fx", k[0, 0]), ("fy", k[1, 1])):
+        if not low <= value <= high:
+            raise HeadposeError(
+                f"{path}: the focal length {name} {value:g} px is not a plausible camera's "
+                f"({low:g} to {high:g} px)"
+            )
+    if not (0 <= k[0, 2] <= width and 0 <= k[1, 2] <= height):
+        raise HeadposeError(
+            f"{path}: the principal point ({k[0, 2]:g}, {k[1, 2]:g}) lies outside the "
+            f"{width} x {height} image"
+        )
+    if not _is_rotation(calibration.rotation):
+        raise HeadposeError(f"{path}: the 3x3 rotation is not a rotation (orthonormal, det 1)")
 
 
 def projected_box(centre_mm: np.ndarray, calibration: Calibration) -> tuple[int, int, int, int]:
@@ -340,6 +372,10 @@ def frame_labels(entry: str, image_wh: tuple[int, int] | None = None) -> Labels:
     if box is None:
         box = projected_box(centre, _calibration(str(Path(match["frame"]).parent)))
     x, y, width, height = box
+    if width < 1 or height < 1:  # a projected box of a head far beyond the camera's range
+        raise HeadposeError(
+            f"{entry}: the box projected from the head centre is {width} x {height} px (empty)"
+        )
     if image_wh is not None:  # the bound every crop box and face box obeys
         check_box((x, y, x + width, y + height), image_wh, entry, "crop box")
     return Labels(benchmark_angles_deg(matrix), crop_box=(x, y, x + width, y + height))
