@@ -135,7 +135,7 @@ def _reader_cases(tmp_path: Path) -> dict:
         "BIWI pose": (read_pose_file, "1 0 0\n0 1 0\n0 0 1\n\n1 2 3\n"),
         "BIWI calibration": (
             read_calibration,
-            "1 0 0\n0 1 0\n0 0 1\n\n0 0 0 0\n\n1 0 0\n0 1 0\n0 0 1\n\n0 0 0\n\n640 480\n",
+            "517 0 320\n0 517 240\n0 0 1\n\n0 0 0 0\n\n1 0 0\n0 1 0\n0 0 1\n\n0 0 0\n\n640 480\n",
         ),
         "box file": (read_box_file, "file,x0,y0,x1,y1\na.jpg,1,2,3,4\n"),
     }

@@ -29,10 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from headpose.errors import HeadposeError
+from headpose.errors import HeadposeError, clip
+from headpose.io.text import MIB, read_text_file
 
 LOCK_FILE = "dvc.lock"
 MAX_SHOWN_CHARS = 60  # a param value longer than this is shortened in the message
+LOCK_MAX_BYTES = 64 * MIB  # a dvc.lock: a few kB per stage
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,8 @@ def _param_value(params: object, key: str) -> tuple[bool, object]:
 
 
 def _shown(value: object) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+    """A recorded or held param value as its JSON text, cut for a message (:func:`clip`)."""
+    return clip(json.dumps(value, sort_keys=True, default=str), MAX_SHOWN_CHARS)
 
 
 def stale_dependency(tree: GitTree, rev: str, metrics_file: str) -> StaleDependency | None:
@@ -210,8 +212,9 @@ def stale_workspace(repo_root: str | Path, metrics_file: str) -> StaleDependency
     in the repository (DVC's Python API resolves stage names against the current folder)."""
     lock = Path(repo_root) / LOCK_FILE
     try:
-        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages") or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        text = read_text_file(lock, LOCK_MAX_BYTES, "DVC lock file")
+        stages = (yaml.safe_load(text) or {}).get("stages") or {}
+    except (HeadposeError, yaml.YAMLError, AttributeError):
         return None  # no lock: nothing recorded to be stale
     behind = _stages_behind(stages, metrics_file)
     if not behind:
