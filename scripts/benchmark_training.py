@@ -59,8 +59,8 @@ from headpose.io.yaml_text import parse_yaml
 from headpose.models.network import build_model, pick_device
 from headpose.models.registry import get_arch
 from headpose.params import load_params
+from headpose.training.data import make_train_loader
 from headpose.training.epoch import input_maker, train_one_epoch
-from headpose.training.loaders import make_train_loader
 from headpose.training.memory import PeakPrivateMemory
 from headpose.training.precision import check_compiler, choose_precision
 from headpose.training.schedule import Phase, make_optimizer, set_train_mode

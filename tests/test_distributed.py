@@ -27,8 +27,8 @@ from training_fixtures import tiny_settings, write_list, write_tiny_dataset
 import headpose.training.run as training
 from headpose.errors import HeadposeError
 from headpose.io.lists import read_list
+from headpose.training.data import make_train_loader
 from headpose.training.distributed import BACKEND_VARIABLE, Rank, relaunch_under_torchrun
-from headpose.training.loaders import make_train_loader
 from headpose.training.run import run_training
 from headpose.training.settings import TrainPaths
 

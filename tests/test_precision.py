@@ -16,8 +16,8 @@ from headpose.models.heads.bins import Bins
 from headpose.models.network import build_model
 from headpose.models.registry import IMAGENET
 from headpose.params import PRECISIONS
+from headpose.training.data import make_train_loader
 from headpose.training.epoch import input_maker, train_one_epoch
-from headpose.training.loaders import make_train_loader
 from headpose.training.precision import Precision, check_compiler, choose_precision
 from headpose.training.run import run_training
 from headpose.training.schedule import Phase, make_optimizer, set_train_mode

@@ -4,7 +4,7 @@ checkpoints and the final checkpoints (:func:`run_training`).
 The parts have their own modules: the settings read from ``params.yaml``
 (:mod:`headpose.training.settings`), the phases, optimiser and LR schedule
 (:mod:`headpose.training.schedule`), one epoch and its validation
-(:mod:`headpose.training.epoch`), the loaders (:mod:`headpose.training.loaders`) and the
+(:mod:`headpose.training.epoch`), the loaders (:mod:`headpose.training.data`) and the
 checkpoints' meta (:mod:`headpose.training.checkpoint_meta`).
 
 After every epoch the model is scored on the validation list, the numbers go to dvclive, and a
@@ -49,9 +49,9 @@ from headpose.evaluation.metrics import MAE_KEYS
 from headpose.models.network import HeadPoseNet, build_model
 from headpose.models.registry import Normalization, get_arch
 from headpose.training.checkpoint_meta import checkpoint_meta, save_final_and_best
+from headpose.training.data import make_eval_loader, make_train_loader
 from headpose.training.distributed import Rank, process_group, sum_over_ranks
 from headpose.training.epoch import InputMaker, input_maker, train_one_epoch, validation_mae
-from headpose.training.loaders import make_eval_loader, make_train_loader
 from headpose.training.memory import (
     PeakPrivateMemory,
     check_training_step_fits,
