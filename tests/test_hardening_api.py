@@ -301,7 +301,11 @@ class BytesPath(os.PathLike):
         return b"models/model.pt"
 
 
-@pytest.mark.parametrize("path", [b"models/model.pt", BytesPath(), 5, None], ids=repr)
+@pytest.mark.parametrize(
+    "path",
+    [b"models/model.pt", BytesPath(), 5, None],
+    ids=["bytes", "bytes-fspath", "number", "none"],
+)
 def test_load_refuses_a_path_that_is_no_str_path(path):
     with pytest.raises(HeadposeError, match=r"^path .*; expected a model file's path"):
         headpose.load(path)
