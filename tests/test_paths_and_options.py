@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from cli_fixtures import run_cli
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, dvc
 from model_fixtures import write_checkpoint
 from stage_fixtures import STAGES, commit_all, copy_source_tree
 from training_fixtures import write_tiny_dataset
@@ -38,19 +36,6 @@ HOSTILE_DATASET_PATHS = {
 
 def default_params(**overrides) -> dict:
     return {**load_params(REPO_ROOT / "params.yaml").as_dict(), **overrides}
-
-
-def dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
-    """``dvc ARGS`` in ``project``, with this interpreter as the stages' ``python``."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=project,
-        env={**os.environ, "PATH": path},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 # --- Dataset paths ------------------------------------------------------------------------------

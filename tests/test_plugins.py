@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, dvc
 from stage_fixtures import STAGES, commit_all, copy_source_tree, load_stage
 from training_fixtures import write_tiny_dataset
 
@@ -160,19 +158,6 @@ def test_every_stage_but_synth_imports_the_plugins_and_depends_on_their_folder(s
 
 
 # --- dvc repro ----------------------------------------------------------------------------------
-
-
-def dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
-    """``dvc ARGS`` in ``project``, with this interpreter as the stages' ``python``."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=project,
-        env={**os.environ, "PATH": path},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 TINY_RUN = {

@@ -61,6 +61,20 @@ def margins(k: float, mode: str) -> Box:
 # --- The face box of landmarks ------------------------------------------------------------------
 
 
+def widened(box: Box, left: float, top: float, right: float, bottom: float) -> Box:
+    """``box`` with each edge moved out by its share of the box's width (``left``, ``right``) or
+    height (``top``, ``bottom``), all measured on ``box`` itself (simultaneous margins; the
+    published protocol's margins in running order are its own)."""
+    x_min, y_min, x_max, y_max = box
+    width, height = x_max - x_min, y_max - y_min
+    return (
+        x_min - left * width,
+        y_min - top * height,
+        x_max + right * width,
+        y_max + bottom * height,
+    )
+
+
 def landmark_box(landmarks_xy: np.ndarray) -> Box:
     """Min/max box of the visible landmarks; points with a negative coordinate are dropped.
 

@@ -28,7 +28,7 @@ import math
 import cv2
 import numpy as np
 
-from headpose.crops.crop import Box, PixelBox
+from headpose.crops.crop import Box, PixelBox, widened
 from headpose.crops.protocols.registry import CropProtocol, register_protocol
 from headpose.datasets.labels import Labels
 from headpose.errors import HeadposeError
@@ -63,14 +63,7 @@ class FsaNet(CropProtocol):
         )
 
     def loosen_box(self, box: Box, k: float, mode: str) -> Box:
-        x_min, y_min, x_max, y_max = box
-        width, height = x_max - x_min, y_max - y_min
-        return (
-            x_min - MARGIN * width,
-            y_min - MARGIN * height,
-            x_max + MARGIN * width,
-            y_max + MARGIN * height,
-        )
+        return widened(box, MARGIN, MARGIN, MARGIN, MARGIN)
 
     def pixel_box(self, box: Box) -> PixelBox:
         return math.trunc(box[0]), math.trunc(box[1]), math.trunc(box[2]), math.trunc(box[3])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from headpose.crops.crop import Box, landmark_box, margins
+from headpose.crops.crop import Box, landmark_box, margins, widened
 from headpose.crops.protocols.registry import CropProtocol, register_protocol
 from headpose.datasets.labels import Labels
 
@@ -31,12 +31,4 @@ class Visible(CropProtocol):
         return landmark_box(labels.visible_points_xy - 1.0)
 
     def loosen_box(self, box: Box, k: float, mode: str) -> Box:
-        left, top, right, bottom = margins(k, mode)
-        x_min, y_min, x_max, y_max = box
-        width, height = x_max - x_min, y_max - y_min
-        return (
-            x_min - left * width,
-            y_min - top * height,
-            x_max + right * width,
-            y_max + (bottom * height),
-        )
+        return widened(box, *margins(k, mode))
