@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,14 @@ def pytest_runtest_protocol(item, nextitem):
         return (yield)
     with slow_guard.guard():
         return (yield)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each of the N worker processes takes its share of the
+    cores for torch, so N workers do not each start a thread per core and wait on each other."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 @pytest.fixture(autouse=True)
