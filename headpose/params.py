@@ -347,7 +347,8 @@ class Params(_Block):
     epochs: int = _key(_integer(1, 1000))
     finetune_epochs: int = _key(_integer(0, 1000))
     finetune_lr: float = _key(_number(0, 1, low_open=True))
-    lr_schedule: str = _key(_choice("exponential", "step"))
+    lr_schedule: str = _key(_choice("exponential", "step", "onecycle"))
+    lr_warmup: float = _key(_number(0, 0.9, low_open=True))
     lr_decay: float = _key(_number(0, 1, low_open=True))
     lr_steps: tuple[int, ...] = _key(
         Rule(

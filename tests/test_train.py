@@ -120,6 +120,35 @@ def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_pa
 
 
 @pytest.mark.slow
+def test_an_interrupted_onecycle_run_resumes_to_the_same_result(lists, tmp_path, monkeypatch):
+    """The per-step schedule's state is in the resume checkpoint: interrupted after two epochs
+    and resumed, a onecycle run ends with the weights and rates of an uninterrupted one."""
+    settings = tiny_settings(lr_schedule="onecycle", lr_warmup=0.25)
+    reference = _paths(lists, tmp_path / "reference")
+    metrics = run_training(settings, reference)
+    paths = _paths(lists, tmp_path / "resumed")
+    real_epoch = training.train_one_epoch
+    calls = []
+
+    def interrupted_after_two_epochs(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_one_epoch", interrupted_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(settings, paths)
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    assert run_training(settings, paths) == metrics
+    resumed, first = (
+        _weights(paths.models_dir / "model.pt"),
+        _weights(reference.models_dir / "model.pt"),
+    )
+    assert all(torch.equal(resumed[key], first[key]) for key in first)
+
+
+@pytest.mark.slow
 def test_stem_is_frozen_in_phase_one_only(lists, tmp_path):
     params = tiny_settings(epochs=1, finetune_epochs=0)
     torch.manual_seed(params.train_seed)
@@ -146,7 +175,7 @@ def test_schedules_and_head_rate():
     model = build_model("resnet18", Bins(3))
     optimizer = make_optimizer(model, Phase("frozen_stem", 1, 30, 1e-3))
     scheduler = make_scheduler(
-        optimizer, tiny_settings(lr_schedule="exponential", lr_decay=0.9).schedule
+        optimizer, tiny_settings(lr_schedule="exponential", lr_decay=0.9).schedule, 30
     )
     for _ in range(3):
         scheduler.step()
@@ -158,13 +187,34 @@ def test_schedules_and_head_rate():
 
     optimizer = make_optimizer(model, Phase("finetune", 31, 30, 1e-4))
     step = tiny_settings(lr_schedule="step", lr_steps=[2, 4], lr_step_gamma=0.1)
-    scheduler = make_scheduler(optimizer, step.schedule)
+    scheduler = make_scheduler(optimizer, step.schedule, 30)
     rates = []
     for _ in range(5):
         scheduler.step()
         rates.append(optimizer.param_groups[0]["lr"])
     assert rates == pytest.approx([1e-4, 1e-5, 1e-5, 1e-6, 1e-6])
     assert len(optimizer.param_groups[0]["params"]) == len(list(model.parameters()))
+
+
+def test_onecycle_rises_to_each_groups_rate_then_falls_within_the_phase():
+    """onecycle is stepped per optimizer step: 1/25 of each group's rate at the start, the rate
+    itself (the head's 5x included) after the warm-up share of the phase's steps, then down."""
+    model = build_model("resnet18", Bins(3))
+    optimizer = make_optimizer(model, Phase("frozen_stem", 1, 1, 2e-3))
+    settings = tiny_settings(lr_schedule="onecycle", lr_warmup=0.25)
+    assert settings.schedule.per_step
+    scheduler = make_scheduler(optimizer, settings.schedule, 100)
+    rates = [[group["lr"] for group in optimizer.param_groups]]
+    for _ in range(99):
+        optimizer.step()
+        scheduler.step()
+        rates.append([group["lr"] for group in optimizer.param_groups])
+    assert rates[0] == pytest.approx([2e-3 / 25, 1e-2 / 25])
+    peak = max(range(100), key=lambda step: rates[step][0])
+    assert peak == 25 - 1 or peak == 25, peak
+    assert rates[peak] == pytest.approx([2e-3, 1e-2], rel=1e-3)
+    assert rates[-1][0] < 2e-3 / 1000
+    assert all(a[0] >= b[0] for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))
 
 
 @pytest.mark.parametrize(

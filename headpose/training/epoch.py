@@ -69,8 +69,10 @@ def train_one_epoch(
     precision: Precision,
     description: str,
     show_progress: bool = True,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> float:
-    """One pass over ``loader``; returns the mean loss per batch.
+    """One pass over ``loader``; returns the mean loss per batch. A ``scheduler`` given is
+    stepped after every optimizer step (a per-step schedule, ``onecycle``).
 
     The losses are summed on the device; the host reads them at the end (and every
     :data:`LOSS_SHOWN_EVERY` steps for the progress bar), so it queues steps without waiting.
@@ -86,6 +88,8 @@ def train_one_epoch(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if scheduler is not None:
+            scheduler.step()
         total = loss.detach().double() + (0.0 if total is None else total)
         steps += 1
         if show_progress and steps % LOSS_SHOWN_EVERY == 0:

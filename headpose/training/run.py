@@ -130,7 +130,8 @@ class Trainer:
         set_stem_frozen(self.model, stem_frozen)
         network = self.wrap()
         optimizer = make_optimizer(self.model, phase)
-        scheduler = make_scheduler(optimizer, self.settings.schedule)
+        schedule = self.settings.schedule
+        scheduler = make_scheduler(optimizer, schedule, phase.epochs * len(self.train_loader))
         if saved and saved["phase"] == phase.name and self.state.epochs_done >= phase.first_epoch:
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -150,9 +151,11 @@ class Trainer:
                 self.precision,
                 f"epoch {epoch}/{total} ({phase.name})",
                 show_progress=self.rank.is_main,
+                scheduler=scheduler if schedule.per_step else None,
             )
             loss = sum_over_ranks(torch.tensor(rank_loss), self.rank).item() / self.rank.world_size
-            scheduler.step()
+            if not schedule.per_step:
+                scheduler.step()
             scores = validation_mae(self.model, self.val_loader, self.normalization, self.rank)
             record = {"epoch": epoch, "phase": phase.name, "lr": lr, "train_loss": loss, **scores}
             self.state.add_epoch(record, self.model)

@@ -8,11 +8,15 @@ The recipe (``params.yaml`` keys in brackets):
   0 = the one-phase original): everything trainable at ``finetune_lr``;
 * one optimizer and one LR scheduler per phase: ``lr_schedule: exponential`` multiplies the rates
   by ``lr_decay`` after every epoch, ``step`` by ``lr_step_gamma`` at the epochs in ``lr_steps``
-  (counted from the start of each phase).
+  (counted from the start of each phase); ``onecycle`` changes them after every optimizer step:
+  from 1/25 of each group's rate up to it over the first ``lr_warmup`` share of the phase's
+  steps, then down to 1/10,000 of the start, both halves along a cosine (the rates of PyTorch's
+  ``OneCycleLR``; Adam's betas left as they are; :func:`one_cycle_factor`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,13 +47,20 @@ def phases(epochs: int, lr: float, finetune_epochs: int, finetune_lr: float) -> 
 
 @dataclass(frozen=True)
 class LRSchedule:
-    """The per-epoch learning-rate schedule: ``exponential`` (``decay`` per epoch) or ``step``
-    (``step_gamma`` at each epoch of ``steps``)."""
+    """The learning-rate schedule: ``exponential`` (``decay`` per epoch), ``step`` (``step_gamma``
+    at each epoch of ``steps``) or ``onecycle`` (per optimizer step, ``warmup`` the rising share).
+    """
 
     kind: str
     decay: float
     steps: tuple[int, ...]
     step_gamma: float
+    warmup: float
+
+    @property
+    def per_step(self) -> bool:
+        """Whether the rates change after every optimizer step rather than every epoch."""
+        return self.kind == "onecycle"
 
 
 def _stem_modules(model: HeadPoseNet) -> list[nn.Module]:
@@ -85,11 +96,40 @@ def make_optimizer(model: HeadPoseNet, phase: Phase) -> torch.optim.Optimizer:
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: LRSchedule
+    optimizer: torch.optim.Optimizer, schedule: LRSchedule, steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The per-epoch LR ``schedule`` (stepped once after every epoch of a phase)."""
+    """The LR ``schedule`` of a phase of ``steps`` optimizer steps: ``onecycle`` is stepped
+    after every optimizer step, the others once after every epoch of the phase."""
+    if schedule.kind == "onecycle":
+
+        def factor(step: int) -> float:  # a function, not an object: not pickled with the state
+            return one_cycle_factor(step, steps, schedule.warmup)
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if schedule.kind == "exponential":
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=schedule.decay)
     return torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(schedule.steps), gamma=schedule.step_gamma
     )
+
+
+ONE_CYCLE_START = 1 / 25  # of the peak rate, at the first step
+ONE_CYCLE_END = ONE_CYCLE_START / 1e4  # at the last step
+
+
+def one_cycle_factor(step: int, steps: int, warmup: float) -> float:
+    """The ``onecycle`` rate at optimizer ``step`` (0-based) of ``steps``, as a share of the
+    peak: up from :data:`ONE_CYCLE_START` to 1 until step ``warmup * steps - 1``, then down to
+    :data:`ONE_CYCLE_END` at the last step, each half along a cosine. A half of no steps (a
+    phase of one or two steps) is skipped."""
+    peak_step, last_step = warmup * steps - 1, steps - 1
+    if peak_step > 0 and step <= peak_step:
+        return _cosine(ONE_CYCLE_START, 1.0, step / peak_step)
+    start = max(peak_step, 0.0)
+    share = (step - start) / (last_step - start) if last_step > start else 1.0
+    return _cosine(1.0, ONE_CYCLE_END, min(max(share, 0.0), 1.0))
+
+
+def _cosine(start: float, end: float, share: float) -> float:
+    """From ``start`` (share 0) to ``end`` (share 1) along half a cosine."""
+    return end + (start - end) / 2 * (1 + math.cos(math.pi * share))

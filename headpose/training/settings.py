@@ -87,7 +87,11 @@ class TrainSettings:
             finetune_epochs=params.finetune_epochs,
             finetune_lr=params.finetune_lr,
             schedule=LRSchedule(
-                params.lr_schedule, params.lr_decay, params.lr_steps, params.lr_step_gamma
+                params.lr_schedule,
+                params.lr_decay,
+                params.lr_steps,
+                params.lr_step_gamma,
+                params.lr_warmup,
             ),
             precision=params.precision,
             compile=params.compile,
