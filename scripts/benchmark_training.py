@@ -197,10 +197,26 @@ def benchmark(settings: TrainSettings, args: argparse.Namespace) -> None:
             network, source, optimizer, scaler, head, make_inputs, precision, "benchmark", False
         )
 
-    def epoch_on_inputs(inputs) -> None:
+    def epoch_on_inputs(inputs, step_optimizer=optimizer) -> None:
         train_one_epoch(
-            network, inputs, optimizer, scaler, head, lambda ready: ready, precision, "ref", False
+            network,
+            inputs,
+            step_optimizer,
+            scaler,
+            head,
+            lambda ready: ready,
+            precision,
+            "ref",
+            False,
         )
+
+    # The optimiser this project used before its fused Adam, kept for comparison: PyTorch's
+    # default on the CPU, a loop over the parameters (the same update; its own moment buffers).
+    looped = torch.optim.Adam(
+        [{"params": group["params"], "lr": group["lr"]} for group in optimizer.param_groups],
+        foreach=False,
+        fused=False,
+    )
 
     def forward_on_inputs(inputs, backward: bool) -> None:
         for images, angles_deg in inputs:
@@ -217,6 +233,7 @@ def benchmark(settings: TrainSettings, args: argparse.Namespace) -> None:
 
     timings = {
         "reference step": synchronized(lambda: epoch_on_inputs(resident)),
+        "ref., looped Adam": synchronized(lambda: epoch_on_inputs(resident, looped)),
         "loader alone": lambda: list(itertools.islice(loader, batches)),
         "per-sample loader": lambda: list(itertools.islice(per_sample, batches)),
         "device crops": synchronized(

@@ -43,7 +43,8 @@ def test_prints_loader_step_and_loop_rates(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     names = ("reference step", "loader alone", "per-sample loader", "device crops")
-    for name in (*names, "step alone", "whole loop", "forward", "forward \\+ backward"):
+    others = ("step alone", "whole loop", "ref., looped Adam", "forward", "forward \\+ backward")
+    for name in (*names, *others):
         pattern = rf"{name}:\s+[0-9.]+ images/s\s+[0-9.]+ x reference step"
         assert re.search(pattern, result.stdout), result.stdout
     assert "whole loop / reference step:" in result.stdout

@@ -196,6 +196,33 @@ def test_schedules_and_head_rate():
     assert len(optimizer.param_groups[0]["params"]) == len(list(model.parameters()))
 
 
+def test_the_optimizer_is_fused_adam_and_steps_as_the_plain_loop():
+    """On the CPU the phase's Adam is the fused kernel; its update is the per-parameter loop's
+    (to float rounding), the heads' 5x rate included."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", Bins(3))
+    twin = build_model("resnet18", Bins(3))
+    twin.load_state_dict(model.state_dict())
+    fused = make_optimizer(model, Phase("frozen_stem", 1, 1, 1e-3))
+    assert fused.defaults["fused"] is True
+    groups = twin.parameter_groups()
+    plain = torch.optim.Adam(
+        [
+            {"params": groups["backbone"], "lr": 1e-3},
+            {"params": groups["heads"], "lr": 5e-3},
+        ],
+        foreach=False,
+    )
+    for _ in range(3):
+        for network, optimizer in ((model, fused), (twin, plain)):
+            generator = torch.Generator().manual_seed(1)
+            for parameter in network.parameters():
+                parameter.grad = torch.randn(parameter.shape, generator=generator)
+            optimizer.step()
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
+
+
 def test_onecycle_rises_to_each_groups_rate_then_falls_within_the_phase():
     """onecycle is stepped per optimizer step: 1/25 of each group's rate at the start, the rate
     itself (the head's 5x included) after the warm-up share of the phase's steps, then down."""
