@@ -168,12 +168,14 @@ def test_the_readme_recipe_is_accepted_as_written(params, tmp_path):
     validate_model_params(loaded.as_dict())
     assert loaded.lr == 1e-5 and loaded.finetune_lr == 1e-6
     assert loaded.framing_probability == 0 and loaded.arch == "resnet50"
+    # the published schedule, whatever the default profile's: 5 % per epoch
+    assert loaded.lr_schedule == "exponential" and loaded.lr_decay == 0.95
 
 
 @pytest.mark.parametrize("spelling", ["1e-05", "1e-5", "1.0e-5", "1E-5", ".1e-4"])
 def test_every_yaml_12_and_dvc_spelling_of_a_number_is_a_number(params, tmp_path, spelling):
     """`dvc exp run -S finetune_lr=1e-5` writes ``finetune_lr: 1e-05``."""
-    text = yaml.safe_dump(params).replace("\nfinetune_lr: 0.0005\n", f"\nfinetune_lr: {spelling}\n")
+    text = yaml.safe_dump(params).replace("\nfinetune_lr: 0.002\n", f"\nfinetune_lr: {spelling}\n")
     assert f"\nfinetune_lr: {spelling}\n" in text
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")

@@ -43,6 +43,7 @@ TINY_TRAINING = {
     "finetune_epochs": 1,
     "lr": 1e-3,
     "finetune_lr": 3e-4,
+    "lr_schedule": "exponential",  # the published schedule; onecycle has its own tests
     "workers": 1,
     "train_seed": 0,
 }
