@@ -83,6 +83,15 @@ BLOCKED_IN_C = """
 """
 
 
+def terminate(child: subprocess.Popen) -> str:
+    """Send ``child`` SIGTERM and return its standard error once it ends (killed after 20 s)."""
+    child.send_signal(signal.SIGTERM)
+    try:
+        return child.communicate(timeout=20)[1]
+    finally:
+        child.kill()
+
+
 def start_blocked_in_c(grace_s: float, target: Path) -> subprocess.Popen:
     """A child whose entry point holds a temporary output and waits in C, started and waiting."""
     child = subprocess.Popen(
@@ -121,11 +130,7 @@ def wait_in_futex(pid: int) -> None:
 def test_sigterm_ends_a_main_thread_blocked_in_c_after_the_grace_period(tmp_path):
     child = start_blocked_in_c(1.0, tmp_path / "out.txt")
     sent = time.monotonic()
-    child.send_signal(signal.SIGTERM)
-    try:
-        _, stderr = child.communicate(timeout=20)
-    finally:
-        child.kill()
+    stderr = terminate(child)
     waited = time.monotonic() - sent
 
     assert child.returncode == 128 + signal.SIGTERM
@@ -142,11 +147,7 @@ def test_a_second_sigterm_ends_a_blocked_process_at_once(tmp_path):
     child.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert child.poll() is None  # still within the grace period
-    child.send_signal(signal.SIGTERM)
-    try:
-        _, stderr = child.communicate(timeout=20)
-    finally:
-        child.kill()
+    stderr = terminate(child)
 
     assert child.returncode == 128 + signal.SIGTERM
     assert stderr == "terminated (SIGTERM): a second SIGTERM, stopped at once\n"
@@ -177,11 +178,7 @@ def test_sigterm_where_python_runs_still_exits_tidily_and_removes_temporaries(tm
     )
     assert child.stdout.readline() == "writing\n"
     assert len(hidden(tmp_path)) == 1
-    child.send_signal(signal.SIGTERM)
-    try:
-        _, stderr = child.communicate(timeout=20)
-    finally:
-        child.kill()
+    stderr = terminate(child)
 
     assert child.returncode == 128 + signal.SIGTERM
     assert stderr == "terminated (SIGTERM): no output was left half-written\n"

@@ -32,6 +32,24 @@ def _paths(lists: tuple[Path, Path], out: Path) -> TrainPaths:
     return TrainPaths(lists[0], lists[1], out / "models", out / "resume" / "train.pt", out / "live")
 
 
+def interrupt_after_two_epochs(monkeypatch, settings, paths: TrainPaths) -> None:
+    """Run ``settings`` into ``paths`` and interrupt it as the third epoch starts (as Ctrl-C
+    would), leaving its resume checkpoint; ``train_one_epoch`` is the real one again after."""
+    real_epoch = training.train_one_epoch
+    calls = []
+
+    def interrupted_after_two_epochs(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "train_one_epoch", interrupted_after_two_epochs)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(settings, paths)
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["state_dict"]
 
@@ -90,26 +108,14 @@ def test_outputs_hold_meta_and_curves(reference_run):
 def test_interrupted_run_resumes_to_the_same_result(lists, reference_run, tmp_path, monkeypatch):
     metrics, reference = reference_run
     paths = _paths(lists, tmp_path)
-    real_epoch = training.train_one_epoch
-    calls = []
-
-    def interrupted_after_two_epochs(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", interrupted_after_two_epochs)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_settings(), paths)
+    interrupt_after_two_epochs(monkeypatch, tiny_settings(), paths)
     assert paths.resume_file.is_file()
-    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
     # other params: the saved state is not used
-    calls.clear()
+    calls = []
     monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: calls.append(1) or 0.0)
     run_training(tiny_settings(finetune_epochs=0), _paths(lists, tmp_path / "other"))
     assert len(calls) == 2
-    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    monkeypatch.undo()
 
     assert run_training(tiny_settings(), paths) == metrics
     resumed, first = (
@@ -127,19 +133,7 @@ def test_an_interrupted_onecycle_run_resumes_to_the_same_result(lists, tmp_path,
     reference = _paths(lists, tmp_path / "reference")
     metrics = run_training(settings, reference)
     paths = _paths(lists, tmp_path / "resumed")
-    real_epoch = training.train_one_epoch
-    calls = []
-
-    def interrupted_after_two_epochs(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_one_epoch", interrupted_after_two_epochs)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(settings, paths)
-    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    interrupt_after_two_epochs(monkeypatch, settings, paths)
     assert run_training(settings, paths) == metrics
     resumed, first = (
         _weights(paths.models_dir / "model.pt"),
