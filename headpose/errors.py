@@ -154,17 +154,51 @@ def _arm_watchdog() -> tuple[_SigtermWatchdog | None, int]:
     return watchdog, previous
 
 
+# The forking thread's signal mask from before a fork inside an entry point, to put back after it.
+_mask_before_fork = threading.local()
+
+
+def _hold_sigterm_over_fork() -> None:
+    """Inside an entry point, fork with SIGTERM blocked: a child that its parent stops at once
+    (a pool closed before all its workers got going) then keeps the signal pending until
+    :func:`_default_sigterm_in_child` has taken the parent's handler and wakeup fd away, instead of
+    writing SIGTERM into the parent's watchdog pipe (which would end the parent
+    :data:`SIGTERM_GRACE_S` seconds later)."""
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        _mask_before_fork.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _restore_mask_after_fork() -> None:
+    mask = getattr(_mask_before_fork, "mask", None)
+    if mask is not None:
+        _mask_before_fork.mask = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _default_sigterm_in_child() -> None:
     """A forked child (a pool's or a loader's worker) gets SIGTERM's default action back: its
     parent stops it with SIGTERM, which must end it even where it is blocked in C code and the
-    Python handler could never run. Its signals no longer wake the parent's watchdog."""
-    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+    Python handler could never run. Its signals no longer wake the parent's watchdog; a SIGTERM
+    that came before this (held by :func:`_hold_sigterm_over_fork`) is delivered after it."""
+    ours = signal.getsignal(signal.SIGTERM) is _raise_terminated
+    if ours:
         with contextlib.suppress(ValueError):  # not the main thread: nothing installed there
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
+    if getattr(_mask_before_fork, "mask", None) is not None:
+        _restore_mask_after_fork()
+    elif ours and hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
-os.register_at_fork(after_in_child=_default_sigterm_in_child)
+if hasattr(signal, "pthread_sigmask"):
+    os.register_at_fork(
+        before=_hold_sigterm_over_fork,
+        after_in_parent=_restore_mask_after_fork,
+        after_in_child=_default_sigterm_in_child,
+    )
+else:
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:

@@ -199,6 +199,44 @@ def test_an_entry_point_that_ends_leaves_no_watchdog_behind():
     assert signal.set_wakeup_fd(-1) == -1
 
 
+# A child stopped before its after-fork hook has run (a pool closed while a worker is still
+# starting, under load): the hook registered here, ahead of headpose's own, SIGTERMs the child
+# at that moment. The entry point in the parent must not take the child's signal for its own.
+STOPPED_WHILE_FORKING = """
+    import os, signal, sys, time
+    os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    import headpose.errors
+    from headpose.errors import exit_on_error
+
+    headpose.errors.SIGTERM_GRACE_S = 0.5
+
+    @exit_on_error
+    def main():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        time.sleep(2.0)  # four grace periods: a watchdog woken by the child would end us
+        print("child", os.waitstatus_to_exitcode(status), "parent still running", flush=True)
+
+    main()
+"""
+
+
+def test_a_child_stopped_while_forking_does_not_wake_its_parents_watchdog():
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(STOPPED_WHILE_FORKING)],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    # the child ended by SIGTERM's default action once headpose's hook had run
+    assert child.stdout == f"child {-signal.SIGTERM} parent still running\n"
+    assert child.stderr == ""
+
+
 def test_an_entry_point_runs_without_a_watchdog_where_no_thread_can_start(monkeypatch):
     """Under a memory limit "can't start new thread": the command still runs (SIGTERM then
     acts as before: tidily, where Python runs)."""
