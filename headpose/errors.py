@@ -180,25 +180,19 @@ def _default_sigterm_in_child() -> None:
     parent stops it with SIGTERM, which must end it even where it is blocked in C code and the
     Python handler could never run. Its signals no longer wake the parent's watchdog; a SIGTERM
     that came before this (held by :func:`_hold_sigterm_over_fork`) is delivered after it."""
-    ours = signal.getsignal(signal.SIGTERM) is _raise_terminated
-    if ours:
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
         with contextlib.suppress(ValueError):  # not the main thread: nothing installed there
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
-    if getattr(_mask_before_fork, "mask", None) is not None:
-        _restore_mask_after_fork()
-    elif ours and hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    _restore_mask_after_fork()  # the forking thread is the child's only one: its local survives
 
 
-if hasattr(signal, "pthread_sigmask"):
-    os.register_at_fork(
-        before=_hold_sigterm_over_fork,
-        after_in_parent=_restore_mask_after_fork,
-        after_in_child=_default_sigterm_in_child,
-    )
-else:
-    os.register_at_fork(after_in_child=_default_sigterm_in_child)
+# os.register_at_fork and signal.pthread_sigmask exist where fork does (Unix)
+os.register_at_fork(
+    before=_hold_sigterm_over_fork,
+    after_in_parent=_restore_mask_after_fork,
+    after_in_child=_default_sigterm_in_child,
+)
 
 
 def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:

@@ -83,6 +83,17 @@ BLOCKED_IN_C = """
 """
 
 
+def run_script(script: str) -> subprocess.CompletedProcess:
+    """Run the (indented) Python ``script`` in a child process to its end, output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def terminate(child: subprocess.Popen) -> str:
     """Send ``child`` SIGTERM and return its standard error once it ends (killed after 20 s)."""
     child.send_signal(signal.SIGTERM)
@@ -224,13 +235,7 @@ STOPPED_WHILE_FORKING = """
 
 
 def test_a_child_stopped_while_forking_does_not_wake_its_parents_watchdog():
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(STOPPED_WHILE_FORKING)],
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    child = run_script(STOPPED_WHILE_FORKING)
     assert child.returncode == 0, child.stderr
     # the child ended by SIGTERM's default action once headpose's hook had run
     assert child.stdout == f"child {-signal.SIGTERM} parent still running\n"
@@ -455,11 +460,5 @@ def test_pool_workers_stopped_by_their_pool_print_nothing():
 
         main()
     """
-    child = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        env=CHILD_ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    child = run_script(script)
     assert child.returncode == 0 and child.stderr == ""
