@@ -48,6 +48,27 @@ def test_auto_on_the_cpu_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch,
     assert choose_precision("float32", CPU) == Precision("float32", "cpu", channels_last=False)
 
 
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "native"),
+    [(False, False, False), (True, False, True), (False, True, True), (True, True, True)],
+)
+def test_a_cpu_computes_bfloat16_natively_only_with_avx512_bf16_or_amx(
+    monkeypatch, avx512_bf16, amx, native
+):
+    # oneDNN says "bf16 supported" on any AVX512 CPU (it emulates); that must not count
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert precision_module.cpu_has_native_bfloat16() is native
+    assert choose_precision("auto", CPU).name == ("bfloat16" if native else "float32")
+
+
+def test_a_torch_without_the_cpu_probes_falls_back_to_float32(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert precision_module.cpu_has_native_bfloat16() is False
+
+
 def test_float16_needs_cuda_and_unknown_names_are_refused():
     with pytest.raises(HeadposeError, match="float16 needs a CUDA GPU"):
         choose_precision("float16", CPU)
