@@ -154,7 +154,10 @@ def test_the_cli_sweeps_a_checkpoint_and_its_onnx_export_alike(
         output = capsys.readouterr().out
         assert "published hopenet evaluation crop frames these faces at" in output
         assert output.count("\n  1.00x ") == 1 and output.count("\n  2.00x ") == 1
-        report = json.loads(json_path.read_text())
+        written = json.loads(json_path.read_text())
+        assert written["data"] == str(folder) and len(written["models"]) == 1
+        report = written["models"][0]
+        assert report["model"] == str(model) and report["label"] == model.name
         assert {"published_crop_scale", "image_size", "samples", "rows"} <= set(report)
         assert report["image_size"] == IMAGE_SIZE and report["samples"] == 6
         assert all(set(row) == ROW_KEYS for row in report["rows"]) and len(report["rows"]) == 10

@@ -7,7 +7,9 @@ its MAE on the test set as faces are framed looser, tighter or off centre (each 
 input size and normalisation), prints the table of each, and writes the rows as JSON and the
 curves as a PNG when asked. The test set is read once. One model: the plot holds its curves with
 the face centred and moved; several: one curve per model (face centred, legend the model's name,
-:func:`headpose.app.model_report.model_labels`) and the JSON a list of each model's sweep.
+:func:`headpose.app.model_report.model_labels`). The JSON has one layout for one model or several:
+``{"data": X, "models": [{"model", "label", "image_size", "samples", "published_crop_scale",
+"rows"}, ...]}``.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> None:
     """``headpose sweep``: read the test set once, open every model, sweep each, then write the
-    JSON and the plot (one model's as before; several models' together)."""
+    JSON (one layout for one model or several) and the plot."""
     labels = model_labels(args.models)
     samples, skipped = evaluation_samples(args.data, args.max_angle)
     for entry, reason in skipped:
@@ -126,11 +128,8 @@ def run_sweep_command(args: argparse.Namespace) -> None:
         open_model(model, image_size=args.image_size, mean=args.mean, std=args.std, card=args.card)
         for model in args.models
     ]
-    if len(opened) == 1:
-        sweep_model(Path(args.models[0]), samples, args, opened[0])
-        return
     sweeps = {
-        label: sweep_model(Path(model), samples, args, loaded, write=False)
+        label: sweep_model(Path(model), samples, args, loaded)
         for label, model, loaded in zip(labels, args.models, opened, strict=True)
     }
     if args.json:
@@ -140,29 +139,13 @@ def run_sweep_command(args: argparse.Namespace) -> None:
         ]
         write_json(args.json, {"data": str(args.data), "models": models})
     if args.plot:
-        first = next(iter(sweeps.values()))
-        plot_framing_sweep(
-            np.array(first.scales),
-            {
-                label: [sweep.mean_mae(scale) for scale in sweep.scales]
-                for label, sweep in sweeps.items()
-            },
-            first.published_crop_scale,
-            args.plot,
-            title=f"{len(sweeps)} models on {Path(args.data).name}: MAE against framing, face "
-            f"centred ({first.samples} samples)",
-        )
+        plot_sweeps(Path(args.models[0]), Path(args.data), sweeps, args.plot)
 
 
 def sweep_model(
-    model: Path,
-    samples: list[Sample],
-    args: argparse.Namespace,
-    loaded: LoadedModel,
-    write: bool = True,
+    model: Path, samples: list[Sample], args: argparse.Namespace, loaded: LoadedModel
 ) -> FramingSweep:
-    """Sweep the opened ``model`` over ``samples`` and print its table; with ``write``, also
-    write its JSON and plot when asked."""
+    """Sweep the opened ``model`` over ``samples`` and print its table."""
     image_size = loaded.description.image_size
     sweep = framing_sweep(
         loaded.predict,
@@ -177,20 +160,29 @@ def sweep_model(
     print(f"{model}: {image_size} px, runs on {loaded.runs_on}, {trained}")
     print(f"test set {args.data}")
     print(format_framing_sweep(sweep))
-    if write and args.json:
-        write_json(args.json, {"model": str(model), "data": str(args.data), **sweep.to_json()})
-    if write and args.plot:
-        curves = {"face centred": [sweep.mean_mae(scale) for scale in sweep.scales]}
-        for shift in sweep.shifts:
-            curves[f"face moved {shift:g} (mean of 4 directions)"] = [
-                sweep.mean_mae(scale, shift) for scale in sweep.scales
-            ]
-        plot_framing_sweep(
-            np.array(sweep.scales),
-            curves,
-            sweep.published_crop_scale,
-            args.plot,
-            title=f"{model.name} on {Path(args.data).name}: MAE against framing "
-            f"({sweep.samples} samples)",
-        )
     return sweep
+
+
+def plot_sweeps(first_model: Path, data: Path, sweeps: dict[str, FramingSweep], path: str) -> None:
+    """One model: its curves with the face centred and moved by each shift; several: one curve
+    per model, face centred."""
+    first = next(iter(sweeps.values()))
+    if len(sweeps) == 1:
+        curves = {"face centred": [first.mean_mae(scale) for scale in first.scales]}
+        for shift in first.shifts:
+            curves[f"face moved {shift:g} (mean of 4 directions)"] = [
+                first.mean_mae(scale, shift) for scale in first.scales
+            ]
+        title = f"{first_model.name} on {data.name}: MAE against framing ({first.samples} samples)"
+    else:
+        curves = {
+            label: [sweep.mean_mae(scale) for scale in sweep.scales]
+            for label, sweep in sweeps.items()
+        }
+        title = (
+            f"{len(sweeps)} models on {data.name}: MAE against framing, face centred "
+            f"({first.samples} samples)"
+        )
+    plot_framing_sweep(
+        np.array(first.scales), curves, first.published_crop_scale, path, title=title
+    )
