@@ -139,7 +139,7 @@ def run_sweep_command(args: argparse.Namespace) -> None:
         ]
         write_json(args.json, {"data": str(args.data), "models": models})
     if args.plot:
-        plot_sweeps(Path(args.models[0]), Path(args.data), sweeps, args.plot)
+        plot_sweeps(Path(args.data), sweeps, args.plot)
 
 
 def sweep_model(
@@ -163,17 +163,17 @@ def sweep_model(
     return sweep
 
 
-def plot_sweeps(first_model: Path, data: Path, sweeps: dict[str, FramingSweep], path: str) -> None:
+def plot_sweeps(data: Path, sweeps: dict[str, FramingSweep], path: str) -> None:
     """One model: its curves with the face centred and moved by each shift; several: one curve
-    per model, face centred."""
-    first = next(iter(sweeps.values()))
+    per model, face centred. ``sweeps`` maps each model's label to its sweep."""
+    label, first = next(iter(sweeps.items()))
     if len(sweeps) == 1:
         curves = {"face centred": [first.mean_mae(scale) for scale in first.scales]}
         for shift in first.shifts:
             curves[f"face moved {shift:g} (mean of 4 directions)"] = [
                 first.mean_mae(scale, shift) for scale in first.scales
             ]
-        title = f"{first_model.name} on {data.name}: MAE against framing ({first.samples} samples)"
+        title = f"{label} on {data.name}: MAE against framing ({first.samples} samples)"
     else:
         curves = {
             label: [sweep.mean_mae(scale) for scale in sweep.scales]
