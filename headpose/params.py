@@ -347,6 +347,7 @@ class Params(_Block):
     epochs: int = _key(_integer(1, 1000))
     finetune_epochs: int = _key(_integer(0, 1000))
     finetune_lr: float = _key(_number(0, 1, low_open=True))
+    weight_decay: float = _key(_number(0, 1))  # AdamW's decoupled decay; 0 = Adam
     lr_schedule: str = _key(_choice("exponential", "step", "onecycle"))
     lr_warmup: float = _key(_number(0, 0.9, low_open=True))
     lr_decay: float = _key(_number(0, 1, low_open=True))

@@ -46,6 +46,7 @@ def test_the_shipped_params_are_valid():
         ("arch", "resnet9", "arch: unknown arch 'resnet9'; expected one of resnet18"),
         ("alpha", -1, "alpha is -1; expected a number in [0"),
         ("lr", 0, "lr is 0; expected a number in (0"),
+        ("weight_decay", -0.1, "weight_decay is -0.1; expected a number in [0, 1]"),
         ("epochs", 0, "epochs is 0; expected an integer in [1"),
         ("epochs", 2.5, "epochs is 2.5; expected an integer"),
         ("batch_size", True, "batch_size is True"),

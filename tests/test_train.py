@@ -174,7 +174,7 @@ def test_schedules_and_head_rate():
     for _ in range(3):
         scheduler.step()
     assert [group["lr"] for group in optimizer.param_groups] == pytest.approx(
-        [1e-3 * 0.9**3, 5e-3 * 0.9**3]
+        [1e-3 * 0.9**3] * 2 + [5e-3 * 0.9**3] * 2  # backbone, heads: weights, then the rest
     )
     stem_ids = {id(p) for p in model.parameter_groups()["stem"]}
     assert not stem_ids & {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -187,12 +187,32 @@ def test_schedules_and_head_rate():
         scheduler.step()
         rates.append(optimizer.param_groups[0]["lr"])
     assert rates == pytest.approx([1e-4, 1e-5, 1e-5, 1e-6, 1e-6])
-    assert len(optimizer.param_groups[0]["params"]) == len(list(model.parameters()))
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    assert len(trained) == len({id(p) for p in trained}) == len(list(model.parameters()))
+
+
+def test_weight_decay_shrinks_weights_not_biases_or_norms():
+    """weight_decay > 0 is AdamW: with zero gradients (an Adam step of 0) a step multiplies each
+    conv and linear weight by 1 - lr x weight_decay and leaves biases and BatchNorm alone; with
+    0 every parameter stays as it is."""
+    for weight_decay in (0.0, 0.1):
+        model = build_model("resnet18", Bins(3))
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        optimizer = make_optimizer(model, Phase("finetune", 1, 1, 1e-2, weight_decay))
+        for parameter in model.parameters():
+            parameter.grad = torch.zeros_like(parameter)
+        optimizer.step()
+        for name, parameter in model.named_parameters():
+            shrink = 1 - 1e-2 * weight_decay if parameter.ndim > 1 else 1.0
+            torch.testing.assert_close(parameter.detach(), before[name] * shrink, msg=name)
+    assert any(p.ndim > 1 for p in model.parameters())
+    assert any(p.ndim == 1 for p in model.parameters())
 
 
 def test_the_optimizer_is_fused_adam_and_steps_as_the_plain_loop():
     """On the CPU the phase's Adam is the fused kernel; its update is the per-parameter loop's
-    (to float rounding), the heads' 5x rate included."""
+    (to float rounding), the heads' 5x rate included, though it groups weights apart from
+    biases and norms (for weight decay, 0 here)."""
     torch.manual_seed(0)
     model = build_model("resnet18", Bins(3))
     twin = build_model("resnet18", Bins(3))
@@ -230,10 +250,10 @@ def test_onecycle_rises_to_each_groups_rate_then_falls_within_the_phase():
         optimizer.step()
         scheduler.step()
         rates.append([group["lr"] for group in optimizer.param_groups])
-    assert rates[0] == pytest.approx([2e-3 / 25, 1e-2 / 25])
+    assert rates[0] == pytest.approx([2e-3 / 25] * 2 + [1e-2 / 25] * 2)
     peak = max(range(100), key=lambda step: rates[step][0])
     assert peak == 25 - 1 or peak == 25, peak
-    assert rates[peak] == pytest.approx([2e-3, 1e-2], rel=1e-3)
+    assert rates[peak] == pytest.approx([2e-3] * 2 + [1e-2] * 2, rel=1e-3)
     assert rates[-1][0] < 2e-3 / 1000
     assert all(a[0] >= b[0] for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))
 

@@ -6,6 +6,10 @@ The recipe (``params.yaml`` keys in brackets):
 * phase 1 (``epochs``): Adam at ``lr``, the stem (conv1/bn1) frozen (no gradients, BN statistics
   fixed) and the three heads at 5x ``lr``, as in the original; phase 2 (``finetune_epochs``,
   0 = the one-phase original): everything trainable at ``finetune_lr``;
+* ``weight_decay``: Adam's decoupled weight decay (AdamW: the weights shrink by ``lr x
+  weight_decay`` a step, apart from the gradient's moments) on the weights of convolutions and
+  linear layers, never on biases or normalisation parameters; 0 (the default and the published
+  recipe) is plain Adam;
 * one optimizer and one LR scheduler per phase: ``lr_schedule: exponential`` multiplies the rates
   by ``lr_decay`` after every epoch, ``step`` by ``lr_step_gamma`` at the epochs in ``lr_steps``
   (counted from the start of each phase); ``onecycle`` changes them after every optimizer step:
@@ -35,13 +39,16 @@ class Phase:
     first_epoch: int  # 1-based over the whole run
     epochs: int
     lr: float
+    weight_decay: float = 0.0
 
 
-def phases(epochs: int, lr: float, finetune_epochs: int, finetune_lr: float) -> list[Phase]:
+def phases(
+    epochs: int, lr: float, finetune_epochs: int, finetune_lr: float, weight_decay: float = 0.0
+) -> list[Phase]:
     """The run's phases: phase 1, then phase 2 when ``finetune_epochs`` > 0."""
-    plan = [Phase("frozen_stem", 1, epochs, lr)]
+    plan = [Phase("frozen_stem", 1, epochs, lr, weight_decay)]
     if finetune_epochs > 0:
-        plan.append(Phase("finetune", epochs + 1, finetune_epochs, finetune_lr))
+        plan.append(Phase("finetune", epochs + 1, finetune_epochs, finetune_lr, weight_decay))
     return plan
 
 
@@ -85,21 +92,31 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")  # where PyTorch has the fused Adam kernel
 
 
 def make_optimizer(model: HeadPoseNet, phase: Phase) -> torch.optim.Optimizer:
-    """Adam for one phase: backbone at its lr and heads at 5x (phase 1), or everything at it.
-    Fused (one kernel over all parameters) on the devices of :data:`FUSED_ADAM_DEVICES`: the
-    same update as the per-parameter loop PyTorch uses by default on the CPU, about a fifth of
-    its time there (``scripts/benchmark_training.py``'s ``optimiser`` part)."""
+    """Adam for one phase: backbone at its lr and heads at 5x (phase 1), or everything at it;
+    each of those groups split in two, its weights (decayed by ``phase.weight_decay``) and its
+    biases and normalisation parameters (never decayed). Fused (one kernel over all parameters)
+    on the devices of :data:`FUSED_ADAM_DEVICES`: the same update as the per-parameter loop
+    PyTorch uses by default on the CPU, about a fifth of its time there
+    (``scripts/benchmark_training.py``'s ``optimiser`` part)."""
     groups = model.parameter_groups()
     if phase.name == "frozen_stem":
-        param_groups = [
-            {"params": groups["backbone"], "lr": phase.lr},
-            {"params": groups["heads"], "lr": phase.lr * HEAD_LR_FACTOR},
-        ]
+        by_rate = [(groups["backbone"], phase.lr), (groups["heads"], phase.lr * HEAD_LR_FACTOR)]
     else:
-        everything = groups["stem"] + groups["backbone"] + groups["heads"]
-        param_groups = [{"params": everything, "lr": phase.lr}]
+        by_rate = [(groups["stem"] + groups["backbone"] + groups["heads"], phase.lr)]
+    param_groups = []
+    for parameters, lr in by_rate:
+        weights = [p for p in parameters if p.ndim > 1]
+        others = [p for p in parameters if p.ndim <= 1]
+        param_groups += [
+            {"params": weights, "lr": lr, "weight_decay": phase.weight_decay},
+            {"params": others, "lr": lr, "weight_decay": 0.0},
+        ]
     device = next(model.parameters()).device.type
-    return torch.optim.Adam(param_groups, fused=device in FUSED_ADAM_DEVICES)
+    return torch.optim.Adam(
+        [group for group in param_groups if group["params"]],
+        decoupled_weight_decay=True,
+        fused=device in FUSED_ADAM_DEVICES,
+    )
 
 
 def make_scheduler(

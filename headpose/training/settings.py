@@ -63,6 +63,7 @@ class TrainSettings:
     lr: float
     finetune_epochs: int
     finetune_lr: float
+    weight_decay: float
     schedule: LRSchedule
     precision: str
     compile: bool
@@ -86,6 +87,7 @@ class TrainSettings:
             lr=params.lr,
             finetune_epochs=params.finetune_epochs,
             finetune_lr=params.finetune_lr,
+            weight_decay=params.weight_decay,
             schedule=LRSchedule(
                 params.lr_schedule,
                 params.lr_decay,
@@ -100,4 +102,6 @@ class TrainSettings:
 
     def phases(self) -> list[Phase]:
         """The run's phases (:func:`phases`)."""
-        return phases(self.epochs, self.lr, self.finetune_epochs, self.finetune_lr)
+        return phases(
+            self.epochs, self.lr, self.finetune_epochs, self.finetune_lr, self.weight_decay
+        )
