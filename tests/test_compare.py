@@ -3,6 +3,7 @@ baseline choice, the refusals, and the command on a scratch DVC repository with 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,7 +20,13 @@ from headpose.cli import main
 from headpose.compare.lock import GitTree, stale_dependency
 from headpose.compare.report import compare, format_markdown, plot_report, report_json
 from headpose.compare.runs import parse_per_image
-from headpose.compare.stats import Run, check_comparable, group_runs, paired_bootstrap
+from headpose.compare.stats import (
+    Run,
+    check_comparable,
+    group_runs,
+    paired_bootstrap,
+    recorded_params,
+)
 from headpose.errors import HeadposeError
 
 STEMS = ("a", "b", "c")
@@ -90,6 +97,23 @@ def test_runs_group_by_params_without_the_training_seed():
     assert mean == pytest.approx(np.mean([2, 7 / 3, 8 / 3]))
     assert std == pytest.approx(np.std([2, 7 / 3, 8 / 3], ddof=1))
     assert groups[2].mae_spread()["yaw"] == (pytest.approx(4 / 3), None)
+
+
+def test_a_run_from_before_a_key_groups_with_the_value_that_does_what_it_did():
+    """weight_decay came after the runs of Adam: a run without it is a weight_decay 0 run, and
+    one with another value stays apart."""
+    assert recorded_params({"lr": 0.002}) == {"weight_decay": "0", "lr": "0.002"}
+    assert recorded_params({"weight_decay": 0.5})["weight_decay"] == "0.5"
+    runs = []
+    for name, seed, extra in (("old", 0, {}), ("new", 1, {"weight_decay": 0}),
+                              ("adamw", 0, {"weight_decay": 0.05})):  # fmt: skip
+        run = _run(name, [1, 2, 3], seed=seed)
+        params = {key: json.loads(value) for key, value in run.params.items()} | extra
+        runs.append(dataclasses.replace(run, params=recorded_params(params)))
+    assert [[run.name for run in group.runs] for group in group_runs(runs)] == [
+        ["old", "new"],
+        ["adamw"],
+    ]
 
 
 def test_a_group_of_one_run_gets_no_verdict(tmp_path):

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from headpose.compare.lock import GitTree, StaleDependency, stale_dependency, stale_workspace
-from headpose.compare.stats import Run, flatten
+from headpose.compare.stats import Run, flatten, recorded_params
 from headpose.errors import HeadposeError, clip
 from headpose.evaluation.metrics import ROTATION_ERROR_COLUMNS, rotation_errors_deg
 from headpose.geometry import ANGLE_NAMES
@@ -150,7 +150,7 @@ def _run(
     if not metrics:
         skipped.append(f"{name}: no {metrics_file}")
         return None
-    params = flatten((data.params or {}).get(PARAMS_FILE, {}).get("data") or {})
+    params = recorded_params((data.params or {}).get(PARAMS_FILE, {}).get("data") or {})
     flat_metrics = flatten(metrics)
     protocol = {f"{metrics_file}:{key}": flat_metrics[key] for key in PROTOCOL_METRICS
                 if key in flat_metrics}  # fmt: skip

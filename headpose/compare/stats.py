@@ -1,7 +1,9 @@
 """The statistics of ``headpose compare``: seed groups, comparability, spread and paired intervals.
 
 A :class:`Run` is one evaluated model: its params and its per-image absolute errors on the test
-list. Runs whose params differ only in ``train_seed`` form a :class:`Group` (identical runs, the
+list. Runs whose params differ only in ``train_seed`` form a :class:`Group` (a key added to
+params.yaml after a run was recorded counts at the value that did what the run's code did:
+:func:`recorded_params`) (identical runs, the
 same params, seed and per-image errors, as a workspace and the experiment it holds, count once).
 All runs compared must have been evaluated on the same test images (names and true angles, and
 the test-list hash and protocol keys they record): :func:`check_comparable` refuses otherwise,
@@ -35,6 +37,11 @@ SEED_KEY = "train_seed"
 METRIC_NAMES = (*ANGLE_NAMES, "mean")  # yaw, pitch, roll and their mean
 # What ``headpose compare --metric`` compares: Euler MAE (default) or a rotation error.
 COMPARED_METRICS = ("mae", *ROTATION_ERROR_KEYS)
+# params.yaml keys added after runs were recorded without them, each with the value that does what
+# the code did before the key existed (Adam before weight_decay): a run that lacks one reads as
+# having this value, so it groups with the runs that set it so. A key added with a default that
+# changes what runs do does not belong here.
+ADDED_KEYS: dict[str, Any] = {"weight_decay": 0}
 REPLICATES = 2000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
@@ -153,6 +160,12 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = json.dumps(value, sort_keys=True)
     return flat
+
+
+def recorded_params(params: dict[str, Any]) -> dict[str, str]:
+    """A run's params.yaml mapping, flattened (:func:`flatten`), with each key it lacks from
+    :data:`ADDED_KEYS` at the value that does what the run's code did."""
+    return flatten(ADDED_KEYS | params)
 
 
 def unique_runs(runs: list[Run]) -> list[Run]:
