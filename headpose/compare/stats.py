@@ -1,10 +1,10 @@
 """The statistics of ``headpose compare``: seed groups, comparability, spread and paired intervals.
 
 A :class:`Run` is one evaluated model: its params and its per-image absolute errors on the test
-list. Runs whose params differ only in ``train_seed`` form a :class:`Group` (a key added to
-params.yaml after a run was recorded counts at the value that did what the run's code did:
-:func:`recorded_params`) (identical runs, the
-same params, seed and per-image errors, as a workspace and the experiment it holds, count once).
+list. Runs whose params differ only in ``train_seed`` form a :class:`Group` (identical runs, the
+same params, seed and per-image errors, as a workspace and the experiment it holds, count once);
+a key added to params.yaml after a run was recorded counts, for that run, at the value that does
+what its code did (:func:`recorded_params`).
 All runs compared must have been evaluated on the same test images (names and true angles, and
 the test-list hash and protocol keys they record): :func:`check_comparable` refuses otherwise,
 naming what differs.
